@@ -1,0 +1,24 @@
+"""`python -m bench [SUITE ...] [--sizes 10000,100000,1000000]`: run benchmark suites, update RESULTS.md."""
+
+from __future__ import annotations
+
+import argparse
+
+SUITES = ("generate",)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("suites", nargs="*", default=list(SUITES), choices=SUITES, help="which suites [all]")
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="contacts per run, comma-separated")
+    parser.add_argument("--formats", default="parquet,csv", help="generate: output formats")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if "generate" in args.suites:
+        from bench import generate
+
+        print(generate.main(sizes, args.formats.split(",")))
+
+
+if __name__ == "__main__":
+    main()

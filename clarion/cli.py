@@ -1,0 +1,312 @@
+"""The `clarion` command line. One verb per stage; `--json` wherever a command reports results.
+
+Heavy libraries (Prefect, pyarrow...) are imported inside the commands, so `clarion --help` is instant.
+Errors a user can meet print one clear message (no traceback) and exit non-zero; `-v` shows more.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+import clarion
+from clarion.errors import ClarionError
+
+log = logging.getLogger("clarion.cli")
+
+
+@dataclass
+class AppContext:
+    config_path: str | None
+    verbose: bool
+    _settings: Any = field(default=None, repr=False)
+
+    def settings(self, overrides: dict[str, Any] | None = None):
+        from clarion.config import load_settings
+        from clarion.runtime import configure_logging
+
+        settings = load_settings(self.config_path, overrides=overrides)
+        configure_logging("DEBUG" if self.verbose else settings.logging.level)
+        return settings
+
+    def config_file(self) -> Path | None:
+        from clarion.config import find_config_file
+
+        return find_config_file(self.config_path)
+
+
+class ClarionGroup(click.Group):
+    """Turns ClarionError into a one-line message and its exit code instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClarionError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _emit(data: Any, as_json: bool, human: str) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
+    else:
+        click.echo(human)
+
+
+@click.group(
+    cls=ClarionGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    envvar="CLARION_CONFIG",
+    help="Settings file [default: ./clarion.yaml, else built-in defaults]. Any key can also be set "
+    "with CLARION_<SECTION>__<KEY>, e.g. CLARION_WAREHOUSE__LOCK_WAIT_SECONDS=30.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.version_option(clarion.__version__, prog_name="clarion")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """Clarion: marketing automation you own, from CRM extract to approved campaign content.
+
+    \b
+    Start here:
+      clarion generate        write a synthetic CRM with planted truth (var/crm)
+      clarion run             run the pipeline (a Prefect flow) into var/warehouse.duckdb
+      clarion status          what the warehouse holds and how the last runs went
+    """
+    ctx.obj = AppContext(config_path, verbose)
+
+
+# --------------------------------------------------------------------------------------------------
+# generate
+
+
+@cli.command()
+@click.option("--customers", type=int, help="Contacts to simulate [config generate.customers; 2000].")
+@click.option("--seed", type=int, help="Random seed; the same seed and size give identical files [7].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder [var/crm].")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), help="File format [csv].")
+@click.option("--defects", type=float, help="Extra defective rows as a share of each entity, e.g. 0.01 [0].")
+@click.option("--cutoff", type=click.DateTime(["%Y-%m-%d"]), help="Last day in the export [2026-06-30].")
+@click.option(
+    "--postgres",
+    "dsn",
+    metavar="DSN",
+    help="Load the CRM into PostgreSQL instead of files, e.g. postgresql://postgres@127.0.0.1:5432/test "
+    "(put a password in PGPASSWORD, not here). Truth and defects manifests still go to --out.",
+)
+@click.option("--pg-schema", default="crm", show_default=True, help="PostgreSQL schema to (re)create.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+def generate(
+    app: AppContext,
+    customers: int | None,
+    seed: int | None,
+    out: Path | None,
+    fmt: str | None,
+    defects: float | None,
+    cutoff: datetime | None,
+    dsn: str | None,
+    pg_schema: str,
+    as_json: bool,
+) -> None:
+    """Write a synthetic CRM with planted behaviour, its truth, and a manifest of injected defects.
+
+    Contacts, products, orders, order items, e-mail events, support tickets and consents, simulated
+    past the cutoff so that truth/contacts.* knows who buys next. Personas (loyal high value, regular,
+    discount seeker, declining, churned, new) and planted churn drivers (engagement drop, negative
+    support, delivery problems, price sensitivity) leave traces in the data before their onset.
+
+    \b
+    Examples:
+      clarion generate                                  # config defaults: 2,000 contacts -> var/crm
+      clarion generate --customers 10000 --seed 7 --out /tmp/crm
+      clarion generate --customers 1000000 --format parquet --out /tmp/crm-1m
+      clarion generate --defects 0.01                   # + duplicates, orphans, bad dates... (defects.csv)
+      clarion generate --postgres postgresql://postgres@127.0.0.1/test --pg-schema crm
+    """
+    from clarion.synth.generator import generate as run_generate
+
+    overrides = {
+        "generate": {
+            "customers": customers,
+            "seed": seed,
+            "format": fmt,
+            "defects": defects,
+            "cutoff": cutoff.date() if cutoff else None,
+            "out": str(out.resolve()) if out else None,  # a path typed on the command line is from the cwd
+        }
+    }
+    settings = app.settings(overrides)
+    g = settings.generate
+    with Progress(f"simulating {g.customers:,} contacts") as advance:
+        result = run_generate(g, postgres_dsn=dsn, pg_schema=pg_schema, progress=advance)
+    summary = result.summary()
+    _emit(summary, as_json, _generate_text(result))
+
+
+def _generate_text(result) -> str:
+    m = result.manifest
+    lines = [
+        f"Generated a synthetic CRM: {m['customers']:,} contacts, seed {m['seed']}, "
+        f"{m['format'] if m['destination'] == 'files' else 'PostgreSQL'}, in {result.seconds:.1f} s",
+        f"  data      {result.destination if m['destination'] != 'files' else result.out}",
+    ]
+    for entity, info in m["entities"].items():
+        extra = info["rows"] - info["clean_rows"]
+        added = f"  (+{extra:,} defective rows)" if extra else ""
+        lines.append(f"    {entity:<16} {info['rows']:>12,} rows{added}")
+    lines += [
+        f"  truth     {result.out / m['truth']['contacts']}  "
+        f"(persona, drivers, purchases after {m['cutoff']})",
+        f"  defects   {result.out / m['defects']['file']}  ({m['defects']['rows']:,} rows of "
+        f"{len({k.split('/')[1] for k in m['defects']['by_kind']})} kinds)",
+        f"  manifest  {result.out / 'manifest.json'}",
+    ]
+    return "\n".join(lines)
+
+
+class Progress:
+    """A progress bar on a terminal; a log line per chunk elsewhere (CI logs, pipes)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._bar = None
+
+    def __enter__(self):
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self._bar = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._bar.start()
+            task = self._bar.add_task(self.label, total=None)
+
+            def advance(done: int, total: int) -> None:
+                self._bar.update(task, completed=done, total=total)
+
+            return advance
+
+        def log_line(done: int, total: int) -> None:
+            log.info("%s: %s/%s", self.label, f"{done:,}", f"{total:,}")
+
+        return log_line
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+# --------------------------------------------------------------------------------------------------
+# run
+
+
+@cli.command()
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(0),
+    help="If another run is writing the warehouse, wait up to SECONDS for it instead of stopping "
+    "[config warehouse.lock_wait_seconds; 0].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@click.pass_obj
+def run(app: AppContext, wait_seconds: float | None, as_json: bool) -> None:
+    """Run the pipeline: every stage in order, as one Prefect flow run.
+
+    Without PREFECT_API_URL, Prefect starts a temporary local server for the run (10-20 s) and keeps
+    its history under var/prefect; with it, the run reports to that server. Only one run writes the
+    warehouse at a time: a second one stops with a message naming the first (or waits, with --wait).
+
+    \b
+    Examples:
+      clarion run
+      clarion run --wait 600 --json
+      PREFECT_HOME=var/prefect prefect server start    # then open http://127.0.0.1:4200 to see runs
+    """
+    from clarion.runtime import prepare_prefect
+    from clarion.warehouse import Warehouse
+
+    settings = app.settings()
+    prepare_prefect(settings)
+    file = app.config_file()
+    # Take the writer lock before Prefect starts: a busy warehouse is a message, not a failed flow
+    # run with a traceback, and it costs no server start. The flow re-enters the same lock.
+    with Warehouse.from_settings(settings).writing("clarion run", wait_seconds):
+        from flows.pipeline import pipeline
+
+        result = pipeline(config_path=str(file) if file else None, wait_seconds=wait_seconds)
+    lines = [f"Run {result['run_id']} {result['status']}", f"  warehouse  {result['warehouse']}"]
+    for name, summary in result["stages"].items():
+        lines.append(f"  {name:<10} {json.dumps(summary, default=str, sort_keys=True)}")
+    lines.append("  see it:    clarion status")
+    _emit(result, as_json, "\n".join(lines))
+
+
+# --------------------------------------------------------------------------------------------------
+# status
+
+
+@cli.command()
+@click.option("--runs", "n_runs", default=5, show_default=True, help="How many recent runs to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.pass_obj
+def status(app: AppContext, n_runs: int, as_json: bool) -> None:
+    """What the warehouse holds, who is writing it, the last runs, and where the generated data is."""
+    from clarion.status import collect, render
+
+    settings = app.settings()
+    report = collect(settings, config_file=app.config_file(), n_runs=n_runs)
+    _emit(report, as_json, render(report))
+
+
+# --------------------------------------------------------------------------------------------------
+# config
+
+
+@cli.command("config")
+@click.option("--keys", is_flag=True, help="List every key with its environment variable and meaning.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+def config_cmd(app: AppContext, keys: bool, as_json: bool) -> None:
+    """Show the effective settings (file + CLARION_* overrides), validated; or every key with --keys."""
+    import yaml
+
+    from clarion.config import describe
+
+    if keys:
+        rows = describe()
+        text = "\n".join(
+            f"{r['key']:<34} {r['env']:<44} {r['default']!s:<22} {r['description']}" for r in rows
+        )
+        _emit(rows, as_json, text)
+        return
+    settings = app.settings()
+    data = settings.model_dump(mode="json")
+    file = app.config_file()
+    header = f"# from {file if file else 'built-in defaults'}; fingerprint {settings.fingerprint()}\n"
+    _emit(data, as_json, header + yaml.safe_dump(data, sort_keys=False).rstrip())
+
+
+def main() -> None:
+    cli(prog_name="clarion")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""One configuration object for every stage: ``clarion.yaml`` plus ``CLARION_*`` environment overrides.
+
+The settings are read once (by the CLI or the flow entry point) and passed down; library code never
+reads the environment or the file itself. Every key can be overridden from the environment with
+``CLARION_<SECTION>__<KEY>`` (double underscore between levels), e.g.
+``CLARION_WAREHOUSE__LOCK_WAIT_SECONDS=30``. Values are parsed as YAML scalars, so ``true``, ``30``
+and ``[a, b]`` mean what they look like. A wrong key or value fails before anything runs, naming the
+key path, where it came from, and what is expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
+
+from clarion.errors import ConfigError
+
+ENV_PREFIX = "CLARION_"
+CONFIG_ENV = "CLARION_CONFIG"  # names the file; not an override
+DEFAULT_FILE = "clarion.yaml"
+
+
+def _under_root(value: Path, info: ValidationInfo) -> Path:
+    """Relative paths are relative to the directory holding clarion.yaml (or the cwd without one)."""
+    root = (info.context or {}).get("root")
+    value = value.expanduser()
+    return value if value.is_absolute() or root is None else Path(root) / value
+
+
+ProjectPath = Annotated[Path, AfterValidator(_under_root)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class WarehouseSettings(Section):
+    path: ProjectPath = Field(
+        Path("var/warehouse.duckdb"), description="DuckDB file holding every schema of the warehouse"
+    )
+    lock_wait_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="how long a second writer waits for the first to finish; 0 fails at once with a message",
+    )
+    threads: int = Field(2, ge=1, le=256, description="DuckDB worker threads")
+    memory_limit: str = Field(
+        "4GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", description="DuckDB memory limit"
+    )
+
+
+class GenerateSettings(Section):
+    customers: int = Field(2000, ge=10, le=20_000_000, description="contacts to simulate")
+    seed: int = Field(7, ge=0, description="same seed and customers give byte-identical files")
+    start: date = Field(date(2023, 1, 1), description="first day of CRM history")
+    cutoff: date = Field(date(2026, 6, 30), description="last day in the export; the future lies after it")
+    future_days: int = Field(180, ge=90, le=730, description="days simulated past the cutoff (truth only)")
+    email_history_days: int = Field(365, ge=30, le=3650, description="days of e-mail events before cutoff")
+    products: int = Field(500, ge=20, le=100_000, description="size of the product catalogue")
+    defects: float = Field(0.0, ge=0, le=0.2, description="share of extra defective rows per entity")
+    format: Literal["csv", "parquet"] = Field("csv", description="file format of the export")
+    out: ProjectPath = Field(Path("var/crm"), description="folder the export, truth and defects go to")
+
+
+class PrefectSettings(Section):
+    home: ProjectPath = Field(
+        Path("var/prefect"),
+        description="PREFECT_HOME used when neither PREFECT_HOME nor PREFECT_API_URL is set",
+    )
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(Section):
+    """The whole configuration. Sections appear as the stages that read them arrive."""
+
+    var_dir: ProjectPath = Field(Path("var"), description="runtime state: runs, registry, reports")
+    warehouse: WarehouseSettings = WarehouseSettings()
+    generate: GenerateSettings = GenerateSettings()
+    prefect: PrefectSettings = PrefectSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    def fingerprint(self) -> str:
+        """A stable hash of every setting, recorded with each run so a result names its config."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------------
+# loading
+
+
+def find_config_file(explicit: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
+    """The file to read: --config, then $CLARION_CONFIG, then ./clarion.yaml if present."""
+    env = os.environ if env is None else env
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError([f"config file {path} does not exist: check --config / {CONFIG_ENV}"])
+        return path
+    if env.get(CONFIG_ENV):
+        path = Path(env[CONFIG_ENV])
+        if not path.is_file():
+            raise ConfigError([f"{CONFIG_ENV}={path} names a file that does not exist"])
+        return path
+    default = Path.cwd() / DEFAULT_FILE
+    return default if default.is_file() else None
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read the file, apply environment then command-line overrides, validate, fail with every problem.
+
+    ``overrides`` is a nested mapping (``{"generate": {"customers": 500}}``) from command-line flags;
+    ``None`` values in it are ignored so unset flags do not mask the file.
+    """
+    env = os.environ if env is None else env
+    file = find_config_file(path, env)
+    data: dict[str, Any] = {}
+    origin: dict[tuple[str, ...], str] = {}
+    source_name = str(file) if file else "default settings"
+    if file is not None:
+        data = _read_yaml(file)
+        for key_path in _leaf_paths(data):
+            origin[key_path] = str(file.name)
+    problems: list[str] = []
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        key_path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        problem = _check_known_path(key_path, name)
+        if problem:
+            problems.append(problem)
+            continue
+        _set_path(data, key_path, _parse_scalar(raw))
+        origin[key_path] = name
+    for key_path, value in _leaf_items(overrides or {}):
+        if value is None:
+            continue
+        _set_path(data, key_path, value)
+        origin[key_path] = "command line"
+    if problems:
+        raise ConfigError(problems, source=source_name)
+    root = file.parent.resolve() if file else Path.cwd()
+    for name, spec in Settings.model_fields.items():
+        # a section left out is validated from {} so its defaults get the same path handling
+        if isinstance(spec.annotation, type) and issubclass(spec.annotation, BaseModel):
+            data.setdefault(name, {})
+    try:
+        return Settings.model_validate(data, context={"root": root})
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, origin), source=source_name) from None
+
+
+def _read_yaml(file: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(
+            [f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"], source=str(file)
+        ) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            [f"the top level must be a mapping of sections, found {type(loaded).__name__}"], source=str(file)
+        )
+    return loaded
+
+
+def _parse_scalar(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        return raw
+
+
+def _leaf_paths(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    return [path for path, _ in _leaf_items(data, prefix)]
+
+
+def _leaf_items(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    items: list[tuple[tuple[str, ...], Any]] = []
+    for key, value in data.items():
+        path = (*prefix, str(key))
+        if isinstance(value, Mapping) and value:
+            items += _leaf_items(value, path)
+        else:
+            items.append((path, value))
+    return items
+
+
+def _set_path(data: dict[str, Any], key_path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for part in key_path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[key_path[-1]] = value
+
+
+def _model_at(key_path: tuple[str, ...]) -> tuple[type[BaseModel] | None, str | None]:
+    """Walk the settings classes along a key path; return the last model and the first unknown key."""
+    model: type[BaseModel] = Settings
+    for i, part in enumerate(key_path):
+        field = model.model_fields.get(part)
+        if field is None:
+            return model, part
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        elif i < len(key_path) - 1:
+            return None, key_path[i + 1]
+    return model, None
+
+
+def _check_known_path(key_path: tuple[str, ...], env_name: str) -> str | None:
+    model, unknown = _model_at(key_path)
+    if unknown is None:
+        return None
+    dotted = ".".join(key_path)
+    if model is None:
+        return f"{env_name} ({dotted}): '{unknown}' is below a plain value, not a section"
+    return f"{env_name} ({dotted}): unknown key '{unknown}'{_suggest(unknown, model)}"
+
+
+def _suggest(key: str, model: type[BaseModel]) -> str:
+    valid = list(model.model_fields)
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"{hint} Valid keys here: {', '.join(valid)}"
+
+
+def _explain(exc: ValidationError, origin: Mapping[tuple[str, ...], str]) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(str(p) for p in err["loc"])
+        dotted = ".".join(loc) or "(top level)"
+        where = origin.get(loc)
+        where_txt = f" (from {where})" if where else ""
+        if err["type"] == "extra_forbidden":
+            model = _model_at(loc[:-1])[0] or Settings
+            problems.append(f"{dotted}{where_txt}: unknown key '{loc[-1]}'{_suggest(loc[-1], model)}")
+            continue
+        given = err.get("input")
+        shown = repr(given) if not isinstance(given, dict) else "a mapping"
+        problems.append(f"{dotted}{where_txt}: {_expected(err)}, got {shown}")
+    return problems
+
+
+def _expected(err: Mapping[str, Any]) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "literal_error":
+        return f"expected one of {ctx.get('expected')}"
+    if kind in {"int_parsing", "int_type", "int_from_float"}:
+        return "expected a whole number"
+    if kind in {"float_parsing", "float_type"}:
+        return "expected a number"
+    if kind in {"bool_parsing", "bool_type"}:
+        return "expected true or false"
+    if kind.startswith("date"):
+        return "expected a date as YYYY-MM-DD"
+    if kind == "model_type" or kind == "dict_type":
+        return "expected a section (a mapping of keys)"
+    if kind == "string_pattern_mismatch":
+        return "expected a size such as 4GB or 512MB"
+    if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
+        return err["msg"].replace("Input should be", "expected a value")
+    return err["msg"].replace("Input should be", "expected")
+
+
+def describe() -> list[dict[str, Any]]:
+    """Every key with its type, default and meaning, for `clarion config --keys` and the README."""
+    rows: list[dict[str, Any]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            dotted = f"{prefix}{name}"
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, dotted + ".")
+                continue
+            rows.append(
+                {
+                    "key": dotted,
+                    "env": ENV_PREFIX + dotted.upper().replace(".", "__"),
+                    "default": field.default if not isinstance(field.default, Path) else str(field.default),
+                    "description": field.description or "",
+                }
+            )
+
+    walk(Settings, "")
+    return rows

@@ -1,0 +1,245 @@
+"""The canonical CRM contract: every entity Clarion reads, its columns, types, keys and allowed values.
+
+Written down once. The synthetic generator emits exactly this shape, sources map their columns onto
+it, and extraction checks rows against it (rows that break it are quarantined with a reason).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+
+ColumnType = Literal["int", "decimal", "string", "bool", "date", "timestamp"]
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "decimal": pa.decimal128(14, 2),
+    "string": pa.string(),
+    "bool": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("s", tz="UTC"),
+}
+POSTGRES_TYPES: dict[str, str] = {
+    "int": "bigint",
+    "decimal": "numeric(14,2)",
+    "string": "text",
+    "bool": "boolean",
+    "date": "date",
+    "timestamp": "timestamptz",
+}
+
+COUNTRIES = ("GB", "DE", "FR", "US", "NL", "ES", "IT", "SE", "IE", "BE")
+CURRENCIES = ("EUR", "GBP", "USD", "SEK")
+ORDER_STATUSES = ("completed", "returned", "cancelled")
+ORDER_CHANNELS = ("web", "app", "store", "phone")
+DELIVERY_STATUSES = ("on_time", "late", "lost", "not_shipped")
+EMAIL_EVENT_TYPES = ("sent", "open", "click", "unsubscribe", "bounce")
+TICKET_CHANNELS = ("email", "chat", "phone")
+TICKET_CATEGORIES = ("delivery", "refund", "product", "account", "billing")
+TICKET_STATUSES = ("open", "closed")
+CONSENT_CHANNELS = ("email", "sms", "all")
+CONSENT_EVENTS = ("opt_in", "opt_out", "objection")
+CONSENT_SOURCES = (
+    "checkout",
+    "web_form",
+    "preference_center",
+    "import",
+    "in_store",
+    "unsubscribe_link",
+    "email_reply",
+    "phone",
+)
+LAWFUL_BASES = ("consent", "legitimate_interest")
+AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
+PRODUCT_CATEGORIES = (
+    "apparel",
+    "footwear",
+    "accessories",
+    "home",
+    "beauty",
+    "outdoor",
+    "electronics",
+    "kids",
+)
+
+MAX_TEXT_CHARS = 20_000  # longer free text is a defect (a pasted log, an attachment inlined)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType
+    required: bool = False
+    enum: tuple[str, ...] | None = None
+    pii: bool = False  # never in prompts, reports or logs
+    free_text: bool = False  # may carry PII and prompt injections: never reaches a prompt
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    primary_key: str
+    cursor: str  # the column an incremental load follows
+    columns: tuple[Column, ...]
+    parents: dict[str, str] = field(default_factory=dict)  # foreign key column -> parent entity
+    doc: str = ""
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+    def arrow_schema(self) -> pa.Schema:
+        """Storage types. Every field is nullable: a source may send a null anywhere, and "required"
+        is a rule extraction checks (quarantining the row), not something a file can promise."""
+        return pa.schema([pa.field(c.name, ARROW_TYPES[c.type]) for c in self.columns])
+
+
+def _c(name: str, type_: ColumnType, **kw) -> Column:
+    return Column(name, type_, **kw)
+
+
+ENTITIES: dict[str, Entity] = {
+    e.name: e
+    for e in (
+        Entity(
+            "contacts",
+            primary_key="contact_id",
+            cursor="updated_at",
+            doc="People in the CRM, with their consent state per channel.",
+            columns=(
+                _c("contact_id", "int", required=True),
+                _c("first_name", "string", pii=True),
+                _c("last_name", "string", pii=True),
+                _c("email", "string", pii=True),
+                _c("phone", "string", pii=True),
+                _c("country", "string", required=True, enum=COUNTRIES),
+                _c("signup_date", "date", required=True),
+                _c("email_consent", "bool", required=True, doc="may we send marketing e-mail now"),
+                _c("email_consent_at", "timestamp", doc="when the e-mail consent last changed"),
+                _c("email_consent_source", "string", enum=CONSENT_SOURCES),
+                _c("email_lawful_basis", "string", enum=LAWFUL_BASES),
+                _c("sms_consent", "bool", required=True),
+                _c("sms_consent_at", "timestamp"),
+                _c("sms_consent_source", "string", enum=CONSENT_SOURCES),
+                _c("sms_lawful_basis", "string", enum=LAWFUL_BASES),
+                _c("marketing_objection", "bool", required=True, doc="objected to direct marketing"),
+                _c("age_band", "string", enum=AGE_BANDS, doc="protected attribute: fairness checks only"),
+                _c("updated_at", "timestamp", required=True),
+            ),
+        ),
+        Entity(
+            "products",
+            primary_key="product_id",
+            cursor="updated_at",
+            doc="The catalogue; prices in EUR.",
+            columns=(
+                _c("product_id", "int", required=True),
+                _c("sku", "string", required=True),
+                _c("name", "string", required=True),
+                _c("category", "string", required=True, enum=PRODUCT_CATEGORIES),
+                _c("price", "decimal", required=True),
+                _c("currency", "string", required=True, enum=CURRENCIES),
+                _c("active", "bool", required=True),
+                _c("updated_at", "timestamp", required=True),
+            ),
+        ),
+        Entity(
+            "orders",
+            primary_key="order_id",
+            cursor="updated_at",
+            parents={"contact_id": "contacts"},
+            doc="One row per order; amounts in the order's currency.",
+            columns=(
+                _c("order_id", "int", required=True),
+                _c("contact_id", "int", required=True),
+                _c("ordered_at", "timestamp", required=True),
+                _c("status", "string", required=True, enum=ORDER_STATUSES),
+                _c("channel", "string", required=True, enum=ORDER_CHANNELS),
+                _c("currency", "string", required=True, enum=CURRENCIES),
+                _c("subtotal_amount", "decimal", required=True),
+                _c("discount_amount", "decimal", required=True),
+                _c("total_amount", "decimal", required=True),
+                _c("discount_code", "string"),
+                _c("delivery_status", "string", required=True, enum=DELIVERY_STATUSES),
+                _c("updated_at", "timestamp", required=True),
+            ),
+        ),
+        Entity(
+            "order_items",
+            primary_key="order_item_id",
+            cursor="updated_at",
+            parents={"order_id": "orders", "product_id": "products"},
+            columns=(
+                _c("order_item_id", "int", required=True),
+                _c("order_id", "int", required=True),
+                _c("product_id", "int", required=True),
+                _c("quantity", "int", required=True),
+                _c("unit_price", "decimal", required=True),
+                _c("line_amount", "decimal", required=True),
+                _c("updated_at", "timestamp", required=True),
+            ),
+        ),
+        Entity(
+            "email_events",
+            primary_key="event_id",
+            cursor="occurred_at",
+            parents={"contact_id": "contacts"},
+            doc="Marketing e-mail sends and reactions, one row per event.",
+            columns=(
+                _c("event_id", "int", required=True),
+                _c("contact_id", "int", required=True),
+                _c("campaign_id", "string", required=True),
+                _c("event_type", "string", required=True, enum=EMAIL_EVENT_TYPES),
+                _c("occurred_at", "timestamp", required=True),
+            ),
+        ),
+        Entity(
+            "support_tickets",
+            primary_key="ticket_id",
+            cursor="updated_at",
+            parents={"contact_id": "contacts"},
+            doc="Customer service tickets. subject/body are free text: they carry PII and injections.",
+            columns=(
+                _c("ticket_id", "int", required=True),
+                _c("contact_id", "int", required=True),
+                _c("created_at", "timestamp", required=True),
+                _c("channel", "string", required=True, enum=TICKET_CHANNELS),
+                _c("category", "string", required=True, enum=TICKET_CATEGORIES),
+                _c("status", "string", required=True, enum=TICKET_STATUSES),
+                _c("subject", "string", pii=True, free_text=True),
+                _c("body", "string", pii=True, free_text=True),
+                _c("satisfaction_score", "int", doc="1-5, when the customer answered the survey"),
+                _c("updated_at", "timestamp", required=True),
+            ),
+        ),
+        Entity(
+            "consents",
+            primary_key="consent_id",
+            cursor="recorded_at",
+            parents={"contact_id": "contacts"},
+            doc="The consent log: every opt-in, opt-out and objection with its source and basis.",
+            columns=(
+                _c("consent_id", "int", required=True),
+                _c("contact_id", "int", required=True),
+                _c("channel", "string", required=True, enum=CONSENT_CHANNELS),
+                _c("event", "string", required=True, enum=CONSENT_EVENTS),
+                _c("recorded_at", "timestamp", required=True),
+                _c("source", "string", required=True, enum=CONSENT_SOURCES),
+                _c("lawful_basis", "string", enum=LAWFUL_BASES),
+            ),
+        ),
+    )
+}

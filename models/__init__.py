@@ -1,0 +1,1 @@
+"""ML and generation library: training, scoring, explanations, segments, content. No Prefect imports."""

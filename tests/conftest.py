@@ -1,0 +1,96 @@
+"""Shared fixtures: isolated projects, one Prefect test server per session, generated CRMs, PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Where the real PostgreSQL is; read before the clean-up below (it is not a settings override).
+PG_DSN = os.environ.pop("CLARION_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+# A developer's own CLARION_* settings must not leak into the suite.
+for _name in [n for n in os.environ if n.startswith("CLARION_")]:
+    del os.environ[_name]
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One temporary Prefect server for the whole session (each costs 10-20 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh project folder with its own clarion.yaml, as the working directory."""
+    from clarion.config import load_settings
+
+    def make(extra: str = "") -> object:
+        (tmp_path / "clarion.yaml").write_text(
+            "warehouse:\n  path: var/warehouse.duckdb\ngenerate:\n  customers: 300\n  out: var/crm\n" + extra
+        )
+        return load_settings(tmp_path / "clarion.yaml")
+
+    monkeypatch.chdir(tmp_path)
+    return make
+
+
+def _generate(root: Path, **kw) -> tuple[Path, dict]:
+    from clarion.config import GenerateSettings
+    from clarion.synth.generator import generate
+
+    out = root / "crm"
+    result = generate(GenerateSettings(**kw), out=out)
+    return out, result.manifest
+
+
+@pytest.fixture(scope="session")
+def crm_csv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """2,000 contacts with 2% defects, CSV: the suite's shared export (about a second to make)."""
+    return _generate(tmp_path_factory.mktemp("crm_csv"), customers=2000, seed=11, defects=0.02, format="csv")
+
+
+@pytest.fixture(scope="session")
+def crm_parquet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    return _generate(
+        tmp_path_factory.mktemp("crm_parquet"), customers=2000, seed=11, defects=0.02, format="parquet"
+    )
+
+
+@pytest.fixture(scope="session")
+def crm_truth(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A clean, larger export for statistical checks of the planted behaviour."""
+    return _generate(
+        tmp_path_factory.mktemp("crm_truth"), customers=20000, seed=3, defects=0.0, format="parquet"
+    )
+
+
+def postgres_or_skip(dsn: str = PG_DSN):
+    """A connection to the machine's PostgreSQL. Skips only when none is reachable and CI is unset."""
+    import psycopg
+
+    try:
+        return psycopg.connect(dsn, connect_timeout=5, autocommit=True)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise AssertionError(f"PostgreSQL at {dsn} must be reachable under CI: {exc}") from exc
+        pytest.skip(f"no PostgreSQL reachable at {dsn} and CI is unset: {exc}")
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[tuple[str, str]]:
+    """A throwaway schema in the real PostgreSQL, dropped afterwards."""
+    con = postgres_or_skip()
+    schema = f"clarion_test_{uuid.uuid4().hex[:8]}"
+    try:
+        yield PG_DSN, schema
+    finally:
+        con.execute(f'drop schema if exists "{schema}" cascade')
+        con.close()

@@ -1,0 +1,38 @@
+"""The project's fixed layout and its deployment file stay wired to real code."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import yaml
+from prefect import Flow
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_top_level_layout_is_as_designed() -> None:
+    for folder in ("flows", "dbt", "models", "expectations", "clarion", "campaigns", "tests", "bench"):
+        assert (REPO / folder).is_dir(), folder
+    for file in ("prefect.yaml", "pyproject.toml", "Makefile", "README.md", "clarion.yaml", ".ci/run"):
+        assert (REPO / file).is_file(), file
+
+
+def test_every_deployment_entrypoint_is_a_prefect_flow() -> None:
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    assert spec["deployments"]
+    for deployment in spec["deployments"]:
+        path, _, name = deployment["entrypoint"].partition(":")
+        assert (REPO / path).is_file(), deployment["entrypoint"]
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        flow = getattr(module, name)
+        assert isinstance(flow, Flow), deployment["name"]
+        # parameters in the file must be parameters of the flow
+        assert set(deployment.get("parameters", {})) <= set(flow.parameters.properties), deployment["name"]
+
+
+def test_models_library_does_not_import_prefect() -> None:
+    for path in (REPO / "models").rglob("*.py"):
+        assert "prefect" not in path.read_text(), (
+            f"{path} imports Prefect; models/ must stay orchestration-free"
+        )

@@ -1,0 +1,75 @@
+"""The main Prefect flow: real flow runs on a real (temporary) Prefect server, a real DuckDB file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+from prefect_api import artifacts, flow_run, subflow_names
+from test_warehouse import start_holder, wait_locked
+
+from clarion.errors import WarehouseBusyError
+from flows import pipeline as pipeline_module
+from flows.pipeline import Stage, pipeline
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def runs_table(db: Path) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(
+            "select status, command, flow_run_id, error from audit.runs order by started_at"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def test_a_run_prepares_the_warehouse_records_itself_and_publishes_a_summary(project) -> None:
+    settings = project()
+    result = pipeline(config_path="clarion.yaml")
+    assert result["status"] == "completed"
+    assert result["stages"]["prepare"]["schemas"] == 7
+    [(status, command, flow_run_id, error)] = runs_table(settings.warehouse.path)
+    assert (status, command, error) == ("completed", "clarion run", None)
+    run = flow_run(flow_run_id)
+    assert run.state.is_completed()
+    assert subflow_names(flow_run_id) == ["prepare-warehouse"]
+    [summary] = [a for a in artifacts(flow_run_id) if a.key == "clarion-run-summary"]
+    assert result["run_id"] in summary.data and "| prepare |" in summary.data
+
+
+def test_a_failing_stage_fails_the_flow_and_the_run_record_keeps_the_error(project, monkeypatch) -> None:
+    settings = project()
+
+    def broken(settings, run_id):
+        raise RuntimeError("stage blew up on purpose")
+
+    monkeypatch.setattr(
+        pipeline_module, "STAGES", [*pipeline_module.STAGES, Stage("broken", broken, "fails")]
+    )
+    with pytest.raises(RuntimeError, match="blew up on purpose"):
+        pipeline(config_path="clarion.yaml")
+    [(status, _, flow_run_id, error)] = runs_table(settings.warehouse.path)
+    assert status == "failed" and "RuntimeError: stage blew up on purpose" in error
+    assert flow_run(flow_run_id).state.is_failed()
+
+
+def test_a_run_stops_before_touching_anything_while_another_process_writes(project) -> None:
+    settings = project()
+    holder = start_holder(settings.warehouse.path, "someone else's run", hold=8, rows=8)
+    wait_locked(holder)
+    with pytest.raises(WarehouseBusyError, match="someone else's run"):
+        pipeline(config_path="clarion.yaml")
+    assert holder.wait(timeout=60) == 0
+    assert runs_table(settings.warehouse.path) == []  # the refused run never recorded itself
+
+
+def test_a_run_with_wait_queues_behind_the_other_writer(project) -> None:
+    settings = project()
+    holder = start_holder(settings.warehouse.path, "a short run", hold=3, rows=3)
+    wait_locked(holder)
+    result = pipeline(config_path="clarion.yaml", wait_seconds=60)
+    assert result["status"] == "completed"
+    assert holder.wait(timeout=30) == 0
