@@ -36,3 +36,19 @@ def test_models_library_does_not_import_prefect() -> None:
         assert "prefect" not in path.read_text(), (
             f"{path} imports Prefect; models/ must stay orchestration-free"
         )
+
+
+def test_readme_documents_every_verb_config_key_and_defect_kind() -> None:
+    from clarion.cli import cli
+    from clarion.config import describe
+    from clarion.synth.defects import KINDS
+
+    readme = (REPO / "README.md").read_text()
+    assert readme.index("make demo") < readme.index("## ")  # the two commands come first
+    for verb in cli.commands:
+        assert f"clarion {verb}" in readme, verb
+    for row in describe():
+        assert f"`{row['key']}" in readme or f"`{row['key'].split('.')[0]}." in readme, row["key"]
+        assert row["key"].rsplit(".", 1)[-1] in readme, row["key"]
+    for kind in {k.name for k in KINDS}:
+        assert f"`{kind}`" in readme, kind
