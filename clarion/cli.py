@@ -105,6 +105,19 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     "(put a password in PGPASSWORD, not here). Truth and defects manifests still go to --out.",
 )
 @click.option("--pg-schema", default="crm", show_default=True, help="PostgreSQL schema to (re)create.")
+@click.option(
+    "--mariadb",
+    "mariadb_dsn",
+    metavar="DSN",
+    help="Load the CRM into MariaDB (or MySQL) instead of files, e.g. mysql://root@127.0.0.1:3306/test "
+    "(put a password in MYSQL_PWD, not here). Truth and defects manifests still go to --out.",
+)
+@click.option(
+    "--mariadb-database",
+    default="crm",
+    show_default=True,
+    help="MariaDB database to load into (created if missing; its CRM tables are replaced).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
 def generate(
@@ -117,6 +130,8 @@ def generate(
     cutoff: datetime | None,
     dsn: str | None,
     pg_schema: str,
+    mariadb_dsn: str | None,
+    mariadb_database: str,
     as_json: bool,
 ) -> None:
     """Write a synthetic CRM with planted behaviour, its truth, and a manifest of injected defects.
@@ -133,6 +148,7 @@ def generate(
       clarion generate --customers 1000000 --format parquet --out /tmp/crm-1m
       clarion generate --defects 0.01                   # + duplicates, orphans, bad dates... (defects.csv)
       clarion generate --postgres postgresql://postgres@127.0.0.1/test --pg-schema crm
+      clarion generate --mariadb mysql://root@127.0.0.1:3306/test --mariadb-database crm
     """
     from clarion.synth.generator import generate as run_generate
 
@@ -149,7 +165,14 @@ def generate(
     settings = app.settings(overrides)
     g = settings.generate
     with Progress(f"simulating {g.customers:,} contacts") as advance:
-        result = run_generate(g, postgres_dsn=dsn, pg_schema=pg_schema, progress=advance)
+        result = run_generate(
+            g,
+            postgres_dsn=dsn,
+            pg_schema=pg_schema,
+            mariadb_dsn=mariadb_dsn,
+            mariadb_database=mariadb_database,
+            progress=advance,
+        )
     summary = result.summary()
     _emit(summary, as_json, _generate_text(result))
 
@@ -158,7 +181,8 @@ def _generate_text(result) -> str:
     m = result.manifest
     lines = [
         f"Generated a synthetic CRM: {m['customers']:,} contacts, seed {m['seed']}, "
-        f"{m['format'] if m['destination'] == 'files' else 'PostgreSQL'}, in {result.seconds:.1f} s",
+        f"{m['format'] if m['destination'] == 'files' else m['destination'].split(':')[0]}, "
+        f"in {result.seconds:.1f} s",
         f"  data      {result.destination if m['destination'] != 'files' else result.out}",
     ]
     for entity, info in m["entities"].items():

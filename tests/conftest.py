@@ -1,4 +1,5 @@
-"""Shared fixtures: isolated projects, one Prefect test server per session, generated CRMs, PostgreSQL."""
+"""Shared fixtures: isolated projects, one Prefect test server per session, generated CRMs, PostgreSQL,
+MariaDB."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # Where the real PostgreSQL is; read before the clean-up below (it is not a settings override).
 PG_DSN = os.environ.pop("CLARION_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+MARIADB_DSN = os.environ.pop("CLARION_TEST_MARIADB", "mysql://root@127.0.0.1:3306/test")
 
 # A developer's own CLARION_* settings must not leak into the suite.
 for _name in [n for n in os.environ if n.startswith("CLARION_")]:
@@ -93,4 +95,41 @@ def pg_schema() -> Iterator[tuple[str, str]]:
         yield PG_DSN, schema
     finally:
         con.execute(f'drop schema if exists "{schema}" cascade')
+        con.close()
+
+
+def mariadb_or_skip(dsn: str = MARIADB_DSN):
+    """A connection to the machine's MariaDB. Skips only when none is reachable and CI is unset."""
+    from urllib.parse import urlsplit
+
+    import pymysql
+
+    parts = urlsplit(dsn)
+    try:
+        return pymysql.connect(
+            host=parts.hostname,
+            port=parts.port or 3306,
+            user=parts.username or "root",
+            password=parts.password or "",
+            connect_timeout=5,
+            autocommit=True,
+        )
+    except pymysql.Error as exc:
+        if os.environ.get("CI"):
+            raise AssertionError(f"MariaDB at {dsn} must be reachable under CI: {exc}") from exc
+        pytest.skip(f"no MariaDB reachable at {dsn} and CI is unset: {exc}")
+
+
+@pytest.fixture
+def mariadb_database() -> Iterator[tuple[str, str]]:
+    """A throwaway database in the real MariaDB, dropped afterwards: yields (dsn, database name)."""
+    con = mariadb_or_skip()
+    database = f"clarion_test_{uuid.uuid4().hex[:8]}"
+    try:
+        yield MARIADB_DSN, database
+    finally:
+        con.close()
+        con = mariadb_or_skip()  # a fresh connection: the first may have timed out during the test
+        with con.cursor() as cur:
+            cur.execute(f"drop database if exists `{database}`")
         con.close()

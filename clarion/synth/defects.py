@@ -7,7 +7,8 @@ row in ``quarantine`` with the listed reason. Three kinds change a file's column
 extra part file (``contacts.part2.csv``) the way a second export with a drifted schema would arrive.
 
 Each kind says in which output formats it can exist: a typed Parquet column cannot hold "two" in an
-integer column, and a PostgreSQL table with a primary key cannot hold a duplicate key.
+integer column, and a database table with a primary key cannot hold a duplicate key. The format
+``database`` stands for every typed database with primary keys the generator loads (PostgreSQL, MariaDB).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import pyarrow.compute as pc
 
 from clarion.contract import ENTITIES
 
-Format = Literal["csv", "parquet", "postgres"]
-ALL_FORMATS: frozenset[str] = frozenset({"csv", "parquet", "postgres"})
+Format = Literal["csv", "parquet", "database"]  # database: a typed database with primary keys
+ALL_FORMATS: frozenset[str] = frozenset({"csv", "parquet", "database"})
 FILES = frozenset({"csv", "parquet"})
 CSV_ONLY = frozenset({"csv"})
 
@@ -197,7 +198,7 @@ def _k(name, entity, column, reason, expected, description, build, **kw) -> Defe
     return DefectKind(name, entity, column, reason, expected, description, build, **kw)
 
 
-NO_DUPLICATE_KEYS = FILES  # a PostgreSQL table with a primary key cannot hold these
+NO_DUPLICATE_KEYS = FILES  # a database table with a primary key cannot hold these
 
 KINDS: tuple[DefectKind, ...] = (
     # contacts

@@ -48,7 +48,7 @@ from clarion.synth.simulate import (
     make_campaigns,
     make_catalog,
 )
-from clarion.synth.sinks import FileSink, PostgresSink, redact_dsn, sha256_file
+from clarion.synth.sinks import FileSink, MariaDbSink, PostgresSink, redact_dsn, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -98,18 +98,29 @@ def generate(
     out: Path | None = None,
     postgres_dsn: str | None = None,
     pg_schema: str = "crm",
+    mariadb_dsn: str | None = None,
+    mariadb_database: str = "crm",
     progress: Progress | None = None,
 ) -> GenerateResult:
     started = time.perf_counter()
+    if postgres_dsn and mariadb_dsn:
+        raise GenerateError("give one database destination: PostgreSQL or MariaDB, not both")
     out = Path(out or g.out)
     tl = Timeline.from_settings(g)
     _check_target(out)
-    pg = PostgresSink(postgres_dsn, pg_schema) if postgres_dsn else None  # fail before touching disk
+    db: PostgresSink | MariaDbSink | None = None  # connect first: fail before touching disk
+    destination = "files"
+    if postgres_dsn:
+        db = PostgresSink(postgres_dsn, pg_schema)
+        destination = f"postgres:{pg_schema} at {redact_dsn(postgres_dsn)}"
+    elif mariadb_dsn:
+        db = MariaDbSink(mariadb_dsn, mariadb_database)
+        destination = f"mariadb:{mariadb_database} at {redact_dsn(mariadb_dsn)}"
     staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        data_sink = pg or FileSink(staging, g.format)
+        data_sink = db or FileSink(staging, g.format)
         side_sink = FileSink(staging, g.format)
         manifest = _run(
             g,
@@ -117,14 +128,14 @@ def generate(
             data_sink,
             side_sink,
             staging,
-            destination_fmt="postgres" if pg else g.format,
+            destination_fmt="database" if db else g.format,
             progress=progress,
         )
-        manifest["destination"] = f"postgres:{pg_schema} at {redact_dsn(postgres_dsn)}" if pg else "files"
+        manifest["destination"] = destination
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     except BaseException:
-        if pg is not None:
-            pg.abort()
+        if db is not None:
+            db.abort()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if out.exists():
@@ -153,7 +164,7 @@ def _check_target(out: Path) -> None:
 def _run(
     g: GenerateSettings,
     tl: Timeline,
-    data_sink: FileSink | PostgresSink,
+    data_sink: FileSink | PostgresSink | MariaDbSink,
     side_sink: FileSink,
     staging: Path,
     *,
@@ -330,7 +341,7 @@ def _records(
         for i, value in zip(members, values, strict=True):
             shown[i] = dfx.render_value(value)
     for i, kind in enumerate(kinds):
-        row = "" if fmt == "postgres" else int(first_row + positions[i])
+        row = "" if fmt == "database" else int(first_row + positions[i])  # a table has no row numbers
         key = "" if keys[i] is None else str(keys[i])
         records.append(
             (
