@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-SUITES = ("generate",)
+SUITES = ("generate", "extract")
 
 
 def main() -> None:
@@ -12,12 +12,17 @@ def main() -> None:
     parser.add_argument("suites", nargs="*", default=list(SUITES), choices=SUITES, help="which suites [all]")
     parser.add_argument("--sizes", default="10000,100000,1000000", help="contacts per run, comma-separated")
     parser.add_argument("--formats", default="parquet,csv", help="generate: output formats")
+    parser.add_argument("--extract-sources", default="parquet,postgres", help="extract: source kinds")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if "generate" in args.suites:
         from bench import generate
 
         print(generate.main(sizes, args.formats.split(",")))
+    if "extract" in args.suites:
+        from bench import extract
+
+        print(extract.main(sizes, args.extract_sources.split(",")))
 
 
 if __name__ == "__main__":

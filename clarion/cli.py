@@ -82,6 +82,10 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
       clarion generate        write a synthetic CRM with planted truth (var/crm)
       clarion run             run the pipeline (a Prefect flow) into var/warehouse.duckdb
       clarion status          what the warehouse holds and how the last runs went
+    \b
+    One stage at a time:
+      clarion extract         CRM sources into raw; rejected rows into quarantine
+      clarion quarantine      what was rejected, where from, and why
     """
     ctx.obj = AppContext(config_path, verbose)
 
@@ -241,14 +245,79 @@ class Progress:
 # run
 
 
-@cli.command()
-@click.option(
+WAIT_OPTION = click.option(
     "--wait",
     "wait_seconds",
     type=click.FloatRange(0),
     help="If another run is writing the warehouse, wait up to SECONDS for it instead of stopping "
     "[config warehouse.lock_wait_seconds; 0].",
 )
+
+
+def _run_pipeline(app: AppContext, wait_seconds: float | None, **params: Any) -> dict[str, Any]:
+    """Run the pipeline flow (all stages, or some), holding the writer lock from before Prefect starts:
+    a busy warehouse is then a message, not a failed flow run with a traceback, and no server start."""
+    from clarion.runtime import prepare_prefect
+    from clarion.warehouse import Warehouse
+
+    settings = app.settings()
+    prepare_prefect(settings)
+    file = app.config_file()
+    command = "clarion " + ("extract" if params.get("stages") == ["extract"] else "run")
+    with Warehouse.from_settings(settings).writing(command, wait_seconds):
+        from clarion.runtime import configure_logging
+        from flows.pipeline import pipeline
+
+        configure_logging("DEBUG" if app.verbose else settings.logging.level)  # Prefect's import reset it
+        return pipeline(config_path=str(file) if file else None, wait_seconds=wait_seconds, **params)
+
+
+def _run_text(result: dict[str, Any]) -> str:
+    lines = [
+        f"Run {result['run_id']} ({result['command']}) {result['status']}",
+        f"  warehouse  {result['warehouse']}",
+    ]
+    for name, summary in result["stages"].items():
+        if name == "extract":
+            lines.append("  extract")
+            lines += ["    " + line for line in accounting_text(summary["accounting"]).splitlines()]
+        else:
+            lines.append(f"  {name:<10} {json.dumps(summary, default=str, sort_keys=True)}")
+    lines.append("  see it:    clarion status")
+    return "\n".join(lines)
+
+
+COUNTS = ("read", "loaded", "quarantined", "inserted", "updated", "unchanged")
+
+
+def accounting_text(rows: list[dict[str, Any]]) -> str:
+    """The extract accounting as a table; every row read is loaded or quarantined."""
+    header = f"{'source':<10} {'entity':<16} {'status':<9}" + "".join(f"{c:>12}" for c in COUNTS)
+    lines = [header]
+    notes = []
+    for r in rows:
+        counts = "".join(f"{r.get(c, 0):>12,}" for c in COUNTS)
+        lines.append(f"{r['source']:<10} {r['entity']:<16} {r['status']:<9}{counts}")
+        where = f"{r['source']}/{r['entity']}"
+        if r.get("reasons"):
+            notes.append(
+                f"{where}: quarantined " + ", ".join(f"{k} {v:,}" for k, v in sorted(r["reasons"].items()))
+            )
+        if r.get("message"):
+            notes.append(f"{where}: {r['message']}")
+        if r.get("new_columns"):
+            notes.append(f"{where}: new columns kept in raw: {', '.join(r['new_columns'])}")
+    if notes:
+        lines.append("")
+        lines += notes
+    if any(r.get("quarantined") for r in rows):
+        lines.append("Rejected rows are in quarantine.<entity> with their reason, field and file/row or key:")
+        lines.append("  clarion quarantine ENTITY [--reason REASON]")
+    return "\n".join(lines)
+
+
+@cli.command()
+@WAIT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.pass_obj
 def run(app: AppContext, wait_seconds: float | None, as_json: bool) -> None:
@@ -264,23 +333,65 @@ def run(app: AppContext, wait_seconds: float | None, as_json: bool) -> None:
       clarion run --wait 600 --json
       PREFECT_HOME=var/prefect prefect server start    # then open http://127.0.0.1:4200 to see runs
     """
-    from clarion.runtime import prepare_prefect
-    from clarion.warehouse import Warehouse
+    result = _run_pipeline(app, wait_seconds)
+    _emit(result, as_json, _run_text(result))
+
+
+# --------------------------------------------------------------------------------------------------
+# extract
+
+
+@cli.command()
+@click.option("--source", metavar="NAME", help="Only this source from clarion.yaml `sources:` [all].")
+@WAIT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary (with accounting) as JSON.")
+@click.pass_obj
+def extract(app: AppContext, source: str | None, wait_seconds: float | None, as_json: bool) -> None:
+    """Bring CRM data into the warehouse's raw schema; quarantine rows that break the contract.
+
+    Sources (clarion.yaml `sources:`): CSV/Parquet/JSON-lines files with a column mapping, a
+    PostgreSQL or MariaDB CRM database (incremental by its updated_at-style cursor), or a
+    HubSpot-v3-style API. Every row read is either loaded into raw.<entity> (inserted, updated or
+    unchanged) or put in quarantine.<entity> with a reason; the accounting table shows both.
+    Running it again only reads what changed: new or modified files, rows past the cursor.
+
+    \b
+    Examples:
+      clarion extract
+      clarion extract --source crm --json
+      clarion quarantine orders --reason orphan      # what was rejected, and why
+    """
+    result = _run_pipeline(app, wait_seconds, stages=["extract"], source=source)
+    _emit(result, as_json, _run_text(result))
+
+
+@cli.command()
+@click.argument("entity", required=False)
+@click.option("--reason", help="Only this reason (orphan, invalid_date, duplicate_key, ...).")
+@click.option("--source", metavar="NAME", help="Only rows from this source.")
+@click.option("--limit", default=20, show_default=True, help="Rows to list (0: counts only).")
+@click.option("--values", "show_values", is_flag=True, help="Also print each row's values (may hold PII).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+def quarantine(
+    app: AppContext,
+    entity: str | None,
+    reason: str | None,
+    source: str | None,
+    limit: int,
+    show_values: bool,
+    as_json: bool,
+) -> None:
+    """List rejected rows: where they came from (file and row, or key), the reason and the field.
+
+    Without ENTITY, counts per entity and reason. Values are left out unless --values is given:
+    quarantined rows are real CRM data and can hold names, e-mails and phone numbers.
+    """
+    from clarion.quarantine import listing, render
 
     settings = app.settings()
-    prepare_prefect(settings)
-    file = app.config_file()
-    # Take the writer lock before Prefect starts: a busy warehouse is a message, not a failed flow
-    # run with a traceback, and it costs no server start. The flow re-enters the same lock.
-    with Warehouse.from_settings(settings).writing("clarion run", wait_seconds):
-        from flows.pipeline import pipeline
-
-        result = pipeline(config_path=str(file) if file else None, wait_seconds=wait_seconds)
-    lines = [f"Run {result['run_id']} {result['status']}", f"  warehouse  {result['warehouse']}"]
-    for name, summary in result["stages"].items():
-        lines.append(f"  {name:<10} {json.dumps(summary, default=str, sort_keys=True)}")
-    lines.append("  see it:    clarion status")
-    _emit(result, as_json, "\n".join(lines))
+    report = listing(settings, entity, reason=reason, source=source, limit=limit, values=show_values)
+    _emit(report, as_json, render(report))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -17,10 +17,19 @@ import os
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from clarion.errors import ConfigError
 
@@ -82,14 +91,183 @@ class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+EntityName = Literal[
+    "contacts", "products", "orders", "order_items", "email_events", "support_tickets", "consents"
+]
+SOURCE_KINDS = ("files", "postgres", "mariadb", "hubspot")
+_NAME = r"^[a-z][a-z0-9_]{0,40}$"
+
+
+class FileEntity(Section):
+    """How one entity's files look: which files, which columns mean what, how values are written."""
+
+    files: list[str] | None = Field(
+        None, description="glob(s) under the source path [default: '<entity>*.csv|parquet|jsonl']"
+    )
+    columns: dict[str, str] = Field(default_factory=dict, description="source column -> canonical column")
+    date_format: str | None = Field(None, description="strptime format of date columns, e.g. '%d/%m/%Y'")
+    timestamp_format: str | None = Field(None, description="strptime format of timestamp columns")
+    delimiter: str = Field(",", description="one character, '\\t', or 'whitespace' (runs of spaces/tabs)")
+    encoding: str = Field("utf-8", description="text encoding of CSV/JSON files, e.g. latin-1, cp1252")
+    decimal_separator: Literal[".", ","] = "."
+    defaults: dict[str, Any] = Field(
+        default_factory=dict, description="canonical column -> value used when the files lack that column"
+    )
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, value: str) -> str:
+        value = "\t" if value in {"\\t", "tab"} else value
+        if value != "whitespace" and len(value) != 1:
+            raise ValueError("must be one character, '\\t' or 'whitespace'")
+        return value
+
+
+class TransactionsFile(FileEntity):
+    """A transactions-only export: one row per purchase. Contacts and orders are derived from it."""
+
+    currency: str = Field("EUR", description="currency of the amounts when the file has no currency column")
+
+
+class FilesSource(Section):
+    kind: Literal["files"]
+    path: ProjectPath = Field(description="folder holding the files (globs are relative to it)")
+    entities: dict[EntityName, FileEntity] | None = Field(
+        None, description="entities to read and how [default: every entity whose files are present]"
+    )
+    transactions: TransactionsFile | None = None
+
+
+class TableSpec(Section):
+    table: str | None = Field(None, description="table name in the source [default: the entity name]")
+    columns: dict[str, str] = Field(default_factory=dict, description="source column -> canonical column")
+    cursor: str | None = Field(None, description="source column to load incrementally by [contract cursor]")
+
+
+class SecretRef(Section):
+    """Where a secret lives: an environment variable, or a Prefect Secret block. Never the value."""
+
+    @model_validator(mode="after")
+    def _one_secret(self):
+        env, block = self._secret_fields()
+        if bool(getattr(self, env)) == bool(getattr(self, block)):
+            raise ValueError(
+                f"give exactly one of {env} (an environment variable) or {block} (a Prefect Secret)"
+            )
+        return self
+
+    def _secret_fields(self) -> tuple[str, str]:
+        raise NotImplementedError
+
+
+class DatabaseSource(SecretRef):
+    kind: Literal["postgres", "mariadb"]
+    dsn_env: str | None = Field(None, description="environment variable holding the DSN")
+    dsn_secret: str | None = Field(None, description="name of a Prefect Secret block holding the DSN")
+    schema_name: str = Field(
+        "public", alias="schema", description="schema (PostgreSQL) or database (MariaDB)"
+    )
+    entities: dict[EntityName, TableSpec] | None = Field(None, description="[default: all seven, same names]")
+    backend: Literal["connectorx", "pyarrow"] = "connectorx"
+    chunk_size: int = Field(200_000, ge=1000)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, populate_by_name=True)
+
+    def _secret_fields(self) -> tuple[str, str]:
+        return "dsn_env", "dsn_secret"
+
+
+class HubSpotSource(SecretRef):
+    kind: Literal["hubspot"]
+    base_url: str = Field(description="e.g. https://api.hubapi.com")
+    token_env: str | None = Field(None, description="environment variable holding the private-app token")
+    token_secret: str | None = Field(None, description="name of a Prefect Secret block holding the token")
+    objects: dict[str, EntityName] = Field(
+        default_factory=lambda: {
+            "contacts": "contacts",
+            "products": "products",
+            "deals": "orders",
+            "line_items": "order_items",
+            "email_events": "email_events",
+            "tickets": "support_tickets",
+            "consents": "consents",
+        },
+        description="HubSpot object -> entity",
+    )
+    columns: dict[EntityName, dict[str, str]] = Field(default_factory=dict, description="property -> column")
+    modified_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="object -> property searched for incremental loads "
+        "[contacts: lastmodifieddate, others: hs_lastmodifieddate]",
+    )
+    page_size: int = Field(100, ge=1, le=100)
+
+    @field_validator("objects")
+    @classmethod
+    def _one_object_per_entity(cls, value: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for obj, entity in value.items():
+            if entity in seen:
+                raise ValueError(f"objects {seen[entity]!r} and {obj!r} both map to {entity}; keep one")
+            seen[entity] = obj
+        return value
+
+    def modified_property(self, obj: str) -> str:
+        return self.modified_properties.get(
+            obj, "lastmodifieddate" if obj == "contacts" else "hs_lastmodifieddate"
+        )
+
+    def _secret_fields(self) -> tuple[str, str]:
+        return "token_env", "token_secret"
+
+
+SourceSpec = Annotated[FilesSource | DatabaseSource | HubSpotSource, Field(discriminator="kind")]
+
+
+def _source_name(name: str) -> str:
+    import re
+
+    if not re.match(_NAME, name):
+        raise ValueError("a source name is lower-case letters, digits and _, starting with a letter")
+    return name
+
+
+SourceName = Annotated[str, AfterValidator(_source_name)]
+
+
+class ExtractSettings(Section):
+    sources: list[str] | None = Field(None, description="which sources `clarion run` extracts [all]")
+    retries: int = Field(2, ge=0, le=10, description="retries of an entity's extraction before it fails")
+    retry_delay_seconds: float = Field(10.0, ge=0, description="first retry delay; doubles each retry")
+    future_tolerance_hours: float = Field(
+        24.0, ge=0, description="timestamps later than now + this are future_date defects"
+    )
+    batch_rows: int = Field(500_000, ge=1000, description="rows per batch read from files")
+    keep_landing: bool = Field(False, description="keep the landed Parquet files after publishing")
+
+
 class Settings(Section):
     """The whole configuration. Sections appear as the stages that read them arrive."""
 
     var_dir: ProjectPath = Field(Path("var"), description="runtime state: runs, registry, reports")
     warehouse: WarehouseSettings = WarehouseSettings()
     generate: GenerateSettings = GenerateSettings()
+    sources: dict[SourceName, SourceSpec] = Field(
+        default_factory=lambda: {"crm": {"kind": "files", "path": "var/crm"}},
+        description="named CRM sources: files, postgres, mariadb, hubspot",
+    )
+    extract: ExtractSettings = ExtractSettings()
     prefect: PrefectSettings = PrefectSettings()
     logging: LoggingSettings = LoggingSettings()
+
+    @model_validator(mode="after")
+    def _known_extract_sources(self):
+        unknown = [n for n in self.extract.sources or [] if n not in self.sources]
+        if unknown:
+            raise ValueError(
+                f"extract.sources names {unknown}, which are not in sources ({list(self.sources)})"
+            )
+        return self
 
     def fingerprint(self) -> str:
         """A stable hash of every setting, recorded with each run so a result names its config."""
@@ -139,6 +317,12 @@ def load_settings(
         for key_path in _leaf_paths(data):
             origin[key_path] = str(file.name)
     problems: list[str] = []
+    for name, spec in Settings.model_fields.items():
+        # an override of one key inside a defaulted mapping (CLARION_SOURCES__CRM__PATH) edits the
+        # default mapping rather than replacing it
+        overridden = any(k.startswith(f"{ENV_PREFIX}{name.upper()}__") for k in env)
+        if get_origin(spec.annotation) is dict and spec.default_factory and name not in data and overridden:
+            data[name] = json.loads(json.dumps(spec.default_factory(), default=str))
     for name, raw in sorted(env.items()):
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
@@ -219,18 +403,60 @@ def _set_path(data: dict[str, Any], key_path: tuple[str, ...], value: Any) -> No
 
 
 def _model_at(key_path: tuple[str, ...]) -> tuple[type[BaseModel] | None, str | None]:
-    """Walk the settings classes along a key path; return the last model and the first unknown key."""
+    """Walk the settings classes along a key path; return the last model and the first unknown key.
+
+    A mapping (``sources``) takes any key; below a union of models (a source of some kind) the
+    path cannot be checked here, and validation reports what is wrong instead.
+    """
     model: type[BaseModel] = Settings
-    for i, part in enumerate(key_path):
-        field = model.model_fields.get(part)
+    i = 0
+    while i < len(key_path):
+        part = key_path[i]
+        field = model.model_fields.get(part) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None
+        )
         if field is None:
             return model, part
         annotation = field.annotation
+        if get_origin(annotation) is dict and i + 1 < len(key_path):
+            i += 1  # the mapping's key
+            value_type = get_args(annotation)[1]
+            annotation = value_type
+            if get_origin(annotation) is Annotated:
+                annotation = get_args(annotation)[0]
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
+        elif any(isinstance(a, type) and issubclass(a, BaseModel) for a in get_args(annotation)):
+            return None, None  # a union of models: validation judges the rest
         elif i < len(key_path) - 1:
             return None, key_path[i + 1]
+        i += 1
     return model, None
+
+
+def _model_for(raw_loc: tuple[str, ...]) -> type[BaseModel] | None:
+    """The settings class at an error's location, following the union tag pydantic puts in it."""
+    if len(raw_loc) >= 3 and raw_loc[0] == "sources" and raw_loc[2] in SOURCE_KINDS:
+        by_kind = {"files": FilesSource, "postgres": DatabaseSource, "mariadb": DatabaseSource}
+        model: type[BaseModel] = by_kind.get(raw_loc[2], HubSpotSource)
+        for part in raw_loc[3:]:
+            field = model.model_fields.get(part)
+            annotation = field.annotation if field else None
+            if get_origin(annotation) is dict:
+                annotation = get_args(annotation)[1]
+            if (
+                get_origin(annotation) in (None,)
+                and isinstance(annotation, type)
+                and issubclass(annotation, BaseModel)
+            ):
+                model = annotation
+            else:
+                args = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+                if not args:
+                    continue
+                model = args[0]
+        return model
+    return _model_at(raw_loc)[0]
 
 
 def _check_known_path(key_path: tuple[str, ...], env_name: str) -> str | None:
@@ -254,22 +480,38 @@ def _explain(exc: ValidationError, origin: Mapping[tuple[str, ...], str]) -> lis
     problems = []
     for err in exc.errors(include_url=False):
         loc = tuple(str(p) for p in err["loc"])
+        if len(loc) > 2 and loc[0] == "sources" and loc[2] in SOURCE_KINDS:
+            loc = loc[:2] + loc[3:]  # pydantic puts the union's tag in the path; people do not write it
         dotted = ".".join(loc) or "(top level)"
         where = origin.get(loc)
         where_txt = f" (from {where})" if where else ""
         if err["type"] == "extra_forbidden":
-            model = _model_at(loc[:-1])[0] or Settings
+            model = _model_for(tuple(str(p) for p in err["loc"][:-1])) or Settings
             problems.append(f"{dotted}{where_txt}: unknown key '{loc[-1]}'{_suggest(loc[-1], model)}")
             continue
         given = err.get("input")
-        shown = repr(given) if not isinstance(given, dict) else "a mapping"
-        problems.append(f"{dotted}{where_txt}: {_expected(err)}, got {shown}")
+        if loc and loc[-1] == "[key]":
+            parent = ".".join(loc[:-2])  # the mapping that holds the key, not the key itself
+            problems.append(f"{parent}{where_txt}: {given!r} is not allowed here; {_expected(err)}")
+            continue
+        if err["type"] == "missing" or isinstance(given, dict):
+            problems.append(f"{dotted}{where_txt}: {_expected(err)}")
+            continue
+        problems.append(f"{dotted}{where_txt}: {_expected(err)}, got {given!r}")
     return problems
 
 
 def _expected(err: Mapping[str, Any]) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
+    if kind == "union_tag_invalid":
+        return f"expected kind one of {', '.join(SOURCE_KINDS)}"
+    if kind == "union_tag_not_found":
+        return f"needs a 'kind': one of {', '.join(SOURCE_KINDS)}"
+    if kind == "missing":
+        return "is required"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
     if kind == "literal_error":
         return f"expected one of {ctx.get('expected')}"
     if kind in {"int_parsing", "int_type", "int_from_float"}:

@@ -65,6 +65,8 @@ PRODUCT_CATEGORIES = (
 )
 
 MAX_TEXT_CHARS = 20_000  # longer free text is a defect (a pasted log, an attachment inlined)
+MAX_AMOUNT = 999_999.99  # one order or line above this is a data error, not a sale
+AMOUNT = {"minimum": 0.0, "maximum": MAX_AMOUNT}
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class Column:
     enum: tuple[str, ...] | None = None
     pii: bool = False  # never in prompts, reports or logs
     free_text: bool = False  # may carry PII and prompt injections: never reaches a prompt
+    minimum: float | None = None  # impossible values below / above these are out_of_range
+    maximum: float | None = None
     doc: str = ""
 
 
@@ -125,7 +129,7 @@ ENTITIES: dict[str, Entity] = {
                 _c("last_name", "string", pii=True),
                 _c("email", "string", pii=True),
                 _c("phone", "string", pii=True),
-                _c("country", "string", required=True, enum=COUNTRIES),
+                _c("country", "string", enum=COUNTRIES, doc="ISO 3166 alpha-2; unknown for derived contacts"),
                 _c("signup_date", "date", required=True),
                 _c("email_consent", "bool", required=True, doc="may we send marketing e-mail now"),
                 _c("email_consent_at", "timestamp", doc="when the e-mail consent last changed"),
@@ -150,7 +154,7 @@ ENTITIES: dict[str, Entity] = {
                 _c("sku", "string", required=True),
                 _c("name", "string", required=True),
                 _c("category", "string", required=True, enum=PRODUCT_CATEGORIES),
-                _c("price", "decimal", required=True),
+                _c("price", "decimal", required=True, **AMOUNT),
                 _c("currency", "string", required=True, enum=CURRENCIES),
                 _c("active", "bool", required=True),
                 _c("updated_at", "timestamp", required=True),
@@ -167,13 +171,13 @@ ENTITIES: dict[str, Entity] = {
                 _c("contact_id", "int", required=True),
                 _c("ordered_at", "timestamp", required=True),
                 _c("status", "string", required=True, enum=ORDER_STATUSES),
-                _c("channel", "string", required=True, enum=ORDER_CHANNELS),
+                _c("channel", "string", enum=ORDER_CHANNELS),
                 _c("currency", "string", required=True, enum=CURRENCIES),
-                _c("subtotal_amount", "decimal", required=True),
-                _c("discount_amount", "decimal", required=True),
-                _c("total_amount", "decimal", required=True),
+                _c("subtotal_amount", "decimal", **AMOUNT),
+                _c("discount_amount", "decimal", **AMOUNT),
+                _c("total_amount", "decimal", required=True, **AMOUNT),
                 _c("discount_code", "string"),
-                _c("delivery_status", "string", required=True, enum=DELIVERY_STATUSES),
+                _c("delivery_status", "string", enum=DELIVERY_STATUSES),
                 _c("updated_at", "timestamp", required=True),
             ),
         ),
@@ -186,9 +190,9 @@ ENTITIES: dict[str, Entity] = {
                 _c("order_item_id", "int", required=True),
                 _c("order_id", "int", required=True),
                 _c("product_id", "int", required=True),
-                _c("quantity", "int", required=True),
-                _c("unit_price", "decimal", required=True),
-                _c("line_amount", "decimal", required=True),
+                _c("quantity", "int", required=True, minimum=1, maximum=1000),
+                _c("unit_price", "decimal", required=True, **AMOUNT),
+                _c("line_amount", "decimal", required=True, **AMOUNT),
                 _c("updated_at", "timestamp", required=True),
             ),
         ),
@@ -221,7 +225,7 @@ ENTITIES: dict[str, Entity] = {
                 _c("status", "string", required=True, enum=TICKET_STATUSES),
                 _c("subject", "string", pii=True, free_text=True),
                 _c("body", "string", pii=True, free_text=True),
-                _c("satisfaction_score", "int", doc="1-5, when the customer answered the survey"),
+                _c("satisfaction_score", "int", minimum=1, maximum=5, doc="1-5, when the customer answered"),
                 _c("updated_at", "timestamp", required=True),
             ),
         ),
@@ -243,3 +247,17 @@ ENTITIES: dict[str, Entity] = {
         ),
     )
 }
+
+
+def load_order() -> list[str]:
+    """Entities with every parent before its children, so foreign keys can be checked on publish."""
+    ordered: list[str] = []
+    pending = dict(ENTITIES)
+    while pending:
+        ready = [n for n, e in pending.items() if all(p in ordered for p in e.parents.values())]
+        if not ready:
+            raise ValueError(f"cyclic parents among {sorted(pending)}")
+        for name in ready:
+            ordered.append(name)
+            del pending[name]
+    return ordered

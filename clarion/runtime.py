@@ -21,6 +21,8 @@ def prepare_prefect(settings: Settings) -> None:
         os.environ["PREFECT_HOME"] = str(settings.prefect.home)
     # the temporary server needs 10-20 s on 2 busy cores; Prefect's default patience is 20 s
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # the library's own log lines (clarion.*) also go to the flow run's logs in the Prefect UI
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "clarion")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", settings.logging.level)
 
 
@@ -46,3 +48,5 @@ def configure_logging(level: str) -> None:
         )
         root.addHandler(handler)
     root.setLevel(level)
+    # printed once, by this handler; without it (a Prefect worker) the lines reach the root console
+    root.propagate = False

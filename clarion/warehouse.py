@@ -280,7 +280,9 @@ class Warehouse:
         deadline = time.monotonic() + OPEN_RETRY_SECONDS
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only, config=config)
+                con = duckdb.connect(str(self.path), read_only=read_only, config=config)
+                con.execute("set TimeZone = 'UTC'")  # naive source times are UTC, never the host's zone
+                return con
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
                     raise

@@ -1,8 +1,9 @@
-"""The main flow: every stage in order, under one warehouse writer lock, recorded in ``audit.runs``.
+"""The main flow: the stages in order, under one warehouse writer lock, recorded in ``audit.runs``.
 
 Stages are subflows so each shows in the Prefect UI with its own state, logs and artifacts. They
-receive the validated settings and the run id; they own their logic in the libraries (``clarion``,
-``models``), and this module only orders them. Later stages append themselves to ``STAGES``.
+receive the validated settings and the run id; their logic lives in the libraries (``clarion``,
+``models``), and this module only orders them. `clarion run` runs them all; the stage verbs
+(`clarion extract`, ...) run this same flow limited to their stage.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -20,12 +21,13 @@ from prefect.runtime import flow_run
 from clarion import runs
 from clarion.config import Settings, load_settings
 from clarion.warehouse import Warehouse
+from flows.extract import extract
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
-    run: Callable[[Settings, str], dict[str, Any]]
+    run: Callable[..., dict[str, Any]]  # (settings, run_id, **options) -> summary
     description: str
 
 
@@ -43,25 +45,47 @@ def prepare_warehouse(settings: Settings, run_id: str) -> dict[str, Any]:
     return {"warehouse": str(warehouse.path), "schemas": len(inventory["schemas"]), "tables": tables}
 
 
+def _prepare(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
+    return prepare_warehouse(settings, run_id)
+
+
+def _extract(settings: Settings, run_id: str, source: str | None = None, **_: Any) -> dict[str, Any]:
+    summary = extract(settings, run_id, source)
+    return {k: v for k, v in summary.items() if k != "entities"} | {"accounting": summary["entities"]}
+
+
 STAGES: list[Stage] = [
-    Stage("prepare", prepare_warehouse, "warehouse file, schemas and core tables"),
+    Stage("prepare", _prepare, "warehouse file, schemas and core tables"),
+    Stage("extract", _extract, "CRM sources into raw, rejected rows into quarantine"),
 ]
+StageName = Literal["prepare", "extract"]
 
 
 @flow(name="clarion-pipeline", log_prints=False)
-def pipeline(config_path: str | None = None, wait_seconds: float | None = None) -> dict[str, Any]:
-    """Run every stage in order. One writer at a time: a second run waits or stops with a message."""
+def pipeline(
+    config_path: str | None = None,
+    wait_seconds: float | None = None,
+    stages: list[StageName] | None = None,
+    source: str | None = None,
+) -> dict[str, Any]:
+    """Run the stages in order (all, or the ones named), recorded as one run in audit.runs.
+
+    One writer at a time: a second run waits up to ``wait_seconds`` or stops with a message.
+    ``source`` limits extraction to one configured source.
+    """
     logger = get_run_logger()
     settings = load_settings(config_path)
     warehouse = Warehouse.from_settings(settings)
     run_id = runs.new_run_id()
+    chosen = [s for s in STAGES if stages is None or s.name in stages or s.name == "prepare"]
+    command = "clarion run" if stages is None else "clarion " + " ".join(s.name for s in chosen[1:])
     summaries: dict[str, Any] = {}
-    with warehouse.writing("clarion run", wait_seconds):
-        with warehouse.connect("clarion run") as con:
+    with warehouse.writing(command, wait_seconds):
+        with warehouse.connect(command) as con:
             runs.start_run(
                 con,
                 run_id=run_id,
-                command="clarion run",
+                command=command,
                 config_hash=settings.fingerprint(),
                 flow_run_id=str(flow_run.get_id() or ""),
             )
@@ -69,10 +93,10 @@ def pipeline(config_path: str | None = None, wait_seconds: float | None = None) 
             "run %s started (config %s, code %s)", run_id, settings.fingerprint(), runs.code_version()
         )
         try:
-            for stage in STAGES:
-                summaries[stage.name] = stage.run(settings, run_id)
+            for stage in chosen:
+                summaries[stage.name] = stage.run(settings, run_id, source=source)
         except BaseException as exc:
-            with warehouse.connect("clarion run") as con:
+            with warehouse.connect(command) as con:
                 runs.finish_run(
                     con,
                     run_id,
@@ -81,14 +105,20 @@ def pipeline(config_path: str | None = None, wait_seconds: float | None = None) 
                     error=f"{type(exc).__name__}: {exc}"[:2000],
                 )
             raise
-        with warehouse.connect("clarion run") as con:
+        with warehouse.connect(command) as con:
             runs.finish_run(con, run_id, status="completed", stages=summaries)
     create_markdown_artifact(
         key="clarion-run-summary",
         markdown=_summary_markdown(run_id, settings, summaries),
         description=f"Clarion run {run_id}",
     )
-    return {"run_id": run_id, "status": "completed", "warehouse": str(warehouse.path), "stages": summaries}
+    return {
+        "run_id": run_id,
+        "command": command,
+        "status": "completed",
+        "warehouse": str(warehouse.path),
+        "stages": summaries,
+    }
 
 
 def _summary_markdown(run_id: str, settings: Settings, summaries: dict[str, Any]) -> str:
@@ -102,5 +132,6 @@ def _summary_markdown(run_id: str, settings: Settings, summaries: dict[str, Any]
         "|---|---|",
     ]
     for name, summary in summaries.items():
-        lines.append(f"| {name} | `{json.dumps(summary, default=str, sort_keys=True)}` |")
+        shown = {k: v for k, v in summary.items() if k != "accounting"}
+        lines.append(f"| {name} | `{json.dumps(shown, default=str, sort_keys=True)}` |")
     return "\n".join(lines)

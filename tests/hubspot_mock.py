@@ -21,6 +21,7 @@ import contextlib
 import csv
 import json
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
@@ -86,11 +87,12 @@ class _Record:
     row: dict[str, str | None]
     ms: int | None  # cursor as epoch milliseconds; None when missing or unparsable
     iso: str | None  # cursor as HubSpot writes it: 2025-08-13T13:24:15.000Z
+    modified_property: str = "lastmodifieddate"  # contacts; every other object: hs_lastmodifieddate
 
     def render(self, properties: list[str] | None) -> dict[str, Any]:
         props = dict(self.row) if properties is None else {p: self.row.get(p) for p in properties}
         props["hs_object_id"] = self.id
-        props["lastmodifieddate"] = self.iso
+        props[self.modified_property] = self.iso
         return {
             "id": self.id,
             "properties": props,
@@ -161,6 +163,15 @@ def read_entity(path: Path) -> pa.Table:
         return read(pa.string())
     except pa.ArrowInvalid:
         return read(pa.binary())
+
+
+class _Server(ThreadingHTTPServer):
+    """The HTTP server, quiet about clients that hang up (as they do when the mock shuts down)."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            return
+        super().handle_error(request, client_address)
 
 
 class HubSpotMock:
@@ -270,6 +281,7 @@ class HubSpotMock:
             row=text,
             ms=None if moment is None else int(moment.timestamp() * 1000),
             iso=None if moment is None else _iso(moment),
+            modified_property=modified_property(obj),
         )
 
     def _ordered(self, obj: str) -> list[_Record]:
@@ -294,7 +306,7 @@ class HubSpotMock:
         """Listen on a free port in a background thread; returns self, so `api = HubSpotMock(f).start()`."""
         if self._server is not None:
             return self
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -384,7 +396,7 @@ class HubSpotMock:
         groups = payload.get("filterGroups") or []
         if not isinstance(groups, list):
             raise ApiError(400, "VALIDATION_ERROR", "filterGroups must be a list.")
-        tests = [[_filter(f) for f in (g or {}).get("filters") or []] for g in groups]
+        tests = [[_filter(f, modified_property(obj)) for f in (g or {}).get("filters") or []] for g in groups]
         matches = [r for r in records if not tests or any(all(t(r) for t in group) for group in tests)]
         matches.sort(key=lambda r: (r.ms is None, r.ms or 0, r.sort_key), reverse=_descending(payload))
         try:
@@ -430,7 +442,12 @@ def _decode_after(after: str) -> str:
         raise ApiError(400, "VALIDATION_ERROR", f"Invalid after cursor: {after!r}") from None
 
 
-def _filter(spec: Any) -> Any:
+def modified_property(obj: str) -> str:
+    """As in HubSpot: contacts say lastmodifieddate, every other object hs_lastmodifieddate."""
+    return "lastmodifieddate" if obj == "contacts" else "hs_lastmodifieddate"
+
+
+def _filter(spec: Any, modified: str = "lastmodifieddate") -> Any:
     """A predicate over records for one HubSpot search filter."""
     if not isinstance(spec, dict):
         raise ApiError(400, "VALIDATION_ERROR", f"A filter must be an object, got {spec!r}")
@@ -438,7 +455,9 @@ def _filter(spec: Any) -> Any:
     if op not in COMPARATORS:
         raise ApiError(400, "VALIDATION_ERROR", f"Unsupported operator {op!r}")
     compare = COMPARATORS[op]
-    if name == "lastmodifieddate":
+    if name in ("lastmodifieddate", "hs_lastmodifieddate"):
+        if name != modified:  # HubSpot answers 400 for a property the object does not have
+            raise ApiError(400, "VALIDATION_ERROR", f"Property {name!r} does not exist on this object")
         target = _millis(value)
         return lambda r: r.ms is not None and compare(r.ms, target)
     if name == "hs_object_id":
@@ -465,7 +484,11 @@ def _millis(value: object) -> int:
 def _descending(payload: dict[str, Any]) -> bool:
     """Ascending lastmodifieddate then id, as incremental clients ask, unless the sort says otherwise."""
     for sort in payload.get("sorts") or []:
-        if isinstance(sort, dict) and sort.get("propertyName") in ("lastmodifieddate", "hs_object_id"):
+        if isinstance(sort, dict) and sort.get("propertyName") in (
+            "lastmodifieddate",
+            "hs_lastmodifieddate",
+            "hs_object_id",
+        ):
             return str(sort.get("direction", "ASCENDING")).upper() == "DESCENDING"
     return False
 
@@ -473,6 +496,7 @@ def _descending(payload: dict[str, Any]) -> bool:
 def _handler_for(api: HubSpotMock) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, like the real API, so client sessions reuse sockets
+        disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart
         timeout = 30
         server_version = "HubSpotMock/1"
 

@@ -34,3 +34,28 @@ def subflow_names(flow_run_id: str) -> list[str]:
             )
         )
         return sorted(client.read_flow(child.flow_id).name for child in children)
+
+
+def child_flow_run(flow_run_id: str, flow_name: str) -> str:
+    """The id of the subflow run of ``flow_name`` under a flow run."""
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[UUID(flow_run_id)])
+            )
+        )
+        for child in children:
+            if client.read_flow(child.flow_id).name == flow_name:
+                return str(child.id)
+    raise LookupError(f"no {flow_name} subflow under {flow_run_id}")
+
+
+def task_runs(flow_run_id: str) -> dict[str, tuple[str, int]]:
+    """Task run name -> (final state type, how many times it ran) for one flow run."""
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[UUID(flow_run_id)]))
+        )
+    return {r.name: (r.state.type.value, r.run_count) for r in runs}

@@ -68,7 +68,9 @@ def test_run_then_status_as_json(project, monkeypatch, tmp_path) -> None:
     status = json.loads(invoke("status", "--json").stdout)
     assert status["runs"][0]["run_id"] == summary["run_id"]
     assert status["runs"][0]["status"] == "completed"
-    assert status["warehouse"]["schemas"]["audit"] == {"runs": 1}
+    audit = status["warehouse"]["schemas"]["audit"]
+    assert audit["runs"] == 1 and audit["extract_loads"] == 7  # one accounting row per entity
+    assert status["warehouse"]["schemas"]["raw"]["contacts"] >= 100
     assert status["generated"]["customers"] == 100
     human = invoke("status").output
     assert "completed" in human and "Synthetic CRM" in human
@@ -124,6 +126,9 @@ def test_the_demo_path_works_for_a_new_user_in_an_empty_folder(tmp_path: Path) -
     assert "500 contacts" in generated.stdout
     ran = clarion("run")
     assert "completed" in ran.stdout
+    assert "contacts" in ran.stdout and "quarantined" in ran.stdout  # the extract accounting table
     status = clarion("status")
-    assert "audit       runs 1" in status.stdout
+    assert "audit       extract_files 7, extract_loads 7, runs 1" in status.stdout
+    [raw_line] = [line for line in status.stdout.splitlines() if line.startswith("  raw ")]
+    assert "contacts 5" in raw_line and "orders " in raw_line
     assert (tmp_path / "var" / "prefect").is_dir()  # Prefect's history kept with the project

@@ -148,3 +148,57 @@ def test_clarion_config_shows_effective_values_and_keys(tmp_path: Path) -> None:
     assert data["generate"]["customers"] == 123 and data["generate"]["seed"] == 9
     keys = CliRunner().invoke(cli, ["config", "--keys"])
     assert "CLARION_WAREHOUSE__LOCK_WAIT_SECONDS" in keys.output
+
+
+def test_source_problems_name_the_source_and_what_to_write(tmp_path: Path) -> None:
+    message = problems(
+        write(
+            tmp_path,
+            "sources:\n"
+            "  crm: {kind: files, path: x, entities: {ordres: {}}}\n"
+            "  db: {kind: postgres, schema: crm}\n"
+            "  api: {kind: hubspot, base_url: 'http://x', token_env: T, pth: 1}\n"
+            "  odd: {kind: ftp}\n"
+            "  Bad-Name: {kind: files, path: x}\n",
+        )
+    )
+    assert "sources.crm.entities: 'ordres' is not allowed here; expected one of 'contacts'" in message
+    assert "sources.db: give exactly one of dsn_env (an environment variable) or dsn_secret" in message
+    assert "sources.api.pth (from clarion.yaml): unknown key 'pth'" in message and "token_env" in message
+    assert "sources.odd: expected kind one of files, postgres, mariadb, hubspot" in message
+    assert (
+        "sources: 'Bad-Name' is not allowed here; a source name is lower-case letters, digits and _"
+        in message
+    )
+
+
+def test_a_delimiter_must_be_one_character_tab_or_whitespace(tmp_path: Path) -> None:
+    message = problems(
+        write(tmp_path, "sources:\n  crm: {kind: files, path: x, entities: {orders: {delimiter: ';;'}}}\n")
+    )
+    assert "sources.crm.entities.orders.delimiter (from clarion.yaml): must be one character" in message
+
+
+def test_extract_sources_must_name_configured_sources(tmp_path: Path) -> None:
+    message = problems(write(tmp_path, "extract:\n  sources: [crm, nope]\n"))
+    assert "extract.sources names ['nope'], which are not in sources (['crm'])" in message
+
+
+def test_an_environment_override_edits_the_default_source_instead_of_replacing_it(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(env={"CLARION_SOURCES__CRM__PATH": "/data/export"})
+    assert settings.sources["crm"].kind == "files"
+    assert settings.sources["crm"].path == Path("/data/export")
+
+
+def test_two_hubspot_objects_cannot_feed_one_entity(tmp_path: Path) -> None:
+    message = problems(
+        write(
+            tmp_path,
+            "sources:\n  api: {kind: hubspot, base_url: 'http://x', token_env: T, "
+            "objects: {deals: orders, orders: orders}}\n",
+        )
+    )
+    assert "objects 'deals' and 'orders' both map to orders; keep one" in message

@@ -89,7 +89,7 @@ def test_record_shape(api: HubSpotMock, export: Path) -> None:
     assert record["id"] == row["order_id"]
     assert record["archived"] is False
     assert record["createdAt"] == record["updatedAt"] == iso
-    assert record["properties"] == row | {"hs_object_id": row["order_id"], "lastmodifieddate": iso}
+    assert record["properties"] == row | {"hs_object_id": row["order_id"], "hs_lastmodifieddate": iso}
     # a column the export leaves empty comes back as null, not ""
     contact = requests.get(f"{api.url}{CONTACTS}", params={"limit": 1}, headers=AUTH, timeout=10).json()
     assert contact["results"][0]["properties"]["phone"] is None
@@ -126,9 +126,9 @@ def test_search_gte_returns_exactly_the_later_rows_sorted_and_paged(api: HubSpot
     )
     body = {
         "filterGroups": [
-            {"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE", "value": str(threshold)}]}
+            {"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": str(threshold)}]}
         ],
-        "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
+        "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
         "limit": 100,
         "properties": ["order_id", "updated_at"],
     }
@@ -143,7 +143,7 @@ def test_search_gte_returns_exactly_the_later_rows_sorted_and_paged(api: HubSpot
     assert sizes == [100, 100, len(expected) - 200]
     got = [(_ms(r["properties"]["updated_at"]), int(r["id"])) for r in results]
     assert got == expected
-    assert all(_ms(r["properties"]["lastmodifieddate"]) >= threshold for r in results)
+    assert all(_ms(r["properties"]["hs_lastmodifieddate"]) >= threshold for r in results)
     assert gt["total"] == sum(1 for s in stamps if s > threshold)
 
 
@@ -209,14 +209,14 @@ def test_upsert_changes_what_search_returns(export: Path) -> None:
         latest = max(_ms(o["properties"]["updated_at"]) for o in orders)
         since = {
             "filterGroups": [
-                {"filters": [{"propertyName": "lastmodifieddate", "operator": "GT", "value": str(latest)}]}
+                {"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GT", "value": str(latest)}]}
             ],
             "limit": 100,
         }
         assert session.post(url, json=since, timeout=10).json()["total"] == 0
 
         changed = orders[0]["properties"] | {"status": "returned", "updated_at": "2026-07-01T10:00:00Z"}
-        changed = {k: v for k, v in changed.items() if k not in ("hs_object_id", "lastmodifieddate")}
+        changed = {k: v for k, v in changed.items() if k not in ("hs_object_id", "hs_lastmodifieddate")}
         new = changed | {"order_id": "999999", "updated_at": "2026-07-01T11:00:00Z"}
         api.upsert("deals", [changed, new])
 
@@ -224,7 +224,7 @@ def test_upsert_changes_what_search_returns(export: Path) -> None:
         assert found["total"] == 2
         assert [r["id"] for r in found["results"]] == [changed["order_id"], "999999"]
         assert found["results"][0]["properties"]["status"] == "returned"
-        assert found["results"][0]["properties"]["lastmodifieddate"] == "2026-07-01T10:00:00.000Z"
+        assert found["results"][0]["properties"]["hs_lastmodifieddate"] == "2026-07-01T10:00:00.000Z"
         assert len(api.records("deals")) == len(orders) + 1  # replaced by key, not duplicated
 
 
@@ -251,3 +251,15 @@ def test_stop_closes_the_port(export: Path) -> None:
     api.stop()
     with pytest.raises(requests.ConnectionError):
         requests.get(url, headers=AUTH, timeout=2)
+
+
+def test_searching_an_object_on_a_property_it_lacks_is_refused_as_hubspot_does(api: HubSpotMock) -> None:
+    """Deals have hs_lastmodifieddate, contacts lastmodifieddate: the other one is a 400."""
+    body = {
+        "filterGroups": [{"filters": [{"propertyName": "lastmodifieddate", "operator": "GTE", "value": "0"}]}]
+    }
+    with requests.Session() as session:
+        session.headers.update(AUTH)
+        assert session.post(f"{api.url}{DEALS_SEARCH}", json=body, timeout=10).status_code == 400
+        contacts = session.post(f"{api.url}/crm/v3/objects/contacts/search", json=body, timeout=10)
+    assert contacts.status_code == 200 and contacts.json()["total"] > 0

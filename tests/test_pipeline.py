@@ -16,6 +16,16 @@ from flows.pipeline import Stage, pipeline
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
+@pytest.fixture
+def project_with_data(project, tmp_path):
+    """A project whose default source (var/crm) holds a small generated CRM."""
+    from clarion.synth.generator import generate
+
+    settings = project()
+    generate(settings.generate, out=tmp_path / "var" / "crm")
+    return settings
+
+
 def runs_table(db: Path) -> list[tuple]:
     con = duckdb.connect(str(db), read_only=True)
     try:
@@ -26,24 +36,28 @@ def runs_table(db: Path) -> list[tuple]:
         con.close()
 
 
-def test_a_run_prepares_the_warehouse_records_itself_and_publishes_a_summary(project) -> None:
-    settings = project()
+def test_a_run_prepares_the_warehouse_records_itself_and_publishes_a_summary(project_with_data) -> None:
+    settings = project_with_data
     result = pipeline(config_path="clarion.yaml")
     assert result["status"] == "completed"
     assert result["stages"]["prepare"]["schemas"] == 7
+    extract = result["stages"]["extract"]
+    assert extract["read"] == extract["loaded"] + extract["quarantined"] > 0
     [(status, command, flow_run_id, error)] = runs_table(settings.warehouse.path)
     assert (status, command, error) == ("completed", "clarion run", None)
     run = flow_run(flow_run_id)
     assert run.state.is_completed()
-    assert subflow_names(flow_run_id) == ["prepare-warehouse"]
+    assert subflow_names(flow_run_id) == ["extract", "prepare-warehouse"]
     [summary] = [a for a in artifacts(flow_run_id) if a.key == "clarion-run-summary"]
     assert result["run_id"] in summary.data and "| prepare |" in summary.data
 
 
-def test_a_failing_stage_fails_the_flow_and_the_run_record_keeps_the_error(project, monkeypatch) -> None:
-    settings = project()
+def test_a_failing_stage_fails_the_flow_and_the_run_record_keeps_the_error(
+    project_with_data, monkeypatch
+) -> None:
+    settings = project_with_data
 
-    def broken(settings, run_id):
+    def broken(settings, run_id, **options):
         raise RuntimeError("stage blew up on purpose")
 
     monkeypatch.setattr(
@@ -66,8 +80,8 @@ def test_a_run_stops_before_touching_anything_while_another_process_writes(proje
     assert runs_table(settings.warehouse.path) == []  # the refused run never recorded itself
 
 
-def test_a_run_with_wait_queues_behind_the_other_writer(project) -> None:
-    settings = project()
+def test_a_run_with_wait_queues_behind_the_other_writer(project_with_data) -> None:
+    settings = project_with_data
     holder = start_holder(settings.warehouse.path, "a short run", hold=3, rows=3)
     wait_locked(holder)
     result = pipeline(config_path="clarion.yaml", wait_seconds=60)

@@ -1,0 +1,2 @@
+"""Extract: CRM sources into the warehouse through dlt, checked against the contract, every row
+accounted for."""

@@ -1,0 +1,229 @@
+"""The contract as SQL: one set-based pass that types every landed row and names what is wrong with it.
+
+Given the landed columns and their types, :func:`check_sql` builds a query that adds a typed copy of
+each contract column (``__t_<column>``) and ``__why``: ``reason|field`` for a row that breaks the
+contract, NULL for a row that may load. Reasons are tried in a fixed order, so a row gets the first
+problem it has. Text is cast with ``try_cast``/``try_strptime`` (a bad value is a quarantined row,
+never a failed load); typed Parquet and database columns are used as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from clarion.contract import MAX_TEXT_CHARS, Column, Entity
+from clarion.extract.readers import FILE, ROW, SEQ
+
+REASONS = (
+    "missing_column",
+    "missing_required",
+    "encoding_error",
+    "wrong_type",
+    "invalid_date",
+    "invalid_enum",
+    "invalid_email",
+    "out_of_range",
+    "future_date",
+    "oversized_text",
+    "orphan",
+    "duplicate_key",
+)
+EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$"
+DUCKDB_TYPES = {
+    "int": "BIGINT",
+    "decimal": "DECIMAL(14,2)",
+    "string": "VARCHAR",
+    "bool": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMPTZ",
+}
+TEXT_TYPES = {"VARCHAR"}
+
+
+def q(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def typed(name: str) -> str:
+    return q(f"__t_{name}")
+
+
+@dataclass(frozen=True)
+class Formats:
+    date_format: str | None = None
+    timestamp_format: str | None = None
+    decimal_separator: str = "."
+
+
+@dataclass
+class CheckSpec:
+    entity: Entity
+    landed: dict[str, str]  # landing column -> DuckDB type
+    formats: Formats = field(default_factory=Formats)
+    rejected_files: dict[str, list[str]] = field(default_factory=dict)  # file -> missing columns
+    future_hours: float = 24.0
+    parents_available: bool = True  # raw parent tables exist (orphan checks)
+
+    @property
+    def present(self) -> list[Column]:
+        return [c for c in self.entity.columns if c.name in self.landed]
+
+
+def _text(col: Column, landed_type: str) -> str:
+    """The column as trimmed text, NULL when empty: what a text value 'is' for presence checks."""
+    expr = q(col.name) if landed_type in TEXT_TYPES else f"CAST({q(col.name)} AS VARCHAR)"
+    return f"nullif(trim({expr}), '')"
+
+
+def typed_expr(col: Column, landed_type: str, formats: Formats) -> str:
+    """The contract-typed value of a landed column (NULL when it does not parse)."""
+    target = DUCKDB_TYPES[col.type]
+    name = q(col.name)
+    if landed_type not in TEXT_TYPES:
+        if landed_type == target or (col.type == "string"):
+            return name if landed_type == target else f"CAST({name} AS VARCHAR)"
+        if col.type == "timestamp" and landed_type.startswith("TIMESTAMP"):
+            return f"CAST({name} AS TIMESTAMPTZ)"  # naive database times are UTC (session zone)
+        return f"try_cast({name} AS {target})"
+    text = _text(col, landed_type)
+    if col.type == "string":
+        return f"lower({text})" if col.name == "email" else text
+    if col.type == "decimal" and formats.decimal_separator == ",":
+        text = f"replace(replace({text}, '.', ''), ',', '.')"
+    if col.type == "int":
+        # try_cast('1.5' AS BIGINT) rounds to 2: a whole number must look like one first
+        return f"CASE WHEN regexp_full_match({text}, '[+-]?[0-9]+') THEN try_cast({text} AS BIGINT) END"
+    if col.type == "timestamp":
+        # the configured format first, then ISO 8601, then a bare date (midnight UTC)
+        tries = []
+        if formats.timestamp_format:
+            tries.append(f"CAST(try_strptime({text}, {lit(formats.timestamp_format)}) AS TIMESTAMPTZ)")
+        tries += [f"try_cast({text} AS TIMESTAMPTZ)", f"CAST(try_cast({text} AS DATE) AS TIMESTAMPTZ)"]
+        if formats.date_format:
+            tries.append(f"CAST(try_strptime({text}, {lit(formats.date_format)}) AS TIMESTAMPTZ)")
+        return f"coalesce({', '.join(tries)})"
+    if col.type == "date":
+        tries = (
+            [f"CAST(try_strptime({text}, {lit(formats.date_format)}) AS DATE)"] if formats.date_format else []
+        )
+        tries += [f"try_cast({text} AS DATE)", f"CAST(try_cast({text} AS TIMESTAMPTZ) AS DATE)"]
+        return f"coalesce({', '.join(tries)})"
+    return f"try_cast({text} AS {target})"
+
+
+def _present(col: Column, landed_type: str) -> str:
+    if landed_type in TEXT_TYPES:
+        return f"{_text(col, landed_type)} IS NOT NULL"
+    return f"{q(col.name)} IS NOT NULL"
+
+
+def check_sql(spec: CheckSpec, landing: str, parents: dict[str, tuple[str, str]]) -> str:
+    """SELECT over ``landing`` adding ``__t_*`` typed columns and ``__why``.
+
+    ``parents`` maps a foreign-key column to (table, key column) holding the valid parent keys.
+    """
+    e, landed, fmt = spec.entity, spec.landed, spec.formats
+    typed_cols = []
+    for c in e.columns:
+        if c.name in landed:
+            typed_cols.append(f"{typed_expr(c, landed[c.name], fmt)} AS {typed(c.name)}")
+        else:
+            typed_cols.append(f"CAST(NULL AS {DUCKDB_TYPES[c.type]}) AS {typed(c.name)}")
+    whens: list[tuple[str, str]] = []
+
+    def add(condition: str, reason: str, column: str) -> None:
+        whens.append((condition, f"{reason}|{column}"))
+
+    if spec.rejected_files:
+        for file, missing in spec.rejected_files.items():
+            add(f"t.{q(FILE)} = {lit(file)}", "missing_column", ",".join(missing))
+    present = spec.present
+    for c in e.columns:
+        if c.required:
+            if c.name in landed:
+                add(f"NOT ({_present(c, landed[c.name])})", "missing_required", c.name)
+            else:
+                add("TRUE", "missing_column", c.name)
+    for c in present:
+        if c.type == "string" and landed[c.name] in TEXT_TYPES:
+            add(f"strpos(t.{q(c.name)}, chr(65533)) > 0", "encoding_error", c.name)
+    for c in present:
+        if c.type in {"int", "decimal", "bool"}:
+            add(f"{_present(c, landed[c.name])} AND {typed(c.name)} IS NULL", "wrong_type", c.name)
+        elif c.type in {"date", "timestamp"}:
+            add(f"{_present(c, landed[c.name])} AND {typed(c.name)} IS NULL", "invalid_date", c.name)
+    for c in present:
+        if c.enum:
+            values = ", ".join(lit(v) for v in c.enum)
+            add(f"{typed(c.name)} IS NOT NULL AND {typed(c.name)} NOT IN ({values})", "invalid_enum", c.name)
+    if "email" in landed:
+        add(
+            f"{typed('email')} IS NOT NULL AND NOT regexp_full_match({typed('email')}, {lit(EMAIL_RE)})",
+            "invalid_email",
+            "email",
+        )
+    for c in present:
+        bounds = []
+        if c.minimum is not None:
+            bounds.append(f"{typed(c.name)} < {c.minimum}")
+        if c.maximum is not None:
+            bounds.append(f"{typed(c.name)} > {c.maximum}")
+        if bounds:
+            add(" OR ".join(bounds), "out_of_range", c.name)
+    for c in present:
+        if c.type == "timestamp":
+            add(
+                f"{typed(c.name)} > now() + INTERVAL {spec.future_hours * 3600:.0f} SECOND",
+                "future_date",
+                c.name,
+            )
+        elif c.type == "date":
+            add(
+                f"{typed(c.name)} > CAST(now() + INTERVAL {spec.future_hours * 3600:.0f} SECOND AS DATE)",
+                "future_date",
+                c.name,
+            )
+    for c in present:
+        if c.free_text:
+            add(f"length(t.{q(c.name)}) > {MAX_TEXT_CHARS}", "oversized_text", c.name)
+    joins = []
+    for i, (fk, (table, key)) in enumerate(sorted(parents.items())):
+        alias = f"p{i}"
+        joins.append(f"LEFT JOIN (SELECT {q(key)} AS k FROM {table}) {alias} ON {alias}.k = t.{typed(fk)}")
+        add(f"{typed(fk)} IS NOT NULL AND {alias}.k IS NULL", "orphan", fk)
+    case = "\n".join(f"      WHEN {cond} THEN {lit(why)}" for cond, why in whens)
+    why = f"CASE\n{case}\n    END" if whens else "CAST(NULL AS VARCHAR)"
+    return f"""
+WITH t AS (
+    SELECT l.*, {", ".join(typed_cols)}
+    FROM {landing} l
+)
+SELECT t.*, {why} AS __why
+FROM t
+{chr(10).join(joins)}
+"""
+
+
+def row_hash(columns: list[str]) -> str:
+    """A 64-bit fingerprint of a row's values: an unchanged row is not rewritten on merge."""
+    return f"hash({', '.join(q(c) for c in columns)})"
+
+
+__all__ = [
+    "FILE",
+    "REASONS",
+    "ROW",
+    "SEQ",
+    "CheckSpec",
+    "Formats",
+    "check_sql",
+    "lit",
+    "q",
+    "row_hash",
+    "typed",
+]

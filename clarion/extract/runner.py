@@ -1,0 +1,273 @@
+"""What one extraction does, step by step: plan the (source, entity) steps, and run one step.
+
+A step lands what is new (files not yet published, or rows whose cursor is at or after the latest
+one already in ``raw`` for that source) and publishes it. Progress is only ever recorded by the
+publish transaction: the file ledger and ``raw`` itself are the state, so a run killed at any
+point simply reads the same things again next time, and never skips or doubles a row.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from clarion.config import DatabaseSource, FileEntity, FilesSource, HubSpotSource, Settings
+from clarion.contract import ENTITIES, load_order
+from clarion.extract import transactions
+from clarion.extract.contract_sql import CheckSpec, Formats, q
+from clarion.extract.publish import LedgerFile, PublishJob, PublishResult, ensure_tables, publish
+from clarion.extract.readers import (
+    EntityPlan,
+    ExtractError,
+    ReadStats,
+    discover,
+    imported_select,
+    plan_entity,
+)
+from clarion.extract.sources import (
+    Landed,
+    database_resource,
+    file_resources,
+    hubspot_resource,
+    imported_table,
+    land,
+    root_cause,
+    secret,
+)
+from clarion.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Step:
+    source: str
+    entity: str  # a contract entity, or "transactions" for a transactions-only file
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}/{self.entity}"
+
+
+def parents_of(step: Step) -> set[str]:
+    if step.entity == "transactions":
+        return set()
+    return set(ENTITIES[step.entity].parents.values())
+
+
+def plan_steps(settings: Settings, only_source: str | None = None) -> list[Step]:
+    """Every (source, entity) to extract, parents before children within each source."""
+    if only_source is not None and only_source not in settings.sources:
+        raise ExtractError(
+            f"no source named {only_source!r}; configured: {', '.join(settings.sources) or 'none'} "
+            "(clarion.yaml: sources)"
+        )
+    names = [only_source] if only_source else (settings.extract.sources or list(settings.sources))
+    order = load_order()
+    steps: list[Step] = []
+    for name in names:
+        source = settings.sources[name]
+        entities: list[str]
+        if isinstance(source, FilesSource):
+            if not source.path.is_dir():
+                raise ExtractError(
+                    f"source {name}: folder {source.path} does not exist; generate data with "
+                    f"`clarion generate` or fix sources.{name}.path in clarion.yaml"
+                )
+            if source.entities is not None:
+                entities = list(source.entities)
+            else:
+                entities = [e for e in ENTITIES if discover(source.path, e, FileEntity())]
+            if source.transactions is not None:
+                steps.append(Step(name, "transactions"))
+            elif not entities:
+                raise ExtractError(
+                    f"source {name}: no entity files under {source.path} (expected names like contacts.csv, "
+                    "orders.parquet); map yours with sources.<name>.entities in clarion.yaml"
+                )
+        elif isinstance(source, DatabaseSource):
+            entities = list(source.entities) if source.entities is not None else list(ENTITIES)
+        else:
+            entities = list(dict.fromkeys(source.objects.values()))
+        steps += [Step(name, e) for e in order if e in entities]
+    return steps
+
+
+def extract_step(settings: Settings, warehouse: Warehouse, run_id: str, step: Step) -> list[PublishResult]:
+    """Land and publish one step. Raises ExtractError with the source named when it cannot."""
+    try:
+        return _extract_step(settings, warehouse, run_id, step)
+    except ExtractError:
+        raise
+    except Exception as exc:  # a driver, HTTP or file error: say which source, keep secrets out
+        kind = settings.sources[step.source].kind
+        raise ExtractError(f"source {step.source} ({kind}): {step.entity} failed: {root_cause(exc)}") from exc
+
+
+def _extract_step(settings: Settings, warehouse: Warehouse, run_id: str, step: Step) -> list[PublishResult]:
+    source = settings.sources[step.source]
+    started = datetime.now(UTC)
+    with warehouse.connect(f"extract {step.name}") as con:
+        ensure_tables(con, extra_quarantine=("transactions",))
+    if isinstance(source, FilesSource):
+        return _files_step(settings, warehouse, run_id, step, source, started)
+    if isinstance(source, DatabaseSource):
+        dsn = secret(source.dsn_env, source.dsn_secret, "database DSN", step.source)
+        since = _published_cursor(warehouse, step)
+        resource = database_resource(
+            step.source, source, dsn, step.entity, since, settings.extract.batch_rows
+        )
+        return _land_and_publish(settings, warehouse, run_id, step, [resource], started, keyed=True)
+    assert isinstance(source, HubSpotSource)
+    token = secret(source.token_env, source.token_secret, "API token", step.source)
+    obj = next(o for o, e in source.objects.items() if e == step.entity)
+    since = _published_cursor(warehouse, step)
+    resource = hubspot_resource(step.source, source, token, obj, step.entity, since)
+    return _land_and_publish(settings, warehouse, run_id, step, [resource], started, keyed=True)
+
+
+def _published_cursor(warehouse: Warehouse, step: Step) -> datetime | None:
+    """Where this source's entity stands in raw: incremental loads start at the latest cursor value.
+    Rows at exactly that value are read again (the merge finds them unchanged), so none is missed."""
+    cursor = ENTITIES[step.entity].cursor
+    with warehouse.connect(f"extract {step.name}") as con:
+        (value,) = con.execute(
+            f"select max({q(cursor)}) from raw.{q(step.entity)} where _source = ?", [step.source]
+        ).fetchone()
+    return value
+
+
+def _files_step(
+    settings: Settings, warehouse: Warehouse, run_id: str, step: Step, source: FilesSource, started: datetime
+) -> list[PublishResult]:
+    spec: FileEntity
+    if step.entity == "transactions":
+        spec, contract = source.transactions, transactions.TRANSACTIONS
+    else:
+        spec, contract = (source.entities or {}).get(step.entity) or FileEntity(), ENTITIES[step.entity]
+    files = discover(source.path, step.entity, spec)
+    if not files:
+        raise ExtractError(f"source {step.source}: no files for {step.entity} under {source.path}")
+    with warehouse.connect(f"extract {step.name}") as con:
+        published = {
+            (file, size, mtime)
+            for file, size, mtime in con.execute(
+                "select file, size, mtime_ns from audit.extract_files where source = ? and entity = ?",
+                [step.source, step.entity],
+            ).fetchall()
+        }
+    changed = [f for f in files if (f.rel, f.size, f.mtime_ns) not in published]
+    if not changed:
+        log.info("%s: %d file(s) unchanged since they were published", step.name, len(files))
+        return [PublishResult(step.source, step.entity, "", status="unchanged")]
+    plan = plan_entity(step.entity, spec, changed, contract.column_names, contract.required)
+    stats = ReadStats()
+    formats = Formats(spec.date_format, spec.timestamp_format, spec.decimal_separator)
+    resources = file_resources(plan, settings.extract.batch_rows, stats)
+
+    def ledger() -> list[LedgerFile]:
+        return [
+            LedgerFile(fp.file.rel, fp.file.size, fp.file.mtime_ns, fp.sha256, stats.rows.get(fp.file.rel, 0))
+            for fp in plan.files
+        ]
+
+    return _land_and_publish(
+        settings,
+        warehouse,
+        run_id,
+        step,
+        resources,
+        started,
+        keyed=False,
+        landing_sql=lambda landed: files_landing_sql(plan, landed, step.entity),
+        formats=formats,
+        rejected=plan.rejected,
+        stats=stats,
+        ledger=ledger,
+        currency=getattr(spec, "currency", None),
+        extras=plan.loadable_extras,
+    )
+
+
+def files_landing_sql(plan: EntityPlan, landed: Landed, entity: str) -> str | None:
+    """The landed rows of a files step as one relation: parsed text files, plus each imported
+    Parquet file read with its row numbers."""
+    parts = []
+    streamed = landed.files(entity)
+    if streamed:
+        parts.append(parquet_sql(streamed))
+    for fp in plan.imported:
+        [path] = landed.files(imported_table(entity, fp.index))
+        parts.append(imported_select(fp, plan, path))
+    return " UNION ALL BY NAME ".join(f"({p})" for p in parts) if parts else None
+
+
+def parquet_sql(files: list[str]) -> str:
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    return f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+
+
+def _land_and_publish(
+    settings: Settings,
+    warehouse: Warehouse,
+    run_id: str,
+    step: Step,
+    resources: list,
+    started: datetime,
+    *,
+    keyed: bool,
+    landing_sql: Callable[[Landed], str | None] | None = None,
+    formats: Formats | None = None,
+    rejected: dict[str, list[str]] | None = None,
+    stats: ReadStats | None = None,
+    ledger: Callable[[], list[LedgerFile]] | None = None,
+    currency: str | None = None,
+    extras: list[str] | None = None,
+) -> list[PublishResult]:
+    landed = land(settings, step.source, step.entity, resources)
+    if landing_sql is None:
+        files = landed.files(step.entity)
+        sql = parquet_sql(files) if files else None
+    else:
+        sql = landing_sql(landed)
+    log.info("%s: landed load %s", step.name, landed.load_id)
+    check_entity = transactions.TRANSACTIONS if step.entity == "transactions" else ENTITIES[step.entity]
+    job = PublishJob(
+        run_id=run_id,
+        load_id=landed.load_id,
+        source=step.source,
+        entity=check_entity,
+        landing_sql=sql,
+        check=CheckSpec(
+            check_entity, {}, formats or Formats(), rejected or {}, settings.extract.future_tolerance_hours
+        ),
+        keyed=keyed,
+        malformed=stats.malformed if stats else {},
+        ledger=ledger() if ledger else [],
+        started_at=started,
+        extras=extras,
+    )
+    with warehouse.connect(f"extract {step.name}") as con:
+        if step.entity == "transactions":
+            results = transactions.publish_transactions(con, job, currency or "EUR")
+        else:
+            results = [publish(con, job)]
+    if not settings.extract.keep_landing:
+        for folder in landed.folders:
+            shutil.rmtree(folder, ignore_errors=True)
+    for r in results:
+        log.info(
+            "%s/%s: published: read %d, loaded %d, quarantined %d (inserted %d, updated %d, unchanged %d)",
+            r.source,
+            r.entity,
+            r.read,
+            r.loaded,
+            r.quarantined,
+            r.inserted,
+            r.updated,
+            r.unchanged,
+        )
+    return results

@@ -1,0 +1,166 @@
+"""A transactions-only export (customer, date, amount, ...) is enough to run Clarion.
+
+The file is checked like any entity (quarantine with reasons), then contacts and orders are derived
+in the same transaction: one contact per customer not already known (no consent, so no content is
+ever sent to them until a real CRM says otherwise), one order per transaction or per order id.
+Derived order ids come from the transaction's content, so loading the same history twice, or a
+re-sorted copy of it, gives the same orders. A customer id that is not a number ("K-1042") gets a
+stable numeric id derived from its text; the original stays on the contact as source_customer_id.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from clarion.contract import AMOUNT, CURRENCIES, ENTITIES, ORDER_STATUSES, Column, Entity
+from clarion.extract.contract_sql import DUCKDB_TYPES, SEQ, lit, q, typed
+from clarion.extract.publish import (
+    PublishJob,
+    PublishResult,
+    account,
+    check_and_quarantine,
+    merge_fresh,
+    new_result,
+    transaction,
+)
+
+TRANSACTIONS = Entity(
+    "transactions",
+    primary_key="order_id",
+    cursor="ordered_at",
+    doc="One purchase per row. Only customer, date and amount are required.",
+    columns=(
+        Column("contact_id", "string", required=True, doc="the customer's id in the shop: a number or text"),
+        Column("ordered_at", "timestamp", required=True, doc="a date or a timestamp"),
+        Column("total_amount", "decimal", required=True, **AMOUNT),
+        Column("order_id", "int", doc="rows sharing an order id are one order"),
+        Column("currency", "string", enum=CURRENCIES),
+        Column("status", "string", enum=ORDER_STATUSES),
+        Column("quantity", "int", minimum=1, maximum=1000),
+        Column("product_id", "int"),
+    ),
+)
+SOURCE_ID = "source_customer_id"
+
+
+def publish_transactions(
+    con: duckdb.DuckDBPyConnection, job: PublishJob, currency: str
+) -> list[PublishResult]:
+    with transaction(con):
+        tx = new_result(job)
+        landed = check_and_quarantine(con, job, tx)
+        results = [tx]
+        if landed is not None:
+            con.execute("create temp table __valid as select * from __winners")
+            results.append(_derive_contacts(con, job))
+            results.append(_derive_orders(con, job, currency, by_order_id="order_id" in landed))
+        account(con, job, tx)
+        derived_job = PublishJob(**{**job.__dict__, "ledger": []})
+        for r in results[1:]:
+            account(con, derived_job, r)
+    return results
+
+
+def contact_key(expr: str) -> str:
+    """A numeric contact id from the shop's customer id: the number itself, or a hash of the text."""
+    return (
+        f"CASE WHEN regexp_full_match({expr}, '[0-9]{{1,18}}') THEN CAST({expr} AS BIGINT) "
+        f"ELSE CAST(hash({expr}) >> 1 AS BIGINT) END"
+    )
+
+
+def _fresh(
+    con: duckdb.DuckDBPyConnection,
+    entity: Entity,
+    values: dict[str, str],
+    source_sql: str,
+    job: PublishJob,
+    extras: dict[str, str] | None = None,
+) -> None:
+    cols = [
+        f"cast({values.get(c.name, 'null')} as {DUCKDB_TYPES[c.type]}) as {q(c.name)}" for c in entity.columns
+    ]
+    cols += [f"cast({expr} as varchar) as {q(name)}" for name, expr in (extras or {}).items()]
+    hashed = ", ".join(q(c) for c in entity.column_names)
+    con.execute("drop table if exists temp.__fresh")
+    con.execute(
+        f"""
+        create temp table __fresh as
+        select *, {lit(job.source)} as _source, {lit(job.load_id)} as _load_id, now() as _loaded_at,
+               hash({hashed}) as _row_hash
+        from (select {", ".join(cols)} from ({source_sql}))
+        """
+    )
+
+
+def _derive_contacts(con: duckdb.DuckDBPyConnection, job: PublishJob) -> PublishResult:
+    contacts = ENTITIES["contacts"]
+    source_sql = f"""
+        select {contact_key(typed("contact_id"))} as contact_id, min({typed("contact_id")}) as source_id,
+               min({typed("ordered_at")}) as first_order
+        from __valid group by 1
+    """
+    values = {
+        "contact_id": "contact_id",
+        "signup_date": "first_order",
+        "email_consent": "false",  # no consent is known: nothing is sent until a CRM says otherwise
+        "sms_consent": "false",
+        "marketing_objection": "false",
+        # the first purchase, so any real CRM record (always later) updates the derived one
+        "updated_at": "first_order",
+    }
+    _fresh(con, contacts, values, source_sql, job, extras={SOURCE_ID: "source_id"})
+    result = PublishResult(job.source, "contacts", job.load_id, message="derived from transactions")
+    (result.read,) = con.execute("select count(*) from __fresh").fetchone()
+    result.loaded = result.read
+    merge_fresh(con, contacts, result, [SOURCE_ID], insert_only=True)
+    return result
+
+
+def _derive_orders(
+    con: duckdb.DuckDBPyConnection, job: PublishJob, currency: str, by_order_id: bool
+) -> PublishResult:
+    orders = ENTITIES["orders"]
+    customer = contact_key(typed("contact_id"))
+    one_per_row = f"""
+        select {_content_id()} as order_id, {customer} as contact_id, {typed("ordered_at")} as ordered_at,
+               {typed("total_amount")} as total, {typed("currency")} as currency, {typed("status")} as status
+        from __valid
+    """
+    if by_order_id:
+        source_sql = f"""
+            select {typed("order_id")} as order_id, arg_min({customer}, {q(SEQ)}) as contact_id,
+                   min({typed("ordered_at")}) as ordered_at, sum({typed("total_amount")}) as total,
+                   max({typed("currency")}) as currency, max({typed("status")}) as status
+            from __valid where {typed("order_id")} is not null group by 1
+            union all
+            {one_per_row} where {typed("order_id")} is null
+        """
+    else:
+        source_sql = one_per_row
+    values = {
+        "order_id": "order_id",
+        "contact_id": "contact_id",
+        "ordered_at": "ordered_at",
+        "status": "coalesce(status, 'completed')",
+        "currency": f"coalesce(currency, {lit(currency)})",
+        "subtotal_amount": "total",
+        "discount_amount": "0",
+        "total_amount": "total",
+        "updated_at": "ordered_at",
+    }
+    _fresh(con, orders, values, source_sql, job)
+    result = PublishResult(job.source, "orders", job.load_id, message="derived from transactions")
+    (result.read,) = con.execute("select count(*) from __fresh").fetchone()
+    result.loaded = result.read
+    merge_fresh(con, orders, result, [], insert_only=False)
+    return result
+
+
+def _content_id() -> str:
+    """A stable order id from what the transaction says, numbered among identical transactions."""
+    content = ", ".join(
+        typed(c) for c in ("contact_id", "ordered_at", "total_amount", "product_id", "quantity")
+    )
+    rank = f"row_number() over (partition by {content} order by {q(SEQ)})"
+    return f"cast(hash({content}, {rank}) >> 1 as bigint)"

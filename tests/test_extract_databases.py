@@ -1,0 +1,533 @@
+"""Extract from PostgreSQL and MariaDB: defects quarantined by key, the same raw content as files, incremental
+by cursor, both read backends, column mappings, and errors that name the source without leaking secrets."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pymysql
+import pytest
+from conftest import PG_DSN, postgres_or_skip
+from extract_helpers import (
+    accounting,
+    by_entity,
+    defects,
+    make_settings,
+    quarantined_keys,
+    query,
+    raw_fingerprint,
+    run_extract,
+)
+
+import clarion.extract.runner as runner
+from clarion.config import GenerateSettings, Settings
+from clarion.contract import ENTITIES
+from clarion.extract.readers import ExtractError
+from clarion.synth.generator import generate
+
+DSN_ENV = "CLARION_TEST_SOURCE_DSN"
+ORDER_COLUMNS = ENTITIES["orders"].column_names
+CLEAN = GenerateSettings(customers=300, seed=22, defects=0)  # the export compared across source kinds
+
+
+def project(root: Path, sources: dict[str, object], **extract: object) -> Settings:
+    """make_settings, loaded from inside ``root``: settings are read from ./clarion.yaml when there is one,
+    and the repository's own file would add its sources to the throwaway project."""
+    root.mkdir(parents=True, exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        settings = make_settings(root, sources, **extract)
+    assert list(settings.sources) == list(sources)
+    return settings
+
+
+def db_source(kind: str, schema: str, **extra: object) -> dict[str, object]:
+    return {"kind": kind, "dsn_env": DSN_ENV, "schema": schema, **extra}
+
+
+def fingerprints(settings: Settings) -> dict[str, tuple[int, int]]:
+    return {entity: raw_fingerprint(settings, entity) for entity in ENTITIES}
+
+
+def raw_count(settings: Settings, entity: str) -> int:
+    [(n,)] = query(settings, f'select count(*) from raw."{entity}"')
+    return int(n)
+
+
+@pytest.fixture(scope="module")
+def files_twin(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """CLEAN written as CSV files and extracted: what every database holding CLEAN must give in raw."""
+    root = tmp_path_factory.mktemp("files_twin")
+    generate(CLEAN, out=root / "crm")
+    settings = project(root, {"crm": {"kind": "files", "path": str(root / "crm")}})
+    run_extract(settings)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def pg_clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Settings]]:
+    """CLEAN in a throwaway PostgreSQL schema, extracted with the default (connectorx) backend:
+    yields (dsn, schema, settings of that project)."""
+    con = postgres_or_skip()
+    schema = f"clarion_test_{uuid.uuid4().hex[:8]}"
+    root = tmp_path_factory.mktemp("pg_clean")
+    try:
+        generate(CLEAN, out=root / "crm", postgres_dsn=PG_DSN, pg_schema=schema)
+        settings = project(root, {"crm": db_source("postgres", schema)})
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(DSN_ENV, PG_DSN)
+            run_extract(settings)
+        yield PG_DSN, schema, settings
+    finally:
+        con.execute(f'drop schema if exists "{schema}" cascade')
+        con.close()
+
+
+def assert_defects_quarantined_by_key(
+    folder: Path, manifest: dict, settings: Settings, results: list
+) -> None:
+    """Every listed database defect is quarantined under its primary key with its reason, nothing else is,
+    and every row read is either in raw or in quarantine."""
+    listed = defects(folder)
+    assert len(listed) > 100
+    # a database table cannot hold a row without its primary key (missing_id is a files-only kind),
+    # so every listed defect can be found by key
+    assert all(d["key"] for d in listed), [d for d in listed if not d["key"]]
+    assert "missing_id" not in {d["kind"] for d in listed}
+    assert all(d["row"] == "" for d in listed)
+    expected = {(d["entity"], d["key"]): d["reason"] for d in listed if d["expected"] == "quarantine"}
+    assert len(expected) == sum(1 for d in listed if d["expected"] == "quarantine")  # keys are unique
+    found = quarantined_keys(settings)
+    assert {k: v for k, v in expected.items() if k not in found} == {}, "defects that reached raw"
+    assert {k: v for k, v in found.items() if k not in expected} == {}, "clean rows quarantined"
+    assert found == expected, "wrong reasons"
+    for entity in ENTITIES:  # a database row has a key, no file and no row number
+        located = query(
+            settings, f'select key from quarantine."{entity}" where file is not null or row is not null'
+        )
+        assert located == [], entity
+
+    # rows listed as "clean" (an untrimmed, upper-case e-mail) load, normalised
+    for d in (d for d in listed if d["expected"] == "clean"):
+        [(email,)] = query(
+            settings, f'select email from raw."{d["entity"]}" where contact_id = ?', [int(d["key"])]
+        )
+        assert email == email.strip().lower() and "@" in email, d
+
+    results_by_entity = by_entity(results)
+    for entity, info in manifest["entities"].items():
+        bad = sum(1 for (e, _) in found if e == entity)
+        r = results_by_entity[entity]
+        assert r.read == info["rows"], entity  # a first load reads the whole table
+        assert r.quarantined == bad, entity
+        assert raw_count(settings, entity) == info["rows"] - bad, entity
+    rows = accounting(settings)
+    assert {r["entity"] for r in rows} == set(ENTITIES)
+    for row in rows:
+        assert row["read"] == row["loaded"] + row["quarantined"], row
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------------------
+
+
+def pg_connect(dsn: str) -> psycopg.Connection:
+    return psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+
+
+@pytest.mark.postgres
+def test_every_postgres_defect_is_quarantined_by_key_with_its_reason(
+    tmp_path: Path, pg_schema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn, schema = pg_schema
+    result = generate(
+        GenerateSettings(customers=400, seed=21, defects=0.02),
+        out=tmp_path / "crm",
+        postgres_dsn=dsn,
+        pg_schema=schema,
+    )
+    assert all(d["file"].startswith(f"postgres:{schema}.") for d in defects(result.out))
+    monkeypatch.setenv(DSN_ENV, dsn)
+    settings = project(tmp_path, {"pg": db_source("postgres", schema)})
+    results = run_extract(settings)
+    assert_defects_quarantined_by_key(result.out, result.manifest, settings, results)
+
+
+@pytest.mark.postgres
+def test_postgres_raw_content_equals_the_same_seed_extracted_from_files(pg_clean, files_twin) -> None:
+    _, _, from_db = pg_clean
+    db_prints = fingerprints(from_db)
+    assert all(rows > 0 for rows, _ in db_prints.values()), db_prints
+    assert db_prints == fingerprints(files_twin)
+
+
+@pytest.mark.postgres
+def test_postgres_incremental_run_reads_only_changed_and_boundary_rows(
+    tmp_path: Path, pg_schema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn, schema = pg_schema
+    generate(
+        GenerateSettings(customers=300, seed=23, defects=0),
+        out=tmp_path / "crm",
+        postgres_dsn=dsn,
+        pg_schema=schema,
+    )
+    monkeypatch.setenv(DSN_ENV, dsn)
+    settings = project(tmp_path, {"pg": db_source("postgres", schema)})
+    run_extract(settings)
+    [(previous_max,)] = query(settings, "select max(updated_at) from raw.orders")
+    table = f'"{schema}".orders'
+    with pg_connect(dsn) as con:
+        total = con.execute(f"select count(*) from {table}").fetchone()[0]
+        changed = [
+            r[0]
+            for r in con.execute(
+                f"select order_id from {table} where status <> 'returned' and updated_at < %s "
+                "order by order_id limit 5",
+                [previous_max],
+            ).fetchall()
+        ]
+        con.execute(
+            f"update {table} set status = 'returned', updated_at = now() - interval '1 minute' "
+            "where order_id = any(%s)",
+            [changed],
+        )
+        (max_id,) = con.execute(f"select max(order_id) from {table}").fetchone()
+        copied = ", ".join(f'"{c}"' for c in ORDER_COLUMNS if c not in {"order_id", "updated_at"})
+        con.execute(
+            f"insert into {table} (order_id, {copied}, updated_at) "
+            f"select %s + row_number() over (order by order_id), {copied}, now() - interval '1 minute' "
+            f"from (select * from {table} order by order_id limit 3) as existing",
+            [max_id],
+        )
+        new_ids = [max_id + 1, max_id + 2, max_id + 3]
+        (expected_read,) = con.execute(
+            f"select count(*) from {table} where updated_at >= %s", [previous_max]
+        ).fetchone()
+
+    second = by_entity(run_extract(settings))
+    orders = second["orders"]
+    assert (orders.inserted, orders.updated, orders.quarantined) == (3, 5, 0)
+    assert orders.read == expected_read  # changed rows plus the rows at the previous maximum
+    assert 8 < orders.read < total / 20
+    assert orders.unchanged == orders.read - 8
+    for entity, r in second.items():
+        if entity != "orders":
+            assert (r.inserted, r.updated) == (0, 0), entity
+            assert r.read == r.unchanged, entity  # only boundary rows, found unchanged
+    statuses = dict(
+        query(
+            settings,
+            f"select order_id, status from raw.orders where order_id in ({', '.join(map(str, changed))})",
+        )
+    )
+    assert statuses == dict.fromkeys(changed, "returned")
+    [(arrived,)] = query(
+        settings, f"select count(*) from raw.orders where order_id in ({', '.join(map(str, new_ids))})"
+    )
+    assert arrived == 3
+    assert raw_count(settings, "orders") == total + 3
+
+    third = by_entity(run_extract(settings))
+    assert (third["orders"].inserted, third["orders"].updated) == (0, 0)
+    assert raw_count(settings, "orders") == total + 3
+
+
+@pytest.mark.postgres
+def test_postgres_pyarrow_backend_gives_the_same_raw_as_connectorx(
+    tmp_path: Path, pg_clean, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn, schema, default = pg_clean
+    assert default.sources["crm"].backend == "connectorx"
+    monkeypatch.setenv(DSN_ENV, dsn)
+    arrow = project(tmp_path, {"crm": db_source("postgres", schema, backend="pyarrow")})
+    assert by_entity(run_extract(arrow)).keys() == set(ENTITIES)
+    prints = fingerprints(default)
+    assert all(rows > 0 for rows, _ in prints.values()), prints
+    assert fingerprints(arrow) == prints
+
+
+def _with_user(dsn: str, user: str, password: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port or 5432}"))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("failure", ["unreachable", "unknown_user"])
+def test_unusable_postgres_source_raises_an_error_naming_it_and_keeps_raw(
+    tmp_path: Path, pg_schema, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    dsn, schema = pg_schema
+    generate(
+        GenerateSettings(customers=200, seed=25, defects=0),
+        out=tmp_path / "crm",
+        postgres_dsn=dsn,
+        pg_schema=schema,
+    )
+    two = {"contacts": {}, "orders": {}}  # a parent and a child are enough here
+    settings = project(tmp_path, {"crm_db": db_source("postgres", schema, entities=two)})
+    monkeypatch.setenv(DSN_ENV, dsn)
+    run_extract(settings)
+    before = fingerprints(settings)
+    assert before["orders"][0] > 0
+
+    bad = {
+        "unreachable": "postgresql://alice:s3cret@127.0.0.1:1/test",
+        "unknown_user": _with_user(dsn, "clarion_no_such_user", "s3cret"),
+    }[failure]
+    monkeypatch.setenv(DSN_ENV, bad)
+    with pytest.raises(ExtractError) as caught:
+        run_extract(settings)
+    message = str(caught.value)
+    assert "source crm_db" in message
+    assert "s3cret" not in message
+    assert fingerprints(settings) == before
+
+
+def test_a_missing_dsn_variable_is_named_in_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(DSN_ENV, raising=False)
+    settings = project(tmp_path, {"crm_db": db_source("postgres", "crm")})
+    with pytest.raises(ExtractError) as caught:
+        run_extract(settings)
+    message = str(caught.value)
+    assert "source crm_db" in message
+    assert DSN_ENV in message
+    assert "not set" in message
+
+
+@pytest.mark.postgres
+def test_a_renamed_table_with_mapped_columns_loads_under_canonical_names(
+    tmp_path: Path, pg_schema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn, schema = pg_schema
+    now = datetime.now(UTC).replace(microsecond=0)
+    changed = {1: now - timedelta(days=3), 2: now - timedelta(days=2), 3: now - timedelta(days=5)}
+    people = [
+        (1, "Ada", "Lovelace", "ada@example.org", "GB", date(2024, 1, 5), True, False, False, changed[1]),
+        (2, "Grace", "Hopper", "grace@example.org", "US", date(2024, 2, 6), False, True, False, changed[2]),
+        (3, "Bad", "Mail", "bad@@example", "DE", date(2024, 3, 7), True, True, True, changed[3]),
+    ]
+    with pg_connect(dsn) as con:
+        con.execute(f'create schema "{schema}"')
+        con.execute(
+            f'create table "{schema}".crm_people (id bigint primary key, given_name text, family_name text, '
+            "mail text, country text, signup date, email_ok boolean, sms_ok boolean, objected boolean, "
+            "changed_at timestamptz)"
+        )
+        with con.cursor() as cur:
+            cur.executemany(
+                f'insert into "{schema}".crm_people values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)', people
+            )
+    columns = {
+        "id": "contact_id",
+        "given_name": "first_name",
+        "family_name": "last_name",
+        "mail": "email",
+        "country": "country",
+        "signup": "signup_date",
+        "email_ok": "email_consent",
+        "sms_ok": "sms_consent",
+        "objected": "marketing_objection",
+        "changed_at": "updated_at",
+    }
+    mapped = {"contacts": {"table": "crm_people", "columns": columns, "cursor": "changed_at"}}
+    monkeypatch.setenv(DSN_ENV, dsn)
+    settings = project(tmp_path, {"people": db_source("postgres", schema, entities=mapped)})
+
+    [first] = run_extract(settings)
+    assert (first.entity, first.read, first.loaded, first.quarantined) == ("contacts", 3, 2, 1)
+    rows = query(
+        settings,
+        "select contact_id, first_name, last_name, email, country, signup_date, email_consent, sms_consent, "
+        "marketing_objection, updated_at, _source from raw.contacts order by contact_id",
+    )
+    assert [r[:10] for r in rows] == people[:2]  # types, names and instants as the source holds them
+    assert {r[10] for r in rows} == {"people"}
+    assert query(settings, "select key, reason, field, file, row from quarantine.contacts") == [
+        ("3", "invalid_email", "email", None, None)
+    ]
+
+    with pg_connect(dsn) as con:
+        con.execute(
+            f'update "{schema}".crm_people '
+            "set given_name = 'Augusta Ada', changed_at = now() - interval '1 minute' where id = 1"
+        )
+    [second] = run_extract(settings)
+    # row 1 (changed) and row 2 (the boundary: the latest cursor raw held); not the older quarantined row 3
+    assert second.read == 2
+    assert (second.updated, second.unchanged, second.inserted, second.quarantined) == (1, 1, 0, 0)
+    assert query(settings, "select first_name from raw.contacts where contact_id = 1") == [("Augusta Ada",)]
+    assert raw_count(settings, "contacts") == 2
+
+
+@pytest.mark.postgres
+def test_changes_landed_by_a_run_that_failed_before_publishing_are_read_again(
+    tmp_path: Path, pg_schema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """raw is the only state: a run that lands rows and then dies before publishing them must not make the
+    next run skip those rows (runner.py: "a run killed at any point simply reads the same things again")."""
+    dsn, schema = pg_schema
+    generate(
+        GenerateSettings(customers=200, seed=26, defects=0),
+        out=tmp_path / "crm",
+        postgres_dsn=dsn,
+        pg_schema=schema,
+    )
+    monkeypatch.setenv(DSN_ENV, dsn)
+    settings = project(
+        tmp_path, {"pg": db_source("postgres", schema, entities={"contacts": {}, "orders": {}})}
+    )
+    run_extract(settings)
+    with pg_connect(dsn) as con:
+        [(order_id,)] = con.execute(
+            f"update \"{schema}\".orders set status = 'returned', updated_at = now() - interval '1 minute' "
+            f"where order_id = (select min(order_id) from \"{schema}\".orders where status <> 'returned') "
+            "returning order_id"
+        ).fetchall()
+
+    publish = runner.publish
+
+    def crash_on_orders(con, job):
+        if job.entity.name == "orders":
+            raise RuntimeError("killed between landing and publishing")
+        return publish(con, job)
+
+    monkeypatch.setattr(runner, "publish", crash_on_orders)
+    with pytest.raises(ExtractError, match="killed between landing and publishing"):
+        run_extract(settings)
+    monkeypatch.setattr(runner, "publish", publish)
+
+    again = by_entity(run_extract(settings))["orders"]
+    assert query(settings, "select status from raw.orders where order_id = ?", [order_id]) == [("returned",)]
+    assert again.updated == 1
+
+
+# -- MariaDB ----------------------------------------------------------------------------------------------
+
+
+def mariadb_connect(dsn: str, database: str) -> pymysql.Connection:
+    parts = urlsplit(dsn)
+    return pymysql.connect(
+        host=parts.hostname,
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+        database=database,
+        charset="utf8mb4",
+        autocommit=True,
+        connect_timeout=10,
+    )
+
+
+@pytest.fixture
+def host_zone_not_utc(monkeypatch: pytest.MonkeyPatch):
+    """The process runs in a zone far from UTC: naive source times must still be read as UTC."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.mariadb
+def test_mariadb_defects_are_quarantined_by_key_and_raw_equals_the_files_twin(
+    tmp_path: Path, mariadb_database, monkeypatch: pytest.MonkeyPatch, files_twin, host_zone_not_utc
+) -> None:
+    dsn, database = mariadb_database
+    monkeypatch.setenv(DSN_ENV, dsn)
+    result = generate(
+        GenerateSettings(customers=300, seed=22, defects=0.02),
+        out=tmp_path / "crm",
+        mariadb_dsn=dsn,
+        mariadb_database=database,
+    )
+    assert all(d["file"].startswith(f"mariadb:{database}.") for d in defects(result.out))
+    settings = project(tmp_path / "defects", {"maria": db_source("mariadb", database)})
+    results = run_extract(settings)
+    assert_defects_quarantined_by_key(result.out, result.manifest, settings, results)
+
+    # the same seed without defects: DATETIME (UTC wall time, no zone) must land as the files' instants
+    generate(CLEAN, out=tmp_path / "clean", mariadb_dsn=dsn, mariadb_database=database)
+    clean = project(tmp_path / "clean_project", {"maria": db_source("mariadb", database)})
+    run_extract(clean)
+    db_prints = fingerprints(clean)
+    assert all(rows > 0 for rows, _ in db_prints.values()), db_prints
+    assert db_prints == fingerprints(files_twin)
+
+
+@pytest.mark.mariadb
+def test_mariadb_incremental_run_reads_only_changed_and_boundary_rows(
+    tmp_path: Path, mariadb_database, monkeypatch: pytest.MonkeyPatch, host_zone_not_utc
+) -> None:
+    dsn, database = mariadb_database
+    generate(
+        GenerateSettings(customers=200, seed=28, defects=0),
+        out=tmp_path / "crm",
+        mariadb_dsn=dsn,
+        mariadb_database=database,
+    )
+    monkeypatch.setenv(DSN_ENV, dsn)
+    settings = project(tmp_path, {"maria": db_source("mariadb", database)})
+    run_extract(settings)
+    [(previous_max,)] = query(settings, "select max(updated_at) from raw.orders")
+    previous_wall = previous_max.astimezone(UTC).replace(tzinfo=None)  # DATETIME holds UTC wall time
+    con = mariadb_connect(dsn, database)
+    try:
+        with con.cursor() as cur:
+            cur.execute("select count(*) from orders")
+            (total,) = cur.fetchone()
+            cur.execute(
+                "select order_id from orders where status <> 'returned' and updated_at < %s "
+                "order by order_id limit 2",
+                [previous_wall],
+            )
+            changed = [r[0] for r in cur.fetchall()]
+            cur.execute(
+                "update orders set status = 'returned', updated_at = utc_timestamp() - interval 1 minute "
+                "where order_id in (%s, %s)",
+                changed,
+            )
+            cur.execute("select max(order_id) from orders")
+            (max_id,) = cur.fetchone()
+            copied = ", ".join(f"`{c}`" for c in ORDER_COLUMNS if c not in {"order_id", "updated_at"})
+            cur.execute(
+                f"insert into orders (order_id, {copied}, updated_at) "
+                f"select %s + row_number() over (order by order_id), {copied}, "
+                "utc_timestamp() - interval 1 minute "
+                "from (select * from orders order by order_id limit 2) as existing",
+                [max_id],
+            )
+            cur.execute("select count(*) from orders where updated_at >= %s", [previous_wall])
+            (expected_read,) = cur.fetchone()
+    finally:
+        con.close()
+
+    second = by_entity(run_extract(settings))
+    orders = second["orders"]
+    assert (orders.inserted, orders.updated, orders.quarantined) == (2, 2, 0)
+    assert orders.read == expected_read
+    assert 4 < orders.read < total / 20
+    assert orders.unchanged == orders.read - 4
+    for entity, r in second.items():
+        if entity != "orders":
+            assert (r.inserted, r.updated) == (0, 0), entity
+            assert r.read == r.unchanged, entity  # only boundary rows, found unchanged
+    statuses = dict(
+        query(settings, f"select order_id, status from raw.orders where order_id in {tuple(changed)}")
+    )
+    assert statuses == dict.fromkeys(changed, "returned")
+    assert raw_count(settings, "orders") == total + 2
+    # the new rows' times came back as the UTC instants MariaDB holds, not shifted by a zone
+    [(newest,)] = query(settings, "select max(updated_at) from raw.orders")
+    assert timedelta(0) < datetime.now(UTC) - newest < timedelta(minutes=10)
+
+    third = by_entity(run_extract(settings))
+    assert (third["orders"].inserted, third["orders"].updated) == (0, 0)
+    assert raw_count(settings, "orders") == total + 2
