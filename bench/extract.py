@@ -103,17 +103,11 @@ def floor_parquet(folder: str, workdir: str) -> dict[str, Any]:
 def floor_postgres(schema: str) -> dict[str, Any]:
     import psycopg
 
+    from clarion.contract import ENTITIES
+
     size = 0
     with psycopg.connect(PG_DSN) as con, con.cursor() as cur:
-        for table in (
-            "contacts",
-            "products",
-            "orders",
-            "order_items",
-            "email_events",
-            "support_tickets",
-            "consents",
-        ):
+        for table in ENTITIES:
             with cur.copy(f'copy (select * from "{schema}"."{table}") to stdout (format binary)') as copy:
                 for block in copy:
                     size += len(block)

@@ -405,3 +405,12 @@ def test_clear_errors_for_a_missing_folder_an_unknown_source_and_a_mapping_clash
     )
     with pytest.raises(ExtractError, match="'id' and 'product_id' both map to 'product_id'"):
         run_extract(clash)
+
+
+def test_a_run_that_finds_nothing_new_is_still_on_record(tmp_path: Path, small_crm) -> None:
+    settings = make_settings(tmp_path, {"crm": {"kind": "files", "path": str(small_crm)}})
+    run_extract(settings, run_id="first")
+    run_extract(settings, run_id="second")
+    rows = query(settings, "select status, read, message from audit.extract_loads where run_id = 'second'")
+    assert len(rows) == len(ENTITIES)
+    assert {r for r in rows} == {("unchanged", 0, "no new or changed file")}

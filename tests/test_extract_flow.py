@@ -7,6 +7,7 @@ from extract_helpers import query
 from prefect_api import artifacts, child_flow_run, task_runs
 
 from clarion.config import GenerateSettings
+from clarion.contract import ENTITIES
 from clarion.extract.readers import ExtractError
 from clarion.synth.generator import generate
 from flows.pipeline import pipeline
@@ -22,18 +23,7 @@ def test_extract_runs_one_task_per_entity_and_publishes_its_accounting(project, 
     [(flow_run_id,)] = query(settings, "select flow_run_id from audit.runs")
     extract_run = child_flow_run(flow_run_id, "extract")
     tasks = task_runs(extract_run)
-    assert set(tasks) == {
-        f"crm/{e}"
-        for e in (
-            "contacts",
-            "products",
-            "orders",
-            "order_items",
-            "email_events",
-            "support_tickets",
-            "consents",
-        )
-    }
+    assert set(tasks) == {f"crm/{e}" for e in ENTITIES}
     assert all(state == "COMPLETED" for state, _ in tasks.values())
     [table] = [a for a in artifacts(extract_run) if a.key == "extract-accounting"]
     accounting = result["stages"]["extract"]["accounting"]

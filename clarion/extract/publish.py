@@ -449,3 +449,14 @@ def account(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResu
             job.started_at,
         ],
     )
+
+
+def record_unchanged(
+    con: duckdb.DuckDBPyConnection, run_id: str, result: PublishResult, started: Any
+) -> None:
+    """An accounting row for a step that found nothing new to read."""
+    con.execute(
+        "insert into audit.extract_loads values "
+        "(?, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, 0, '{}', '[]', '[]', ?, ?, now())",
+        [run_id, result.load_id, result.source, result.entity, result.status, result.message, started],
+    )

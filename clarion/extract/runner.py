@@ -18,7 +18,14 @@ from clarion.config import DatabaseSource, FileEntity, FilesSource, HubSpotSourc
 from clarion.contract import ENTITIES, load_order
 from clarion.extract import transactions
 from clarion.extract.contract_sql import CheckSpec, Formats, q
-from clarion.extract.publish import LedgerFile, PublishJob, PublishResult, ensure_tables, publish
+from clarion.extract.publish import (
+    LedgerFile,
+    PublishJob,
+    PublishResult,
+    ensure_tables,
+    publish,
+    record_unchanged,
+)
 from clarion.extract.readers import (
     EntityPlan,
     ExtractError,
@@ -162,7 +169,14 @@ def _files_step(
     changed = [f for f in files if (f.rel, f.size, f.mtime_ns) not in published]
     if not changed:
         log.info("%s: %d file(s) unchanged since they were published", step.name, len(files))
-        return [PublishResult(step.source, step.entity, "", status="unchanged")]
+        result = PublishResult(
+            step.source, step.entity, "", status="unchanged", message="no new or changed file"
+        )
+        with warehouse.connect(
+            f"extract {step.name}"
+        ) as con:  # the run is on record even when it read nothing
+            record_unchanged(con, run_id, result, started)
+        return [result]
     plan = plan_entity(step.entity, spec, changed, contract.column_names, contract.required)
     stats = ReadStats()
     formats = Formats(spec.date_format, spec.timestamp_format, spec.decimal_separator)
