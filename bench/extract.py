@@ -67,7 +67,10 @@ def run_extract(source: dict[str, Any], workdir: str) -> dict[str, Any]:
     from clarion.warehouse import Warehouse
 
     os.environ["BENCH_PG_DSN"] = PG_DSN
+    empty = Path(workdir) / "clarion.yaml"  # its own settings: never the repository's clarion.yaml
+    empty.write_text("{}\n")
     settings = load_settings(
+        empty,
         env={},
         overrides={
             "var_dir": workdir,

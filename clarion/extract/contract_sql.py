@@ -122,18 +122,24 @@ def _present(col: Column, landed_type: str) -> str:
     return f"{q(col.name)} IS NOT NULL"
 
 
+def typed_columns(spec: CheckSpec) -> list[str]:
+    """``<typed value> AS "__t_<column>"`` for every contract column (typed NULL when not landed)."""
+    cols = []
+    for c in spec.entity.columns:
+        if c.name in spec.landed:
+            cols.append(f"{typed_expr(c, spec.landed[c.name], spec.formats)} AS {typed(c.name)}")
+        else:
+            cols.append(f"CAST(NULL AS {DUCKDB_TYPES[c.type]}) AS {typed(c.name)}")
+    return cols
+
+
 def check_sql(spec: CheckSpec, landing: str, parents: dict[str, tuple[str, str]]) -> str:
     """SELECT over ``landing`` adding ``__t_*`` typed columns and ``__why``.
 
     ``parents`` maps a foreign-key column to (table, key column) holding the valid parent keys.
     """
-    e, landed, fmt = spec.entity, spec.landed, spec.formats
-    typed_cols = []
-    for c in e.columns:
-        if c.name in landed:
-            typed_cols.append(f"{typed_expr(c, landed[c.name], fmt)} AS {typed(c.name)}")
-        else:
-            typed_cols.append(f"CAST(NULL AS {DUCKDB_TYPES[c.type]}) AS {typed(c.name)}")
+    e, landed = spec.entity, spec.landed
+    typed_cols = typed_columns(spec)
     whens: list[tuple[str, str]] = []
 
     def add(condition: str, reason: str, column: str) -> None:

@@ -28,6 +28,7 @@ from clarion.extract.contract_sql import (
     lit,
     q,
     typed,
+    typed_columns,
     typed_expr,
 )
 
@@ -165,7 +166,7 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         con.execute("rollback")
         raise
     finally:
-        for temp in ("__losers", "__fresh", "__ops", "__valid"):
+        for temp in ("__bad", "__excluded", "__losers", "__fresh", "__ops", "__valid"):
             con.execute(f"drop table if exists temp.{temp}")
         for view in ("__winners", "__checked", "__landing"):
             con.execute(f"drop view if exists temp.{view}")
@@ -195,10 +196,16 @@ def check_and_quarantine(
     job.check.landed = landed
     parents = {fk: (f"raw.{q(parent)}", ENTITIES[parent].primary_key) for fk, parent in e.parents.items()}
     con.execute(f"create temp view __checked as {check_sql(job.check, 'temp.__landing', parents)}")
+    # the contract is evaluated once: what fails is kept (few rows), what passes is re-typed on load
+    con.execute(f"create temp table __bad as select {q(SEQ)}, __why from __checked where __why is not null")
     _versions(con, job, landed)
     con.execute(
-        f"create temp view __winners as select * from __checked where __why is null "
-        f"and {q(SEQ)} not in (select {q(SEQ)} from __losers)"
+        f"create temp table __excluded as select {q(SEQ)}, __why as why from __bad "
+        f"union all select {q(SEQ)}, why from __losers"
+    )
+    con.execute(
+        f"create temp view __winners as select l.*, {', '.join(typed_columns(job.check))} "
+        f"from __landing l anti join __excluded x on x.{q(SEQ)} = l.{q(SEQ)}"
     )
     (read,) = con.execute("select count(*) from __landing").fetchone()
     result.read += read
@@ -218,8 +225,10 @@ def _versions(con: duckdb.DuckDBPyConnection, job: PublishJob, landed: dict[str,
     con.execute(f"create temp table __losers ({q(SEQ)} bigint, why varchar)")
     if e.name not in ENTITIES or e.primary_key not in landed:
         return
-    pk, cursor = typed(e.primary_key), typed(e.cursor)
+    if e.cursor not in landed:
+        return  # a required column: every row is already in __bad
     key = typed_expr(e.column(e.primary_key), landed[e.primary_key], job.check.formats)
+    cursor = typed_expr(e.column(e.cursor), landed[e.cursor], job.check.formats)
     con.execute(
         f"""
         insert into __losers
@@ -228,8 +237,9 @@ def _versions(con: duckdb.DuckDBPyConnection, job: PublishJob, landed: dict[str,
             where k is not null group by 1 having count(*) > 1
         ),
         candidates as (
-            select {q(SEQ)} as seq, {pk} as pk, {cursor} as cur
-            from __checked where __why is null and {pk} in (select k from repeated)
+            select l.{q(SEQ)} as seq, {key} as pk, {cursor} as cur
+            from __landing l anti join __bad b on b.{q(SEQ)} = l.{q(SEQ)}
+            where {key} in (select k from repeated)
         ),
         copies as (
             select seq from (
@@ -267,16 +277,15 @@ def _quarantine(
             f"(select distinct {q(FILE)} from __landing)",
             [job.source, job.load_id],
         )
-    record = "to_json({" + ", ".join(f"{lit(c)}: c.{q(c)}" for c in cols) + "})"
-    key = f"cast(c.{q(e.primary_key)} as varchar)" if e.primary_key in cols else "null"
-    why = "coalesce(c.__why, x.why)"
+    record = "to_json({" + ", ".join(f"{lit(c)}: l.{q(c)}" for c in cols) + "})"
+    key = f"cast(l.{q(e.primary_key)} as varchar)" if e.primary_key in cols else "null"
     n = con.execute(
         f"""
         insert into {table}
-        select ?, ?, ?, c.{q(FILE)}, {"null" if job.keyed else f"c.{q(ROW)}"}, {key},
-               split_part({why}, '|', 1), split_part({why}, '|', 2), {record}, now()
-        from __checked c left join (select * from __losers where why is not null) x on x.{q(SEQ)} = c.{q(SEQ)}
-        where c.__why is not null or x.why is not null
+        select ?, ?, ?, l.{q(FILE)}, {"null" if job.keyed else f"l.{q(ROW)}"}, {key},
+               split_part(x.why, '|', 1), split_part(x.why, '|', 2), {record}, now()
+        from __landing l join __excluded x on x.{q(SEQ)} = l.{q(SEQ)}
+        where x.why is not null
         """,
         [job.load_id, job.run_id, job.source],
     ).fetchone()[0]
