@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-SUITES = ("generate", "extract")
+SUITES = ("generate", "extract", "transform")
 
 
 def main() -> None:
@@ -23,6 +23,10 @@ def main() -> None:
         from bench import extract
 
         print(extract.main(sizes, args.extract_sources.split(",")))
+    if "transform" in args.suites:
+        from bench import transform
+
+        print(transform.main(sizes))
 
 
 if __name__ == "__main__":

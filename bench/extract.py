@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import OUT, measure, write_section
+from bench.harness import OUT, measure, report
 
 DATA = OUT / "data"
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -162,14 +162,10 @@ def main(sizes: list[int], kinds: list[str]) -> str:
                 f"| {read / run.wall_s:,.0f} | {floor.wall_s:.1f} | {floor.peak_rss_mb:,.0f} "
                 f"| {run.wall_s / floor.wall_s:.1f}x |"
             )
-    OUT.mkdir(exist_ok=True)
-    (OUT / "extract.json").write_text(json.dumps(records, indent=2))
     notes = (
         "`clarion extract` on a fresh warehouse, all seven entities with 1% injected defects (the library "
         "path the flow runs, without the Prefect server's 10-20 s start). *Floor* for Parquet: DuckDB "
         "reading the same files into tables itself. *Floor* for PostgreSQL: the server sending the same "
         "tables with `COPY ... TO STDOUT (binary)`. Each measurement in its own process."
     )
-    table = "\n".join(rows_md)
-    write_section("extract", f"## Extract\n\n{notes}\n\n{table}\n")
-    return table
+    return report("extract", records, notes, rows_md)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import OUT, measure, write_section
+from bench.harness import measure, report
 
 
 def run_generate(customers: int, fmt: str, out: str, defects: float) -> dict[str, Any]:
@@ -99,13 +99,9 @@ def main(sizes: list[int], formats: list[str], defects: float = 0.01) -> str:
                 f"| {rows / gen.wall_s:,.0f} | {write_s:.1f} | {floor.peak_rss_mb:,.0f} "
                 f"| {gen.wall_s / write_s:.1f}x |"
             )
-    OUT.mkdir(exist_ok=True)
-    (OUT / "generate.json").write_text(json.dumps(records, indent=2))
     notes = (
         f"Synthetic CRM generation (`clarion generate --defects {defects}`): all seven entities plus truth, "
         "future orders and the defects manifest. *Floor*: the same files' tables, already in memory, "
         "written again in the same format (pyarrow), timed alone. Peak RSS is the whole process."
     )
-    table = "\n".join(rows_md)
-    write_section("generate", f"## Generate\n\n{notes}\n\n{table}\n")
-    return table
+    return report("generate", records, notes, rows_md)

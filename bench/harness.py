@@ -94,5 +94,14 @@ def write_section(name: str, markdown: str) -> None:
     OUT.mkdir(exist_ok=True)
 
 
+def report(name: str, records: list[dict[str, Any]], notes: str, rows_md: list[str]) -> str:
+    """Keep a suite's raw records (bench/out/<name>.json) and its section of RESULTS.md."""
+    OUT.mkdir(exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(records, indent=2))
+    table = "\n".join(rows_md)
+    write_section(name, f"## {name.capitalize()}\n\n{notes}\n\n{table}\n")
+    return table
+
+
 if __name__ == "__main__":
     _child(sys.argv[1])

@@ -85,6 +85,8 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     \b
     One stage at a time:
       clarion extract         CRM sources into raw; rejected rows into quarantine
+      clarion transform       dbt features, quality gates, publish to marts
+      clarion check           the quality gates alone
       clarion quarantine      what was rejected, where from, and why
     """
     ctx.obj = AppContext(config_path, verbose)
@@ -263,7 +265,8 @@ def _run_pipeline(app: AppContext, wait_seconds: float | None, **params: Any) ->
     settings = app.settings()
     prepare_prefect(settings)
     file = app.config_file()
-    command = "clarion " + ("extract" if params.get("stages") == ["extract"] else "run")
+    stages = params.get("stages")
+    command = "clarion " + (" ".join(stages) if stages else "run")
     with Warehouse.from_settings(settings).writing(command, wait_seconds):
         from clarion.runtime import configure_logging
         from flows.pipeline import pipeline
@@ -281,9 +284,32 @@ def _run_text(result: dict[str, Any]) -> str:
         if name == "extract":
             lines.append("  extract")
             lines += ["    " + line for line in accounting_text(summary["accounting"]).splitlines()]
+        elif name in ("transform", "check"):
+            lines.append(
+                f"  {name}" + (f"   features as of {summary['as_of']}" if "as_of" in summary else "")
+            )
+            lines += ["    " + line for line in gates_text(summary["gates"]).splitlines()]
+            if summary.get("published"):
+                shown = ", ".join(f"{t} {n:,}" for t, n in summary["published"].items())
+                lines.append(f"    published to marts: {shown}")
         else:
             lines.append(f"  {name:<10} {json.dumps(summary, default=str, sort_keys=True)}")
     lines.append("  see it:    clarion status")
+    return "\n".join(lines)
+
+
+def gates_text(gates: list[dict[str, Any]]) -> str:
+    lines = []
+    for g in gates:
+        verdict = "passed" if g["ok"] else "FAILED"
+        warned = len(g["warnings"])
+        failed = g["failed"] - warned
+        counts = f"{g['passed']} passed, {warned} warning(s), {failed} failed, {g['skipped']} skipped"
+        lines.append(f"gate {g['suite']:<6} {verdict}: {counts}")
+        lines += [f"  fail  {x}" for x in g["failures"]]
+        lines += [f"  warn  {x}" for x in g["warnings"]]
+    if gates and gates[-1].get("data_docs"):
+        lines.append(f"Data Docs: {gates[-1]['data_docs']}")
     return "\n".join(lines)
 
 
@@ -303,7 +329,7 @@ def accounting_text(rows: list[dict[str, Any]]) -> str:
             notes.append(
                 f"{where}: quarantined " + ", ".join(f"{k} {v:,}" for k, v in sorted(r["reasons"].items()))
             )
-        if r.get("message"):
+        if r.get("message") and r.get("status") != "unchanged":
             notes.append(f"{where}: {r['message']}")
         if r.get("new_columns"):
             notes.append(f"{where}: new columns kept in raw: {', '.join(r['new_columns'])}")
@@ -362,6 +388,51 @@ def extract(app: AppContext, source: str | None, wait_seconds: float | None, as_
       clarion quarantine orders --reason orphan      # what was rejected, and why
     """
     result = _run_pipeline(app, wait_seconds, stages=["extract"], source=source)
+    _emit(result, as_json, _run_text(result))
+
+
+@cli.command()
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="The day the features describe [transform.as_of; the day after the latest order].",
+)
+@WAIT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary (with gate results) as JSON.")
+@click.pass_obj
+def transform(app: AppContext, as_of: datetime | None, wait_seconds: float | None, as_json: bool) -> None:
+    """Build customer features with dbt, gate them, and publish them to marts.
+
+    Write-audit-publish: the raw gate (expectations/raw.yml) runs first; dbt builds every model
+    into the staging schema and runs its tests; the marts gate (expectations/marts.yml) judges that
+    build; only then is it copied into marts, in one transaction. A failing `fail` check stops it
+    with the check, what it observed and samples, exit code 4; marts keep the last good build.
+
+    \b
+    Examples:
+      clarion transform
+      clarion transform --as-of 2026-04-01          # features as of another day (a backtest)
+      clarion check                                 # the gates alone
+    """
+    params: dict[str, Any] = {"stages": ["transform"]}
+    if as_of:
+        params["as_of"] = as_of.date()
+    result = _run_pipeline(app, wait_seconds, **params)
+    _emit(result, as_json, _run_text(result))
+
+
+@cli.command()
+@WAIT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the gate results as JSON.")
+@click.pass_obj
+def check(app: AppContext, wait_seconds: float | None, as_json: bool) -> None:
+    """Run the quality gates alone: raw, and the latest staging build. Exit 4 if a `fail` check fails.
+
+    Results are kept in audit.quality_results and rendered as Great Expectations Data Docs
+    (var/gx/uncommitted/data_docs/local_site/index.html).
+    """
+    result = _run_pipeline(app, wait_seconds, stages=["check"])
     _emit(result, as_json, _run_text(result))
 
 
@@ -439,7 +510,20 @@ def config_cmd(app: AppContext, keys: bool, as_json: bool) -> None:
     _emit(data, as_json, header + yaml.safe_dump(data, sort_keys=False).rstrip())
 
 
+def _quiet_shutdown() -> None:
+    """The duckdb 2.0 binding lists 'leaked' objects on stderr while the interpreter shuts down,
+    after all work is done and every exit hook has run (harmless, see ../shared/stack.md). This
+    runs last of the exit hooks: from here on nothing but that list would be written."""
+    import os
+
+    sys.stderr.flush()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+
 def main() -> None:
+    import atexit
+
+    atexit.register(_quiet_shutdown)  # registered first, so it runs last
     cli(prog_name="clarion")
 
 

@@ -34,6 +34,7 @@ from pydantic import (
 from clarion.errors import ConfigError
 
 ENV_PREFIX = "CLARION_"
+SHIPPED = Path(__file__).resolve().parents[1]  # the dbt project and the suites ship beside the package
 CONFIG_ENV = "CLARION_CONFIG"  # names the file; not an override
 DEFAULT_FILE = "clarion.yaml"
 
@@ -246,6 +247,25 @@ class ExtractSettings(Section):
     keep_landing: bool = Field(False, description="keep the landed Parquet files after publishing")
 
 
+class TransformSettings(Section):
+    as_of: date | None = Field(
+        None, description="features describe the customers as of this day [the day after the latest order]"
+    )
+    horizon_days: int = Field(90, ge=7, le=730, description="labels: purchases in [as_of, as_of + horizon)")
+    dbt_project_dir: ProjectPath = Field(
+        SHIPPED / "dbt", description="the dbt project and its profiles.yml [the one Clarion ships]"
+    )
+    keep_staging: bool = Field(True, description="keep the staging build after publishing (for debugging)")
+
+
+class QualitySettings(Section):
+    suites_dir: ProjectPath = Field(
+        SHIPPED / "expectations", description="versioned suites raw.yml, marts.yml [the ones Clarion ships]"
+    )
+    data_docs: bool = Field(True, description="build Great Expectations Data Docs under var/gx")
+    sample_failures: int = Field(10, ge=0, le=1000, description="failing values/rows kept per expectation")
+
+
 class Settings(Section):
     """The whole configuration. Sections appear as the stages that read them arrive."""
 
@@ -257,6 +277,8 @@ class Settings(Section):
         description="named CRM sources: files, postgres, mariadb, hubspot",
     )
     extract: ExtractSettings = ExtractSettings()
+    transform: TransformSettings = TransformSettings()
+    quality: QualitySettings = QualitySettings()
     prefect: PrefectSettings = PrefectSettings()
     logging: LoggingSettings = LoggingSettings()
 

@@ -276,7 +276,7 @@ class Warehouse:
 
     # ---------------------------------------------------------------------------------------------
     def _open(self, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-        config = {"threads": str(self.threads), "memory_limit": self.memory_limit}
+        config = self.duckdb_config()
         deadline = time.monotonic() + OPEN_RETRY_SECONDS
         while True:
             try:
@@ -294,6 +294,13 @@ class Warehouse:
                         "(a SQL client, a notebook?). Close it there and run again."
                     ) from None
                 time.sleep(0.25)
+
+    def duckdb_config(self) -> dict[str, str]:
+        """Connection settings. dbt (dbt/profiles.yml) opens the file with exactly these, because
+        DuckDB refuses a second connection to one file in one process with different ones. (The
+        time zone is a session setting, set on each connection: as a connect option DuckDB would
+        have to download its ICU extension.)"""
+        return {"threads": str(self.threads), "memory_limit": self.memory_limit.replace(" ", "")}
 
     @staticmethod
     def _bootstrap(con: duckdb.DuckDBPyConnection) -> None:

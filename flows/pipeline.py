@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ from clarion import runs
 from clarion.config import Settings, load_settings
 from clarion.warehouse import Warehouse
 from flows.extract import extract
+from flows.transform import check, transform
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,21 @@ def _extract(settings: Settings, run_id: str, source: str | None = None, **_: An
     return {k: v for k, v in summary.items() if k != "entities"} | {"accounting": summary["entities"]}
 
 
+def _transform(settings: Settings, run_id: str, as_of: date | None = None, **_: Any) -> dict[str, Any]:
+    return transform(settings, run_id, as_of)
+
+
+def _check(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
+    return check(settings, run_id)
+
+
 STAGES: list[Stage] = [
     Stage("prepare", _prepare, "warehouse file, schemas and core tables"),
     Stage("extract", _extract, "CRM sources into raw, rejected rows into quarantine"),
+    Stage("transform", _transform, "gate raw, dbt build into staging, gate it, publish to marts"),
 ]
-StageName = Literal["prepare", "extract"]
+ON_DEMAND = [Stage("check", _check, "the quality gates alone")]  # not part of `clarion run`
+StageName = Literal["prepare", "extract", "transform", "check"]
 
 
 @flow(name="clarion-pipeline", log_prints=False)
@@ -67,17 +79,25 @@ def pipeline(
     wait_seconds: float | None = None,
     stages: list[StageName] | None = None,
     source: str | None = None,
+    as_of: date | None = None,
 ) -> dict[str, Any]:
     """Run the stages in order (all, or the ones named), recorded as one run in audit.runs.
 
     One writer at a time: a second run waits up to ``wait_seconds`` or stops with a message.
-    ``source`` limits extraction to one configured source.
+    ``source`` limits extraction to one configured source; ``as_of`` sets the day the features
+    describe (default: the day after the latest order).
     """
     logger = get_run_logger()
     settings = load_settings(config_path)
     warehouse = Warehouse.from_settings(settings)
     run_id = runs.new_run_id()
-    chosen = [s for s in STAGES if stages is None or s.name in stages or s.name == "prepare"]
+    chosen = [
+        s
+        for s in STAGES + ON_DEMAND
+        if (stages is None and s in STAGES)
+        or s.name == "prepare"
+        or (stages is not None and s.name in stages)
+    ]
     command = "clarion run" if stages is None else "clarion " + " ".join(s.name for s in chosen[1:])
     summaries: dict[str, Any] = {}
     with warehouse.writing(command, wait_seconds):
@@ -94,7 +114,7 @@ def pipeline(
         )
         try:
             for stage in chosen:
-                summaries[stage.name] = stage.run(settings, run_id, source=source)
+                summaries[stage.name] = stage.run(settings, run_id, source=source, as_of=as_of)
         except BaseException as exc:
             with warehouse.connect(command) as con:
                 runs.finish_run(
@@ -132,6 +152,6 @@ def _summary_markdown(run_id: str, settings: Settings, summaries: dict[str, Any]
         "|---|---|",
     ]
     for name, summary in summaries.items():
-        shown = {k: v for k, v in summary.items() if k != "accounting"}
+        shown = {k: v for k, v in summary.items() if k not in ("accounting", "gates")}
         lines.append(f"| {name} | `{json.dumps(shown, default=str, sort_keys=True)}` |")
     return "\n".join(lines)

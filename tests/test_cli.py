@@ -128,7 +128,10 @@ def test_the_demo_path_works_for_a_new_user_in_an_empty_folder(tmp_path: Path) -
     assert "completed" in ran.stdout
     assert "contacts" in ran.stdout and "quarantined" in ran.stdout  # the extract accounting table
     status = clarion("status")
-    assert "audit       extract_files 7, extract_loads 7, runs 1" in status.stdout
+    assert "audit       extract_files 7, extract_loads 7, publications 1," in status.stdout
+    assert "gate marts  passed" in ran.stdout and "published to marts" in ran.stdout
+    [marts_line] = [line for line in status.stdout.splitlines() if line.startswith("  marts ")]
+    assert "customer_features 500" in marts_line and "customer_labels 500" in marts_line
     [raw_line] = [line for line in status.stdout.splitlines() if line.startswith("  raw ")]
     assert "contacts 5" in raw_line and "orders " in raw_line
     assert (tmp_path / "var" / "prefect").is_dir()  # Prefect's history kept with the project

@@ -36,6 +36,14 @@ def runs_table(db: Path) -> list[tuple]:
         con.close()
 
 
+def extract_contacts(db: Path) -> int:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("select count(*) from raw.contacts").fetchone()[0]
+    finally:
+        con.close()
+
+
 def test_a_run_prepares_the_warehouse_records_itself_and_publishes_a_summary(project_with_data) -> None:
     settings = project_with_data
     result = pipeline(config_path="clarion.yaml")
@@ -47,7 +55,11 @@ def test_a_run_prepares_the_warehouse_records_itself_and_publishes_a_summary(pro
     assert (status, command, error) == ("completed", "clarion run", None)
     run = flow_run(flow_run_id)
     assert run.state.is_completed()
-    assert subflow_names(flow_run_id) == ["extract", "prepare-warehouse"]
+    assert subflow_names(flow_run_id) == ["extract", "prepare-warehouse", "transform"]
+    transform = result["stages"]["transform"]
+    assert [g["suite"] for g in transform["gates"]] == ["raw", "marts"]
+    assert all(g["ok"] and g["failed"] == 0 for g in transform["gates"])
+    assert transform["published"]["customer_features"] == extract_contacts(settings.warehouse.path)
     [summary] = [a for a in artifacts(flow_run_id) if a.key == "clarion-run-summary"]
     assert result["run_id"] in summary.data and "| prepare |" in summary.data
 

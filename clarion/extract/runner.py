@@ -114,6 +114,27 @@ def extract_step(settings: Settings, warehouse: Warehouse, run_id: str, step: St
         raise ExtractError(f"source {step.source} ({kind}): {step.entity} failed: {root_cause(exc)}") from exc
 
 
+def retire_missing_files(con, step: Step, present: list[str]) -> None:
+    """A file that left the source folder (a fixed export replaced it, a rotation removed it) has
+    nothing left to quarantine: its quarantine rows and ledger entry go. Rows it loaded stay in raw."""
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in present) or "''"
+    table = "quarantine.transactions" if step.entity == "transactions" else f'quarantine."{step.entity}"'
+    (gone,) = con.execute(
+        f"select count(*) from {table} where source = ? and file is not null and file not in ({listed})",
+        [step.source],
+    ).fetchone()
+    if gone:
+        log.info("%s: %d quarantined row(s) of files no longer in the source are retired", step.name, gone)
+        con.execute(
+            f"delete from {table} where source = ? and file is not null and file not in ({listed})",
+            [step.source],
+        )
+    con.execute(
+        f"delete from audit.extract_files where source = ? and entity = ? and file not in ({listed})",
+        [step.source, step.entity],
+    )
+
+
 def _extract_step(settings: Settings, warehouse: Warehouse, run_id: str, step: Step) -> list[PublishResult]:
     source = settings.sources[step.source]
     started = datetime.now(UTC)
@@ -166,6 +187,7 @@ def _files_step(
                 [step.source, step.entity],
             ).fetchall()
         }
+        retire_missing_files(con, step, [f.rel for f in files])
     changed = [f for f in files if (f.rel, f.size, f.mtime_ns) not in published]
     if not changed:
         log.info("%s: %d file(s) unchanged since they were published", step.name, len(files))

@@ -1,0 +1,1 @@
+"""Quality gates: versioned suites, metrics in DuckDB, validation with Great Expectations."""

@@ -1,0 +1,146 @@
+"""How Clarion runs its dbt project: where the warehouse is, which day the features describe.
+
+The profile (dbt/profiles.yml) reads ``DBT_CLARION_*`` environment variables, set here from the
+settings; dbt's own files (target/, logs/) go under var/dbt. The Prefect flow invokes dbt through
+prefect-dbt (each node a task); tests and benchmarks use dbt's own runner with the same arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from typing import Any
+
+import duckdb
+
+from clarion.config import Settings
+from clarion.errors import ClarionError
+
+log = logging.getLogger(__name__)
+
+MART_TABLES = (
+    "dim_customers",
+    "fct_orders",
+    "fct_email_events",
+    "fct_support_tickets",
+    "customer_features",
+    "customer_labels",
+)
+
+
+class DbtBuildError(ClarionError):
+    """dbt could not build the staging models, or one of its tests failed."""
+
+    exit_code = 4
+
+
+def resolve_as_of(settings: Settings, con: duckdb.DuckDBPyConnection, explicit: date | None = None) -> date:
+    """The day features describe: as asked, else the day after the latest order in raw (the data's
+    'today'), else today."""
+    if explicit is not None:
+        return explicit
+    if settings.transform.as_of is not None:
+        return settings.transform.as_of
+    (latest,) = con.execute("select max(ordered_at) from raw.orders").fetchone()
+    if latest is None:
+        return date.today()
+    return latest.date() + timedelta(days=1)
+
+
+def dbt_vars(as_of: date, horizon_days: int) -> dict[str, Any]:
+    return {"as_of": as_of.isoformat(), "horizon_days": horizon_days}
+
+
+def dbt_args(settings: Settings, command: str, as_of: date, *extra: str, target: str = "duckdb") -> list[str]:
+    """dbt's arguments. The pipeline always builds in the warehouse (target duckdb); the project's
+    `postgres` target serves teams whose raw tables live in PostgreSQL (tested, run by hand)."""
+    files = settings.var_dir / "dbt"
+    return [
+        *command.split(),  # "build", or "docs generate"
+        "--project-dir",
+        str(settings.transform.dbt_project_dir),
+        "--profiles-dir",
+        str(settings.transform.dbt_project_dir),
+        "--target",
+        target,
+        "--target-path",
+        str(files / "target"),
+        "--log-path",
+        str(files / "logs"),
+        "--vars",
+        json.dumps(dbt_vars(as_of, settings.transform.horizon_days)),
+        *extra,
+    ]
+
+
+@contextmanager
+def dbt_environment(
+    settings: Settings, schema: str = "staging", raw_schema: str = "raw", target: str = "duckdb"
+) -> Iterator[None]:
+    """The DBT_CLARION_* variables the profile reads, for the duration of a dbt call."""
+    values = {
+        "DBT_CLARION_TARGET": target,
+        "DBT_CLARION_DUCKDB": str(settings.warehouse.path),
+        "DBT_CLARION_SCHEMA": schema,
+        "DBT_CLARION_RAW_SCHEMA": raw_schema,
+        "DBT_CLARION_DUCKDB_THREADS": str(settings.warehouse.threads),
+        "DBT_CLARION_DUCKDB_MEMORY": settings.warehouse.memory_limit.replace(" ", ""),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_dbt(settings: Settings, command: str, as_of: date, *extra: str, schema: str = "staging") -> Any:
+    """Run dbt with dbt's own runner (no Prefect): for tests and benchmarks."""
+    from dbt.cli.main import dbtRunner
+
+    with dbt_environment(settings, schema=schema):
+        try:
+            result = dbtRunner().invoke(dbt_args(settings, command, as_of, *extra))
+        finally:
+            release_duckdb()
+    if not result.success:
+        raise DbtBuildError(f"dbt {command} failed: {describe_failure(result)}")
+    return result
+
+
+def release_duckdb() -> None:
+    """dbt-duckdb keeps its connection to the warehouse for the life of the process; close it so
+    the file is free for the next step (and for other processes once the run ends)."""
+    import gc
+
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # another adapter
+        return
+    env = DuckDBConnectionManager._ENV
+    if env is not None:
+        env.close()
+    DuckDBConnectionManager.close_all_connections()
+    gc.collect()
+
+
+def describe_failure(result: Any) -> str:
+    """The failing nodes of a dbt result, or the exception, in one line each."""
+    if result.exception is not None:
+        return str(result.exception).strip().splitlines()[0]
+    failed = []
+    for node in getattr(result.result, "results", None) or []:
+        status = str(getattr(node, "status", "")).lower()
+        if status in {"error", "fail", "runtime error"}:
+            name = getattr(getattr(node, "node", None), "name", "?")
+            failed.append(f"{name}: {str(getattr(node, 'message', '') or status).strip()[:300]}")
+    return "; ".join(failed) or "see var/dbt/logs/dbt.log"

@@ -1,0 +1,43 @@
+{#- Point in time. Features see only what happened strictly before as_of (00:00 UTC of that day);
+    labels look at [as_of, as_of + horizon). One definition here, used by every model. -#}
+
+{% macro as_of_ts() -%}
+    cast('{{ var("as_of") }} 00:00:00+00:00' as timestamp with time zone)
+{%- endmacro %}
+
+{% macro as_of_date() -%}
+    cast('{{ var("as_of") }}' as date)
+{%- endmacro %}
+
+{#- 00:00 UTC of as_of + days, worked out here so no engine's session time zone (DST) moves it -#}
+{% macro as_of_plus_days_ts(days) -%}
+    {%- set day = modules.datetime.date.fromisoformat(var("as_of") | string)
+                  + modules.datetime.timedelta(days=days | int) -%}
+    cast('{{ day.isoformat() }} 00:00:00+00:00' as timestamp with time zone)
+{%- endmacro %}
+
+{% macro days_before_as_of(days) -%}
+    {{ as_of_plus_days_ts(-(days | int)) }}
+{%- endmacro %}
+
+{% macro horizon_end_ts() -%}
+    {{ as_of_plus_days_ts(var("horizon_days")) }}
+{%- endmacro %}
+
+{#- Fractional days from a to b, the same on DuckDB and PostgreSQL. -#}
+{% macro days_between(a, b) -%}
+    {{ return(adapter.dispatch('days_between', 'clarion')(a, b)) }}
+{%- endmacro %}
+
+{% macro default__days_between(a, b) -%}
+    (cast(extract(epoch from ({{ b }} - {{ a }})) as double precision) / 86400.0)
+{%- endmacro %}
+
+{% macro duckdb__days_between(a, b) -%}
+    (date_diff('second', {{ a }}, {{ b }}) / 86400.0)
+{%- endmacro %}
+
+{#- a / b as a double, NULL when b is 0 or NULL -#}
+{% macro ratio(a, b) -%}
+    (cast({{ a }} as double precision) / nullif({{ b }}, 0))
+{%- endmacro %}

@@ -1,0 +1,129 @@
+"""Transform stage: gate raw, build with dbt into staging, gate the build, publish it to marts.
+
+Write-audit-publish: dbt writes only to the ``staging`` schema; the marts suite judges that build;
+only a build with no failing `fail` check is copied into ``marts`` (one transaction). A failure at
+any step stops the stage (and the run) with the failing checks reported, and ``marts`` keeps the
+last good build. dbt runs through prefect-dbt, so every model and test is a task in the UI.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from clarion.config import Settings
+from clarion.quality.gate import GateResult, QualityGateError, ensure_tables, run_gate
+from clarion.transform.dbt import (
+    DbtBuildError,
+    dbt_args,
+    dbt_environment,
+    describe_failure,
+    release_duckdb,
+    resolve_as_of,
+)
+from clarion.transform.publish import clear_staging, publish
+from clarion.warehouse import Warehouse
+
+
+@task(name="quality-gate", task_run_name="gate {suite}", cache_policy=NO_CACHE)
+def gate(settings: Settings, run_id: str, suite: str, candidate: str = "staging") -> GateResult:
+    with Warehouse.from_settings(settings).connect(f"quality gate {suite}") as con:
+        return run_gate(settings, con, suite, run_id, candidate=candidate)
+
+
+@task(name="publish-marts", cache_policy=NO_CACHE)
+def publish_marts(settings: Settings, run_id: str, as_of: date) -> dict[str, Any]:
+    with Warehouse.from_settings(settings).connect("publish marts") as con:
+        published = publish(con, run_id, as_of, settings.transform.horizon_days)
+        if not settings.transform.keep_staging:
+            published["staging_dropped"] = len(clear_staging(con))
+        return published
+
+
+def dbt_build(settings: Settings, as_of: date) -> None:
+    """dbt build into staging, each node a Prefect task; a failed model or test stops the stage."""
+    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+
+    target = settings.var_dir / "dbt" / "target"
+    with dbt_environment(settings):
+        runner = PrefectDbtRunner(
+            settings=PrefectDbtSettings(
+                project_dir=settings.transform.dbt_project_dir,
+                profiles_dir=settings.transform.dbt_project_dir,
+                target_path=target,
+            ),
+            raise_on_failure=False,
+            disable_assets=True,  # a task per node is the lineage we need; asset events cost ~0.1 s each
+        )
+        try:
+            result = runner.invoke(dbt_args(settings, "build", as_of))
+        finally:
+            release_duckdb()
+    if not result.success:
+        raise DbtBuildError(f"dbt build failed, nothing published: {describe_failure(result)}")
+
+
+@flow(name="transform", log_prints=False)
+def transform(settings: Settings, run_id: str, as_of: date | None = None) -> dict[str, Any]:
+    logger = get_run_logger()
+    with Warehouse.from_settings(settings).connect("transform") as con:
+        ensure_tables(con)
+        day = resolve_as_of(settings, con, as_of)
+    logger.info("features as of %s, labels over %d days", day, settings.transform.horizon_days)
+    gates: list[GateResult] = []
+    try:
+        gates.append(gate(settings, run_id, "raw"))
+        if not gates[-1].passed:
+            raise QualityGateError(gates[-1])
+        dbt_build(settings, day)
+        gates.append(gate(settings, run_id, "marts"))
+        if not gates[-1].passed:
+            raise QualityGateError(gates[-1])
+        published = publish_marts(settings, run_id, day)
+    finally:
+        create_markdown_artifact(
+            key="quality-gates", markdown=gates_markdown(gates), description="Quality gates"
+        )
+    return {"as_of": day.isoformat(), "gates": [g.summary() for g in gates], "published": published["tables"]}
+
+
+@flow(name="check", log_prints=False)
+def check(settings: Settings, run_id: str) -> dict[str, Any]:
+    """The gates alone: raw, and the latest staging build (or the published marts if none)."""
+    with Warehouse.from_settings(settings).connect("check") as con:
+        ensure_tables(con)
+        (staged,) = con.execute(
+            "select count(*) from duckdb_tables() "
+            "where schema_name = 'staging' and table_name = 'customer_features'"
+        ).fetchone()
+    gates = [
+        gate(settings, run_id, "raw"),
+        gate(settings, run_id, "marts", candidate="staging" if staged else "marts"),
+    ]
+    create_markdown_artifact(key="quality-gates", markdown=gates_markdown(gates), description="Quality gates")
+    failed = [g for g in gates if not g.passed]
+    if failed:
+        raise QualityGateError(failed[0])
+    return {"gates": [g.summary() for g in gates]}
+
+
+def gates_markdown(gates: list[GateResult]) -> str:
+    lines = ["# Quality gates", ""]
+    for g in gates:
+        verdict = "passed" if g.passed else "FAILED"
+        lines += [f"## {g.suite} (suite version {g.version}): {verdict}", ""]
+        if g.data_docs:
+            lines += [f"Data Docs: {g.data_docs}", ""]
+        lines += ["| check | severity | status | where | observed | sample |", "|---|---|---|---|---|---|"]
+        for r in g.results:
+            where = ".".join(x for x in (r.table, r.column) if x)
+            observed = ", ".join(f"{k} {v}" for k, v in r.observed.items() if v is not None)
+            lines.append(
+                f"| {r.check_id} | {r.severity} | {r.status} | {where} | {observed} | {r.sample[:3]} |"
+            )
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,216 @@
+"""Write-audit-publish: only a build that passes the gates reaches marts; a failing gate leaves them be."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from extract_helpers import query
+
+from clarion.cli import cli
+from clarion.config import GenerateSettings, load_settings
+from clarion.errors import ConfigError
+from clarion.quality.gate import QualityGateError
+from clarion.quality.suites import load_suite
+from clarion.synth.generator import generate
+from clarion.transform.dbt import DbtBuildError
+from flows.pipeline import pipeline
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+SUITES = Path(__file__).resolve().parents[1] / "expectations"
+
+
+def marts_fingerprint(settings) -> tuple:
+    return tuple(
+        query(settings, f"select count(*), coalesce(sum(hash(r)), 0) from marts.{t} r")[0]
+        for t in ("customer_features", "dim_customers", "fct_orders")
+    )
+
+
+def crm(tmp_path: Path, defects: float) -> None:
+    generate(GenerateSettings(customers=300, seed=12, defects=defects), out=tmp_path / "var" / "crm")
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory, prefect_server) -> Path:
+    """One project whose first run published clean marts (a full run costs ~20 s: made once)."""
+    root = tmp_path_factory.mktemp("golden")
+    (root / "clarion.yaml").write_text(
+        "warehouse:\n  path: var/warehouse.duckdb\ngenerate:\n  out: var/crm\n"
+    )
+    crm(root, defects=0.0)
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        result = pipeline(config_path="clarion.yaml")
+    finally:
+        os.chdir(cwd)
+    assert result["stages"]["transform"]["published"]["customer_features"] > 0
+    return root
+
+
+@pytest.fixture
+def published(golden: Path, tmp_path: Path, monkeypatch):
+    """A copy of the golden project, as the working directory: each test changes its own."""
+    project = tmp_path / "project"
+    shutil.copytree(golden, project)
+    monkeypatch.chdir(project)
+    return load_settings(project / "clarion.yaml", env={})
+
+
+def gate_rows(settings, status: str) -> set[str]:
+    return {
+        r[0] for r in query(settings, "select check_id from audit.quality_results where status = ?", [status])
+    }
+
+
+def test_a_clean_run_publishes_and_keeps_every_gate_result(published) -> None:
+    settings = published
+    assert query(settings, "select count(*) from audit.publications")[0][0] == 1
+    assert {r[0] for r in query(settings, "select distinct suite from audit.quality_results")} == {
+        "raw",
+        "marts",
+    }
+    assert "features.one-row-per-customer" in gate_rows(settings, "passed")
+    assert "features.drift" in gate_rows(settings, "skipped")  # nothing published to compare with yet
+    docs = settings.var_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    assert docs.is_file()
+
+
+def test_defective_data_stops_the_run_at_the_raw_gate_and_marts_keep_the_last_good_build(published):
+    settings = published
+    tmp_path = settings.var_dir.parent
+    before = marts_fingerprint(settings)
+    crm(tmp_path, defects=0.15)  # the next export is broken: 15% of every entity breaks the contract
+    with pytest.raises(QualityGateError) as failed:
+        pipeline(config_path="clarion.yaml")
+    message = str(failed.value)
+    assert "quality gate 'raw' failed" in message and "raw.quarantine-rate-stop" in message
+    assert "orders=0.1" in message  # which table, with the measured share
+    assert marts_fingerprint(settings) == before
+    assert query(settings, "select count(*) from audit.publications")[0][0] == 1
+    [(status, error)] = query(
+        settings, "select status, error from audit.runs order by started_at desc limit 1"
+    )
+    assert status == "failed" and "raw.quarantine-rate-stop" in error
+    crm(tmp_path, defects=0.0)  # the source is fixed: the bad files are replaced
+    result = pipeline(config_path="clarion.yaml")
+    assert result["stages"]["transform"]["gates"][0]["ok"] is True
+    assert query(settings, "select count(*) from audit.publications")[0][0] == 2
+
+
+def _shift_spend(settings, factor: float) -> None:
+    from clarion.warehouse import Warehouse
+
+    with Warehouse.from_settings(settings).connect("test shift") as con:
+        con.execute(f"update raw.orders set total_amount = total_amount * {factor}")
+
+
+def test_a_large_feature_shift_fails_the_marts_gate_and_nothing_is_published(published) -> None:
+    settings = published
+    before = marts_fingerprint(settings)
+    _shift_spend(settings, 6.0)
+    with pytest.raises(QualityGateError) as failed:
+        pipeline(config_path="clarion.yaml", stages=["transform"])
+    assert "quality gate 'marts' failed" in str(failed.value)
+    assert "features.drift-stop" in str(failed.value) and "customer_features.spend_365d_eur" in str(
+        failed.value
+    )
+    assert marts_fingerprint(settings) == before
+    assert "features.drift-stop" in gate_rows(settings, "failed")
+
+
+def test_the_same_shift_only_warns_when_the_suite_says_warn(published) -> None:
+    suites = published.var_dir.parent / "suites"
+    shutil.copytree(SUITES, suites)
+    marts = yaml.safe_load((suites / "marts.yml").read_text())
+    for check in marts["checks"]:
+        if check["id"] == "features.drift-stop":
+            check["severity"] = "warn"
+    marts["version"] += 1
+    (suites / "marts.yml").write_text(yaml.safe_dump(marts, sort_keys=False))
+    config = published.var_dir.parent / "clarion.yaml"
+    config.write_text(config.read_text() + f"quality:\n  suites_dir: {suites}\n")
+    settings = load_settings(config, env={})
+    _shift_spend(settings, 6.0)
+    result = pipeline(config_path="clarion.yaml", stages=["transform"])
+    marts_gate = result["stages"]["transform"]["gates"][1]
+    assert marts_gate["ok"] is True and marts_gate["version"] == 2
+    assert any(w.startswith("features.drift-stop") for w in marts_gate["warnings"])
+    assert query(settings, "select count(*) from audit.publications")[0][0] == 2
+
+
+def test_a_failing_dbt_test_stops_publication(published) -> None:
+    settings = published
+    before = marts_fingerprint(settings)
+    from clarion.warehouse import Warehouse
+
+    with Warehouse.from_settings(settings).connect("test") as con:  # a category outside the accepted list
+        con.execute("update raw.products set category = 'hats' where product_id = 1")
+    with pytest.raises(DbtBuildError, match=r"accepted_values_stg_products_category"):
+        pipeline(config_path="clarion.yaml", stages=["transform"])
+    assert marts_fingerprint(settings) == before
+
+
+def test_clarion_check_runs_the_gates_alone_and_exits_4_on_a_failure(published) -> None:
+    tmp_path = published.var_dir.parent
+    ok = CliRunner().invoke(cli, ["check", "--json"], catch_exceptions=False)
+    assert ok.exit_code == 0, ok.output
+    crm(tmp_path, defects=0.15)
+    from extract_helpers import run_extract
+
+    run_extract(published)  # extract alone: the gate has not judged it yet
+    failed = CliRunner().invoke(cli, ["check"])
+    assert failed.exit_code == 4
+    assert "quality gate 'raw' failed" in failed.output
+
+
+def test_publishing_is_all_or_nothing(published, monkeypatch) -> None:
+    settings = published
+    before = marts_fingerprint(settings)
+    import clarion.transform.publish as publishing
+    from clarion.warehouse import Warehouse
+
+    monkeypatch.setattr(publishing, "MART_TABLES", (*publishing.MART_TABLES, "no_such_model"))
+    with Warehouse.from_settings(settings).connect("test") as con:
+        con.execute("update staging.customer_features set tenure_days = -1")  # a different build
+        with pytest.raises(Exception, match="no_such_model"):
+            publishing.publish(con, "test-run", __import__("datetime").date(2026, 7, 1), 90)
+    assert marts_fingerprint(settings) == before  # the tables published before the failure rolled back
+
+
+def test_without_keep_staging_the_build_is_dropped_once_published(published) -> None:
+    config = published.var_dir.parent / "clarion.yaml"
+    config.write_text(config.read_text() + "transform:\n  keep_staging: false\n")
+    settings = load_settings(config, env={})
+    before = marts_fingerprint(settings)
+    pipeline(config_path="clarion.yaml", stages=["transform"])
+    staged = query(settings, "select count(*) from information_schema.tables where table_schema = 'staging'")
+    assert staged == [(0,)]
+    after = marts_fingerprint(settings)  # the same raw, published again: the same marts
+    assert after[0][0] == before[0][0] and after[1:] == before[1:]  # (float sums may differ in the last bit)
+    assert query(settings, "select count(*) from audit.publications")[0][0] == 2
+    checked = CliRunner().invoke(cli, ["check", "--json"], catch_exceptions=False)
+    assert checked.exit_code == 0, checked.output  # with no staging build, the marts gate reads marts
+
+
+def test_a_broken_suite_file_names_the_check_and_what_is_wrong(tmp_path: Path) -> None:
+    (tmp_path / "marts.yml").write_text(
+        "suite: marts\nversion: 1\nchecks:\n"
+        "  - {id: a, table: customer_features, expectation: expect_column_to_be_nice, severity: fail}\n"
+        "  - {id: b, metric: row_count, severity: fatal, max: 1}\n"
+        "  - {id: c, metric: quarantine_rate, max: 1, severity: warn}\n"
+    )
+    with pytest.raises(ConfigError) as failure:
+        load_suite(tmp_path, "marts")
+    message = str(failure.value)
+    assert "check a: Great Expectations has no expectation 'expect_column_to_be_nice'" in message
+    assert "check b.severity" in message
+    assert (
+        "check c: metric 'quarantine_rate' is not one of row_count, row_count_ratio, psi, null_rate"
+        in message
+    )

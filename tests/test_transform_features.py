@@ -1,0 +1,305 @@
+"""Customer features and labels on a tiny CRM computed by hand, around the as_of boundary.
+
+as_of = 2026-07-01: features see only what happened before 2026-07-01 00:00 UTC; labels count
+non-cancelled purchases in [as_of, as_of + 90 days). Every expected number below is worked out
+in the comment beside it.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from extract_helpers import make_settings, query
+
+from clarion.contract import ENTITIES
+from clarion.extract.publish import ensure_tables
+from clarion.transform.dbt import run_dbt
+from clarion.warehouse import Warehouse
+
+AS_OF = date(2026, 7, 1)
+
+
+def insert(con, entity: str, rows: list[dict[str, Any]]) -> None:
+    columns = ENTITIES[entity].column_names
+    for row in rows:
+        unknown = set(row) - set(columns)
+        assert not unknown, unknown
+        values = [row.get(c) for c in columns]
+        con.execute(
+            f'insert into raw."{entity}" ({", ".join(columns)}, _source, _load_id, _loaded_at, _row_hash) '
+            f"values ({', '.join('?' for _ in columns)}, 'hand', 'test', now(), 0)",
+            values,
+        )
+
+
+def contact(contact_id: int, signup: str, **kw: Any) -> dict[str, Any]:
+    return {
+        "contact_id": contact_id,
+        "country": "DE",
+        "signup_date": signup,
+        "email_consent": True,
+        "sms_consent": False,
+        "marketing_objection": False,
+        "updated_at": f"{signup} 00:00:00+00",
+        **kw,
+    }
+
+
+def order(order_id: int, contact_id: int, at: str, total: float, **kw: Any) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "contact_id": contact_id,
+        "ordered_at": at,
+        "status": "completed",
+        "currency": "EUR",
+        "total_amount": total,
+        "subtotal_amount": total,
+        "discount_amount": 0,
+        "delivery_status": "on_time",
+        "updated_at": at,
+        **kw,
+    }
+
+
+def event(event_id: int, contact_id: int, kind: str, at: str, campaign: str = "c") -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "contact_id": contact_id,
+        "campaign_id": campaign,
+        "event_type": kind,
+        "occurred_at": at,
+    }
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[dict[int, dict], dict[int, dict], Any]:
+    settings = make_settings(tmp_path_factory.mktemp("features"), {})
+    with Warehouse.from_settings(settings).connect("hand-made raw") as con:
+        ensure_tables(con)
+        insert(
+            con,
+            "contacts",
+            [
+                contact(1, "2025-01-01"),
+                contact(2, "2026-06-30"),  # signed up the day before as_of: a customer with no history
+                contact(3, "2026-07-01"),  # signed up on as_of: not a customer yet
+            ],
+        )
+        insert(
+            con,
+            "orders",
+            [
+                order(11, 1, "2026-01-01 10:00:00+00", 100.0),
+                order(12, 1, "2026-03-01 10:00:00+00", 50.0, discount_amount=5.0, subtotal_amount=55.0),
+                order(13, 1, "2026-05-01 10:00:00+00", 30.0, status="returned"),
+                order(14, 1, "2026-06-30 23:59:59+00", 20.0, status="cancelled"),
+                order(15, 1, "2026-07-01 00:00:00+00", 999.0),  # at as_of: a label, never a feature
+                order(16, 1, "2026-09-29 00:00:00+00", 7.0),  # as_of + 90 days: outside the horizon
+                order(21, 2, "2026-06-30 12:00:00+00", 85.0, currency="GBP"),  # 85 GBP = 100 EUR (0.85/EUR)
+            ],
+        )
+        insert(
+            con,
+            "email_events",
+            [
+                # sent in the last 60 days (from 2026-05-02): 4 sends, 2 of them opened, 1 clicked
+                *[event(100 + i, 1, "sent", f"2026-06-{10 + i:02d} 09:00:00+00", f"m{i}") for i in range(4)],
+                event(110, 1, "open", "2026-06-10 12:00:00+00", "m0"),
+                event(111, 1, "open", "2026-06-12 12:00:00+00", "m2"),
+                event(112, 1, "click", "2026-06-12 12:05:00+00", "m2"),
+                event(113, 1, "open", "2026-07-01 00:00:00+00", "m1"),  # at as_of: not seen
+                # sent in the 120 days before (2026-01-02 .. 2026-05-01): 5 sends, all opened
+                *[event(120 + i, 1, "sent", f"2026-0{1 + i}-15 09:00:00+00", f"p{i}") for i in range(4)],
+                *[event(130 + i, 1, "open", f"2026-0{1 + i}-15 10:00:00+00", f"p{i}") for i in range(4)],
+                # sent the day before the recent window, opened inside it: the older window's open
+                event(124, 1, "sent", "2026-05-01 09:00:00+00", "p4"),
+                event(134, 1, "open", "2026-05-03 10:00:00+00", "p4"),
+            ],
+        )
+        insert(
+            con,
+            "support_tickets",
+            [
+                {
+                    "ticket_id": 1,
+                    "contact_id": 1,
+                    "created_at": "2026-06-01 08:00:00+00",
+                    "channel": "email",
+                    "category": "delivery",
+                    "status": "closed",
+                    "subject": "Late",
+                    "body": "Terrible service.",
+                    "updated_at": "2026-06-02 08:00:00+00",
+                },
+                {
+                    "ticket_id": 2,
+                    "contact_id": 1,
+                    "created_at": "2025-12-13 08:00:00+00",
+                    "channel": "chat",
+                    "category": "product",
+                    "status": "closed",
+                    "subject": "Hi",
+                    "body": "A question",
+                    "satisfaction_score": 5,
+                    "updated_at": "2025-12-13 09:00:00+00",
+                },
+                {
+                    "ticket_id": 3,
+                    "contact_id": 1,
+                    "created_at": "2026-07-01 00:00:00+00",
+                    "channel": "chat",
+                    "category": "product",
+                    "status": "open",
+                    "subject": "x",
+                    "body": "terrible, unhappy",
+                    "updated_at": "2026-07-01 00:00:00+00",
+                },  # at as_of: not seen
+            ],
+        )
+        insert(
+            con,
+            "consents",
+            [
+                {
+                    "consent_id": 1,
+                    "contact_id": 1,
+                    "channel": "email",
+                    "event": "opt_in",
+                    "recorded_at": "2025-01-01 00:00:00+00",
+                    "source": "checkout",
+                    "lawful_basis": "consent",
+                },
+                {
+                    "consent_id": 2,
+                    "contact_id": 1,
+                    "channel": "email",
+                    "event": "opt_out",
+                    "recorded_at": "2026-06-15 00:00:00+00",
+                    "source": "unsubscribe_link",
+                },
+                {
+                    "consent_id": 3,
+                    "contact_id": 1,
+                    "channel": "email",
+                    "event": "opt_in",
+                    "recorded_at": "2026-07-01 00:00:00+00",
+                    "source": "web_form",
+                    "lawful_basis": "consent",
+                },
+                {
+                    "consent_id": 4,
+                    "contact_id": 2,
+                    "channel": "email",
+                    "event": "opt_in",
+                    "recorded_at": "2026-06-30 00:00:00+00",
+                    "source": "checkout",
+                    "lawful_basis": "consent",
+                },
+            ],
+        )
+    run_dbt(settings, "build", AS_OF)
+
+    def rows(table: str) -> dict[int, dict]:
+        cols = [c for c, *_ in query(settings, f"describe staging.{table}")]
+        return {
+            r[0]: dict(zip(cols, r, strict=True)) for r in query(settings, f"select * from staging.{table}")
+        }
+
+    return rows("customer_features"), rows("customer_labels"), settings
+
+
+def test_only_customers_who_signed_up_before_as_of_are_described(built) -> None:
+    features, labels, _ = built
+    assert set(features) == {1, 2} and set(labels) == {1, 2}
+    assert all(f["as_of"] == AS_OF for f in features.values())
+
+
+def test_recency_frequency_and_monetary_see_only_the_past(built) -> None:
+    f = built[0][1]
+    assert f["orders_lifetime"] == 3  # 11, 12, 13; 14 is cancelled; 15 and 16 are not yet
+    assert f["orders_90d"] == 1  # from 2026-04-02: only 13
+    assert f["orders_365d"] == 3
+    assert f["spend_lifetime_eur"] == pytest.approx(150.0)  # 100 + 50; 13 was returned
+    assert f["spend_90d_eur"] == pytest.approx(0.0)
+    assert f["avg_order_value_eur"] == pytest.approx(60.0)  # (100 + 50 + 30) / 3
+    assert f["recency_days"] == pytest.approx(60 + 14 / 24)  # 2026-05-01 10:00 -> 2026-07-01 00:00
+    assert f["tenure_days"] == pytest.approx(546)  # 2025-01-01 -> 2026-07-01
+    assert f["has_ordered"] is True
+
+
+def test_purchase_rhythm_discounts_and_returns(built) -> None:
+    f = built[0][1]
+    assert f["mean_gap_days"] == pytest.approx(60.0)  # Jan 1 -> Mar 1 is 59 days, Mar 1 -> May 1 is 61
+    assert f["recent_gap_days"] == pytest.approx(60.0)
+    assert f["gap_trend_ratio"] == pytest.approx(1.0)
+    assert f["recency_vs_usual"] == pytest.approx((60 + 14 / 24) / 60)
+    assert f["discount_share"] == pytest.approx(1 / 3)
+    assert f["return_rate"] == pytest.approx(1 / 3)
+
+
+def test_email_engagement_compares_the_last_60_days_with_the_120_before(built) -> None:
+    f = built[0][1]
+    assert (f["email_sends_60d"], f["email_opens_60d"], f["email_clicks_60d"]) == (4, 2, 1)
+    assert f["open_rate_60d"] == pytest.approx(0.5)
+    assert f["open_rate_prior_120d"] == pytest.approx(1.0)
+    assert f["open_rate_change"] == pytest.approx(-0.5)
+    assert f["click_rate_change"] == pytest.approx(0.25)  # 1/4 now, 0/5 before
+    assert f["days_since_last_open"] == pytest.approx(18.5)  # 2026-06-12 12:00 -> 2026-07-01 00:00
+
+
+def test_support_sentiment_and_consent_as_of_the_day(built) -> None:
+    f1, f2 = built[0][1], built[0][2]
+    assert f1["tickets_365d"] == 2 and f1["tickets_90d"] == 1  # the ticket at as_of is not seen
+    assert f1["negative_tickets_90d"] == 1  # "terrible" in the text
+    assert f1["avg_satisfaction_365d"] == pytest.approx(5.0)
+    assert f1["email_consent"] is False  # opted out on 2026-06-15; the new opt-in is at as_of
+    assert f2["email_consent"] is True
+
+
+def test_a_customer_without_history_has_zeros_not_gaps(built) -> None:
+    f2 = built[0][2]
+    assert f2["orders_lifetime"] == 1 and f2["spend_lifetime_eur"] == pytest.approx(100.0)  # 85 GBP
+    assert f2["email_sends_60d"] == 0 and f2["open_rate_60d"] is None  # no sends: no rate, not 0%
+    assert f2["tickets_90d"] == 0 and f2["n_categories"] == 0
+
+
+def test_labels_count_the_horizon_and_nothing_after_it(built) -> None:
+    labels = built[1]
+    assert labels[1]["purchased_in_horizon"] is True
+    assert labels[1]["orders_in_horizon"] == 1  # 15 at as_of; 16 at as_of + 90 days is outside
+    assert labels[1]["spend_in_horizon_eur"] == pytest.approx(999.0)
+    assert labels[2]["purchased_in_horizon"] is False
+
+
+def test_personal_data_and_ticket_text_never_reach_the_marts(built) -> None:
+    settings = built[2]
+    pii = {"first_name", "last_name", "email", "phone", "subject", "body"}
+    for table in (
+        "customer_features",
+        "customer_labels",
+        "dim_customers",
+        "fct_orders",
+        "fct_support_tickets",
+    ):
+        columns = {c for c, *_ in query(settings, f"describe staging.{table}")}
+        assert not columns & pii, table
+
+
+def test_features_as_of_an_earlier_day_forget_what_came_later(built, tmp_path: Path) -> None:
+    settings = built[2]
+    run_dbt(settings, "build", date(2026, 3, 1))
+    [(orders, spend, recency)] = query(
+        settings,
+        "select orders_lifetime, spend_lifetime_eur, recency_days from staging.customer_features "
+        "where contact_id = 1",
+    )
+    assert (orders, spend) == (1, 100.0)  # only order 11 happened before 2026-03-01
+    assert recency == pytest.approx(58 + 14 / 24)  # 2026-01-01 10:00 -> 2026-03-01 00:00
+    [(label_orders,)] = query(
+        settings, "select orders_in_horizon from staging.customer_labels where contact_id = 1"
+    )
+    assert label_orders == 2  # 12 (Mar 1) and 13 (May 1, returned but not cancelled)
+    assert query(settings, "select count(*) from staging.customer_features")[0][0] == 1  # 2 signed up later
