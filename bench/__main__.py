@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-SUITES = ("generate", "extract", "transform")
+SUITES = ("generate", "extract", "transform", "segment")
 
 
 def main() -> None:
@@ -27,6 +27,10 @@ def main() -> None:
         from bench import transform
 
         print(transform.main(sizes))
+    if "segment" in args.suites:
+        from bench import segment
+
+        print(segment.main(sizes))
 
 
 if __name__ == "__main__":

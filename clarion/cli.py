@@ -87,7 +87,12 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
       clarion extract         CRM sources into raw; rejected rows into quarantine
       clarion transform       dbt features, quality gates, publish to marts
       clarion check           the quality gates alone
+      clarion segment         score, explain and segment every customer (trains if needed)
       clarion quarantine      what was rejected, where from, and why
+    \b
+    Why is a customer where they are:
+      clarion explain ID      score, segment, reasons and model version of one customer
+      clarion models list     model versions, their validation, which one is promoted
     """
     ctx.obj = AppContext(config_path, verbose)
 
@@ -292,9 +297,36 @@ def _run_text(result: dict[str, Any]) -> str:
             if summary.get("published"):
                 shown = ", ".join(f"{t} {n:,}" for t, n in summary["published"].items())
                 lines.append(f"    published to marts: {shown}")
+        elif name == "segment":
+            lines += ["  " + line for line in segment_text(summary).splitlines()]
         else:
             lines.append(f"  {name:<10} {json.dumps(summary, default=str, sort_keys=True)}")
     lines.append("  see it:    clarion status")
+    return "\n".join(lines)
+
+
+def segment_text(s: dict[str, Any]) -> str:
+    lines = [f"segment     {s['customers']:,} customers as of {s['as_of']}, model {s['model_version']}"]
+    t = s.get("trained")
+    if t:
+        v, b = t["validation"], t["baseline"]
+        lines.append(
+            f"  trained {t['version']}: out-of-time ROC AUC {v['roc_auc']:.3f} (recency/frequency baseline "
+            f"{b['roc_auc']:.3f}), PR AUC {v['pr_auc']:.3f}, Brier {v['brier']:.3f}, ECE {v['ece']:.3f}, "
+            f"top-10% lift {v['lift_top10']:.1f}x; calibration {t['calibration']}"
+        )
+        lines.append(f"  {t['decision']}")
+    lines.append(f"  {'segment':<20} {'customers':>10} {'share':>7} {'churn risk':>11}  typical first reason")
+    for g in s["segments"]:
+        drivers = ", ".join(d["family"] for d in g["top_drivers"])
+        size = f"{g['customers']:>10,} {g['share']:>7.1%}"
+        lines.append(f"  {g['segment']:<20} {size} {g['mean_churn_risk']:>11.2f}  {drivers}")
+    if s.get("moves_since_previous"):
+        moved = ", ".join(
+            f"{m['from']} -> {m['to']} {m['customers']:,}" for m in s["moves_since_previous"][:5]
+        )
+        lines.append(f"  moved since the previous run: {moved}")
+    lines.append("  every customer's score and reasons: ml.customer_scores; one customer: clarion explain ID")
     return "\n".join(lines)
 
 
@@ -434,6 +466,129 @@ def check(app: AppContext, wait_seconds: float | None, as_json: bool) -> None:
     """
     result = _run_pipeline(app, wait_seconds, stages=["check"])
     _emit(result, as_json, _run_text(result))
+
+
+@cli.command()
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Score customers as of this day [the published features' day].",
+)
+@click.option(
+    "--horizon-days",
+    type=click.IntRange(14, 365),
+    help="Predict purchases in this many days [segment.horizon_days; 90].",
+)
+@click.option("--retrain", is_flag=True, help="Train a new model version even if a promoted one fits.")
+@WAIT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary (segments, model) as JSON.")
+@click.pass_obj
+def segment(
+    app: AppContext,
+    as_of: datetime | None,
+    horizon_days: int | None,
+    retrain: bool,
+    wait_seconds: float | None,
+    as_json: bool,
+) -> None:
+    """Score, explain and segment every customer with the promoted model (training one if needed).
+
+    The first run (or --retrain, or a new horizon) trains: LightGBM on customer_features, fitted on
+    the snapshot as of as_of - 2 x horizon and validated by time on the one as of as_of - horizon,
+    then refitted on the newer one; calibrated; registered under var/registry with a model card, and
+    promoted unless it is worse than the promoted version on the same validation customers. Every
+    customer gets purchase probability, churn risk, expected spend, a segment and up to 4 reasons
+    from SHAP values, in ml.customer_scores.
+
+    \b
+    Examples:
+      clarion segment
+      clarion segment --retrain --horizon-days 60
+      clarion explain 1042                       # one customer's score and reasons
+      clarion models show v0001                  # the model card
+    """
+    params: dict[str, Any] = {"stages": ["segment"], "retrain": retrain or None, "horizon_days": horizon_days}
+    if as_of:
+        params["as_of"] = as_of.date()
+    result = _run_pipeline(app, wait_seconds, **params)
+    _emit(result, as_json, _run_text(result))
+
+
+@cli.command()
+@click.argument("contact_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+def explain(app: AppContext, contact_id: int, as_json: bool) -> None:
+    """Why a customer is where they are: the latest score, segment, reasons and model version."""
+    from clarion.segment.views import explanation, explanation_text
+
+    e = explanation(app.settings(), contact_id)
+    _emit(e, as_json, explanation_text(e))
+
+
+@cli.group()
+def models() -> None:
+    """The model registry (var/registry): versions, model cards, promotion and rollback."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+def models_list(app: AppContext, as_json: bool) -> None:
+    """Every version with its out-of-time validation; * marks the promoted one."""
+    from clarion.segment.views import models_listing, models_text
+
+    listing = models_listing(app.settings())
+    _emit(listing, as_json, models_text(listing))
+
+
+@models.command("show")
+@click.argument("version", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
+@click.pass_obj
+def models_show(app: AppContext, version: str | None, as_json: bool) -> None:
+    """The model card of VERSION [the promoted one]: use, data, metrics, calibration, drivers, fairness."""
+    from models.registry import Registry, RegistryError
+
+    reg = Registry(app.settings().var_dir / "registry")
+    chosen = reg.get(version) if version else reg.promoted()
+    if chosen is None:
+        raise RegistryError("no model is promoted yet: `clarion segment` trains and promotes the first")
+    if as_json:
+        click.echo((chosen.path / "card.json").read_text())
+    else:
+        click.echo((chosen.path / "card.md").read_text())
+        click.echo(f"(files: {chosen.path})")
+
+
+@models.command("promote")
+@click.argument("version")
+@click.pass_obj
+def models_promote(app: AppContext, version: str) -> None:
+    """Make VERSION the one that scores customers (from the next `clarion segment`)."""
+    from models.registry import Registry
+
+    settings = app.settings()
+    from clarion.warehouse import Warehouse
+
+    with Warehouse.from_settings(settings).writing("clarion models promote"):
+        v = Registry(settings.var_dir / "registry").promote(version, "by hand (clarion models promote)")
+    click.echo(f"promoted {v.name}; the next `clarion segment` scores with it")
+
+
+@models.command("rollback")
+@click.pass_obj
+def models_rollback(app: AppContext) -> None:
+    """Promote again the version that was promoted before the current one."""
+    from models.registry import Registry
+
+    settings = app.settings()
+    from clarion.warehouse import Warehouse
+
+    with Warehouse.from_settings(settings).writing("clarion models rollback"):
+        v = Registry(settings.var_dir / "registry").rollback()
+    click.echo(f"rolled back: {v.name} is promoted again; the next `clarion segment` scores with it")
 
 
 @cli.command()

@@ -266,6 +266,46 @@ class QualitySettings(Section):
     sample_failures: int = Field(10, ge=0, le=1000, description="failing values/rows kept per expectation")
 
 
+class SegmentSettings(Section):
+    horizon_days: int = Field(
+        90, ge=14, le=365, description="targets: purchase and spend in the days after as_of"
+    )
+    retrain: bool = Field(
+        False, description="train a new model version on every run [reuse the promoted one]"
+    )
+    calibration: Literal["auto", "isotonic", "platt"] = Field(
+        "auto", description="probability calibration; auto picks the lower Brier on held-out customers"
+    )
+    trees: int = Field(60, ge=10, le=2000, description="boosting rounds (explaining costs grow with trees)")
+    leaves: int = Field(8, ge=4, le=255, description="leaves per tree")
+    max_depth: int = Field(
+        3, ge=2, le=16, description="depth per tree (explaining cost grows with its square)"
+    )
+    promote_tolerance: float = Field(
+        0.005,
+        ge=0,
+        le=0.1,
+        description="a new version is promoted unless its ROC AUC is lower by more than this",
+    )
+    reasons: int = Field(4, ge=1, le=8, description="reason codes per customer")
+    min_reason_effect: float = Field(0.02, ge=0, description="smallest SHAP effect (log-odds) worth a reason")
+    risk_high: float = Field(0.6, gt=0, lt=1, description="churn risk at or above this is at risk")
+    risk_low: float = Field(0.3, gt=0, lt=1, description="churn risk below this is safe (loyal, champions)")
+    value_high_quantile: float = Field(
+        0.75, gt=0, lt=1, description="12-month spend at or above this quantile of buyers is high value"
+    )
+    new_days: int = Field(90, ge=0, description="customers for fewer days than this are new")
+    explain_chunk_rows: int = Field(100_000, ge=1000, description="customers explained per chunk")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.risk_low >= self.risk_high:
+            raise ValueError(
+                f"segment.risk_low ({self.risk_low}) must be below segment.risk_high ({self.risk_high})"
+            )
+        return self
+
+
 class Settings(Section):
     """The whole configuration. Sections appear as the stages that read them arrive."""
 
@@ -279,6 +319,7 @@ class Settings(Section):
     extract: ExtractSettings = ExtractSettings()
     transform: TransformSettings = TransformSettings()
     quality: QualitySettings = QualitySettings()
+    segment: SegmentSettings = SegmentSettings()
     prefect: PrefectSettings = PrefectSettings()
     logging: LoggingSettings = LoggingSettings()
 

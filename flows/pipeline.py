@@ -23,6 +23,7 @@ from clarion import runs
 from clarion.config import Settings, load_settings
 from clarion.warehouse import Warehouse
 from flows.extract import extract
+from flows.segment import segment
 from flows.transform import check, transform
 
 
@@ -60,6 +61,17 @@ def _transform(settings: Settings, run_id: str, as_of: date | None = None, **_: 
     return transform(settings, run_id, as_of)
 
 
+def _segment(
+    settings: Settings,
+    run_id: str,
+    as_of: date | None = None,
+    horizon_days: int | None = None,
+    retrain: bool | None = None,
+    **_: Any,
+) -> dict[str, Any]:
+    return segment(settings, run_id, as_of, horizon_days, retrain)
+
+
 def _check(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
     return check(settings, run_id)
 
@@ -68,9 +80,10 @@ STAGES: list[Stage] = [
     Stage("prepare", _prepare, "warehouse file, schemas and core tables"),
     Stage("extract", _extract, "CRM sources into raw, rejected rows into quarantine"),
     Stage("transform", _transform, "gate raw, dbt build into staging, gate it, publish to marts"),
+    Stage("segment", _segment, "train or reuse the promoted model; score, explain, segment customers"),
 ]
 ON_DEMAND = [Stage("check", _check, "the quality gates alone")]  # not part of `clarion run`
-StageName = Literal["prepare", "extract", "transform", "check"]
+StageName = Literal["prepare", "extract", "transform", "segment", "check"]
 
 
 @flow(name="clarion-pipeline", log_prints=False)
@@ -80,12 +93,15 @@ def pipeline(
     stages: list[StageName] | None = None,
     source: str | None = None,
     as_of: date | None = None,
+    horizon_days: int | None = None,
+    retrain: bool | None = None,
 ) -> dict[str, Any]:
     """Run the stages in order (all, or the ones named), recorded as one run in audit.runs.
 
     One writer at a time: a second run waits up to ``wait_seconds`` or stops with a message.
     ``source`` limits extraction to one configured source; ``as_of`` sets the day the features
-    describe (default: the day after the latest order).
+    describe (default: the day after the latest order); ``horizon_days`` and ``retrain`` go to
+    the segment stage (defaults: segment.horizon_days, segment.retrain).
     """
     logger = get_run_logger()
     settings = load_settings(config_path)
@@ -114,7 +130,9 @@ def pipeline(
         )
         try:
             for stage in chosen:
-                summaries[stage.name] = stage.run(settings, run_id, source=source, as_of=as_of)
+                summaries[stage.name] = stage.run(
+                    settings, run_id, source=source, as_of=as_of, horizon_days=horizon_days, retrain=retrain
+                )
         except BaseException as exc:
             with warehouse.connect(command) as con:
                 runs.finish_run(

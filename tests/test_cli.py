@@ -130,6 +130,9 @@ def test_the_demo_path_works_for_a_new_user_in_an_empty_folder(tmp_path: Path) -
     status = clarion("status")
     assert "audit       extract_files 7, extract_loads 7, publications 1," in status.stdout
     assert "gate marts  passed" in ran.stdout and "published to marts" in ran.stdout
+    assert "customers as of 2026-07-01, model v0001" in ran.stdout  # the segment stage ran
+    explained = clarion("explain", "1", "--json")
+    assert json.loads(explained.stdout)["model_version"] == "v0001"
     [marts_line] = [line for line in status.stdout.splitlines() if line.startswith("  marts ")]
     assert "customer_features 500" in marts_line and "customer_labels 500" in marts_line
     [raw_line] = [line for line in status.stdout.splitlines() if line.startswith("  raw ")]

@@ -55,11 +55,14 @@ def test_a_run_prepares_the_warehouse_records_itself_and_publishes_a_summary(pro
     assert (status, command, error) == ("completed", "clarion run", None)
     run = flow_run(flow_run_id)
     assert run.state.is_completed()
-    assert subflow_names(flow_run_id) == ["extract", "prepare-warehouse", "transform"]
+    assert subflow_names(flow_run_id) == ["extract", "prepare-warehouse", "segment", "transform"]
     transform = result["stages"]["transform"]
     assert [g["suite"] for g in transform["gates"]] == ["raw", "marts"]
     assert all(g["ok"] and g["failed"] == 0 for g in transform["gates"])
     assert transform["published"]["customer_features"] == extract_contacts(settings.warehouse.path)
+    segment = result["stages"]["segment"]  # every published customer scored, by a promoted model
+    assert segment["customers"] == transform["published"]["customer_features"]
+    assert segment["trained"]["decision"].startswith(f"promoted {segment['model_version']}")
     [summary] = [a for a in artifacts(flow_run_id) if a.key == "clarion-run-summary"]
     assert result["run_id"] in summary.data and "| prepare |" in summary.data
 

@@ -104,12 +104,12 @@ def dbt_environment(
 
 
 def run_dbt(settings: Settings, command: str, as_of: date, *extra: str, schema: str = "staging") -> Any:
-    """Run dbt with dbt's own runner (no Prefect): for tests and benchmarks."""
+    """Run dbt with its own runner (no Prefect, quiet): segment snapshots, tests, benchmarks."""
     from dbt.cli.main import dbtRunner
 
     with dbt_environment(settings, schema=schema):
         try:
-            result = dbtRunner().invoke(dbt_args(settings, command, as_of, *extra))
+            result = dbtRunner().invoke(["--quiet", *dbt_args(settings, command, as_of, *extra)])
         finally:
             release_duckdb()
     if not result.success:

@@ -1,0 +1,1 @@
+"""Segment stage: train or load the promoted model, score, explain and segment every customer."""

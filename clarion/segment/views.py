@@ -1,0 +1,115 @@
+"""What `clarion explain` and `clarion models` show: read-only views of ml.* and the registry."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from clarion.config import Settings
+from clarion.errors import ClarionError
+from clarion.warehouse import Warehouse
+from models.registry import Registry
+
+
+def explanation(settings: Settings, contact_id: int) -> dict[str, Any]:
+    """The latest score of one customer: probabilities, segment, reasons, model version."""
+    with Warehouse.from_settings(settings).read() as con:
+        has = con.execute(
+            "select count(*) from duckdb_tables() where schema_name = 'ml' and table_name = 'customer_scores'"
+        ).fetchone()[0]
+        if not has:
+            raise ClarionError("no customer has been scored yet: run `clarion segment` (or `clarion run`)")
+        row = con.execute(
+            """
+            select run_id, contact_id, as_of, horizon_days, model_version, purchase_probability,
+                   churn_risk, expected_value_eur, segment, to_json(reasons), scored_at
+            from ml.customer_scores where contact_id = ? order by scored_at desc limit 1
+            """,
+            [contact_id],
+        ).fetchone()
+    if row is None:
+        raise ClarionError(
+            f"customer {contact_id} was not scored in any run: is the id right, and had they signed up "
+            "before the scoring day? (`clarion status` shows the last runs)"
+        )
+    keys = (
+        "run_id",
+        "contact_id",
+        "as_of",
+        "horizon_days",
+        "model_version",
+        "purchase_probability",
+        "churn_risk",
+        "expected_value_eur",
+        "segment",
+        "reasons",
+        "scored_at",
+    )
+    out = dict(zip(keys, row, strict=True))
+    out["reasons"] = json.loads(out["reasons"]) if out["reasons"] else []
+    out["as_of"] = str(out["as_of"])
+    out["scored_at"] = str(out["scored_at"])
+    return out
+
+
+def explanation_text(e: dict[str, Any]) -> str:
+    lines = [
+        f"Customer {e['contact_id']}  segment {e['segment']}  "
+        f"(as of {e['as_of']}, model {e['model_version']}, run {e['run_id']})",
+        f"  buys in the next {e['horizon_days']} days: {e['purchase_probability']:.0%}   churn risk "
+        f"{e['churn_risk']:.0%}   expected spend EUR {e['expected_value_eur']:,.0f}",
+        "  why:",
+    ]
+    for i, r in enumerate(e["reasons"], 1):
+        arrow = "raises risk" if r["direction"] == "raises_risk" else "lowers risk"
+        lines.append(f"    {i}. {r['text']}  [{r['feature']}, {arrow} by {abs(r['effect']):.2f} log-odds]")
+    if not e["reasons"]:
+        lines.append("    no feature moves this score by much: it is close to the average customer's")
+    return "\n".join(lines)
+
+
+def models_listing(settings: Settings) -> dict[str, Any]:
+    reg = Registry(settings.var_dir / "registry")
+    index = reg.index()
+    rows = []
+    for v in reg.versions():
+        m = v.meta["metrics"]["propensity"]
+        rows.append(
+            {
+                "version": v.name,
+                "promoted": v.name == index["promoted"],
+                "registered_at": v.meta["registered_at"],
+                "scoring_as_of": v.meta["data"]["scoring_as_of"],
+                "horizon_days": v.meta["horizon_days"],
+                "roc_auc": m["roc_auc"],
+                "baseline_roc_auc": v.meta["metrics"]["baseline"]["roc_auc"],
+                "brier": m["brier"],
+                "ece": m["ece"],
+                "calibration": v.meta["metrics"]["calibration"]["method"],
+            }
+        )
+    return {
+        "registry": str(reg.root),
+        "promoted": index["promoted"],
+        "versions": rows,
+        "events": index["events"],
+    }
+
+
+def models_text(listing: dict[str, Any]) -> str:
+    if not listing["versions"]:
+        return f"No model versions in {listing['registry']} yet: `clarion segment` trains the first."
+    lines = [
+        f"Registry {listing['registry']}  (promoted: {listing['promoted'] or 'none'})",
+        f"  {'version':<8} {'':1} {'registered':<21} {'as of':<11} {'horizon':>7} {'ROC AUC':>8} "
+        f"{'baseline':>8} {'Brier':>7} {'ECE':>7}  calibration",
+    ]
+    for r in listing["versions"]:
+        star = "*" if r["promoted"] else " "
+        lines.append(
+            f"  {r['version']:<8} {star:1} {r['registered_at']:<21} {r['scoring_as_of']:<11} "
+            f"{r['horizon_days']:>7} {r['roc_auc']:>8.4f} {r['baseline_roc_auc']:>8.4f} {r['brier']:>7.4f} "
+            f"{r['ece']:>7.4f}  {r['calibration']}"
+        )
+    lines.append("  * promoted: scores customers. Cards: clarion models show VERSION")
+    return "\n".join(lines)

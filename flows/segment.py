@@ -1,0 +1,74 @@
+"""Segment stage: train (or reuse the promoted model), score, explain, segment; a task per step.
+
+The logic lives in ``clarion.segment.runner`` and ``models``; this flow orders the steps and
+publishes the segment table and the model's validation as Prefect artifacts.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from clarion.config import Settings
+from clarion.segment import runner
+
+
+@task(name="scoring-snapshot", cache_policy=NO_CACHE)
+def scoring_snapshot(settings: Settings, plan: runner.Plan) -> Any:
+    return runner.scoring_snapshot(settings, plan)
+
+
+@task(name="train-model", cache_policy=NO_CACHE)
+def train(settings: Settings, plan: runner.Plan, scoring: Any) -> dict[str, Any]:
+    return runner.train(settings, plan, scoring)
+
+
+@task(name="score-explain-segment", cache_policy=NO_CACHE)
+def score(settings: Settings, run_id: str, plan: runner.Plan, version: Any, scoring: Any) -> dict[str, Any]:
+    return runner.score(settings, run_id, plan, version, scoring)
+
+
+@flow(name="segment", log_prints=False)
+def segment(
+    settings: Settings,
+    run_id: str,
+    as_of: date | None = None,
+    horizon_days: int | None = None,
+    retrain: bool | None = None,
+) -> dict[str, Any]:
+    logger = get_run_logger()
+    plan = runner.plan(settings, as_of, horizon_days)
+    logger.info("scoring customers as of %s, horizon %d days", plan.as_of, plan.horizon_days)
+    frame = scoring_snapshot(settings, plan)
+    trained = None
+    if runner.needs_training(settings, plan, retrain):
+        trained = train(settings, plan, frame)
+        logger.info("model %s: %s", trained["version"], trained["decision"])
+    version = runner.registry(settings).promoted()
+    result = score(settings, run_id, plan, version, frame)
+    create_table_artifact(
+        key="segments",
+        table=[
+            {
+                "segment": g["segment"],
+                "customers": g["customers"],
+                "share": round(g["share"], 4),
+                "mean churn risk": round(g["mean_churn_risk"], 3),
+                "typical first reason": ", ".join(d["family"] for d in g["top_drivers"]),
+            }
+            for g in result["segments"]
+        ],
+        description=f"Segments as of {plan.as_of}, model {version.name}",
+    )
+    if trained:
+        card = runner.registry(settings).get(trained["version"]).path / "card.md"
+        create_markdown_artifact(
+            key="model-card",
+            markdown=card.read_text(),
+            description=f"{trained['version']}: {trained['decision']}",
+        )
+    return {**result, "trained": trained}

@@ -1,0 +1,187 @@
+"""The model card: what the model is for, what it learnt from, how well it does, for whom, and its
+limits. Markdown for people, JSON for tools, and an SVG calibration plot; no customer appears in it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def calibration_svg(points: list[dict[str, Any]], size: int = 320) -> str:
+    """Predicted (x) against observed (y) purchase rate per probability bin; the diagonal is perfect."""
+    pad = 40
+    span = size - 2 * pad
+
+    def xy(pt: dict[str, Any]) -> str:
+        return f"{pad + pt['predicted'] * span:.1f},{size - pad - pt['observed'] * span:.1f}"
+
+    dots = []
+    for pt in points:
+        x, y = xy(pt).split(",")
+        tip = f"{pt['bin']}: {pt['customers']} customers, predicted {pt['predicted']:.3f}, observed {pt['observed']:.3f}"
+        radius = 3 + min(6, pt["customers"] ** 0.25)
+        dots.append(
+            f'<circle cx="{x}" cy="{y}" r="{radius:.1f}" fill="#1f6feb" fill-opacity="0.7"><title>{tip}</title></circle>'
+        )
+    line = " ".join(xy(pt) for pt in points)
+    mid = size / 2
+    return "".join(
+        [
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" font-family="sans-serif" ',
+            'font-size="11">',
+            f'<rect x="{pad}" y="{pad}" width="{span}" height="{span}" fill="none" stroke="#999"/>',
+            f'<line x1="{pad}" y1="{size - pad}" x2="{size - pad}" y2="{pad}" stroke="#bbb" stroke-dasharray="4"/>',
+            f'<polyline points="{line}" fill="none" stroke="#1f6feb"/>',
+            *dots,
+            f'<text x="{mid}" y="{size - 8}" text-anchor="middle">predicted purchase probability</text>',
+            f'<text x="12" y="{mid}" transform="rotate(-90 12 {mid})" text-anchor="middle">observed rate</text>',
+            "</svg>\n",
+        ]
+    )
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:,.0f}"
+    return str(v)
+
+
+def render(meta: dict[str, Any]) -> dict[str, str]:
+    """card.md, card.json and calibration.svg for one version's meta."""
+    m = meta["metrics"]
+    prop, base = m["propensity"], m["baseline"]
+    rows = [
+        "| metric | model | recency/frequency baseline |",
+        "|---|---:|---:|",
+        *(
+            f"| {k} | {_fmt(prop[k])} | {_fmt(base[k])} |"
+            for k in (
+                "roc_auc",
+                "pr_auc",
+                "brier",
+                "ece",
+                "lift_top10",
+                "capture_top10",
+                "lift_top20",
+                "capture_top20",
+            )
+        ),
+    ]
+    rel = [
+        "| bin | customers | predicted | observed |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {r['bin']} | {r['customers']:,} | {r['predicted']:.3f} | {r['observed']:.3f} |"
+            for r in m["reliability"]
+        ),
+    ]
+    drivers = [
+        "| feature | family | mean abs SHAP (log-odds) | mean SHAP |",
+        "|---|---|---:|---:|",
+        *(
+            f"| {d['feature']} | {d['family']} | {d['mean_abs_shap']:.4f} | {d['mean_shap']:+.4f} |"
+            for d in meta["global_drivers"][:12]
+        ),
+    ]
+    dep = []
+    for feature, bins in meta.get("dependence", {}).items():
+        dep.append(
+            f"**{feature}**: "
+            + "; ".join(
+                ("missing" if b["from"] is None else f"{b['from']:.3g}-{b['to']:.3g}")
+                + f" -> {b['mean_shap']:+.3f}"
+                for b in bins
+            )
+        )
+    fair = meta.get("fairness") or []
+    fair_rows = (
+        [
+            "| age band | customers | observed purchase rate | mean predicted | ROC AUC |",
+            "|---|---:|---:|---:|---:|",
+            *(
+                f"| {f['group']} | {f['customers']:,} | {f['observed_rate']:.3f} | {f['mean_predicted']:.3f} "
+                f"| {_fmt(f['roc_auc'])} |"
+                for f in fair
+            ),
+        ]
+        if fair
+        else ["No protected attribute was present in the data: no fairness figures."]
+    )
+    data = meta["data"]
+    value = m["value"]
+    md = f"""# Model card: purchase propensity ({meta["version"]})
+
+**Intended use.** Rank and segment existing customers by how likely they are to buy in the
+{meta["horizon_days"]} days after the scoring day, explain each score with reason codes, and
+choose whom to address with consented marketing. Churn risk is 1 - purchase probability. Expected
+value is a second model's estimate of spend (EUR) in the same horizon.
+**Not for** credit, pricing, employment, or any decision about a person beyond which marketing
+message to offer; not for customers without purchase history beyond the "new" segment.
+
+**Model.** LightGBM gradient-boosted trees ({meta["params"]["trees"]} trees, {meta["params"]["leaves"]}
+leaves, depth {meta["params"]["max_depth"]}) on {len(meta["features"])} features of
+`marts.customer_features` ({len(meta["used_features"])} used by the trees); probabilities calibrated
+with {m["calibration"]["method"]} ({m["calibration"].get("chosen_by", "")}). Trained {meta["registered_at"]}.
+
+**Data.** Validation fit on features as of {data["train_as_of"]} ({data["train_customers"]:,} customers),
+measured on features as of {data["valid_as_of"]} ({data["valid_customers"]:,} customers) with purchases
+up to {data["scoring_as_of"]}. The production model is refitted on the {data["valid_as_of"]}
+snapshot and scores features as of {data["scoring_as_of"]}. Source fingerprint `{data["fingerprint"]}`
+(extracted files' sha256 and raw row counts), config fingerprint `{data["config_fingerprint"]}`.
+
+## Out-of-time validation
+
+{chr(10).join(rows)}
+
+Value model: mean absolute error EUR {value["mae"]:.2f} per customer; predicted total EUR
+{value["total_predicted"]:,.0f} against EUR {value["total_actual"]:,.0f} spent; the top 10% by
+predicted value made {value["spend_capture_top10"]:.0%} of the spend.
+
+## Calibration
+
+Out of time (validation snapshot, the plot and table below): ECE {prop["ece"]:.4f}; the purchase
+rate moved from {data["train_positive_rate"]:.3f} in the training period to {data["valid_positive_rate"]:.3f}
+in the validation period, and a calibrator cannot know that in advance. In time (customers held out
+of the production fit, cross-fitted): ECE {m["calibration"].get("holdout_ece", float("nan")):.4f} over
+{m["calibration"].get("holdout_customers", 0):,} customers.
+
+![calibration](calibration.svg)
+
+{chr(10).join(rel)}
+
+## Global drivers
+
+{chr(10).join(drivers)}
+
+How the strongest drivers move the score (feature range -> mean SHAP, log-odds of buying):
+
+{chr(10).join("- " + d for d in dep)}
+
+## Fairness
+
+The protected attribute is never a model input; these figures show how the model behaves across it
+on the validation customers.
+
+{chr(10).join(fair_rows)}
+
+## Limitations
+
+- Trained on one business's history; a change in assortment, prices or e-mail cadence moves the
+  drivers. The marts gate watches feature drift; retrain with `clarion segment --retrain`.
+- Customers with little history (the "new" segment) are scored from tenure and first orders only.
+- Reason codes explain this model's scores, not the causes of a customer's behaviour.
+- Calibration holds on average per probability bin (ECE {prop["ece"]:.4f}); single probabilities are
+  estimates.
+"""
+    card = {
+        k: meta[k]
+        for k in ("version", "model", "horizon_days", "features", "used_features", "params", "data")
+    }
+    card.update({"metrics": m, "global_drivers": meta["global_drivers"], "fairness": fair})
+    return {
+        "card.md": md,
+        "card.json": json.dumps(card, indent=2, default=str),
+        "calibration.svg": calibration_svg(m["reliability"]),
+    }
