@@ -40,6 +40,7 @@ demo: $(STAMP)
 	$(BIN)/clarion generate
 	$(BIN)/clarion run
 	$(BIN)/clarion status
+	@echo "Next: .venv/bin/clarion explain 1 (one customer's score and reasons), .venv/bin/clarion models show (the model card, var/registry)"
 
 test: $(STAMP)
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
