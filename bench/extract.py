@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import OUT, measure, report
+from bench.harness import OUT, measure, report, workdir_settings
 
 DATA = OUT / "data"
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -62,22 +62,11 @@ def ensure_postgres(customers: int) -> str:
 def run_extract(source: dict[str, Any], workdir: str) -> dict[str, Any]:
     import os
 
-    from clarion.config import load_settings
     from clarion.extract.runner import extract_step, plan_steps
     from clarion.warehouse import Warehouse
 
     os.environ["BENCH_PG_DSN"] = PG_DSN
-    empty = Path(workdir) / "clarion.yaml"  # its own settings: never the repository's clarion.yaml
-    empty.write_text("{}\n")
-    settings = load_settings(
-        empty,
-        env={},
-        overrides={
-            "var_dir": workdir,
-            "warehouse": {"path": f"{workdir}/warehouse.duckdb"},
-            "sources": {"crm": source},
-        },
-    )
+    settings = workdir_settings(workdir, sources={"crm": source})
     warehouse = Warehouse.from_settings(settings)
     totals = {"read": 0, "loaded": 0, "quarantined": 0}
     with warehouse.writing("bench"):

@@ -94,6 +94,16 @@ def write_section(name: str, markdown: str) -> None:
     OUT.mkdir(exist_ok=True)
 
 
+def workdir_settings(workdir: str, **overrides: Any) -> Any:
+    """Settings of a throwaway project in `workdir` (never the repository's clarion.yaml)."""
+    from clarion.config import load_settings
+
+    empty = Path(workdir) / "clarion.yaml"
+    empty.write_text("{}\n")
+    base = {"var_dir": workdir, "warehouse": {"path": f"{workdir}/warehouse.duckdb"}}
+    return load_settings(empty, env={}, overrides={**base, **overrides})
+
+
 def report(name: str, records: list[dict[str, Any]], notes: str, rows_md: list[str]) -> str:
     """Keep a suite's raw records (bench/out/<name>.json) and its section of RESULTS.md."""
     OUT.mkdir(exist_ok=True)

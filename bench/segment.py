@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.extract import ensure_data
-from bench.harness import OUT, measure, report
-from bench.transform import _settings, ensure_warehouse
+from bench.harness import OUT, measure, report, workdir_settings
+from bench.transform import ensure_warehouse
 
 WAREHOUSES = OUT / "segment"
 SHAPES = ((60, 8, 3), (120, 15, 5), (200, 31, 8))  # (trees, leaves, depth)
@@ -45,20 +45,11 @@ def ensure_published(customers: int) -> Path:
     return folder / "warehouse.duckdb"
 
 
-def _settings_for(workdir: str, shape: tuple[int, int, int] | None = None) -> Any:
-    settings = _settings(workdir)
-    if shape:
-        trees, leaves, depth = shape
-        seg = settings.segment.model_copy(update={"trees": trees, "leaves": leaves, "max_depth": depth})
-        settings = settings.model_copy(update={"segment": seg})
-    return settings
-
-
 def run_train(workdir: str) -> dict[str, Any]:
     from clarion.segment import runner
     from clarion.warehouse import Warehouse
 
-    settings = _settings_for(workdir)
+    settings = workdir_settings(workdir)
     with Warehouse.from_settings(settings).writing("bench"):
         plan = runner.plan(settings, None, None)
         scoring = runner.scoring_snapshot(settings, plan)
@@ -77,7 +68,7 @@ def run_score(workdir: str, truth: str) -> dict[str, Any]:
     from models import metrics
     from models.features import DRIVER_FAMILY
 
-    settings = _settings_for(workdir)
+    settings = workdir_settings(workdir)
     with Warehouse.from_settings(settings).writing("bench"):
         plan = runner.plan(settings, None, None)
         started = time.perf_counter()
@@ -115,7 +106,7 @@ def run_floor(workdir: str) -> dict[str, Any]:
     from clarion.segment import runner
     from models.train import matrix
 
-    settings = _settings_for(workdir)
+    settings = workdir_settings(workdir)
     plan = runner.plan(settings, None, None)
     x = matrix(runner.scoring_snapshot(settings, plan))
     forest = runner.registry(settings).promoted().load().propensity
@@ -133,7 +124,7 @@ def run_shapes(workdir: str) -> list[dict[str, Any]]:
     from models.explain import explain
     from models.train import ModelParams, matrix, validate
 
-    settings = _settings_for(workdir)
+    settings = workdir_settings(workdir)
     out = []
     with Warehouse.from_settings(settings).writing("bench"):
         plan = runner.plan(settings, None, None)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.extract import ensure_data, run_extract
-from bench.harness import OUT, measure, report
+from bench.harness import OUT, measure, report, workdir_settings
 
 WAREHOUSES = OUT / "transform"
 AS_OF = date(2026, 7, 1)  # the day after the generator's cutoff: what `clarion transform` resolves to
@@ -221,16 +221,6 @@ def fingerprint(con: Any, table: str) -> dict[str, Any]:
     return {"rows": row[0], "values": [float(v) if v is not None else None for v in row[1:]]}
 
 
-def _settings(workdir: str) -> Any:
-    from clarion.config import load_settings
-
-    empty = Path(workdir) / "clarion.yaml"
-    empty.write_text("{}\n")
-    return load_settings(
-        empty, env={}, overrides={"var_dir": workdir, "warehouse": {"path": f"{workdir}/warehouse.duckdb"}}
-    )
-
-
 def run_floor(workdir: str) -> dict[str, Any]:
     import duckdb
 
@@ -246,7 +236,7 @@ def run_dbt_build(workdir: str) -> dict[str, Any]:
     from clarion.transform.dbt import run_dbt
     from clarion.warehouse import Warehouse
 
-    settings = _settings(workdir)
+    settings = workdir_settings(workdir)
     result = run_dbt(settings, "build", AS_OF)
     nodes = len(result.result.results)
     with Warehouse.from_settings(settings).connect("bench") as con:
@@ -262,7 +252,7 @@ def run_stage(workdir: str) -> dict[str, Any]:
     from clarion.transform.publish import publish
     from clarion.warehouse import Warehouse
 
-    settings = _settings(workdir)
+    settings = workdir_settings(workdir)
     warehouse = Warehouse.from_settings(settings)
     steps: dict[str, float] = {}
     with warehouse.writing("bench"):

@@ -562,18 +562,22 @@ def models_show(app: AppContext, version: str | None, as_json: bool) -> None:
         click.echo(f"(files: {chosen.path})")
 
 
+def _change_registry(app: AppContext, verb: str, change: Any) -> Any:
+    """Change which version is promoted, as a writer: never while a run is scoring with it."""
+    from clarion.warehouse import Warehouse
+    from models.registry import Registry
+
+    settings = app.settings()
+    with Warehouse.from_settings(settings).writing(f"clarion models {verb}"):
+        return change(Registry(settings.var_dir / "registry"))
+
+
 @models.command("promote")
 @click.argument("version")
 @click.pass_obj
 def models_promote(app: AppContext, version: str) -> None:
     """Make VERSION the one that scores customers (from the next `clarion segment`)."""
-    from models.registry import Registry
-
-    settings = app.settings()
-    from clarion.warehouse import Warehouse
-
-    with Warehouse.from_settings(settings).writing("clarion models promote"):
-        v = Registry(settings.var_dir / "registry").promote(version, "by hand (clarion models promote)")
+    v = _change_registry(app, "promote", lambda reg: reg.promote(version, "by hand (clarion models promote)"))
     click.echo(f"promoted {v.name}; the next `clarion segment` scores with it")
 
 
@@ -581,13 +585,7 @@ def models_promote(app: AppContext, version: str) -> None:
 @click.pass_obj
 def models_rollback(app: AppContext) -> None:
     """Promote again the version that was promoted before the current one."""
-    from models.registry import Registry
-
-    settings = app.settings()
-    from clarion.warehouse import Warehouse
-
-    with Warehouse.from_settings(settings).writing("clarion models rollback"):
-        v = Registry(settings.var_dir / "registry").rollback()
+    v = _change_registry(app, "rollback", lambda reg: reg.rollback())
     click.echo(f"rolled back: {v.name} is promoted again; the next `clarion segment` scores with it")
 
 
@@ -665,20 +663,12 @@ def config_cmd(app: AppContext, keys: bool, as_json: bool) -> None:
     _emit(data, as_json, header + yaml.safe_dump(data, sort_keys=False).rstrip())
 
 
-def _quiet_shutdown() -> None:
-    """The duckdb 2.0 binding lists 'leaked' objects on stderr while the interpreter shuts down,
-    after all work is done and every exit hook has run (harmless, see ../shared/stack.md). This
-    runs last of the exit hooks: from here on nothing but that list would be written."""
-    import os
-
-    sys.stderr.flush()
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-
-
 def main() -> None:
     import atexit
 
-    atexit.register(_quiet_shutdown)  # registered first, so it runs last
+    from clarion.runtime import quiet_shutdown
+
+    atexit.register(quiet_shutdown)  # registered first, so it runs last
     cli(prog_name="clarion")
 
 

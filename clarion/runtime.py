@@ -50,3 +50,11 @@ def configure_logging(level: str) -> None:
     root.setLevel(level)
     # printed once, by this handler; without it (a Prefect worker) the lines reach the root console
     root.propagate = False
+
+
+def quiet_shutdown() -> None:
+    """The duckdb 2.0 binding lists 'leaked' objects on stderr while the interpreter shuts down,
+    after all work is done (harmless, see ../shared/stack.md). Register this exit hook first, so it
+    runs last: from there on nothing but that list would be written."""
+    sys.stderr.flush()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)

@@ -329,3 +329,13 @@ class Warehouse:
             "bytes": self.path.stat().st_size,
             "schemas": schemas,
         }
+
+
+def relation_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    """Whether schema.name is a table or a view in this warehouse."""
+    (n,) = con.execute(
+        "select (select count(*) from duckdb_tables() where schema_name = $s and table_name = $n)"
+        " + (select count(*) from duckdb_views() where schema_name = $s and view_name = $n)",
+        {"s": schema, "n": name},
+    ).fetchone()
+    return bool(n)

@@ -26,7 +26,7 @@ from clarion.transform.dbt import (
     resolve_as_of,
 )
 from clarion.transform.publish import clear_staging, publish
-from clarion.warehouse import Warehouse
+from clarion.warehouse import Warehouse, relation_exists
 
 
 @task(name="quality-gate", task_run_name="gate {suite}", cache_policy=NO_CACHE)
@@ -96,10 +96,7 @@ def check(settings: Settings, run_id: str) -> dict[str, Any]:
     """The gates alone: raw, and the latest staging build (or the published marts if none)."""
     with Warehouse.from_settings(settings).connect("check") as con:
         ensure_tables(con)
-        (staged,) = con.execute(
-            "select count(*) from duckdb_tables() "
-            "where schema_name = 'staging' and table_name = 'customer_features'"
-        ).fetchone()
+        staged = relation_exists(con, "staging", "customer_features")
     gates = [
         gate(settings, run_id, "raw"),
         gate(settings, run_id, "marts", candidate="staging" if staged else "marts"),

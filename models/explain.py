@@ -32,17 +32,22 @@ def chunks(rows: int, size: int) -> Iterator[slice]:
         yield slice(start, min(rows, start + size))
 
 
-def explain(forest: lgb.Booster, x: np.ndarray, chunk_rows: int = 100_000) -> Explanation:
-    """Contributions for every row, in chunks (LightGBM uses every thread within a chunk)."""
+def explain(
+    forest: lgb.Booster, x: np.ndarray, chunk_rows: int = 100_000, margin: np.ndarray | None = None
+) -> Explanation:
+    """Contributions for every row, in chunks (LightGBM uses every thread within a chunk). `margin`:
+    the forest's raw scores of `x` if the caller has them (the additivity check compares with it)."""
     n_features = x.shape[1]
     contributions = np.empty((x.shape[0], n_features))
     base = np.empty(x.shape[0])
-    margin = np.empty(x.shape[0])
+    known = margin is not None
+    margin = np.asarray(margin, dtype=float) if known else np.empty(x.shape[0])
     for part in chunks(x.shape[0], chunk_rows):
         out = forest.predict(x[part], pred_contrib=True)
         contributions[part] = out[:, :n_features]
         base[part] = out[:, n_features]
-        margin[part] = forest.predict(x[part], raw_score=True)
+        if not known:
+            margin[part] = forest.predict(x[part], raw_score=True)
     gap = np.abs(contributions.sum(axis=1) + base - margin)
     if len(gap) and gap.max() > ADDITIVITY_TOLERANCE:
         worst = int(gap.argmax())

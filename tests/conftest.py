@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import atexit
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from clarion.runtime import quiet_shutdown
+
 REPO = Path(__file__).resolve().parents[1]
 
-
-def _quiet_shutdown() -> None:
-    """duckdb 2.0 lists 'leaked' objects while the interpreter exits (harmless; ../shared/stack.md).
-    Registered first, this exit hook runs last, after pytest has printed everything."""
-    sys.stderr.flush()
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-
-
-atexit.register(_quiet_shutdown)
+atexit.register(quiet_shutdown)  # registered first, it runs last, after pytest has printed everything
 # Where the real PostgreSQL is; read before the clean-up below (it is not a settings override).
 PG_DSN = os.environ.pop("CLARION_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 MARIADB_DSN = os.environ.pop("CLARION_TEST_MARIADB", "mysql://root@127.0.0.1:3306/test")

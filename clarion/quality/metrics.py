@@ -15,6 +15,7 @@ import pandas as pd
 
 from clarion.contract import ENTITIES
 from clarion.quality.suites import Suite
+from clarion.warehouse import relation_exists
 
 Metric = tuple[str, str | None, str, float]  # table, column, metric, value
 PSI_BINS = 10
@@ -23,16 +24,6 @@ PSI_EPSILON = 1e-4
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    (n,) = con.execute(
-        "select count(*) from duckdb_tables() where schema_name = ? and table_name = ?", [schema, table]
-    ).fetchone()
-    (v,) = con.execute(
-        "select count(*) from duckdb_views() where schema_name = ? and view_name = ?", [schema, table]
-    ).fetchone()
-    return bool(n or v)
 
 
 def _count(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> int:
@@ -46,7 +37,7 @@ def null_rates(con: duckdb.DuckDBPyConnection, schema: str, suite: Suite) -> lis
             continue
         for table in check.tables or []:
             for column in [c for c in check.metric_columns if c]:
-                if _exists(con, schema, table):
+                if relation_exists(con, schema, table):
                     (rate,) = con.execute(
                         f"select coalesce(avg(case when {_q(column)} is null then 1.0 else 0.0 end), 0) "
                         f"from {schema}.{_q(table)}"
@@ -66,7 +57,7 @@ def raw_metrics(
         before = previous.get((entity, None, "row_count"))
         if before:
             out.append((entity, None, "row_count_ratio", rows / before))
-        quarantined = _count(con, "quarantine", entity) if _exists(con, "quarantine", entity) else 0
+        quarantined = _count(con, "quarantine", entity) if relation_exists(con, "quarantine", entity) else 0
         if rows + quarantined:
             out.append((entity, None, "quarantine_rate", quarantined / (rows + quarantined)))
         (latest,) = con.execute(f"select max(_loaded_at) from raw.{_q(entity)}").fetchone()
@@ -85,11 +76,11 @@ def marts_metrics(
     out: list[Metric] = []
     tables = sorted({t for c in suite.metric_checks for t in (c.tables or [])})
     for table in tables:
-        if not _exists(con, candidate, table):
+        if not relation_exists(con, candidate, table):
             continue
         rows = _count(con, candidate, table)
         out.append((table, None, "row_count", float(rows)))
-        if _exists(con, published, table):
+        if relation_exists(con, published, table):
             before = _count(con, published, table)
             if before:
                 out.append((table, None, "row_count_ratio", rows / before))
@@ -97,7 +88,7 @@ def marts_metrics(
         if check.metric != "psi":
             continue
         for table in check.tables or []:
-            if not (_exists(con, candidate, table) and _exists(con, published, table)):
+            if not (relation_exists(con, candidate, table) and relation_exists(con, published, table)):
                 continue
             for column in [c for c in check.metric_columns if c]:
                 value = psi(con, f"{published}.{_q(table)}", f"{candidate}.{_q(table)}", column)

@@ -7,17 +7,14 @@ from typing import Any
 
 from clarion.config import Settings
 from clarion.errors import ClarionError
-from clarion.warehouse import Warehouse
+from clarion.warehouse import Warehouse, relation_exists
 from models.registry import Registry
 
 
 def explanation(settings: Settings, contact_id: int) -> dict[str, Any]:
     """The latest score of one customer: probabilities, segment, reasons, model version."""
     with Warehouse.from_settings(settings).read() as con:
-        has = con.execute(
-            "select count(*) from duckdb_tables() where schema_name = 'ml' and table_name = 'customer_scores'"
-        ).fetchone()[0]
-        if not has:
+        if not relation_exists(con, "ml", "customer_scores"):
             raise ClarionError("no customer has been scored yet: run `clarion segment` (or `clarion run`)")
         row = con.execute(
             """

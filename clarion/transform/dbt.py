@@ -19,6 +19,7 @@ import duckdb
 
 from clarion.config import Settings
 from clarion.errors import ClarionError
+from clarion.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +83,14 @@ def dbt_environment(
     settings: Settings, schema: str = "staging", raw_schema: str = "raw", target: str = "duckdb"
 ) -> Iterator[None]:
     """The DBT_CLARION_* variables the profile reads, for the duration of a dbt call."""
+    duckdb_config = Warehouse.from_settings(settings).duckdb_config()
     values = {
         "DBT_CLARION_TARGET": target,
         "DBT_CLARION_DUCKDB": str(settings.warehouse.path),
         "DBT_CLARION_SCHEMA": schema,
         "DBT_CLARION_RAW_SCHEMA": raw_schema,
-        "DBT_CLARION_DUCKDB_THREADS": str(settings.warehouse.threads),
-        "DBT_CLARION_DUCKDB_MEMORY": settings.warehouse.memory_limit.replace(" ", ""),
+        "DBT_CLARION_DUCKDB_THREADS": duckdb_config["threads"],
+        "DBT_CLARION_DUCKDB_MEMORY": duckdb_config["memory_limit"],
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
     saved = {k: os.environ.get(k) for k in values}
