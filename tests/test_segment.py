@@ -34,7 +34,7 @@ from flows.pipeline import pipeline
 from models import metrics
 from models.explain import explain
 from models.features import FAMILIES, FAMILY_OF, FEATURES
-from models.reasons import CATALOGUE, reason_codes
+from models.reasons import CATALOGUE, reason_codes, reason_table
 from models.registry import Registry
 from models.segments import SEGMENTS, Thresholds, assign
 from models.train import LABEL, ModelParams, fit, matrix
@@ -210,7 +210,13 @@ def test_explanations_add_up_match_shap_and_the_stored_reasons(golden, features,
     gap = np.abs(expl.contributions.sum(axis=1) + expl.base_value - margin)
     assert gap.max() <= 1e-6, gap.max()
 
-    # LightGBM's TreeSHAP is shap's TreeExplainer, on a sample of 200 customers
+    # the leaf tables (what scoring uses) are LightGBM's TreeSHAP on every customer, and that is
+    # shap's TreeExplainer, on a sample of 200 customers
+    assert expl.method == "leaf-tables"
+    lightgbm = explain(booster, x, method="lightgbm")
+    assert lightgbm.method == "lightgbm-pred-contrib"
+    assert np.abs(expl.contributions - lightgbm.contributions).max() <= 1e-9
+    assert expl.base_value == pytest.approx(lightgbm.base_value, abs=1e-12)
     rows = np.random.default_rng(5).choice(len(x), size=200, replace=False)
     contrib = booster.predict(x[rows], pred_contrib=True)
     explainer = shap.TreeExplainer(booster)
@@ -373,6 +379,35 @@ def test_reasons_never_name_a_family_without_effect() -> None:
     (reasons,) = reason_codes(contributions, x, np.array([0.9]), {"recency_days"}, limit=4, min_effect=0.0)
     assert [r["feature"] for r in reasons] == ["recency_days"]
     assert all(r["direction"] == "raises_risk" and r["effect"] > 0 for r in reasons)
+
+
+def test_reason_columns_match_the_catalogue_sentence_by_sentence() -> None:
+    """Sentences are rendered once per distinct set of figures and shared: every customer's text must
+    still be the catalogue's sentence for that customer's own figures, unknown values included, and
+    the joined text and first family must agree with the reasons themselves."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    contributions = rng.normal(0, 0.3, (n, len(FEATURES)))
+    x = rng.integers(0, 6, (n, len(FEATURES))).astype(float)  # few distinct figures: much sharing
+    for f in ("recency_vs_usual", "open_rate_60d", "open_rate_prior_120d", "avg_satisfaction_365d"):
+        x[:, FEATURES.index(f)] = rng.random(n) * 3  # continuous: little sharing
+    x[rng.random(x.shape) < 0.15] = np.nan
+    table = reason_table(contributions, x, rng.random(n), set(FEATURES), limit=4, min_effect=0.02)
+    rows = table.rows()
+    joined = table.joined_text().to_pylist()
+    first = table.first_family()
+    assert len(rows) == n and sum(map(len, rows)) == len(table.text) > n
+    for i, reasons in enumerate(rows):
+
+        def value(name: str, i: int = i) -> float | None:
+            v = x[i, FEATURES.index(name)]
+            return None if math.isnan(v) else float(v)
+
+        for r in reasons:
+            assert r["text"] == CATALOGUE[r["feature"]](value), (i, r)
+            assert (r["value"] is None) == (value(r["feature"]) is None)
+        assert joined[i] == "; ".join(r["text"] for r in reasons)
+        assert first[i] == (reasons[0]["family"] if reasons else None)
 
 
 # -- 4. point in time ---------------------------------------------------------------------------

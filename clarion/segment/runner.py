@@ -28,7 +28,7 @@ from models import metrics
 from models.card import render
 from models.explain import chunks, dependence, explain, global_drivers
 from models.features import FAMILY_OF, FEATURES
-from models.reasons import as_text, reason_codes
+from models.reasons import ReasonCodes, reason_table
 from models.registry import Registry, Version
 from models.segments import Thresholds, assign, profiles
 from models.train import LABEL, ModelParams, fit, matrix, validate
@@ -320,10 +320,10 @@ def score(
                 gap = max(gap, _gap(expl))
                 timings["explain_s"] += time.perf_counter() - started
                 started = time.perf_counter()
-                reasons = reason_codes(
+                reasons = reason_table(
                     expl.contributions, x[part], churn[part], used, s.reasons, s.min_reason_effect
                 )
-                first_family += [r[0]["family"] if r else None for r in reasons]
+                first_family += reasons.first_family()
                 timings["reasons_s"] += time.perf_counter() - started
                 started = time.perf_counter()
                 con.register(
@@ -399,7 +399,7 @@ def _rows(
     prob: np.ndarray,
     value: np.ndarray,
     segment: np.ndarray,
-    reasons: list[list[dict[str, Any]]],
+    reasons: ReasonCodes,
 ) -> pa.Table:
     n = len(ids)
     return pa.table(
@@ -413,25 +413,11 @@ def _rows(
             "churn_risk": 1.0 - prob,
             "expected_value_eur": value,
             "segment": pa.array(segment, pa.string()),
-            "reasons": pa.array(reasons, REASONS_TYPE),
-            "reasons_text": pa.array([as_text(r) for r in reasons], pa.string()),
+            "reasons": reasons.arrow(),
+            "reasons_text": reasons.joined_text(),
             "scored_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
         }
     )
-
-
-REASONS_TYPE = pa.list_(
-    pa.struct(
-        [
-            ("feature", pa.string()),
-            ("family", pa.string()),
-            ("direction", pa.string()),
-            ("effect", pa.float64()),
-            ("value", pa.float64()),
-            ("text", pa.string()),
-        ]
-    )
-)
 
 
 def _moves(con: duckdb.DuckDBPyConnection, before: str, now: str) -> list[dict[str, Any]]:
