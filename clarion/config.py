@@ -306,6 +306,27 @@ class SegmentSettings(Section):
         return self
 
 
+class ContentSettings(Section):
+    briefs: ProjectPath = Field(Path("campaigns"), description="folder of campaign briefs (*.yaml)")
+    source: ProjectPath | None = Field(
+        None,
+        description="a local Hugging Face causal-LM directory or .gguf file [embedded SmolLM2-135M-Instruct]",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses a GPU when torch sees one")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="weights' precision; auto: bfloat16 on a GPU, float32 on the CPU"
+    )
+    batch_size: int = Field(32, ge=1, le=1024, description="prompts x candidates per forward pass")
+    candidates: int = Field(6, ge=1, le=64, description="sampled candidates per slot and variant")
+    max_new_tokens: int = Field(32, ge=4, le=256, description="longest slot the model may write, in tokens")
+    temperature: float = Field(0.8, gt=0, le=2, description="sampling temperature")
+    top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling")
+    seed: int = Field(7, description="same seed, same briefs and segments: same drafts")
+    min_meaning: float = Field(
+        0.6, ge=-1, le=1, description="a rewritten slot must keep this cosine similarity to the brief's seed"
+    )
+
+
 class Settings(Section):
     """The whole configuration. Sections appear as the stages that read them arrive."""
 
@@ -320,6 +341,7 @@ class Settings(Section):
     transform: TransformSettings = TransformSettings()
     quality: QualitySettings = QualitySettings()
     segment: SegmentSettings = SegmentSettings()
+    content: ContentSettings = ContentSettings()
     prefect: PrefectSettings = PrefectSettings()
     logging: LoggingSettings = LoggingSettings()
 

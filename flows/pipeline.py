@@ -22,6 +22,7 @@ from prefect.runtime import flow_run
 from clarion import runs
 from clarion.config import Settings, load_settings
 from clarion.warehouse import Warehouse
+from flows.content import content
 from flows.extract import extract
 from flows.segment import segment
 from flows.transform import check, transform
@@ -72,6 +73,10 @@ def _segment(
     return segment(settings, run_id, as_of, horizon_days, retrain)
 
 
+def _content(settings: Settings, run_id: str, campaigns: list[str] | None = None, **_: Any) -> dict[str, Any]:
+    return content(settings, run_id, campaigns)
+
+
 def _check(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
     return check(settings, run_id)
 
@@ -81,9 +86,10 @@ STAGES: list[Stage] = [
     Stage("extract", _extract, "CRM sources into raw, rejected rows into quarantine"),
     Stage("transform", _transform, "gate raw, dbt build into staging, gate it, publish to marts"),
     Stage("segment", _segment, "train or reuse the promoted model; score, explain, segment customers"),
+    Stage("content", _content, "draft copy per brief and target segment, check it, queue it for approval"),
 ]
 ON_DEMAND = [Stage("check", _check, "the quality gates alone")]  # not part of `clarion run`
-StageName = Literal["prepare", "extract", "transform", "segment", "check"]
+StageName = Literal["prepare", "extract", "transform", "segment", "content", "check"]
 
 
 @flow(name="clarion-pipeline", log_prints=False)
@@ -95,13 +101,15 @@ def pipeline(
     as_of: date | None = None,
     horizon_days: int | None = None,
     retrain: bool | None = None,
+    campaigns: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run the stages in order (all, or the ones named), recorded as one run in audit.runs.
 
     One writer at a time: a second run waits up to ``wait_seconds`` or stops with a message.
     ``source`` limits extraction to one configured source; ``as_of`` sets the day the features
     describe (default: the day after the latest order); ``horizon_days`` and ``retrain`` go to
-    the segment stage (defaults: segment.horizon_days, segment.retrain).
+    the segment stage (defaults: segment.horizon_days, segment.retrain); ``campaigns`` limits the
+    content stage to those briefs.
     """
     logger = get_run_logger()
     settings = load_settings(config_path)
@@ -131,7 +139,13 @@ def pipeline(
         try:
             for stage in chosen:
                 summaries[stage.name] = stage.run(
-                    settings, run_id, source=source, as_of=as_of, horizon_days=horizon_days, retrain=retrain
+                    settings,
+                    run_id,
+                    source=source,
+                    as_of=as_of,
+                    horizon_days=horizon_days,
+                    retrain=retrain,
+                    campaigns=campaigns,
                 )
         except BaseException as exc:
             with warehouse.connect(command) as con:

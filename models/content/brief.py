@@ -1,0 +1,311 @@
+"""Campaign briefs: what a campaign says, to whom, on which channels, and the facts it may state.
+
+A brief is one YAML file under ``campaigns/``. Its **offer facts** (discount, code, expiry, landing
+URL, conditions) are the only figures, codes, dates and links the final copy may contain: the model
+writes short slots of plain words, the channel templates around them hold placeholders
+(``{offer}``, ``{code}``, ``{expiry}``, ``{url}``, ``{conditions}``, ``{first_name}``...), and the
+renderer fills those from the brief (offer) or from the recipient (first name) at export.
+
+Errors name the file and the field path and say what to write instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import string
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from clarion.errors import ClarionError
+from models.segments import SEGMENTS
+
+CHANNELS = ("email", "sms", "push")
+CHANNEL_LIMITS = {"sms": 160, "push": 100, "email_subject": 78}
+# placeholders filled from the brief's offer (at render) and from the recipient (at export)
+OFFER_FIELDS = ("offer", "code", "expiry", "url", "conditions")
+RECIPIENT_FIELDS = ("first_name",)
+SLOTS = ("headline", "hook")  # what the language model writes, per segment and variant
+PLACEHOLDERS = (*OFFER_FIELDS, *RECIPIENT_FIELDS, *SLOTS, "disclaimer")
+# where a rule on scores may look (ml.customer_scores columns)
+RULE_COLUMNS = ("churn_risk", "purchase_probability", "expected_value_eur", "segment")
+COMPARISONS = ("=", "<", ">", ">=", "<=", "<>", "!=")
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+DEFAULT_TEMPLATES = {
+    "email_subject": "{headline}: {offer} off",
+    "email_body": (
+        "Hi {first_name},\n\n{hook}\n\nUse code {code} for {offer} off your next order until {expiry}: "
+        "{url}\n\n{disclaimer}"
+    ),
+    "sms": "{hook} {offer} off with code {code} until {expiry}: {url}",
+    "push": "{headline}: {offer} off with code {code}",
+}
+REQUIRED = {  # placeholders each channel's copy must carry so the offer is stated from the brief
+    "email_subject": ("offer",),
+    "email_body": ("code", "url", "disclaimer"),
+    "sms": ("code", "url"),
+    "push": ("code",),
+}
+
+
+class BriefError(ClarionError):
+    exit_code = 2
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Offer(_Strict):
+    discount: str = Field(description="what the customer gets, as it should read: '15%', 'EUR 10'")
+    code: str = Field(pattern=r"^[A-Z0-9][A-Z0-9_-]{2,31}$", description="promo code, upper case")
+    expiry: date
+    url: str = Field(pattern=r"^https://[^\s{}]+$", description="landing page, https")
+    conditions: str = ""
+
+    def values(self) -> dict[str, str]:
+        """The placeholders' text, as the copy shows it."""
+        return {
+            "offer": self.discount,
+            "code": self.code,
+            "expiry": f"{self.expiry.day} {self.expiry:%B %Y}",
+            "url": self.url,
+            "conditions": self.conditions,
+        }
+
+
+class Audience(_Strict):
+    segments: tuple[str, ...] = ()
+    rule: str | None = Field(
+        default=None,
+        description="a condition on scores, e.g. 'churn_risk >= 0.6 and expected_value_eur >= 50'",
+    )
+
+    @field_validator("segments")
+    @classmethod
+    def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [s for s in v if s not in SEGMENTS]
+        if unknown:
+            raise ValueError(f"unknown segment(s) {unknown}: use some of {list(SEGMENTS)}")
+        return v
+
+    @field_validator("rule")
+    @classmethod
+    def _rule(cls, v: str | None) -> str | None:
+        """A rule is pasted into SQL (inside parentheses), so it is held to a small grammar: allowed
+        columns, numbers, quoted text, comparisons, and/or/not/in/between, balanced parentheses."""
+        if v is None:
+            return v
+        tokens = re.findall(r"[A-Za-z_][A-Za-z_0-9]*|'[^']*'|\d+(?:\.\d+)?|>=|<=|<>|!=|[=<>(),]|\S", v)
+        words = {"and", "or", "not", "in", "between"}
+        depth = 0
+        for t in tokens:
+            if t[0].isalpha() or t[0] == "_":
+                if t.lower() not in words and t not in RULE_COLUMNS:
+                    raise ValueError(f"rule names {t!r}: a rule may use {list(RULE_COLUMNS)} and and/or/not")
+            elif t == "(":
+                depth += 1
+            elif t == ")":
+                depth -= 1
+                if depth < 0:
+                    raise ValueError("rule closes a parenthesis it never opened")
+            elif not (t in COMPARISONS or t == "," or t[0].isdigit() or (len(t) >= 2 and t[0] == "'")):
+                raise ValueError(
+                    f"rule has {t!r}: only comparisons of {list(RULE_COLUMNS)} with numbers or 'quoted text'"
+                )
+        if depth:
+            raise ValueError("rule opens a parenthesis it never closes")
+        compares = any(t in COMPARISONS or t.lower() in ("in", "between") for t in tokens)
+        if not compares or not any(t in RULE_COLUMNS for t in tokens):
+            raise ValueError(
+                f"a rule compares at least one of {list(RULE_COLUMNS)}, e.g. 'churn_risk >= 0.6'"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _some(self) -> Audience:
+        if not self.segments and not self.rule:
+            raise ValueError("say who the campaign is for: audience.segments (a list) or audience.rule")
+        return self
+
+
+class Avoid(_Strict):
+    words: tuple[str, ...] = ()
+    claims: tuple[str, ...] = ()
+
+
+class Readability(_Strict):
+    """A band of Flesch reading ease (0-100, higher is easier) for the e-mail body, SMS and hook."""
+
+    min: float = Field(40.0, ge=0, le=100)
+    max: float = Field(100.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _band(self) -> Readability:
+        if self.min > self.max:
+            raise ValueError(f"readability.min ({self.min}) must not exceed readability.max ({self.max})")
+        return self
+
+
+class Seeds(_Strict):
+    """Approved sentences the model rewrites for each segment; also the copy used when it fails."""
+
+    headline: str = Field(max_length=60)
+    hook: str = Field(max_length=200)
+
+    @field_validator("headline", "hook")
+    @classmethod
+    def _plain(cls, v: str) -> str:
+        if re.search(
+            r"[{}0-9%@]|https?://|www\.|\b[a-z0-9-]+\.(com|net|org|io|shop|store|eu|de|uk)\b", v, re.I
+        ):
+            raise ValueError(
+                "seed copy is plain words: no placeholders, digits, % or links (the offer goes in templates)"
+            )
+        return v
+
+
+class Brief(_Strict):
+    name: str
+    goal: str
+    audience: Audience
+    channels: tuple[Literal["email", "sms", "push"], ...] = ("email",)
+    language: Literal["en"] = "en"
+    tone: str = "friendly, clear"
+    offer: Offer
+    avoid: Avoid = Avoid()
+    disclaimer: str = ""
+    disclose_ai: bool = True
+    variants: int = Field(default=2, ge=1, le=5)
+    approvers: tuple[str, ...] = Field(min_length=1)
+    readability: Readability = Readability()
+    seeds: Seeds
+    templates: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME.match(v):
+            raise ValueError("lower-case letters, digits and dashes, e.g. 'winback-summer'")
+        return v
+
+    @field_validator("approvers")
+    @classmethod
+    def _approvers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not a.strip() for a in v):
+            raise ValueError("an approver is a name or role, not an empty string")
+        return v
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError(f"at least one of {list(CHANNELS)}")
+        if len(set(v)) != len(v):
+            raise ValueError("a channel is listed twice")
+        return v
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, text in v.items():
+            if key not in DEFAULT_TEMPLATES:
+                raise ValueError(f"templates.{key}: not a template; use some of {list(DEFAULT_TEMPLATES)}")
+            names = _placeholders(text, f"templates.{key}")
+            unknown = names - set(PLACEHOLDERS)
+            if unknown:
+                raise ValueError(
+                    f"templates.{key} uses {sorted(unknown)}: placeholders are {list(PLACEHOLDERS)}"
+                )
+            missing = set(REQUIRED[key]) - names
+            if missing:
+                raise ValueError(
+                    f"templates.{key} must carry {sorted(missing)} (the offer comes from the brief)"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _disclaimer(self) -> Brief:
+        names = _placeholders(self.disclaimer, "disclaimer")
+        if names - set(OFFER_FIELDS):
+            raise ValueError(
+                f"disclaimer may use {list(OFFER_FIELDS)}, not {sorted(names - set(OFFER_FIELDS))}"
+            )
+        return self
+
+    # -- what the rest of Clarion reads ---------------------------------------------------------
+    def template(self, key: str) -> str:
+        return self.templates.get(key, DEFAULT_TEMPLATES[key])
+
+    def parts(self, channel: str) -> tuple[str, ...]:
+        """The templates a channel's copy is made of."""
+        return ("email_subject", "email_body") if channel == "email" else (channel,)
+
+    def facts(self) -> dict[str, str]:
+        """Placeholder -> text for everything the brief states (the offer and the disclaimer)."""
+        values = self.offer.values()
+        return {**values, "disclaimer": self.disclaimer.format(**values)}
+
+    def sha256(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def _placeholders(text: str, where: str) -> set[str]:
+    """The {names} in a template; format specs and conversions ({code:.0}, {url!r}) would change
+    or hide a fact, so they are refused."""
+    try:
+        fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc} (write a literal brace as {{{{ or }}}})") from None
+    for name, spec, conversion in fields:
+        if spec or conversion:
+            raise ValueError(f"{where}: write {{{name}}} as it is, without ':{spec}' or '!{conversion}'")
+    return {name for name, _, _ in fields}
+
+
+def load_brief(path: Path) -> Brief:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise BriefError(f"{path}: not valid YAML ({exc}); fix the file") from None
+    except OSError as exc:
+        raise BriefError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not isinstance(data, dict):
+        raise BriefError(f"{path}: a brief is a YAML mapping (name:, goal:, audience:, offer:, ...)")
+    try:
+        brief = Brief.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{path}: the brief is invalid ({exc.error_count()} problem(s)):"]
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  - {where}: {_message(err)}")
+        raise BriefError("\n".join(lines)) from None
+    if brief.name != path.stem:
+        raise BriefError(f"{path}: name is {brief.name!r} but the file is {path.name}: make them the same")
+    return brief
+
+
+def load_briefs(folder: Path, names: tuple[str, ...] = ()) -> list[Brief]:
+    files = sorted(folder.glob("*.yaml"))
+    if names:
+        known = {f.stem: f for f in files}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise BriefError(f"no brief named {missing} in {folder}: briefs there are {sorted(known)}")
+        files = [known[n] for n in names]
+    return [load_brief(f) for f in files]
+
+
+def _message(err: dict[str, Any]) -> str:
+    if err["type"] == "extra_forbidden":
+        return "not a field of a brief (typo?)"
+    if err["type"] == "missing":
+        return "required"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"{msg} (got {err['input']!r})" if err["type"].endswith("_pattern_mismatch") else msg

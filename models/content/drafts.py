@@ -1,0 +1,311 @@
+"""Drafts per campaign x segment x channel x variant: slots from the model, facts from the brief.
+
+The small local model is good at rewording a sentence and bad at facts (stack.md: asked to write
+`{offer}`, it wrote "a 20% discount"). So it only writes two slots of plain words per segment and
+variant, the headline and the hook, by rewording the brief's approved seed sentences for the
+segment's audience; digits, %, braces, currency signs and links are banned while decoding. Each
+slot gets several sampled candidates; a candidate is kept only if it passes the slot guardrails
+and still means what the seed means (sentence-embedding cosine >= `min_meaning`). The channel
+templates then place the brief's offer facts around the slots, and the whole copy is checked again.
+Where no candidate survives, the seed sentence itself is used and the draft says so (`fallback`):
+the campaign still works when the model does not.
+
+Cost grows with segments x variants, not with customers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from models.content.brief import Brief
+from models.content.guardrails import CheckReport, check_copy, check_slot
+from models.content.prompts import TEMPLATE_VERSION, SlotPrompt, slot_prompt, template_sha256
+
+VARIANT_NAMES = "ABCDE"
+SLOT_TOKENS = {"headline": 14, "hook": 48}  # at most; the configured max_new_tokens caps both
+AI_DISCLOSURE = "This message was drafted with the help of AI and approved by our team."
+SLOT_BANS = (
+    "0",
+    "1",
+    "2",
+    "3",
+    "4",
+    "5",
+    "6",
+    "7",
+    "8",
+    "9",
+    "%",
+    "{",
+    "}",
+    "$",
+    "€",
+    "£",
+    "@",
+    "http",
+    "www",
+    "://",
+)
+
+
+class Generator(Protocol):
+    name: str
+    weights_sha256: str
+
+    def chat_prompt(self, system: str, user: str) -> str: ...
+
+    def generate(
+        self,
+        prompts: list[str],
+        candidates: int = 1,
+        *,
+        max_new_tokens: int | None = None,
+        ban: Sequence[str] = (),
+        seed: int | None = None,
+    ) -> list[list[Any]]: ...
+
+
+class Similarity(Protocol):
+    def similarity(self, candidates: list[str], reference: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class DraftParams:
+    candidates: int = 6  # sampled candidates per slot and variant
+    min_meaning: float = 0.6
+    seed: int = 7
+    max_new_tokens: int = 40
+    temperature: float = 0.8
+    top_p: float = 0.95
+
+
+@dataclass
+class Slot:
+    text: str
+    fallback: bool
+    prompt_sha256: str
+    meaning: float | None
+    candidates: int
+    passing: int
+
+
+@dataclass
+class Draft:
+    campaign: str
+    segment: str
+    channel: str
+    variant: str
+    content: dict[str, str]  # part -> text with the offer filled and {first_name} left for export
+    checks: CheckReport
+    fallback: bool
+    ai_generated: bool
+    slots: dict[str, Slot]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def blocked(self) -> bool:
+        return self.checks.blocked
+
+    @property
+    def content_sha256(self) -> str:
+        return content_hash(self.content)
+
+
+def content_hash(content: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def clean(text: str, slot: str) -> str:
+    """The first line of a generation, without quotes, labels or trailing spaces."""
+    line = text.strip().split("\n", 1)[0].strip()
+    line = re.sub(r"^(new (headline|sentence)|headline|sentence)\s*:\s*", "", line, flags=re.IGNORECASE)
+    line = line.strip().strip("\"“”'‘’").strip()
+    line = re.sub(r"\s+", " ", line)
+    if slot == "headline":
+        line = line.rstrip(".").strip()
+    return line
+
+
+def draft_brief(
+    brief: Brief,
+    segments: list[dict[str, Any]],
+    lm: Generator,
+    meaning: Similarity,
+    params: DraftParams,
+    context: dict[str, Any],
+) -> tuple[list[Draft], list[SlotPrompt]]:
+    """Every draft of one brief for the given segments (dicts with `segment`, `top_drivers`).
+    `context` goes into each draft's provenance (run id, segment definition, ...). Returns the
+    drafts and the prompts actually sent."""
+    prompts = [
+        slot_prompt(brief, s["segment"], slot, s.get("top_drivers"))
+        for s in segments
+        for slot in ("headline", "hook")
+    ]
+    n = brief.variants * params.candidates
+    chosen: dict[tuple[str, str], list[Slot]] = {}
+    for slot in ("headline", "hook"):  # a headline needs far fewer tokens than a sentence
+        asked = [p for p in prompts if p.slot == slot]
+        outputs = lm.generate(
+            [lm.chat_prompt(p.system, p.user) for p in asked],
+            candidates=n,
+            max_new_tokens=min(params.max_new_tokens, SLOT_TOKENS[slot]),
+            ban=SLOT_BANS,
+            seed=params.seed,
+        )
+        for prompt, generations in zip(asked, outputs, strict=True):
+            chosen[(prompt.segment, prompt.slot)] = _pick(brief, prompt, generations, meaning, params)
+    facts = brief.facts()
+    drafts: list[Draft] = []
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for s in segments:
+        for channel in brief.channels:
+            earlier: list[dict[str, str]] = []
+            for v in range(brief.variants):
+                slots = {slot: chosen[(s["segment"], slot)][v] for slot in ("headline", "hook")}
+                draft = _assemble(brief, s["segment"], channel, VARIANT_NAMES[v], slots, facts, earlier)
+                if draft.blocked and not draft.fallback:
+                    seeds = {k: _seed_slot(brief, k, slots[k].prompt_sha256) for k in slots}
+                    draft = _assemble(brief, s["segment"], channel, VARIANT_NAMES[v], seeds, facts, earlier)
+                draft.provenance = _provenance(brief, draft, lm, params, prompts, context, now)
+                earlier.append(_preview(draft.content))
+                drafts.append(draft)
+    return drafts, prompts
+
+
+def fallback_problems(brief: Brief) -> list[str]:
+    """Why the brief's own copy (its seed sentences in its templates) would be blocked, per channel.
+    That copy is what a campaign falls back on when no model candidate passes, so it must pass."""
+    seeds = {k: _seed_slot(brief, k, "") for k in ("headline", "hook")}
+    problems = []
+    for channel in brief.channels:
+        draft = _assemble(brief, "fallback", channel, "A", seeds, brief.facts(), [])
+        problems += [f"{channel}: {c.name}: {c.detail}" for c in draft.checks.failed if c.severity == "block"]
+    return problems
+
+
+def _pick(
+    brief: Brief, prompt: SlotPrompt, generations: list[Any], meaning: Similarity, params: DraftParams
+) -> list[Slot]:
+    """One slot per variant: the passing candidates with the closest meaning, distinct, best first;
+    the seed sentence where too few pass."""
+    texts = list(dict.fromkeys(t for t in (clean(g.text, prompt.slot) for g in generations) if t))
+    passing = [t for t in texts if not check_slot(t, brief, prompt.slot).blocked]
+    seed = getattr(brief.seeds, prompt.slot)
+    scores = [float(x) for x in meaning.similarity(passing, seed)] if passing else []
+    ranked = sorted(
+        ((score, t) for score, t in zip(scores, passing, strict=True) if score >= params.min_meaning),
+        key=lambda pair: -pair[0],
+    )
+    out: list[Slot] = []
+    per_variant = max(1, len(generations) // brief.variants)
+    for v in range(brief.variants):
+        if v < len(ranked):
+            score, text = ranked[v]
+            out.append(Slot(text, False, prompt.sha256(), score, per_variant, len(ranked)))
+        else:
+            out.append(_seed_slot(brief, prompt.slot, prompt.sha256(), per_variant, len(ranked)))
+    return out
+
+
+def _seed_slot(brief: Brief, slot: str, prompt_sha: str, candidates: int = 0, passing: int = 0) -> Slot:
+    return Slot(getattr(brief.seeds, slot), True, prompt_sha, None, candidates, passing)
+
+
+def _assemble(
+    brief: Brief,
+    segment: str,
+    channel: str,
+    variant: str,
+    slots: dict[str, Slot],
+    facts: dict[str, str],
+    earlier: list[dict[str, str]],
+) -> Draft:
+    words = {k: s.text for k, s in slots.items()}
+    ai = any(not s.fallback for s in slots.values())
+    templates, content = {}, {}
+    for part in brief.parts(channel):
+        template = brief.template(part)
+        if part == "email_body" and brief.disclose_ai and ai:
+            template = f"{template}\n\n{AI_DISCLOSURE}"
+        templates[part] = template.format_map(_Keep(words))
+        content[part] = template.format_map(_Keep({**words, **facts}))
+    checks = check_copy(_preview(content), brief, channel, templates=templates, other_variants=list(earlier))
+    return Draft(
+        campaign=brief.name,
+        segment=segment,
+        channel=channel,
+        variant=variant,
+        content=content,
+        checks=checks,
+        fallback=all(s.fallback for s in slots.values()),
+        ai_generated=ai,
+        slots=slots,
+    )
+
+
+SAMPLE_FIRST_NAME = "Maximilian-Alexander"  # long on purpose: lengths are checked with it
+
+
+def _preview(content: dict[str, str]) -> dict[str, str]:
+    return {part: text.replace("{first_name}", SAMPLE_FIRST_NAME) for part, text in content.items()}
+
+
+class _Keep(dict):
+    """format_map mapping that leaves unknown placeholders as they are ({first_name} until export)."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _provenance(
+    brief: Brief,
+    draft: Draft,
+    lm: Generator,
+    params: DraftParams,
+    prompts: list[SlotPrompt],
+    context: dict[str, Any],
+    now: str,
+) -> dict[str, Any]:
+    used = {s.prompt_sha256 for s in draft.slots.values()}
+    return {
+        "ai_generated": draft.ai_generated,
+        "disclosure": AI_DISCLOSURE if draft.ai_generated and brief.disclose_ai else None,
+        "model": {"name": lm.name, "weights_sha256": lm.weights_sha256},
+        "prompt_template": {"version": TEMPLATE_VERSION, "sha256": template_sha256()},
+        "prompts": [
+            {"slot": p.slot, "sha256": p.sha256(), "system": p.system, "user": p.user}
+            for p in prompts
+            if p.sha256() in used and p.segment == draft.segment
+        ],
+        "brief": {"name": brief.name, "sha256": brief.sha256()},
+        "generation": {
+            "candidates_per_slot": params.candidates,
+            "min_meaning": params.min_meaning,
+            "seed": params.seed,
+            "max_new_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "banned_while_decoding": list(SLOT_BANS),
+        },
+        "slots": {
+            k: {
+                "text": s.text,
+                "fallback": s.fallback,
+                "meaning": s.meaning,
+                "candidates": s.candidates,
+                "passing": s.passing,
+            }
+            for k, s in draft.slots.items()
+        },
+        "checks": draft.checks.to_json(),
+        "content_sha256": draft.content_sha256,
+        "created_at": now,
+        **context,
+    }

