@@ -25,33 +25,13 @@ from typing import Any, Protocol
 
 from models.content.brief import Brief
 from models.content.guardrails import CheckReport, check_copy, check_slot
+from models.content.llm import DEFAULT_BANS
 from models.content.prompts import TEMPLATE_VERSION, SlotPrompt, slot_prompt, template_sha256
 
 VARIANT_NAMES = "ABCDE"
 SLOT_TOKENS = {"headline": 14, "hook": 48}  # at most; the configured max_new_tokens caps both
 AI_DISCLOSURE = "This message was drafted with the help of AI and approved by our team."
-SLOT_BANS = (
-    "0",
-    "1",
-    "2",
-    "3",
-    "4",
-    "5",
-    "6",
-    "7",
-    "8",
-    "9",
-    "%",
-    "{",
-    "}",
-    "$",
-    "€",
-    "£",
-    "@",
-    "http",
-    "www",
-    "://",
-)
+SLOT_BANS = DEFAULT_BANS  # digits, %, braces, currency signs, @ and links: never from the model
 
 
 class Generator(Protocol):
