@@ -593,12 +593,15 @@ def models_show(app: AppContext, version: str | None, as_json: bool) -> None:
 
 def _change_registry(app: AppContext, verb: str, change: Any) -> Any:
     """Change which version is promoted, as a writer: never while a run is scoring with it."""
+    from clarion.audit import record_registry_change
     from clarion.warehouse import Warehouse
     from models.registry import Registry
 
     settings = app.settings()
     with Warehouse.from_settings(settings).writing(f"clarion models {verb}"):
-        return change(Registry(settings.var_dir / "registry"))
+        version = change(Registry(settings.var_dir / "registry"))
+        record_registry_change(settings, verb, version.name)
+        return version
 
 
 @models.command("promote")
@@ -746,6 +749,60 @@ def export_cmd(app: AppContext, campaign: str | None, as_json: bool) -> None:
     with Warehouse.from_settings(settings).writing("clarion export"):
         result = export(settings, campaign)
     _emit(result, as_json, export_text(result))
+
+
+@cli.group()
+def audit() -> None:
+    """The audit log (audit.events): append-only, each event chained to the one before by its hash."""
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+def audit_verify(app: AppContext, as_json: bool) -> None:
+    """Re-hash every event: report any edited, deleted, reordered or forged one. Exit 5 if any."""
+    from clarion.audit import AuditLog
+    from clarion.warehouse import Warehouse
+
+    settings = app.settings()
+    with Warehouse.from_settings(settings).read() as con:
+        result = AuditLog.for_settings(settings).verify(con)
+    head = result["head"]
+    human = (
+        f"audit log {'verified' if result['ok'] else 'BROKEN'}: {result['events']:,} events"
+        + (f", head seq {head['seq']} {head['hash'][:16]}" if head else "")
+        + "".join(f"\n  {p}" for p in result["problems"])
+    )
+    _emit(result, as_json, human)
+    if not result["ok"]:
+        raise SystemExit(5)
+
+
+@audit.command("log")
+@click.option("--limit", default=20, show_default=True, help="Newest events to show.")
+@click.option("--action", help="Only this action (run.started, draft.approved, model.promoted, ...).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+def audit_log(app: AppContext, limit: int, action: str | None, as_json: bool) -> None:
+    """The newest events: when, who, what, on which subject and run."""
+    from clarion.warehouse import Warehouse, relation_exists
+
+    with Warehouse.from_settings(app.settings()).read() as con:
+        rows = (
+            con.execute(
+                'select seq, "at"::varchar, actor, action, subject, run_id, details from audit.events '
+                "where (? is null or action = ?) order by seq desc limit ?",
+                [action, action, limit],
+            ).fetchall()
+            if relation_exists(con, "audit", "events")
+            else []
+        )
+    keys = ("seq", "at", "actor", "action", "subject", "run_id", "details")
+    events = [dict(zip(keys, r, strict=True)) for r in rows]
+    lines = [
+        f"{e['seq']:>6}  {e['at'][:19]}  {e['actor']:<18} {e['action']:<16} {e['subject']}" for e in events
+    ]
+    _emit(events, as_json, "\n".join(lines) or "no events yet")
 
 
 @cli.command()

@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from clarion import runs
+from clarion import audit, runs
 from clarion.config import Settings, load_settings
 from clarion.warehouse import Warehouse
 from flows.content import content
@@ -124,20 +124,40 @@ def pipeline(
     ]
     command = "clarion run" if stages is None else "clarion " + " ".join(s.name for s in chosen[1:])
     summaries: dict[str, Any] = {}
+    events = audit.AuditLog.for_settings(settings)
+    config_hash = settings.fingerprint()
     with warehouse.writing(command, wait_seconds):
         with warehouse.connect(command) as con:
+            previous = con.execute(
+                "select run_id, config_hash from audit.runs order by started_at desc limit 1"
+            ).fetchone()
             runs.start_run(
                 con,
                 run_id=run_id,
                 command=command,
-                config_hash=settings.fingerprint(),
+                config_hash=config_hash,
                 flow_run_id=str(flow_run.get_id() or ""),
             )
-        logger.info(
-            "run %s started (config %s, code %s)", run_id, settings.fingerprint(), runs.code_version()
-        )
+            events.record(
+                con,
+                audit.RUN_STARTED,
+                run_id,
+                run_id=run_id,
+                details={"command": command, "config_hash": config_hash, "code_version": runs.code_version()},
+            )
+            if previous is not None and previous[1] != config_hash:
+                events.record(
+                    con,
+                    audit.CONFIG_CHANGED,
+                    "settings",
+                    run_id=run_id,
+                    details={"from": previous[1], "to": config_hash, "previous_run": previous[0]},
+                )
+        logger.info("run %s started (config %s, code %s)", run_id, config_hash, runs.code_version())
+        current: str | None = None
         try:
             for stage in chosen:
+                current = stage.name
                 summaries[stage.name] = stage.run(
                     settings,
                     run_id,
@@ -156,9 +176,23 @@ def pipeline(
                     stages=summaries,
                     error=f"{type(exc).__name__}: {exc}"[:2000],
                 )
+                events.record(  # the error's class only: its message may quote data
+                    con,
+                    audit.RUN_FAILED,
+                    run_id,
+                    run_id=run_id,
+                    details={"status": "failed", "error": type(exc).__name__, "stage": current},
+                )
             raise
         with warehouse.connect(command) as con:
             runs.finish_run(con, run_id, status="completed", stages=summaries)
+            events.record(
+                con,
+                audit.RUN_FINISHED,
+                run_id,
+                run_id=run_id,
+                details={"status": "completed", "stages": list(summaries)},
+            )
     create_markdown_artifact(
         key="clarion-run-summary",
         markdown=_summary_markdown(run_id, settings, summaries),

@@ -23,8 +23,8 @@ def scoring_snapshot(settings: Settings, plan: runner.Plan) -> Any:
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
-def train(settings: Settings, plan: runner.Plan, scoring: Any) -> dict[str, Any]:
-    return runner.train(settings, plan, scoring)
+def train(settings: Settings, plan: runner.Plan, scoring: Any, run_id: str | None = None) -> dict[str, Any]:
+    return runner.train(settings, plan, scoring, run_id)
 
 
 @task(name="score-explain-segment", cache_policy=NO_CACHE)
@@ -46,7 +46,7 @@ def segment(
     frame = scoring_snapshot(settings, plan)
     trained = None
     if runner.needs_training(settings, plan, retrain):
-        trained = train(settings, plan, frame)
+        trained = train(settings, plan, frame, run_id)
         logger.info("model %s: %s", trained["version"], trained["decision"])
     version = runner.registry(settings).promoted()
     result = score(settings, run_id, plan, version, frame)

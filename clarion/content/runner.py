@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 
+from clarion import audit
 from clarion.config import Settings
 from clarion.errors import ClarionError
 from clarion.warehouse import Warehouse, relation_exists
@@ -479,6 +480,19 @@ def decide(
         con.execute(
             "update content.drafts set status = ?, updated_at = ? where draft_id = ?", [status, now, did]
         )
+        audit.AuditLog.for_settings(settings).record(  # the note is free text: not in the audit log
+            con,
+            audit.DRAFT_APPROVED if decision == "approve" else audit.DRAFT_REJECTED,
+            did,
+            actor=by,
+            details={
+                "content_sha256": draft["content_sha256"],
+                "via": via,
+                "campaign": draft["campaign"],
+                "channel": draft["channel"],
+                "variant": draft["variant"],
+            },
+        )
     return {
         "draft_id": did,
         "status": status,
@@ -535,6 +549,20 @@ def edit(settings: Settings, did: str, part: str, text: str, by: str) -> dict[st
         con.execute(
             "insert into content.decisions values (?, 'edit', ?, ?, ?, 'cli', ?)",
             [did, by, f"edited {part}", sha, now],
+        )
+        audit.AuditLog.for_settings(settings).record(
+            con,
+            audit.DRAFT_EDITED,
+            did,
+            actor=by,
+            details={
+                "part": part,
+                "previous_sha256": draft["content_sha256"],
+                "content_sha256": sha,
+                "status": status,
+                "campaign": draft["campaign"],
+                "channel": draft["channel"],
+            },
         )
     return {"draft_id": did, "status": status, "content_sha256": sha, "checks": checks.to_json()}
 
@@ -689,6 +717,21 @@ def _export_channel(
             file_sha,
             _now(),
         ],
+    )
+    audit.AuditLog.for_settings(settings).record(
+        con,
+        audit.EXPORT_WRITTEN,
+        export_id,
+        details={
+            "campaign": campaign,
+            "channel": channel,
+            "content_run_id": run_id,
+            "recipients": recipients,
+            "excluded": excluded,
+            "drafts_exported": [d["draft_id"] for d in ready],
+            "drafts_held": sorted(held),
+            "file_sha256": file_sha,
+        },
     )
     return {
         "campaign": campaign,

@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from clarion import audit
 from clarion.config import Settings
 from clarion.errors import ClarionError
 from clarion.quality import metrics as m
@@ -191,6 +192,24 @@ def run_gate(
     )
     for r in gate.warnings:
         log.warning("quality %s: %s", suite.suite, r.describe())
+    counts = gate.summary()
+    audit.AuditLog.for_settings(settings).record(
+        con,
+        audit.GATE_PASSED if gate.passed else audit.GATE_FAILED,
+        suite.suite,
+        run_id=run_id,
+        details={
+            "suite": suite.suite,
+            "suite_version": suite.version,
+            "candidate": candidate if suite_name != "raw" else "raw",
+            "checks": len(results),
+            "passed": counts["passed"],
+            "failed": len(gate.failures),
+            "warnings": len(gate.warnings),
+            "skipped": counts["skipped"],
+            "failed_checks": sorted({r.check_id for r in gate.failures}),
+        },
+    )
     return gate
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from clarion import audit
 from clarion.config import Settings
 from clarion.errors import ClarionError
 from clarion.transform.dbt import run_dbt
@@ -161,9 +162,9 @@ def params(settings: Settings) -> ModelParams:
     )
 
 
-def train(settings: Settings, p: Plan, scoring: pd.DataFrame) -> dict[str, Any]:
+def train(settings: Settings, p: Plan, scoring: pd.DataFrame, run_id: str | None = None) -> dict[str, Any]:
     """Fit the recipe twice (validation, production), register the version, promote it unless it is
-    worse than the promoted one on the same validation customers."""
+    worse than the promoted one on the same validation customers; both steps go to the audit log."""
     h = p.horizon_days
     valid_day, train_day = p.as_of - timedelta(days=h), p.as_of - timedelta(days=2 * h)
     started = time.perf_counter()
@@ -217,7 +218,24 @@ def train(settings: Settings, p: Plan, scoring: pd.DataFrame) -> dict[str, Any]:
     files = render({**meta, "version": "{version}", "model": "purchase_propensity", "registered_at": _now()})
     reg = registry(settings)
     candidate = reg.register(production, checked["model"], meta, files)
-    decision = _promote(settings, reg, candidate, newer)
+    decision, outcome = _promote(settings, reg, candidate, newer)
+    with Warehouse.from_settings(settings).connect("segment audit") as con:
+        events = audit.AuditLog.for_settings(settings)
+        events.record(
+            con,
+            audit.MODEL_REGISTERED,
+            candidate.name,
+            run_id=run_id,
+            details={
+                "version": candidate.name,
+                "roc_auc": checked["propensity"]["roc_auc"],
+                "baseline_roc_auc": checked["baseline"]["roc_auc"],
+                "horizon_days": h,
+                "data_fingerprint": meta["data"]["fingerprint"],
+                "config_fingerprint": meta["data"]["config_fingerprint"],
+            },
+        )
+        events.record(con, outcome.pop("action"), outcome["version"], run_id=run_id, details=outcome)
     return {
         "version": candidate.name,
         "decision": decision,
@@ -230,23 +248,38 @@ def train(settings: Settings, p: Plan, scoring: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _promote(settings: Settings, reg: Registry, candidate: Version, valid: pd.DataFrame) -> str:
+def _promote(
+    settings: Settings, reg: Registry, candidate: Version, valid: pd.DataFrame
+) -> tuple[str, dict[str, Any]]:
+    """Promote the candidate or keep the promoted version: the decision, and its audit event
+    (``action`` and details: which version is promoted now, the candidate, the one before, ROC AUCs)."""
     current = reg.promoted()
+    new_auc = candidate.meta["metrics"]["propensity"]["roc_auc"]
+    outcome: dict[str, Any] = {
+        "action": audit.MODEL_PROMOTED,
+        "version": candidate.name,
+        "candidate": candidate.name,
+        "previous": current.name if current else None,
+        "candidate_roc_auc": new_auc,
+        "previous_roc_auc": None,
+    }
     if current is None:
         reg.promote(candidate.name, "first version")
-        return f"promoted {candidate.name} (first version)"
+        return f"promoted {candidate.name} (first version)", outcome | {"reason": "first version"}
     if current.meta["features"] != candidate.meta["features"]:
-        reg.promote(candidate.name, f"{current.name} reads other features")
-        return f"promoted {candidate.name} ({current.name} reads other features)"
+        why = f"{current.name} reads other features"
+        reg.promote(candidate.name, why)
+        return f"promoted {candidate.name} ({why})", outcome | {"reason": "features changed"}
     if current.meta["horizon_days"] != candidate.meta["horizon_days"]:
         days = (current.meta["horizon_days"], candidate.meta["horizon_days"])
         why = f"{current.name} predicts {days[0]} days, not {days[1]}"
         reg.promote(candidate.name, why)
-        return f"promoted {candidate.name} ({why})"
+        return f"promoted {candidate.name} ({why})", outcome | {"reason": "horizon changed"}
     y = valid[LABEL].astype(float).to_numpy()
     _, p_old, _ = current.load("validation").predict(matrix(valid))
     old = metrics.classification(y, p_old)
     new = candidate.meta["metrics"]["propensity"]
+    outcome["previous_roc_auc"] = old["roc_auc"]
     tolerance = settings.segment.promote_tolerance
     if (new["roc_auc"] or 0) < (old["roc_auc"] or 0) - tolerance:
         why = (
@@ -255,9 +288,13 @@ def _promote(settings: Settings, reg: Registry, candidate: Version, valid: pd.Da
             f"(`clarion models promote {candidate.name}` to override)"
         )
         reg.note("kept", current.name, why)
-        return f"kept {current.name}: {why}"
+        kept = {"action": audit.MODEL_KEPT, "version": current.name, "reason": "candidate worse"}
+        return f"kept {current.name}: {why}", outcome | kept | {"tolerance": tolerance}
     reg.promote(candidate.name, f"ROC AUC {new['roc_auc']:.4f} vs {old['roc_auc']:.4f} ({current.name})")
-    return f"promoted {candidate.name} (ROC AUC {new['roc_auc']:.4f} vs {current.name} {old['roc_auc']:.4f})"
+    decision = (
+        f"promoted {candidate.name} (ROC AUC {new['roc_auc']:.4f} vs {current.name} {old['roc_auc']:.4f})"
+    )
+    return decision, outcome | {"reason": "not worse", "tolerance": tolerance}
 
 
 def _fairness(valid: pd.DataFrame, p: np.ndarray) -> list[dict[str, Any]]:
@@ -454,7 +491,7 @@ def run(
     """The whole stage as one call (the flow runs the same steps as tasks)."""
     p = plan(settings, as_of, horizon_days)
     scoring = scoring_snapshot(settings, p)
-    trained = train(settings, p, scoring) if needs_training(settings, p, retrain) else None
+    trained = train(settings, p, scoring, run_id) if needs_training(settings, p, retrain) else None
     result = score(settings, run_id, p, registry(settings).promoted(), scoring)
     return {**result, "trained": trained}
 

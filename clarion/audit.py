@@ -1,0 +1,404 @@
+"""The audit log (``audit.events``): append-only, hash-chained, with its head anchored outside the warehouse.
+
+Every event names who did what to which subject, and when; each carries the sha256 of its own content
+and of the event before it, so editing, deleting, inserting or renumbering any event breaks the chain
+where it happened. Deleting the *last* events leaves a chain that is still whole, so every record also
+writes the head (seq, hash) to ``<var_dir>/audit/head.json``: a log that ends before its head was cut.
+
+Design: an ``AuditLog(var_dir)`` holds where the head lives; ``.record(con, ...)`` appends in the
+caller's connection (the caller holds the writer lock) and ``.verify(con)`` checks the chain and the
+head. ``verify(con, head_file)`` and ``ensure_table(con)`` are the same checks as plain functions.
+
+The head file is a local anchor: whoever can rewrite both the warehouse and ``var/`` can forge a
+consistent log; keeping a copy of the head's hash elsewhere (a ticket, a message) closes that gap.
+
+Note that ``at`` is a keyword in DuckDB: query it as ``"at"``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+log = logging.getLogger(__name__)
+
+GENESIS = "0" * 64
+
+RUN_STARTED = "run.started"
+RUN_FINISHED = "run.finished"
+RUN_FAILED = "run.failed"
+GATE_PASSED = "gate.passed"
+GATE_FAILED = "gate.failed"
+MODEL_REGISTERED = "model.registered"
+MODEL_PROMOTED = "model.promoted"
+MODEL_KEPT = "model.kept"
+MODEL_ROLLBACK = "model.rollback"
+DRAFT_APPROVED = "draft.approved"
+DRAFT_REJECTED = "draft.rejected"
+DRAFT_EDITED = "draft.edited"
+EXPORT_WRITTEN = "export.written"
+CONFIG_CHANGED = "config.changed"
+ACTIONS: frozenset[str] = frozenset(
+    {
+        RUN_STARTED,
+        RUN_FINISHED,
+        RUN_FAILED,
+        GATE_PASSED,
+        GATE_FAILED,
+        MODEL_REGISTERED,
+        MODEL_PROMOTED,
+        MODEL_KEPT,
+        MODEL_ROLLBACK,
+        DRAFT_APPROVED,
+        DRAFT_REJECTED,
+        DRAFT_EDITED,
+        EXPORT_WRITTEN,
+        CONFIG_CHANGED,
+    }
+)
+
+EVENTS_DDL = """
+    create table if not exists audit.events (
+        seq        bigint primary key,
+        "at"       timestamptz not null,
+        actor      varchar not null,
+        action     varchar not null,
+        run_id     varchar,
+        subject    varchar not null,
+        details    json,
+        prev_hash  varchar not null,
+        hash       varchar not null
+    )
+"""
+COLUMNS = 'seq, epoch_us("at"), actor, action, run_id, subject, details, prev_hash, hash'
+
+# Threads of one process share the writer lock (it is re-entrant): one appender at a time.
+_append = threading.Lock()
+
+
+def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("create schema if not exists audit")
+    con.execute(EVENTS_DDL)
+
+
+def default_actor() -> str:
+    """The operating-system user running Clarion."""
+    try:
+        return getpass.getuser() or "unknown"
+    except (KeyError, OSError, ImportError):
+        return "unknown"
+
+
+def event_hash(
+    seq: int,
+    at_us: int,
+    actor: str,
+    action: str,
+    run_id: str | None,
+    subject: str,
+    details: dict[str, Any] | None,
+    prev_hash: str,
+) -> str:
+    """sha256 of the canonical JSON of an event (time as ISO-8601 UTC with microseconds)."""
+    blob = json.dumps(
+        {
+            "seq": seq,
+            "at": _iso(at_us),
+            "actor": actor,
+            "action": action,
+            "run_id": run_id,
+            "subject": subject,
+            "details": details,
+            "prev_hash": prev_hash,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=False,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class AuditLog:
+    """The audit log of one project: events in the warehouse, the head in ``<var_dir>/audit/head.json``."""
+
+    def __init__(self, var_dir: Path | str) -> None:
+        self.head_file = Path(var_dir) / "audit" / "head.json"
+
+    @classmethod
+    def for_settings(cls, settings: Any) -> AuditLog:
+        return cls(settings.var_dir)
+
+    def record(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        action: str,
+        subject: str,
+        *,
+        actor: str | None = None,
+        run_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Append one event in the caller's connection (which holds the writer lock) and move the head.
+
+        ``details`` must never hold personal data (names, e-mail addresses, phone numbers, free text a
+        person wrote): only ids, counts, hashes, versions, statuses and metrics. The actor is the one
+        name an event carries (default: the operating-system user).
+
+        If the head file is ahead of the table (events deleted at the end) or names another last hash
+        (the last event replaced), the new event continues from the head, not from the table, so the
+        damage stays visible to ``verify`` instead of being papered over by a fresh, whole chain.
+        """
+        if action not in ACTIONS:
+            raise ValueError(f"unknown audit action {action!r}; known: {sorted(ACTIONS)}")
+        clean = _canonical(details) if details is not None else None
+        who = actor if actor is not None else default_actor()
+        with _append:
+            ensure_table(con)
+            last = con.execute("select seq, hash from audit.events order by seq desc limit 1").fetchone()
+            last_seq, last_hash = (int(last[0]), last[1]) if last else (0, GENESIS)
+            seq, prev = last_seq + 1, last_hash
+            head = self._read_head()
+            ahead = (
+                head is not None
+                and head.get("warehouse") == _database_path(con)
+                and (head["seq"] > last_seq or (head["seq"] == last_seq and head["hash"] != last_hash))
+            )
+            if ahead:
+                log.warning(
+                    "audit log ends at seq %d (%s) but its head file says seq %d (%s): continuing "
+                    "from the head; `verify` reports the damage",
+                    last_seq,
+                    last_hash[:12],
+                    head["seq"],
+                    head["hash"][:12],
+                )
+                seq, prev = head["seq"] + 1, head["hash"]
+            at = datetime.now(UTC)
+            at_us = _epoch_us(at)
+            digest = event_hash(seq, at_us, who, action, run_id, subject, clean, prev)
+            con.execute(
+                "insert into audit.events values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    seq,
+                    at,
+                    who,
+                    action,
+                    run_id,
+                    subject,
+                    None if clean is None else _dumps(clean),
+                    prev,
+                    digest,
+                ],
+            )
+            self._write_head(con, seq, digest)
+        return {
+            "seq": seq,
+            "at": _iso(at_us),
+            "actor": who,
+            "action": action,
+            "run_id": run_id,
+            "subject": subject,
+            "details": clean,
+            "prev_hash": prev,
+            "hash": digest,
+        }
+
+    def verify(self, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+        return verify(con, self.head_file)
+
+    # -- the head file ----------------------------------------------------------------------------
+    def _read_head(self) -> dict[str, Any] | None:
+        return _read_head(self.head_file)
+
+    def _write_head(self, con: duckdb.DuckDBPyConnection, seq: int, digest: str) -> None:
+        self.head_file.parent.mkdir(parents=True, exist_ok=True)
+        blob = json.dumps(
+            {
+                "seq": seq,
+                "hash": digest,
+                "warehouse": _database_path(con),
+                "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            },
+            indent=2,
+        )
+        fd, tmp = tempfile.mkstemp(prefix=".head-", suffix=".json", dir=self.head_file.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(blob + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            Path(tmp).replace(self.head_file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def verify(con: duckdb.DuckDBPyConnection, head_file: Path | str) -> dict[str, Any]:
+    """Check every event's own hash, the chain of prev_hash, gap-free numbering from 1, and the head.
+
+    Returns ``{"ok", "events", "problems", "head"}``; each problem names the seq and what is wrong.
+    ``head`` is the (seq, hash) of the last event in the table, or None for an empty log.
+    """
+    head_file = Path(head_file)
+    rows: list[tuple] = []
+    if _table_exists(con):
+        rows = con.execute(f"select {COLUMNS} from audit.events order by seq").fetchall()
+    problems: list[str] = []
+    expected, previous = 1, None  # previous: (seq, hash) of the row before
+    for seq, at_us, actor, action, run_id, subject, details_text, prev_hash, digest in rows:
+        seq = int(seq)
+        try:
+            details = json.loads(details_text) if details_text is not None else None
+            own = event_hash(seq, int(at_us), actor, action, run_id, subject, details, prev_hash)
+        except (TypeError, ValueError):
+            own = None
+        if own != digest:
+            problems.append(f"seq {seq}: hash does not match its content (edited)")
+        if seq > expected:
+            gap = f"seq {expected}" if seq == expected + 1 else f"seq {expected}..{seq - 1}"
+            problems.append(f"{gap} missing (deleted): the log jumps from seq {expected - 1} to {seq}")
+        elif seq < expected:
+            problems.append(f"seq {seq} appears out of order or more than once (renumbered)")
+        elif previous is None and prev_hash != GENESIS:
+            problems.append(f"prev_hash of seq {seq} is not the genesis hash (events before it replaced)")
+        elif previous is not None and prev_hash != previous[1]:
+            problems.append(f"prev_hash of seq {seq} does not match seq {previous[0]}")
+        expected, previous = max(expected, seq + 1), (seq, digest)
+    last = (int(rows[-1][0]), rows[-1][-1]) if rows else None
+    problems += _head_problems(con, head_file, last)
+    return {
+        "ok": not problems,
+        "events": len(rows),
+        "problems": problems,
+        "head": {"seq": last[0], "hash": last[1]} if last else None,
+    }
+
+
+def _head_problems(
+    con: duckdb.DuckDBPyConnection, head_file: Path, last: tuple[int, str] | None
+) -> list[str]:
+    if not head_file.exists():
+        if last is None:
+            return []
+        return [
+            f"no head file at {head_file}: the end of the log (seq {last[0]}) cannot be checked "
+            "(head file deleted?)"
+        ]
+    head = _read_head(head_file)
+    if head is None:
+        return [f"the head file {head_file} cannot be read (damaged)"]
+    where = _database_path(con)
+    if head.get("warehouse") not in (None, where):
+        return [f"the head file {head_file} describes the warehouse {head['warehouse']}, not {where}"]
+    seq, digest = head["seq"], head["hash"]
+    if last is None:
+        return [f"the log is empty but the head file says seq {seq} (events deleted)"]
+    if last[0] < seq:
+        return [f"the log ends at seq {last[0]} but the head file says {seq} (events deleted at the end)"]
+    if last[0] > seq:
+        return [
+            f"the log continues to seq {last[0]} past the head file's seq {seq} (events appended "
+            "outside Clarion, or a crash between the event and its head)"
+        ]
+    if last[1] != digest:
+        return [f"seq {seq}: its hash differs from the head file's (the last event was replaced)"]
+    return []
+
+
+def record_registry_change(settings: Any, verb: str, version_name: str) -> dict[str, Any]:
+    """Record a promotion or rollback by hand (`clarion models promote|rollback`) in the audit log.
+
+    Opens the warehouse briefly as a writer (re-entrant: call it inside or after `_change_registry`'s
+    lock). ``verb`` is "promote" or "rollback"; ``version_name`` the version promoted as a result.
+    """
+    from clarion.warehouse import Warehouse
+
+    actions = {"promote": MODEL_PROMOTED, "rollback": MODEL_ROLLBACK}
+    if verb not in actions:
+        raise ValueError(f"a registry change is promote or rollback, not {verb!r}")
+    with Warehouse.from_settings(settings).connect(f"audit models {verb}") as con:
+        return AuditLog.for_settings(settings).record(
+            con,
+            actions[verb],
+            version_name,
+            details={"version": version_name, "via": f"clarion models {verb}"},
+        )
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _canonical(details: dict[str, Any]) -> dict[str, Any]:
+    """Details as they will read back from the table: plain JSON, NaN and infinities as null."""
+    if not isinstance(details, dict):
+        raise TypeError(f"audit details are a dict, not {type(details).__name__}")
+    return json.loads(_dumps(_finite(details)))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):  # numpy scalars
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, allow_nan=False)
+
+
+def _epoch_us(at: datetime) -> int:
+    delta = at - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _iso(at_us: int) -> str:
+    seconds, micros = divmod(at_us, 1_000_000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{micros:06d}Z"
+
+
+def _read_head(path: Path) -> dict[str, Any] | None:
+    try:
+        head = json.loads(path.read_text())
+        if not isinstance(head, dict):
+            return None
+        head["seq"] = int(head["seq"])
+        if not isinstance(head["hash"], str):
+            return None
+        return head
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _database_path(con: duckdb.DuckDBPyConnection) -> str:
+    row = con.execute(
+        "select path from duckdb_databases() where database_name = current_database()"
+    ).fetchone()
+    return str(Path(row[0]).resolve()) if row and row[0] else ":memory:"
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection) -> bool:
+    (n,) = con.execute(
+        "select count(*) from duckdb_tables() where schema_name = 'audit' and table_name = 'events' "
+        "and database_name = current_database()"
+    ).fetchone()
+    return bool(n)

@@ -1,0 +1,422 @@
+"""The audit log: a hash chain in a real DuckDB file, its head outside it, every kind of tampering
+named; and the events the pipeline, the approval workflow, exports and the registry record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from clarion import audit
+from clarion.audit import AuditLog, event_hash, verify
+from clarion.config import load_settings
+from clarion.warehouse import Warehouse
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> tuple[Warehouse, AuditLog]:
+    """Five events in a fresh warehouse, appended in one connection."""
+    wh = Warehouse(tmp_path / "var" / "warehouse.duckdb")
+    log = AuditLog(tmp_path / "var")
+    with wh.connect() as con:
+        log.record(con, audit.RUN_STARTED, "r1", run_id="r1", details={"command": "clarion run"})
+        log.record(con, audit.GATE_PASSED, "raw", run_id="r1", details={"passed": 12, "failed": 0})
+        log.record(con, audit.MODEL_PROMOTED, "v0002", run_id="r1", details={"roc_auc": 0.71})
+        log.record(con, audit.DRAFT_APPROVED, "d1", actor="marketing-lead", details={"via": "cli"})
+        log.record(con, audit.RUN_FINISHED, "r1", run_id="r1", details={"status": "completed"})
+    return wh, log
+
+
+def _verify(wh: Warehouse, log: AuditLog) -> dict:
+    with wh.connect() as con:
+        return log.verify(con)
+
+
+def _sql(wh: Warehouse, *statements: str) -> None:
+    with wh.connect() as con:
+        for sql in statements:
+            con.execute(sql)
+
+
+def _row(wh: Warehouse, seq: int) -> tuple:
+    with wh.connect() as con:
+        return con.execute(f"select {audit.COLUMNS} from audit.events where seq = ?", [seq]).fetchone()
+
+
+# -- the chain -----------------------------------------------------------------------------------
+def test_a_chain_of_events_verifies_and_the_head_names_its_end(chain) -> None:
+    wh, log = chain
+    result = _verify(wh, log)
+    assert result["ok"] and result["problems"] == [] and result["events"] == 5
+    with wh.connect() as con:
+        rows = con.execute(
+            "select seq, prev_hash, hash, actor, details from audit.events order by seq"
+        ).fetchall()
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[0][1] == audit.GENESIS
+    assert all(rows[i][1] == rows[i - 1][2] for i in range(1, 5))  # each links to the one before
+    assert rows[3][3] == "marketing-lead" and rows[0][3] == audit.default_actor()
+    assert json.loads(rows[2][4]) == {"roc_auc": 0.71}
+    head = json.loads(log.head_file.read_text())
+    assert (head["seq"], head["hash"]) == (5, rows[4][2]) == (result["head"]["seq"], result["head"]["hash"])
+
+
+def test_the_hash_is_sha256_of_the_canonical_event_with_microsecond_utc_time(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "w.duckdb")
+    log = AuditLog(tmp_path / "var")
+    with wh.connect() as con:
+        event = log.record(
+            con, audit.EXPORT_WRITTEN, "e1", details={"b": np.int64(3), "a": float("nan"), "z": [1.5]}
+        )
+        at_us, details = con.execute('select epoch_us("at"), details from audit.events').fetchone()
+    assert event["details"] == {"a": None, "b": 3, "z": [1.5]} == json.loads(details)
+    assert event["at"] == datetime.fromtimestamp(at_us / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    canonical = json.dumps(
+        {
+            "seq": 1,
+            "at": event["at"],
+            "actor": event["actor"],
+            "action": "export.written",
+            "run_id": None,
+            "subject": "e1",
+            "details": {"a": None, "b": 3, "z": [1.5]},
+            "prev_hash": audit.GENESIS,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    assert event["hash"] == hashlib.sha256(canonical.encode()).hexdigest()
+    with wh.connect() as con, pytest.raises(ValueError, match="unknown audit action"):
+        log.record(con, "draft.deleted", "d1")
+
+
+def test_an_empty_log_verifies_with_no_events(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "bare.duckdb"))  # not even the table
+    try:
+        assert verify(con, tmp_path / "var" / "audit" / "head.json") == {
+            "ok": True,
+            "events": 0,
+            "problems": [],
+            "head": None,
+        }
+        audit.ensure_table(con)
+        assert verify(con, tmp_path / "var" / "audit" / "head.json")["ok"]
+    finally:
+        con.close()
+
+
+def test_two_warehouse_connections_in_sequence_keep_one_chain(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "warehouse.duckdb"
+    log = AuditLog(tmp_path / "var")
+    for run in ("r1", "r2"):
+        with Warehouse(path).connect(f"run {run}") as con:
+            log.record(con, audit.RUN_STARTED, run, run_id=run)
+            log.record(con, audit.RUN_FINISHED, run, run_id=run)
+    with Warehouse(path).connect() as con:
+        rows = con.execute("select seq, prev_hash, hash, run_id from audit.events order by seq").fetchall()
+        assert log.verify(con)["ok"]
+    assert [(r[0], r[3]) for r in rows] == [(1, "r1"), (2, "r1"), (3, "r2"), (4, "r2")]
+    assert rows[2][1] == rows[1][2]
+
+
+# -- tampering -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "change",
+    [
+        """update audit.events set details = '{"passed":12,"failed":3}' where seq = 2""",
+        "update audit.events set actor = 'someone-else' where seq = 2",
+        'update audit.events set "at" = "at" + interval 1 microsecond where seq = 2',
+    ],
+    ids=["details", "actor", "time"],
+)
+def test_an_edited_event_is_named(chain, change: str) -> None:
+    wh, log = chain
+    _sql(wh, change)
+    result = _verify(wh, log)
+    assert not result["ok"]
+    assert result["problems"] == ["seq 2: hash does not match its content (edited)"]
+
+
+def test_a_deleted_middle_event_is_named(chain) -> None:
+    wh, log = chain
+    _sql(wh, "delete from audit.events where seq = 3")
+    result = _verify(wh, log)
+    assert not result["ok"] and result["events"] == 4
+    assert result["problems"] == ["seq 3 missing (deleted): the log jumps from seq 2 to 4"]
+
+
+def test_deleted_last_events_are_caught_by_the_head_and_stay_visible_after_the_next_record(chain) -> None:
+    wh, log = chain
+    _sql(wh, "delete from audit.events where seq >= 4")
+    result = _verify(wh, log)
+    assert result["events"] == 3 and result["head"]["seq"] == 3
+    assert result["problems"] == [
+        "the log ends at seq 3 but the head file says 5 (events deleted at the end)"
+    ]
+    # the next event continues from the head, so a fresh, whole-looking chain cannot hide the cut
+    with wh.connect() as con:
+        event = log.record(con, audit.RUN_STARTED, "r2", run_id="r2")
+    assert event["seq"] == 6
+    assert _verify(wh, log)["problems"] == ["seq 4..5 missing (deleted): the log jumps from seq 3 to 6"]
+
+
+def test_a_deleted_head_file_is_reported(chain) -> None:
+    wh, log = chain
+    log.head_file.unlink()
+    result = _verify(wh, log)
+    assert not result["ok"] and "no head file" in result["problems"][0] and "seq 5" in result["problems"][0]
+
+
+def test_reordered_or_renumbered_events_are_named(chain) -> None:
+    wh, log = chain
+    _sql(  # swap 2 and 3
+        wh,
+        "update audit.events set seq = 100 where seq = 2",
+        "update audit.events set seq = 2 where seq = 3",
+        "update audit.events set seq = 3 where seq = 100",
+    )
+    assert _verify(wh, log)["problems"] == [
+        "seq 2: hash does not match its content (edited)",
+        "prev_hash of seq 2 does not match seq 1",
+        "seq 3: hash does not match its content (edited)",
+        "prev_hash of seq 3 does not match seq 2",
+        "prev_hash of seq 4 does not match seq 3",
+    ]
+
+
+def test_renumbering_to_close_the_gap_of_a_deletion_is_named(chain) -> None:
+    wh, log = chain
+    _sql(
+        wh,
+        "delete from audit.events where seq = 3",
+        "update audit.events set seq = 3 where seq = 4",
+        "update audit.events set seq = 4 where seq = 5",
+    )
+    problems = _verify(wh, log)["problems"]
+    assert "seq 3: hash does not match its content (edited)" in problems
+    assert "seq 4: hash does not match its content (edited)" in problems
+    assert "prev_hash of seq 3 does not match seq 2" in problems
+    assert "the log ends at seq 4 but the head file says 5 (events deleted at the end)" in problems
+
+
+def _forge(wh: Warehouse, seq: int, prev_hash: str, actor: str = "forger") -> str:
+    """An event with a correct hash of its own content."""
+    at = datetime.now(UTC)
+    at_us = audit._epoch_us(at)
+    details = {"status": "completed"}
+    digest = event_hash(seq, at_us, actor, audit.RUN_FINISHED, "rX", "rX", details, prev_hash)
+    with wh.connect() as con:
+        con.execute(
+            "insert into audit.events values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [seq, at, actor, audit.RUN_FINISHED, "rX", "rX", json.dumps(details), prev_hash, digest],
+        )
+    return digest
+
+
+def test_a_forged_replacement_with_its_own_hash_but_a_wrong_prev_hash_is_named(chain) -> None:
+    wh, log = chain
+    _sql(wh, "delete from audit.events where seq = 3")
+    _forge(wh, 3, "f" * 64)
+    assert _verify(wh, log)["problems"] == [
+        "prev_hash of seq 3 does not match seq 2",
+        "prev_hash of seq 4 does not match seq 3",
+    ]
+
+
+def test_a_forged_event_at_the_end_is_named_even_with_the_right_prev_hash(chain) -> None:
+    wh, log = chain
+    last_hash = _row(wh, 5)[-1]
+    _forge(wh, 6, "0" * 64)
+    problems = _verify(wh, log)["problems"]
+    assert problems[0] == "prev_hash of seq 6 does not match seq 5"
+    assert "past the head file's seq 5" in problems[1]
+    _sql(wh, "delete from audit.events where seq = 6")
+    _forge(wh, 6, last_hash)  # a perfect link: only the head knows the log ended at 5
+    assert ["past the head file's seq 5" in p for p in _verify(wh, log)["problems"]] == [True]
+
+
+def test_a_replaced_last_event_with_a_recomputed_chain_is_caught_by_the_head(chain) -> None:
+    wh, log = chain
+    prev = _row(wh, 4)[-1]
+    _sql(wh, "delete from audit.events where seq = 5")
+    _forge(wh, 5, prev)
+    assert _verify(wh, log)["problems"] == [
+        "seq 5: its hash differs from the head file's (the last event was replaced)"
+    ]
+
+
+# -- where events are recorded -------------------------------------------------------------------
+def _events(settings, action: str | None = None) -> list[dict]:
+    con = duckdb.connect(str(settings.warehouse.path), read_only=True)
+    try:
+        rows = con.execute(
+            "select seq, actor, action, run_id, subject, details from audit.events "
+            "where ? is null or action = ? order by seq",
+            [action, action],
+        ).fetchall()
+    finally:
+        con.close()
+    keys = ("seq", "actor", "action", "run_id", "subject", "details")
+    return [dict(zip(keys, (*r[:5], json.loads(r[5]) if r[5] else None), strict=True)) for r in rows]
+
+
+def _verified(settings) -> dict:
+    with Warehouse.from_settings(settings).connect() as con:
+        return AuditLog.for_settings(settings).verify(con)
+
+
+@pytest.fixture
+def content_project(tmp_path: Path, monkeypatch):
+    """A warehouse holding three hand-made drafts of the repository's briefs (no model, no pipeline)."""
+    from clarion.content import runner
+    from models.content.drafts import content_hash
+
+    shutil.copytree(REPO / "campaigns", tmp_path / "campaigns")
+    (tmp_path / "clarion.yaml").write_text("warehouse:\n  path: var/warehouse.duckdb\n")
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(tmp_path / "clarion.yaml", env={})
+    content = {
+        "email_subject": "We saved something for you",
+        "email_body": "Hi {first_name}, 15% off your next order. Unsubscribe any time.",
+    }
+    now = datetime.now(UTC)
+    with Warehouse.from_settings(settings).connect() as con:
+        runner.ensure_tables(con)
+        for did, campaign in (
+            ("d-approve", "winback-summer"),
+            ("d-reject", "winback-summer"),
+            ("d-held", "welcome-new"),
+        ):
+            con.execute(
+                "insert into content.drafts values (?, 'c1', 's1', ?, 'loyal', 'email', 'a', 'pending', "
+                "?, ?, false, true, '[]', '{}', ?, ?)",
+                [did, campaign, json.dumps(content), content_hash(content), now, now],
+            )
+    return settings, content_hash(content)
+
+
+def test_decisions_edits_and_exports_are_recorded_with_who_and_what_but_no_free_text(content_project) -> None:
+    from clarion.content import runner
+
+    settings, sha = content_project
+    runner.decide(
+        settings, "d-approve", "approve", "compliance-officer", "ok for July, call Jane on 0171 555"
+    )
+    runner.decide(
+        settings, "d-reject", "reject", "marketing-lead", "tone is off, Jane Doe said", via="prefect"
+    )
+    edited = runner.edit(
+        settings, "d-approve", "email_subject", "We kept something for you", "marketing-lead"
+    )
+    result = runner.export(settings, "welcome-new")
+    [approved] = _events(settings, audit.DRAFT_APPROVED)
+    assert (approved["actor"], approved["subject"]) == ("compliance-officer", "d-approve")
+    assert approved["details"]["content_sha256"] == sha and approved["details"]["via"] == "cli"
+    [rejected] = _events(settings, audit.DRAFT_REJECTED)
+    assert (rejected["actor"], rejected["subject"], rejected["details"]["via"]) == (
+        "marketing-lead",
+        "d-reject",
+        "prefect",
+    )
+    [edit] = _events(settings, audit.DRAFT_EDITED)
+    assert edit["actor"] == "marketing-lead" and edit["details"]["part"] == "email_subject"
+    assert (edit["details"]["previous_sha256"], edit["details"]["content_sha256"]) == (
+        sha,
+        edited["content_sha256"],
+    )
+    [written] = _events(settings, audit.EXPORT_WRITTEN)
+    [export] = result["exports"]
+    assert written["subject"] == "c1-welcome-new-email"
+    assert written["details"]["recipients"] == export["recipients"] == 0
+    assert written["details"]["drafts_held"] == ["d-held"]
+    assert written["details"]["file_sha256"] == hashlib.sha256(Path(export["path"]).read_bytes()).hexdigest()
+    everything = json.dumps(_events(settings))
+    assert "Jane" not in everything and "0171" not in everything and "kept something" not in everything
+    assert _verified(settings)["ok"]
+
+
+def test_a_registry_change_by_hand_is_recorded(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "clarion.yaml").write_text("warehouse:\n  path: var/warehouse.duckdb\n")
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(tmp_path / "clarion.yaml", env={})
+    audit.record_registry_change(settings, "promote", "v0003")
+    audit.record_registry_change(settings, "rollback", "v0002")
+    assert [(e["action"], e["subject"], e["details"]["via"]) for e in _events(settings)] == [
+        ("model.promoted", "v0003", "clarion models promote"),
+        ("model.rollback", "v0002", "clarion models rollback"),
+    ]
+    assert _verified(settings)["ok"]
+    with pytest.raises(ValueError, match="promote or rollback"):
+        audit.record_registry_change(settings, "delete", "v0002")
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_pipeline_runs_record_start_finish_failure_and_config_changes(project, monkeypatch) -> None:
+    from flows import pipeline as pipeline_module
+    from flows.pipeline import Stage, pipeline
+
+    settings = project()
+    first = pipeline(config_path="clarion.yaml", stages=["prepare"])
+    [started] = _events(settings, audit.RUN_STARTED)
+    assert started["run_id"] == started["subject"] == first["run_id"]
+    assert started["details"]["command"] == first["command"]
+    assert started["details"]["config_hash"] == settings.fingerprint()
+    [finished] = _events(settings, audit.RUN_FINISHED)
+    assert finished["run_id"] == first["run_id"] and finished["details"]["status"] == "completed"
+    assert _events(settings, audit.CONFIG_CHANGED) == []  # the first run has nothing to differ from
+
+    pipeline(config_path="clarion.yaml", stages=["prepare"])  # the same config again: no change
+    assert _events(settings, audit.CONFIG_CHANGED) == []
+
+    config = Path("clarion.yaml")
+    config.write_text(
+        config.read_text().replace(
+            "  path: var/warehouse.duckdb\n", "  path: var/warehouse.duckdb\n  threads: 1\n"
+        )
+    )
+    third = pipeline(config_path="clarion.yaml", stages=["prepare"])
+    new = load_settings("clarion.yaml", env={}).fingerprint()
+    [change] = _events(settings, audit.CONFIG_CHANGED)
+    assert change["run_id"] == third["run_id"]
+    assert change["details"]["from"] == settings.fingerprint() and change["details"]["to"] == new
+
+    def broken(settings, run_id, **options):
+        raise RuntimeError("customer jane@example.com broke it")
+
+    monkeypatch.setattr(pipeline_module, "STAGES", [Stage("prepare", broken, "fails")])
+    with pytest.raises(RuntimeError):
+        pipeline(config_path="clarion.yaml", stages=["prepare"])
+    [failed] = _events(settings, audit.RUN_FAILED)
+    assert failed["details"] == {"status": "failed", "error": "RuntimeError", "stage": "prepare"}
+    assert "jane" not in json.dumps(_events(settings))
+    assert [e["action"] for e in _events(settings)].count(audit.RUN_STARTED) == 4
+    assert _verified(settings)["ok"]
+
+
+def test_the_cli_lists_events_and_verify_exits_5_on_tampering(chain, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from clarion.cli import cli
+
+    wh, _ = chain
+    root = wh.path.parent.parent
+    (root / "clarion.yaml").write_text("warehouse:\n  path: var/warehouse.duckdb\n")
+    monkeypatch.chdir(root)
+    ok = CliRunner().invoke(cli, ["audit", "verify"])
+    assert ok.exit_code == 0 and "verified: 5 events" in ok.output
+    listed = CliRunner().invoke(cli, ["audit", "log", "--action", "draft.approved", "--json"])
+    assert listed.exit_code == 0, listed.output
+    [event] = json.loads(listed.output)
+    assert (event["seq"], event["actor"], event["subject"]) == (4, "marketing-lead", "d1")
+    _sql(wh, "update audit.events set actor = 'someone-else' where seq = 4")
+    broken = CliRunner().invoke(cli, ["audit", "verify"])
+    assert broken.exit_code == 5
+    assert "BROKEN" in broken.output and "seq 4: hash does not match its content (edited)" in broken.output
