@@ -303,6 +303,8 @@ def _run_text(result: dict[str, Any]) -> str:
             lines += ["  " + line for line in content_text(summary).splitlines()]
         else:
             lines.append(f"  {name:<10} {json.dumps(summary, default=str, sort_keys=True)}")
+    if result.get("manifest"):
+        lines.append(f"  lineage    {result['manifest']}  (clarion lineage verify {result['run_id']})")
     lines.append("  see it:    clarion status")
     return "\n".join(lines)
 
@@ -749,6 +751,43 @@ def export_cmd(app: AppContext, campaign: str | None, as_json: bool) -> None:
     with Warehouse.from_settings(settings).writing("clarion export"):
         result = export(settings, campaign)
     _emit(result, as_json, export_text(result))
+
+
+@cli.group()
+def lineage() -> None:
+    """Each run's lineage manifest (var/runs/RUN_ID/manifest.json): inputs, code, settings, outputs."""
+
+
+@lineage.command("show")
+@click.argument("run_id")
+@click.pass_obj
+def lineage_show(app: AppContext, run_id: str) -> None:
+    """Print the manifest of RUN_ID (JSON)."""
+    from clarion.lineage import LineageError, manifest_path
+
+    path = manifest_path(app.settings(), run_id)
+    if not path.exists():
+        raise LineageError(f"no manifest for run {run_id} at {path}: it is written when a run ends")
+    click.echo(path.read_text())
+
+
+@lineage.command("verify")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+def lineage_verify(app: AppContext, run_id: str, as_json: bool) -> None:
+    """Re-hash every output file the manifest of RUN_ID lists; exit 6 naming any that changed."""
+    from clarion.lineage import verify
+
+    result = verify(app.settings(), run_id)
+    human = (
+        f"run {run_id}: {result['outputs']} output files "
+        + ("match the manifest" if result["ok"] else "checked, MISMATCH")
+        + "".join(f"\n  {p}" for p in result["problems"])
+    )
+    _emit(result, as_json, human)
+    if not result["ok"]:
+        raise SystemExit(6)
 
 
 @cli.group()

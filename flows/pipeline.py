@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from clarion import audit, runs
+from clarion import audit, lineage, runs
 from clarion.config import Settings, load_settings
 from clarion.warehouse import Warehouse
 from flows.content import content
@@ -193,6 +193,8 @@ def pipeline(
                 run_id=run_id,
                 details={"status": "completed", "stages": list(summaries)},
             )
+            manifest = lineage.write(settings, run_id, con)
+        logger.info("lineage manifest %s", manifest)
     create_markdown_artifact(
         key="clarion-run-summary",
         markdown=_summary_markdown(run_id, settings, summaries),
@@ -203,6 +205,7 @@ def pipeline(
         "command": command,
         "status": "completed",
         "warehouse": str(warehouse.path),
+        "manifest": str(manifest),
         "stages": summaries,
     }
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from clarion import audit
+from clarion import audit, lineage
 from clarion.config import Settings
 from clarion.errors import ClarionError
 from clarion.warehouse import Warehouse, relation_exists
@@ -616,6 +616,9 @@ def export(settings: Settings, campaign: str | None = None) -> dict[str, Any]:
                         settings, con, name, run_id, channel, [d for d in drafts if d["channel"] == channel]
                     )
                 )
+        for _, run_id in runs:  # the exports belong to the run that drafted them: its manifest lists them
+            if con.execute("select count(*) from audit.runs where run_id = ?", [run_id]).fetchone()[0]:
+                lineage.write(settings, run_id, con)
     return {"exports": exports}
 
 

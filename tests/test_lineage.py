@@ -1,0 +1,104 @@
+"""The lineage manifest of a run: written at the end of a real pipeline run, agreeing with the
+warehouse and the files, free of personal data, and re-verifiable."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from clarion.cli import cli
+from clarion.config import GenerateSettings
+from clarion.synth.generator import generate
+from flows.pipeline import pipeline
+
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
+
+
+@pytest.fixture
+def finished(project, tmp_path: Path):
+    settings = project()
+    generate(GenerateSettings(customers=300, seed=5, defects=0.0), out=tmp_path / "var" / "crm")
+    result = pipeline(config_path="clarion.yaml")
+    assert result["status"] == "completed"
+    return settings, result
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_run_writes_a_manifest_that_agrees_with_the_warehouse_and_the_files(
+    finished, tmp_path: Path
+) -> None:
+    settings, result = finished
+    run_id = result["run_id"]
+    path = settings.var_dir / "runs" / run_id / "manifest.json"
+    assert result["manifest"] == str(path)
+    m = json.loads(path.read_text())
+    con = duckdb.connect(str(settings.warehouse.path), read_only=True)
+    try:
+        run = con.execute(
+            "select command, status, config_hash, code_version from audit.runs where run_id = ?", [run_id]
+        ).fetchone()
+        loads = con.execute(
+            "select sum(read), sum(loaded), sum(quarantined) from audit.extract_loads where run_id = ?",
+            [run_id],
+        ).fetchone()
+        scored = con.execute(
+            "select count(*), any_value(model_version) from ml.customer_scores where run_id = ?", [run_id]
+        ).fetchone()
+        people = con.execute("select first_name, last_name, email, phone from raw.contacts").fetchall()
+    finally:
+        con.close()
+    assert (m["run"]["command"], m["run"]["status"], m["run"]["config_hash"], m["run"]["code_version"]) == run
+    assert m["run"]["config_hash"] == settings.fingerprint()
+    assert [sum(x[k] for x in m["inputs"]["loads"]) for k in ("read", "loaded", "quarantined")] == list(loads)
+    # every extracted file is named with its real sha256
+    crm = tmp_path / "var" / "crm"
+    listed = {Path(f["file"]).name: f["sha256"] for f in m["inputs"]["files"]}
+    assert listed and all(_sha(crm / name) == sha for name, sha in listed.items())
+    assert m["transform"]["dbt"]["manifest_sha256"] and "customer_features" in m["transform"]["dbt"]["models"]
+    assert {q["suite"] for q in m["transform"]["quality"]} == {"raw", "marts"}
+    assert sum(m["model"]["scored"].values()) == scored[0] and m["model"]["version"] == scored[1]
+    assert m["model"]["training_fingerprint"]
+    outputs = {Path(o["path"]).name: o for o in m["outputs"]}
+    assert {"card.md", "meta.json"} <= set(outputs)
+    assert all(_sha(Path(o["path"])) == o["sha256"] for o in m["outputs"])
+    # ids, counts and hashes only
+    text = path.read_text()
+    for first, last, email, phone in people:
+        assert not email or email not in text
+        assert not phone or phone not in text
+        assert f"{first} {last}" not in text
+
+
+def test_verify_names_a_changed_or_missing_output(finished) -> None:
+    settings, result = finished
+    run_id = result["run_id"]
+    ok = CliRunner().invoke(cli, ["lineage", "verify", run_id])
+    assert ok.exit_code == 0 and "match the manifest" in ok.output, ok.output
+    m = json.loads((settings.var_dir / "runs" / run_id / "manifest.json").read_text())
+    card = next(Path(o["path"]) for o in m["outputs"] if o["path"].endswith("card.md"))
+    card.write_text(card.read_text() + "\nedited after the run\n")
+    meta = next(Path(o["path"]) for o in m["outputs"] if o["path"].endswith("meta.json"))
+    meta.unlink()
+    bad = CliRunner().invoke(cli, ["lineage", "verify", run_id, "--json"])
+    assert bad.exit_code == 6
+    report = json.loads(bad.output)
+    assert not report["ok"]
+    assert sorted(report["problems"]) == sorted(
+        [f"{card}: sha256 differs from the manifest (changed after the run)", f"{meta}: missing"]
+    )
+    shown = CliRunner().invoke(cli, ["lineage", "show", run_id])
+    assert shown.exit_code == 0 and json.loads(shown.output)["run"]["run_id"] == run_id
+
+
+def test_an_unknown_run_has_no_manifest(project) -> None:
+    project()
+    result = CliRunner().invoke(cli, ["lineage", "verify", "20990101T000000Z-nothere"])
+    assert result.exit_code == 6 and "no manifest for run" in result.output
