@@ -791,6 +791,34 @@ def lineage_verify(app: AppContext, run_id: str, as_json: bool) -> None:
 
 
 @cli.group()
+def compliance() -> None:
+    """What compliance reviews: per-customer explanations, model card, lineage, audit, consent."""
+
+
+@compliance.command("export")
+@click.argument("run_id")
+@click.option("--no-zip", is_flag=True, help="Write the folder only.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+def compliance_export(app: AppContext, run_id: str, no_zip: bool, as_json: bool) -> None:
+    """Write var/compliance/RUN_ID/ (and RUN_ID.zip): model card, explanations of every customer
+    (pseudonymous ids), lineage manifest, audit events and their verification, quality results,
+    consent and exclusion summary, provenance of every exported draft, SHA256SUMS."""
+    from clarion.compliance import export_pack
+
+    r = export_pack(app.settings(), run_id, make_zip=not no_zip)
+    human = (
+        f"compliance pack of run {run_id}: {r['folder']}"
+        + (f" (zip {r['zip']})" if r["zip"] else "")
+        + f"\n  {r.get('customers_explained', 0):,} customers explained, {r['audit_events']} audit events "
+        f"(chain {'verified' if r['audit_ok'] else 'BROKEN'}), "
+        f"{r['exported_drafts']} exported drafts with provenance"
+        + "".join(f"\n  {name}" for name in r["files"])
+    )
+    _emit(r, as_json, human)
+
+
+@cli.group()
 def audit() -> None:
     """The audit log (audit.events): append-only, each event chained to the one before by its hash."""
 

@@ -102,3 +102,60 @@ def test_an_unknown_run_has_no_manifest(project) -> None:
     project()
     result = CliRunner().invoke(cli, ["lineage", "verify", "20990101T000000Z-nothere"])
     assert result.exit_code == 6 and "no manifest for run" in result.output
+
+
+def test_the_compliance_pack_holds_what_a_reviewer_needs_and_no_personal_data(finished) -> None:
+    import zipfile
+
+    import pandas as pd
+
+    settings, result = finished
+    run_id = result["run_id"]
+    out = CliRunner().invoke(cli, ["compliance", "export", run_id, "--json"])
+    assert out.exit_code == 0, out.output
+    pack = json.loads(out.output)
+    folder = Path(pack["folder"])
+    expected = {
+        "manifest.json",
+        "explanations.parquet",
+        "model_card.md",
+        "model_card.json",
+        "audit_events.jsonl",
+        "audit_verification.json",
+        "quality_results.csv",
+        "consent_summary.json",
+        "content_provenance.jsonl",
+        "README.md",
+    }
+    assert expected <= set(pack["files"])
+    con = duckdb.connect(str(settings.warehouse.path), read_only=True)
+    try:
+        scored = con.execute("select count(*) from ml.customer_scores where run_id = ?", [run_id]).fetchone()[
+            0
+        ]
+        consent = con.execute(
+            "select count(*), count(*) filter (where email_consent) from marts.dim_customers"
+        ).fetchone()
+        people = con.execute("select first_name, last_name, email, phone from raw.contacts").fetchall()
+        events = con.execute("select count(*) from audit.events where run_id = ?", [run_id]).fetchone()[0]
+    finally:
+        con.close()
+    explanations = pd.read_parquet(folder / "explanations.parquet")
+    assert len(explanations) == scored == pack["customers_explained"]
+    assert {"contact_id", "segment", "reasons", "model_version", "churn_risk"} <= set(explanations.columns)
+    assert not {"first_name", "last_name", "email", "phone"} & set(explanations.columns)
+    summary = json.loads((folder / "consent_summary.json").read_text())
+    assert (summary["contacts"]["contacts"], summary["contacts"]["email_consent"]) == consent
+    lines = (folder / "audit_events.jsonl").read_text().splitlines()
+    assert len(lines) == events == pack["audit_events"] > 0
+    assert json.loads((folder / "audit_verification.json").read_text())["ok"] is True
+    sums = dict(line.split("  ")[::-1] for line in (folder / "SHA256SUMS").read_text().splitlines())
+    assert sums and all(_sha(folder / name) == digest for name, digest in sums.items())
+    with zipfile.ZipFile(pack["zip"]) as z:
+        assert {f"{run_id}/{name}" for name in expected} <= set(z.namelist())
+    text = "\n".join((folder / n).read_text() for n in pack["files"] if not n.endswith(".parquet"))
+    text += explanations.to_csv()
+    for first, last, email, phone in people:
+        assert not email or email not in text
+        assert not phone or phone not in text
+        assert f"{first} {last}" not in text
