@@ -41,7 +41,8 @@ demo: $(STAMP)
 	$(BIN)/clarion generate
 	$(BIN)/clarion run
 	$(BIN)/clarion status
-	@echo "Next: .venv/bin/clarion explain 1 (one customer's score and reasons), .venv/bin/clarion models show (the model card, var/registry), .venv/bin/clarion drafts list (campaign copy waiting for approval)"
+	$(BIN)/clarion compliance export
+	@echo "Next: .venv/bin/clarion explain 1 (one customer's score and reasons), .venv/bin/clarion models show (the model card, var/registry), .venv/bin/clarion drafts list (campaign copy waiting for approval), var/reports (the marketer report)"
 
 test: $(STAMP)
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \

@@ -301,6 +301,8 @@ def _run_text(result: dict[str, Any]) -> str:
             lines += ["  " + line for line in segment_text(summary).splitlines()]
         elif name == "content":
             lines += ["  " + line for line in content_text(summary).splitlines()]
+        elif name == "report":
+            lines += ["  " + line for line in report_text(summary).splitlines()]
         else:
             lines.append(f"  {name:<10} {json.dumps(summary, default=str, sort_keys=True)}")
     if result.get("manifest"):
@@ -790,23 +792,64 @@ def lineage_verify(app: AppContext, run_id: str, as_json: bool) -> None:
         raise SystemExit(6)
 
 
+@cli.command()
+@click.option("--run", "run_id", metavar="RUN_ID", help="The scoring run to report on [the latest].")
+@click.option("--no-send", is_flag=True, help="Write the HTML and PDF, do not e-mail them.")
+@click.option("--json", "as_json", is_flag=True, help="Print paths, hashes and delivery as JSON.")
+@click.pass_obj
+def report(app: AppContext, run_id: str | None, no_send: bool, as_json: bool) -> None:
+    """The marketer report (HTML + PDF, aggregates only) of a scoring run, e-mailed to report.recipients.
+
+    \b
+    Examples:
+      clarion report --no-send                 # write var/reports/RUN_ID/report.html|pdf
+      CLARION_REPORT__RECIPIENTS=team@example.com clarion report
+    """
+    from clarion.report import make_report
+
+    result = make_report(app.settings(), run_id, send=not no_send)
+    _emit(result, as_json, report_text(result))
+
+
+def report_text(r: dict[str, Any]) -> str:
+    lines = [
+        f"report of scoring run {r['run_id']} (as of {r['as_of']}, model {r['model_version']}, "
+        f"{r['customers']:,} customers)",
+        f"  html  {r['paths']['html']}  ({r['bytes']['html'] / 1024:,.0f} KiB)",
+        f"  pdf   {r['paths']['pdf']}  ({r['bytes']['pdf'] / 1024:,.0f} KiB)",
+    ]
+    if r["sent"]:
+        tries = "" if r["attempts"] == 1 else f" after {r['attempts']} attempts"
+        lines.append(f"  sent to {', '.join(r['recipients'])}{tries}: {r['subject']}")
+        if r["refused"]:
+            lines.append(
+                "  refused by the server: " + "; ".join(f"{k} ({v})" for k, v in r["refused"].items())
+            )
+    else:
+        lines.append(f"  {r['note']}")
+    return "\n".join(lines)
+
+
 @cli.group()
 def compliance() -> None:
     """What compliance reviews: per-customer explanations, model card, lineage, audit, consent."""
 
 
 @compliance.command("export")
-@click.argument("run_id")
+@click.argument("run_id", required=False)
 @click.option("--no-zip", is_flag=True, help="Write the folder only.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
-def compliance_export(app: AppContext, run_id: str, no_zip: bool, as_json: bool) -> None:
-    """Write var/compliance/RUN_ID/ (and RUN_ID.zip): model card, explanations of every customer
-    (pseudonymous ids), lineage manifest, audit events and their verification, quality results,
-    consent and exclusion summary, provenance of every exported draft, SHA256SUMS."""
-    from clarion.compliance import export_pack
+def compliance_export(app: AppContext, run_id: str | None, no_zip: bool, as_json: bool) -> None:
+    """Write var/compliance/RUN_ID/ and RUN_ID.zip [the latest completed run]: model card,
+    explanations of every customer (pseudonymous ids), lineage manifest, audit events and their
+    verification, quality results, consent and exclusion summary, provenance of every exported
+    draft, SHA256SUMS."""
+    from clarion.compliance import export_pack, latest_run
 
-    r = export_pack(app.settings(), run_id, make_zip=not no_zip)
+    settings = app.settings()
+    run_id = run_id or latest_run(settings)
+    r = export_pack(settings, run_id, make_zip=not no_zip)
     human = (
         f"compliance pack of run {run_id}: {r['folder']}"
         + (f" (zip {r['zip']})" if r["zip"] else "")

@@ -47,6 +47,20 @@ def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> list[dict[
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
+def latest_run(settings: Settings) -> str:
+    with Warehouse.from_settings(settings).read() as con:
+        row = (
+            con.execute(
+                "select run_id from audit.runs where status = 'completed' order by started_at desc limit 1"
+            ).fetchone()
+            if relation_exists(con, "audit", "runs")
+            else None
+        )
+    if row is None:
+        raise lineage.LineageError("no completed run yet: `clarion run` first")
+    return row[0]
+
+
 def export_pack(settings: Settings, run_id: str, make_zip: bool = True) -> dict[str, Any]:
     folder = settings.var_dir / "compliance" / run_id
     if folder.exists():

@@ -327,6 +327,96 @@ class ContentSettings(Section):
     )
 
 
+# fields a report subject may name (clarion/report/mail.py fills them)
+REPORT_SUBJECT_FIELDS = (
+    "as_of",
+    "run_id",
+    "customers",
+    "at_risk_share",
+    "at_risk_customers",
+    "expected_value_eur",
+    "model_version",
+)
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def _address(value: str) -> str:
+    from email.utils import parseaddr
+
+    _, addr = parseaddr(value)
+    if "@" not in addr or addr.startswith("@") or addr.endswith("@") or " " in addr:
+        raise ValueError(
+            f"{value!r} is not an e-mail address (name@example.com or 'Name <name@example.com>')"
+        )
+    return value
+
+
+class ReportSettings(Section):
+    """The marketer report (`clarion report`) and its delivery by SMTP. Credentials are never in the
+    file: ``username_env`` / ``password_env`` name the environment variables that hold them."""
+
+    recipients: list[str] = Field(
+        default_factory=list, description="who receives the report by e-mail [none: written, not sent]"
+    )
+    sender: str = Field("clarion@localhost", description="From: address of the report e-mail")
+    smtp_host: str = Field("localhost", min_length=1, description="SMTP server that accepts the report")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port (587 with starttls is common)")
+    starttls: bool = Field(
+        False, description="upgrade to TLS with STARTTLS; fails when the server does not offer it"
+    )
+    username_env: str | None = Field(
+        None, pattern=_ENV_NAME, description="environment variable holding the SMTP user name (AUTH)"
+    )
+    password_env: str | None = Field(
+        None, pattern=_ENV_NAME, description="environment variable holding the SMTP password"
+    )
+    timeout_seconds: float = Field(30.0, gt=0, le=600, description="SMTP connect and reply timeout")
+    retries: int = Field(3, ge=0, le=10, description="retries of a failed send before it is reported")
+    retry_seconds: float = Field(2.0, ge=0, le=600, description="pause between send attempts")
+    subject: str = Field(
+        "Clarion segment report {as_of}: {customers} customers, {at_risk_share} at risk",
+        min_length=1,
+        description="subject template; fields: " + ", ".join(REPORT_SUBJECT_FIELDS),
+    )
+
+    @field_validator("recipients", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):  # CLARION_REPORT__RECIPIENTS=a@x.com,b@y.com
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("recipients")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        return [_address(v) for v in value]
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        return _address(value)
+
+    @field_validator("subject")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        import string
+
+        try:
+            names = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+        except ValueError as exc:
+            raise ValueError(f"not a valid template ({exc}); write literal braces as {{{{ and }}}}") from None
+        unknown = sorted(names - set(REPORT_SUBJECT_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; known: {', '.join(REPORT_SUBJECT_FIELDS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _both_credentials(self):
+        if bool(self.username_env) != bool(self.password_env):
+            raise ValueError("give both username_env and password_env (SMTP AUTH), or neither")
+        return self
+
+
 class Settings(Section):
     """The whole configuration. Sections appear as the stages that read them arrive."""
 
@@ -342,6 +432,7 @@ class Settings(Section):
     quality: QualitySettings = QualitySettings()
     segment: SegmentSettings = SegmentSettings()
     content: ContentSettings = ContentSettings()
+    report: ReportSettings = ReportSettings()
     prefect: PrefectSettings = PrefectSettings()
     logging: LoggingSettings = LoggingSettings()
 

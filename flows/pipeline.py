@@ -24,6 +24,7 @@ from clarion.config import Settings, load_settings
 from clarion.warehouse import Warehouse
 from flows.content import content
 from flows.extract import extract
+from flows.report import report
 from flows.segment import segment
 from flows.transform import check, transform
 
@@ -77,6 +78,10 @@ def _content(settings: Settings, run_id: str, campaigns: list[str] | None = None
     return content(settings, run_id, campaigns)
 
 
+def _report(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
+    return report(settings, run_id)
+
+
 def _check(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
     return check(settings, run_id)
 
@@ -87,9 +92,10 @@ STAGES: list[Stage] = [
     Stage("transform", _transform, "gate raw, dbt build into staging, gate it, publish to marts"),
     Stage("segment", _segment, "train or reuse the promoted model; score, explain, segment customers"),
     Stage("content", _content, "draft copy per brief and target segment, check it, queue it for approval"),
+    Stage("report", _report, "the marketer report (HTML + PDF), e-mailed to report.recipients"),
 ]
 ON_DEMAND = [Stage("check", _check, "the quality gates alone")]  # not part of `clarion run`
-StageName = Literal["prepare", "extract", "transform", "segment", "content", "check"]
+StageName = Literal["prepare", "extract", "transform", "segment", "content", "report", "check"]
 
 
 @flow(name="clarion-pipeline", log_prints=False)

@@ -128,7 +128,11 @@ def test_the_demo_path_works_for_a_new_user_in_an_empty_folder(tmp_path: Path) -
     assert "completed" in ran.stdout
     assert "contacts" in ran.stdout and "quarantined" in ran.stdout  # the extract accounting table
     status = clarion("status")
-    assert "audit       extract_files 7, extract_loads 7, publications 1," in status.stdout
+    [audit_line] = [line for line in status.stdout.splitlines() if line.startswith("  audit ")]
+    assert "extract_files 7, extract_loads 7, publications 1," in audit_line and "events " in audit_line
+    assert "report of scoring run" in ran.stdout and "lineage    " in ran.stdout  # report, manifest
+    pack = clarion("compliance", "export")  # the last step of `make demo`
+    assert "compliance pack of run" in pack.stdout and "(chain verified)" in pack.stdout
     assert "gate marts  passed" in ran.stdout and "published to marts" in ran.stdout
     assert "customers as of 2026-07-01, model v0001" in ran.stdout  # the segment stage ran
     explained = clarion("explain", "1", "--json")

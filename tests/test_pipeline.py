@@ -55,10 +55,21 @@ def test_a_run_prepares_the_warehouse_records_itself_and_publishes_a_summary(pro
     assert (status, command, error) == ("completed", "clarion run", None)
     run = flow_run(flow_run_id)
     assert run.state.is_completed()
-    assert subflow_names(flow_run_id) == ["content", "extract", "prepare-warehouse", "segment", "transform"]
+    assert subflow_names(flow_run_id) == [
+        "content",
+        "extract",
+        "prepare-warehouse",
+        "report",
+        "segment",
+        "transform",
+    ]
     # this project has no campaign briefs: the content stage says so and loads no model
     assert result["stages"]["content"]["campaigns"] == []
     assert "no campaign briefs" in result["stages"]["content"]["note"]
+    # the report is written; with no recipients configured it is not sent, and says so
+    report = result["stages"]["report"]
+    assert Path(report["paths"]["pdf"]).read_bytes().startswith(b"%PDF") and report["sent"] is False
+    assert report["customers"] == result["stages"]["segment"]["customers"]
     transform = result["stages"]["transform"]
     assert [g["suite"] for g in transform["gates"]] == ["raw", "marts"]
     assert all(g["ok"] and g["failed"] == 0 for g in transform["gates"])

@@ -1,0 +1,647 @@
+"""What the marketer report says, gathered from the warehouse and the model registry: aggregates only.
+
+Every figure here is a count, a share, a mean, a median over a segment of at least
+``MIN_GROUP`` customers, or a model-level statistic. No customer row, contact id, name, e-mail,
+phone number or ticket text is read into the result: per-customer tables are only ever aggregated
+in SQL. Reason codes are summarised by their feature family (a reason's text carries that
+customer's own figures, so it is never copied); drafted content is company copy and is shown as
+written, with its ``{first_name}`` placeholder left as a placeholder.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+
+from clarion.config import Settings
+from clarion.errors import ClarionError
+from clarion.warehouse import Warehouse, relation_exists
+from models.features import FAMILIES
+from models.registry import Registry, RegistryError
+from models.segments import PROFILE_FEATURES, SEGMENTS
+
+REPORT_VERSION = 1
+MIN_GROUP = 5  # medians and reason shares of smaller groups could describe a single customer
+SCORE_BINS = 10
+TOP_DRIVERS = 8
+TOP_REASONS = 3
+NOT_SCORED = "(not scored)"
+
+SEGMENT_TEXT = {
+    "champions": "low churn risk, high 12-month spend",
+    "loyal": "low churn risk",
+    "promising": "neither clearly staying nor clearly lapsing",
+    "new": "joined recently",
+    "at_risk_high_value": "high churn risk, high 12-month spend",
+    "at_risk_low_value": "high churn risk",
+    "hibernating": "no purchase in the last 12 months",
+}
+
+FAMILY_TEXT = {
+    "recency": "time since the last purchase",
+    "frequency": "how often they order",
+    "monetary": "how much they spend",
+    "rhythm": "the gaps between their purchases",
+    "tenure": "how long they have been customers",
+    "assortment": "how many categories they buy from",
+    "price": "how often they buy with a discount",
+    "returns": "how often they send orders back",
+    "delivery": "late or lost deliveries",
+    "engagement": "how they respond to marketing e-mails",
+    "support": "support tickets and satisfaction",
+}
+DIRECTION_TEXT = {"raises_risk": "raises churn risk", "lowers_risk": "lowers churn risk"}
+
+# profile features: label, unit ("n", "eur", "pct", "days")
+PROFILE_LABELS: dict[str, tuple[str, str]] = {
+    "recency_days": ("days since the last purchase", "days"),
+    "orders_365d": ("orders in the last 12 months", "n"),
+    "spend_365d_eur": ("spend in the last 12 months", "eur"),
+    "avg_order_value_eur": ("average order", "eur"),
+    "open_rate_60d": ("e-mail open rate, last 60 days", "pct"),
+    "discount_share": ("orders with a discount", "pct"),
+    "negative_tickets_90d": ("negative support tickets, last 90 days", "n"),
+    "tenure_days": ("days as a customer", "days"),
+}
+
+FEATURE_LABELS: dict[str, str] = {
+    "recency_days": "days since the last purchase",
+    "recency_vs_usual": "time since the last purchase vs the customer's usual gap",
+    "has_ordered": "has ever ordered",
+    "orders_lifetime": "orders in total",
+    "orders_90d": "orders in the last 90 days",
+    "orders_365d": "orders in the last 12 months",
+    "spend_lifetime_eur": "spend in total",
+    "spend_90d_eur": "spend in the last 90 days",
+    "spend_365d_eur": "spend in the last 12 months",
+    "avg_order_value_eur": "average order value",
+    "mean_gap_days": "usual days between purchases",
+    "recent_gap_days": "days between the latest purchases",
+    "gap_trend_ratio": "purchases slowing down or speeding up",
+    "tenure_days": "days as a customer",
+    "n_categories": "categories bought from",
+    "top_category_share": "share of spend in the favourite category",
+    "discount_share": "share of orders with a discount",
+    "return_rate": "share of orders returned",
+    "delivery_problems_180d": "late or lost deliveries, last 180 days",
+    "delivery_problem_share_180d": "share of orders late or lost, last 180 days",
+    "email_sends_60d": "marketing e-mails received, last 60 days",
+    "open_rate_60d": "e-mail open rate, last 60 days",
+    "open_rate_prior_120d": "e-mail open rate, the 120 days before",
+    "open_rate_change": "change in e-mail open rate",
+    "click_rate_60d": "e-mail click rate, last 60 days",
+    "click_rate_prior_120d": "e-mail click rate, the 120 days before",
+    "click_rate_change": "change in e-mail click rate",
+    "days_since_last_open": "days since the last e-mail opened",
+    "unsubscribed": "unsubscribed from e-mail",
+    "tickets_90d": "support tickets, last 90 days",
+    "negative_tickets_90d": "negative support tickets, last 90 days",
+    "negative_tickets_365d": "negative support tickets, last 12 months",
+    "avg_satisfaction_365d": "support satisfaction, last 12 months",
+}
+# content checks whose failure means the copy itself may hold what must not be shown
+WITHHOLD_ON_FAILURE = {"pii"}
+
+
+class ReportError(ClarionError):
+    """The report cannot be built (no scoring run yet, an unknown run id...)."""
+
+
+def collect(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
+    """Everything the report shows for one scoring run (default: the latest), aggregates only."""
+    with Warehouse.from_settings(settings).read() as con:
+        if not relation_exists(con, "ml", "customer_scores") or not relation_exists(con, "ml", "segments"):
+            raise ReportError("no scoring run yet: run `clarion run` (or `clarion segment`) first")
+        run = _run(con, run_id)
+        previous = _previous(con, run)
+        thresholds = {
+            "risk_high": settings.segment.risk_high,
+            "risk_low": settings.segment.risk_low,
+            "value_high_quantile": settings.segment.value_high_quantile,
+        }
+        headline = _headline(con, run, settings.segment.risk_high)
+        before = _headline(con, previous, settings.segment.risk_high) if previous else None
+        data: dict[str, Any] = {
+            "report_version": REPORT_VERSION,
+            "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "run": run,
+            "previous_run": previous,
+            "thresholds": thresholds,
+            "headline": headline,
+            "change": _change(headline, before) if before else None,
+            "segments": _segments(con, run, previous),
+            "movement": _movement(con, run, previous) if previous else None,
+            "value_risk": _value_risk(con, run, thresholds),
+            "score_distribution": _distribution(con, run),
+            "profiles": _profiles(con, run),
+            "content": _content(con, run),
+            "quality": _quality(con, run),
+        }
+    data.update(_model(settings, run["model_version"]))
+    return data
+
+
+# -- runs -------------------------------------------------------------------------------------------
+def _run(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Any]:
+    rows = con.execute(
+        "select run_id, any_value(as_of), any_value(model_version), max(scored_at) from ml.segments "
+        "where ? is null or run_id = ? group by run_id order by max(scored_at) desc limit 1",
+        [run_id, run_id],
+    ).fetchall()
+    if not rows:
+        if run_id is None:
+            raise ReportError("no scoring run yet: run `clarion run` (or `clarion segment`) first")
+        known = [
+            r[0]
+            for r in con.execute(
+                "select run_id from ml.segments group by run_id order by max(scored_at) desc limit 5"
+            ).fetchall()
+        ]
+        raise ReportError(
+            f"no scoring run {run_id!r} in ml.segments; latest runs: {', '.join(known) or 'none'}"
+        )
+    rid, as_of, version, scored_at = rows[0]
+    (horizon,) = con.execute(
+        "select any_value(horizon_days) from ml.customer_scores where run_id = ?", [rid]
+    ).fetchone()
+    run = {
+        "run_id": rid,
+        "as_of": str(as_of),
+        "model_version": version,
+        "horizon_days": horizon,
+        "scored_at": _ts(scored_at),
+        "status": None,
+        "command": None,
+        "code_version": None,
+    }
+    if relation_exists(con, "audit", "runs"):
+        row = con.execute(
+            "select status, command, code_version, started_at, finished_at from audit.runs where run_id = ?",
+            [rid],
+        ).fetchone()
+        if row:
+            run.update(
+                status=row[0],
+                command=row[1],
+                code_version=row[2],
+                started_at=_ts(row[3]),
+                finished_at=_ts(row[4]),
+            )
+    return run
+
+
+def _previous(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> dict[str, Any] | None:
+    row = con.execute(
+        "select run_id, any_value(as_of), any_value(model_version), max(scored_at) from ml.segments "
+        "where run_id <> ? group by run_id having max(scored_at) < ?::timestamptz "
+        "order by max(scored_at) desc limit 1",
+        [run["run_id"], run["scored_at"]],
+    ).fetchone()
+    if row is None:
+        return None
+    return {"run_id": row[0], "as_of": str(row[1]), "model_version": row[2], "scored_at": _ts(row[3])}
+
+
+# -- headline and segments -------------------------------------------------------------------------
+def _headline(con: duckdb.DuckDBPyConnection, run: dict[str, Any], risk_high: float) -> dict[str, Any]:
+    n, at_risk, value, prob = con.execute(
+        "select count(*), count(*) filter (where churn_risk >= ?), sum(expected_value_eur), "
+        "avg(purchase_probability) from ml.customer_scores where run_id = ?",
+        [risk_high, run["run_id"]],
+    ).fetchone()
+    return {
+        "customers": int(n),
+        "at_risk_customers": int(at_risk),
+        "at_risk_share": at_risk / n if n else 0.0,
+        "expected_value_eur": float(value or 0.0),
+        "mean_purchase_probability": float(prob or 0.0),
+        "model_version": run["model_version"],
+        "as_of": run["as_of"],
+    }
+
+
+def _change(now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "customers",
+        "at_risk_customers",
+        "at_risk_share",
+        "expected_value_eur",
+        "mean_purchase_probability",
+    )
+    return {k: now[k] - before[k] for k in keys} | {
+        "model_changed": now["model_version"] != before["model_version"]
+    }
+
+
+def _order(names: list[str]) -> list[str]:
+    known = [s for s in SEGMENTS if s in names]
+    return known + sorted(n for n in names if n not in SEGMENTS)
+
+
+def _segments(
+    con: duckdb.DuckDBPyConnection, run: dict[str, Any], previous: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    rows = con.execute(
+        "select segment, count(*), avg(churn_risk), avg(expected_value_eur), sum(expected_value_eur), "
+        "avg(purchase_probability) from ml.customer_scores where run_id = ? group by segment",
+        [run["run_id"]],
+    ).fetchall()
+    before: dict[str, int] = {}
+    if previous:
+        before = dict(
+            con.execute(
+                "select segment, count(*) from ml.customer_scores where run_id = ? group by segment",
+                [previous["run_id"]],
+            ).fetchall()
+        )
+    total = sum(r[1] for r in rows) or 1
+    by_name = {r[0]: r for r in rows}
+    out = []
+    for name in _order(list(by_name) + list(before)):
+        r = by_name.get(name, (name, 0, None, None, 0.0, None))
+        out.append(
+            {
+                "segment": name,
+                "description": SEGMENT_TEXT.get(name, ""),
+                "customers": int(r[1]),
+                "share": r[1] / total,
+                "mean_churn_risk": r[2],
+                "mean_expected_value_eur": r[3],
+                "expected_value_eur": float(r[4] or 0.0),
+                "mean_purchase_probability": r[5],
+                "previous_customers": before.get(name) if previous else None,
+                "change": (int(r[1]) - before.get(name, 0)) if previous else None,
+            }
+        )
+    return out
+
+
+def _movement(
+    con: duckdb.DuckDBPyConnection, run: dict[str, Any], previous: dict[str, Any]
+) -> dict[str, Any]:
+    """From -> to counts between the previous scoring run and this one (customers who were scored
+    in only one of them count as 'not scored' on the other side)."""
+    rows = con.execute(
+        """
+        select coalesce(a.segment, $none), coalesce(b.segment, $none), count(*)
+        from (select contact_id, segment from ml.customer_scores where run_id = $before) a
+        full outer join (select contact_id, segment from ml.customer_scores where run_id = $now) b
+          using (contact_id)
+        group by all
+        """,
+        {"none": NOT_SCORED, "before": previous["run_id"], "now": run["run_id"]},
+    ).fetchall()
+    seen = {r[0] for r in rows} | {r[1] for r in rows}
+    axis = _order(sorted(seen - {NOT_SCORED})) + ([NOT_SCORED] if NOT_SCORED in seen else [])
+    counts = {(a, b): int(n) for a, b, n in rows}
+    matrix = [[counts.get((a, b), 0) for b in axis] for a in axis]
+    stayed = sum(n for (a, b), n in counts.items() if a == b)
+    return {
+        "from_run": previous["run_id"],
+        "to_run": run["run_id"],
+        "segments": axis,
+        "matrix": matrix,  # rows: segment in the previous run; columns: segment now
+        "stayed": stayed,
+        "moved": sum(n for (a, b), n in counts.items() if a != b and NOT_SCORED not in (a, b)),
+        "entered": sum(n for (a, _), n in counts.items() if a == NOT_SCORED),
+        "left": sum(n for (_, b), n in counts.items() if b == NOT_SCORED),
+    }
+
+
+def _value_risk(con: duckdb.DuckDBPyConnection, run: dict[str, Any], t: dict[str, float]) -> dict[str, Any]:
+    """Counts by churn-risk band (the segment thresholds) x expected-value band (median and the
+    high-value quantile of this run's expected values)."""
+    (cuts,) = con.execute(
+        "select quantile_cont(expected_value_eur, [0.5, ?]) from ml.customer_scores where run_id = ?",
+        [t["value_high_quantile"], run["run_id"]],
+    ).fetchone()
+    mid, high = (float(cuts[0]), float(cuts[1])) if cuts else (0.0, 0.0)
+    rows = con.execute(
+        """
+        select case when churn_risk >= $high then 2 when churn_risk >= $low then 1 else 0 end,
+               case when expected_value_eur >= $vhigh then 2
+                    when expected_value_eur >= $vmid then 1 else 0 end,
+               count(*)
+        from ml.customer_scores where run_id = $run group by all
+        """,
+        {"high": t["risk_high"], "low": t["risk_low"], "vhigh": high, "vmid": mid, "run": run["run_id"]},
+    ).fetchall()
+    counts = [[0, 0, 0] for _ in range(3)]
+    for r, v, n in rows:
+        counts[r][v] = int(n)
+    return {
+        "risk_bands": [
+            {"band": "low", "from": 0.0, "to": t["risk_low"]},
+            {"band": "medium", "from": t["risk_low"], "to": t["risk_high"]},
+            {"band": "high", "from": t["risk_high"], "to": 1.0},
+        ],
+        "value_bands": [
+            {"band": "low", "from_eur": None, "to_eur": mid},
+            {"band": "medium", "from_eur": mid, "to_eur": high},
+            {"band": "high", "from_eur": high, "to_eur": None},
+        ],
+        "counts": counts,  # [risk band][value band]
+    }
+
+
+def _distribution(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> dict[str, Any]:
+    rows = dict(
+        con.execute(
+            f"select least(floor(purchase_probability * {SCORE_BINS})::int, {SCORE_BINS - 1}), count(*) "
+            "from ml.customer_scores where run_id = ? and purchase_probability is not null group by 1",
+            [run["run_id"]],
+        ).fetchall()
+    )
+    return {
+        "bins": [
+            {"from": b / SCORE_BINS, "to": (b + 1) / SCORE_BINS, "customers": int(rows.get(b, 0))}
+            for b in range(SCORE_BINS)
+        ]
+    }
+
+
+# -- profiles ---------------------------------------------------------------------------------------
+def _profiles(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> list[dict[str, Any]]:
+    stored = {
+        r[0]: (int(r[1]), json.loads(r[2]) if r[2] else {}, json.loads(r[3]) if r[3] else [], r[4])
+        for r in con.execute(
+            "select segment, customers, profile, top_drivers, high_value_from_eur from ml.segments "
+            "where run_id = ?",
+            [run["run_id"]],
+        ).fetchall()
+    }
+    # how many customers of each segment carry a reason of each family and direction
+    reasons = con.execute(
+        """
+        select segment, r.family, r.direction, count(distinct contact_id)
+        from (select segment, contact_id, unnest(reasons) as r from ml.customer_scores where run_id = ?)
+        group by all
+        """,
+        [run["run_id"]],
+    ).fetchall()
+    by_segment: dict[str, list[tuple[str, str, int]]] = {}
+    for seg, family, direction, n in reasons:
+        by_segment.setdefault(seg, []).append((family, direction, int(n)))
+    out = []
+    for name in _order(list(stored)):
+        customers, profile, firsts, high_cut = stored[name]
+        entry: dict[str, Any] = {
+            "segment": name,
+            "description": SEGMENT_TEXT.get(name, ""),
+            "customers": customers,
+            "high_value_from_eur": high_cut,
+        }
+        if customers < MIN_GROUP:
+            entry.update(suppressed=True, reasons=[], first_reasons=[], profile=[])
+            out.append(entry)
+            continue
+        top = sorted(by_segment.get(name, []), key=lambda x: (-x[2], x[0], x[1]))[:TOP_REASONS]
+        entry["suppressed"] = False
+        entry["reasons"] = [
+            {
+                "family": family,
+                "direction": direction,
+                "customers": n,
+                "share": n / customers,
+                "text": f"{FAMILY_TEXT.get(family, family)} ({DIRECTION_TEXT.get(direction, direction)})",
+            }
+            for family, direction, n in top
+        ]
+        entry["first_reasons"] = [
+            {
+                "family": d["family"],
+                "customers": int(d["customers"]),
+                "share": int(d["customers"]) / customers,
+                "text": FAMILY_TEXT.get(d["family"], d["family"]),
+            }
+            for d in firsts
+            if d.get("family") in FAMILIES
+        ]
+        entry["profile"] = [_profile_row(f, profile.get(f) or {}) for f in PROFILE_FEATURES]
+        out.append(entry)
+    return out
+
+
+def _profile_row(feature: str, medians: dict[str, Any]) -> dict[str, Any]:
+    label, unit = PROFILE_LABELS.get(feature, (feature.replace("_", " "), "n"))
+    seg, pop = medians.get("segment_median"), medians.get("population_median")
+    if seg is None or pop is None:
+        compare = "unknown"
+    elif abs(seg - pop) <= 0.05 * max(abs(pop), 1e-9) or seg == pop:
+        compare = "about the same as"
+    else:
+        compare = "higher than" if seg > pop else "lower than"
+    return {
+        "feature": feature,
+        "label": label,
+        "unit": unit,
+        "segment_median": seg,
+        "population_median": pop,
+        "compare": compare,
+    }
+
+
+# -- model ----------------------------------------------------------------------------------------
+def _model(settings: Settings, version: str) -> dict[str, Any]:
+    """Calibration and global drivers from the model version that scored the run (the promoted
+    one when that version is gone from the registry)."""
+    reg = Registry(settings.var_dir / "registry")
+    try:
+        v = reg.get(version)
+        source = "scoring"
+    except RegistryError:
+        v = reg.promoted()
+        source = "promoted"
+    if v is None:
+        return {"model": None, "calibration": None, "drivers": []}
+    meta = v.meta
+    m = meta.get("metrics", {})
+    prop, base = m.get("propensity", {}), m.get("baseline", {})
+    model = {
+        "version": v.name,
+        "source": source,
+        "registered_at": meta.get("registered_at"),
+        "horizon_days": meta.get("horizon_days"),
+        "valid_as_of": meta.get("data", {}).get("valid_as_of"),
+        "valid_customers": meta.get("data", {}).get("valid_customers"),
+        "roc_auc": prop.get("roc_auc"),
+        "baseline_roc_auc": base.get("roc_auc"),
+        "pr_auc": prop.get("pr_auc"),
+        "brier": prop.get("brier"),
+        "ece": prop.get("ece"),
+        "lift_top10": prop.get("lift_top10"),
+        "calibration_method": (m.get("calibration") or {}).get("method"),
+    }
+    calibration = {
+        "points": [
+            {k: p[k] for k in ("bin", "customers", "predicted", "observed")} for p in m.get("reliability", [])
+        ],
+        "brier": prop.get("brier"),
+        "ece": prop.get("ece"),
+        "method": model["calibration_method"],
+        "customers": model["valid_customers"],
+        "as_of": model["valid_as_of"],
+    }
+    drivers = [
+        {
+            "feature": d["feature"],
+            "label": FEATURE_LABELS.get(d["feature"], d["feature"].replace("_", " ")),
+            "family": d.get("family"),
+            "mean_abs_shap": float(d["mean_abs_shap"]),
+            "mean_shap": float(d.get("mean_shap", 0.0)),
+        }
+        for d in meta.get("global_drivers", [])[:TOP_DRIVERS]
+    ]
+    return {"model": model, "calibration": calibration, "drivers": drivers}
+
+
+# -- content ----------------------------------------------------------------------------------------
+def _content(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> dict[str, Any]:
+    """The latest drafts of each campaign made for this scoring run, with checks and decisions.
+    Who decided is left out (it is in content.decisions and the compliance pack)."""
+    if not relation_exists(con, "content", "drafts"):
+        return {"campaigns": [], "note": "no content drafted yet (`clarion content`)"}
+    decisions = relation_exists(con, "content", "decisions")
+    rows = con.execute(
+        f"""
+        with latest as (
+            select campaign, arg_max(run_id, created_at) as content_run from content.drafts
+            where scoring_run_id = ? group by campaign
+        )
+        select d.campaign, d.run_id, d.segment, d.channel, d.variant, d.status, d.content, d.checks,
+               d.fallback, d.ai_generated, d.created_at,
+               {"x.decision, x.decided_at" if decisions else "null, null"}
+        from content.drafts d join latest l on d.campaign = l.campaign and d.run_id = l.content_run
+        {
+            '''left join (
+            select draft_id, arg_max(decision, decided_at) as decision, max(decided_at) as decided_at
+            from content.decisions where decision <> 'edit' group by draft_id
+        ) x using (draft_id)'''
+            if decisions
+            else ""
+        }
+        where d.scoring_run_id = ?
+        order by d.campaign, d.segment, d.channel, d.variant
+        """,
+        [run["run_id"], run["run_id"]],
+    ).fetchall()
+    campaigns: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        c = campaigns.setdefault(
+            r[0], {"campaign": r[0], "content_run_id": r[1], "drafts": [], "status_counts": {}}
+        )
+        checks = json.loads(r[7]) if r[7] else []
+        withheld = any(ch.get("name") in WITHHOLD_ON_FAILURE and not ch.get("passed") for ch in checks)
+        c["drafts"].append(
+            {
+                "segment": r[2],
+                "channel": r[3],
+                "variant": r[4],
+                "status": r[5],
+                "parts": {} if withheld else (json.loads(r[6]) if r[6] else {}),
+                "withheld": withheld,
+                "checks": [
+                    {
+                        "name": ch.get("name"),
+                        "severity": ch.get("severity"),
+                        "passed": bool(ch.get("passed")),
+                        "detail": (
+                            "withheld"
+                            if withheld and ch.get("name") in WITHHOLD_ON_FAILURE
+                            else ch.get("detail", "")
+                        ),
+                    }
+                    for ch in checks
+                ],
+                "fallback": bool(r[8]),
+                "ai_generated": bool(r[9]),
+                "decision": r[11],
+                "decided_at": _ts(r[12]),
+            }
+        )
+        c["status_counts"][r[5]] = c["status_counts"].get(r[5], 0) + 1
+    note = None if campaigns else "no drafts for this scoring run"
+    return {"campaigns": list(campaigns.values()), "note": note}
+
+
+# -- quality ----------------------------------------------------------------------------------------
+def _quality(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> dict[str, Any]:
+    """The gate results of the run (or of the latest gated run before it, when the scoring ran
+    alone). Failing samples are never read: they can hold personal data."""
+    if not relation_exists(con, "audit", "quality_results"):
+        return {"run_id": None, "suites": [], "problems": [], "verdict": "no quality results"}
+    gated = con.execute(
+        "select run_id from audit.quality_results where run_id = ? or evaluated_at <= ?::timestamptz "
+        "group by run_id order by (run_id = ?) desc, max(evaluated_at) desc limit 1",
+        [run["run_id"], run["scored_at"], run["run_id"]],
+    ).fetchone()
+    if gated is None:
+        return {"run_id": None, "suites": [], "problems": [], "verdict": "no quality results"}
+    gated_run = gated[0]
+    suites = [
+        {"suite": s, "version": v, "passed": int(p), "warned": int(w), "failed": int(f), "skipped": int(k)}
+        for s, v, p, w, f, k in con.execute(
+            """
+            select suite, max(suite_version),
+                   count(*) filter (where status = 'passed'),
+                   count(*) filter (where status <> 'passed' and status <> 'skipped' and severity = 'warn'),
+                   count(*) filter (where status <> 'passed' and status <> 'skipped' and severity = 'fail'),
+                   count(*) filter (where status = 'skipped')
+            from audit.quality_results where run_id = ? group by suite order by min(evaluated_at)
+            """,
+            [gated_run],
+        ).fetchall()
+    ]
+    problems = []
+    for check, suite, table, column, severity, status, observed in con.execute(
+        'select check_id, suite, "table", "column", severity, status, observed from audit.quality_results '
+        "where run_id = ? and status not in ('passed', 'skipped') order by severity, check_id",
+        [gated_run],
+    ).fetchall():
+        problems.append(
+            {
+                "check_id": check,
+                "suite": suite,
+                "table": table,
+                "column": column,
+                "severity": severity,
+                "status": status,
+                "observed": _numbers(observed),
+            }
+        )
+    failed = sum(s["failed"] for s in suites)
+    warned = sum(s["warned"] for s in suites)
+    verdict = "failed" if failed else ("passed with warnings" if warned else "passed")
+    return {
+        "run_id": gated_run,
+        "same_run": gated_run == run["run_id"],
+        "suites": suites,
+        "problems": problems,
+        "verdict": verdict,
+    }
+
+
+def _numbers(observed: str | None) -> dict[str, float]:
+    """Only the numeric measures of a check's observation (its sample values stay in the warehouse)."""
+    try:
+        value = json.loads(observed) if observed else {}
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {
+        k: v
+        for k, v in value.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and k != "sample"
+    }
+
+
+def _ts(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(value)

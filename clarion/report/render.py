@@ -1,0 +1,730 @@
+"""The report as one self-contained HTML file (inline CSS, charts as inline SVG, no scripts, no
+external resources), the same HTML printed to PDF by WeasyPrint, and the short e-mail versions.
+
+Every text that comes from data is escaped; nothing here reads the warehouse.
+"""
+
+from __future__ import annotations
+
+import html as _html
+import logging
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+BLUE, RED, GREEN, AMBER, GREY = "#1f6feb", "#cf222e", "#1a7f37", "#bf8700", "#6e7781"
+SEGMENT_COLOURS = {
+    "champions": "#1a7f37",
+    "loyal": "#4ac26b",
+    "promising": "#1f6feb",
+    "new": "#8250df",
+    "at_risk_high_value": "#cf222e",
+    "at_risk_low_value": "#fa7970",
+    "hibernating": "#6e7781",
+}
+
+CSS = """
+@page { size: A4; margin: 14mm 12mm 16mm 12mm;
+        @bottom-right { content: "page " counter(page) " of " counter(pages); font-size: 8pt; color: #6e7781;
+                        font-family: "DejaVu Sans", Arial, sans-serif; }
+        @bottom-left { content: "Clarion segment report: aggregates only, no customer data"; font-size: 8pt;
+                       color: #6e7781; font-family: "DejaVu Sans", Arial, sans-serif; } }
+@media screen { body { max-width: 1000px; margin: 0 auto; padding: 16px; } }
+@media print { body { font-size: 9.5pt; } }
+* { box-sizing: border-box; }
+body { font-family: "DejaVu Sans", "Helvetica Neue", Arial, sans-serif; color: #1f2328; font-size: 10.5pt;
+       line-height: 1.4; }
+h1 { font-size: 20pt; margin: 0 0 4px 0; }
+h2 { font-size: 14pt; border-bottom: 2px solid #d0d7de; padding-bottom: 3px; margin: 26px 0 10px 0;
+     break-after: avoid; }
+h3 { font-size: 11.5pt; margin: 14px 0 6px 0; break-after: avoid; }
+p.sub, .muted { color: #57606a; }
+.note { background: #f6f8fa; border-left: 4px solid #d0d7de; padding: 6px 10px; margin: 8px 0; }
+.cards { margin: 12px 0; }
+.card { display: inline-block; vertical-align: top; width: 23.5%; min-width: 150px; margin: 0 1% 8px 0;
+        border: 1px solid #d0d7de; border-radius: 6px; padding: 8px 10px; break-inside: avoid; }
+.card .label { font-size: 8.5pt; color: #57606a; text-transform: uppercase; letter-spacing: .03em; }
+.card .value { font-size: 15pt; font-weight: bold; white-space: nowrap; }
+.card .delta { font-size: 9pt; color: #57606a; }
+table { border-collapse: collapse; width: 100%; margin: 6px 0 10px 0; font-size: 9pt; }
+table.layout, table.layout > tbody > tr > td { border: none; padding: 0 8px 0 0; margin: 0; }
+.small { font-size: 8.5pt; color: #57606a; }
+th, td { border-bottom: 1px solid #d8dee4; padding: 4px 6px; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+table.heat td { text-align: center; border: 1px solid #fff; }
+table.heat th { text-align: center; font-size: 8.5pt; }
+.swatch { display: inline-block; width: 9px; height: 9px; border-radius: 2px; margin-right: 5px; }
+.chart { margin: 4px 0 10px 0; }
+.pair { width: 100%; }
+.pair > div { display: inline-block; vertical-align: top; width: 49%; }
+.segment { border: 1px solid #d0d7de; border-radius: 6px; padding: 4px 10px; margin: 8px 0;
+           break-inside: avoid; }
+.segment ul { margin: 2px 0 4px 0; padding-left: 18px; }
+.segment p { margin: 4px 0; }
+.draft { border-top: 1px solid #d0d7de; padding: 5px 0 3px 0; break-inside: avoid; }
+.copy { white-space: pre-wrap; font-size: 8.5pt; background: #f6f8fa; padding: 3px 6px; border-radius: 4px;
+        margin: 2px 0; }
+.part { font-size: 8pt; color: #57606a; }
+.keep { break-inside: avoid; }
+td.arrow { white-space: nowrap; font-size: 8pt; color: #57606a; }
+table.profile td, table.profile th { padding: 2px 5px; }
+.badge { display: inline-block; border-radius: 10px; padding: 0 7px; font-size: 8.5pt; margin: 1px 2px 1px 0;
+         border: 1px solid #d0d7de; }
+.ok { background: #dafbe1; border-color: #aceebb; }
+.warn { background: #fff8c5; border-color: #eed888; }
+.bad { background: #ffebe9; border-color: #ffcecb; }
+.status-approved { background: #dafbe1; } .status-pending { background: #fff8c5; }
+.status-blocked, .status-rejected { background: #ffebe9; }
+footer { margin-top: 30px; font-size: 8.5pt; color: #57606a; border-top: 1px solid #d0d7de;
+         padding-top: 6px; }
+"""
+
+
+# -- formatting ---------------------------------------------------------------------------------
+def e(value: Any) -> str:
+    return _html.escape("" if value is None else str(value), quote=True)
+
+
+def n(value: Any) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def pct(value: Any, digits: int = 1) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def eur(value: Any) -> str:
+    return "-" if value is None else f"EUR {value:,.0f}"
+
+
+def num(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def signed(value: Any, kind: str = "n") -> str:
+    if value is None:
+        return ""
+    if value == 0:
+        return "0" if kind == "n" else "no change"
+    if kind == "pp":
+        text = f"{100 * value:+.1f} pp"
+    elif kind == "eur":
+        text = f"{'+' if value >= 0 else '-'}EUR {abs(value):,.0f}"
+    elif kind == "prob":
+        text = f"{value:+.3f}"
+    else:
+        text = f"{value:+,.0f}"
+    return text.replace("-", "\u2212")
+
+
+def label(segment: str) -> str:
+    return segment.replace("_", " ")
+
+
+def _median(value: Any, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "pct":
+        return pct(value, 0)
+    if unit == "eur":
+        return eur(value)
+    return f"{value:,.0f}" if abs(value) >= 10 or float(value).is_integer() else f"{value:.1f}"
+
+
+# -- charts (inline SVG) ---------------------------------------------------------------------------
+def _svg(width: int, height: int, body: list[str], title: str) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{e(title)}" '
+        'font-family="DejaVu Sans, Arial, sans-serif" font-size="11">'
+        f"<title>{e(title)}</title>" + "".join(body) + "</svg>"
+    )
+
+
+def hbars(items: list[tuple[str, float, str, str]], title: str, width: int = 640, label_w: int = 150) -> str:
+    """Horizontal bars: (label, value, value text, colour)."""
+    if not items:
+        return ""
+    text_w, bar_h, gap = 90, 15, 5
+    span = width - label_w - text_w
+    top = max((v for _, v, _, _ in items), default=0) or 1
+    height = len(items) * (bar_h + gap) + gap
+    body = []
+    for i, (name, value, text, colour) in enumerate(items):
+        y = gap + i * (bar_h + gap)
+        w = max(0.0, value) / top * span
+        body.append(
+            f'<text x="{label_w - 6}" y="{y + bar_h - 4}" text-anchor="end">{e(name)}</text>'
+            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colour}" rx="2"/>'
+            f'<text x="{label_w + w + 5:.1f}" y="{y + bar_h - 4}" fill="#57606a">{e(text)}</text>'
+        )
+    return _svg(width, height, body, title)
+
+
+def histogram(bins: list[dict[str, Any]], title: str, width: int = 330, height: int = 230) -> str:
+    left, right, top, bottom = 46, 10, 12, 40
+    span_x, span_y = width - left - right, height - top - bottom
+    peak = max((b["customers"] for b in bins), default=0) or 1
+    step = span_x / max(1, len(bins))
+    body = [
+        f'<line x1="{left}" y1="{top + span_y}" x2="{left + span_x}" y2="{top + span_y}" stroke="#8c959f"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + span_y}" stroke="#8c959f"/>',
+    ]
+    for tick in _ticks(peak):
+        y = top + span_y - tick / peak * span_y
+        body.append(
+            f'<line x1="{left - 3}" y1="{y:.1f}" x2="{left + span_x}" y2="{y:.1f}" stroke="#eaeef2"/>'
+            f'<text x="{left - 5}" y="{y + 4:.1f}" text-anchor="end" fill="#57606a">{tick:,}</text>'
+        )
+    for i, b in enumerate(bins):
+        h = b["customers"] / peak * span_y
+        x = left + i * step
+        tip = f"{b['from']:.1f}-{b['to']:.1f}: {b['customers']:,} customers"
+        body.append(
+            f'<rect x="{x + 2:.1f}" y="{top + span_y - h:.1f}" width="{step - 4:.1f}" height="{h:.1f}" '
+            f'fill="{BLUE}" fill-opacity="0.8"><title>{e(tip)}</title></rect>'
+        )
+    for i in range(len(bins) + 1):
+        if i % 2 == 0:
+            x = left + i * step
+            body.append(
+                f'<text x="{x:.1f}" y="{top + span_y + 14}" text-anchor="middle">{i / len(bins):.1f}</text>'
+            )
+    body.append(
+        f'<text x="{left + span_x / 2:.1f}" y="{height - 6}" text-anchor="middle">'
+        "purchase probability in the horizon</text>"
+    )
+    return _svg(width, height, body, title)
+
+
+def calibration(points: list[dict[str, Any]], title: str, size: int = 220) -> str:
+    pad = 40
+    span = size - 2 * pad + 20
+
+    def xy(p: float, o: float) -> tuple[float, float]:
+        return pad + p * span, pad - 20 + span - o * span
+
+    x0, y0 = xy(0, 0)
+    x1, y1 = xy(1, 1)
+    body = [
+        f'<rect x="{x0}" y="{y1}" width="{span}" height="{span}" fill="none" stroke="#8c959f"/>',
+        f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y1}" stroke="#8c959f" stroke-dasharray="4"/>',
+    ]
+    line = " ".join("{:.1f},{:.1f}".format(*xy(p["predicted"], p["observed"])) for p in points)
+    if line:
+        body.append(f'<polyline points="{line}" fill="none" stroke="{BLUE}" stroke-width="1.5"/>')
+    for p in points:
+        cx, cy = xy(p["predicted"], p["observed"])
+        r = 2.5 + min(5.0, p["customers"] ** 0.25)
+        tip = (
+            f"{p['bin']}: {p['customers']:,} customers, "
+            f"predicted {p['predicted']:.2f}, observed {p['observed']:.2f}"
+        )
+        body.append(
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r:.1f}" fill="{BLUE}" fill-opacity="0.7">'
+            f"<title>{e(tip)}</title></circle>"
+        )
+    for t in (0, 0.5, 1):
+        tx, _ = xy(t, 0)
+        _, ty = xy(0, t)
+        body.append(f'<text x="{tx:.1f}" y="{y0 + 14:.1f}" text-anchor="middle">{t:g}</text>')
+        body.append(f'<text x="{x0 - 5:.1f}" y="{ty + 4:.1f}" text-anchor="end">{t:g}</text>')
+    body.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{size + 12}" text-anchor="middle">predicted</text>')
+    mid = (y0 + y1) / 2
+    body.append(
+        f'<text x="11" y="{mid:.1f}" transform="rotate(-90 11 {mid:.1f})" '
+        'text-anchor="middle">observed</text>'
+    )
+    return _svg(size + 10, size + 20, body, title)
+
+
+def _ticks(peak: float) -> list[int]:
+    if peak <= 0:
+        return []
+    raw = peak / 4
+    mag = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
+    step = max(1, int(next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)))
+    return list(range(step, int(peak) + 1, step))
+
+
+def _heat(value: int, peak: int, colour: tuple[int, int, int] = (31, 111, 235)) -> str:
+    share = value / peak if peak else 0
+    alpha = 0.08 + 0.72 * share if value else 0.0
+    ink = "#fff" if share > 0.6 else "#1f2328"
+    return f"background: rgba({colour[0]},{colour[1]},{colour[2]},{alpha:.2f}); color: {ink};"
+
+
+# -- sections -------------------------------------------------------------------------------------
+def _headline(d: dict[str, Any]) -> str:
+    h, c = d["headline"], d.get("change") or {}
+    horizon = d["run"].get("horizon_days") or "?"
+    cards = [
+        ("customers scored", n(h["customers"]), signed(c.get("customers")) if c else ""),
+        (
+            f"at risk (churn risk \u2265 {d['thresholds']['risk_high']:g})",
+            pct(h["at_risk_share"]),
+            (signed(c.get("at_risk_share"), "pp") + f" \u00b7 {n(h['at_risk_customers'])} customers")
+            if c
+            else f"{n(h['at_risk_customers'])} customers",
+        ),
+        (
+            f"expected value, next {horizon} days",
+            eur(h["expected_value_eur"]),
+            signed(c.get("expected_value_eur"), "eur") if c else "",
+        ),
+        (
+            "mean purchase probability",
+            num(h["mean_purchase_probability"], 2),
+            signed(c.get("mean_purchase_probability"), "prob") if c else "",
+        ),
+    ]
+    since = (
+        f"Changes are against the previous scoring run {e(d['previous_run']['run_id'])} "
+        f"(as of {e(d['previous_run']['as_of'])}, model {e(d['previous_run']['model_version'])})."
+        if d.get("previous_run")
+        else "This is the first scoring run: no changes to show yet."
+    )
+    model_note = (
+        " The model changed between the two runs, so part of any change comes from the model."
+        if c.get("model_changed")
+        else ""
+    )
+    return (
+        '<section id="headline"><div class="cards">'
+        + "".join(
+            f'<div class="card"><div class="label">{e(lab)}</div><div class="value">{e(val)}</div>'
+            f'<div class="delta">{e(delta)}</div></div>'
+            for lab, val, delta in cards
+        )
+        + f'</div><p class="muted">{since}{model_note}</p></section>'
+    )
+
+
+def _segments(d: dict[str, Any]) -> str:
+    segs = d["segments"]
+    bars = hbars(
+        [
+            (
+                label(s["segment"]),
+                s["customers"],
+                f"{n(s['customers'])} ({pct(s['share'])})",
+                SEGMENT_COLOURS.get(s["segment"], BLUE),
+            )
+            for s in segs
+        ],
+        "customers per segment",
+    )
+    has_prev = d.get("previous_run") is not None
+    rows = []
+    for s in segs:
+        change = f'<td class="num">{e(signed(s["change"]))}</td>' if has_prev else ""
+        rows.append(
+            f'<tr data-segment="{e(s["segment"])}" data-customers="{s["customers"]}">'
+            f'<td><span class="swatch" style="background:{SEGMENT_COLOURS.get(s["segment"], BLUE)}"></span>'
+            f"<b>{e(label(s['segment']))}</b><br><span class='small'>{e(s['description'])}</span></td>"
+            f'<td class="num">{n(s["customers"])}</td><td class="num">{pct(s["share"])}</td>{change}'
+            f'<td class="num">{num(s["mean_churn_risk"], 2)}</td>'
+            f'<td class="num">{eur(s["mean_expected_value_eur"])}</td>'
+            f'<td class="num">{eur(s["expected_value_eur"])}</td></tr>'
+        )
+    change_head = '<th class="num">change</th>' if has_prev else ""
+    return (
+        '<section id="segments"><h2>Segments</h2>'
+        f'<div class="chart">{bars}</div>'
+        '<table class="segments"><thead><tr><th>segment</th><th class="num">customers</th>'
+        f'<th class="num">share</th>{change_head}<th class="num">mean churn risk</th>'
+        '<th class="num">mean expected value</th><th class="num">expected value, all</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
+    )
+
+
+def _movement(d: dict[str, Any]) -> str:
+    mv = d.get("movement")
+    if not mv:
+        return (
+            '<section id="movement"><h2>Movement between segments</h2>'
+            '<p class="note">No earlier scoring run to compare with.</p></section>'
+        )
+    axis, matrix = mv["segments"], mv["matrix"]
+    peak = max((v for row in matrix for v in row), default=0)
+    head = "".join(f"<th>{e(label(s))}</th>" for s in axis)
+    rows = []
+    for a, row in zip(axis, matrix, strict=True):
+        cells = "".join(
+            f'<td style="{_heat(v, peak, (26, 127, 55) if a == b else (207, 34, 46))}" '
+            f'data-from="{e(a)}" data-to="{e(b)}">{n(v) if v else ""}</td>'
+            for b, v in zip(axis, row, strict=True)
+        )
+        rows.append(f"<tr><th>{e(label(a))}</th>{cells}</tr>")
+    return (
+        '<section id="movement"><h2>Movement between segments</h2>'
+        f"<p>From the previous scoring run ({e(mv['from_run'])}, rows) to this one (columns): "
+        f"{n(mv['stayed'])} customers stayed in their segment, {n(mv['moved'])} moved, "
+        f"{n(mv['entered'])} are newly scored and {n(mv['left'])} were scored before but not now.</p>"
+        f'<table class="heat movement"><thead><tr><th>before \\ now</th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
+    )
+
+
+def _value_risk(d: dict[str, Any]) -> str:
+    vr = d["value_risk"]
+    rb, vb, counts = vr["risk_bands"], vr["value_bands"], vr["counts"]
+    peak = max((v for row in counts for v in row), default=0)
+
+    def vlabel(b: dict[str, Any]) -> str:
+        if b["from_eur"] is None:
+            return f"{b['band']} (< {eur(b['to_eur'])})"
+        if b["to_eur"] is None:
+            return f"{b['band']} (\u2265 {eur(b['from_eur'])})"
+        return f"{b['band']} ({eur(b['from_eur'])} to {eur(b['to_eur'])})"
+
+    head = "".join(f"<th>{e(vlabel(b))}</th>" for b in vb)
+    rows = []
+    for i in reversed(range(len(rb))):
+        b = rb[i]
+        cells = "".join(
+            f'<td style="{_heat(v, peak)}" data-risk="{e(b["band"])}" '
+            f'data-value="{e(vb[j]["band"])}">{n(v)}</td>'
+            for j, v in enumerate(counts[i])
+        )
+        rows.append(f"<tr><th>{e(b['band'])} risk ({b['from']:g} to {b['to']:g})</th>{cells}</tr>")
+    return (
+        '<section id="value-risk"><h2>Value \u00d7 risk</h2>'
+        "<p>Customers by churn risk band (rows) and by the expected value the model gives them for the "
+        "horizon (columns; bands cut at the median and the high-value quantile of this run). High value "
+        "at high risk is where a win-back pays most.</p>"
+        f'<table class="heat"><thead><tr><th>churn risk \\ expected value</th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
+    )
+
+
+def _scores(d: dict[str, Any]) -> str:
+    hist = histogram(d["score_distribution"]["bins"], "customers by purchase probability")
+    cal = d.get("calibration")
+    if cal and cal["points"]:
+        cal_svg = calibration(cal["points"], "calibration: predicted vs observed purchase rate")
+        cal_text = (
+            f"On {n(cal.get('customers'))} validation customers (as of {e(cal.get('as_of'))}), "
+            "customers given a "
+            f"probability bought about that often: Brier {num(cal.get('brier'))}, expected calibration error "
+            f"{num(cal.get('ece'))} ({e(cal.get('method') or '?')} calibration). On the dashed line the "
+            "prediction is exact."
+        )
+    else:
+        cal_svg, cal_text = "", "No calibration table for the scoring model."
+    return (
+        '<section id="scores"><h2>Scores and how far to trust them</h2><div class="pair">'
+        f'<div><h3>Score distribution</h3><div class="chart">{hist}</div></div>'
+        f'<div><h3>Calibration</h3><div class="chart">{cal_svg}</div><p class="muted">{cal_text}</p></div>'
+        "</div></section>"
+    )
+
+
+def _drivers(d: dict[str, Any]) -> str:
+    drivers = d.get("drivers") or []
+    m = d.get("model") or {}
+    model_line = (
+        f"Model {e(m.get('version'))}: out-of-time ROC AUC {num(m.get('roc_auc'))} against "
+        f"{num(m.get('baseline_roc_auc'))} for recency and frequency alone; "
+        "the top 10% of customers by score "
+        f"bought {num(m.get('lift_top10'), 1)}x as often as average."
+        if m
+        else "No model card found in the registry."
+    )
+    if m and m.get("source") == "promoted":
+        model_line += (
+            " (The version that scored this run is no longer in the registry: figures of the promoted one.)"
+        )
+    bars = hbars(
+        [(x["label"], x["mean_abs_shap"], f"{x['mean_abs_shap']:.3f}", BLUE) for x in drivers],
+        "what moves the scores most (mean absolute SHAP, log-odds)",
+        width=700,
+        label_w=290,
+    )
+    return (
+        '<section id="drivers" class="keep"><h2>What drives the scores</h2>'
+        "<p>The customer features that move the purchase probability most across all customers "
+        "(mean absolute SHAP value, in log-odds).</p>"
+        f'<div class="chart">{bars}</div><p class="muted">{model_line}</p></section>'
+    )
+
+
+def _profiles(d: dict[str, Any]) -> str:
+    parts = [
+        '<section id="profiles"><h2>Segment profiles</h2>'
+        "<p>Typical reasons: the share of a segment whose reason codes include that kind of reason (each "
+        "customer has up to four, taken from the SHAP values of the model that scored them). Medians "
+        "compare the segment with all customers.</p>"
+    ]
+    for p in d["profiles"]:
+        parts.append(
+            f'<div class="segment" data-segment="{e(p["segment"])}"><h3>'
+            f'<span class="swatch" style="background:{SEGMENT_COLOURS.get(p["segment"], BLUE)}"></span>'
+            f"{e(label(p['segment']))} \u00b7 {n(p['customers'])} customers "
+            f'<span class="small">({e(p["description"])})</span></h3>'
+        )
+        if p.get("suppressed"):
+            parts.append(
+                '<p class="note">Too few customers to describe without describing a person.</p></div>'
+            )
+            continue
+        left = []
+        if p["reasons"]:
+            left.append("<p><b>Typical reasons</b></p><ul>")
+            left += [f"<li>{e(r['text'])}: {pct(r['share'], 0)}</li>" for r in p["reasons"]]
+            left.append("</ul>")
+        if p["first_reasons"]:
+            left.append(
+                "<p><b>Most often the first reason</b></p><ul>"
+                + "".join(f"<li>{e(r['text'])}: {pct(r['share'], 0)}</li>" for r in p["first_reasons"])
+                + "</ul>"
+            )
+        rows = "".join(
+            f"<tr><td>{e(r['label'])}</td><td class='num'>{e(_median(r['segment_median'], r['unit']))}</td>"
+            f"<td class='num'>{e(_median(r['population_median'], r['unit']))}</td>"
+            f"<td class='arrow'>{e(_arrow(r['compare']))}</td></tr>"
+            for r in p["profile"]
+        )
+        table = (
+            '<table class="profile"><thead><tr><th>median</th><th class="num">segment</th>'
+            f'<th class="num">all</th><th></th></tr></thead><tbody>{rows}</tbody></table>'
+        )
+        parts.append(
+            '<table class="layout"><tr><td style="width:38%">'
+            + "".join(left)
+            + f'</td><td style="width:62%">{table}</td></tr></table></div>'
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _arrow(compare: str) -> str:
+    return {
+        "higher than": "\u25b2 higher",
+        "lower than": "\u25bc lower",
+        "about the same as": "\u2248 same",
+    }.get(compare, "")
+
+
+def _checks(checks: list[dict[str, Any]]) -> str:
+    passed = sum(c["passed"] for c in checks)
+    out = [f'<span class="badge ok">\u2713 {passed} of {len(checks)} checks passed</span>'] if checks else []
+    for c in checks:
+        if not c["passed"]:
+            cls = "bad" if c["severity"] == "block" else "warn"
+            out.append(
+                f'<span class="badge {cls}">\u2717 {e(c["name"])}</span> '
+                f'<span class="small">{e(c["detail"])}</span> '
+            )
+    return "".join(out)
+
+
+def _content(d: dict[str, Any]) -> str:
+    content = d["content"]
+    parts = ['<section id="content"><h2>Drafted content and approvals</h2>']
+    if not content["campaigns"]:
+        parts.append(f'<p class="note">{e(content.get("note") or "No drafts.")}</p></section>')
+        return "".join(parts)
+    parts.append(
+        "<p>Company copy drafted from each campaign brief with the help of a local language model (offer "
+        "facts come from the brief). <code>{first_name}</code> is filled per consenting recipient only at "
+        "export, and only approved, unchanged drafts are ever exported.</p>"
+    )
+    for c in content["campaigns"]:
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(c["status_counts"].items()))
+        parts.append(
+            f'<h3 data-campaign="{e(c["campaign"])}">{e(c["campaign"])} '
+            f'<span class="small">\u00b7 {e(counts)} \u00b7 content run {e(c["content_run_id"])}</span></h3>'
+        )
+        for dr in c["drafts"]:
+            decision = (
+                f" \u00b7 last decision: {e(dr['decision'])} {e((dr['decided_at'] or '')[:16])}"
+                if dr.get("decision")
+                else ""
+            )
+            flags = (" \u00b7 the brief's own copy" if dr["fallback"] else "") + (
+                " \u00b7 AI-generated" if dr["ai_generated"] else ""
+            )
+            parts.append(
+                f'<div class="draft"><b>{e(label(dr["segment"]))}</b> \u00b7 {e(dr["channel"])} \u00b7 '
+                f'variant {e(dr["variant"])} \u00b7 <span class="badge status-{e(dr["status"])}">'
+                f"{e(dr['status'])}</span><span class='small'>{decision}{flags}</span>"
+            )
+            if dr["withheld"]:
+                parts.append(
+                    '<p class="note">Copy withheld: its personal-data check failed. Review it with '
+                    "<code>clarion drafts show</code>.</p>"
+                )
+            for part, text in dr["parts"].items():
+                parts.append(f'<div class="part">{e(part)}</div><div class="copy">{e(text)}</div>')
+            parts.append(f"<div>{_checks(dr['checks'])}</div></div>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _quality(d: dict[str, Any]) -> str:
+    q = d["quality"]
+    parts = ['<section id="quality"><h2>Data quality</h2>']
+    if not q["suites"]:
+        parts.append(f'<p class="note">{e(q["verdict"])}.</p></section>')
+        return "".join(parts)
+    where = (
+        "this run" if q.get("same_run") else f"run {e(q['run_id'])}, the latest gated run before this scoring"
+    )
+    parts.append(f"<p>Quality gates of {where}: <b>{e(q['verdict'])}</b>.</p>")
+    rows = "".join(
+        f"<tr><td>{e(s['suite'])} v{e(s['version'])}</td><td class='num'>{s['passed']}</td>"
+        f"<td class='num'>{s['warned']}</td><td class='num'>{s['failed']}</td>"
+        f"<td class='num'>{s['skipped']}</td></tr>"
+        for s in q["suites"]
+    )
+    parts.append(
+        '<table><thead><tr><th>suite</th><th class="num">passed</th><th class="num">warnings</th>'
+        f'<th class="num">failed</th><th class="num">skipped</th></tr></thead><tbody>{rows}</tbody></table>'
+    )
+    if q["problems"]:
+        rows = "".join(
+            f"<tr><td>{e(p['check_id'])}</td><td>{e(p['severity'])}</td><td>{e(p['status'])}</td>"
+            f"<td>{e(p['table'])}{'.' + e(p['column']) if p['column'] else ''}</td>"
+            f"<td>{e(', '.join(f'{k} {v:g}' for k, v in p['observed'].items()))}</td></tr>"
+            for p in q["problems"]
+        )
+        parts.append(
+            "<table><thead><tr><th>check</th><th>severity</th><th>status</th><th>where</th><th>measured</th>"
+            f"</tr></thead><tbody>{rows}</tbody></table>"
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def html(data: dict[str, Any]) -> str:
+    """The whole report: one HTML document with everything inline."""
+    run = data["run"]
+    title = f"Clarion segment report, as of {run['as_of']}"
+    meta = (
+        f"Scoring run {e(run['run_id'])} \u00b7 model {e(run['model_version'])} \u00b7 horizon "
+        f"{e(run.get('horizon_days'))} days \u00b7 generated {e(data['generated_at'])}"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta name="generator" content="Clarion report v{data["report_version"]}">'
+        f"<title>{e(title)}</title><style>{CSS}</style></head><body>"
+        f"<header><h1>{e(title)}</h1><p class='sub'>{meta}</p>"
+        '<p class="note">Aggregates only: this report names no customer and holds no contact details. '
+        "Who is in a segment and why is answered per customer by <code>clarion explain ID</code>."
+        "</p></header>"
+        + _headline(data)
+        + _segments(data)
+        + _movement(data)
+        + _value_risk(data)
+        + _scores(data)
+        + _drivers(data)
+        + _profiles(data)
+        + _content(data)
+        + _quality(data)
+        + f"<footer>Clarion \u00b7 run {e(run['run_id'])}"
+        + (f" \u00b7 code {e(run['code_version'])}" if run.get("code_version") else "")
+        + " \u00b7 figures from ml.customer_scores, ml.segments, content.drafts, audit.quality_results and "
+        "the model registry.</footer></body></html>\n"
+    )
+
+
+def pdf(html_text: str, path: Path) -> Path:
+    """Print the HTML to PDF with WeasyPrint (no network: the HTML holds everything it needs)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with warnings.catch_warnings():
+        # WeasyPrint >= 66 nags once per font when the system lacks HarfBuzz-Subset; fontTools does the
+        # same job (slower): the PDF is the same
+        warnings.filterwarnings("ignore", message=".*HarfBuzz-Subset.*")
+        from weasyprint import HTML
+
+        fonts_log = logging.getLogger("weasyprint")
+        fonts_log.addFilter(_quiet_fonts)
+        try:
+            HTML(string=html_text, url_fetcher=_offline_fetcher()).write_pdf(tmp)
+        finally:
+            fonts_log.removeFilter(_quiet_fonts)
+    tmp.replace(path)
+    return path
+
+
+def _quiet_fonts(record: logging.LogRecord) -> bool:
+    return "HarfBuzz-Subset" not in record.getMessage()
+
+
+def _offline_fetcher() -> Any:
+    """A fetcher that fetches nothing: the report must not reach the network (or the disk)."""
+    try:
+        from weasyprint.urls import URLFetcher  # WeasyPrint >= 68
+    except ImportError:  # older: a plain callable
+
+        def refuse(url: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            raise ValueError(f"the report must be self-contained; it referred to {url}")
+
+        return refuse
+    return URLFetcher(allowed_protocols=("data",))
+
+
+# -- e-mail versions ------------------------------------------------------------------------------
+def email_html(data: dict[str, Any]) -> str:
+    """A short, mail-client-safe summary (tables, inline styles, no SVG); the full report is attached."""
+    h, run = data["headline"], data["run"]
+    td = 'style="padding:3px 8px;border-bottom:1px solid #d8dee4;text-align:right"'
+    tl = 'style="padding:3px 8px;border-bottom:1px solid #d8dee4"'
+    rows = "".join(
+        f"<tr><td {tl}>{e(label(s['segment']))}</td><td {td}>{n(s['customers'])}</td>"
+        f"<td {td}>{pct(s['share'])}</td>"
+        f"<td {td}>{e(signed(s['change'])) if s['change'] is not None else ''}</td></tr>"
+        for s in data["segments"]
+    )
+    drafts = sum(len(c["drafts"]) for c in data["content"]["campaigns"])
+    pending = sum(c["status_counts"].get("pending", 0) for c in data["content"]["campaigns"])
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"></head>'
+        '<body style="font-family:Arial,sans-serif;color:#1f2328;font-size:14px">'
+        f"<h2 style='margin:0'>Clarion segment report, as of {e(run['as_of'])}</h2>"
+        f"<p style='color:#57606a'>Scoring run {e(run['run_id'])}, model {e(run['model_version'])}</p>"
+        f"<p><b>{n(h['customers'])}</b> customers scored; <b>{pct(h['at_risk_share'])}</b> at risk "
+        f"(churn risk \u2265 {data['thresholds']['risk_high']:g}); "
+        f"expected value <b>{eur(h['expected_value_eur'])}</b> "
+        f"in the next {e(run.get('horizon_days'))} days.</p>"
+        f"<table style='border-collapse:collapse'><tr><th {tl}>segment</th><th {td}>customers</th>"
+        f"<th {td}>share</th><th {td}>change</th></tr>{rows}</table>"
+        f"<p>Drafted content: {drafts} draft(s), {pending} waiting for approval. "
+        f"Data quality: {e(data['quality']['verdict'])}.</p>"
+        "<p>The full report with charts, segment profiles and the drafts is attached as PDF (and as HTML "
+        "to open in a browser). It holds aggregates only, no customer data.</p></body></html>"
+    )
+
+
+def text(data: dict[str, Any]) -> str:
+    """The plain-text alternative of the e-mail."""
+    h, run = data["headline"], data["run"]
+    lines = [
+        f"Clarion segment report, as of {run['as_of']}",
+        f"Scoring run {run['run_id']}, model {run['model_version']}",
+        "",
+        f"{n(h['customers'])} customers scored; {pct(h['at_risk_share'])} at risk "
+        f"(churn risk >= {data['thresholds']['risk_high']:g}); expected value {eur(h['expected_value_eur'])} "
+        f"in the next {run.get('horizon_days')} days.",
+        "",
+        f"{'segment':<22}{'customers':>10}{'share':>8}{'change':>8}",
+    ]
+    for s in data["segments"]:
+        change = signed(s["change"]).replace("\u2212", "-") if s["change"] is not None else ""
+        lines.append(f"{label(s['segment']):<22}{n(s['customers']):>10}{pct(s['share']):>8}{change:>8}")
+    drafts = sum(len(c["drafts"]) for c in data["content"]["campaigns"])
+    pending = sum(c["status_counts"].get("pending", 0) for c in data["content"]["campaigns"])
+    lines += [
+        "",
+        f"Drafted content: {drafts} draft(s), {pending} waiting for approval.",
+        f"Data quality: {data['quality']['verdict']}.",
+        "",
+        "The full report is attached (PDF, and HTML to open in a browser). "
+        "Aggregates only, no customer data.",
+    ]
+    return "\n".join(lines) + "\n"
