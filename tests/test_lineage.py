@@ -19,12 +19,32 @@ from flows.pipeline import pipeline
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 
-@pytest.fixture
-def finished(project, tmp_path: Path):
-    settings = project()
-    generate(GenerateSettings(customers=300, seed=5, defects=0.0), out=tmp_path / "var" / "crm")
-    result = pipeline(config_path="clarion.yaml")
+@pytest.fixture(scope="module")
+def project_run(tmp_path_factory, prefect_server):
+    """One real run (300 customers) shared by the tests; the one that changes files runs last."""
+    import os
+
+    from clarion.config import load_settings
+
+    root = tmp_path_factory.mktemp("lineage")
+    (root / "clarion.yaml").write_text(
+        "warehouse:\n  path: var/warehouse.duckdb\ngenerate:\n  out: var/crm\n"
+    )
+    generate(GenerateSettings(customers=300, seed=5, defects=0.0), out=root / "var" / "crm")
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        result = pipeline(config_path="clarion.yaml")
+    finally:
+        os.chdir(cwd)
     assert result["status"] == "completed"
+    return root, load_settings(root / "clarion.yaml", env={}), result
+
+
+@pytest.fixture
+def finished(project_run, monkeypatch):
+    root, settings, result = project_run
+    monkeypatch.chdir(root)
     return settings, result
 
 
@@ -59,7 +79,7 @@ def test_a_run_writes_a_manifest_that_agrees_with_the_warehouse_and_the_files(
     assert m["run"]["config_hash"] == settings.fingerprint()
     assert [sum(x[k] for x in m["inputs"]["loads"]) for k in ("read", "loaded", "quarantined")] == list(loads)
     # every extracted file is named with its real sha256
-    crm = tmp_path / "var" / "crm"
+    crm = settings.var_dir / "crm"
     listed = {Path(f["file"]).name: f["sha256"] for f in m["inputs"]["files"]}
     assert listed and all(_sha(crm / name) == sha for name, sha in listed.items())
     assert m["transform"]["dbt"]["manifest_sha256"] and "customer_features" in m["transform"]["dbt"]["models"]
@@ -75,27 +95,6 @@ def test_a_run_writes_a_manifest_that_agrees_with_the_warehouse_and_the_files(
         assert not email or email not in text
         assert not phone or phone not in text
         assert f"{first} {last}" not in text
-
-
-def test_verify_names_a_changed_or_missing_output(finished) -> None:
-    settings, result = finished
-    run_id = result["run_id"]
-    ok = CliRunner().invoke(cli, ["lineage", "verify", run_id])
-    assert ok.exit_code == 0 and "match the manifest" in ok.output, ok.output
-    m = json.loads((settings.var_dir / "runs" / run_id / "manifest.json").read_text())
-    card = next(Path(o["path"]) for o in m["outputs"] if o["path"].endswith("card.md"))
-    card.write_text(card.read_text() + "\nedited after the run\n")
-    meta = next(Path(o["path"]) for o in m["outputs"] if o["path"].endswith("meta.json"))
-    meta.unlink()
-    bad = CliRunner().invoke(cli, ["lineage", "verify", run_id, "--json"])
-    assert bad.exit_code == 6
-    report = json.loads(bad.output)
-    assert not report["ok"]
-    assert sorted(report["problems"]) == sorted(
-        [f"{card}: sha256 differs from the manifest (changed after the run)", f"{meta}: missing"]
-    )
-    shown = CliRunner().invoke(cli, ["lineage", "show", run_id])
-    assert shown.exit_code == 0 and json.loads(shown.output)["run"]["run_id"] == run_id
 
 
 def test_an_unknown_run_has_no_manifest(project) -> None:
@@ -159,3 +158,24 @@ def test_the_compliance_pack_holds_what_a_reviewer_needs_and_no_personal_data(fi
         assert not email or email not in text
         assert not phone or phone not in text
         assert f"{first} {last}" not in text
+
+
+def test_verify_names_a_changed_or_missing_output(finished) -> None:
+    settings, result = finished
+    run_id = result["run_id"]
+    ok = CliRunner().invoke(cli, ["lineage", "verify", run_id])
+    assert ok.exit_code == 0 and "match the manifest" in ok.output, ok.output
+    m = json.loads((settings.var_dir / "runs" / run_id / "manifest.json").read_text())
+    card = next(Path(o["path"]) for o in m["outputs"] if o["path"].endswith("card.md"))
+    card.write_text(card.read_text() + "\nedited after the run\n")
+    meta = next(Path(o["path"]) for o in m["outputs"] if o["path"].endswith("meta.json"))
+    meta.unlink()
+    bad = CliRunner().invoke(cli, ["lineage", "verify", run_id, "--json"])
+    assert bad.exit_code == 6
+    report = json.loads(bad.output)
+    assert not report["ok"]
+    assert sorted(report["problems"]) == sorted(
+        [f"{card}: sha256 differs from the manifest (changed after the run)", f"{meta}: missing"]
+    )
+    shown = CliRunner().invoke(cli, ["lineage", "show", run_id])
+    assert shown.exit_code == 0 and json.loads(shown.output)["run"]["run_id"] == run_id
