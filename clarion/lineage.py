@@ -18,7 +18,6 @@ Ids, counts and hashes only: no names, e-mails, phones or free text.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ import duckdb
 
 from clarion.config import Settings
 from clarion.errors import ClarionError
+from clarion.runs import sha256_file
 from clarion.warehouse import Warehouse, relation_exists
 
 
@@ -37,14 +37,6 @@ class LineageError(ClarionError):
 
 def manifest_path(settings: Settings, run_id: str) -> Path:
     return settings.var_dir / "runs" / run_id / "manifest.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _rows(con: duckdb.DuckDBPyConnection, schema: str, table: str, sql: str, params: list) -> list[dict]:
@@ -101,7 +93,7 @@ def collect(settings: Settings, con: duckdb.DuckDBPyConnection, run_id: str) -> 
         [run_id],
     )
     dbt_manifest = settings.var_dir / "dbt" / "target" / "manifest.json"
-    dbt = {"manifest_sha256": _sha256(dbt_manifest) if dbt_manifest.exists() else None}
+    dbt = {"manifest_sha256": sha256_file(dbt_manifest) if dbt_manifest.exists() else None}
     if dbt_manifest.exists() and publication:
         nodes = json.loads(dbt_manifest.read_text()).get("nodes", {})
         dbt["models"] = sorted(n["name"] for n in nodes.values() if n.get("resource_type") == "model")
@@ -173,7 +165,9 @@ def collect(settings: Settings, con: duckdb.DuckDBPyConnection, run_id: str) -> 
         "model": model,
         "content": {"drafts": drafts, "decisions": decisions, "prompts": prompts, "exports": exports},
         "outputs": [
-            {"path": str(p), "sha256": _sha256(p), "bytes": p.stat().st_size} for p in outputs if p.exists()
+            {"path": str(p), "sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in outputs
+            if p.exists()
         ],
     }
 
@@ -204,7 +198,7 @@ def verify(settings: Settings, run_id: str) -> dict[str, Any]:
         p = Path(out["path"])
         if not p.exists():
             problems.append(f"{p}: missing")
-        elif _sha256(p) != out["sha256"]:
+        elif sha256_file(p) != out["sha256"]:
             problems.append(f"{p}: sha256 differs from the manifest (changed after the run)")
     return {
         "run_id": run_id,

@@ -7,6 +7,7 @@ when no process holds the writer lock any more.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import subprocess
 import uuid
@@ -100,3 +101,9 @@ def recent_runs(con: duckdb.DuckDBPyConnection, limit: int = 5) -> list[dict[str
                 run[key] = run[key].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         runs.append(run)
     return runs
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file, read in blocks (inputs, outputs and weights are hashed the same way)."""
+    with Path(path).open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()

@@ -10,7 +10,6 @@ No Prefect in here: the CLI calls ``make_report`` directly, and a flow can wrap 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from clarion.config import Settings
+from clarion.runs import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def make_report(settings: Settings, run_id: str | None = None, send: bool = True
         "model_version": data["run"]["model_version"],
         "customers": data["headline"]["customers"],
         "paths": {k: str(p) for k, p in paths.items()},
-        "sha256": {k: _sha256(p) for k, p in paths.items()},
+        "sha256": {k: sha256_file(p) for k, p in paths.items()},
         "bytes": {k: p.stat().st_size for k, p in paths.items()},
         "recipients": list(rs.recipients),
         "sent": False,
@@ -97,11 +97,3 @@ def _write(path: Path, blob: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(blob)
     tmp.replace(path)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from clarion.contract import ENTITIES, POSTGRES_TYPES
 from clarion.errors import GenerateError
+from clarion.runs import sha256_file
 from clarion.synth.defects import BROKEN_BYTE, BROKEN_BYTE_PLACEHOLDER, as_text
 
 log = logging.getLogger(__name__)
@@ -95,14 +96,6 @@ class FileSink:
                 self._columns[rel],
             )
         return infos
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clarion.errors import ClarionError
+from clarion.runs import sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -108,26 +109,21 @@ def embedded_gguf() -> Path:
     )
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _weights_sha256(folder: Path) -> str:
     """sha256 of an HF directory's weights: model.safetensors, else its shards (in order), else the .bin."""
     single = folder / "model.safetensors"
     if single.is_file():
-        return _sha256(single)
+        return sha256_file(single)
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         digest = hashlib.sha256()
         for shard in shards:
-            digest.update(bytes.fromhex(_sha256(folder / shard)))
+            digest.update(bytes.fromhex(sha256_file(folder / shard)))
         return digest.hexdigest()
     legacy = folder / "pytorch_model.bin"
     if legacy.is_file():
-        return _sha256(legacy)
+        return sha256_file(legacy)
     raise LMError(
         f"content model directory {folder} has a config.json but no weights (model.safetensors, "
         "sharded safetensors or pytorch_model.bin): point content.source at a complete model directory"
@@ -405,7 +401,7 @@ class LocalLM:
                     f"content model source {source} is a file but not a .gguf checkpoint: give a .gguf file "
                     "or a Hugging Face model directory"
                 )
-            sha = _sha256(source)
+            sha = sha256_file(source)
             with no_progress_bars():
                 folder, from_cache = cls._converted(source, sha, Path(settings.cache_dir))
             name = source.name
