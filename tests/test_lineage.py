@@ -97,6 +97,34 @@ def test_a_run_writes_a_manifest_that_agrees_with_the_warehouse_and_the_files(
         assert f"{first} {last}" not in text
 
 
+def test_report_manifest_and_warehouse_tell_the_same_story(finished) -> None:
+    """One run, three accounts of it: the report's counts, the manifest's and the warehouse's agree,
+    and the manifest lists the report files with their real hashes."""
+    settings, result = finished
+    run_id = result["run_id"]
+    report = result["stages"]["report"]
+    data = json.loads(Path(report["paths"]["json"]).read_text())
+    manifest = json.loads((settings.var_dir / "runs" / run_id / "manifest.json").read_text())
+    con = duckdb.connect(str(settings.warehouse.path), read_only=True)
+    try:
+        warehouse = dict(
+            con.execute(
+                "select segment, count(*) from ml.customer_scores where run_id = ? group by segment", [run_id]
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    assert (
+        {s["segment"]: s["customers"] for s in data["segments"]} == warehouse == manifest["model"]["scored"]
+    )
+    assert data["headline"]["customers"] == sum(warehouse.values()) == report["customers"]
+    assert data["headline"]["model_version"] == manifest["model"]["version"]
+    listed = {o["path"]: o["sha256"] for o in manifest["outputs"]}
+    for kind in ("html", "pdf", "json"):
+        path = report["paths"][kind]
+        assert listed[str(path)] == report["sha256"][kind] == _sha(Path(path))
+
+
 def test_an_unknown_run_has_no_manifest(project) -> None:
     project()
     result = CliRunner().invoke(cli, ["lineage", "verify", "20990101T000000Z-nothere"])
