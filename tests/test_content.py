@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shutil
 import threading
 import time
@@ -23,12 +22,12 @@ import duckdb
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from project_helpers import run_pipeline_in
 
 from clarion.cli import cli
 from clarion.config import GenerateSettings, Settings, load_settings
 from clarion.content import runner
 from clarion.synth.generator import generate
-from flows.pipeline import pipeline
 from models.content.brief import CHANNEL_LIMITS, load_brief, load_briefs
 from models.content.drafts import SAMPLE_FIRST_NAME, content_hash
 from models.content.guardrails import CHECKS
@@ -69,12 +68,7 @@ def drafted(tmp_path_factory, prefect_server) -> Project:
     tickets.loc[: len(tickets) // 3, "body"] = INJECTION  # a third of all tickets try to steer the model
     tickets.loc[: len(tickets) // 3, "subject"] = INJECTION
     tickets.to_csv(crm / "support_tickets.csv", index=False, quoting=csv.QUOTE_NONNUMERIC)
-    cwd = Path.cwd()
-    os.chdir(root)
-    try:
-        result = pipeline(config_path="clarion.yaml")
-    finally:
-        os.chdir(cwd)
+    result = run_pipeline_in(root)
     assert result["status"] == "completed", result
     return Project(root, result["run_id"], load_settings(root / "clarion.yaml", env={}), result)
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
+from project_helpers import run_pipeline_in
 
 from clarion.cli import cli
 from clarion.config import GenerateSettings
 from clarion.synth.generator import generate
-from flows.pipeline import pipeline
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
@@ -22,8 +22,6 @@ pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 @pytest.fixture(scope="module")
 def project_run(tmp_path_factory, prefect_server):
     """One real run (300 customers) shared by the tests; the one that changes files runs last."""
-    import os
-
     from clarion.config import load_settings
 
     root = tmp_path_factory.mktemp("lineage")
@@ -31,12 +29,7 @@ def project_run(tmp_path_factory, prefect_server):
         "warehouse:\n  path: var/warehouse.duckdb\ngenerate:\n  out: var/crm\n"
     )
     generate(GenerateSettings(customers=300, seed=5, defects=0.0), out=root / "var" / "crm")
-    cwd = Path.cwd()
-    os.chdir(root)
-    try:
-        result = pipeline(config_path="clarion.yaml")
-    finally:
-        os.chdir(cwd)
+    result = run_pipeline_in(root)
     assert result["status"] == "completed"
     return root, load_settings(root / "clarion.yaml", env={}), result
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import email
 import hashlib
 import json
-import os
 import re
 import smtplib
 import socket
@@ -25,6 +24,7 @@ import duckdb
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from project_helpers import run_pipeline_in
 
 from clarion.config import GenerateSettings, ReportSettings, Settings, load_settings
 from clarion.content import runner as content_runner
@@ -34,7 +34,6 @@ from clarion.report.mail import MailError, credentials
 from clarion.runs import new_run_id
 from clarion.segment import runner as segment_runner
 from clarion.synth.generator import generate
-from flows.pipeline import pipeline
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -85,12 +84,7 @@ def project(tmp_path_factory, prefect_server) -> Project:
     root = tmp_path_factory.mktemp("report_project")
     (root / "clarion.yaml").write_text(CONFIG)
     generate(GenerateSettings(customers=600, seed=21, defects=0.0), out=root / "var" / "crm")
-    cwd = Path.cwd()
-    os.chdir(root)
-    try:
-        result = pipeline(config_path="clarion.yaml")
-    finally:
-        os.chdir(cwd)
+    result = run_pipeline_in(root)
     assert result["status"] == "completed"
     settings = load_settings(root / "clarion.yaml", env={})
     # a second scoring run (no gates of its own) where a lower risk threshold moves customers

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import pytest
 import shap
 from click.testing import CliRunner
 from extract_helpers import query
+from project_helpers import run_pipeline_in
 from sklearn.metrics import roc_auc_score
 
 from clarion.cli import cli
@@ -61,12 +61,7 @@ def golden(tmp_path_factory, prefect_server) -> Golden:
     root = tmp_path_factory.mktemp("segment_golden")
     (root / "clarion.yaml").write_text(CONFIG)
     generate(GenerateSettings(customers=1500, seed=12, defects=0.0), out=root / "var" / "crm")
-    cwd = Path.cwd()
-    os.chdir(root)
-    try:
-        result = pipeline(config_path="clarion.yaml")
-    finally:
-        os.chdir(cwd)
+    result = run_pipeline_in(root)
     assert result["status"] == "completed"
     return Golden(root, result["run_id"], load_settings(root / "clarion.yaml", env={}), result)
 
