@@ -40,9 +40,10 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/clarion generate
 	$(BIN)/clarion run
+	$(BIN)/clarion report --outbox var/outbox
 	$(BIN)/clarion status
 	$(BIN)/clarion compliance export
-	@echo "Next: .venv/bin/clarion explain 1 (one customer's score and reasons), .venv/bin/clarion models show (the model card, var/registry), .venv/bin/clarion drafts list (campaign copy waiting for approval), var/reports (the marketer report)"
+	@echo "Next: .venv/bin/clarion explain 1 (one customer's score and reasons), .venv/bin/clarion models show (the model card, var/registry), .venv/bin/clarion drafts list (campaign copy waiting for approval), var/reports (the marketer report), var/outbox (the report e-mail as .eml: open it in a mail client)"
 
 test: $(STAMP)
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \

@@ -38,6 +38,8 @@ GENESIS = "0" * 64
 RUN_STARTED = "run.started"
 RUN_FINISHED = "run.finished"
 RUN_FAILED = "run.failed"
+RUN_INTERRUPTED = "run.interrupted"
+RUN_RESUMED = "run.resumed"
 GATE_PASSED = "gate.passed"
 GATE_FAILED = "gate.failed"
 MODEL_REGISTERED = "model.registered"
@@ -54,6 +56,8 @@ ACTIONS: frozenset[str] = frozenset(
         RUN_STARTED,
         RUN_FINISHED,
         RUN_FAILED,
+        RUN_INTERRUPTED,
+        RUN_RESUMED,
         GATE_PASSED,
         GATE_FAILED,
         MODEL_REGISTERED,

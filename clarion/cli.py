@@ -272,7 +272,18 @@ def _run_pipeline(app: AppContext, wait_seconds: float | None, **params: Any) ->
     file = app.config_file()
     stages = params.get("stages")
     command = "clarion " + (" ".join(stages) if stages else "run")
-    with Warehouse.from_settings(settings).writing(command, wait_seconds):
+    warehouse = Warehouse.from_settings(settings)
+    with warehouse.writing(command, wait_seconds):
+        if params.get("resume"):  # refused here: a message, not a failed flow run with a traceback
+            from clarion import runs
+
+            if not warehouse.path.exists():
+                raise ClarionError(
+                    f"nothing to resume: no warehouse at {warehouse.path} yet; run `clarion run`"
+                )
+            with warehouse.read() as con:
+                target = params["resume"]
+                runs.resumable(con, None if target == "latest" else target, settings.fingerprint())
         from clarion.runtime import configure_logging
         from flows.pipeline import pipeline
 
@@ -285,6 +296,9 @@ def _run_text(result: dict[str, Any]) -> str:
         f"Run {result['run_id']} ({result['command']}) {result['status']}",
         f"  warehouse  {result['warehouse']}",
     ]
+    if result.get("resumed"):
+        kept = ", ".join(result["kept_stages"]) or "none"
+        lines.append(f"  resumed    stages kept from before the interruption: {kept}")
     for name, summary in result["stages"].items():
         if name == "extract":
             lines.append("  extract")
@@ -304,7 +318,14 @@ def _run_text(result: dict[str, Any]) -> str:
         elif name == "report":
             lines += ["  " + line for line in report_text(summary).splitlines()]
         else:
-            lines.append(f"  {name:<10} {json.dumps(summary, default=str, sort_keys=True)}")
+            shown = {k: v for k, v in summary.items() if k != "meter"}
+            lines.append(f"  {name:<10} {json.dumps(shown, default=str, sort_keys=True)}")
+    earlier = set(result.get("kept_stages") or ())  # measured by the interrupted run, not this one
+    meters = {n: s["meter"] for n, s in result["stages"].items() if s.get("meter") and n not in earlier}
+    if meters:  # each stage's own wall time and, over all of them, the largest peak memory
+        times = ", ".join(f"{name} {m['wall_s']:.1f} s" for name, m in meters.items())
+        peak = max(m["peak_rss_mb"] for m in meters.values())
+        lines.append(f"  time       {times}; peak RSS {peak:,.0f} MB")
     if result.get("manifest"):
         lines.append(f"  lineage    {result['manifest']}  (clarion lineage verify {result['run_id']})")
     lines.append("  see it:    clarion status")
@@ -409,23 +430,122 @@ def accounting_text(rows: list[dict[str, Any]]) -> str:
 
 @cli.command()
 @WAIT_OPTION
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the latest run if it failed or was interrupted: keep the stages it completed, "
+    "run the rest under its run id.",
+)
+@click.option(
+    "--resume-run",
+    "resume_run",
+    metavar="RUN_ID",
+    help="Continue this failed or interrupted run (see `clarion status`).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.pass_obj
-def run(app: AppContext, wait_seconds: float | None, as_json: bool) -> None:
+def run(
+    app: AppContext, wait_seconds: float | None, resume: bool, resume_run: str | None, as_json: bool
+) -> None:
     """Run the pipeline: every stage in order, as one Prefect flow run.
 
     Without PREFECT_API_URL, Prefect starts a temporary local server for the run (10-20 s) and keeps
     its history under var/prefect; with it, the run reports to that server. Only one run writes the
     warehouse at a time: a second one stops with a message naming the first (or waits, with --wait).
 
+    If a run is killed or fails, the next `clarion run` marks it interrupted and redoes every stage;
+    `clarion run --resume` instead keeps the stages it completed and runs the rest. Either way the
+    outputs equal those of a run that was never interrupted, and the unfinished run's scores never
+    count as "the previous run".
+
     \b
     Examples:
       clarion run
+      clarion run --resume                             # after a kill, a crash or a failed stage
       clarion run --wait 600 --json
       PREFECT_HOME=var/prefect prefect server start    # then open http://127.0.0.1:4200 to see runs
     """
-    result = _run_pipeline(app, wait_seconds)
+    target = resume_run or ("latest" if resume else None)
+    result = _run_pipeline(app, wait_seconds, **({"resume": target} if target else {}))
     _emit(result, as_json, _run_text(result))
+
+
+# --------------------------------------------------------------------------------------------------
+# serve
+
+
+def _serve_list_text(listing: dict[str, Any]) -> str:
+    import textwrap
+
+    lines = [f"{len(listing['deployments'])} deployments from {listing['source']}", ""]
+    for d in listing["deployments"]:
+        when = ", ".join(f"{s['cron']} ({s.get('timezone') or 'UTC'})" for s in d["schedules"])
+        params = ", ".join(
+            f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in d["parameters"].items()
+        )
+        lines += [
+            d["full_name"],
+            f"  entrypoint  {d['entrypoint']}",
+            f"  schedule    {when or 'none: on demand'}",
+            f"  parameters  {params or '-'}",
+        ]
+        if d["description"]:
+            lines += textwrap.wrap(d["description"], 96, initial_indent="  ", subsequent_indent="  ")
+        lines.append("")
+    first = listing["deployments"][0]["full_name"]
+    lines.append(f"Serve them with `clarion serve`; start one by hand: prefect deployment run '{first}'")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    metavar="N",
+    help="At most N flow runs at the same time [Prefect's PREFECT_RUNNER_PROCESS_LIMIT; 5].",
+)
+@click.option("--paused", is_flag=True, help="Register the schedules paused: runs start only on demand.")
+@click.option("--list", "list_only", is_flag=True, help="Print the deployments that would be served; exit.")
+@click.option("--json", "as_json", is_flag=True, help="With --list: print them as JSON.")
+@click.pass_obj
+def serve(app: AppContext, limit: int | None, paused: bool, list_only: bool, as_json: bool) -> None:
+    """Serve the deployments of prefect.yaml from this process: no work pool, no worker.
+
+    The deployments (names, parameters, schedules) come from prefect.yaml, the file `prefect deploy`
+    reads, so both ways run the same thing; their runs use this project's settings file. A
+    prefect.yaml beside clarion.yaml replaces the repository's.
+
+    Serving needs a Prefect API to register with: start one in another terminal with
+    `PREFECT_HOME=var/prefect prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api.
+    Without PREFECT_API_URL, Prefect starts a temporary server for this process alone that disappears
+    with it (a warning says so). Ctrl-C stops serving; Prefect then pauses the schedules until the
+    next `clarion serve`. --list needs no server.
+
+    \b
+    Examples:
+      clarion serve --list
+      clarion serve                                       # Ctrl-C to stop
+      clarion serve --paused --limit 1                    # only runs started by hand, one at a time
+      prefect deployment run 'clarion-pipeline/daily'     # in another terminal
+    """
+    from clarion.runtime import configure_logging, prepare_prefect
+
+    settings = app.settings()
+    prepare_prefect(settings)
+    file = app.config_file()
+    from clarion import serve as serving
+
+    configure_logging("DEBUG" if app.verbose else settings.logging.level)  # Prefect's import reset it
+    if list_only:
+        listing = {
+            "source": str(serving.find_prefect_yaml(file)),
+            "deployments": [spec.as_dict() for spec in serving.specs(file)],
+        }
+        _emit(listing, as_json, _serve_list_text(listing))
+        return
+    if as_json:
+        raise click.UsageError("--json goes with --list; serving prints Prefect's own log lines")
+    serving.serve(settings, file, limit=limit, pause_schedules=paused)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -795,19 +915,37 @@ def lineage_verify(app: AppContext, run_id: str, as_json: bool) -> None:
 @cli.command()
 @click.option("--run", "run_id", metavar="RUN_ID", help="The scoring run to report on [the latest].")
 @click.option("--no-send", is_flag=True, help="Write the HTML and PDF, do not e-mail them.")
+@click.option(
+    "--outbox",
+    metavar="DIR",
+    type=click.Path(path_type=Path),
+    help="Send the e-mail to a local SMTP server inside Clarion that saves it as DIR/<timestamp>-<n>.eml "
+    "(created if missing) instead of to report.smtp_host [report.outbox].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print paths, hashes and delivery as JSON.")
 @click.pass_obj
-def report(app: AppContext, run_id: str | None, no_send: bool, as_json: bool) -> None:
+def report(app: AppContext, run_id: str | None, no_send: bool, outbox: Path | None, as_json: bool) -> None:
     """The marketer report (HTML + PDF, aggregates only) of a scoring run, e-mailed to report.recipients.
+
+    With --outbox (or report.outbox) the e-mail goes through the same SMTP code to a server Clarion
+    starts on 127.0.0.1 for the moment, which writes it to a folder: no mail server needed, and any
+    mail client opens the .eml. The recipients are report.recipients, or marketing@localhost.
 
     \b
     Examples:
       clarion report --no-send                 # write var/reports/RUN_ID/report.html|pdf
+      clarion report --outbox var/outbox       # and the e-mail into var/outbox/<timestamp>-<n>.eml
       CLARION_REPORT__RECIPIENTS=team@example.com clarion report
     """
     from clarion.report import make_report
 
-    result = make_report(app.settings(), run_id, send=not no_send)
+    if outbox is not None and no_send:
+        raise click.UsageError("--outbox sends the report and --no-send does not: give one or the other")
+    settings = app.settings()
+    if outbox is not None:
+        report_settings = settings.report.model_copy(update={"outbox": outbox.absolute()})
+        settings = settings.model_copy(update={"report": report_settings})
+    result = make_report(settings, run_id, send=not no_send)
     _emit(result, as_json, report_text(result))
 
 
@@ -818,7 +956,10 @@ def report_text(r: dict[str, Any]) -> str:
         f"  html  {r['paths']['html']}  ({r['bytes']['html'] / 1024:,.0f} KiB)",
         f"  pdf   {r['paths']['pdf']}  ({r['bytes']['pdf'] / 1024:,.0f} KiB)",
     ]
-    if r["sent"]:
+    if r.get("outbox"):
+        lines.append(f"  {r['note']}")
+        lines.append(f"  to {', '.join(r['recipients'])}: {r['subject']}")
+    elif r["sent"]:
         tries = "" if r["attempts"] == 1 else f" after {r['attempts']} attempts"
         lines.append(f"  sent to {', '.join(r['recipients'])}{tries}: {r['subject']}")
         if r["refused"]:

@@ -378,6 +378,11 @@ class ReportSettings(Section):
         min_length=1,
         description="subject template; fields: " + ", ".join(REPORT_SUBJECT_FIELDS),
     )
+    outbox: ProjectPath | None = Field(
+        None,
+        description="local outbox folder: the report is sent to an SMTP server inside Clarion that saves "
+        "it there as <timestamp>-<n>.eml (demo, no SMTP server) [none: send to smtp_host]",
+    )
 
     @field_validator("recipients", mode="before")
     @classmethod

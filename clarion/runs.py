@@ -1,7 +1,10 @@
 """The run registry (``audit.runs``): every pipeline or stage run, its outcome, config and code version.
 
-A run that is killed stays ``running`` in the table; ``clarion status`` reports it as interrupted
-when no process holds the writer lock any more.
+A run that is killed stays ``running`` in the table until the next run takes the writer lock and
+marks it ``interrupted`` (``clarion status`` already shows it so once no process holds the lock).
+Each stage's summary is recorded as it completes, so ``clarion run --resume`` can continue an
+interrupted or failed run from the first stage it did not finish. Outputs of a run that did not
+complete never count as "the previous run" (see ``NOT_SETTLED``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import duckdb
 
 import clarion
+from clarion.errors import ClarionError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,6 +84,85 @@ def finish_run(
     con.execute(
         "update audit.runs set status = ?, finished_at = now(), stages = ?, error = ? where run_id = ?",
         [status, json.dumps(stages, default=str, sort_keys=True), error, run_id],
+    )
+
+
+# Runs whose outputs must not be compared against: they stopped part-way. A run resumed to the end
+# becomes completed again. Used as `run_id not in (NOT_SETTLED)` by "the previous scoring run".
+NOT_SETTLED = "select run_id from audit.runs where status in ('failed', 'interrupted')"
+
+
+def record_stage(con: duckdb.DuckDBPyConnection, run_id: str, stage: str, summary: dict[str, Any]) -> None:
+    """Checkpoint: the stage finished; its summary is kept with the run (what --resume skips)."""
+    row = con.execute("select stages from audit.runs where run_id = ?", [run_id]).fetchone()
+    stages = json.loads(row[0]) if row and row[0] else {}
+    stages[stage] = summary
+    con.execute(
+        "update audit.runs set stages = ? where run_id = ?",
+        [json.dumps(stages, default=str, sort_keys=True), run_id],
+    )
+
+
+def mark_interrupted(con: duckdb.DuckDBPyConnection, current: str) -> list[dict[str, Any]]:
+    """Runs still ``running`` other than ``current`` lost their process (the caller holds the writer
+    lock, so nobody else is writing): mark them ``interrupted`` and return them with their
+    completed stages."""
+    rows = con.execute(
+        "select run_id, command, stages from audit.runs where status = 'running' and run_id <> ?", [current]
+    ).fetchall()
+    for run_id, _, _ in rows:
+        con.execute(
+            "update audit.runs set status = 'interrupted', error = ? where run_id = ?",
+            ["the process ended before the run finished (killed or crashed)", run_id],
+        )
+    return [
+        {"run_id": r[0], "command": r[1], "completed_stages": list(json.loads(r[2]) if r[2] else {})}
+        for r in rows
+    ]
+
+
+def resumable(con: duckdb.DuckDBPyConnection, run_id: str | None, config_hash: str) -> dict[str, Any]:
+    """The run to resume: the one named, or the latest `clarion run` if it failed or was interrupted,
+    and only under the settings it started with. The caller holds the writer lock, so a run still
+    marked ``running`` has lost its process."""
+    if run_id is None:
+        row = con.execute(
+            "select run_id from audit.runs where command = 'clarion run' order by started_at desc limit 1"
+        ).fetchone()
+        if row is None:
+            raise ClarionError("nothing to resume: no `clarion run` has been recorded; run `clarion run`")
+        run_id = row[0]
+    row = con.execute(
+        "select run_id, command, status, stages, config_hash, code_version from audit.runs where run_id = ?",
+        [run_id],
+    ).fetchone()
+    if row is None:
+        raise ClarionError(f"no run {run_id!r} in audit.runs: `clarion status` lists the recent runs")
+    keys = ("run_id", "command", "status", "stages", "config_hash", "code_version")
+    run = dict(zip(keys, row, strict=True))
+    run["stages"] = json.loads(run["stages"]) if run["stages"] else {}
+    if run["status"] not in ("failed", "interrupted", "running"):
+        raise ClarionError(
+            f"run {run_id} is {run['status']}, so there is nothing to resume; `clarion run` starts a new run"
+        )
+    if run["command"] != "clarion run":
+        raise ClarionError(
+            f"run {run_id} was `{run['command']}`; only `clarion run` can be resumed: run that command again"
+        )
+    if run["config_hash"] != config_hash:
+        raise ClarionError(
+            f"run {run_id} ran with config {run['config_hash']}, and the settings are now {config_hash}: "
+            "resuming would mix the two; `clarion run` starts afresh"
+        )
+    return run
+
+
+def reopen(con: duckdb.DuckDBPyConnection, run_id: str, flow_run_id: str | None = None) -> None:
+    """A resumed run is running again under its own id (and the new flow run)."""
+    con.execute(
+        "update audit.runs set status = 'running', error = null, finished_at = null, "
+        "flow_run_id = coalesce(?, flow_run_id) where run_id = ?",
+        [flow_run_id or None, run_id],
     )
 
 

@@ -42,7 +42,7 @@ CORE_DDL: tuple[str, ...] = (
         run_id        varchar primary key,
         flow_run_id   varchar,
         command       varchar not null,
-        status        varchar not null,      -- running | completed | failed
+        status        varchar not null,      -- running | completed | failed | interrupted
         started_at    timestamptz not null,
         finished_at   timestamptz,
         stages        varchar,               -- json: stage name -> summary

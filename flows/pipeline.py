@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 
 from clarion import audit, lineage, runs
 from clarion.config import Settings, load_settings
+from clarion.errors import ClarionError
 from clarion.warehouse import Warehouse
 from flows.content import content
 from flows.extract import extract
@@ -108,6 +109,7 @@ def pipeline(
     horizon_days: int | None = None,
     retrain: bool | None = None,
     campaigns: list[str] | None = None,
+    resume: str | None = None,
 ) -> dict[str, Any]:
     """Run the stages in order (all, or the ones named), recorded as one run in audit.runs.
 
@@ -116,10 +118,22 @@ def pipeline(
     describe (default: the day after the latest order); ``horizon_days`` and ``retrain`` go to
     the segment stage (defaults: segment.horizon_days, segment.retrain); ``campaigns`` limits the
     content stage to those briefs.
+
+    A run whose process died is marked interrupted by the next run. ``resume`` ("latest" or a run
+    id) continues an interrupted or failed `clarion run` under its own run id: the stages it
+    completed are kept (each is checkpointed as it finishes), the rest are run again. Stages redo
+    cleanly (each replaces what it wrote for the run), so either way the outputs equal a clean run's.
     """
     logger = get_run_logger()
     settings = load_settings(config_path)
     warehouse = Warehouse.from_settings(settings)
+    if resume is not None and any(
+        v is not None for v in (stages, source, as_of, horizon_days, retrain, campaigns)
+    ):
+        raise ClarionError(
+            "resume continues the interrupted `clarion run` as it was started: "
+            "give no stages or other options with it"
+        )
     run_id = runs.new_run_id()
     chosen = [
         s
@@ -130,27 +144,60 @@ def pipeline(
     ]
     command = "clarion run" if stages is None else "clarion " + " ".join(s.name for s in chosen[1:])
     summaries: dict[str, Any] = {}
+    done: dict[str, Any] = {}  # stages a resumed run completed before
     events = audit.AuditLog.for_settings(settings)
     config_hash = settings.fingerprint()
+    flow_run_id = str(flow_run.get_id() or "")
     with warehouse.writing(command, wait_seconds):
         with warehouse.connect(command) as con:
+            for lost in runs.mark_interrupted(con, run_id):
+                logger.warning(
+                    "run %s was interrupted after %s; its outputs do not count as a finished run "
+                    "(`clarion run --resume` continues it)",
+                    lost["run_id"],
+                    ", ".join(s.name for s in STAGES[1:] if s.name in lost["completed_stages"]) or "no stage",
+                )
+                events.record(
+                    con,
+                    audit.RUN_INTERRUPTED,
+                    lost["run_id"],
+                    run_id=lost["run_id"],
+                    details={"completed_stages": lost["completed_stages"], "found_by": run_id},
+                )
             previous = con.execute(
                 "select run_id, config_hash from audit.runs order by started_at desc limit 1"
             ).fetchone()
-            runs.start_run(
-                con,
-                run_id=run_id,
-                command=command,
-                config_hash=config_hash,
-                flow_run_id=str(flow_run.get_id() or ""),
-            )
-            events.record(
-                con,
-                audit.RUN_STARTED,
-                run_id,
-                run_id=run_id,
-                details={"command": command, "config_hash": config_hash, "code_version": runs.code_version()},
-            )
+            if resume is not None:
+                target = runs.resumable(con, None if resume == "latest" else resume, config_hash)
+                run_id, done = target["run_id"], target["stages"]
+                runs.reopen(con, run_id, flow_run_id)
+                events.record(
+                    con,
+                    audit.RUN_RESUMED,
+                    run_id,
+                    run_id=run_id,
+                    details={
+                        "kept_stages": [s.name for s in STAGES[1:] if s.name in done],
+                        "code_version": runs.code_version(),
+                        "previous_code_version": target["code_version"],
+                    },
+                )
+                previous = None  # the settings are the run's own
+            else:
+                runs.start_run(
+                    con, run_id=run_id, command=command, config_hash=config_hash, flow_run_id=flow_run_id
+                )
+                events.record(
+                    con,
+                    audit.RUN_STARTED,
+                    run_id,
+                    run_id=run_id,
+                    details={
+                        "command": command,
+                        "config_hash": config_hash,
+                        "code_version": runs.code_version(),
+                    },
+                )
             if previous is not None and previous[1] != config_hash:
                 events.record(
                     con,
@@ -159,11 +206,16 @@ def pipeline(
                     run_id=run_id,
                     details={"from": previous[1], "to": config_hash, "previous_run": previous[0]},
                 )
-        logger.info("run %s started (config %s, code %s)", run_id, config_hash, runs.code_version())
+        verb = "resumed" if resume is not None else "started"
+        logger.info("run %s %s (config %s, code %s)", run_id, verb, config_hash, runs.code_version())
         current: str | None = None
         try:
             for stage in chosen:
                 current = stage.name
+                if stage.name in done and stage.name != "prepare":
+                    logger.info("stage %s completed before the interruption: kept", stage.name)
+                    summaries[stage.name] = done[stage.name]
+                    continue
                 summaries[stage.name] = stage.run(
                     settings,
                     run_id,
@@ -173,6 +225,8 @@ def pipeline(
                     retrain=retrain,
                     campaigns=campaigns,
                 )
+                with warehouse.connect(command) as con:
+                    runs.record_stage(con, run_id, stage.name, summaries[stage.name])
         except BaseException as exc:
             with warehouse.connect(command) as con:
                 runs.finish_run(
@@ -210,6 +264,8 @@ def pipeline(
         "run_id": run_id,
         "command": command,
         "status": "completed",
+        "resumed": resume is not None,
+        "kept_stages": [s.name for s in STAGES[1:] if s.name in done],
         "warehouse": str(warehouse.path),
         "manifest": str(manifest),
         "stages": summaries,

@@ -138,3 +138,22 @@ def mariadb_database() -> Iterator[tuple[str, str]]:
         with con.cursor() as cur:
             cur.execute(f"drop database if exists `{database}`")
         con.close()
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> dict:
+    """One uninterrupted `clarion run` of the 300-contact project (tests/project_helpers.small_project),
+    shared by the lineage and resume tests. ``outputs`` is read at once, before any test changes a file."""
+    from project_helpers import run_outputs, run_pipeline_in, small_project
+
+    from clarion.config import load_settings
+
+    root = small_project(tmp_path_factory.mktemp("small_run"))
+    result = run_pipeline_in(root)
+    assert result["status"] == "completed"
+    return {
+        "root": root,
+        "settings": load_settings(root / "clarion.yaml", env={}),
+        "result": result,
+        "outputs": run_outputs(root, result["run_id"]),
+    }

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
+from clarion.config import GenerateSettings
+from clarion.synth.generator import generate
 from flows.pipeline import pipeline
+
+SMALL_CUSTOMERS, SMALL_SEED = 300, 5
+MARTS = ("customer_features", "customer_labels", "dim_customers", "fct_orders", "fct_email_events")
+RUN_COLUMNS = ["run_id", "model_version", "scored_at"]  # differ between any two runs by design
+REPORT_KEYS = (
+    "headline",
+    "change",
+    "previous_run",
+    "movement",
+    "segments",
+    "value_risk",
+    "score_distribution",
+    "calibration",
+    "drivers",
+    "profiles",
+)
 
 
 def run_pipeline_in(root: Path, **params: Any) -> dict[str, Any]:
@@ -17,3 +38,34 @@ def run_pipeline_in(root: Path, **params: Any) -> dict[str, Any]:
         return pipeline(config_path="clarion.yaml", **params)
     finally:
         os.chdir(cwd)
+
+
+def small_project(root: Path) -> Path:
+    """A project folder with default settings and a generated 300-contact CRM (seed 5, no defects)."""
+    config = "warehouse:\n  path: var/warehouse.duckdb\ngenerate:\n  out: var/crm\n"
+    (root / "clarion.yaml").write_text(config)
+    crm = GenerateSettings(customers=SMALL_CUSTOMERS, seed=SMALL_SEED, defects=0.0)
+    generate(crm, out=root / "var" / "crm")
+    return root
+
+
+def run_outputs(root: Path, run_id: str) -> dict[str, Any]:
+    """What a run leaves for its users (marts, scores, segments, report figures), without the ids
+    and times that differ between any two runs; tables as text, so floats compare exactly."""
+    con = duckdb.connect(str(root / "var" / "warehouse.duckdb"), read_only=True)
+    try:
+        out: dict[str, Any] = {
+            f"marts.{t}": con.execute(f"select columns(*)::varchar from marts.{t} order by all").df()
+            for t in MARTS
+        }
+        for table in ("customer_scores", "segments"):
+            out[f"ml.{table}"] = con.execute(
+                f"select columns(* exclude ({', '.join(RUN_COLUMNS)}))::varchar from ml.{table} "
+                "where run_id = ? order by all",
+                [run_id],
+            ).df()
+    finally:
+        con.close()
+    report = json.loads((root / "var" / "reports" / run_id / "report.json").read_text())
+    out["report"] = {k: report[k] for k in REPORT_KEYS}
+    return out

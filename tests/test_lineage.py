@@ -10,35 +10,17 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
-from project_helpers import run_pipeline_in
 
 from clarion.cli import cli
-from clarion.config import GenerateSettings
-from clarion.synth.generator import generate
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def project_run(tmp_path_factory, prefect_server):
-    """One real run (300 customers) shared by the tests; the one that changes files runs last."""
-    from clarion.config import load_settings
-
-    root = tmp_path_factory.mktemp("lineage")
-    (root / "clarion.yaml").write_text(
-        "warehouse:\n  path: var/warehouse.duckdb\ngenerate:\n  out: var/crm\n"
-    )
-    generate(GenerateSettings(customers=300, seed=5, defects=0.0), out=root / "var" / "crm")
-    result = run_pipeline_in(root)
-    assert result["status"] == "completed"
-    return root, load_settings(root / "clarion.yaml", env={}), result
-
-
 @pytest.fixture
-def finished(project_run, monkeypatch):
-    root, settings, result = project_run
-    monkeypatch.chdir(root)
-    return settings, result
+def finished(small_run, monkeypatch):
+    """The session's real run (300 customers); the test that changes files runs last."""
+    monkeypatch.chdir(small_run["root"])
+    return small_run["settings"], small_run["result"]
 
 
 def _sha(path: Path) -> str:
@@ -181,6 +163,21 @@ def test_the_compliance_pack_holds_what_a_reviewer_needs_and_no_personal_data(fi
         assert f"{first} {last}" not in text
 
 
+def test_a_report_written_again_updates_the_manifest_so_it_still_verifies(finished) -> None:
+    settings, result = finished
+    run_id = result["run_id"]
+    before = json.loads((settings.var_dir / "runs" / run_id / "manifest.json").read_text())
+    again = CliRunner().invoke(cli, ["report", "--run", run_id, "--no-send", "--json"])
+    assert again.exit_code == 0, again.output
+    pdf = Path(json.loads(again.stdout)["paths"]["pdf"])
+    after = json.loads((settings.var_dir / "runs" / run_id / "manifest.json").read_text())
+    listed = {o["path"]: o["sha256"] for o in after["outputs"]}
+    assert listed[str(pdf)] == _sha(pdf)  # the new file's hash, listed
+    assert {o["path"] for o in before["outputs"]} == set(listed)  # same files, nothing lost
+    ok = CliRunner().invoke(cli, ["lineage", "verify", run_id])
+    assert ok.exit_code == 0 and "match the manifest" in ok.output, ok.output
+
+
 def test_verify_names_a_changed_or_missing_output(finished) -> None:
     settings, result = finished
     run_id = result["run_id"]
@@ -188,10 +185,15 @@ def test_verify_names_a_changed_or_missing_output(finished) -> None:
     assert ok.exit_code == 0 and "match the manifest" in ok.output, ok.output
     m = json.loads((settings.var_dir / "runs" / run_id / "manifest.json").read_text())
     card = next(Path(o["path"]) for o in m["outputs"] if o["path"].endswith("card.md"))
-    card.write_text(card.read_text() + "\nedited after the run\n")
     meta = next(Path(o["path"]) for o in m["outputs"] if o["path"].endswith("meta.json"))
+    saved = card.read_text(), meta.read_bytes()
+    card.write_text(saved[0] + "\nedited after the run\n")
     meta.unlink()
-    bad = CliRunner().invoke(cli, ["lineage", "verify", run_id, "--json"])
+    try:
+        bad = CliRunner().invoke(cli, ["lineage", "verify", run_id, "--json"])
+    finally:  # the run is the session's (small_run): put its files back for the tests after this one
+        card.write_text(saved[0])
+        meta.write_bytes(saved[1])
     assert bad.exit_code == 6
     report = json.loads(bad.output)
     assert not report["ok"]

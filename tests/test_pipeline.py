@@ -9,6 +9,7 @@ import pytest
 from prefect_api import artifacts, flow_run, subflow_names
 from test_warehouse import start_holder, wait_locked
 
+from clarion import runs
 from clarion.errors import WarehouseBusyError
 from flows import pipeline as pipeline_module
 from flows.pipeline import Stage, pipeline
@@ -36,6 +37,14 @@ def runs_table(db: Path) -> list[tuple]:
         con.close()
 
 
+def recent_runs_of(db: Path) -> list[dict]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return runs.recent_runs(con)
+    finally:
+        con.close()
+
+
 def extract_contacts(db: Path) -> int:
     con = duckdb.connect(str(db), read_only=True)
     try:
@@ -44,9 +53,8 @@ def extract_contacts(db: Path) -> int:
         con.close()
 
 
-def test_a_run_prepares_the_warehouse_records_itself_and_publishes_a_summary(project_with_data) -> None:
-    settings = project_with_data
-    result = pipeline(config_path="clarion.yaml")
+def test_a_run_prepares_the_warehouse_records_itself_and_publishes_a_summary(small_run) -> None:
+    settings, result = small_run["settings"], small_run["result"]  # the session's run of every stage
     assert result["status"] == "completed"
     assert result["stages"]["prepare"]["schemas"] == 7
     extract = result["stages"]["extract"]
@@ -89,14 +97,15 @@ def test_a_failing_stage_fails_the_flow_and_the_run_record_keeps_the_error(
     def broken(settings, run_id, **options):
         raise RuntimeError("stage blew up on purpose")
 
-    monkeypatch.setattr(
-        pipeline_module, "STAGES", [*pipeline_module.STAGES, Stage("broken", broken, "fails")]
-    )
+    prepare, extract = pipeline_module.STAGES[:2]
+    monkeypatch.setattr(pipeline_module, "STAGES", [prepare, extract, Stage("broken", broken, "fails")])
     with pytest.raises(RuntimeError, match="blew up on purpose"):
         pipeline(config_path="clarion.yaml")
     [(status, _, flow_run_id, error)] = runs_table(settings.warehouse.path)
     assert status == "failed" and "RuntimeError: stage blew up on purpose" in error
     assert flow_run(flow_run_id).state.is_failed()
+    [run] = recent_runs_of(settings.warehouse.path)
+    assert set(run["stages"]) == {"prepare", "extract"}  # what finished is kept: --resume starts at "broken"
 
 
 def test_a_run_stops_before_touching_anything_while_another_process_writes(project) -> None:
@@ -113,6 +122,6 @@ def test_a_run_with_wait_queues_behind_the_other_writer(project_with_data) -> No
     settings = project_with_data
     holder = start_holder(settings.warehouse.path, "a short run", hold=3, rows=3)
     wait_locked(holder)
-    result = pipeline(config_path="clarion.yaml", wait_seconds=60)
-    assert result["status"] == "completed"
+    result = pipeline(config_path="clarion.yaml", wait_seconds=60, stages=["extract"])
+    assert result["status"] == "completed" and set(result["stages"]) == {"prepare", "extract"}
     assert holder.wait(timeout=30) == 0

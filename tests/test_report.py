@@ -24,13 +24,17 @@ import duckdb
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from click.testing import CliRunner
 from project_helpers import run_pipeline_in
+from pypdf import PdfReader
 
+from clarion.cli import cli
 from clarion.config import GenerateSettings, ReportSettings, Settings, load_settings
 from clarion.content import runner as content_runner
 from clarion.report import FILES, make_report, render
 from clarion.report.build import ReportError, collect
 from clarion.report.mail import MailError, credentials
+from clarion.report.outbox import OutboxError, local_sink
 from clarion.runs import new_run_id
 from clarion.segment import runner as segment_runner
 from clarion.synth.generator import generate
@@ -260,22 +264,33 @@ def test_an_earlier_run_and_an_unknown_run(project: Project) -> None:
         collect(project.settings, "nope")
 
 
+def _pdf_text(path: str | Path) -> str:
+    """The PDF's text as a reader would copy it (pypdf: WeasyPrint's PDF streams are compressed)."""
+    return "\n".join(page.extract_text() for page in PdfReader(path).pages)
+
+
 def test_no_personal_data_in_the_report(project: Project, report) -> None:
     people = _query(project.settings, "select first_name, last_name, email, phone from raw.contacts")
     assert len(people) == 600
     data = json.loads(Path(report["paths"]["json"]).read_text())
+    pdf = _pdf_text(report["paths"]["pdf"])
     texts = {
         "html": Path(report["paths"]["html"]).read_text(encoding="utf-8"),
         "json": Path(report["paths"]["json"]).read_text(encoding="utf-8"),
         "mail text": render.text(data),
         "mail html": render.email_html(data),
+        "pdf": pdf,
     }
-    try:
-        from pypdf import PdfReader  # only when installed: WeasyPrint's PDF text is not greppable
-
-        texts["pdf"] = "\n".join(p.extract_text() for p in PdfReader(report["paths"]["pdf"]).pages)
-    except ImportError:
-        pass
+    # a name or phone number can wrap onto the next line of a PDF, and text extraction can add or
+    # drop a space inside a word: the PDF is also compared with every run of whitespace as one space,
+    # and with none
+    spaced, tight = " ".join(pdf.split()), "".join(pdf.split())
+    # the extraction works: the PDF's text holds the headline count and each segment with its size
+    assert "Clarion segment report" in spaced and f"{data['headline']['customers']:,}" in spaced
+    shown = [s for s in data["segments"] if s["customers"]]
+    assert len(shown) >= 3
+    for s in shown:
+        assert f"{render.label(s['segment'])} {s['customers']:,} (" in spaced, s
     needles = {LEAKED_EMAIL_IN_DRAFT, APPROVER}
     for first, last, mail, phone in people:
         needles |= {f"{first} {last}", mail, phone} - {None}
@@ -285,6 +300,8 @@ def test_no_personal_data_in_the_report(project: Project, report) -> None:
         found = sorted(x for x in needles if x in text)
         assert not found, f"personal data in the report's {where}: {found[:5]}"
         assert "contact_id" not in text
+    found = sorted(x for x in needles if " ".join(x.split()) in spaced or "".join(x.split()) in tight)
+    assert not found, f"personal data in the report's pdf: {found[:5]}"
 
 
 # -- delivery --------------------------------------------------------------------------------------
@@ -457,6 +474,89 @@ def test_login_comes_from_the_named_environment_variables(project: Project, smtp
     result = make_report(settings)
     assert result["sent"] and inbox.logins[-1] == (b"reporter", b"s3cret-pw") and len(inbox.envelopes) == 1
     assert credentials(ReportSettings(), {}) is None  # no login configured: none is attempted
+
+
+# -- the local outbox --------------------------------------------------------------------------------
+def _eml(path: Path) -> EmailMessage:
+    return email.message_from_bytes(path.read_bytes(), _class=EmailMessage, policy=email.policy.default)
+
+
+def test_the_local_sink_saves_each_message_whole_under_a_new_name(tmp_path: Path) -> None:
+    folder = tmp_path / "not" / "yet" / "there"
+    saved: list[Path] = []
+    with local_sink(folder, on_message=saved.append) as (host, port):
+        assert host == "127.0.0.1"
+        with smtplib.SMTP(host, port, timeout=10) as smtp:
+            smtp.ehlo()
+            assert not smtp.has_extn("starttls") and not smtp.has_extn("auth")
+            for n in (1, 2):
+                smtp.sendmail("a@localhost", ["b@localhost"], f"Subject: message {n}\r\n\r\nbody\r\n")
+            assert len(saved) == 2  # saved before the server acknowledged each message
+    assert sorted(folder.iterdir()) == sorted(saved)  # no temporary file left behind
+    assert [re.fullmatch(r"\d{8}T\d{6}Z-(\d+)\.eml", p.name) is not None for p in saved] == [True, True]
+    assert [_eml(p)["Subject"] for p in saved] == ["message 1", "message 2"]
+    with pytest.raises(OSError):  # the server lives only as long as the block
+        smtplib.SMTP(host, port, timeout=2)
+
+
+def test_report_outbox_delivers_the_real_message_into_a_folder(project: Project, tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"  # missing: created
+    result = CliRunner().invoke(
+        cli, ["--config", str(project.root / "clarion.yaml"), "report", "--outbox", str(outbox)]
+    )
+    assert result.exit_code == 0, result.output
+    (eml,) = outbox.iterdir()
+    assert eml.suffix == ".eml"
+    assert f"sent to the local outbox {eml}; open it with any mail client" in result.stdout
+    msg = _eml(eml)
+    assert msg["From"] == "clarion@localhost" and msg["To"] == "marketing@localhost"  # no recipients set
+    assert re.fullmatch(r"Clarion segment report 2026-07-01: 600 customers, \d+\.\d% at risk", msg["Subject"])
+    assert f"to marketing@localhost: {msg['Subject']}" in result.stdout
+    parts = _parts(msg)
+    (plain,) = parts["text/plain"]
+    (body,) = parts["text/html"]
+    assert "600 customers scored" in plain.get_content() and "<table" in body.get_content()
+    (pdf,) = [p for p in parts["attachment"] if p.get_content_type() == "application/pdf"]
+    folder = project.settings.var_dir / "reports" / project.second_run
+    assert pdf.get_content() == (folder / "report.pdf").read_bytes()
+
+
+def test_an_outbox_that_is_a_file_fails_clearly_and_the_report_stays(
+    project: Project, tmp_path: Path
+) -> None:
+    folder = project.settings.var_dir / "reports" / project.second_run
+    for name in FILES.values():
+        (folder / name).unlink(missing_ok=True)
+    not_a_folder = tmp_path / "outbox.txt"
+    not_a_folder.write_text("a file")
+    config = ["--config", str(project.root / "clarion.yaml")]
+    result = CliRunner().invoke(cli, [*config, "report", "--outbox", str(not_a_folder)])
+    assert result.exit_code == OutboxError.exit_code != 0
+    assert f"the outbox {not_a_folder} is a file, not a folder: give a folder" in result.stderr
+    assert str(folder / "report.pdf") in result.stderr  # where the unsent report is
+    assert all((folder / name).stat().st_size > 0 for name in FILES.values())
+    assert not_a_folder.read_text() == "a file"
+    # --outbox sends, --no-send does not: asking for both is a usage error
+    both = CliRunner().invoke(cli, [*config, "report", "--no-send", "--outbox", str(tmp_path / "o")])
+    assert both.exit_code == 2 and "--no-send" in both.stderr and not (tmp_path / "o").exists()
+
+
+def test_the_pipeline_report_stage_uses_report_outbox(project: Project) -> None:
+    from flows.report import report as report_flow
+
+    # recipients are kept; STARTTLS and the login are not used (the local sink offers neither)
+    path = project.root / "outbox.yaml"
+    path.write_text(
+        CONFIG + "report:\n  outbox: var/outbox\n  recipients: [crm.lead@example.net]\n  starttls: true\n"
+        "  username_env: CLARION_TEST_UNSET_USER\n  password_env: CLARION_TEST_UNSET_PW\n"
+    )
+    settings = load_settings(path, env={})
+    assert settings.report.outbox == project.root / "var" / "outbox"  # relative to the settings file
+    result = report_flow(settings, project.second_run)
+    (eml,) = (project.root / "var" / "outbox").iterdir()
+    assert result["sent"] is True and result["outbox"] == str(eml)
+    assert result["recipients"] == ["crm.lead@example.net"] and _eml(eml)["To"] == "crm.lead@example.net"
+    assert _eml(eml)["Subject"] == result["subject"]
 
 
 def test_report_settings_are_validated(tmp_path: Path) -> None:

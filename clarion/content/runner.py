@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from clarion import audit, lineage
+from clarion import audit, lineage, runs
 from clarion.config import Settings
 from clarion.errors import ClarionError
 from clarion.warehouse import Warehouse, relation_exists
@@ -135,7 +135,7 @@ def latest_scoring_run(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
         )
     row = con.execute(
         "select run_id, any_value(as_of)::varchar from ml.segments "
-        "group by run_id order by max(scored_at) desc limit 1"
+        f"where run_id not in ({runs.NOT_SETTLED}) group by run_id order by max(scored_at) desc limit 1"
     ).fetchone()
     if row is None:
         raise ContentError(
@@ -590,19 +590,19 @@ def export(settings: Settings, campaign: str | None = None) -> dict[str, Any]:
     exports: list[dict[str, Any]] = []
     with wh.connect("content export") as con:
         ensure_tables(con)
-        runs = con.execute(
+        latest = con.execute(
             "select campaign, arg_max(run_id, created_at) from content.drafts "
             "where (? is null or campaign = ?) "
             "group by campaign order by campaign",
             [campaign, campaign],
         ).fetchall()
-        if not runs:
+        if not latest:
             raise ContentError(
                 "no drafts to export"
                 + (f" for campaign {campaign}" if campaign else "")
                 + ": run `clarion content`"
             )
-        for name, run_id in runs:
+        for name, run_id in latest:
             rows = con.execute(
                 f"select {', '.join(DRAFT_COLUMNS)} from content.drafts where campaign = ? and run_id = ? "
                 "order by segment, channel, variant",
@@ -616,7 +616,7 @@ def export(settings: Settings, campaign: str | None = None) -> dict[str, Any]:
                         settings, con, name, run_id, channel, [d for d in drafts if d["channel"] == channel]
                     )
                 )
-        for _, run_id in runs:  # the exports belong to the run that drafted them: its manifest lists them
+        for _, run_id in latest:  # the exports belong to the run that drafted them: its manifest lists them
             if con.execute("select count(*) from audit.runs where run_id = ?", [run_id]).fetchone()[0]:
                 lineage.write(settings, run_id, con)
     return {"exports": exports}

@@ -132,8 +132,13 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(ddl)
 
 
-def last_publication(con: duckdb.DuckDBPyConnection) -> str | None:
-    row = con.execute("select run_id from audit.publications order by published_at desc limit 1").fetchone()
+def last_publication(con: duckdb.DuckDBPyConnection, before: str | None = None) -> str | None:
+    """The run that last published marts, other than ``before`` (a resumed run redoing its own gate)."""
+    row = con.execute(
+        "select run_id from audit.publications where run_id is distinct from ? "
+        "order by published_at desc limit 1",
+        [before],
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -151,7 +156,7 @@ def run_gate(
     suite = load_suite(settings.quality.suites_dir, suite_name)
     ensure_tables(con)
     if suite_name == "raw":
-        previous_run = last_publication(con)
+        previous_run = last_publication(con, before=run_id)
         previous = m.as_lookup(
             con.execute(
                 'select "table", "column", metric, value from audit.quality_metrics '
@@ -164,6 +169,9 @@ def run_gate(
     else:
         values = m.marts_metrics(con, suite, candidate, published)
         tables = {table: _load(con, candidate, table, checks) for table, checks in suite.table_checks.items()}
+    # A stage redone under the same run id (clarion run --resume) replaces its own earlier results.
+    for table in ("quality_metrics", "quality_results"):
+        con.execute(f"delete from audit.{table} where run_id = ? and suite = ?", [run_id, suite.suite])
     con.executemany(
         "insert into audit.quality_metrics values (?, ?, ?, ?, ?, ?, now())",
         [[run_id, suite.suite, t, c, metric, v] for t, c, metric, v in values],

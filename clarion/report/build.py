@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 
+from clarion import runs
 from clarion.config import Settings
 from clarion.errors import ClarionError
 from clarion.warehouse import Warehouse, relation_exists
@@ -148,7 +149,8 @@ def collect(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
 def _run(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Any]:
     rows = con.execute(
         "select run_id, any_value(as_of), any_value(model_version), max(scored_at) from ml.segments "
-        "where ? is null or run_id = ? group by run_id order by max(scored_at) desc limit 1",
+        f"where (? is null and run_id not in ({runs.NOT_SETTLED})) or run_id = ? "
+        "group by run_id order by max(scored_at) desc limit 1",
         [run_id, run_id],
     ).fetchall()
     if not rows:
@@ -196,7 +198,8 @@ def _run(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Any]:
 def _previous(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> dict[str, Any] | None:
     row = con.execute(
         "select run_id, any_value(as_of), any_value(model_version), max(scored_at) from ml.segments "
-        "where run_id <> ? group by run_id having max(scored_at) < ?::timestamptz "
+        f"where run_id <> ? and run_id not in ({runs.NOT_SETTLED}) "
+        "group by run_id having max(scored_at) < ?::timestamptz "
         "order by max(scored_at) desc limit 1",
         [run["run_id"], run["scored_at"]],
     ).fetchone()

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from clarion import audit
+from clarion import audit, runs
 from clarion.config import Settings
 from clarion.errors import ClarionError
 from clarion.transform.dbt import run_dbt
@@ -240,6 +240,7 @@ def train(settings: Settings, p: Plan, scoring: pd.DataFrame, run_id: str | None
         "version": candidate.name,
         "decision": decision,
         "snapshot_seconds": snap_s,
+        "seconds": time.perf_counter() - started,  # the whole training step: snapshots to registry
         "validation": {
             k: checked["propensity"][k] for k in ("roc_auc", "pr_auc", "brier", "ece", "lift_top10")
         },
@@ -342,7 +343,7 @@ def score(
         ensure_tables(con)
         previous = con.execute(
             "select run_id from ml.customer_scores where run_id <> ? "
-            "group by run_id order by max(scored_at) desc limit 1",
+            f"and run_id not in ({runs.NOT_SETTLED}) group by run_id order by max(scored_at) desc limit 1",
             [run_id],
         ).fetchone()
         con.execute("begin transaction")

@@ -22,6 +22,7 @@ def publish(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date, horizon_da
         for table in MART_TABLES:
             con.execute(f'create or replace table marts."{table}" as select * from staging."{table}"')
             counts[table] = con.execute(f'select count(*) from marts."{table}"').fetchone()[0]
+        con.execute("delete from audit.publications where run_id = ?", [run_id])  # a redone stage
         con.execute(
             "insert into audit.publications values (?, ?, ?, ?, now())",
             [run_id, as_of, horizon_days, json.dumps(counts)],

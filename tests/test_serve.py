@@ -1,0 +1,205 @@
+"""`clarion serve`: the deployments of prefect.yaml, served from one process against a real Prefect server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from clarion.cli import cli
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+REPO = Path(__file__).resolve().parents[1]
+CLARION = str(Path(sys.executable).with_name("clarion"))
+NAMES = ["daily", "content-approval", "weekly-report", "content"]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def repo_deployments() -> list[dict]:
+    return yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+
+
+def expected_parameters(entry: dict, config: Path) -> dict:
+    return {**entry["parameters"], "config_path": str(config.resolve())}
+
+
+@pytest.fixture
+def served_project(project, monkeypatch, tmp_path) -> Path:
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))  # not var/ of the repository
+    project()
+    return tmp_path
+
+
+def test_list_shows_every_deployment_of_prefect_yaml_with_its_schedule(served_project) -> None:
+    result = invoke("serve", "--list")
+    assert result.exit_code == 0, result.output
+    assert f"4 deployments from {REPO / 'prefect.yaml'}" in result.output
+    for name in ("clarion-pipeline/daily", "content-approval/content-approval"):
+        assert name in result.output
+    for name in ("clarion-pipeline/weekly-report", "clarion-pipeline/content"):
+        assert name in result.output
+    assert "0 5 * * * (UTC)" in result.output and "0 7 * * 1 (UTC)" in result.output
+    assert f"config_path={served_project / 'clarion.yaml'}" in result.output
+    assert "prefect deployment run 'clarion-pipeline/daily'" in result.output
+
+
+def test_list_json_equals_prefect_yaml_with_the_config_in_use(served_project) -> None:
+    result = invoke("serve", "--list", "--json")
+    assert result.exit_code == 0, result.output
+    listing = json.loads(result.stdout)
+    assert listing["source"] == str(REPO / "prefect.yaml")
+    config = served_project / "clarion.yaml"
+    got = listing["deployments"]
+    assert [d["name"] for d in got] == [e["name"] for e in repo_deployments()] == NAMES
+    for entry, served in zip(repo_deployments(), got, strict=True):
+        assert served["entrypoint"] == entry["entrypoint"]
+        assert served["description"] == entry["description"]
+        assert served["schedules"] == entry.get("schedules", [])
+        assert served["parameters"] == expected_parameters(entry, config)
+
+
+def test_a_prefect_yaml_beside_the_config_is_served_instead(served_project) -> None:
+    (served_project / "prefect.yaml").write_text(
+        "deployments:\n"
+        "  - name: nightly\n"
+        "    entrypoint: flows/pipeline.py:pipeline\n"
+        "    parameters: {config_path: clarion.yaml, stages: [prepare]}\n"
+        "    schedules: [{cron: '30 1 * * *', timezone: Europe/Paris}]\n"
+    )
+    listing = json.loads(invoke("serve", "--list", "--json").stdout)
+    assert listing["source"] == str(served_project / "prefect.yaml")
+    [only] = listing["deployments"]
+    assert only["full_name"] == "clarion-pipeline/nightly"
+    assert only["schedules"] == [{"cron": "30 1 * * *", "timezone": "Europe/Paris"}]
+
+
+def test_an_unknown_entrypoint_names_the_deployment_and_the_field(tmp_path) -> None:
+    from clarion.serve import ServeError, deployments
+
+    bad = tmp_path / "prefect.yaml"
+    bad.write_text(
+        "deployments:\n"
+        "  - name: daily\n    entrypoint: flows/pipeline.py:pipeline\n"
+        "  - name: broken\n    entrypoint: flows/nope.py:pipeline\n"
+    )
+    with pytest.raises(ServeError) as caught:
+        deployments(None, None, bad)  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert "deployments[1] (broken)" in message and "'flows/nope.py:pipeline'" in message
+    assert "cannot be imported" in message and "flows/pipeline.py:pipeline" in message  # what to write
+
+
+def test_a_missing_name_a_repeated_name_or_a_non_flow_is_refused_with_what_to_write(tmp_path) -> None:
+    from clarion.serve import ServeError, deployments
+
+    bad = tmp_path / "prefect.yaml"
+    bad.write_text("deployments:\n  - entrypoint: flows/pipeline.py:pipeline\n")
+    with pytest.raises(ServeError, match=r"deployments\[0\]: `name` is missing.*name: daily"):
+        deployments(None, None, bad)  # type: ignore[arg-type]
+    bad.write_text(
+        "deployments:\n"
+        "  - {name: x, entrypoint: flows/pipeline.py:pipeline}\n"
+        "  - {name: x, entrypoint: flows/pipeline.py:pipeline}\n"
+    )
+    with pytest.raises(ServeError, match=r"two deployments are called 'clarion-pipeline/x'"):
+        deployments(None, None, bad)  # type: ignore[arg-type]
+    bad.write_text("deployments:\n  - name: x\n    entrypoint: flows/pipeline.py:STAGES\n")
+    with pytest.raises(ServeError, match=r"deployments\[0\] \(x\).*names a list.*not a Prefect flow"):
+        deployments(None, None, bad)  # type: ignore[arg-type]
+
+
+def test_a_bad_prefect_yaml_is_a_one_line_error_on_the_command_line(served_project) -> None:
+    (served_project / "prefect.yaml").write_text("deployments:\n  - name: x\n    entrypoint: nope.py:flow\n")
+    result = CliRunner().invoke(cli, ["serve", "--list"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ") and "deployments[0] (x)" in result.output
+
+
+def _wait_for_deployments(client, names: list[str], server: subprocess.Popen, log: Path, timeout: float):
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = time.monotonic() + timeout
+    found = {}
+    while time.monotonic() < deadline:
+        assert server.poll() is None, f"clarion serve exited early:\n{log.read_text()}"
+        for name in names:
+            if name not in found:
+                with contextlib.suppress(ObjectNotFound):
+                    found[name] = client.read_deployment_by_name(name)
+        if len(found) == len(names):
+            return found
+        time.sleep(1)
+    raise AssertionError(f"deployments {sorted(set(names) - set(found))} never appeared:\n{log.read_text()}")
+
+
+def test_serve_registers_the_deployments_and_runs_one_on_demand(served_project) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL
+
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),  # the session's test server
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # pick the run up within a second, not ten
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
+    log = served_project / "serve.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [CLARION, "serve", "--paused", "--limit", "2"],
+            cwd=served_project,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        names = {
+            f"{flow}/{name}": name
+            for flow, name in [
+                ("clarion-pipeline", "daily"),
+                ("content-approval", "content-approval"),
+                ("clarion-pipeline", "weekly-report"),
+                ("clarion-pipeline", "content"),
+            ]
+        }
+        with get_client(sync_client=True) as client:
+            found = _wait_for_deployments(client, list(names), server, log, timeout=180)
+        by_name = {e["name"]: e for e in repo_deployments()}
+        for full_name, deployment in found.items():
+            entry = by_name[names[full_name]]
+            assert deployment.paused  # --paused: nothing starts on its own
+            assert deployment.work_pool_name is None  # served, not for a worker
+            assert deployment.parameters == expected_parameters(entry, served_project / "clarion.yaml")
+            crons = [(s.schedule.cron, s.schedule.timezone) for s in deployment.schedules]
+            assert crons == [(s["cron"], s["timezone"]) for s in entry.get("schedules", [])]
+
+        run = run_deployment(
+            "clarion-pipeline/daily", parameters={"stages": ["prepare"]}, timeout=180, poll_interval=2
+        )
+        assert run.state is not None and run.state.is_completed(), f"{run.state}\n{log.read_text()}"
+        assert run.parameters["stages"] == ["prepare"] and run.parameters["wait_seconds"] == 3600
+        assert (served_project / "var" / "warehouse.duckdb").is_file()
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=30)
+            pytest.fail(f"clarion serve did not stop on Ctrl-C within 60 s:\n{log.read_text()}")
+    assert server.returncode == 0, log.read_text()
+    assert "Pausing all deployments" in log.read_text()  # Prefect turns the schedules off on the way out
