@@ -57,11 +57,12 @@ def test_generate_out_on_the_command_line_is_relative_to_the_working_directory(p
 
 
 @pytest.mark.usefixtures("prefect_server")
-def test_run_then_status_as_json(project, monkeypatch, tmp_path) -> None:
+def test_a_stage_verb_then_status_as_json(project, monkeypatch, tmp_path) -> None:
+    """A stage verb runs the pipeline flow limited to its stage (`clarion run` end to end: the demo test)."""
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
     project()
     assert invoke("generate", "--customers", "100").exit_code == 0
-    run = invoke("run", "--json")
+    run = invoke("extract", "--json")
     assert run.exit_code == 0, run.output
     summary = json.loads(run.stdout)
     assert summary["status"] == "completed"
