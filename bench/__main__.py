@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-SUITES = ("generate", "extract", "transform", "segment", "content")
+SUITES = ("generate", "extract", "transform", "segment", "content", "e2e")
 
 
 def main() -> None:
@@ -35,6 +35,10 @@ def main() -> None:
         from bench import content
 
         print(content.main())  # no data size: the language model's load and generation throughput
+    if "e2e" in args.suites:
+        from bench import e2e
+
+        print(e2e.main(sizes))  # `clarion run` end to end, stage by stage, and an incremental rerun
 
 
 if __name__ == "__main__":

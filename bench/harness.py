@@ -104,12 +104,14 @@ def workdir_settings(workdir: str, **overrides: Any) -> Any:
     return load_settings(empty, env={}, overrides={**base, **overrides})
 
 
-def report(name: str, records: list[dict[str, Any]], notes: str, rows_md: list[str]) -> str:
+def report(
+    name: str, records: list[dict[str, Any]], notes: str, rows_md: list[str], title: str | None = None
+) -> str:
     """Keep a suite's raw records (bench/out/<name>.json) and its section of RESULTS.md."""
     OUT.mkdir(exist_ok=True)
     (OUT / f"{name}.json").write_text(json.dumps(records, indent=2))
     table = "\n".join(rows_md)
-    write_section(name, f"## {name.capitalize()}\n\n{notes}\n\n{table}\n")
+    write_section(name, f"## {title or name.capitalize()}\n\n{notes}\n\n{table}\n")
     return table
 
 

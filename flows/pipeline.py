@@ -22,6 +22,7 @@ from prefect.runtime import flow_run
 from clarion import audit, lineage, runs
 from clarion.config import Settings, load_settings
 from clarion.errors import ClarionError
+from clarion.meter import measure_stage
 from clarion.warehouse import Warehouse
 from flows.content import content
 from flows.extract import extract
@@ -216,15 +217,17 @@ def pipeline(
                     logger.info("stage %s completed before the interruption: kept", stage.name)
                     summaries[stage.name] = done[stage.name]
                     continue
-                summaries[stage.name] = stage.run(
-                    settings,
-                    run_id,
-                    source=source,
-                    as_of=as_of,
-                    horizon_days=horizon_days,
-                    retrain=retrain,
-                    campaigns=campaigns,
-                )
+                with measure_stage() as meter:  # this stage's own wall, CPU and peak memory
+                    summary = stage.run(
+                        settings,
+                        run_id,
+                        source=source,
+                        as_of=as_of,
+                        horizon_days=horizon_days,
+                        retrain=retrain,
+                        campaigns=campaigns,
+                    )
+                summaries[stage.name] = {**summary, "meter": meter}
                 with warehouse.connect(command) as con:
                     runs.record_stage(con, run_id, stage.name, summaries[stage.name])
         except BaseException as exc:
