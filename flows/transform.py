@@ -3,7 +3,9 @@
 Write-audit-publish: dbt writes only to the ``staging`` schema; the marts suite judges that build;
 only a build with no failing `fail` check is copied into ``marts`` (one transaction). A failure at
 any step stops the stage (and the run) with the failing checks reported, and ``marts`` keeps the
-last good build. dbt runs through prefect-dbt, so every model and test is a task in the UI.
+last good build. dbt runs as one `dbt-build` task whose artifact lists every node with its status and
+time; with ``transform.dbt_node_tasks`` it runs through prefect-dbt, every model and test a task of
+its own (about 10 s more per run, measured in bench/RESULTS.md "End to end").
 """
 
 from __future__ import annotations
@@ -44,8 +46,36 @@ def publish_marts(settings: Settings, run_id: str, as_of: date) -> dict[str, Any
         return published
 
 
+@task(name="dbt-build", cache_policy=NO_CACHE)
+def dbt_build_task(settings: Settings, as_of: date) -> None:
+    """dbt build into staging with dbt's own runner, as one task; its artifact lists every node."""
+    from dbt.cli.main import dbtRunner
+
+    with dbt_environment(settings):
+        try:
+            result = dbtRunner().invoke(["--quiet", *dbt_args(settings, "build", as_of)])
+        finally:
+            release_duckdb()
+    nodes = getattr(result.result, "results", None) or []
+    rows = [
+        f"| {r.node.resource_type} | {r.node.name} | {r.status} | {r.execution_time:.2f} |"
+        for r in sorted(nodes, key=lambda r: (str(r.node.resource_type), r.node.name))
+    ]
+    create_markdown_artifact(
+        key="dbt-build",
+        markdown="\n".join(["| type | node | status | seconds |", "|---|---|---|---:|", *rows]),
+        description=f"dbt build: {len(rows)} nodes",
+    )
+    if not result.success:
+        raise DbtBuildError(f"dbt build failed, nothing published: {describe_failure(result)}")
+
+
 def dbt_build(settings: Settings, as_of: date) -> None:
-    """dbt build into staging, each node a Prefect task; a failed model or test stops the stage."""
+    """dbt build into staging; a failed model or test stops the stage. One task, or (with
+    transform.dbt_node_tasks) each node a Prefect task through prefect-dbt."""
+    if not settings.transform.dbt_node_tasks:
+        dbt_build_task(settings, as_of)
+        return
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
     target = settings.var_dir / "dbt" / "target"

@@ -214,3 +214,27 @@ def test_a_broken_suite_file_names_the_check_and_what_is_wrong(tmp_path: Path) -
         "check c: metric 'quarantine_rate' is not one of row_count, row_count_ratio, psi, null_rate"
         in message
     )
+
+
+@pytest.mark.parametrize("node_tasks", [False, True], ids=["one-task", "task-per-node"])
+def test_the_dbt_build_is_one_task_with_a_node_table_or_a_task_per_node(published, node_tasks) -> None:
+    from prefect_api import artifacts, child_flow_run, task_runs
+
+    settings = published
+    config = settings.var_dir.parent / "clarion.yaml"
+    config.write_text(config.read_text() + f"transform:\n  dbt_node_tasks: {str(node_tasks).lower()}\n")
+    result = pipeline(config_path="clarion.yaml", stages=["transform"])
+    sql = "select flow_run_id from audit.runs where run_id = ?"
+    [(flow_run_id,)] = query(settings, sql, [result["run_id"]])
+    transform_run = child_flow_run(flow_run_id, "transform")
+    tasks = task_runs(transform_run)
+    assert all(state == "COMPLETED" for state, _ in tasks.values()), tasks
+    node_named = [name for name in tasks if "customer_features" in name]
+    if node_tasks:  # prefect-dbt: models and tests are tasks of their own
+        assert not any(name.startswith("dbt-build") for name in tasks)
+        assert node_named and len(tasks) > 20
+    else:  # one task; its artifact lists every node with its status
+        assert any(name.startswith("dbt-build") for name in tasks) and not node_named
+        [table] = [a for a in artifacts(transform_run) if a.key == "dbt-build"]
+        assert "| model | customer_features | success |" in table.data
+        assert table.data.count("| test |") >= 10 and "| error |" not in table.data
