@@ -43,6 +43,7 @@ E2E = OUT / "e2e"
 DATA = OUT / "data"
 CHART = RESULTS.with_name("e2e.png")
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
 CHANGED_CONTACTS = 300  # "a few hundred" contacts change between the runs
 NEW_ORDER_SHARE = 0.01
 RECENT = ("2026-06-24", 7)  # new orders fall in the 7 days from this day: the last week before the cutoff
@@ -388,8 +389,48 @@ def run_size(customers: int, api_url: str, server_group: int) -> dict[str, Any]:
         "changes": expected,
     }
     record["changes_seen"] = _changes_seen(record["incremental"]["accounting"])
+    record["content"] = run_content(root, env, server_group)
     print(json.dumps({k: v for k, v in record.items() if k not in ("full", "incremental")}), flush=True)
     return record
+
+
+def _kept_records() -> list[dict[str, Any]]:
+    path = OUT / "e2e.json"
+    try:
+        return [r for r in json.loads(path.read_text()) if "full" in r]
+    except (OSError, ValueError):
+        return []
+
+
+def run_content(root: Path, env: dict[str, str], server_group: int) -> dict[str, Any]:
+    """`clarion content` with the repository's campaign briefs, on this size's segments: what drafting
+    costs as the customer count grows (drafts are per brief x segment x channel x variant, so it
+    should not grow)."""
+    shutil.copytree(REPO / "campaigns", root / "campaigns", dirs_exist_ok=True)
+    run = measure(
+        "bench.e2e:run_cli",
+        args=[str(BIN / "clarion"), "content", "--json"],
+        cwd=str(root),
+        env=env,
+        log=str(root / "run-content.log"),
+        server_group=server_group,
+    ).result
+    stage = run["output"]["stages"]["content"]
+    campaigns = stage.get("campaigns") or []
+    return {
+        "wall_s": run["wall_s"],
+        "cpu_s": run["cpu_s"],
+        "peak_rss_mb": run["peak_rss_mb"],
+        "other_load": run["other_load"],
+        "server_cpu_s": run["server_cpu_s"],
+        "meter": stage.get("meter") or {},
+        "briefs": len(campaigns),
+        "drafts": sum(c.get("drafts", 0) for c in campaigns),
+        "tokens": sum(c.get("tokens", 0) for c in campaigns),
+        "drafting_s": sum(c.get("seconds", 0.0) for c in campaigns),
+        "load_s": stage.get("load_seconds"),
+        "audience": sum(sum((c.get("segments") or {}).values()) for c in campaigns),
+    }
 
 
 def _same_features(root: Path, floor: dict[str, Any]) -> bool:
@@ -542,7 +583,7 @@ def _rows_md(r: dict[str, Any]) -> list[str]:
             "transform + gates",
             tra,
             customers,
-            "raw gate, dbt build (a Prefect task per node), marts gate, publish",
+            "raw gate, dbt build (one task), marts gate, publish",
         ),
         row(
             "train",
@@ -566,8 +607,8 @@ def _rows_md(r: dict[str, Any]) -> list[str]:
             customers,
             "scoring snapshot + train + score + explain + Prefect tasks",
         ),
-        f"| {n:,} | content | - | - | - | - | - | - | excluded (see Content): no campaign briefs here, "
-        f"the empty stage took {_s(_stage(m, 'content').get('wall_s'))} s |",
+        f"| {n:,} | content | - | - | - | - | - | - | not in the full run (no campaign briefs there; "
+        f"the empty stage took {_s(_stage(m, 'content').get('wall_s'))} s): see below |",
         row("report", _stage(m, "report"), customers, "HTML + PDF, not sent"),
         row(
             "extract + transform + gates",
@@ -581,7 +622,7 @@ def _rows_md(r: dict[str, Any]) -> list[str]:
             "**end to end** (`clarion run`)",
             full,
             customers,
-            f"whole process, generation excluded; {_context(full)}",
+            f"measured {r['measured_at']}; whole process, generation excluded; {_context(full)}",
         ),
         row(
             "incremental rerun (`clarion run`)",
@@ -589,7 +630,23 @@ def _rows_md(r: dict[str, Any]) -> list[str]:
             customers,
             f"**{inc_share:.0%} of the full run**; {changes}; {inc_stages}; {_context(inc)}",
         ),
+        *_content_rows(r, row),
     ]
+
+
+def _content_rows(r: dict[str, Any], row: Any) -> list[str]:
+    c = r.get("content")
+    if not c:
+        return []
+    stage = c["meter"]
+    per_draft = c["drafting_s"] / c["drafts"] if c["drafts"] else None
+    note = (
+        f"{c['briefs']} briefs, {c['drafts']} drafts for {c['audience']:,} customers in their audiences: "
+        f"model load {_s(c['load_s'])} s, drafting {_s(c['drafting_s'])} s "
+        f"({_s(per_draft, 2)} s per draft, {c['tokens']:,} tokens); the stage {_s(stage.get('wall_s'))} s; "
+        f"{_context(c)}"
+    )
+    return [row("content (`clarion content`, after the runs)", c, None, note)]
 
 
 def _target_rows(records: list[dict[str, Any]]) -> list[str]:
@@ -639,6 +696,16 @@ def _target_rows(records: list[dict[str, Any]]) -> list[str]:
         f"| incremental rerun <= 15% of the full run | {at}: {share:.0%} "
         f"| {verdict(share <= TARGETS['incremental_share'])} |"
     )
+    contents = [(r["contacts"], r["content"]) for r in records if r.get("content", {}).get("drafts")]
+    if len(contents) >= 2:
+        (n0, c0), (n1, c1) = min(contents), max(contents)
+        per0, per1 = c0["drafting_s"] / c0["drafts"], c1["drafting_s"] / c1["drafts"]
+        ratio = per1 / per0
+        rows.append(
+            f"| generation cost independent of customer count | {n0:,}: {c0['drafts']} drafts, "
+            f"{per0:.2f} s each; {n1:,}: {c1['drafts']} drafts, {per1:.2f} s each ({ratio:.2f}x for "
+            f"{n1 // n0:,}x the customers) | {verdict(c0['drafts'] == c1['drafts'] and ratio <= 1.5)} |"
+        )
     return rows
 
 
@@ -665,6 +732,7 @@ def chart(records: list[dict[str, Any]], path: Path = CHART) -> Path:
         "report": (meter("report"), "-"),
         "end to end": ([r["full"]["wall_s"] for r in records], "-"),
         "incremental rerun": ([r["incremental"]["wall_s"] for r in records], "-"),
+        "content (clarion content)": ([(r.get("content") or {}).get("wall_s") for r in records], ":"),
         "floor (a): features from Parquet": ([r["floor_features"]["query_s"] for r in records], "--"),
         "floor (b): predict + pred_contrib": ([r["floor_predict"]["seconds"] for r in records], "--"),
     }
@@ -677,7 +745,7 @@ def chart(records: list[dict[str, Any]], path: Path = CHART) -> Path:
                 style,
                 marker="o",
                 label=label,
-                color=plt.get_cmap("tab20")((2 * i) % 20 + (i >= 10)),  # 11 distinct colours
+                color=plt.get_cmap("tab20")((2 * i) % 20 + (i >= 10)),  # 12 distinct colours
                 linewidth=2 if label == "end to end" else 1.2,
             )
     ax.set_xscale("log")
@@ -694,10 +762,14 @@ def chart(records: list[dict[str, Any]], path: Path = CHART) -> Path:
 
 
 def main(sizes: list[int]) -> str:
+    """Measure these sizes; the other sizes' last records (bench/out/e2e.json) stay in the table, each
+    with its own date, so one size can be measured again without the rest."""
     records = []
     with prefect_server() as (api_url, server_group):
         for n in sizes:
             records.append(run_size(n, api_url, server_group))
+    kept = [r for r in _kept_records() if r["contacts"] not in sizes]
+    records = sorted(records + kept, key=lambda r: r["contacts"])
     chart(records)
     rows_md = [
         "| contacts | stage | s | CPU s | peak RSS MB | rows/s | floor s | / floor | note |",
@@ -711,8 +783,10 @@ def main(sizes: list[int]) -> str:
     notes = (
         "One real `clarion run --json` per size in its own process, on a fresh project whose source is a "
         "copy of the generated Parquet CRM (`clarion generate --format parquet`, default settings, no "
-        "defects, measured in its own process and cached), no campaign briefs (content is measured on "
-        "its own, below), reporting to a local Prefect server started once beforehand (its start-up is "
+        "defects, measured in its own process and cached), no campaign briefs in the runs (after them, "
+        "`clarion content` with the repository's briefs drafts for that size's segments: generation "
+        "cost against customer count; the model's own speed is under Content), "
+        "reporting to a local Prefect server started once beforehand (its start-up is "
         "in no figure). *End to end*: the whole `clarion run` process (Python start, imports, every "
         "stage, Prefect's task and log traffic, lineage), wall, CPU (user + system, the process and "
         "its children; the Prefect server's CPU is given apart) and peak RSS (the largest of the "

@@ -152,8 +152,8 @@ def run_shapes(workdir: str) -> list[dict[str, Any]]:
         h = plan.horizon_days
         from datetime import timedelta
 
-        older = runner.snapshot(settings, plan.as_of - timedelta(days=2 * h), h, plan.published_as_of)
-        newer = runner.snapshot(settings, plan.as_of - timedelta(days=h), h, plan.published_as_of)
+        days = (plan.as_of - timedelta(days=2 * h), plan.as_of - timedelta(days=h))
+        older, newer = runner.snapshots(settings, days, h, plan.published_as_of)
         x = matrix(newer)
         for trees, leaves, depth in SHAPES:
             params = ModelParams(trees=trees, leaves=leaves, max_depth=depth)

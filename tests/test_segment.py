@@ -425,6 +425,19 @@ def test_training_snapshots_only_see_the_past_and_are_dropped(golden, copy) -> N
     )
     assert after[0][0] == 0  # the scratch schema is dropped after reading
 
+    # several days at once (what training does) build the day-independent models once and only
+    # the as-of models again for the next day: the frame equals the one built alone
+    older_day = day - timedelta(days=HORIZON)
+    older, again = runner.snapshots(settings, (older_day, day), HORIZON, PUBLISHED_AS_OF)
+    pd.testing.assert_frame_equal(again, snap)
+    last_build = json.loads((settings.var_dir / "dbt" / "target" / "run_results.json").read_text())
+    assert {r["unique_id"].split(".")[-1] for r in last_build["results"]} == set(runner.AS_OF_MODELS)
+    assert (pd.to_datetime(older["as_of"]).dt.date == older_day).all()
+    assert 0 < len(older) < len(snap)
+    assert query(
+        settings, "select count(*) from duckdb_tables() where schema_name = ?", [runner.SNAPSHOT_SCHEMA]
+    ) == [(0,)]
+
     assert len(snap) > 0 and snap["contact_id"].is_unique
     assert (pd.to_datetime(snap["as_of"]).dt.date == day).all()
     signup = dict(query(settings, "select contact_id, signup_date from raw.contacts"))
@@ -449,9 +462,31 @@ def test_training_snapshots_only_see_the_past_and_are_dropped(golden, copy) -> N
     assert (both["orders_lifetime"] == both["before"]).all()
     assert (both[LABEL] == (both["after"] > 0)).all()
     assert both[LABEL].any() and not both[LABEL].all()
+    # the older day, built on the first day's staging tables, counts only its own past
+    lifetime = _frame(
+        settings,
+        "select contact_id, count(*) as before from marts.fct_orders "
+        "where not is_cancelled and ordered_at < cast(? as timestamptz) group by contact_id",
+        [f"{older_day} 00:00:00+00"],
+    )
+    old = older.merge(lifetime, on="contact_id", how="left").fillna({"before": 0})
+    assert (old["orders_lifetime"] == old["before"]).all()
+    pair = older.merge(snap, on="contact_id", suffixes=("_older", "_newer"))
+    assert len(pair) == len(older)  # everyone signed up by the older day is in the newer one
+    assert (pair["orders_lifetime_older"] <= pair["orders_lifetime_newer"]).all()
+    assert (pair["orders_lifetime_older"] < pair["orders_lifetime_newer"]).any()
     recency = both["recency_days"].dropna()
     assert (recency >= 0).all()
     assert (both["tenure_days"] > 0).all()
+
+
+def test_only_the_as_of_models_read_the_day() -> None:
+    """`runner.snapshots` rebuilds only AS_OF_MODELS for a further day: every other model must not
+    depend on the as-of day or the horizon, or its second snapshot would be wrong."""
+    models = Path(__file__).resolve().parents[1] / "dbt" / "models"
+    reads_day = re.compile(r"as_of|horizon")
+    readers = {f.stem for f in models.rglob("*.sql") if reads_day.search(f.read_text())}
+    assert readers == set(runner.AS_OF_MODELS)
 
 
 # -- 5. registry --------------------------------------------------------------------------------

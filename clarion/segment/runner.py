@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -36,6 +37,7 @@ from models.train import LABEL, ModelParams, fit, matrix, validate
 
 log = logging.getLogger(__name__)
 SNAPSHOT_SCHEMA = "ml_snapshot"
+AS_OF_MODELS = ("customer_features", "customer_labels")  # the dbt models that read the day
 DRIVER_SAMPLE = 100_000  # customers whose SHAP values describe the model's global drivers
 
 ML_DDL = (
@@ -97,29 +99,52 @@ def _published_as_of(con: duckdb.DuckDBPyConnection) -> date | None:
 # -- snapshots --------------------------------------------------------------------------------
 def snapshot(settings: Settings, day: date, horizon_days: int, published: date | None) -> pd.DataFrame:
     """Features as of `day` with labels over the horizon after it, and the protected attribute."""
+    return snapshots(settings, (day,), horizon_days, published)[0]
+
+
+def snapshots(
+    settings: Settings, days: Sequence[date], horizon_days: int, published: date | None
+) -> list[pd.DataFrame]:
+    """`snapshot` for several days, one frame each, in the order given.
+
+    A day the marts were published for (with the configured horizon) is read from them. The others
+    are built by dbt into a scratch schema, dropped afterwards. Only ``customer_features`` and
+    ``customer_labels`` read the day (tested), so the models under them (staging, ``int_orders``,
+    the ticket sentiment table) are built once, from the same raw tables, and each further day
+    rebuilds just those two on top: at 1,000,000 customers that saves one ``int_orders`` and one
+    ``stg_support_tickets`` build (~15 s) per training run.
+    """
     wh = Warehouse.from_settings(settings)
-    if day == published and horizon_days == settings.transform.horizon_days:
-        with wh.connect("segment read") as con:
-            return _read(con, "marts")
     shifted = settings.model_copy(
         update={"transform": settings.transform.model_copy(update={"horizon_days": horizon_days})}
     )
-    run_dbt(
-        shifted,
-        "build",
-        day,
-        "--select",
-        "+customer_features",
-        "+customer_labels",
-        "--exclude-resource-type",
-        "test",
-        schema=SNAPSHOT_SCHEMA,
-    )
-    with wh.connect("segment read") as con:
-        try:
-            return _read(con, SNAPSHOT_SCHEMA)
-        finally:
-            con.execute(f"drop schema if exists {SNAPSHOT_SCHEMA} cascade")
+    frames: list[pd.DataFrame] = []
+    built = False
+    try:
+        for day in days:
+            if day == published and horizon_days == settings.transform.horizon_days:
+                with wh.connect("segment read") as con:
+                    frames.append(_read(con, "marts"))
+                continue
+            select = AS_OF_MODELS if built else tuple(f"+{m}" for m in AS_OF_MODELS)
+            run_dbt(
+                shifted,
+                "build",
+                day,
+                "--select",
+                *select,
+                "--exclude-resource-type",
+                "test",
+                schema=SNAPSHOT_SCHEMA,
+            )
+            built = True
+            with wh.connect("segment read") as con:
+                frames.append(_read(con, SNAPSHOT_SCHEMA))
+    finally:
+        if built:
+            with wh.connect("segment drop snapshot") as con:
+                con.execute(f"drop schema if exists {SNAPSHOT_SCHEMA} cascade")
+    return frames
 
 
 def _read(con: duckdb.DuckDBPyConnection, schema: str) -> pd.DataFrame:
@@ -168,8 +193,7 @@ def train(settings: Settings, p: Plan, scoring: pd.DataFrame, run_id: str | None
     h = p.horizon_days
     valid_day, train_day = p.as_of - timedelta(days=h), p.as_of - timedelta(days=2 * h)
     started = time.perf_counter()
-    older = snapshot(settings, train_day, h, p.published_as_of)
-    newer = snapshot(settings, valid_day, h, p.published_as_of)
+    older, newer = snapshots(settings, (train_day, valid_day), h, p.published_as_of)
     for name, frame, day in (("training", older, train_day), ("validation", newer, valid_day)):
         if len(frame) < 50:
             raise SegmentError(
