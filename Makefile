@@ -17,12 +17,13 @@ export RUNTIME__DLTHUB_TELEMETRY := false
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help install demo test test-fast bench lint fmt clean
+.PHONY: help install demo test test-slow test-all bench lint fmt clean
 
 help:
 	@echo "make demo       set up .venv if needed, generate a small CRM, run the pipeline, show where results are"
-	@echo "make test       set up .venv if needed and run the whole test suite (what CI runs)"
-	@echo "make test-fast  the suite without the slow end-to-end tests"
+	@echo "make test       set up .venv if needed and run the suite, without the slow end-to-end tests"
+	@echo "make test-slow  the slow end-to-end tests (whole pipeline runs, the demo, kill and resume)"
+	@echo "make test-all   both (CI runs make test, then make test-slow)"
 	@echo "make bench      benchmarks under bench/ (figures go to bench/RESULTS.md)"
 	@echo "make lint       ruff lint + format check"
 	@echo "make clean      remove var/ (warehouse, generated data, runs); keeps .venv"
@@ -45,13 +46,21 @@ demo: $(STAMP)
 	$(BIN)/clarion compliance export
 	@echo "Next: .venv/bin/clarion explain 1 (one customer's score and reasons), .venv/bin/clarion models show (the model card, var/registry), .venv/bin/clarion drafts list (campaign copy waiting for approval), var/reports (the marketer report), var/outbox (the report e-mail as .eml: open it in a mail client)"
 
-test: $(STAMP)
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure, not a pass" >&2; fi; \
+# pytest with a marker expression; "collected no tests" (exit 5) is a failure, not a pass
+define pytest_run
+	@$(BIN)/python -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make $@: pytest collected no tests; that is a failure, not a pass" >&2; fi; \
 	exit $$rc
+endef
 
-test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+test: $(STAMP)
+	$(call pytest_run,-m "not slow")
+
+test-slow: $(STAMP)
+	$(call pytest_run,-m slow)
+
+test-all: $(STAMP)
+	$(call pytest_run,)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

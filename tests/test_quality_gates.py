@@ -216,7 +216,9 @@ def test_a_broken_suite_file_names_the_check_and_what_is_wrong(tmp_path: Path) -
     )
 
 
-@pytest.mark.parametrize("node_tasks", [False, True], ids=["one-task", "task-per-node"])
+@pytest.mark.parametrize(
+    "node_tasks", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["one-task", "task-per-node"]
+)
 def test_the_dbt_build_is_one_task_with_a_node_table_or_a_task_per_node(published, node_tasks) -> None:
     from prefect_api import artifacts, child_flow_run, task_runs
 

@@ -152,6 +152,7 @@ def _free_port() -> int:
 
 
 # -- the files ------------------------------------------------------------------------------------
+@pytest.mark.slow  # needs the module's pipeline run
 def test_files_are_written_with_their_hashes_and_the_pdf_is_a_pdf(project: Project, report) -> None:
     folder = project.settings.var_dir / "reports" / project.second_run
     assert report["run_id"] == project.second_run  # the latest scoring run by default
@@ -163,6 +164,7 @@ def test_files_are_written_with_their_hashes_and_the_pdf_is_a_pdf(project: Proje
     assert report["sent"] is False and report["attempts"] == 0 and "no-send" in report["note"]
 
 
+@pytest.mark.slow  # needs the module's pipeline run
 def test_the_html_is_self_contained(report) -> None:
     page = Path(report["paths"]["html"]).read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page and "<svg" in page
@@ -171,6 +173,7 @@ def test_the_html_is_self_contained(report) -> None:
         assert needle not in page.lower(), needle
 
 
+@pytest.mark.slow  # needs the module's pipeline run
 def test_the_numbers_agree_with_the_warehouse(project: Project, report) -> None:
     page = Path(report["paths"]["html"]).read_text(encoding="utf-8")
     data = json.loads(Path(report["paths"]["json"]).read_text())
@@ -230,6 +233,7 @@ def test_the_numbers_agree_with_the_warehouse(project: Project, report) -> None:
     assert data["quality"]["verdict"].startswith("passed") and f"run {before}" in page
 
 
+@pytest.mark.slow  # needs the module's pipeline run
 def test_profiles_reasons_and_drafts_are_in_plain_language(project: Project, report) -> None:
     page = Path(report["paths"]["html"]).read_text(encoding="utf-8")
     data = json.loads(Path(report["paths"]["json"]).read_text())
@@ -247,6 +251,7 @@ def test_profiles_reasons_and_drafts_are_in_plain_language(project: Project, rep
     assert blocked["withheld"] and blocked["parts"] == {} and "Copy withheld" in page
 
 
+@pytest.mark.slow  # needs the module's pipeline run
 def test_an_earlier_run_and_an_unknown_run(project: Project) -> None:
     data = collect(project.settings, project.first_run)
     expected = dict(
@@ -269,6 +274,7 @@ def _pdf_text(path: str | Path) -> str:
     return "\n".join(page.extract_text() for page in PdfReader(path).pages)
 
 
+@pytest.mark.slow  # needs the module's pipeline run
 def test_no_personal_data_in_the_report(project: Project, report) -> None:
     people = _query(project.settings, "select first_name, last_name, email, phone from raw.contacts")
     assert len(people) == 600
@@ -352,6 +358,7 @@ def _parts(msg: EmailMessage) -> dict[str, list[Any]]:
     return out
 
 
+@pytest.mark.slow  # needs the module's pipeline run
 def test_the_report_is_delivered_to_a_real_smtp_server(project: Project, smtp_server) -> None:
     inbox, port = smtp_server()
     recipients = ["marketing@example.com", "Head of CRM <crm.lead@example.net>"]
@@ -387,6 +394,7 @@ def test_the_report_is_delivered_to_a_real_smtp_server(project: Project, smtp_se
     assert attachments[html_name].get_content().encode() == Path(result["paths"]["html"]).read_bytes()
 
 
+@pytest.mark.slow  # needs the module's pipeline run
 def test_starttls_demanded_but_not_offered_fails_at_once_with_a_clear_error(
     project: Project, smtp_server
 ) -> None:
@@ -408,6 +416,7 @@ def test_starttls_demanded_but_not_offered_fails_at_once_with_a_clear_error(
     assert (project.settings.var_dir / "reports" / project.second_run / "report.pdf").exists()
 
 
+@pytest.mark.slow  # needs the module's pipeline run
 def test_a_closed_port_is_retried_then_reported_and_the_files_stay(project: Project, monkeypatch) -> None:
     port = _free_port()  # nothing listens there
     connects: list[tuple[str, int]] = []
@@ -441,6 +450,7 @@ def test_a_closed_port_is_retried_then_reported_and_the_files_stay(project: Proj
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+@pytest.mark.slow  # needs the module's pipeline run
 def test_login_comes_from_the_named_environment_variables(project: Project, smtp_server, monkeypatch) -> None:
     inbox, port = smtp_server(auth=True)
     base = {
@@ -499,6 +509,7 @@ def test_the_local_sink_saves_each_message_whole_under_a_new_name(tmp_path: Path
         smtplib.SMTP(host, port, timeout=2)
 
 
+@pytest.mark.slow  # needs the module's pipeline run
 def test_report_outbox_delivers_the_real_message_into_a_folder(project: Project, tmp_path: Path) -> None:
     outbox = tmp_path / "outbox"  # missing: created
     result = CliRunner().invoke(
@@ -521,6 +532,7 @@ def test_report_outbox_delivers_the_real_message_into_a_folder(project: Project,
     assert pdf.get_content() == (folder / "report.pdf").read_bytes()
 
 
+@pytest.mark.slow  # needs the module's pipeline run
 def test_an_outbox_that_is_a_file_fails_clearly_and_the_report_stays(
     project: Project, tmp_path: Path
 ) -> None:
@@ -541,6 +553,7 @@ def test_an_outbox_that_is_a_file_fails_clearly_and_the_report_stays(
     assert both.exit_code == 2 and "--no-send" in both.stderr and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # needs the module's pipeline run
 def test_the_pipeline_report_stage_uses_report_outbox(project: Project) -> None:
     from flows.report import report as report_flow
 

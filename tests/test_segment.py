@@ -106,6 +106,7 @@ def _invoke(*args: str):
 
 
 # -- 1. a full run ------------------------------------------------------------------------------
+@pytest.mark.slow  # needs the golden project's pipeline run
 def test_full_run_scores_every_published_customer_once(golden, features, scores) -> None:
     assert golden.result["stages"]["segment"]["customers"] == len(features) > 0
     assert len(scores) == scores["contact_id"].nunique() == len(features)
@@ -139,6 +140,7 @@ def test_full_run_scores_every_published_customer_once(golden, features, scores)
         assert row.model_version == promoted.name
 
 
+@pytest.mark.slow  # needs the golden project's pipeline run
 def test_stored_segments_follow_the_rules_on_real_customers(golden, features, scores) -> None:
     s = golden.settings.segment
     both = scores.merge(features, on="contact_id", validate="one_to_one")
@@ -170,6 +172,7 @@ def test_stored_segments_follow_the_rules_on_real_customers(golden, features, sc
 
 
 # -- 2. honest validation -----------------------------------------------------------------------
+@pytest.mark.slow  # needs the golden project's pipeline run
 def test_validation_is_out_of_time_beats_the_baseline_and_ranks_the_truth(golden, scores) -> None:
     version = _registry(golden.settings).promoted()
     meta = version.meta
@@ -196,6 +199,7 @@ def test_validation_is_out_of_time_beats_the_baseline_and_ranks_the_truth(golden
 
 
 # -- 3. faithful explanations -------------------------------------------------------------------
+@pytest.mark.slow  # needs the golden project's pipeline run
 def test_explanations_add_up_match_shap_and_the_stored_reasons(golden, features, scores) -> None:
     version = _registry(golden.settings).promoted()
     booster = version.load().propensity
@@ -275,6 +279,7 @@ def test_explanations_add_up_match_shap_and_the_stored_reasons(golden, features,
     assert set(FEATURES) <= set(CATALOGUE)
 
 
+@pytest.mark.slow  # needs the golden project's pipeline run
 def test_every_customer_gets_the_families_that_push_most(golden, features, scores) -> None:
     """A customer's reasons are the (up to `reasons`) families whose summed SHAP values push the
     customer's way by at least min_reason_effect, the strongest first: none is left out."""
@@ -406,6 +411,7 @@ def test_reason_columns_match_the_catalogue_sentence_by_sentence() -> None:
 
 
 # -- 4. point in time ---------------------------------------------------------------------------
+@pytest.mark.slow  # needs the golden project's pipeline run
 def test_training_snapshots_only_see_the_past_and_are_dropped(golden, copy) -> None:
     leftover = query(
         golden.settings,
@@ -490,6 +496,7 @@ def test_only_the_as_of_models_read_the_day() -> None:
 
 
 # -- 5. registry --------------------------------------------------------------------------------
+@pytest.mark.slow  # needs the golden project's pipeline run
 def test_registry_lists_shows_retrains_rolls_back_and_promotes(copy) -> None:
     settings = copy
     listing = _invoke("models", "list", "--json")
@@ -539,6 +546,7 @@ def test_registry_lists_shows_retrains_rolls_back_and_promotes(copy) -> None:
 
 
 # -- 6. a worse model is not promoted ----------------------------------------------------------
+@pytest.mark.slow  # needs the golden project's pipeline run
 def test_a_worse_candidate_is_registered_but_not_promoted(copy) -> None:
     settings = copy
     with Path("clarion.yaml").open("a") as fh:
@@ -580,6 +588,7 @@ def test_a_worse_candidate_is_registered_but_not_promoted(copy) -> None:
     ) == [(scored_with,)]
 
 
+@pytest.mark.slow  # needs the golden project's pipeline run
 def test_scores_come_from_a_model_trained_for_their_horizon(copy) -> None:
     """A 60-day run records horizon_days 60; the model that scored it must predict 60 days, whether or
     not the new 60-day candidate beat the promoted 90-day version on the 60-day validation labels."""
@@ -601,6 +610,7 @@ def test_scores_come_from_a_model_trained_for_their_horizon(copy) -> None:
 
 
 # -- 7. CLI -------------------------------------------------------------------------------------
+@pytest.mark.slow  # needs the golden project's pipeline run
 def test_explain_prints_a_customers_segment_and_reasons(golden, scores, monkeypatch) -> None:
     monkeypatch.chdir(golden.root)
     with_reasons = scores[scores["reasons"].map(len) > 0]
@@ -644,6 +654,7 @@ def test_segment_without_published_features_says_to_transform(tmp_path, monkeypa
 
 
 # -- 8. bad input -------------------------------------------------------------------------------
+@pytest.mark.slow  # needs the golden project's pipeline run
 def test_a_snapshot_with_one_label_value_is_refused(features) -> None:
     frame = features.head(200).copy()
     frame[LABEL] = True
@@ -695,6 +706,7 @@ def test_segment_rules_on_hand_made_customers() -> None:
 
 
 # -- 10. no personal data -----------------------------------------------------------------------
+@pytest.mark.slow  # needs the golden project's pipeline run
 def test_scores_and_reasons_hold_no_personal_data(golden, scores) -> None:
     for table in ("customer_scores", "segments"):
         columns = {
@@ -734,6 +746,7 @@ def test_scores_and_reasons_hold_no_personal_data(golden, scores) -> None:
     assert emails and "@" not in card and not any(e in card for e in emails)
 
 
+@pytest.mark.slow  # needs the golden project's pipeline run
 def test_scoring_in_chunks_gives_the_same_scores_and_reasons(golden, copy, scores) -> None:
     """1,000-customer chunks (the smallest allowed) split the golden run's customers in two: the
     stored rows must be those of the one-chunk run, and a rerun replaces rather than duplicates."""

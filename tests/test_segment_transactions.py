@@ -20,7 +20,7 @@ from clarion.config import GenerateSettings
 from clarion.synth.generator import generate
 from flows.pipeline import pipeline
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 PURCHASE_FAMILIES = {"recency", "frequency", "monetary", "rhythm", "tenure", "returns", "price"}
 

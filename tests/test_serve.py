@@ -145,6 +145,7 @@ def _wait_for_deployments(client, names: list[str], server: subprocess.Popen, lo
     raise AssertionError(f"deployments {sorted(set(names) - set(found))} never appeared:\n{log.read_text()}")
 
 
+@pytest.mark.slow
 def test_serve_registers_the_deployments_and_runs_one_on_demand(served_project) -> None:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
