@@ -14,7 +14,7 @@ def main() -> None:
     parser.add_argument("--formats", default="parquet,csv", help="generate: output formats")
     parser.add_argument("--extract-sources", default="parquet,postgres", help="extract: source kinds")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]  # e2e with --sizes "": only re-render
     if "generate" in args.suites:
         from bench import generate
 

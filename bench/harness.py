@@ -78,10 +78,11 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GB RAM, Python {platform.python_version()}"
 
 
-def write_section(name: str, markdown: str) -> None:
-    """Replace this suite's section of RESULTS.md (between markers), leaving the others alone."""
+def write_section(name: str, markdown: str, stamp: str | None = None) -> None:
+    """Replace this suite's section of RESULTS.md (between markers), leaving the others alone.
+    ``stamp``: when the figures were measured, if not now (a table rendered again from its records)."""
     start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = stamp or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     block = f"{start}\n_Measured {stamp} on {machine()}._\n\n{markdown.strip()}\n{end}"
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nWritten by `make bench`.\n"
     if start in text and end in text:
@@ -105,13 +106,18 @@ def workdir_settings(workdir: str, **overrides: Any) -> Any:
 
 
 def report(
-    name: str, records: list[dict[str, Any]], notes: str, rows_md: list[str], title: str | None = None
+    name: str,
+    records: list[dict[str, Any]],
+    notes: str,
+    rows_md: list[str],
+    title: str | None = None,
+    stamp: str | None = None,
 ) -> str:
     """Keep a suite's raw records (bench/out/<name>.json) and its section of RESULTS.md."""
     OUT.mkdir(exist_ok=True)
     (OUT / f"{name}.json").write_text(json.dumps(records, indent=2))
     table = "\n".join(rows_md)
-    write_section(name, f"## {title or name.capitalize()}\n\n{notes}\n\n{table}\n")
+    write_section(name, f"## {title or name.capitalize()}\n\n{notes}\n\n{table}\n", stamp)
     return table
 
 
