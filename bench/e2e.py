@@ -356,33 +356,18 @@ def run_size(customers: int, api_url: str, server_group: int) -> dict[str, Any]:
     crm, generated = ensure_crm(customers)
     root = make_project(customers, crm)
     env = {"PREFECT_API_URL": api_url, "PREFECT_HOME": str(root / "var" / "prefect")}
-    cli = [str(BIN / "clarion"), "run", "--json"]
-    full = measure(
-        "bench.e2e:run_cli",
-        args=cli,
-        cwd=str(root),
-        env=env,
-        log=str(root / "run-full.log"),
-        server_group=server_group,
-    )
+    full = clarion(root, env, server_group, "full", "run")
     floor_a = measure("bench.e2e:floor_features", folder=str(root / "crm"), workdir=str(root))
     floor_b = measure("bench.e2e:floor_predict", project=str(root))
     same = floor_a.result["rows"] > 0 and _same_features(root, floor_a.result)
     expected = apply_changes(root / "crm", customers)
-    inc = measure(
-        "bench.e2e:run_cli",
-        args=cli,
-        cwd=str(root),
-        env=env,
-        log=str(root / "run-incremental.log"),
-        server_group=server_group,
-    )
+    inc = clarion(root, env, server_group, "incremental", "run")
     record = {
         "contacts": customers,
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "generate": generated,
-        "full": _run_figures(full.result),
-        "incremental": _run_figures(inc.result),
+        "full": _run_figures(full),
+        "incremental": _run_figures(inc),
         "floor_features": {**floor_a.result, "process_s": floor_a.wall_s, "peak_rss_mb": floor_a.peak_rss_mb},
         "floor_predict": {**floor_b.result, "peak_rss_mb": floor_b.peak_rss_mb},
         "same_features": same,
@@ -392,6 +377,18 @@ def run_size(customers: int, api_url: str, server_group: int) -> dict[str, Any]:
     record["content"] = run_content(root, env, server_group)
     print(json.dumps({k: v for k, v in record.items() if k not in ("full", "incremental")}), flush=True)
     return record
+
+
+def clarion(root: Path, env: dict[str, str], server_group: int, label: str, verb: str) -> dict[str, Any]:
+    """`clarion VERB --json` in the project, measured in a fresh process (log: run-LABEL.log)."""
+    return measure(
+        "bench.e2e:run_cli",
+        args=[str(BIN / "clarion"), verb, "--json"],
+        cwd=str(root),
+        env=env,
+        log=str(root / f"run-{label}.log"),
+        server_group=server_group,
+    ).result
 
 
 def _kept_records() -> list[dict[str, Any]]:
@@ -407,14 +404,7 @@ def run_content(root: Path, env: dict[str, str], server_group: int) -> dict[str,
     costs as the customer count grows (drafts are per brief x segment x channel x variant, so it
     should not grow)."""
     shutil.copytree(REPO / "campaigns", root / "campaigns", dirs_exist_ok=True)
-    run = measure(
-        "bench.e2e:run_cli",
-        args=[str(BIN / "clarion"), "content", "--json"],
-        cwd=str(root),
-        env=env,
-        log=str(root / "run-content.log"),
-        server_group=server_group,
-    ).result
+    run = clarion(root, env, server_group, "content", "content")
     stage = run["output"]["stages"]["content"]
     campaigns = stage.get("campaigns") or []
     return {

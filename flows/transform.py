@@ -24,6 +24,7 @@ from clarion.transform.dbt import (
     dbt_args,
     dbt_environment,
     describe_failure,
+    invoke_dbt,
     release_duckdb,
     resolve_as_of,
 )
@@ -48,14 +49,9 @@ def publish_marts(settings: Settings, run_id: str, as_of: date) -> dict[str, Any
 
 @task(name="dbt-build", cache_policy=NO_CACHE)
 def dbt_build_task(settings: Settings, as_of: date) -> None:
-    """dbt build into staging with dbt's own runner, as one task; its artifact lists every node."""
-    from dbt.cli.main import dbtRunner
-
-    with dbt_environment(settings):
-        try:
-            result = dbtRunner().invoke(["--quiet", *dbt_args(settings, "build", as_of)])
-        finally:
-            release_duckdb()
+    """dbt build into staging with dbt's own runner, as one task; its artifact lists every node
+    (also when one failed, so the UI shows which)."""
+    result = invoke_dbt(settings, "build", as_of)
     nodes = getattr(result.result, "results", None) or []
     rows = [
         f"| {r.node.resource_type} | {r.node.name} | {r.status} | {r.execution_time:.2f} |"

@@ -105,15 +105,20 @@ def dbt_environment(
                 os.environ[key] = value
 
 
-def run_dbt(settings: Settings, command: str, as_of: date, *extra: str, schema: str = "staging") -> Any:
-    """Run dbt with its own runner (no Prefect, quiet): segment snapshots, tests, benchmarks."""
+def invoke_dbt(settings: Settings, command: str, as_of: date, *extra: str, schema: str = "staging") -> Any:
+    """Run dbt with its own runner (no Prefect, quiet) and return its result, failed or not."""
     from dbt.cli.main import dbtRunner
 
     with dbt_environment(settings, schema=schema):
         try:
-            result = dbtRunner().invoke(["--quiet", *dbt_args(settings, command, as_of, *extra)])
+            return dbtRunner().invoke(["--quiet", *dbt_args(settings, command, as_of, *extra)])
         finally:
             release_duckdb()
+
+
+def run_dbt(settings: Settings, command: str, as_of: date, *extra: str, schema: str = "staging") -> Any:
+    """`invoke_dbt` that raises on failure: segment snapshots, tests, benchmarks."""
+    result = invoke_dbt(settings, command, as_of, *extra, schema=schema)
     if not result.success:
         raise DbtBuildError(f"dbt {command} failed: {describe_failure(result)}")
     return result
