@@ -17,7 +17,7 @@ export RUNTIME__DLTHUB_TELEMETRY := false
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help install demo test test-slow test-all bench lint fmt clean
+.PHONY: help install demo test test-slow test-all bench docs lint fmt clean
 
 help:
 	@echo "make demo       set up .venv if needed, generate a small CRM, run the pipeline, show where results are"
@@ -25,6 +25,7 @@ help:
 	@echo "make test-slow  the slow end-to-end tests (whole pipeline runs, the demo, kill and resume)"
 	@echo "make test-all   both (CI runs make test, then make test-slow)"
 	@echo "make bench      benchmarks under bench/ (figures go to bench/RESULTS.md)"
+	@echo "make docs       build the reference (docs/, mkdocs --strict) into var/site"
 	@echo "make lint       ruff lint + format check"
 	@echo "make clean      remove var/ (warehouse, generated data, runs); keeps .venv"
 
@@ -64,6 +65,9 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
