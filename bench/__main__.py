@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-SUITES = ("generate", "extract", "transform", "segment", "content", "e2e")
+SUITES = ("generate", "extract", "transform", "segment", "content", "e2e", "clv")
 
 
 def main() -> None:
@@ -13,6 +13,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="contacts per run, comma-separated")
     parser.add_argument("--formats", default="parquet,csv", help="generate: output formats")
     parser.add_argument("--extract-sources", default="parquet,postgres", help="extract: source kinds")
+    parser.add_argument(
+        "--shop-sizes", default="100000,1000000", help="segment: sizes of the transactions-only shop"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]  # e2e with --sizes "": only re-render
     if "generate" in args.suites:
@@ -30,7 +33,7 @@ def main() -> None:
     if "segment" in args.suites:
         from bench import segment
 
-        print(segment.main(sizes))
+        print(segment.main(sizes, shop_sizes=[int(s) for s in args.shop_sizes.split(",") if s]))
     if "content" in args.suites:
         from bench import content
 
@@ -39,6 +42,10 @@ def main() -> None:
         from bench import e2e
 
         print(e2e.main(sizes))  # `clarion run` end to end, stage by stage, and an incremental rerun
+    if "clv" in args.suites:
+        from bench import clv
+
+        print(clv.main(sizes))  # BG/NBD + Gamma-Gamma on simulated customers; PyMC-Marketing if configured
 
 
 if __name__ == "__main__":

@@ -26,10 +26,13 @@ def ensure_data(customers: int, fmt: str = "parquet") -> Path:
     """Generated once per size and kept under bench/out/data (the generator is deterministic)."""
     folder = DATA / f"crm-{customers}-{fmt}"
     manifest = folder / "manifest.json"
-    if manifest.exists() and json.loads(manifest.read_text())["customers"] == customers:
-        return folder
     from clarion.config import GenerateSettings
-    from clarion.synth.generator import generate
+    from clarion.synth.generator import GENERATOR_VERSION, generate
+
+    if manifest.exists():
+        made = json.loads(manifest.read_text())
+        if made["customers"] == customers and made.get("generator_version") == GENERATOR_VERSION:
+            return folder
 
     DATA.mkdir(parents=True, exist_ok=True)
     generate(GenerateSettings(customers=customers, format=fmt, defects=0.01), out=folder)

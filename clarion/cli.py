@@ -102,6 +102,12 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--profile",
+    type=click.Choice(["crm", "transactions"]),
+    help="What to generate: crm (the full CRM export) or transactions (a US shop's purchases only: "
+    "customer_id, order_date, amount) [config generate.profile; crm].",
+)
 @click.option("--customers", type=int, help="Contacts to simulate [config generate.customers; 2000].")
 @click.option("--seed", type=int, help="Random seed; the same seed and size give identical files [7].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder [var/crm].")
@@ -133,6 +139,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 @click.pass_obj
 def generate(
     app: AppContext,
+    profile: str | None,
     customers: int | None,
     seed: int | None,
     out: Path | None,
@@ -160,11 +167,20 @@ def generate(
       clarion generate --defects 0.01                   # + duplicates, orphans, bad dates... (defects.csv)
       clarion generate --postgres postgresql://postgres@127.0.0.1/test --pg-schema crm
       clarion generate --mariadb mysql://root@127.0.0.1:3306/test --mariadb-database crm
+      clarion generate --profile transactions --customers 100000 --out var/shop
+
+    \b
+    --profile transactions writes a transactions-only shop instead: transactions.csv
+    (customer_id,order_date,amount in USD), truth/customers.csv (dropout, slowing down, seasonal
+    window, purchases after the cutoff) and manifest.json, and prints the `sources:` block that
+    loads it. Its repeat buying is BG/NBD-like plus what real shops add (seasonality, gift and
+    replenishment rhythms, slowing down before leaving, early-tenure dropout); no defects.
     """
     from clarion.synth.generator import generate as run_generate
 
     overrides = {
         "generate": {
+            "profile": profile,
             "customers": customers,
             "seed": seed,
             "format": fmt,
@@ -175,7 +191,8 @@ def generate(
     }
     settings = app.settings(overrides)
     g = settings.generate
-    with Progress(f"simulating {g.customers:,} contacts") as advance:
+    who = "customers" if g.profile == "transactions" else "contacts"
+    with Progress(f"simulating {g.customers:,} {who}") as advance:
         result = run_generate(
             g,
             postgres_dsn=dsn,
@@ -184,8 +201,20 @@ def generate(
             mariadb_database=mariadb_database,
             progress=advance,
         )
+    if g.profile == "transactions":
+        shown = _project_path(app, result.out)
+        _emit(result.summary(source_path=shown), as_json, result.text(source_path=shown))
+        return
     summary = result.summary()
     _emit(summary, as_json, _generate_text(result))
+
+
+def _project_path(app: AppContext, path: Path) -> str:
+    """How clarion.yaml names a folder: relative to the file's folder when inside it, else absolute."""
+    file = app.config_file()
+    root = file.resolve().parent if file else Path.cwd().resolve()
+    path = path.resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _generate_text(result) -> str:
@@ -336,13 +365,22 @@ def segment_text(s: dict[str, Any]) -> str:
     lines = [f"segment     {s['customers']:,} customers as of {s['as_of']}, model {s['model_version']}"]
     t = s.get("trained")
     if t:
-        v, b = t["validation"], t["baseline"]
+        v, b, c = t["validation"], t["baseline"], t.get("customer_base") or {}
         lines.append(
-            f"  trained {t['version']}: out-of-time ROC AUC {v['roc_auc']:.3f} (recency/frequency baseline "
-            f"{b['roc_auc']:.3f}), PR AUC {v['pr_auc']:.3f}, Brier {v['brier']:.3f}, ECE {v['ece']:.3f}, "
-            f"top-10% lift {v['lift_top10']:.1f}x; calibration {t['calibration']}"
+            f"  trained {t['version']} on {t.get('rows', 0):,} customer-days of {t.get('days', 1)} days: "
+            f"out-of-time ROC AUC {v['roc_auc']:.3f} (recency/frequency baseline {b['roc_auc']:.3f}, "
+            f"BG/NBD alone {c.get('roc_auc') or float('nan'):.3f}), PR AUC {v['pr_auc']:.3f}, "
+            f"Brier {v['brier']:.3f}, ECE {v['ece']:.3f}, top-10% lift {v['lift_top10']:.1f}x; "
+            f"calibration {t['calibration']}"
         )
         lines.append(f"  {t['decision']}")
+    th = s.get("thresholds")
+    if th and th.get("shop_purchase_rate") is not None:
+        lines.append(
+            f"  expected purchase rate {th['shop_purchase_rate']:.1%} in the horizon; "
+            f"at risk from churn risk {th['at_risk_from_churn_risk']:.2f}, safe below "
+            f"{th['safe_below_churn_risk']:.2f} ({th['basis']} thresholds)"
+        )
     lines.append(f"  {'segment':<20} {'customers':>10} {'share':>7} {'churn risk':>11}  typical first reason")
     for g in s["segments"]:
         drivers = ", ".join(d["family"] for d in g["top_drivers"])
@@ -647,12 +685,17 @@ def segment(
 ) -> None:
     """Score, explain and segment every customer with the promoted model (training one if needed).
 
-    The first run (or --retrain, or a new horizon) trains: LightGBM on customer_features, fitted on
-    the snapshot as of as_of - 2 x horizon and validated by time on the one as of as_of - horizon,
-    then refitted on the newer one; calibrated; registered under var/registry with a model card, and
-    promoted unless it is worse than the promoted version on the same validation customers. Every
-    customer gets purchase probability, churn risk, expected spend, a segment and up to 4 reasons
-    from SHAP values, in ml.customer_scores.
+    The first run (or --retrain, a new horizon, or a promoted version older than
+    segment.max_model_age_days) trains: LightGBM on customer_features as of 13 past days (one dbt
+    build, each day's labels complete) with BG/NBD and Gamma-Gamma features fitted per day;
+    validated by time (fitted on the days up to as_of - 2 x horizon, measured on as_of - horizon
+    beside a recency/frequency model and BG/NBD alone), then refitted up to as_of - horizon;
+    calibrated with the season; registered under var/registry with a model card, and promoted if it
+    beats the baseline and is no worse than the promoted version on the same customers (ROC AUC,
+    ECE). Every customer gets purchase probability, churn risk, expected spend, a segment
+    (thresholds relative to the shop's purchase rate) and up to 4 reasons from SHAP values: what
+    raises the risk for customers less likely to buy than the average one, what keeps the others,
+    amounts in the shop's currency; all in ml.customer_scores.
 
     \b
     Examples:
@@ -673,7 +716,17 @@ def segment(
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
 def explain(app: AppContext, contact_id: int, as_json: bool) -> None:
-    """Why a customer is where they are: the latest score, segment, reasons and model version."""
+    """Why a customer is where they are: the latest score, segment, reasons and model version.
+
+    Says whether the customer is less likely to buy than the average customer (the reasons are what
+    raises the risk), more likely (what keeps them), or close to average; amounts in the shop's
+    currency.
+
+    \b
+    Examples:
+      clarion explain 1042
+      clarion explain 1042 --json    # reasons as fields: feature, family, direction, effect, value, text
+    """
     from clarion.segment.views import explanation, explanation_text
 
     e = explanation(app.settings(), contact_id)
@@ -740,7 +793,10 @@ def models_promote(app: AppContext, version: str) -> None:
 @models.command("rollback")
 @click.pass_obj
 def models_rollback(app: AppContext) -> None:
-    """Promote again the version that was promoted before the current one."""
+    """Promote again the version that was promoted before the current one.
+
+    The promotion history is a stack: after v1, v2 and v3 were promoted, rollback reaches v2, and a
+    second rollback v1."""
     v = _change_registry(app, "rollback", lambda reg: reg.rollback())
     click.echo(f"rolled back: {v.name} is promoted again; the next `clarion segment` scores with it")
 

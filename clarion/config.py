@@ -74,11 +74,16 @@ class GenerateSettings(Section):
     start: date = Field(date(2023, 1, 1), description="first day of CRM history")
     cutoff: date = Field(date(2026, 6, 30), description="last day in the export; the future lies after it")
     future_days: int = Field(180, ge=90, le=730, description="days simulated past the cutoff (truth only)")
-    email_history_days: int = Field(365, ge=30, le=3650, description="days of e-mail events before cutoff")
+    email_history_days: int = Field(730, ge=30, le=3650, description="days of e-mail events before cutoff")
     products: int = Field(500, ge=20, le=100_000, description="size of the product catalogue")
     defects: float = Field(0.0, ge=0, le=0.2, description="share of extra defective rows per entity")
     format: Literal["csv", "parquet"] = Field("csv", description="file format of the export")
     out: ProjectPath = Field(Path("var/crm"), description="folder the export, truth and defects go to")
+    profile: Literal["crm", "transactions"] = Field(
+        "crm",
+        description="crm: the full CRM export; transactions: a shop's purchases only "
+        "(customer_id, order_date, amount in USD)",
+    )
 
 
 class PrefectSettings(Section):
@@ -278,10 +283,33 @@ class SegmentSettings(Section):
     retrain: bool = Field(
         False, description="train a new model version on every run [reuse the promoted one]"
     )
+    max_model_age_days: int = Field(
+        35,
+        ge=1,
+        le=3650,
+        description="retrain when the promoted version was trained for a day more than this many days "
+        "before the day to score",
+    )
+    snapshots: int = Field(
+        13, ge=1, le=60, description="past days stacked into the training data (labels complete for each)"
+    )
+    snapshot_every_days: int = Field(28, ge=7, le=182, description="days between those snapshot days")
+    training_rows: int = Field(
+        300_000,
+        ge=1000,
+        description="about this many customer-days across the snapshots; each day's customers are "
+        "sampled by a hash of the id when there are more",
+    )
+    seed: int = Field(7, description="seed of the customer-base (BG/NBD) fits' subsamples")
     calibration: Literal["auto", "isotonic", "platt"] = Field(
         "auto", description="probability calibration; auto picks the lower Brier on held-out customers"
     )
-    trees: int = Field(60, ge=10, le=2000, description="boosting rounds (explaining costs grow with trees)")
+    trees: int = Field(
+        60,
+        ge=10,
+        le=2000,
+        description="most boosting rounds (early stopping may keep fewer; explaining costs grow with trees)",
+    )
     leaves: int = Field(8, ge=4, le=255, description="leaves per tree")
     max_depth: int = Field(
         3, ge=2, le=16, description="depth per tree (explaining cost grows with its square)"
@@ -290,12 +318,41 @@ class SegmentSettings(Section):
         0.005,
         ge=0,
         le=0.1,
-        description="a new version is promoted unless its ROC AUC is lower by more than this",
+        description="a new version is not promoted if its ROC AUC is lower than the promoted one's by more",
+    )
+    calibration_tolerance: float = Field(
+        0.01,
+        ge=0,
+        le=0.2,
+        description="... nor if its ECE is higher than the promoted one's by more than this",
     )
     reasons: int = Field(4, ge=1, le=8, description="reason codes per customer")
     min_reason_effect: float = Field(0.02, ge=0, description="smallest SHAP effect (log-odds) worth a reason")
-    risk_high: float = Field(0.6, gt=0, lt=1, description="churn risk at or above this is at risk")
-    risk_low: float = Field(0.3, gt=0, lt=1, description="churn risk below this is safe (loyal, champions)")
+    close_to_average: float = Field(
+        0.1,
+        ge=0,
+        description="a score within this many log-odds of the average customer's is called close to average",
+    )
+    risk_basis: Literal["relative", "absolute"] = Field(
+        "relative",
+        description="relative: at risk / safe against the shop's own purchase rate (at_risk_below, "
+        "safe_from); absolute: fixed churn-risk thresholds (risk_high, risk_low)",
+    )
+    at_risk_below: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="relative: at risk when the purchase probability is below this multiple of the "
+        "shop's mean purchase probability",
+    )
+    safe_from: float = Field(
+        1.5,
+        gt=1,
+        description="relative: safe (loyal, champions) from this multiple of the shop's mean purchase "
+        "probability",
+    )
+    risk_high: float = Field(0.6, gt=0, lt=1, description="absolute: churn risk at or above this is at risk")
+    risk_low: float = Field(0.3, gt=0, lt=1, description="absolute: churn risk below this is safe")
     value_high_quantile: float = Field(
         0.75, gt=0, lt=1, description="12-month spend at or above this quantile of buyers is high value"
     )
@@ -431,6 +488,12 @@ class Settings(Section):
     """The whole configuration. Sections appear as the stages that read them arrive."""
 
     var_dir: ProjectPath = Field(Path("var"), description="runtime state: runs, registry, reports")
+    currency: str | None = Field(
+        None,
+        pattern=r"^[A-Z]{3}$",
+        description="the currency people read amounts in (reasons, explain, report), converted from the "
+        "EUR features are kept in [the most common currency of the loaded orders]",
+    )
     warehouse: WarehouseSettings = WarehouseSettings()
     generate: GenerateSettings = GenerateSettings()
     sources: dict[SourceName, SourceSpec] = Field(

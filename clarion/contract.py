@@ -90,6 +90,9 @@ class Entity:
     columns: tuple[Column, ...]
     parents: dict[str, str] = field(default_factory=dict)  # foreign key column -> parent entity
     doc: str = ""
+    # keep the versions a newer row replaces in raw.<name>_history: features as of a past day must
+    # see the state known then (an order returned later was not returned on that day)
+    keeps_history: bool = False
 
     @property
     def column_names(self) -> list[str]:
@@ -165,6 +168,7 @@ ENTITIES: dict[str, Entity] = {
             primary_key="order_id",
             cursor="updated_at",
             parents={"contact_id": "contacts"},
+            keeps_history=True,
             doc="One row per order; amounts in the order's currency.",
             columns=(
                 _c("order_id", "int", required=True),
@@ -215,6 +219,7 @@ ENTITIES: dict[str, Entity] = {
             primary_key="ticket_id",
             cursor="updated_at",
             parents={"contact_id": "contacts"},
+            keeps_history=True,
             doc="Customer service tickets. subject/body are free text: they carry PII and injections.",
             columns=(
                 _c("ticket_id", "int", required=True),

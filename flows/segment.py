@@ -18,8 +18,8 @@ from clarion.segment import runner
 
 
 @task(name="scoring-snapshot", cache_policy=NO_CACHE)
-def scoring_snapshot(settings: Settings, plan: runner.Plan) -> Any:
-    return runner.scoring_snapshot(settings, plan)
+def scoring_snapshot(settings: Settings, plan: runner.Plan, run_id: str | None = None) -> Any:
+    return runner.scoring_snapshot(settings, plan, run_id)
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
@@ -43,7 +43,7 @@ def segment(
     logger = get_run_logger()
     plan = runner.plan(settings, as_of, horizon_days)
     logger.info("scoring customers as of %s, horizon %d days", plan.as_of, plan.horizon_days)
-    frame = scoring_snapshot(settings, plan)
+    frame = scoring_snapshot(settings, plan, run_id)
     trained = None
     if runner.needs_training(settings, plan, retrain):
         trained = train(settings, plan, frame, run_id)

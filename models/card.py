@@ -48,26 +48,18 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+METRICS = ("roc_auc", "pr_auc", "brier", "ece", "lift_top10", "capture_top10", "lift_top20", "capture_top20")
+
+
 def render(meta: dict[str, Any]) -> dict[str, str]:
     """card.md, card.json and calibration.svg for one version's meta."""
     m = meta["metrics"]
     prop, base = m["propensity"], m["baseline"]
+    clv = m.get("customer_base")
     rows = [
-        "| metric | model | recency/frequency baseline |",
-        "|---|---:|---:|",
-        *(
-            f"| {k} | {_fmt(prop[k])} | {_fmt(base[k])} |"
-            for k in (
-                "roc_auc",
-                "pr_auc",
-                "brier",
-                "ece",
-                "lift_top10",
-                "capture_top10",
-                "lift_top20",
-                "capture_top20",
-            )
-        ),
+        "| metric | model | recency/frequency baseline | BG/NBD alone |",
+        "|---|---:|---:|---:|",
+        *(f"| {k} | {_fmt(prop[k])} | {_fmt(base[k])} | {_fmt((clv or {}).get(k))} |" for k in METRICS),
     ]
     rel = [
         "| bin | customers | predicted | observed |",
@@ -111,6 +103,24 @@ def render(meta: dict[str, Any]) -> dict[str, str]:
     )
     data = meta["data"]
     value = m["value"]
+    cal = m["calibration"]
+    stop = cal.get("early_stopping") or {}
+    trees = cal.get("trees", meta["params"]["trees"])
+    stopping = (
+        f"early stopping kept {trees} of at most {meta['params']['trees']} trees (on {stop.get('rows', 0):,} "
+        "held-out customers of the newest day)"
+        if stop.get("used")
+        else f"{trees} trees ({stop.get('why', 'no early stopping')})"
+    )
+    days = data.get("production_days") or [data.get("valid_as_of")]
+    fit_days = data.get("validation_fit_days") or [data.get("train_as_of")]
+    dropped = data.get("days_dropped_for_coverage") or []
+    coverage = (
+        f" {len(dropped)} further day(s) were left out because an event history does not reach back "
+        f"far enough for their windows (history since: {data.get('history_since')})."
+        if dropped
+        else ""
+    )
     md = f"""# Model card: purchase propensity ({meta["version"]})
 
 **Intended use.** Rank and segment existing customers by how likely they are to buy in the
@@ -120,18 +130,26 @@ value is a second model's estimate of spend (EUR) in the same horizon.
 **Not for** credit, pricing, employment, or any decision about a person beyond which marketing
 message to offer; not for customers without purchase history beyond the "new" segment.
 
-**Model.** LightGBM gradient-boosted trees ({meta["params"]["trees"]} trees, {meta["params"]["leaves"]}
+**Model.** LightGBM gradient-boosted trees (at most {meta["params"]["trees"]} trees, {meta["params"]["leaves"]}
 leaves, depth {meta["params"]["max_depth"]}) on {len(meta["features"])} features of
-`marts.customer_features` ({len(meta["used_features"])} used by the trees); probabilities calibrated
-with {m["calibration"]["method"]} ({m["calibration"].get("chosen_by", "")}). Trained {meta["registered_at"]}.
+`marts.customer_features` plus a BG/NBD and Gamma-Gamma fit per snapshot day (the lifecycle family;
+{len(meta["used_features"])} features used by the trees); {stopping}. Probabilities calibrated with
+{cal["method"]} on the margin and the shop's season ({cal.get("chosen_by", "")}). Trained {meta["registered_at"]}.
 
-**Data.** Validation fit on features as of {data["train_as_of"]} ({data["train_customers"]:,} customers),
-measured on features as of {data["valid_as_of"]} ({data["valid_customers"]:,} customers) with purchases
-up to {data["scoring_as_of"]}. The production model is refitted on the {data["valid_as_of"]}
-snapshot and scores features as of {data["scoring_as_of"]}. Source fingerprint `{data["fingerprint"]}`
-(extracted files' sha256 and raw row counts), config fingerprint `{data["config_fingerprint"]}`.
+**Data.** Stacked snapshots: customers as of {len(days)} days from {days[-1]} to {days[0]}, every
+{data.get("snapshot_every_days", "-")} days, each with the purchases of its own complete horizon
+({data.get("production_rows", 0):,} customer-days; {data.get("sample_per_mille", 1000) / 10:g}% of each
+day's customers, sampled by a hash of the id).{coverage} The out-of-time validation fits the same
+recipe on {len(fit_days)} days up to {fit_days[0]} ({data.get("train_rows", data.get("train_customers", 0)):,}
+customer-days) and measures on the customers as of {data["valid_as_of"]} ({data["valid_customers"]:,}), with
+purchases up to {data["scoring_as_of"]}. Source fingerprint `{data["fingerprint"]}` (extracted files'
+sha256 and raw row counts), config fingerprint `{data["config_fingerprint"]}`.
 
 ## Out-of-time validation
+
+The model, a recency/frequency logistic regression, and the BG/NBD model's own probability of a
+purchase in the horizon, on the same customers. Ranking figures (ROC AUC, PR AUC, lift, capture)
+on the model's raw margin; calibration (Brier, ECE) on its probabilities.
 
 {chr(10).join(rows)}
 
@@ -141,11 +159,12 @@ predicted value made {value["spend_capture_top10"]:.0%} of the spend.
 
 ## Calibration
 
-Out of time (validation snapshot, the plot and table below): ECE {prop["ece"]:.4f}; the purchase
-rate moved from {data["train_positive_rate"]:.3f} in the training period to {data["valid_positive_rate"]:.3f}
-in the validation period, and a calibrator cannot know that in advance. In time (customers held out
-of the production fit, cross-fitted): ECE {m["calibration"].get("holdout_ece", float("nan")):.4f} over
-{m["calibration"].get("holdout_customers", 0):,} customers.
+Out of time (validation day, the plot and table below): ECE {prop["ece"]:.4f}, mean predicted
+{prop.get("mean_predicted", float("nan")):.3f} against an observed purchase rate of {data["valid_positive_rate"]:.3f}
+(training days: {data["train_positive_rate"]:.3f}). In time (customers held out of the production fit,
+every day, cross-fitted): ECE {cal.get("holdout_ece", float("nan")):.4f} over
+{cal.get("holdout_rows", cal.get("holdout_customers", 0)):,} customer-days; season coefficient
+{cal.get("season_coefficient", 0.0):+.3f}.
 
 ![calibration](calibration.svg)
 
@@ -169,7 +188,8 @@ on the validation customers.
 ## Limitations
 
 - Trained on one business's history; a change in assortment, prices or e-mail cadence moves the
-  drivers. The marts gate watches feature drift; retrain with `clarion segment --retrain`.
+  drivers. The marts gate watches feature drift; a version older than segment.max_model_age_days
+  is retrained, and `clarion segment --retrain` retrains at any time.
 - Customers with little history (the "new" segment) are scored from tenure and first orders only.
 - Reason codes explain this model's scores, not the causes of a customer's behaviour.
 - Calibration holds on average per probability bin (ECE {prop["ece"]:.4f}); single probabilities are
@@ -179,7 +199,14 @@ on the validation customers.
         k: meta[k]
         for k in ("version", "model", "horizon_days", "features", "used_features", "params", "data")
     }
-    card.update({"metrics": m, "global_drivers": meta["global_drivers"], "fairness": fair})
+    card.update(
+        {
+            "metrics": m,
+            "global_drivers": meta["global_drivers"],
+            "fairness": fair,
+            "customer_base": meta.get("customer_base", {}),
+        }
+    )
     return {
         "card.md": md,
         "card.json": json.dumps(card, indent=2, default=str),

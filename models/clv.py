@@ -283,7 +283,37 @@ def _bg_objective(theta: np.ndarray, d: _BgData) -> tuple[float, np.ndarray]:
     return float(-total_ll / d.total), grad
 
 
-class BetaGeo:
+class _Parametric:
+    """What both models share: named positive parameters, fit diagnostics, and JSON persistence."""
+
+    names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self.params_: dict[str, float] = {}
+        self.fit_info_: dict[str, Any] = {}
+
+    def to_json(self) -> str:
+        return _dump(type(self).__name__, self._params_dict(), self.fit_info_)
+
+    @classmethod
+    def from_json(cls, text: str) -> Any:
+        params, info = _load(cls.__name__, cls.names, text)
+        model = cls()
+        model.params_ = _positive(cls.names, tuple(params[n] for n in cls.names))
+        model.fit_info_ = info
+        return model
+
+    def _params_dict(self) -> dict[str, float]:
+        if not self.params_:
+            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit() or from_params()")
+        return self.params_
+
+    def _params(self) -> np.ndarray:
+        p = self._params_dict()
+        return np.array([p[n] for n in self.names])
+
+
+class BetaGeo(_Parametric):
     """BG/NBD: while alive a customer buys as a Poisson process with rate lambda ~ Gamma(r, alpha), and
     after each repeat purchase drops out for good with probability p ~ Beta(a, b).
 
@@ -298,9 +328,8 @@ class BetaGeo:
     names: ClassVar[tuple[str, ...]] = ("r", "alpha", "a", "b")
 
     def __init__(self, max_rows: int | None = 200_000) -> None:
+        super().__init__()
         self.max_rows = max_rows
-        self.params_: dict[str, float] = {}
-        self.fit_info_: dict[str, Any] = {}
 
     @classmethod
     def from_params(cls, r: float, alpha: float, a: float, b: float) -> BetaGeo:
@@ -403,28 +432,7 @@ class BetaGeo:
         alive = self._p_alive(x, t_x, age)
         return _like(alive * given_alive, frequency, "expected_purchases")
 
-    # ---- persistence
-
-    def to_json(self) -> str:
-        return _dump(type(self).__name__, self._params_dict(), self.fit_info_)
-
-    @classmethod
-    def from_json(cls, text: str) -> BetaGeo:
-        params, info = _load(cls.__name__, cls.names, text)
-        model = cls.from_params(**params)
-        model.fit_info_ = info
-        return model
-
     # ---- internals
-
-    def _params_dict(self) -> dict[str, float]:
-        if not self.params_:
-            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit() or from_params()")
-        return self.params_
-
-    def _params(self) -> np.ndarray:
-        p = self._params_dict()
-        return np.array([p[n] for n in self.names])
 
     def _p_alive(self, x: np.ndarray, t_x: np.ndarray, age: np.ndarray) -> np.ndarray:
         r, alpha, a, b = self._params()
@@ -586,7 +594,7 @@ def _gg_objective(theta: np.ndarray, d: _GgData) -> tuple[float, np.ndarray]:
     return float(-ll / d.total), grad
 
 
-class GammaGamma:
+class GammaGamma(_Parametric):
     """Gamma-Gamma: each order's value is Gamma(p, nu) around a customer's own mean, and nu varies
     across customers as Gamma(q, v). Shrinks a customer's observed mean order value towards the
     population's, the more the fewer orders they have: a one-order customer's average says little.
@@ -596,10 +604,6 @@ class GammaGamma:
     """
 
     names: ClassVar[tuple[str, ...]] = ("p", "q", "v")
-
-    def __init__(self) -> None:
-        self.params_: dict[str, float] = {}
-        self.fit_info_: dict[str, Any] = {}
 
     @classmethod
     def from_params(cls, p: float, q: float, v: float) -> GammaGamma:
@@ -662,25 +666,6 @@ class GammaGamma:
         """Mean order value of a new customer, p v / (q - 1) (infinite when q <= 1)."""
         p, q, v = self._params()
         return p * v / (q - 1.0) if q > 1.0 else float("inf")
-
-    def to_json(self) -> str:
-        return _dump(type(self).__name__, self._params_dict(), self.fit_info_)
-
-    @classmethod
-    def from_json(cls, text: str) -> GammaGamma:
-        params, info = _load(cls.__name__, cls.names, text)
-        model = cls.from_params(**params)
-        model.fit_info_ = info
-        return model
-
-    def _params_dict(self) -> dict[str, float]:
-        if not self.params_:
-            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit() or from_params()")
-        return self.params_
-
-    def _params(self) -> np.ndarray:
-        p = self._params_dict()
-        return np.array([p[n] for n in self.names])
 
 
 def _gg_rowwise(p: float, q: float, v: float, x: np.ndarray, m: np.ndarray) -> np.ndarray:

@@ -49,17 +49,23 @@ def lift_at(y: np.ndarray, score: np.ndarray, share: float) -> tuple[float, floa
     return (float(rate / base) if base > 0 else float("nan"), float(y[top].sum() / max(1, y.sum())))
 
 
-def classification(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+def classification(y: np.ndarray, p: np.ndarray, score: np.ndarray | None = None) -> dict[str, Any]:
+    """Ranking figures (ROC AUC, PR AUC, lift, capture) on `score` (the model's raw margin, which a
+    monotone calibration would only blur with ties), calibration figures (Brier, ECE, mean
+    predicted) on the probabilities `p`. Without `score`, both on `p`."""
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
+    rank = p if score is None else np.asarray(score, dtype=float)
     both = 0 < y.sum() < len(y)
-    lift10, capture10 = lift_at(y, p, 0.1)
-    lift20, capture20 = lift_at(y, p, 0.2)
+    lift10, capture10 = lift_at(y, rank, 0.1)
+    lift20, capture20 = lift_at(y, rank, 0.2)
     return {
         "customers": len(y),
         "positive_rate": float(y.mean()),
-        "roc_auc": float(roc_auc_score(y, p)) if both else None,
-        "pr_auc": float(average_precision_score(y, p)) if both else None,
+        "mean_predicted": float(p.mean()),
+        "ranked_on": "probability" if score is None else "margin",
+        "roc_auc": float(roc_auc_score(y, rank)) if both else None,
+        "pr_auc": float(average_precision_score(y, rank)) if both else None,
         "brier": float(brier_score_loss(y, p)),
         "ece": expected_calibration_error(y, p),
         "lift_top10": lift10,

@@ -121,22 +121,34 @@ class Registry:
         self._event("promoted", name, note)
         return version
 
+    def promotion_history(self) -> list[str]:
+        """The versions that scored customers, oldest first, as a stack: each promotion pushes, each
+        rollback pops. So v1, v2, v3 promoted then rollback, rollback reaches v1 (not v2 again)."""
+        stack: list[str] = []
+        for event in self.index()["events"]:
+            if event["action"] == "promoted":
+                if not stack or stack[-1] != event["version"]:
+                    stack.append(event["version"])
+            elif event["action"] == "rolled_back_to":
+                while stack and stack[-1] != event["version"]:
+                    stack.pop()
+                if not stack:
+                    stack.append(event["version"])
+        return stack
+
     def rollback(self) -> Version:
-        """Promote again the version promoted before the current one."""
+        """Promote again the version promoted before the current one, one step back each time."""
         index = self.index()
-        promotions = [e["version"] for e in index["events"] if e["action"] in ("promoted", "rolled_back_to")]
         current = index["promoted"]
-        earlier = [v for v in promotions if v != current]
-        if not current or not earlier:
+        stack = self.promotion_history()
+        if not current:
+            raise RegistryError("nothing to roll back to: no version is promoted")
+        if len(stack) < 2:
             raise RegistryError(
-                "nothing to roll back to: "
-                + (
-                    "no version is promoted"
-                    if not current
-                    else f"{current} is the only version ever promoted"
-                )
+                f"nothing to roll back to: {current} is the first version in the promotion history "
+                f"({' -> '.join(stack) or current}); `clarion models promote VERSION` picks any version"
             )
-        target = earlier[-1]
+        target = stack[-2]
         index["promoted"] = target
         self._write_index(index)
         self._event("rolled_back_to", target, f"from {current}")

@@ -162,7 +162,10 @@ def test_every_draft_carries_complete_provenance(drafted: Project) -> None:
         assert p["brief"] == {"name": d["campaign"], "sha256": briefs[d["campaign"]].sha256()}
         assert p["run_id"] == drafted.run_id == d["run_id"]
         assert p["scoring_run_id"] == drafted.run_id
-        assert p["segment_definition"]["thresholds"]["risk_high"] == drafted.settings.segment.risk_high
+        (recorded,) = _query(
+            drafted.settings, "select distinct risk_high from ml.segments where run_id = ?", [drafted.run_id]
+        )[0]
+        assert p["segment_definition"]["thresholds"]["risk_high"] == pytest.approx(recorded)
         assert p["generation"]["seed"] == drafted.settings.content.seed
         assert p["generation"]["candidates_per_slot"] == 3
         assert p["checks"] == d["checks"]

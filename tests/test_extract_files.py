@@ -151,7 +151,23 @@ def test_a_new_file_inserts_new_rows_updates_newer_versions_and_ignores_older_on
     statuses = dict(query(settings, "select order_id, status from raw.orders where order_id in (?, ?)", ids))
     assert statuses[ids[0]] == "returned"
     assert statuses[ids[1]] != "cancelled"  # an older version never overwrites a newer one
+    # what raw held before the update, and the late older version, are kept as history (features as
+    # of an earlier day read an order's state then); the unchanged and the new rows are not
+    history = query(
+        settings,
+        "select order_id, status, strftime(updated_at at time zone 'UTC', '%Y-%m-%d') "
+        "from raw.orders_history order by order_id",
+    )
+    before = {
+        int(r["order_id"]): (r["status"], r["updated_at"][:10]) for r in orders.head(10).to_dict("records")
+    }
+    expected = sorted(
+        [(int(r["order_id"]), *before[int(r["order_id"])]) for r in newer]
+        + [(int(older[0]["order_id"]), "cancelled", "2022-01-01")]
+    )
+    assert sorted(history) == expected
     assert all(r.read == 0 for r in run_extract(settings))  # and nothing changes the next time
+    assert len(query(settings, "select * from raw.orders_history")) == len(expected)  # kept once
 
 
 def test_a_fixed_file_replaces_what_its_earlier_version_put_in_quarantine(tmp_path) -> None:

@@ -187,26 +187,42 @@ def test_support_driven_decline_follows_negative_tickets(world) -> None:
     t = t.join(onset.rename("onset"), on="contact_id")
     before_onset = (t["created_at"] <= t["onset"]) & (t["created_at"] >= t["onset"] - pd.Timedelta(days=61))
     negative = t[before_onset & (t["sentiment"] == "negative")]
-    hit = set(truth.loc[_has(truth, "negative_support"), "contact_id"])
+    cutoff = pd.Timestamp(world["manifest"]["cutoff"], tz="UTC")
+    seen = truth["contact_id"].map(onset) < cutoff  # onsets after the export left no ticket in it yet
+    hit = set(truth.loc[_has(truth, "negative_support") & seen, "contact_id"])
     covered = len(hit & set(negative["contact_id"])) / len(hit)
-    assert covered > 0.9
+    assert len(hit) > 100 and covered > 0.9
 
 
-def test_price_sensitive_contacts_buy_on_discount(world) -> None:
+def test_price_sensitive_contacts_turn_to_discounts_before_their_onset(world) -> None:
+    """A price-driven decline shows as a change: discounts take over in the months before the onset,
+    unlike a discount seeker's steady habit, which is what makes the driver visible to a model."""
     truth, orders = world["truth"], world["orders"]
-    share = orders.assign(d=orders["discount_amount"] > 0).groupby("contact_id")["d"].mean()
-    sensitive = set(truth.loc[_has(truth, "price_sensitivity"), "contact_id"])
-    plain = set(truth.loc[truth["persona"].isin(["regular", "loyal_high_value"]), "contact_id"])
-    assert share[share.index.isin(sensitive)].mean() > 0.6
-    assert share[share.index.isin(plain)].mean() < 0.2
+    onset = pd.to_datetime(truth.set_index("contact_id")["onset_date"]).dt.tz_localize("UTC")
+    o = orders.join(onset.rename("onset"), on="contact_id").assign(d=orders["discount_amount"] > 0)
+    sensitive = o["contact_id"].isin(set(truth.loc[_has(truth, "price_sensitivity"), "contact_id"]))
+    late = (
+        sensitive & (o["ordered_at"] < o["onset"]) & (o["ordered_at"] >= o["onset"] - pd.Timedelta(days=60))
+    )
+    early = sensitive & (o["ordered_at"] < o["onset"] - pd.Timedelta(days=180))
+    assert late.sum() > 100 and early.sum() > 100
+    assert o.loc[late, "d"].mean() > 0.75 and o.loc[early, "d"].mean() < 0.3
+    plain = o["contact_id"].isin(
+        set(truth.loc[truth["persona"].isin(["regular", "loyal_high_value"]), "contact_id"])
+    )
+    assert o.loc[plain, "d"].mean() < 0.2
 
 
 def test_churned_contacts_stopped_buying_and_truth_ranks_personas(world) -> None:
     truth, orders = world["truth"], world["orders"]
     cutoff = pd.Timestamp(world["manifest"]["cutoff"], tz="UTC")
     recent = set(orders.loc[orders["ordered_at"] > cutoff - pd.Timedelta(days=90), "contact_id"])
-    churned = truth[truth["persona"] == "churned"]
-    assert churned["contact_id"].isin(recent).mean() < 0.1
+    onset = pd.to_datetime(truth["onset_date"]).dt.tz_localize("UTC")
+    churned = truth[(truth["persona"] == "churned") & (onset < cutoff - pd.Timedelta(days=120))]
+    assert len(churned) > 100 and churned["contact_id"].isin(recent).mean() < 0.1
+    # a churn comes at a steady hazard, not at a fixed distance from the export: some churners are
+    # still buying at the cutoff and stop later (truth knows), as in a real shop
+    assert ((truth["persona"] == "churned") & (onset > cutoff)).sum() > 100
     rate = truth.groupby("persona")["will_purchase_90d"].mean()
     assert rate["loyal_high_value"] > rate["regular"] > rate["declining"] > rate["churned"]
 
@@ -267,7 +283,7 @@ def test_ticket_text_carries_the_pii_and_injections_the_truth_says(world) -> Non
 def test_generated_sizes_match_what_benchmarks_assume(world) -> None:
     n = len(world["contacts"])
     assert 7 <= len(world["orders"]) / n <= 13  # "about 10 orders per customer"
-    assert 20 <= len(world["email_events"]) / n <= 40  # "about 30 events"
+    assert 35 <= len(world["email_events"]) / n <= 55  # "about 45 events" (two years of e-mail)
     amounts = world["orders"]["total_amount"].astype(float)
     assert (amounts >= 0).all() and np.isclose(
         (world["orders"]["subtotal_amount"].astype(float) - world["orders"]["discount_amount"].astype(float)),

@@ -139,9 +139,38 @@ def test_the_same_shift_only_warns_when_the_suite_says_warn(published) -> None:
     _shift_spend(settings, 6.0)
     result = pipeline(config_path="clarion.yaml", stages=["transform"])
     marts_gate = result["stages"]["transform"]["gates"][1]
-    assert marts_gate["ok"] is True and marts_gate["version"] == 2
+    assert marts_gate["ok"] is True and marts_gate["version"] == marts["version"]
     assert any(w.startswith("features.drift-stop") for w in marts_gate["warnings"])
     assert query(settings, "select count(*) from audit.publications")[0][0] == 2
+
+
+def test_labels_for_a_horizon_that_has_not_ended_stop_publication(published) -> None:
+    """The published day is the day after the latest order: its horizon has not begun, so its labels
+    must be NULL. A labels model that calls them complete (here: a copy of the dbt project with that
+    bug) would publish "nobody buys" for every customer; the marts gate counts such labels from the
+    orders themselves and stops the run."""
+    settings = published
+    root = settings.var_dir.parent
+    project = root / "dbt-bug"
+    shutil.copytree(SUITES.parent / "dbt", project, ignore=shutil.ignore_patterns("target", "logs"))
+    labels = project / "models" / "marts" / "customer_labels.sql"
+    text = labels.read_text()
+    assert "as horizon_complete" in text
+    labels.write_text(
+        text.replace("false\n        ) as horizon_complete", "true\n        ) or true as horizon_complete")
+    )
+    assert labels.read_text() != text
+    before = marts_fingerprint(settings)
+    config = root / "clarion.yaml"
+    config.write_text(config.read_text() + f"transform:\n  dbt_project_dir: {project}\n")
+    with pytest.raises(QualityGateError) as failed:
+        pipeline(config_path="clarion.yaml", stages=["transform"])
+    assert "labels.only-finished-horizons" in str(failed.value)
+    assert marts_fingerprint(settings) == before
+    published_labels = query(
+        settings, "select count(*) from marts.customer_labels where purchased_in_horizon is not null"
+    )
+    assert published_labels == [(0,)]
 
 
 def test_a_failing_dbt_test_stops_publication(published) -> None:

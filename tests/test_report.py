@@ -91,9 +91,9 @@ def project(tmp_path_factory, prefect_server) -> Project:
     result = run_pipeline_in(root)
     assert result["status"] == "completed"
     settings = load_settings(root / "clarion.yaml", env={})
-    # a second scoring run (no gates of its own) where a lower risk threshold moves customers
+    # a second scoring run (no gates of its own) where wider risk thresholds move customers
     moved = settings.model_copy(
-        update={"segment": settings.segment.model_copy(update={"risk_high": 0.45, "risk_low": 0.25})}
+        update={"segment": settings.segment.model_copy(update={"at_risk_below": 0.8, "safe_from": 1.2})}
     )
     second = new_run_id()
     segment_runner.run(moved, second)
@@ -192,9 +192,19 @@ def test_the_numbers_agree_with_the_warehouse(project: Project, report) -> None:
     assert data["headline"]["customers"] == total == 600
     (at_risk,) = _query(
         project.settings,
-        "select count(*) from ml.customer_scores where run_id = ? and churn_risk >= ?",
-        [run, project.settings.segment.risk_high],
-    )[0]
+        "select count(*) from ml.customer_scores s where run_id = ? and churn_risk >= ("
+        "  select 1 - 0.5 * avg(purchase_probability) from ml.customer_scores where run_id = s.run_id)",
+        [run],
+    )[0]  # relative thresholds: at risk below half the run's mean purchase probability
+    assert data["thresholds"]["risk_high"] == pytest.approx(
+        1
+        - 0.5
+        * _query(
+            project.settings,
+            "select avg(purchase_probability) from ml.customer_scores where run_id = ?",
+            [run],
+        )[0][0]
+    )
     assert data["headline"]["at_risk_customers"] == at_risk
     # movement between the two runs: every cell is the warehouse's count, and customers did move
     moves = {

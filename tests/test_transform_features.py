@@ -303,3 +303,131 @@ def test_features_as_of_an_earlier_day_forget_what_came_later(built, tmp_path: P
     )
     assert label_orders == 2  # 12 (Mar 1) and 13 (May 1, returned but not cancelled)
     assert query(settings, "select count(*) from staging.customer_features")[0][0] == 1  # 2 signed up later
+
+
+# -- point in time: a status counts from when it was recorded ------------------------------------
+def _features(settings, day: date, schema: str = "staging") -> dict[int, dict]:
+    run_dbt(settings, "build", day, "--select", "+customer_features", "--exclude-resource-type", "test")
+    cols = [c for c, *_ in query(settings, f"describe {schema}.customer_features")]
+    return {
+        r[0]: dict(zip(cols, r, strict=True))
+        for r in query(settings, f"select * from {schema}.customer_features")
+    }
+
+
+def test_a_return_or_a_survey_recorded_after_the_day_changes_nothing_in_that_days_features(tmp_path) -> None:
+    """Training snapshots lie in the past: an order returned (or a survey answered) after the day
+    must not count on that day, as it could not have been known. Computed with the order as it was
+    on the day, with it as it is now (returned, the earlier version in the extract's history), and
+    with it as it is now and no history (the row changed on or after the day counts as placed)."""
+    settings = make_settings(tmp_path / "pit", {})
+    day, later = date(2026, 7, 1), date(2026, 8, 1)
+    placed = order(31, 7, "2026-04-10 10:00:00+00", 80.0, updated_at="2026-04-15 10:00:00+00")
+    returned = order(
+        31, 7, "2026-04-10 10:00:00+00", 80.0, status="returned", delivery_status="late",
+        updated_at="2026-07-15 10:00:00+00",
+    )  # fmt: skip
+    ticket = {
+        "ticket_id": 9,
+        "contact_id": 7,
+        "created_at": "2026-06-01 08:00:00+00",
+        "channel": "email",
+        "category": "delivery",
+        "status": "closed",
+        "subject": "Parcel",
+        "body": "Where is it?",
+        "updated_at": "2026-06-01 09:00:00+00",
+    }
+    answered = {**ticket, "satisfaction_score": 1, "updated_at": "2026-07-05 12:00:00+00"}
+    with Warehouse.from_settings(settings).connect("pit") as con:
+        ensure_tables(con)
+        insert(con, "contacts", [contact(7, "2025-06-01")])
+        insert(con, "orders", [placed, order(32, 7, "2026-02-01 10:00:00+00", 20.0)])
+        insert(con, "support_tickets", [ticket])
+    as_it_was = _features(settings, day)[7]
+
+    with Warehouse.from_settings(settings).connect("pit") as con:  # what the extract does on an update
+        con.execute(
+            "insert into raw.orders_history select *, now(), 'test' from raw.orders where order_id = 31"
+        )
+        con.execute("delete from raw.orders where order_id = 31")
+        insert(con, "orders", [returned])
+        con.execute(
+            "insert into raw.support_tickets_history select *, now(), 'test' from raw.support_tickets"
+        )
+        con.execute("delete from raw.support_tickets")
+        insert(con, "support_tickets", [answered])
+    with_history = _features(settings, day)[7]
+    with Warehouse.from_settings(settings).connect("pit") as con:
+        con.execute("delete from raw.orders_history")
+        con.execute("delete from raw.support_tickets_history")
+    without_history = _features(settings, day)[7]
+
+    assert as_it_was["return_rate"] == 0 and as_it_was["spend_lifetime_eur"] == pytest.approx(100.0)
+    assert as_it_was["avg_satisfaction_365d"] is None and as_it_was["negative_tickets_90d"] == 0
+    assert with_history == as_it_was
+    assert without_history == as_it_was
+    # a day after the return and the survey: both count
+    after = _features(settings, later)[7]
+    assert after["return_rate"] == pytest.approx(0.5) and after["spend_lifetime_eur"] == pytest.approx(20.0)
+    assert after["delivery_problems_180d"] == 1
+    assert after["avg_satisfaction_365d"] == pytest.approx(1.0) and after["negative_tickets_90d"] == 1
+
+
+def test_labels_are_null_until_their_horizon_has_ended(built) -> None:
+    """As of 2026-08-01 the 90-day horizon ends 2026-10-30, after the latest order (2026-09-29):
+    nobody can know yet who buys, so the labels are NULL, not "did not buy"."""
+    settings = built[2]
+    models = ("--select", "customer_features", "customer_labels", "--exclude-resource-type", "test")
+    run_dbt(settings, "build", date(2026, 8, 1), *models)
+    rows = query(
+        settings,
+        "select horizon_complete, purchased_in_horizon, orders_in_horizon, spend_in_horizon_eur "
+        "from staging.customer_labels",
+    )
+    assert rows and all(r == (False, None, None, None) for r in rows)
+    run_dbt(settings, "build", AS_OF, *models)
+    assert {r[0] for r in query(settings, "select horizon_complete from staging.customer_labels")} == {True}
+
+
+def test_several_days_in_one_build_equal_each_day_built_alone(built) -> None:
+    """Training builds every snapshot day at once (var as_of_days): each day's rows must be exactly
+    the rows that day's own build gives, features and labels."""
+    from clarion.transform.dbt import run_dbt as build
+
+    settings = built[2]
+    days = [date(2026, 3, 1), AS_OF]
+    alone = {}
+    for day in days:
+        build(
+            settings,
+            "build",
+            day,
+            "--select",
+            "customer_features",
+            "customer_labels",
+            "--exclude-resource-type",
+            "test",
+        )
+        alone[day] = query(
+            settings,
+            "select f.*, l.* exclude (contact_id, as_of) from staging.customer_features f "
+            "join staging.customer_labels l using (contact_id, as_of) order by contact_id",
+        )
+    models = ("--select", "+customer_features", "+customer_labels", "--exclude-resource-type", "test")
+    build(
+        settings,
+        "build",
+        AS_OF,
+        *models,
+        schema="multi",
+        extra_vars={"as_of_days": [d.isoformat() for d in days]},
+    )
+    for day in days:
+        together = query(
+            settings,
+            "select f.*, l.* exclude (contact_id, as_of) from multi.customer_features f "
+            "join multi.customer_labels l using (contact_id, as_of) where f.as_of = ? order by contact_id",
+            [day],
+        )
+        assert together == alone[day], day

@@ -26,6 +26,7 @@ import duckdb
 from clarion import audit, lineage, runs
 from clarion.config import Settings
 from clarion.errors import ClarionError
+from clarion.segment.scoring import run_thresholds
 from clarion.warehouse import Warehouse, relation_exists
 from models.content.brief import Brief, BriefError, load_brief, load_briefs
 from models.content.drafts import (
@@ -201,6 +202,7 @@ def generate(
         ensure_tables(con)
         scoring_run, as_of = latest_scoring_run(con)
         targets = {b.name: audiences(con, b, scoring_run) for b in briefs}
+        thresholds = run_thresholds(con, settings, scoring_run) if scoring_run else {}
         definitions = {
             r[0]: r[1:]
             for r in con.execute(
@@ -238,12 +240,7 @@ def generate(
             "segment_definition": {
                 "rule": brief.audience.rule,
                 "segments": list(brief.audience.segments),
-                "thresholds": {
-                    "risk_high": s.risk_high,
-                    "risk_low": s.risk_low,
-                    "value_high_quantile": s.value_high_quantile,
-                    "new_days": s.new_days,
-                },
+                "thresholds": {**thresholds, "new_days": s.new_days},
                 "scoring_model": {g: definitions.get(g, (None, None))[0] for g in brief.audience.segments},
             },
         }

@@ -66,6 +66,42 @@ def raw_ddl(entity: Entity) -> str:
     return f"create table if not exists raw.{q(entity.name)} ({', '.join(cols)})"
 
 
+HISTORY_META = [("_superseded_at", "TIMESTAMPTZ"), ("_superseded_by", "VARCHAR")]
+
+
+def history_table(entity: Entity) -> str:
+    return f"raw.{q(entity.name + '_history')}"
+
+
+def history_ddl(entity: Entity) -> str:
+    """Earlier versions of an entity's rows: what raw held before a newer version replaced it, and
+    versions older than raw's that arrive late. Same columns as raw (without extra columns), plus
+    when and by which load the version was superseded."""
+    cols = [f"{q(c.name)} {DUCKDB_TYPES[c.type]}" for c in entity.columns] + [
+        f"{n} {t}" for n, t in META + HISTORY_META
+    ]
+    return f"create table if not exists {history_table(entity)} ({', '.join(cols)})"
+
+
+def record_history(con: duckdb.DuckDBPyConnection, entity: Entity, rows_sql: str, load_id: str) -> int:
+    """Keep the rows `rows_sql` selects (raw's columns and META) as earlier versions, once each."""
+    if not entity.keeps_history:
+        return 0
+    cols = [*entity.column_names, *(n for n, _ in META)]
+    names = ", ".join(q(c) for c in cols)
+    pk, cursor = q(entity.primary_key), q(entity.cursor)
+    return con.execute(
+        f"""
+        insert into {history_table(entity)} ({names}, _superseded_at, _superseded_by)
+        select {names}, now(), {lit(load_id)} from ({rows_sql}) as v
+        where not exists (
+            select 1 from {history_table(entity)} h
+            where h.{pk} = v.{pk} and h.{cursor} = v.{cursor} and h._row_hash = v._row_hash
+        )
+        """
+    ).fetchone()[0]
+
+
 def quarantine_ddl(name: str) -> str:
     return f"""
     create table if not exists quarantine.{q(name)} (
@@ -80,6 +116,8 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, extra_quarantine: tuple[str, .
     for entity in ENTITIES.values():
         con.execute(raw_ddl(entity))
         con.execute(quarantine_ddl(entity.name))
+        if entity.keeps_history:
+            con.execute(history_ddl(entity))
     for name in extra_quarantine:
         con.execute(quarantine_ddl(name))
     for ddl in AUDIT_DDL:
@@ -335,6 +373,12 @@ def _load(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult
         f"select {', '.join(values)}, {lit(job.source)} as _source, {lit(job.load_id)} as _load_id, "
         f"now() as _loaded_at, hash({hashed}) as _row_hash from __winners"
     )
+    if e.keeps_history:  # versions of one key in this load that a later one superseded
+        superseded = (
+            f"(select l.*, {', '.join(typed_columns(job.check))} from __landing l "
+            f"semi join __losers x on x.{q(SEQ)} = l.{q(SEQ)} and x.why is null)"
+        )
+        record_history(con, e, select.replace("from __winners", f"from {superseded} as w"), job.load_id)
     (raw_rows,) = con.execute(f"select count(*) from {raw}").fetchone()
     if raw_rows == 0:
         columns = ", ".join(
@@ -345,7 +389,7 @@ def _load(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult
             result.status = "unchanged"
         return
     con.execute(f"create temp table __fresh as {select}")
-    merge_fresh(con, e, result, extras, insert_only=job.insert_only)
+    merge_fresh(con, e, result, extras, insert_only=job.insert_only, load_id=job.load_id)
 
 
 def _add_extra_columns(
@@ -359,10 +403,17 @@ def _add_extra_columns(
 
 
 def merge_fresh(
-    con: duckdb.DuckDBPyConnection, e: Entity, result: PublishResult, extras: list[str], *, insert_only: bool
+    con: duckdb.DuckDBPyConnection,
+    e: Entity,
+    result: PublishResult,
+    extras: list[str],
+    *,
+    insert_only: bool,
+    load_id: str | None = None,
 ) -> None:
     """Merge temp table ``__fresh`` into ``raw.<entity>``: insert new keys, update changed rows, leave
-    unchanged ones, never let an older version overwrite a newer one. Counts go into ``result``."""
+    unchanged ones, never let an older version overwrite a newer one. Counts go into ``result``. For
+    an entity that keeps history, a replaced row and a late older version go to its history table."""
     raw = f"raw.{q(e.name)}"
     _add_extra_columns(con, raw, extras, result)
     pk, cursor = q(e.primary_key), q(e.cursor)
@@ -397,13 +448,25 @@ def merge_fresh(
             result.updated += counts.get("u", 0)
             ops = "('i', 'u')"
             if counts.get("u"):
+                _keep_versions(con, e, raw, "u", load_id or result.load_id)  # what the update replaces
                 con.execute(f"delete from {raw} where {pk} in (select k from __ops where op = 'u')")
+        if counts.get("o"):
+            _keep_versions(con, e, "__fresh", "o", load_id or result.load_id)  # late older versions
         con.execute(
             f"insert into {raw} ({columns}) select {columns} from __fresh "
             f"where {pk} in (select k from __ops where op in {ops})"
         )
     if result.inserted == 0 and result.updated == 0:
         result.status = "unchanged"  # raw did not change (rows quarantined again are still counted)
+
+
+def _keep_versions(con: duckdb.DuckDBPyConnection, e: Entity, table: str, op: str, load_id: str) -> None:
+    """The rows of `table` whose keys the merge marked `op`, into the entity's history."""
+    columns = ", ".join(q(c) for c in [*e.column_names, *(n for n, _ in META)])
+    rows = (
+        f"select {columns} from {table} where {q(e.primary_key)} in (select k from __ops where op = '{op}')"
+    )
+    record_history(con, e, rows, load_id)
 
 
 def account(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult) -> None:

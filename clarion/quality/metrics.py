@@ -94,7 +94,27 @@ def marts_metrics(
                 value = psi(con, f"{published}.{_q(table)}", f"{candidate}.{_q(table)}", column)
                 if value is not None:
                     out.append((table, column, "psi", value))
+    if any(c.metric == "unfinished_labels" for c in suite.metric_checks):
+        out += unfinished_labels(con, candidate)
     return out + null_rates(con, candidate, suite)
+
+
+def unfinished_labels(con: duckdb.DuckDBPyConnection, schema: str) -> list[Metric]:
+    """Labels published for a horizon the loaded orders do not cover yet: counted from the orders
+    table itself (not from the labels' own flag), so a labels model that says "complete" wrongly is
+    seen. A label is only knowable once its horizon ends by 00:00 UTC after the latest order's day."""
+    if not (relation_exists(con, schema, "customer_labels") and relation_exists(con, schema, "fct_orders")):
+        return []
+    (n,) = con.execute(
+        f"""
+        select count(*) from {schema}.customer_labels l
+        where l.purchased_in_horizon is not null
+          and cast(l.as_of as date) + l.horizon_days * interval 1 day > (
+              select cast(max(ordered_at) at time zone 'UTC' as date) + interval 1 day
+              from {schema}.fct_orders)
+        """
+    ).fetchone()
+    return [("customer_labels", "purchased_in_horizon", "unfinished_labels", float(n))]
 
 
 def psi(con: duckdb.DuckDBPyConnection, reference: str, current: str, column: str) -> float | None:

@@ -19,7 +19,7 @@ from clarion.errors import ConfigError
 
 METRICS = {
     "raw": ("row_count", "row_count_ratio", "quarantine_rate", "hours_since_load", "null_rate"),
-    "marts": ("row_count", "row_count_ratio", "psi", "null_rate"),
+    "marts": ("row_count", "row_count_ratio", "psi", "null_rate", "unfinished_labels"),
 }
 
 

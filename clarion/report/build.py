@@ -18,7 +18,9 @@ import duckdb
 
 from clarion import runs
 from clarion.config import Settings
+from clarion.currency import shop_currency
 from clarion.errors import ClarionError
+from clarion.segment.scoring import run_thresholds
 from clarion.warehouse import Warehouse, relation_exists
 from models.features import FAMILIES
 from models.registry import Registry, RegistryError
@@ -118,19 +120,21 @@ def collect(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
             raise ReportError("no scoring run yet: run `clarion run` (or `clarion segment`) first")
         run = _run(con, run_id)
         previous = _previous(con, run)
-        thresholds = {
-            "risk_high": settings.segment.risk_high,
-            "risk_low": settings.segment.risk_low,
-            "value_high_quantile": settings.segment.value_high_quantile,
-        }
-        headline = _headline(con, run, settings.segment.risk_high)
-        before = _headline(con, previous, settings.segment.risk_high) if previous else None
+        thresholds = run_thresholds(con, settings, run["run_id"])
+        currency = shop_currency(settings, con)
+        headline = _headline(con, run, thresholds["risk_high"])
+        before = (
+            _headline(con, previous, run_thresholds(con, settings, previous["run_id"])["risk_high"])
+            if previous
+            else None
+        )
         data: dict[str, Any] = {
             "report_version": REPORT_VERSION,
             "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "run": run,
             "previous_run": previous,
             "thresholds": thresholds,
+            "currency": {"code": currency.code, "units_per_eur": currency.units_per_eur},
             "headline": headline,
             "change": _change(headline, before) if before else None,
             "segments": _segments(con, run, previous),

@@ -49,6 +49,8 @@ class Delivery:
 
 
 def subject(rs: ReportSettings, data: dict[str, Any]) -> str:
+    from clarion.report import render
+
     h, run = data["headline"], data["run"]
     fields = {
         "as_of": run["as_of"],
@@ -56,7 +58,7 @@ def subject(rs: ReportSettings, data: dict[str, Any]) -> str:
         "customers": f"{h['customers']:,}",
         "at_risk_share": f"{100 * h['at_risk_share']:.1f}%",
         "at_risk_customers": f"{h['at_risk_customers']:,}",
-        "expected_value_eur": f"EUR {h['expected_value_eur']:,.0f}",
+        "expected_value_eur": render.eur(h["expected_value_eur"], data.get("currency")),
         "model_version": run["model_version"],
     }
     return " ".join(rs.subject.format(**fields).split())  # one line, whatever the template holds

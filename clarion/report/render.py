@@ -95,15 +95,17 @@ def pct(value: Any, digits: int = 1) -> str:
     return "-" if value is None else f"{100 * value:.{digits}f}%"
 
 
-def eur(value: Any) -> str:
-    return "-" if value is None else f"EUR {value:,.0f}"
+def eur(value: Any, currency: dict[str, Any] | None = None) -> str:
+    """An amount kept in EUR, as the shop reads it (`currency`: the report's code and units per EUR)."""
+    code, rate = (currency["code"], currency["units_per_eur"]) if currency else ("EUR", 1.0)
+    return "-" if value is None else f"{code} {value * rate:,.0f}"
 
 
 def num(value: Any, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def signed(value: Any, kind: str = "n") -> str:
+def signed(value: Any, kind: str = "n", currency: dict[str, Any] | None = None) -> str:
     if value is None:
         return ""
     if value == 0:
@@ -111,7 +113,7 @@ def signed(value: Any, kind: str = "n") -> str:
     if kind == "pp":
         text = f"{100 * value:+.1f} pp"
     elif kind == "eur":
-        text = f"{'+' if value >= 0 else '-'}EUR {abs(value):,.0f}"
+        text = ("+" if value >= 0 else "-") + eur(abs(value), currency)
     elif kind == "prob":
         text = f"{value:+.3f}"
     else:
@@ -123,13 +125,13 @@ def label(segment: str) -> str:
     return segment.replace("_", " ")
 
 
-def _median(value: Any, unit: str) -> str:
+def _median(value: Any, unit: str, currency: dict[str, Any] | None = None) -> str:
     if value is None:
         return "-"
     if unit == "pct":
         return pct(value, 0)
     if unit == "eur":
-        return eur(value)
+        return eur(value, currency)
     return f"{value:,.0f}" if abs(value) >= 10 or float(value).is_integer() else f"{value:.1f}"
 
 
@@ -271,8 +273,8 @@ def _headline(d: dict[str, Any]) -> str:
         ),
         (
             f"expected value, next {horizon} days",
-            eur(h["expected_value_eur"]),
-            signed(c.get("expected_value_eur"), "eur") if c else "",
+            eur(h["expected_value_eur"], d.get("currency")),
+            signed(c.get("expected_value_eur"), "eur", d.get("currency")) if c else "",
         ),
         (
             "mean purchase probability",
@@ -326,8 +328,8 @@ def _segments(d: dict[str, Any]) -> str:
             f"<b>{e(label(s['segment']))}</b><br><span class='small'>{e(s['description'])}</span></td>"
             f'<td class="num">{n(s["customers"])}</td><td class="num">{pct(s["share"])}</td>{change}'
             f'<td class="num">{num(s["mean_churn_risk"], 2)}</td>'
-            f'<td class="num">{eur(s["mean_expected_value_eur"])}</td>'
-            f'<td class="num">{eur(s["expected_value_eur"])}</td></tr>'
+            f'<td class="num">{eur(s["mean_expected_value_eur"], d.get("currency"))}</td>'
+            f'<td class="num">{eur(s["expected_value_eur"], d.get("currency"))}</td></tr>'
         )
     change_head = '<th class="num">change</th>' if has_prev else ""
     return (
@@ -375,10 +377,11 @@ def _value_risk(d: dict[str, Any]) -> str:
 
     def vlabel(b: dict[str, Any]) -> str:
         if b["from_eur"] is None:
-            return f"{b['band']} (< {eur(b['to_eur'])})"
+            return f"{b['band']} (< {eur(b['to_eur'], d.get('currency'))})"
         if b["to_eur"] is None:
-            return f"{b['band']} (\u2265 {eur(b['from_eur'])})"
-        return f"{b['band']} ({eur(b['from_eur'])} to {eur(b['to_eur'])})"
+            return f"{b['band']} (\u2265 {eur(b['from_eur'], d.get('currency'))})"
+        low, high = eur(b["from_eur"], d.get("currency")), eur(b["to_eur"], d.get("currency"))
+        return f"{b['band']} ({low} to {high})"
 
     head = "".join(f"<th>{e(vlabel(b))}</th>" for b in vb)
     rows = []
@@ -482,8 +485,9 @@ def _profiles(d: dict[str, Any]) -> str:
                 + "</ul>"
             )
         rows = "".join(
-            f"<tr><td>{e(r['label'])}</td><td class='num'>{e(_median(r['segment_median'], r['unit']))}</td>"
-            f"<td class='num'>{e(_median(r['population_median'], r['unit']))}</td>"
+            f"<tr><td>{e(r['label'])}</td>"
+            f"<td class='num'>{e(_median(r['segment_median'], r['unit'], d.get('currency')))}</td>"
+            f"<td class='num'>{e(_median(r['population_median'], r['unit'], d.get('currency')))}</td>"
             f"<td class='arrow'>{e(_arrow(r['compare']))}</td></tr>"
             for r in p["profile"]
         )
@@ -690,7 +694,7 @@ def email_html(data: dict[str, Any]) -> str:
         f"<p style='color:#57606a'>Scoring run {e(run['run_id'])}, model {e(run['model_version'])}</p>"
         f"<p><b>{n(h['customers'])}</b> customers scored; <b>{pct(h['at_risk_share'])}</b> at risk "
         f"(churn risk \u2265 {data['thresholds']['risk_high']:g}); "
-        f"expected value <b>{eur(h['expected_value_eur'])}</b> "
+        f"expected value <b>{eur(h['expected_value_eur'], data.get('currency'))}</b> "
         f"in the next {e(run.get('horizon_days'))} days.</p>"
         f"<table style='border-collapse:collapse'><tr><th {tl}>segment</th><th {td}>customers</th>"
         f"<th {td}>share</th><th {td}>change</th></tr>{rows}</table>"
@@ -709,7 +713,8 @@ def text(data: dict[str, Any]) -> str:
         f"Scoring run {run['run_id']}, model {run['model_version']}",
         "",
         f"{n(h['customers'])} customers scored; {pct(h['at_risk_share'])} at risk "
-        f"(churn risk >= {data['thresholds']['risk_high']:g}); expected value {eur(h['expected_value_eur'])} "
+        f"(churn risk >= {data['thresholds']['risk_high']:g}); "
+        f"expected value {eur(h['expected_value_eur'], data.get('currency'))} "
         f"in the next {run.get('horizon_days')} days.",
         "",
         f"{'segment':<22}{'customers':>10}{'share':>8}{'change':>8}",

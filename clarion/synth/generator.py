@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_CONTACTS = 50_000  # fixed: changing it changes the data a seed produces
 GENERATOR = "clarion-synth"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFECTS_FILE = "defects.csv"
 MANIFEST_FILE = "manifest.json"
 DEFECT_COLUMNS = ("kind", "entity", "file", "row", "key", "column", "expected", "reason", "value")
@@ -106,6 +106,15 @@ def generate(
     if postgres_dsn and mariadb_dsn:
         raise GenerateError("give one database destination: PostgreSQL or MariaDB, not both")
     out = Path(out or g.out)
+    if g.profile == "transactions":  # a transactions-only shop: clarion/synth/transactions.py
+        from clarion.synth.transactions import generate_transactions
+
+        if postgres_dsn or mariadb_dsn:
+            raise GenerateError(
+                "the transactions profile writes files only (a transactions export is a file); "
+                "drop --postgres/--mariadb, or use --profile crm to load a database"
+            )
+        return generate_transactions(g, out, progress=progress)
     tl = Timeline.from_settings(g)
     _check_target(out)
     db: PostgresSink | MariaDbSink | None = None  # connect first: fail before touching disk

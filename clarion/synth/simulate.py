@@ -53,6 +53,9 @@ P_DISCOUNT = np.array([0.08, 0.15, 0.80, 0.15, 0.15, 0.25])
 OPEN_RATE = np.array([0.55, 0.30, 0.35, 0.32, 0.28, 0.42])
 CLICK_RATE = np.array([0.35, 0.18, 0.30, 0.18, 0.15, 0.25])  # given an open
 POST_ONSET_RATE = np.array([1.0, 1.0, 1.0, 0.25, 0.02, 0.08])  # purchase rate factor after onset
+DECLINE_AFTER_DAYS = 420  # mean wait for a decline's onset, after the first 120 days
+CHURN_AFTER_DAYS = 300  # mean wait for a churn's onset, after the first 150 days
+PRICE_RAMP_DAYS = 180  # a price-driven decline: discounts take over in the months before the onset
 DRIVER_WEIGHT = np.array([0.35, 0.25, 0.20, 0.20])
 # Age tilts persona mix a little (so fairness checks have something real to measure); row 6 = unknown.
 AGE_TILT = np.array(
@@ -321,8 +324,6 @@ class ChunkSimulator:
         c, s = tl.cutoff, tl.start
         lo = np.full(n, s, dtype=np.int64)
         hi = np.full(n, c - 120 * DAY, dtype=np.int64)
-        hi[persona == CHURNED] = max(s + DAY, c - 420 * DAY)
-        hi[persona == DECLINING] = max(s + DAY, c - 300 * DAY)
         lo[persona == NEW] = c - 90 * DAY
         hi[persona == NEW] = c - DAY
         signup = uniform_between(rng, lo, hi)
@@ -350,13 +351,20 @@ class ChunkSimulator:
         two = rng.random(n) < 0.3
         drivers = np.where(churny, (1 << order[:, 0]) | np.where(two, 1 << order[:, 1], 0), 0)
 
+        # Onsets come at a steady hazard after a first stretch of normal buying, whenever the
+        # customer signed up: at any day of the history (and after the cutoff) some customers are
+        # about to decline, as in a real shop. (Version 1 put every decline in the 8 months before
+        # the export, so a model validated on an earlier day met more declines than it was trained
+        # on: the past was not like the future, for no reason a shop would have.)
         onset = np.full(n, NEVER, dtype=np.int64)
         dec = persona == DECLINING
-        onset[dec] = uniform_between(
-            rng, np.maximum(signup[dec] + 120 * DAY, c - 240 * DAY), np.full(dec.sum(), c - 21 * DAY)
+        onset[dec] = (
+            signup[dec] + 120 * DAY + rng.exponential(DECLINE_AFTER_DAYS * DAY, dec.sum()).astype(np.int64)
         )
         ch = persona == CHURNED
-        onset[ch] = uniform_between(rng, signup[ch] + 150 * DAY, np.full(ch.sum(), c - 120 * DAY))
+        onset[ch] = (
+            signup[ch] + 150 * DAY + rng.exponential(CHURN_AFTER_DAYS * DAY, ch.sum()).astype(np.int64)
+        )
         # half of the new customers are one-and-done: they stop right after the cutoff, no driver
         new_drop = (persona == NEW) & (rng.random(n) < 0.5)
         onset[new_drop] = c + uniform_between(
@@ -423,7 +431,11 @@ class ChunkSimulator:
         # discounts: price-sensitive people buy on promotion, and only on promotion after the onset
         p_disc = P_DISCOUNT[persona].copy()
         price_sens = (drivers & PRICE) > 0
-        p_disc[price_sens] = np.where(t[price_sens] < onset[price_sens], 0.75, 1.0)
+        # from the persona's usual share to (nearly) every order over the months before the onset
+        ramp = np.clip(1 - (onset[price_sens] - t[price_sens]) / (PRICE_RAMP_DAYS * DAY), 0.0, 1.0)
+        p_disc[price_sens] = np.where(
+            t[price_sens] < onset[price_sens], p_disc[price_sens] + ramp * (0.95 - p_disc[price_sens]), 1.0
+        )
         discounted = rng.random(m) < p_disc
         disc_kind = rng.integers(0, len(DISCOUNT_PCT), m)
 

@@ -56,9 +56,17 @@ def dbt_vars(as_of: date, horizon_days: int) -> dict[str, Any]:
     return {"as_of": as_of.isoformat(), "horizon_days": horizon_days}
 
 
-def dbt_args(settings: Settings, command: str, as_of: date, *extra: str, target: str = "duckdb") -> list[str]:
+def dbt_args(
+    settings: Settings,
+    command: str,
+    as_of: date,
+    *extra: str,
+    target: str = "duckdb",
+    extra_vars: dict[str, Any] | None = None,
+) -> list[str]:
     """dbt's arguments. The pipeline always builds in the warehouse (target duckdb); the project's
-    `postgres` target serves teams whose raw tables live in PostgreSQL (tested, run by hand)."""
+    `postgres` target serves teams whose raw tables live in PostgreSQL (tested, run by hand).
+    `extra_vars`: training snapshots add `as_of_days` and `sample_per_mille`."""
     files = settings.var_dir / "dbt"
     return [
         *command.split(),  # "build", or "docs generate"
@@ -73,7 +81,7 @@ def dbt_args(settings: Settings, command: str, as_of: date, *extra: str, target:
         "--log-path",
         str(files / "logs"),
         "--vars",
-        json.dumps(dbt_vars(as_of, settings.transform.horizon_days)),
+        json.dumps({**dbt_vars(as_of, settings.transform.horizon_days), **(extra_vars or {})}),
         *extra,
     ]
 
@@ -105,20 +113,35 @@ def dbt_environment(
                 os.environ[key] = value
 
 
-def invoke_dbt(settings: Settings, command: str, as_of: date, *extra: str, schema: str = "staging") -> Any:
+def invoke_dbt(
+    settings: Settings,
+    command: str,
+    as_of: date,
+    *extra: str,
+    schema: str = "staging",
+    extra_vars: dict[str, Any] | None = None,
+) -> Any:
     """Run dbt with its own runner (no Prefect, quiet) and return its result, failed or not."""
     from dbt.cli.main import dbtRunner
 
     with dbt_environment(settings, schema=schema):
         try:
-            return dbtRunner().invoke(["--quiet", *dbt_args(settings, command, as_of, *extra)])
+            args = dbt_args(settings, command, as_of, *extra, extra_vars=extra_vars)
+            return dbtRunner().invoke(["--quiet", *args])
         finally:
             release_duckdb()
 
 
-def run_dbt(settings: Settings, command: str, as_of: date, *extra: str, schema: str = "staging") -> Any:
+def run_dbt(
+    settings: Settings,
+    command: str,
+    as_of: date,
+    *extra: str,
+    schema: str = "staging",
+    extra_vars: dict[str, Any] | None = None,
+) -> Any:
     """`invoke_dbt` that raises on failure: segment snapshots, tests, benchmarks."""
-    result = invoke_dbt(settings, command, as_of, *extra, schema=schema)
+    result = invoke_dbt(settings, command, as_of, *extra, schema=schema, extra_vars=extra_vars)
     if not result.success:
         raise DbtBuildError(f"dbt {command} failed: {describe_failure(result)}")
     return result

@@ -40,7 +40,8 @@ joined as (
         orders.has_discount,
         orders.has_delivery_problem,
         coalesce(items.item_count, 0) as item_count,
-        coalesce(items.units, 0) as units
+        coalesce(items.units, 0) as units,
+        orders.updated_at
     from orders
     left join fx_rates on orders.currency = fx_rates.currency
     left join items on orders.order_id = items.order_id

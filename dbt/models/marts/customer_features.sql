@@ -1,62 +1,182 @@
-{#- One row per customer known before as_of, built only from what happened before it. Every
-    feature has a plain meaning; the models in models/ explain scores through them. -#}
+{#- One row per customer known before the day, built only from what was known before it. The day
+    is var `as_of` (a published run) or each day of var `as_of_days` (training snapshots, one row
+    per customer and day): the same code for both. Every feature has a plain meaning; the models in
+    models/ explain scores through them.
+
+    Point in time: an order counts from the moment it was placed, but its status (cancelled,
+    returned, delivery problem) only from the moment that status was recorded (`updated_at`). An
+    order changed on or after the day counts in its latest state recorded before the day (from
+    the extract's history), or, with none, as placed: not cancelled, not returned, no known delivery
+    problem. A ticket's survey score likewise counts only once recorded; until then its sentiment
+    is the text's. -#}
 {%- set categories = var('categories') -%}
 
 with
 
+days as (
+
+    {{ snapshot_days_table() }}
+
+),
+
 customers as (
 
     select
-        contact_id,
-        signup_date
-    from {{ ref('stg_contacts') }}
-    where signup_date < {{ as_of_date() }}
+        days.*,
+        contacts.contact_id,
+        contacts.signup_date
+    from {{ ref('stg_contacts') }} as contacts
+    inner join days on contacts.signup_date < days.as_of
+    {%- if sample_per_mille() < 1000 %}
+    where {{ in_sample('contacts.contact_id', 'days.as_of') }}
+    {%- endif %}
+
+),
+
+placed as (
+
+    {#- every order placed before the day, with its current state and whether that state was
+        already recorded then -#}
+    select
+        customers.as_of,
+        customers.as_of_ts,
+        customers.d30_ts,
+        customers.d90_ts,
+        customers.d180_ts,
+        customers.d360_ts,
+        customers.d365_ts,
+        customers.last_year_horizon_end_ts,
+        orders.order_id,
+        orders.contact_id,
+        orders.ordered_at,
+        orders.total_eur,
+        orders.has_discount,
+        orders.is_cancelled,
+        orders.is_returned,
+        orders.has_delivery_problem,
+        orders.updated_at < customers.as_of_ts as state_known
+    from {{ ref('int_orders') }} as orders
+    inner join customers
+        on orders.contact_id = customers.contact_id
+        and orders.ordered_at < customers.as_of_ts
+
+),
+
+earlier_states as (
+
+    {#- for orders changed on or after the day: their newest state recorded before it -#}
+    select
+        as_of,
+        order_id,
+        is_cancelled,
+        is_returned,
+        has_delivery_problem
+    from (
+        select
+            placed.as_of,
+            history.order_id,
+            history.is_cancelled,
+            history.is_returned,
+            history.has_delivery_problem,
+            row_number() over (
+                partition by placed.as_of, history.order_id order by history.updated_at desc
+            ) as newest_first
+        from placed
+        inner join {{ ref('stg_order_history') }} as history
+            on placed.order_id = history.order_id
+            and history.updated_at < placed.as_of_ts
+        where not placed.state_known
+    ) as ranked
+    where newest_first = 1
+
+),
+
+orders_as_known as (
+
+    select
+        placed.as_of,
+        placed.as_of_ts,
+        placed.d30_ts,
+        placed.d90_ts,
+        placed.d180_ts,
+        placed.d360_ts,
+        placed.d365_ts,
+        placed.last_year_horizon_end_ts,
+        placed.order_id,
+        placed.contact_id,
+        placed.ordered_at,
+        placed.total_eur,
+        placed.has_discount,
+        case
+            when placed.state_known then placed.is_cancelled else coalesce(earlier_states.is_cancelled, false)
+        end as is_cancelled,
+        case
+            when placed.state_known then placed.is_returned else coalesce(earlier_states.is_returned, false)
+        end as is_returned,
+        case
+            when placed.state_known then placed.has_delivery_problem
+            else coalesce(earlier_states.has_delivery_problem, false)
+        end as has_delivery_problem
+    from placed
+    left join earlier_states
+        on placed.as_of = earlier_states.as_of
+        and placed.order_id = earlier_states.order_id
 
 ),
 
 orders as (
 
-    select *
-    from {{ ref('int_orders') }}
-    where ordered_at < {{ as_of_ts() }}
-        and not is_cancelled
+    select * from orders_as_known
+    where not is_cancelled
 
 ),
 
 order_stats as (
 
     select
+        as_of,
         contact_id,
         count(*) as orders_lifetime,
-        sum(case when ordered_at >= {{ days_before_as_of(90) }} then 1 else 0 end) as orders_90d,
-        sum(case when ordered_at >= {{ days_before_as_of(365) }} then 1 else 0 end) as orders_365d,
+        count(distinct floor(extract(epoch from ordered_at) / 86400)) as purchase_days,
+        sum(case when ordered_at >= d30_ts then 1 else 0 end) as orders_30d,
+        sum(case when ordered_at >= d90_ts then 1 else 0 end) as orders_90d,
+        sum(case when ordered_at >= d180_ts then 1 else 0 end) as orders_180d,
+        sum(case when ordered_at >= d365_ts then 1 else 0 end) as orders_365d,
+        sum(
+            case when ordered_at >= d365_ts and ordered_at < last_year_horizon_end_ts then 1 else 0 end
+        ) as orders_same_window_last_year,
+        sum(exp(-{{ days_between('ordered_at', 'as_of_ts') }} / 90.0)) as orders_decayed_90d,
         sum(case when not is_returned then total_eur else 0 end) as spend_lifetime_eur,
+        sum(case when not is_returned and ordered_at >= d90_ts then total_eur else 0 end) as spend_90d_eur,
+        sum(case when not is_returned and ordered_at >= d180_ts then total_eur else 0 end) as spend_180d_eur,
         sum(
-            case when not is_returned and ordered_at >= {{ days_before_as_of(90) }} then total_eur else 0 end
-        ) as spend_90d_eur,
-        sum(
-            case when not is_returned and ordered_at >= {{ days_before_as_of(365) }} then total_eur else 0 end
-        ) as spend_365d_eur,
+            case when not is_returned and ordered_at >= d360_ts and ordered_at < d180_ts then total_eur else 0 end
+        ) as spend_prior_180d_eur,
+        sum(case when not is_returned and ordered_at >= d365_ts then total_eur else 0 end) as spend_365d_eur,
         avg(total_eur) as avg_order_value_eur,
+        min(ordered_at) as first_order_at,
         max(ordered_at) as last_order_at,
         avg(case when has_discount then cast(1 as double precision) else 0 end) as discount_share,
+        avg(
+            case when ordered_at >= d180_ts then case when has_discount then 1.0 else 0.0 end end
+        ) as discount_share_180d,
         avg(case when is_returned then cast(1 as double precision) else 0 end) as return_rate,
-        sum(case when ordered_at >= {{ days_before_as_of(180) }} then 1 else 0 end) as orders_180d,
         sum(
-            case when has_delivery_problem and ordered_at >= {{ days_before_as_of(180) }} then 1 else 0 end
+            case when has_delivery_problem and ordered_at >= d180_ts then 1 else 0 end
         ) as delivery_problems_180d
     from orders
-    group by contact_id
+    group by as_of, contact_id
 
 ),
 
 gaps as (
 
     select
+        as_of,
         contact_id,
-        {{ days_between('lag(ordered_at) over (partition by contact_id order by ordered_at)', 'ordered_at') }}
+        {{ days_between('lag(ordered_at) over (partition by as_of, contact_id order by ordered_at)', 'ordered_at') }}
             as gap_days,
-        row_number() over (partition by contact_id order by ordered_at desc) as newest_first
+        row_number() over (partition by as_of, contact_id order by ordered_at desc) as newest_first
     from orders
 
 ),
@@ -64,30 +184,32 @@ gaps as (
 gap_stats as (
 
     select
+        as_of,
         contact_id,
         avg(gap_days) as mean_gap_days,
         avg(case when newest_first <= 3 then gap_days end) as recent_gap_days
     from gaps
     where gap_days is not null
-    group by contact_id
+    group by as_of, contact_id
 
 ),
 
 lines as (
 
     select
-        contact_id,
-        category,
-        line_eur
-    from {{ ref('int_order_lines') }}
-    where ordered_at < {{ as_of_ts() }}
-        and not is_cancelled
+        orders.as_of,
+        orders.contact_id,
+        order_lines.category,
+        order_lines.line_eur
+    from {{ ref('int_order_lines') }} as order_lines
+    inner join orders on order_lines.order_id = orders.order_id
 
 ),
 
 category_stats as (
 
     select
+        as_of,
         contact_id,
         count(distinct category) as n_categories,
         {%- for category in categories %}
@@ -95,7 +217,7 @@ category_stats as (
             as share_{{ category }}{{ "," if not loop.last }}
         {%- endfor %}
     from lines
-    group by contact_id
+    group by as_of, contact_id
 
 ),
 
@@ -103,88 +225,195 @@ email_per_send as (
 
     {#- Engagement belongs to the send it answers: an open on day 59 of an e-mail sent on day 61 is
         the older window's. So a window counts its sends and, of those, the ones opened or clicked
-        (before as_of); rates are shares of sends and never exceed 1. -#}
+        (before the day); rates are shares of sends and never exceed 1. -#}
     select
-        contact_id,
-        campaign_id,
-        min(case when event_type = 'sent' then occurred_at end) as sent_at,
-        max(case when event_type = 'open' then 1 else 0 end) as opened,
-        max(case when event_type = 'click' then 1 else 0 end) as clicked,
-        max(case when event_type = 'open' then occurred_at end) as last_open_at,
-        max(case when event_type = 'unsubscribe' then 1 else 0 end) as unsubscribed
-    from {{ ref('stg_email_events') }}
-    where occurred_at < {{ as_of_ts() }}
-    group by contact_id, campaign_id
+        customers.as_of,
+        events.contact_id,
+        events.campaign_id,
+        min(customers.d60_ts) as d60_ts,
+        min(customers.d180_ts) as d180_ts,
+        min(case when events.event_type = 'sent' then events.occurred_at end) as sent_at,
+        max(case when events.event_type = 'open' then 1 else 0 end) as opened,
+        max(case when events.event_type = 'click' then 1 else 0 end) as clicked,
+        max(case when events.event_type = 'open' then events.occurred_at end) as last_open_at,
+        max(case when events.event_type = 'unsubscribe' then 1 else 0 end) as unsubscribed
+    from {{ ref('stg_email_events') }} as events
+    inner join customers
+        on events.contact_id = customers.contact_id
+        and events.occurred_at < customers.as_of_ts
+    group by customers.as_of, events.contact_id, events.campaign_id
 
 ),
 
 email as (
 
     select
+        as_of,
         contact_id,
-        sum(case when sent_at >= {{ days_before_as_of(60) }} then 1 else 0 end) as sends_60d,
-        sum(case when sent_at >= {{ days_before_as_of(60) }} then opened else 0 end) as opens_60d,
-        sum(case when sent_at >= {{ days_before_as_of(60) }} then clicked else 0 end) as clicks_60d,
-        sum(
-            case when sent_at < {{ days_before_as_of(60) }} and sent_at >= {{ days_before_as_of(180) }} then 1 else 0 end
-        ) as sends_prior_120d,
-        sum(
-            case
-                when sent_at < {{ days_before_as_of(60) }} and sent_at >= {{ days_before_as_of(180) }} then opened else 0
-            end
-        ) as opens_prior_120d,
-        sum(
-            case
-                when sent_at < {{ days_before_as_of(60) }} and sent_at >= {{ days_before_as_of(180) }} then clicked else 0
-            end
-        ) as clicks_prior_120d,
+        sum(case when sent_at >= d60_ts then 1 else 0 end) as sends_60d,
+        sum(case when sent_at >= d60_ts then opened else 0 end) as opens_60d,
+        sum(case when sent_at >= d60_ts then clicked else 0 end) as clicks_60d,
+        sum(case when sent_at < d60_ts and sent_at >= d180_ts then 1 else 0 end) as sends_prior_120d,
+        sum(case when sent_at < d60_ts and sent_at >= d180_ts then opened else 0 end) as opens_prior_120d,
+        sum(case when sent_at < d60_ts and sent_at >= d180_ts then clicked else 0 end) as clicks_prior_120d,
         max(last_open_at) as last_open_at,
         max(unsubscribed) as unsubscribed
     from email_per_send
-    group by contact_id
+    group by as_of, contact_id
+
+),
+
+tickets_opened as (
+
+    select
+        customers.as_of,
+        customers.as_of_ts,
+        customers.d90_ts,
+        customers.d365_ts,
+        tickets.ticket_id,
+        tickets.contact_id,
+        tickets.created_at,
+        tickets.text_sentiment,
+        tickets.satisfaction_score,
+        tickets.updated_at < customers.as_of_ts as state_known
+    from {{ ref('stg_support_tickets') }} as tickets
+    inner join customers
+        on tickets.contact_id = customers.contact_id
+        and tickets.created_at < customers.as_of_ts
+
+),
+
+earlier_scores as (
+
+    {#- for tickets changed on or after the day: the survey score recorded before it, if any -#}
+    select
+        as_of,
+        ticket_id,
+        satisfaction_score
+    from (
+        select
+            tickets_opened.as_of,
+            history.ticket_id,
+            history.satisfaction_score,
+            row_number() over (
+                partition by tickets_opened.as_of, history.ticket_id order by history.updated_at desc
+            ) as newest_first
+        from tickets_opened
+        inner join {{ ref('stg_ticket_history') }} as history
+            on tickets_opened.ticket_id = history.ticket_id
+            and history.updated_at < tickets_opened.as_of_ts
+        where not tickets_opened.state_known
+    ) as ranked
+    where newest_first = 1
+
+),
+
+tickets_as_known as (
+
+    select
+        tickets_opened.*,
+        case
+            when tickets_opened.state_known then tickets_opened.satisfaction_score
+            else earlier_scores.satisfaction_score
+        end as known_score
+    from tickets_opened
+    left join earlier_scores
+        on tickets_opened.as_of = earlier_scores.as_of
+        and tickets_opened.ticket_id = earlier_scores.ticket_id
 
 ),
 
 tickets as (
 
     select
+        as_of,
         contact_id,
-        sum(case when created_at >= {{ days_before_as_of(90) }} then 1 else 0 end) as tickets_90d,
-        sum(case when created_at >= {{ days_before_as_of(365) }} then 1 else 0 end) as tickets_365d,
-        sum(case when sentiment = 'negative' and created_at >= {{ days_before_as_of(90) }} then 1 else 0 end)
-            as negative_tickets_90d,
-        sum(case when sentiment = 'negative' and created_at >= {{ days_before_as_of(365) }} then 1 else 0 end)
-            as negative_tickets_365d,
-        avg(
-            case when created_at >= {{ days_before_as_of(365) }} then cast(satisfaction_score as double precision) end
-        ) as avg_satisfaction_365d
-    from {{ ref('stg_support_tickets') }}
-    where created_at < {{ as_of_ts() }}
-    group by contact_id
+        sum(case when created_at >= d90_ts then 1 else 0 end) as tickets_90d,
+        sum(case when created_at >= d365_ts then 1 else 0 end) as tickets_365d,
+        sum(
+            case
+                when {{ ticket_sentiment('known_score', 'text_sentiment') }} = 'negative' and created_at >= d90_ts
+                    then 1
+                else 0
+            end
+        ) as negative_tickets_90d,
+        sum(
+            case
+                when {{ ticket_sentiment('known_score', 'text_sentiment') }} = 'negative' and created_at >= d365_ts
+                    then 1
+                else 0
+            end
+        ) as negative_tickets_365d,
+        avg(case when created_at >= d365_ts then cast(known_score as double precision) end)
+            as avg_satisfaction_365d
+    from tickets_as_known
+    group by as_of, contact_id
+
+),
+
+shop_daily_orders as (
+
+    {#- the shop's demand per UTC day: every order placed, whatever became of it -#}
+    select
+        floor(extract(epoch from ordered_at) / 86400) as day_number,
+        count(*) as orders
+    from {{ ref('int_orders') }}
+    group by 1
+
+),
+
+season as (
+
+    {#- how busy the coming horizon was a year earlier against the year around it (centred on that
+        window, so a growing shop does not read as a quiet season): above 1, a busier season than
+        average; NULL without orders over that whole year -#}
+    select
+        days.as_of,
+        case
+            when min(shop_daily_orders.day_number) <= floor(extract(epoch from days.season_year_start_ts) / 86400)
+                then {{ ratio(
+                    "sum(case when shop_daily_orders.day_number >= floor(extract(epoch from days.d365_ts) / 86400)
+                        and shop_daily_orders.day_number < floor(extract(epoch from days.last_year_horizon_end_ts) / 86400)
+                        then shop_daily_orders.orders else 0 end) * 364.0",
+                    "sum(case when shop_daily_orders.day_number >= floor(extract(epoch from days.season_year_start_ts) / 86400)
+                        then shop_daily_orders.orders else 0 end) * " ~ var('horizon_days')
+                ) }}
+        end as shop_season_index
+    from days
+    inner join shop_daily_orders
+        on shop_daily_orders.day_number < floor(extract(epoch from days.season_year_end_ts) / 86400)
+    group by days.as_of, days.d365_ts, days.last_year_horizon_end_ts, days.season_year_start_ts
 
 ),
 
 consent_log as (
 
     select
-        contact_id,
-        channel,
-        consent_event,
-        row_number() over (partition by contact_id, channel order by recorded_at desc, consent_id desc) as newest_first
-    from {{ ref('stg_consents') }}
-    where recorded_at < {{ as_of_ts() }}
+        customers.as_of,
+        consents.contact_id,
+        consents.channel,
+        consents.consent_event,
+        row_number() over (
+            partition by customers.as_of, consents.contact_id, consents.channel
+            order by consents.recorded_at desc, consents.consent_id desc
+        ) as newest_first
+    from {{ ref('stg_consents') }} as consents
+    inner join customers
+        on consents.contact_id = customers.contact_id
+        and consents.recorded_at < customers.as_of_ts
 
 ),
 
 consent as (
 
     select
+        as_of,
         contact_id,
         bool_or(channel = 'email' and newest_first = 1 and consent_event = 'opt_in') as email_consent,
         bool_or(channel = 'sms' and newest_first = 1 and consent_event = 'opt_in') as sms_consent,
         bool_or(consent_event = 'objection') as marketing_objection
     from consent_log
-    group by contact_id
+    group by as_of, contact_id
 
 ),
 
@@ -193,19 +422,27 @@ final as (
     select
         ----------  ids
         customers.contact_id,
-        {{ as_of_date() }} as as_of,
+        customers.as_of,
 
         ----------  relationship
-        cast({{ as_of_date() }} - customers.signup_date as double precision) as tenure_days,
+        cast(customers.as_of - customers.signup_date as double precision) as tenure_days,
+        {{ days_between('order_stats.first_order_at', 'customers.as_of_ts') }} as first_order_days,
 
         ----------  purchases: recency, frequency, monetary
         order_stats.contact_id is not null as has_ordered,
-        {{ days_between('order_stats.last_order_at', as_of_ts()) }} as recency_days,
+        {{ days_between('order_stats.last_order_at', 'customers.as_of_ts') }} as recency_days,
         coalesce(order_stats.orders_lifetime, 0) as orders_lifetime,
+        coalesce(order_stats.purchase_days, 0) as purchase_days,
+        coalesce(order_stats.orders_30d, 0) as orders_30d,
         coalesce(order_stats.orders_90d, 0) as orders_90d,
+        coalesce(order_stats.orders_180d, 0) as orders_180d,
         coalesce(order_stats.orders_365d, 0) as orders_365d,
+        coalesce(order_stats.orders_decayed_90d, 0) as orders_decayed_90d,
+        coalesce(order_stats.orders_same_window_last_year, 0) as orders_same_window_last_year,
         coalesce(order_stats.spend_lifetime_eur, 0) as spend_lifetime_eur,
         coalesce(order_stats.spend_90d_eur, 0) as spend_90d_eur,
+        coalesce(order_stats.spend_180d_eur, 0) as spend_180d_eur,
+        coalesce(order_stats.spend_prior_180d_eur, 0) as spend_prior_180d_eur,
         coalesce(order_stats.spend_365d_eur, 0) as spend_365d_eur,
         order_stats.avg_order_value_eur,
 
@@ -213,7 +450,7 @@ final as (
         gap_stats.mean_gap_days,
         gap_stats.recent_gap_days,
         {{ ratio('gap_stats.recent_gap_days', 'gap_stats.mean_gap_days') }} as gap_trend_ratio,
-        {{ ratio(days_between('order_stats.last_order_at', as_of_ts()), 'gap_stats.mean_gap_days') }}
+        {{ ratio(days_between('order_stats.last_order_at', 'customers.as_of_ts'), 'gap_stats.mean_gap_days') }}
             as recency_vs_usual,
 
         ----------  what and how they buy
@@ -227,6 +464,8 @@ final as (
         coalesce(category_stats.share_{{ category }}, 0) as share_{{ category }},
         {%- endfor %}
         coalesce(order_stats.discount_share, 0) as discount_share,
+        order_stats.discount_share_180d,
+        order_stats.discount_share_180d - coalesce(order_stats.discount_share, 0) as discount_share_change_180d,
         coalesce(order_stats.return_rate, 0) as return_rate,
         coalesce(order_stats.delivery_problems_180d, 0) as delivery_problems_180d,
         coalesce({{ ratio('order_stats.delivery_problems_180d', 'order_stats.orders_180d') }}, 0)
@@ -236,6 +475,7 @@ final as (
         coalesce(email.sends_60d, 0) as email_sends_60d,
         coalesce(email.opens_60d, 0) as email_opens_60d,
         coalesce(email.clicks_60d, 0) as email_clicks_60d,
+        coalesce(email.sends_prior_120d, 0) as email_sends_prior_120d,
         {{ ratio('email.opens_60d', 'email.sends_60d') }} as open_rate_60d,
         {{ ratio('email.opens_prior_120d', 'email.sends_prior_120d') }} as open_rate_prior_120d,
         {{ ratio('email.opens_60d', 'email.sends_60d') }} - {{ ratio('email.opens_prior_120d', 'email.sends_prior_120d') }}
@@ -244,7 +484,7 @@ final as (
         {{ ratio('email.clicks_prior_120d', 'email.sends_prior_120d') }} as click_rate_prior_120d,
         {{ ratio('email.clicks_60d', 'email.sends_60d') }} - {{ ratio('email.clicks_prior_120d', 'email.sends_prior_120d') }}
             as click_rate_change,
-        {{ days_between('email.last_open_at', as_of_ts()) }} as days_since_last_open,
+        {{ days_between('email.last_open_at', 'customers.as_of_ts') }} as days_since_last_open,
         coalesce(email.unsubscribed, 0) = 1 as unsubscribed,
 
         ----------  service
@@ -254,18 +494,28 @@ final as (
         coalesce(tickets.negative_tickets_365d, 0) as negative_tickets_365d,
         tickets.avg_satisfaction_365d,
 
-        ----------  consent as of as_of (from the consents log)
+        ----------  the shop's season: context for calibration, the same for every customer of a day
+        season.shop_season_index,
+
+        ----------  consent as of the day (from the consents log)
         coalesce(consent.email_consent, false) as email_consent,
         coalesce(consent.sms_consent, false) as sms_consent,
         coalesce(consent.marketing_objection, false) as marketing_objection
 
     from customers
-    left join order_stats on customers.contact_id = order_stats.contact_id
-    left join gap_stats on customers.contact_id = gap_stats.contact_id
-    left join category_stats on customers.contact_id = category_stats.contact_id
-    left join email on customers.contact_id = email.contact_id
-    left join tickets on customers.contact_id = tickets.contact_id
-    left join consent on customers.contact_id = consent.contact_id
+    left join order_stats
+        on customers.contact_id = order_stats.contact_id and customers.as_of = order_stats.as_of
+    left join gap_stats
+        on customers.contact_id = gap_stats.contact_id and customers.as_of = gap_stats.as_of
+    left join category_stats
+        on customers.contact_id = category_stats.contact_id and customers.as_of = category_stats.as_of
+    left join email
+        on customers.contact_id = email.contact_id and customers.as_of = email.as_of
+    left join tickets
+        on customers.contact_id = tickets.contact_id and customers.as_of = tickets.as_of
+    left join consent
+        on customers.contact_id = consent.contact_id and customers.as_of = consent.as_of
+    left join season on customers.as_of = season.as_of
 
 )
 

@@ -27,10 +27,8 @@ renamed as (
         cast(total_amount as double precision) as total_amount,
 
         ----------  booleans
-        status = 'cancelled' as is_cancelled,
-        status = 'returned' as is_returned,
+        {{ order_status_flags('status', 'delivery_status') }},
         coalesce(discount_amount > 0, false) or discount_code is not null as has_discount,
-        coalesce(delivery_status in ('late', 'lost'), false) as has_delivery_problem,
 
         ----------  timestamps
         ordered_at,

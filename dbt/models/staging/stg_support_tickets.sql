@@ -58,18 +58,27 @@ renamed as (
 
 ),
 
-final as (
+worded as (
 
     select
         *,
         case
-            when satisfaction_score <= 2 then 'negative'
-            when satisfaction_score >= 4 then 'positive'
             when negative_words > positive_words then 'negative'
             when positive_words > negative_words then 'positive'
             else 'neutral'
-        end as sentiment
+        end as text_sentiment
     from renamed
+
+),
+
+final as (
+
+    {#- text_sentiment is known when the ticket is opened; the survey score only once recorded
+        (updated_at), so features as of an earlier day use text_sentiment alone. -#}
+    select
+        *,
+        {{ ticket_sentiment('satisfaction_score', 'text_sentiment') }} as sentiment
+    from worded
 
 )
 
