@@ -42,6 +42,9 @@ def _days(ts: str) -> str:
     return f"timestamptz '{ts} 00:00:00+00:00'"
 
 
+LINE_EUR = "cast(i.line_amount::double / fx.units_per_eur as decimal(18, 4))"  # as int_order_lines
+
+
 def floor_sql(as_of: date) -> str:
     """customer_features in one statement, straight from raw (the definitions of the dbt models)."""
     from datetime import timedelta
@@ -52,8 +55,8 @@ def floor_sql(as_of: date) -> str:
     t0 = _days(as_of.isoformat())
     d60, d90, d180, d365 = before(60), before(90), before(180), before(365)
     shares = ",\n".join(
-        f"sum(case when p.category = '{c}' then i.line_amount::double / fx.units_per_eur else 0 end)"
-        f" / nullif(sum(i.line_amount::double / fx.units_per_eur), 0) as share_{c}"
+        f"sum(case when p.category = '{c}' then {LINE_EUR} else 0 end)::double "
+        f"/ nullif(sum({LINE_EUR}), 0) as share_{c}"
         for c in CATEGORIES
     )
 
@@ -80,7 +83,7 @@ tk as (
 ),
 o as (
     select o.order_id, o.contact_id, o.ordered_at,
-        o.total_amount::double / fx.units_per_eur as total_eur,
+        cast(o.total_amount::double / fx.units_per_eur as decimal(18, 4)) as total_eur,
         o.status = 'returned' as is_returned,
         coalesce(o.discount_amount > 0, false) or o.discount_code is not null as has_discount,
         coalesce(o.delivery_status in ('late', 'lost'), false) as has_delivery_problem,
@@ -103,14 +106,14 @@ os as (
 ),
 g as (
     select contact_id,
-        date_diff('second', lag(ordered_at) over w, ordered_at) / 86400.0 as gap_days,
+        date_diff('second', lag(ordered_at) over w, ordered_at) as gap_seconds,
         row_number() over (partition by contact_id order by ordered_at desc) as newest_first
     from o window w as (partition by contact_id order by ordered_at)
 ),
 gs as (
-    select contact_id, avg(gap_days) as mean_gap_days,
-        avg(gap_days) filter (newest_first <= 3) as recent_gap_days
-    from g where gap_days is not null group by contact_id
+    select contact_id, avg(gap_seconds) / 86400.0 as mean_gap_days,
+        avg(gap_seconds) filter (newest_first <= 3) / 86400.0 as recent_gap_days
+    from g where gap_seconds is not null group by contact_id
 ),
 cs as (
     select o.contact_id, count(distinct p.category) as n_categories,

@@ -41,3 +41,24 @@
 {% macro ratio(a, b) -%}
     (cast({{ a }} as double precision) / nullif({{ b }}, 0))
 {%- endmacro %}
+
+{#- Whole seconds from a to b (an integer: averages of it do not depend on the order rows are added in). -#}
+{% macro seconds_between(a, b) -%}
+    {{ return(adapter.dispatch('seconds_between', 'clarion')(a, b)) }}
+{%- endmacro %}
+
+{% macro default__seconds_between(a, b) -%}
+    cast(extract(epoch from ({{ b }} - {{ a }})) as bigint)
+{%- endmacro %}
+
+{% macro duckdb__seconds_between(a, b) -%}
+    date_diff('second', {{ a }}, {{ b }})
+{%- endmacro %}
+
+{#- An amount in EUR as an exact decimal (to 1/10,000 EUR). Features sum many of them: sums of
+    decimals are exact, so the same rows give the same features to the last digit on every run and
+    thread count (sums of doubles differ in their last bits with the order of addition, enough to
+    move a tree's split and make two trainings on the same data differ). -#}
+{% macro eur(amount, units_per_eur) -%}
+    cast({{ amount }} / {{ units_per_eur }} as decimal(18, 4))
+{%- endmacro %}

@@ -34,7 +34,7 @@ joined as (
         orders.is_cancelled,
         products.category,
         order_items.quantity,
-        order_items.line_amount / fx_rates.units_per_eur as line_eur
+        {{ eur('order_items.line_amount', 'fx_rates.units_per_eur') }} as line_eur
     from order_items
     inner join orders on order_items.order_id = orders.order_id
     left join products on order_items.product_id = products.product_id

@@ -145,7 +145,7 @@ order_stats as (
         sum(
             case when ordered_at >= d365_ts and ordered_at < last_year_horizon_end_ts then 1 else 0 end
         ) as orders_same_window_last_year,
-        sum(exp(-{{ days_between('ordered_at', 'as_of_ts') }} / 90.0)) as orders_decayed_90d,
+        sum(cast(exp(-{{ days_between('ordered_at', 'as_of_ts') }} / 90.0) as decimal(18, 9))) as orders_decayed_90d,
         sum(case when not is_returned then total_eur else 0 end) as spend_lifetime_eur,
         sum(case when not is_returned and ordered_at >= d90_ts then total_eur else 0 end) as spend_90d_eur,
         sum(case when not is_returned and ordered_at >= d180_ts then total_eur else 0 end) as spend_180d_eur,
@@ -174,8 +174,8 @@ gaps as (
     select
         as_of,
         contact_id,
-        {{ days_between('lag(ordered_at) over (partition by as_of, contact_id order by ordered_at)', 'ordered_at') }}
-            as gap_days,
+        {{ seconds_between('lag(ordered_at) over (partition by as_of, contact_id order by ordered_at)', 'ordered_at') }}
+            as gap_seconds,
         row_number() over (partition by as_of, contact_id order by ordered_at desc) as newest_first
     from orders
 
@@ -186,10 +186,10 @@ gap_stats as (
     select
         as_of,
         contact_id,
-        avg(gap_days) as mean_gap_days,
-        avg(case when newest_first <= 3 then gap_days end) as recent_gap_days
+        avg(gap_seconds) / 86400.0 as mean_gap_days,
+        avg(case when newest_first <= 3 then gap_seconds end) / 86400.0 as recent_gap_days
     from gaps
-    where gap_days is not null
+    where gap_seconds is not null
     group by as_of, contact_id
 
 ),
@@ -437,14 +437,14 @@ final as (
         coalesce(order_stats.orders_90d, 0) as orders_90d,
         coalesce(order_stats.orders_180d, 0) as orders_180d,
         coalesce(order_stats.orders_365d, 0) as orders_365d,
-        coalesce(order_stats.orders_decayed_90d, 0) as orders_decayed_90d,
+        cast(coalesce(order_stats.orders_decayed_90d, 0) as double precision) as orders_decayed_90d,
         coalesce(order_stats.orders_same_window_last_year, 0) as orders_same_window_last_year,
-        coalesce(order_stats.spend_lifetime_eur, 0) as spend_lifetime_eur,
-        coalesce(order_stats.spend_90d_eur, 0) as spend_90d_eur,
-        coalesce(order_stats.spend_180d_eur, 0) as spend_180d_eur,
-        coalesce(order_stats.spend_prior_180d_eur, 0) as spend_prior_180d_eur,
-        coalesce(order_stats.spend_365d_eur, 0) as spend_365d_eur,
-        order_stats.avg_order_value_eur,
+        cast(coalesce(order_stats.spend_lifetime_eur, 0) as double precision) as spend_lifetime_eur,
+        cast(coalesce(order_stats.spend_90d_eur, 0) as double precision) as spend_90d_eur,
+        cast(coalesce(order_stats.spend_180d_eur, 0) as double precision) as spend_180d_eur,
+        cast(coalesce(order_stats.spend_prior_180d_eur, 0) as double precision) as spend_prior_180d_eur,
+        cast(coalesce(order_stats.spend_365d_eur, 0) as double precision) as spend_365d_eur,
+        cast(order_stats.avg_order_value_eur as double precision) as avg_order_value_eur,
 
         ----------  rhythm: time between purchases, and how the latest compares
         gap_stats.mean_gap_days,

@@ -81,7 +81,7 @@ final as (
         horizon_complete,
         case when horizon_complete then orders > 0 end as purchased_in_horizon,
         case when horizon_complete then orders end as orders_in_horizon,
-        case when horizon_complete then spend_eur end as spend_in_horizon_eur
+        case when horizon_complete then cast(spend_eur as double precision) end as spend_in_horizon_eur
     from labelled
 
 )

@@ -38,7 +38,7 @@ final as (
         orders.first_order_at,
         orders.last_order_at,
         coalesce(orders.orders_count, 0) as orders_count,
-        coalesce(orders.lifetime_spend_eur, 0) as lifetime_spend_eur
+        cast(coalesce(orders.lifetime_spend_eur, 0) as double precision) as lifetime_spend_eur
     from contacts
     left join orders on contacts.contact_id = orders.contact_id
 
