@@ -479,6 +479,9 @@ def test_registry_lists_shows_retrains_rolls_back_and_promotes(copy) -> None:
     reg = _registry(settings)
     assert [v.name for v in reg.versions()] == ["v0001", "v0002"]
     first, second = reg.get("v0001"), reg.get("v0002")
+    # same data, same settings: the same model, byte for byte (features are exact sums, training is seeded)
+    for name in ("propensity.txt", "propensity_validation.txt", "value.txt", "calibrators.json"):
+        assert (first.path / name).read_bytes() == (second.path / name).read_bytes(), name
     new, old = second.meta["metrics"]["propensity"], first.meta["metrics"]["propensity"]  # same customers
     s = settings.segment
     earns = (
