@@ -380,7 +380,9 @@ def test_cli_lists_shows_approves_and_exports(copy: Settings) -> None:
     assert listed.exit_code == 0, listed.output
     rows = json.loads(listed.output)
     assert rows and all(r["status"] == "pending" for r in rows)
-    did = next(r["draft_id"] for r in rows if r["campaign"] == "winback-summer" and r["channel"] == "sms")
+    # the larger at-risk segment: the smaller one may hold no one with SMS consent in a 1,200-customer shop
+    sms_drafts = [r for r in rows if r["campaign"] == "winback-summer" and r["channel"] == "sms"]
+    did = next(r["draft_id"] for r in sorted(sms_drafts, key=lambda r: r["segment"] != "at_risk_low_value"))
     shown = _invoke("drafts", "show", did)
     assert (
         shown.exit_code == 0

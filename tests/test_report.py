@@ -32,7 +32,7 @@ from clarion.cli import cli
 from clarion.config import GenerateSettings, ReportSettings, Settings, load_settings
 from clarion.content import runner as content_runner
 from clarion.report import FILES, make_report, render
-from clarion.report.build import ReportError, collect
+from clarion.report.build import FAMILY_TEXT, FEATURE_LABELS, ReportError, collect
 from clarion.report.mail import MailError, credentials
 from clarion.report.outbox import OutboxError, local_sink
 from clarion.runs import new_run_id
@@ -83,6 +83,9 @@ def _insert_draft(con: duckdb.DuckDBPyConnection, draft_id: str, scoring_run: st
     )
 
 
+MOVED_AT_RISK_BELOW = 0.8  # the second scoring run's wider at-risk threshold
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, prefect_server) -> Project:
     root = tmp_path_factory.mktemp("report_project")
@@ -93,7 +96,11 @@ def project(tmp_path_factory, prefect_server) -> Project:
     settings = load_settings(root / "clarion.yaml", env={})
     # a second scoring run (no gates of its own) where wider risk thresholds move customers
     moved = settings.model_copy(
-        update={"segment": settings.segment.model_copy(update={"at_risk_below": 0.8, "safe_from": 1.2})}
+        update={
+            "segment": settings.segment.model_copy(
+                update={"at_risk_below": MOVED_AT_RISK_BELOW, "safe_from": 1.2}
+            )
+        }
     )
     second = new_run_id()
     segment_runner.run(moved, second)
@@ -193,12 +200,12 @@ def test_the_numbers_agree_with_the_warehouse(project: Project, report) -> None:
     (at_risk,) = _query(
         project.settings,
         "select count(*) from ml.customer_scores s where run_id = ? and churn_risk >= ("
-        "  select 1 - 0.5 * avg(purchase_probability) from ml.customer_scores where run_id = s.run_id)",
-        [run],
-    )[0]  # relative thresholds: at risk below half the run's mean purchase probability
+        "  select 1 - ? * avg(purchase_probability) from ml.customer_scores where run_id = s.run_id)",
+        [run, MOVED_AT_RISK_BELOW],
+    )[0]  # relative thresholds: at risk below this share of the run's mean purchase probability
     assert data["thresholds"]["risk_high"] == pytest.approx(
         1
-        - 0.5
+        - MOVED_AT_RISK_BELOW
         * _query(
             project.settings,
             "select avg(purchase_probability) from ml.customer_scores where run_id = ?",
@@ -250,7 +257,11 @@ def test_profiles_reasons_and_drafts_are_in_plain_language(project: Project, rep
     described = [p for p in data["profiles"] if not p["suppressed"]]
     assert described and all(p["reasons"] and len(p["profile"]) == 8 for p in described)
     assert all(p["customers"] < 5 for p in data["profiles"] if p["suppressed"])
-    assert "time since the last purchase" in page
+    # each segment's typical reasons in words, whichever families they are
+    for profile in described:
+        for reason in profile["reasons"]:
+            assert reason["text"] in page, reason
+    assert {r["family"] for p in described for r in p["reasons"]} <= set(FAMILY_TEXT)
     # the approved draft: company copy with its placeholder kept, checks and status shown
     (campaign,) = data["content"]["campaigns"]
     approved, blocked = campaign["drafts"]
@@ -598,3 +609,10 @@ def test_report_settings_are_validated(tmp_path: Path) -> None:
     path.write_text("warehouse:\n  threads: 2\n")
     settings = load_settings(path, env={"CLARION_REPORT__RECIPIENTS": "a@x.com, Ops <ops@y.org>"})
     assert settings.report.recipients == ["a@x.com", "Ops <ops@y.org>"] and settings.report.smtp_port == 25
+
+
+def test_every_family_and_feature_has_words_in_the_report() -> None:
+    from models.features import FAMILIES, FEATURES
+
+    assert set(FAMILIES) <= set(FAMILY_TEXT)
+    assert set(FEATURES) <= set(FEATURE_LABELS)

@@ -47,6 +47,8 @@ FAMILY_WORDS = {
     "frequency": "they order less often than before",
     "monetary": "their spending has changed",
     "rhythm": "their buying rhythm has slowed",
+    "seasonality": "they buy at certain times of the year",
+    "lifecycle": "their purchase pattern has changed",
     "tenure": "they have been with us for some time",
     "assortment": "they shop in few categories",
     "price": "they mostly buy on promotion",
