@@ -46,6 +46,7 @@ class _Leaf:
     owner: tuple[int, ...]  # for each condition, which of `features` it constrains
     table: np.ndarray  # 2^k x k Shapley values, indexed by the bit mask of followed features
     expected: float  # the leaf's share of the tree's expected output
+    columns: tuple[np.ndarray, ...] = ()  # the table's columns, each contiguous (what _phi gathers from)
 
 
 @dataclass(frozen=True)
@@ -102,17 +103,19 @@ class LeafTreeShap:
         columns = np.ascontiguousarray(x.T)
         for tree in self.trees:
             left = [_goes_left(columns[s.feature], s) for s in tree.splits]
+            right = [~side for side in left]
             for leaf in tree.leaves:
-                k = len(leaf.features)
-                follow = [np.ones(x.shape[0], dtype=bool) for _ in range(k)]
+                # bit b of a row's mask: the row follows the path at every split on feature b (one
+                # byte per row: k <= MAX_PATH_FEATURES)
+                follow: dict[int, np.ndarray] = {}
                 for (split, went_left), owner in zip(leaf.conditions, leaf.owner, strict=True):
-                    follow[owner] &= left[split] if went_left else ~left[split]
-                mask = np.zeros(x.shape[0], dtype=np.intp)
-                for b in range(k):
-                    mask |= follow[b].astype(np.intp) << b
-                values = leaf.table[mask]  # rows x k
+                    side = left[split] if went_left else right[split]
+                    follow[owner] = side if owner not in follow else follow[owner] & side
+                mask = np.zeros(x.shape[0], dtype=np.uint8)
+                for b, bits in follow.items():
+                    mask |= bits.view(np.uint8) << np.uint8(b)
                 for b, feature in enumerate(leaf.features):
-                    phi[feature] += values[:, b]
+                    phi[feature] += leaf.columns[b][mask]  # one gather per feature, contiguous
         return phi
 
 
@@ -171,12 +174,14 @@ def _leaf(value: float, path: list[tuple[int, bool, float]], splits: list[_Split
     for i, _, fraction in path:
         share[splits[i].feature] *= fraction
     r = np.array([share[f] for f in features])
+    table = _table(value, r)
     return _Leaf(
         features=features,
         conditions=tuple((i, went_left) for i, went_left, _ in path),
         owner=tuple(features.index(splits[i].feature) for i, _, _ in path),
-        table=_table(value, r),
+        table=table,
         expected=value * float(np.prod(r)),
+        columns=tuple(np.ascontiguousarray(table[:, b]) for b in range(len(features))),
     )
 
 
