@@ -117,6 +117,12 @@ def _orders(window: str) -> Callable[[Wording, Value], str]:
     return text
 
 
+def _recent_orders(w: Wording, last_90: Value, last_365: Value) -> str:
+    year = whole(last_365 or 0)
+    in_year = f"{year:,}" if year else "none"
+    return f"{count(last_90 or 0, 'order')} in the last 90 days, {in_year} in the last 12 months"
+
+
 def _spend(window: str) -> Callable[[Wording, Value], str]:
     def text(w: Wording, eur: Value) -> str:
         if not eur or whole(eur * w.units_per_eur) == 0:
@@ -270,12 +276,7 @@ CATALOGUE: dict[str, Sentence] = {
     "orders_90d": _one("orders_90d", _orders("in the last 90 days")),
     "orders_180d": _one("orders_180d", _orders("in the last 180 days")),
     "orders_365d": _one("orders_365d", _orders("in the last 12 months")),
-    "orders_decayed_90d": Sentence(
-        ("orders_90d", "orders_365d"),
-        lambda w, a, b: (
-            f"{count(a or 0, 'order')} in the last 90 days, {whole(b or 0):,} in the last 12 months"
-        ),
-    ),
+    "orders_decayed_90d": Sentence(("orders_90d", "orders_365d"), _recent_orders),
     "spend_lifetime_eur": _one("spend_lifetime_eur", _spend("in total")),
     "spend_90d_eur": _one("spend_90d_eur", _spend("in the last 90 days")),
     "spend_180d_eur": SPEND_TREND,

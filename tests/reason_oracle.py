@@ -158,12 +158,13 @@ def check(feature: str, text: str, v: Value, shop: Shop) -> list[str]:
             problems.append(f"{text!r} does not say {window}")
         _count_words(text, "order", "orders", v(feature), problems)
     elif feature == "orders_decayed_90d":
-        m = re.match(rf"^(.*) in the last 90 days, {NUM} in the last 12 months$", text)
+        m = re.match(rf"^(.*) in the last 90 days, (none|{NUM}) in the last 12 months$", text)
         if not m:
             problems.append(f"unexpected shape {text!r}")
         else:
             _count_words(m.group(1), "order", "orders", v("orders_90d"), problems)
-            if not _close(_num(m.group(2)), v("orders_365d"), 1):
+            year = 0.0 if m.group(2) == "none" else _num(m.group(2))
+            if m.group(2) == "0" or not _close(year, v("orders_365d") or 0.0, 1):
                 problems.append(f"12-month orders printed {m.group(2)}, data {v('orders_365d')}")
     elif feature in ("spend_lifetime_eur", "spend_90d_eur", "spend_365d_eur"):
         eur = v(feature) or 0.0
