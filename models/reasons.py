@@ -367,15 +367,7 @@ SHARES = {
     "click_rate_60d",
     "click_rate_prior_120d",
 }
-MONEY = {
-    "spend_lifetime_eur",
-    "spend_90d_eur",
-    "spend_180d_eur",
-    "spend_prior_180d_eur",
-    "spend_365d_eur",
-    "avg_order_value_eur",
-    "expected_order_value_eur",
-}
+MONEY = {f for f in FEATURES if f.endswith("_eur")}  # amounts: printed whole in the shop's currency
 UNROUNDED = {"open_rate_change", "click_rate_change", "discount_share_change_180d", "orders_decayed_90d"}
 
 
