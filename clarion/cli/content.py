@@ -1,0 +1,139 @@
+"""Campaign content verbs: content, drafts, approve, reject, export."""
+
+from __future__ import annotations
+
+import click
+
+from clarion.cli.app import WAIT_OPTION, AppContext, _emit, cli
+from clarion.cli.pipeline import _run_pipeline
+from clarion.cli.text import _run_text
+
+
+@cli.command()
+@click.option("--campaign", "campaigns", multiple=True, metavar="NAME", help="Only this brief (repeatable).")
+@WAIT_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def content(app: AppContext, campaigns: tuple[str, ...], wait_seconds: float | None, as_json: bool) -> None:
+    """Draft campaign copy for the latest segments: per brief, target segment, channel and variant.
+
+    The local language model (content.source; the embedded SmolLM2-135M-Instruct by default) only
+    rewrites the brief's headline and hook for each segment's audience; offer facts come from the
+    brief. Every draft is checked (invented facts, banned words and claims, lengths, PII,
+    placeholders, disclaimer, language, readability, near-duplicates), carries its provenance and
+    an AI-generated label, and waits in content.drafts for a person's approval.
+
+    \b
+    Examples:
+      clarion content
+      clarion content --campaign winback-summer
+      clarion drafts list --status pending
+      clarion approve d1a2b3c4d5 --by marketing-lead --note "fine for July"
+      clarion export --campaign winback-summer
+    """
+    result = _run_pipeline(app, wait_seconds, stages=["content"], campaigns=list(campaigns) or None)
+    _emit(result, as_json, _run_text(result))
+
+
+@cli.group()
+def drafts() -> None:
+    """Drafted campaign copy (content.drafts): list, read, edit."""
+
+
+@drafts.command("list")
+@click.option(
+    "--status", type=click.Choice(["pending", "approved", "rejected", "blocked"]), help="Only this status."
+)
+@click.option("--campaign", metavar="NAME", help="Only this campaign.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+def drafts_list(app: AppContext, status: str | None, campaign: str | None, as_json: bool) -> None:
+    """Drafts, newest run first, with status and failed checks."""
+    from clarion.content.runner import list_drafts
+    from clarion.content.views import drafts_text
+
+    rows = list_drafts(app.settings(), status, campaign)
+    _emit(rows, as_json, drafts_text(rows))
+
+
+@drafts.command("show")
+@click.argument("draft_id")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print as JSON (content, checks, provenance, decisions)."
+)
+@click.pass_obj
+def drafts_show(app: AppContext, draft_id: str, as_json: bool) -> None:
+    """One draft: its copy, check report, provenance and decisions."""
+    from clarion.content.runner import show_draft
+    from clarion.content.views import draft_text
+
+    d = show_draft(app.settings(), draft_id)
+    _emit(d, as_json, draft_text(d))
+
+
+@drafts.command("edit")
+@click.argument("draft_id")
+@click.option("--part", required=True, help="email_subject, email_body, sms or push.")
+@click.option("--text", required=True, help="The new text ({first_name} is filled at export).")
+@click.option("--by", required=True, metavar="NAME", help="Who edits.")
+@click.pass_obj
+def drafts_edit(app: AppContext, draft_id: str, part: str, text: str, by: str) -> None:
+    """Change one part of a draft: checked again, and it needs a (new) approval."""
+    from clarion.content.runner import edit
+
+    r = edit(app.settings(), draft_id, part, text, by)
+    failed = [c["name"] for c in r["checks"] if not c["passed"]]
+    click.echo(
+        f"{draft_id} is {r['status']} (content {r['content_sha256'][:12]})"
+        + (f"; failed: {failed}" if failed else "")
+    )
+
+
+@cli.command()
+@click.argument("draft_id")
+@click.option(
+    "--by", required=True, metavar="NAME", help="Who approves (an approver in the campaign's brief)."
+)
+@click.option("--note", help="Why, or under which conditions.")
+@click.pass_obj
+def approve(app: AppContext, draft_id: str, by: str, note: str | None) -> None:
+    """Approve a draft for export. The approval is bound to the draft's current content."""
+    from clarion.content.runner import decide
+
+    r = decide(app.settings(), draft_id, "approve", by, note)
+    click.echo(
+        f"{draft_id} approved by {r['by']} (content {r['content_sha256'][:12]}); export: clarion export"
+    )
+
+
+@cli.command()
+@click.argument("draft_id")
+@click.option("--by", required=True, metavar="NAME", help="Who rejects.")
+@click.option("--reason", required=True, help="Why (kept with the decision).")
+@click.pass_obj
+def reject(app: AppContext, draft_id: str, by: str, reason: str) -> None:
+    """Reject a draft; it is never exported."""
+    from clarion.content.runner import decide
+
+    decide(app.settings(), draft_id, "reject", by, reason)
+    click.echo(f"{draft_id} rejected by {by}")
+
+
+@cli.command("export")
+@click.option("--campaign", metavar="NAME", help="Only this campaign.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+def export_cmd(app: AppContext, campaign: str | None, as_json: bool) -> None:
+    """Approved drafts to var/exports: one row per consenting recipient, merge fields filled.
+
+    Contacts without consent for the channel, with a marketing objection, or erased get nothing;
+    the counts left out and why are printed and kept in content.exports.
+    """
+    from clarion.content.runner import export
+    from clarion.content.views import export_text
+    from clarion.warehouse import Warehouse
+
+    settings = app.settings()
+    with Warehouse.from_settings(settings).writing("clarion export"):
+        result = export(settings, campaign)
+    _emit(result, as_json, export_text(result))

@@ -1,0 +1,78 @@
+"""One configuration object for every stage: ``clarion.yaml`` plus ``CLARION_*`` environment overrides.
+
+The settings are read once (by the CLI or the flow entry point) and passed down; library code never
+reads the environment or the file itself. Every key can be overridden from the environment with
+``CLARION_<SECTION>__<KEY>`` (double underscore between levels), e.g.
+``CLARION_WAREHOUSE__LOCK_WAIT_SECONDS=30``. Values are parsed as YAML scalars, so ``true``, ``30``
+and ``[a, b]`` mean what they look like. A wrong key or value fails before anything runs, naming the
+key path, where it came from, and what is expected.
+
+Layout: `base` (the section base class, project-relative paths), `sources` (the `sources:` and
+`extract:` sections), `sections` (every other section and `Settings`), `loading` (file + environment
+-> Settings, messages naming the wrong key, `describe()`). Import from `clarion.config`.
+"""
+
+from clarion.config.base import CONFIG_ENV, DEFAULT_FILE, ENV_PREFIX, SHIPPED, ProjectPath, Section
+from clarion.config.loading import describe, find_config_file, load_settings
+from clarion.config.sections import (
+    REPORT_SUBJECT_FIELDS,
+    ContentSettings,
+    GenerateSettings,
+    LoggingSettings,
+    PrefectSettings,
+    QualitySettings,
+    ReportSettings,
+    SegmentSettings,
+    Settings,
+    TransformSettings,
+    WarehouseSettings,
+)
+from clarion.config.sources import (
+    SOURCE_KINDS,
+    DatabaseSource,
+    EntityName,
+    ExtractSettings,
+    FileEntity,
+    FilesSource,
+    HubSpotSource,
+    SecretRef,
+    SourceName,
+    SourceSpec,
+    TableSpec,
+    TransactionsFile,
+)
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_FILE",
+    "ENV_PREFIX",
+    "REPORT_SUBJECT_FIELDS",
+    "SHIPPED",
+    "SOURCE_KINDS",
+    "ContentSettings",
+    "DatabaseSource",
+    "EntityName",
+    "ExtractSettings",
+    "FileEntity",
+    "FilesSource",
+    "GenerateSettings",
+    "HubSpotSource",
+    "LoggingSettings",
+    "PrefectSettings",
+    "ProjectPath",
+    "QualitySettings",
+    "ReportSettings",
+    "SecretRef",
+    "Section",
+    "SegmentSettings",
+    "Settings",
+    "SourceName",
+    "SourceSpec",
+    "TableSpec",
+    "TransactionsFile",
+    "TransformSettings",
+    "WarehouseSettings",
+    "describe",
+    "find_config_file",
+    "load_settings",
+]

@@ -1,0 +1,32 @@
+"""What every settings section shares: the section base class, project-relative paths, names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    ValidationInfo,
+)
+
+ENV_PREFIX = "CLARION_"
+SHIPPED = Path(__file__).resolve().parents[2]  # the dbt project and the suites ship beside the package
+CONFIG_ENV = "CLARION_CONFIG"  # names the file; not an override
+DEFAULT_FILE = "clarion.yaml"
+
+
+def _under_root(value: Path, info: ValidationInfo) -> Path:
+    """Relative paths are relative to the directory holding clarion.yaml (or the cwd without one)."""
+    root = (info.context or {}).get("root")
+    value = value.expanduser()
+    return value if value.is_absolute() or root is None else Path(root) / value
+
+
+ProjectPath = Annotated[Path, AfterValidator(_under_root)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
