@@ -4,6 +4,12 @@ Nothing reaches ``raw`` without passing the contract; nothing is dropped: every 
 ``raw.<entity>`` (new, updated or unchanged) or in ``quarantine.<entity>`` with a reason, the field
 and its file/row or key, and ``audit.extract_loads`` records read = loaded + quarantined. If
 anything fails, the transaction rolls back and ``raw`` keeps the last good data.
+
+The three numbers are counted apart, so the equation can fail: ``read`` is what the reader side
+found (for files, an independent scan of each text file's records or a Parquet file's own row count),
+``loaded`` is what the insert or merge into raw reports (inserted + updated + unchanged + superseded),
+``quarantined`` is what the inserts into quarantine wrote. When they disagree the load raises
+:class:`AccountingError` and rolls back.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from clarion.extract.contract_sql import (
     typed_columns,
     typed_expr,
 )
+from clarion.extract.readers import ExtractError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,12 @@ META = [
     ("_row_hash", "UBIGINT"),
 ]
 INTERNAL = {FILE, ROW, SEQ}
+LINE_REASONS = ("malformed_row", "unbalanced_quote")  # quarantined as lines, before the contract check
+
+
+class AccountingError(ExtractError):
+    """The independent counts of a load disagree: nothing of it is published."""
+
 
 AUDIT_DDL = (
     """
@@ -170,6 +183,8 @@ class PublishJob:
     insert_only: bool = False  # derived rows never overwrite rows a real source gave
     extras: list[str] | None = None  # extra columns allowed into raw (None: every landed one)
     started_at: Any = None
+    counted: dict[str, int] = field(default_factory=dict)  # per file: records an independent scan found
+    swallowed: dict[str, list[dict]] = field(default_factory=dict)  # per file: lines after a lone quote
 
 
 def publish(con: duckdb.DuckDBPyConnection, job: PublishJob) -> PublishResult:
@@ -221,8 +236,10 @@ def check_and_quarantine(
     Returns the landed columns and their types, or None when nothing was landed.
     """
     e = job.entity
-    _quarantine_malformed(con, job, result)
+    _supersede_quarantine(con, job)
+    _quarantine_lines(con, job, result)
     if job.landing_sql is None:
+        result.read += _read_count(con, job, {})
         result.status = "empty" if not result.quarantined else "loaded"
         return None
     con.execute(f"create temp view __landing as {job.landing_sql}")
@@ -245,12 +262,37 @@ def check_and_quarantine(
         f"create temp view __winners as select l.*, {', '.join(typed_columns(job.check))} "
         f"from __landing l anti join __excluded x on x.{q(SEQ)} = l.{q(SEQ)}"
     )
-    (read,) = con.execute("select count(*) from __landing").fetchone()
-    result.read += read
+    if job.keyed:
+        (read,) = con.execute("select count(*) from __landing").fetchone()
+        result.read += read
+    else:
+        by_file = dict(con.execute(f"select {q(FILE)}, count(*) from __landing group by 1").fetchall())
+        result.read += _read_count(con, job, by_file)
     _quarantine(con, job, result, list(landed))
     (result.superseded,) = con.execute("select count(*) from __losers where why is null").fetchone()
-    result.loaded = result.read - result.quarantined
     return landed
+
+
+def _read_count(con: duckdb.DuckDBPyConnection, job: PublishJob, landed: dict[str, int]) -> int:
+    """What the files hold, from the reader side: each file's independent count (its records as a
+    scan of its bytes finds them, or a Parquet file's own row count), checked against what the parser
+    produced (rows landed + lines that did not parse + lines an unbalanced quote swallowed)."""
+    files = dict.fromkeys([f.file for f in job.ledger] + list(landed) + list(job.malformed))
+    total = 0
+    for file in files:
+        malformed, swallowed = len(job.malformed.get(file, [])), len(job.swallowed.get(file, []))
+        parsed = landed.get(file, 0) + malformed + swallowed
+        counted = job.counted.get(file, parsed)  # a file no scan understands: the parser's count
+        if counted != parsed:
+            raise AccountingError(
+                f"source {job.source}, entity {job.entity.name}, file {file}: an independent scan counts "
+                f"{counted:,} records but the reader produced {parsed:,} ({landed.get(file, 0):,} rows, "
+                f"{malformed:,} malformed lines, {swallowed:,} lines after an unbalanced quote); nothing "
+                f"was published. Check the file's delimiter and quoting against sources.{job.source} in "
+                "clarion.yaml, then run `clarion extract` again."
+            )
+        total += counted
+    return total
 
 
 def _versions(con: duckdb.DuckDBPyConnection, job: PublishJob, landed: dict[str, str]) -> None:
@@ -302,17 +344,10 @@ def _quarantine(
 ) -> None:
     e = job.entity
     table = f"quarantine.{q(e.name)}"
-    # the rows of a file (or key) read again supersede what an earlier read quarantined
-    if job.keyed:
+    if job.keyed:  # a key read again supersedes what an earlier read of it quarantined
         con.execute(
             f"delete from {table} where source = ? and load_id <> ? and key in "
             f"(select cast({q(e.primary_key)} as varchar) from __landing)",
-            [job.source, job.load_id],
-        )
-    else:
-        con.execute(
-            f"delete from {table} where source = ? and load_id <> ? and file in "
-            f"(select distinct {q(FILE)} from __landing)",
             [job.source, job.load_id],
         )
     record = "to_json({" + ", ".join(f"{lit(c)}: l.{q(c)}" for c in cols) + "})"
@@ -328,35 +363,48 @@ def _quarantine(
         [job.load_id, job.run_id, job.source],
     ).fetchone()[0]
     result.quarantined += n
+    lines = ", ".join(lit(r) for r in LINE_REASONS)
     for reason, count in con.execute(
-        f"select reason, count(*) from {table} where load_id = ? and reason <> 'malformed_row' group by 1",
+        f"select reason, count(*) from {table} where load_id = ? and reason not in ({lines}) group by 1",
         [job.load_id],
     ).fetchall():
         result.reasons[reason] = result.reasons.get(reason, 0) + count
 
 
-def _quarantine_malformed(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult) -> None:
-    """CSV lines that did not even parse (wrong number of fields): kept whole, located by line."""
-    rows = [(file, m["line"], m["text"]) for file, items in job.malformed.items() for m in items]
-    if not rows:
+def _supersede_quarantine(con: duckdb.DuckDBPyConnection, job: PublishJob) -> None:
+    """A file read again (same path, new content) supersedes what its earlier read quarantined.
+    Nothing else removes quarantine rows: a file that was moved away or deleted keeps its evidence."""
+    files = [f.file for f in job.ledger]
+    if job.keyed or not files:
         return
-    table = f"quarantine.{q(job.entity.name)}"
-    files = sorted({r[0] for r in rows})
     con.execute(
-        f"delete from {table} where source = ? and reason = 'malformed_row' and file in "
+        f"delete from quarantine.{q(job.entity.name)} where source = ? and load_id <> ? and file in "
         f"({', '.join(lit(f) for f in files)})",
-        [job.source],
+        [job.source, job.load_id],
     )
-    con.executemany(
-        f"insert into {table} values (?, ?, ?, ?, ?, null, 'malformed_row', '', ?, now())",
-        [
-            [job.load_id, job.run_id, job.source, f, line, json.dumps({"line": line, "text": text})]
-            for f, line, text in rows
-        ],
-    )
-    result.read += len(rows)
-    result.quarantined += len(rows)
-    result.reasons["malformed_row"] = result.reasons.get("malformed_row", 0) + len(rows)
+
+
+def _quarantine_lines(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult) -> None:
+    """Lines that never became a row: CSV lines that did not parse (wrong number of fields), and the
+    lines after a quote that never closes (the parser would have swallowed them into one value).
+    Kept whole, located by file and line."""
+    table = f"quarantine.{q(job.entity.name)}"
+    for reason, found in (("malformed_row", job.malformed), ("unbalanced_quote", job.swallowed)):
+        rows = [(file, m["line"], m["text"]) for file, items in found.items() for m in items]
+        if not rows:
+            continue
+        con.executemany(
+            f"insert into {table} values (?, ?, ?, ?, ?, null, ?, '', ?, now())",
+            [
+                [job.load_id, job.run_id, job.source, f, line, reason, json.dumps({"line": line, "text": t})]
+                for f, line, t in rows
+            ],
+        )
+        (written,) = con.execute(
+            f"select count(*) from {table} where load_id = ? and reason = ?", [job.load_id, reason]
+        ).fetchone()
+        result.quarantined += written
+        result.reasons[reason] = result.reasons.get(reason, 0) + written
 
 
 def _load(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult, extras: list[str]) -> None:
@@ -469,11 +517,21 @@ def _keep_versions(con: duckdb.DuckDBPyConnection, e: Entity, table: str, op: st
     record_history(con, e, rows, load_id)
 
 
-def account(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult) -> None:
+def account(
+    con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult, loaded: int | None = None
+) -> None:
+    """Check read = loaded + quarantined from the counts each side made, then record the load.
+    ``loaded``: rows that went on to something other than a merge into raw (transactions that orders
+    are derived from); by default what the insert or merge into raw reported."""
+    merged = result.inserted + result.updated + result.unchanged + result.superseded
+    result.loaded = merged if loaded is None else loaded + result.superseded
     if result.read != result.loaded + result.quarantined:  # the invariant, checked where it is made
-        raise AssertionError(
-            f"{job.source}/{job.entity.name}: read {result.read} != loaded {result.loaded} + "
-            f"quarantined {result.quarantined}"
+        files = ", ".join(result.files) or "no file"
+        raise AccountingError(
+            f"source {job.source}, entity {result.entity} ({files}): read {result.read:,} records but "
+            f"{result.loaded:,} reached raw and {result.quarantined:,} went to quarantine; nothing was "
+            "published (the load rolled back). Keep the input, check raw for repeated keys "
+            f"(raw.{result.entity} must hold each key once), and report it if raw is sound."
         )
     for f in job.ledger:
         con.execute(

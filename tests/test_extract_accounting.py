@@ -1,0 +1,249 @@
+"""Extract accounting that can fail: each side counted apart, files tracked by content, quarantine
+evidence kept, and a transactions-only export's purchases counted once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from extract_helpers import accounting, by_entity, make_settings, query, run_extract
+
+from clarion.cli import cli
+from clarion.extract.publish import AccountingError
+from clarion.extract.scan import scan_csv
+
+HEADER = "product_id,sku,name,category,price,currency,active,updated_at"
+
+
+def product(i: int, name: str = "Mug", category: str = "home", price: str = "12.50") -> str:
+    return f"{i},SKU-{i},{name},{category},{price},EUR,true,2025-01-0{1 + i % 8}T00:00:00Z"
+
+
+def write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join([HEADER, *lines]) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    return folder
+
+
+def settings_for(tmp_path: Path, folder: Path):
+    return make_settings(tmp_path / "project", {"crm": {"kind": "files", "path": str(folder)}})
+
+
+# -- 1. read = loaded + quarantined, each side counted apart -----------------------------------------
+
+
+def test_an_unbalanced_quote_quarantines_the_lines_it_would_swallow_and_the_other_rows_and_files_load(
+    tmp_path: Path, shop: Path
+) -> None:
+    lines = [product(1), product(2, name='"Mug'), product(3), product(4), product(5)]
+    write(shop / "products.csv", lines)
+    write(shop / "products.part2.csv", [product(6), product(7)])
+    settings = settings_for(tmp_path, shop)
+
+    result = by_entity(run_extract(settings))["products"]
+
+    data_lines = len(lines) + 2  # what the two files hold, counted here from what was written
+    assert result.read == data_lines
+    assert (result.loaded, result.quarantined) == (3, 4)
+    assert result.reasons == {"unbalanced_quote": 4}
+    swallowed = query(
+        settings, "select file, row, reason, record from quarantine.products order by row"
+    )  # located by file and physical line (the header is line 1)
+    assert [(f, r, why) for f, r, why, _ in swallowed] == [
+        ("products.csv", line, "unbalanced_quote") for line in (3, 4, 5, 6)
+    ]
+    assert '\\"Mug' in swallowed[0][3] and "SKU-5" in swallowed[3][3]
+    assert sorted(i for (i,) in query(settings, "select product_id from raw.products")) == [1, 6, 7]
+    [row] = [r for r in accounting(settings) if r["entity"] == "products"]
+    assert (row["read"], row["loaded"], row["quarantined"]) == (7, 3, 4)
+
+
+def test_a_quote_left_open_in_the_last_column_does_not_hide_the_rows_after_it(
+    tmp_path: Path, shop: Path
+) -> None:
+    lines = [product(1), product(2), product(3), product(4)]
+    lines[0] = lines[0][: -len("2025-01-02T00:00:00Z")] + '"2025-01-02T00:00:00Z'
+    write(shop / "products.csv", lines)
+    settings = settings_for(tmp_path, shop)
+
+    result = by_entity(run_extract(settings))["products"]
+
+    assert (result.read, result.loaded, result.quarantined) == (len(lines), 0, 4)
+    assert query(settings, "select count(*) from quarantine.products where reason = 'unbalanced_quote'") == [
+        (4,)
+    ]
+
+
+def test_the_scan_counts_records_as_the_csv_reader_does_quoted_newlines_literal_quotes_and_blanks(
+    tmp_path: Path,
+) -> None:
+    text = 'a,b,c\n1,"two\nlines",3\n\n2,5" screen,4\r\n3,"say ""hi""",5\n4,"",6'
+    path = tmp_path / "x.csv"
+    path.write_text(text)
+    found = scan_csv(path, ",")
+    assert (found.records, found.unclosed_line, found.swallowed) == (4, None, [])
+
+
+def test_a_raw_table_holding_a_key_twice_fails_the_load_loudly_and_publishes_nothing(
+    tmp_path: Path, shop: Path
+) -> None:
+    write(shop / "products.csv", [product(1), product(2)])
+    settings = settings_for(tmp_path, shop)
+    run_extract(settings)
+    import duckdb
+
+    con = duckdb.connect(str(settings.warehouse.path))
+    con.execute("insert into raw.products select * from raw.products where product_id = 1")
+    con.close()
+    changed = product(1, price="99.00").replace("2025-01-02", "2025-02-02")
+    write(shop / "products.part2.csv", [changed])
+    loads_before = len(accounting(settings))
+
+    with pytest.raises(AccountingError) as failed:
+        run_extract(settings)
+
+    message = str(failed.value)
+    assert "source crm, entity products (products.part2.csv): read 1 records but 2 reached raw" in message
+    assert "nothing was published" in message
+    prices = query(settings, "select cast(price as varchar) from raw.products where product_id = 1")
+    assert prices == [("12.50",), ("12.50",)]  # rolled back: the update did not happen
+    assert len(accounting(settings)) == loads_before
+    assert query(settings, "select count(*) from audit.extract_files where file = 'products.part2.csv'") == [
+        (0,)
+    ]
+
+
+# -- 2. files are tracked by sha256 ------------------------------------------------------------------
+
+
+def test_a_same_size_file_replaced_with_its_mtime_restored_is_read_again(tmp_path: Path, shop: Path) -> None:
+    path = write(shop / "products.csv", [product(1), product(2)])
+    settings = settings_for(tmp_path, shop)
+    run_extract(settings)
+    stat = path.stat()
+    write(path, [product(1, price="13.50"), product(2)])  # same size, other content
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+
+    result = by_entity(run_extract(settings))["products"]
+
+    assert (result.read, result.updated) == (2, 1)
+    assert query(settings, "select cast(price as varchar) from raw.products where product_id = 1") == [
+        ("13.50",)
+    ]
+    [(digest,)] = query(settings, "select sha256 from audit.extract_files where file = 'products.csv'")
+    import hashlib
+
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert by_entity(run_extract(settings))["products"].status == "unchanged"  # and then it is unchanged
+
+
+# -- 3. quarantine evidence outlives the file ---------------------------------------------------------
+
+
+def test_a_file_moved_to_an_archive_keeps_its_quarantined_rows_and_clarion_quarantine_shows_them(
+    tmp_path: Path, shop: Path
+) -> None:
+    bad = write(shop / "products.csv", [product(1), product(2, category="garden"), product(3, category="x")])
+    settings = settings_for(tmp_path, shop)
+    run_extract(settings)
+    evidence = query(settings, "select file, row, reason from quarantine.products order by row")
+    assert evidence == [("products.csv", 2, "invalid_enum"), ("products.csv", 3, "invalid_enum")]
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    shutil.move(bad, archive / bad.name)  # processed: out of the source folder's glob
+    write(shop / "products.part2.csv", [product(4)])
+
+    run_extract(settings)
+
+    assert query(settings, "select file, row, reason from quarantine.products order by row") == evidence
+    config = tmp_path / "cli.yaml"
+    config.write_text(f"warehouse:\n  path: {settings.warehouse.path}\n")
+    shown = CliRunner().invoke(cli, ["--config", str(config), "quarantine", "products"])
+    assert shown.exit_code == 0, shown.output
+    assert "invalid_enum" in shown.output and "products.csv:2" in shown.output
+
+
+# -- 4. transactions-only: one purchase, one order ---------------------------------------------------
+
+TX_HEADER = "customer,day,value,product,qty"
+
+
+def transactions_source(folder: Path) -> dict:
+    return {
+        "shop": {
+            "kind": "files",
+            "path": str(folder),
+            "entities": {},
+            "transactions": {
+                "files": ["sales_*.csv"],
+                "columns": {
+                    "customer": "contact_id",
+                    "day": "ordered_at",
+                    "value": "total_amount",
+                    "product": "product_id",
+                    "qty": "quantity",
+                },
+            },
+        }
+    }
+
+
+def orders(settings) -> list[tuple]:
+    return query(
+        settings,
+        "select contact_id, ordered_at::date::varchar, total_amount::varchar "
+        "from raw.orders order by 1, 2, 3",
+    )
+
+
+JAN = ["7,2025-01-05,10.00,1,1", "7,2025-01-05,10.00,1,1", "8,2025-01-06,4.00,2,1"]  # 7 bought twice
+FEB = ["8,2025-01-06,4.00,2,1", "9,2025-02-01,30.00,3,2"]  # repeats customer 8's purchase
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_the_same_purchase_in_two_files_is_one_order_loaded_together_or_apart(
+    tmp_path: Path, together: bool
+) -> None:
+    folder = tmp_path / "tx"
+    folder.mkdir()
+    settings = make_settings(tmp_path / "p", transactions_source(folder))
+    (folder / "sales_01.csv").write_text("\n".join([TX_HEADER, *JAN]) + "\n")
+    if not together:
+        run_extract(settings)
+    (folder / "sales_02.csv").write_text("\n".join([TX_HEADER, *FEB]) + "\n")
+    run_extract(settings)
+
+    assert orders(settings) == [
+        (7, "2025-01-05", "10.00"),
+        (7, "2025-01-05", "10.00"),
+        (8, "2025-01-06", "4.00"),
+        (9, "2025-02-01", "30.00"),
+    ]
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_a_corrected_amount_in_a_later_file_replaces_the_order(tmp_path: Path, together: bool) -> None:
+    folder = tmp_path / "tx"
+    folder.mkdir()
+    settings = make_settings(tmp_path / "p", transactions_source(folder))
+    (folder / "sales_01.csv").write_text("\n".join([TX_HEADER, *JAN]) + "\n")
+    if not together:
+        run_extract(settings)
+    (folder / "sales_02.csv").write_text(TX_HEADER + "\n8,2025-01-06,3.50,2,1\n")  # 4.00 corrected
+    run_extract(settings)
+
+    assert orders(settings) == [
+        (7, "2025-01-05", "10.00"),
+        (7, "2025-01-05", "10.00"),
+        (8, "2025-01-06", "3.50"),
+    ]
