@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from extract_helpers import accounting, by_entity, make_settings, query, run_extract
 
 from clarion.cli import cli
-from clarion.extract.publish import AccountingError
+from clarion.extract.accounting import AccountingError
 from clarion.extract.scan import scan_csv
 
 HEADER = "product_id,sku,name,category,price,currency,active,updated_at"

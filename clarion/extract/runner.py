@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from clarion.config import DatabaseSource, FileEntity, FilesSource, HubSpotSource, Settings
 from clarion.contract import ENTITIES, load_order
 from clarion.extract import transactions
+from clarion.extract.accounting import record_unchanged
 from clarion.extract.contract_sql import CheckSpec, Formats, q
 from clarion.extract.publish import (
     LedgerFile,
@@ -28,7 +29,6 @@ from clarion.extract.publish import (
     PublishResult,
     ensure_tables,
     publish,
-    record_unchanged,
 )
 from clarion.extract.readers import (
     EntityPlan,

@@ -14,11 +14,11 @@ from __future__ import annotations
 import duckdb
 
 from clarion.contract import AMOUNT, CURRENCIES, ENTITIES, ORDER_STATUSES, Column, Entity
+from clarion.extract.accounting import account
 from clarion.extract.contract_sql import DUCKDB_TYPES, FILE, SEQ, lit, q, typed
 from clarion.extract.publish import (
     PublishJob,
     PublishResult,
-    account,
     check_and_quarantine,
     merge_fresh,
     new_result,
