@@ -247,3 +247,69 @@ def test_a_corrected_amount_in_a_later_file_replaces_the_order(tmp_path: Path, t
         (7, "2025-01-05", "10.00"),
         (8, "2025-01-06", "3.50"),
     ]
+
+
+@pytest.mark.parametrize("together", [True, False])
+def test_an_order_id_in_a_later_file_replaces_the_order_instead_of_adding_its_lines(
+    tmp_path: Path, together: bool
+) -> None:
+    folder = tmp_path / "tx"
+    folder.mkdir()
+    source = transactions_source(folder)
+    source["shop"]["transactions"]["columns"]["order"] = "order_id"
+    settings = make_settings(tmp_path / "p", source)
+    header = TX_HEADER + ",order"
+    lines = ["7,2025-01-05,10.00,1,1,501", "7,2025-01-05,5.00,2,1,501", "8,2025-01-06,4.00,2,1,502"]
+    (folder / "sales_01.csv").write_text("\n".join([header, *lines]) + "\n")
+    if not together:
+        run_extract(settings)
+    fixed = ["7,2025-01-05,10.00,1,1,501", "7,2025-01-05,4.00,2,1,501"]  # the 5.00 line corrected to 4.00
+    (folder / "sales_02.csv").write_text("\n".join([header, *fixed]) + "\n")
+    results = run_extract(settings)
+
+    assert query(settings, "select order_id, total_amount::varchar from raw.orders order by 1") == [
+        (501, "14.00"),
+        (502, "4.00"),
+    ]
+    derived = next(r for r in results if r.entity == "orders")
+    if together:  # order 501 as sales_01 had it is counted as superseded by sales_02's
+        assert (derived.read, derived.superseded, derived.inserted) == (3, 1, 2)
+
+
+def test_the_scan_counts_what_the_csv_reader_parses_across_block_edges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import random
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from clarion.extract import scan
+
+    def parsed(data: bytes) -> int:
+        bad: list = []
+        options = pacsv.ParseOptions(
+            newlines_in_values=True, invalid_row_handler=lambda r: bad.append(r) or "skip"
+        )
+        return pacsv.read_csv(io.BytesIO(data), parse_options=options).num_rows + len(bad)
+
+    values = ['"a"', '"b\nc"', '"x""y"', '""', '"a,b"', '5"', 'a"b', "1", "", "abc"]
+    rnd = random.Random(7)
+    path = tmp_path / "f.csv"
+    compared = 0
+    for _ in range(300):
+        monkeypatch.setattr(scan, "BLOCK", rnd.choice([1, 2, 3, 7, 64]))
+        rows = ["a,b,c"] + [",".join(rnd.choice(values) for _ in range(3)) for _ in range(rnd.randint(0, 5))]
+        data = (rnd.choice(["\n", "\r\n", "\r"]).join(rows) + rnd.choice(["", "\n"])).encode()
+        path.write_bytes(data)
+        try:
+            expected = parsed(data)
+        except pa.ArrowInvalid:  # a file the reader refuses as a whole: nothing to compare
+            continue
+        assert scan.scan_csv(path, ",").records == expected, data
+        compared += 1
+    assert compared > 250
+    jsonl = tmp_path / "f.jsonl"
+    jsonl.write_bytes(b'{"a": 1}\n\n  \r\n{"a": 2}\r\n{"a": 3}')  # blank lines, no final newline
+    assert scan.scan_jsonl(jsonl).records == 3

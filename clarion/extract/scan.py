@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 QUOTE, LF, CR = ord('"'), ord("\n"), ord("\r")
+BLANKS = np.array([ord(c) for c in " \t\r\n"], np.uint8)
 BLOCK = 32 << 20
 MAX_TEXT = 2000  # characters of a swallowed line kept as its quarantine record
 
@@ -43,31 +44,25 @@ def scannable(encoding: str) -> bool:
 
 
 def scan_jsonl(path: Path) -> TextScan:
-    """JSON lines: one record per non-blank line."""
+    """JSON lines: one record per line that holds more than blanks."""
     records = lines = 0
-    last = b"\n"
+    pending = False  # the line being read (not yet ended by a newline) holds something
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(BLOCK), b""):
             arr = np.frombuffer(block, np.uint8)
             nl = np.flatnonzero(arr == LF)
+            blank = np.isin(arr, BLANKS)
+            filled = np.cumsum(~blank)  # non-blank bytes up to each position
+            if len(nl):
+                before = np.concatenate(([0], filled[nl[:-1]]))
+                content = filled[nl] - before > 0
+                content[0] = content[0] or pending
+                records += int(content.sum())
+                pending = bool(filled[-1] - filled[nl[-1]] > 0)
+            else:
+                pending = pending or bool(filled[-1] > 0)
             lines += len(nl)
-            records += _non_blank(arr, nl, last)
-            last = block[-1:]
-    if last != b"\n":  # a last line without a newline
-        lines += 1
-    return TextScan(records, lines)
-
-
-def _non_blank(arr: np.ndarray, nl: np.ndarray, before: bytes) -> int:
-    """Lines ending at the newlines ``nl`` that hold more than blanks (approximation: more than \\r)."""
-    if len(nl) == 0:
-        return 0
-    starts = np.concatenate(([0], nl[:-1] + 1))
-    length = nl - starts
-    ends_cr = np.zeros(len(nl), bool)
-    ends_cr[length > 0] = arr[nl[length > 0] - 1] == CR
-    blank = (length == 0) | ((length == 1) & ends_cr)
-    return int(len(nl) - blank.sum())
+    return TextScan(records + int(pending), lines + int(pending))
 
 
 def scan_csv(path: Path, delimiter: str, header: bool = True) -> TextScan:
@@ -100,14 +95,15 @@ def scan_csv(path: Path, delimiter: str, header: bool = True) -> TextScan:
             piece, carry = data[:cut], data[cut:]
             arr = np.frombuffer(piece, np.uint8)
             toggles = _toggles(arr, starts_field, quoted)
-            nl = np.flatnonzero(arr == LF)
+            nl = _line_ends(arr)
             parity = (np.searchsorted(toggles, nl) + int(quoted)) % 2
             ends = nl[parity == 0]  # newlines that end a record
             # which of those records hold something: content between the previous end and this one
             prev = np.concatenate(([-1], ends[:-1]))
             length = ends - prev - 1
             cr = np.zeros(len(ends), bool)
-            cr[length > 0] = arr[ends[length > 0] - 1] == CR
+            crlf = (length > 0) & (arr[ends] == LF)
+            cr[crlf] = arr[ends[crlf] - 1] == CR
             content = ~((length == 0) | ((length == 1) & cr))
             if len(ends):
                 content[0] = content[0] or record_has_content
@@ -124,7 +120,7 @@ def scan_csv(path: Path, delimiter: str, header: bool = True) -> TextScan:
             lines += len(nl)
             offset += len(piece)
             if not block:
-                if arr[-1] != LF:
+                if arr[-1] not in (LF, CR):
                     lines += 1
                 break
     scan = TextScan(0, lines)
@@ -141,6 +137,13 @@ def scan_csv(path: Path, delimiter: str, header: bool = True) -> TextScan:
         records_total -= 1
     scan.records = max(records_total, 0)
     return scan
+
+
+def _line_ends(arr: np.ndarray) -> np.ndarray:
+    """Where lines end: at \\n, and at a \\r not followed by \\n (old Mac files; the reader takes both)."""
+    lone_cr = arr == CR
+    lone_cr[:-1] &= arr[1:] != LF
+    return np.flatnonzero((arr == LF) | lone_cr)
 
 
 def _toggles(arr: np.ndarray, starts_field: np.ndarray, quoted: bool) -> np.ndarray:
@@ -183,14 +186,14 @@ def _toggles(arr: np.ndarray, starts_field: np.ndarray, quoted: bool) -> np.ndar
 
 def _lines_from(path: Path, offset: int, line: int) -> list[dict]:
     """The non-blank physical lines from ``offset`` to the end (they are few: one broken tail)."""
-    out = []
     with path.open("rb") as fh:
         fh.seek(offset)
-        for n, raw in enumerate(fh, start=line):
-            text = raw.rstrip(b"\r\n")
-            if text.strip():
-                out.append({"line": n, "text": text.decode("utf-8", "replace")[:MAX_TEXT]})
-    return out
+        rest = fh.read()
+    return [
+        {"line": n, "text": text.decode("utf-8", "replace")[:MAX_TEXT]}
+        for n, text in enumerate(rest.splitlines(), start=line)
+        if text.strip()
+    ]
 
 
 def scan_file(path: Path, fmt: str, delimiter: str, encoding: str) -> TextScan | None:
