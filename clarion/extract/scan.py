@@ -157,17 +157,20 @@ def _toggles(arr: np.ndarray, starts_field: np.ndarray, quoted: bool) -> np.ndar
     q = np.flatnonzero(arr == QUOTE)
     if len(q) == 0:
         return q
-    new_run = np.concatenate(([True], q[1:] != q[:-1] + 1))
-    run_starts = q[new_run]
-    run_lengths = np.diff(np.concatenate((np.flatnonzero(new_run), [len(q)])))
-    odd = run_starts[run_lengths % 2 == 1]
+    paired = q[1:] == q[:-1] + 1
+    if paired.any():  # runs of quotes ("" escapes): keep the first quote of each odd-length run
+        starts = np.flatnonzero(np.concatenate(([True], ~paired)))
+        lengths = np.diff(starts, append=len(q))
+        q = q[starts[(lengths & 1) == 1]]
+    odd = q
     if len(odd) == 0:
         return odd
-    at_start = np.ones(len(odd), bool)
-    inner = odd > 0
-    at_start[inner] = starts_field[arr[odd[inner] - 1]]
-    idx = np.arange(len(odd))
-    literal = [idx[(~at_start) & (idx % 2 == p)] for p in (0, 1)]  # mid-field runs by index parity
+    before = arr[np.maximum(odd - 1, 0)]
+    mid_field = ~starts_field[before]
+    if odd[0] == 0:
+        mid_field[0] = False  # the very start of the text is the start of a field
+    lone = np.flatnonzero(mid_field)  # literal-quote candidates (rare), by index parity below
+    literal = [lone[lone % 2 == p] for p in (0, 1)]
     kept = np.ones(len(odd), bool)
     i = 0
     if quoted:
