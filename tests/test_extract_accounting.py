@@ -117,9 +117,31 @@ def test_a_raw_table_holding_a_key_twice_fails_the_load_loudly_and_publishes_not
     prices = query(settings, "select cast(price as varchar) from raw.products where product_id = 1")
     assert prices == [("12.50",), ("12.50",)]  # rolled back: the update did not happen
     assert len(accounting(settings)) == loads_before
+    assert query(settings, "select count(*) from quarantine.products") == [(0,)]
     assert query(settings, "select count(*) from audit.extract_files where file = 'products.part2.csv'") == [
         (0,)
     ]
+
+
+def test_a_json_lines_file_with_two_records_on_one_line_fails_loudly_naming_the_file(
+    tmp_path: Path, shop: Path
+) -> None:
+    record = (
+        '{{"product_id": {i}, "sku": "S{i}", "name": "Mug", "category": "home", "price": 1, '
+        '"currency": "EUR", "active": true, "updated_at": "2025-01-01T00:00:00Z"}}'
+    )
+    lines = [record.format(i=1), record.format(i=2) + " " + record.format(i=3)]
+    (shop / "products.jsonl").write_text("\n".join(lines) + "\n")
+    settings = settings_for(tmp_path, shop)
+
+    with pytest.raises(AccountingError) as failed:
+        run_extract(settings)
+
+    message = str(failed.value)
+    assert "entity products, file products.jsonl: an independent scan counts 2 records" in message
+    assert "the reader produced 3" in message and "one record per line" in message
+    assert query(settings, "select count(*) from raw.products") == [(0,)]
+    assert query(settings, "select count(*) from audit.extract_loads") == [(0,)]
 
 
 # -- 2. files are tracked by sha256 ------------------------------------------------------------------

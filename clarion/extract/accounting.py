@@ -57,8 +57,9 @@ def read_count(con: duckdb.DuckDBPyConnection, job: PublishJob, landed: dict[str
                 f"source {job.source}, entity {job.entity.name}, file {file}: an independent scan counts "
                 f"{counted:,} records but the reader produced {parsed:,} ({landed.get(file, 0):,} rows, "
                 f"{malformed:,} malformed lines, {swallowed:,} lines after an unbalanced quote); nothing "
-                f"was published. Check the file's delimiter and quoting against sources.{job.source} in "
-                "clarion.yaml, then run `clarion extract` again."
+                "was published. Check that the file is what its name says (JSON lines: one record per "
+                f"line; CSV: the delimiter and quoting set under sources.{job.source} in clarion.yaml), "
+                "fix it or its settings, then run `clarion extract` again."
             )
         total += counted
     return total
