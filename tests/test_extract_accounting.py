@@ -195,6 +195,28 @@ def test_a_file_moved_to_an_archive_keeps_its_quarantined_rows_and_clarion_quara
     assert "invalid_enum" in shown.output and "products.csv:2" in shown.output
 
 
+def test_a_new_file_under_an_archived_files_name_does_not_erase_the_archived_files_evidence(
+    tmp_path: Path, shop: Path
+) -> None:
+    daily = write(shop / "products.csv", [product(1), product(2, category="garden")])
+    write(shop / "products.part2.csv", [product(5)])
+    settings = settings_for(tmp_path, shop)
+    run_extract(settings)
+    [(first_load,)] = query(settings, "select load_id from quarantine.products")
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    shutil.move(daily, archive / "products-day1.csv")
+    run_extract(settings)  # the day's file is gone: the ledger forgets its path
+    write(shop / "products.csv", [product(3), product(4, category="pets")])  # the next day's export
+
+    run_extract(settings)
+
+    rows = query(
+        settings, "select file, row, load_id = ? from quarantine.products order by 3 desc", [first_load]
+    )
+    assert rows == [("products.csv", 2, True), ("products.csv", 2, False)]
+
+
 # -- 4. transactions-only: one purchase, one order ---------------------------------------------------
 
 TX_HEADER = "customer,day,value,product,qty"

@@ -327,15 +327,18 @@ def _quarantine(
 
 
 def _supersede_quarantine(con: duckdb.DuckDBPyConnection, job: PublishJob) -> None:
-    """A file read again (same path, new content) supersedes what its earlier read quarantined.
-    Nothing else removes quarantine rows: a file that was moved away or deleted keeps its evidence."""
+    """A file read again (same path, still in the file ledger, new content) supersedes what its
+    earlier read quarantined. Nothing else removes quarantine rows: a file that was moved away or
+    deleted keeps its evidence, and so does it when a new file later arrives under the same name (the
+    ledger forgot the path when the file left, so the new one is not a re-read)."""
     files = [f.file for f in job.ledger]
     if job.keyed or not files:
         return
     con.execute(
-        f"delete from quarantine.{q(job.entity.name)} where source = ? and load_id <> ? and file in "
-        f"({', '.join(lit(f) for f in files)})",
-        [job.source, job.load_id],
+        f"delete from quarantine.{q(job.entity.name)} where source = ? and load_id <> ? and file in ("
+        "select file from audit.extract_files where source = ? and entity = ? and file in "
+        f"({', '.join(lit(f) for f in files)}))",
+        [job.source, job.load_id, job.source, job.entity.name],
     )
 
 
