@@ -48,11 +48,11 @@ def scan_jsonl(path: Path) -> TextScan:
     records = lines = 0
     pending = False  # the line being read (not yet ended by a newline) holds something
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(BLOCK), b""):
+        for block in iter(lambda: fh.read(max(BLOCK // 8, 1)), b""):  # smaller: a count per byte below
             arr = np.frombuffer(block, np.uint8)
             nl = np.flatnonzero(arr == LF)
             blank = np.isin(arr, BLANKS)
-            filled = np.cumsum(~blank)  # non-blank bytes up to each position
+            filled = np.cumsum(~blank, dtype=np.int32)  # non-blank bytes up to each position
             if len(nl):
                 before = np.concatenate(([0], filled[nl[:-1]]))
                 content = filled[nl] - before > 0
