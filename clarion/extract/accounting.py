@@ -42,7 +42,7 @@ AUDIT_DDL = (
 )
 
 
-def read_count(con: duckdb.DuckDBPyConnection, job: PublishJob, landed: dict[str, int]) -> int:
+def read_count(job: PublishJob, landed: dict[str, int]) -> int:
     """What the files hold, from the reader side: each file's independent count (its records as a
     scan of its bytes finds them, or a Parquet file's own row count), checked against what the parser
     produced (rows landed + lines that did not parse + lines an unbalanced quote swallowed)."""

@@ -216,7 +216,7 @@ def check_and_quarantine(
     _supersede_quarantine(con, job)
     _quarantine_lines(con, job, result)
     if job.landing_sql is None:
-        result.read += read_count(con, job, {})
+        result.read += read_count(job, {})
         result.status = "empty" if not result.quarantined else "loaded"
         return None
     con.execute(f"create temp view __landing as {job.landing_sql}")
@@ -244,7 +244,7 @@ def check_and_quarantine(
         result.read += read
     else:
         by_file = dict(con.execute(f"select {q(FILE)}, count(*) from __landing group by 1").fetchall())
-        result.read += read_count(con, job, by_file)
+        result.read += read_count(job, by_file)
     _quarantine(con, job, result, list(landed))
     (result.superseded,) = con.execute("select count(*) from __losers where why is null").fetchone()
     return landed
