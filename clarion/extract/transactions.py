@@ -3,8 +3,9 @@
 The file is checked like any entity (quarantine with reasons), then contacts and orders are derived
 in the same transaction: one contact per customer not already known (no consent, so no content is
 ever sent to them until a real CRM says otherwise), one order per transaction or per order id.
-Derived order ids come from the transaction's content, so loading the same history twice, or a
-re-sorted copy of it, gives the same orders. A customer id that is not a number ("K-1042") gets a
+Derived order ids come from the purchase's identity (see ``_purchase_id``), so loading the same
+history twice, a re-sorted copy of it, or two exports that overlap gives the same orders, and a later
+file that corrects an amount replaces the order. A customer id that is not a number ("K-1042") gets a
 stable numeric id derived from its text; the original stays on the contact as source_customer_id.
 """
 
@@ -13,11 +14,11 @@ from __future__ import annotations
 import duckdb
 
 from clarion.contract import AMOUNT, CURRENCIES, ENTITIES, ORDER_STATUSES, Column, Entity
-from clarion.extract.contract_sql import DUCKDB_TYPES, SEQ, lit, q, typed
+from clarion.extract.accounting import account
+from clarion.extract.contract_sql import DUCKDB_TYPES, FILE, SEQ, lit, q, typed
 from clarion.extract.publish import (
     PublishJob,
     PublishResult,
-    account,
     check_and_quarantine,
     merge_fresh,
     new_result,
@@ -50,11 +51,12 @@ def publish_transactions(
         tx = new_result(job)
         landed = check_and_quarantine(con, job, tx)
         results = [tx]
+        valid = 0
         if landed is not None:
-            con.execute("create temp table __valid as select * from __winners")
+            valid = con.execute("create temp table __valid as select * from __winners").fetchone()[0]
             results.append(_derive_contacts(con, job))
             results.append(_derive_orders(con, job, currency, by_order_id="order_id" in landed))
-        account(con, job, tx)
+        account(con, job, tx, loaded=valid)  # the valid transactions are what orders come from
         derived_job = PublishJob(**{**job.__dict__, "ledger": []})
         for r in results[1:]:
             account(con, derived_job, r)
@@ -112,7 +114,6 @@ def _derive_contacts(con: duckdb.DuckDBPyConnection, job: PublishJob) -> Publish
     _fresh(con, contacts, values, source_sql, job, extras={SOURCE_ID: "source_id"})
     result = PublishResult(job.source, "contacts", job.load_id, message="derived from transactions")
     (result.read,) = con.execute("select count(*) from __fresh").fetchone()
-    result.loaded = result.read
     merge_fresh(con, contacts, result, [SOURCE_ID], insert_only=True)
     return result
 
@@ -120,24 +121,29 @@ def _derive_contacts(con: duckdb.DuckDBPyConnection, job: PublishJob) -> Publish
 def _derive_orders(
     con: duckdb.DuckDBPyConnection, job: PublishJob, currency: str, by_order_id: bool
 ) -> PublishResult:
+    """One order per purchase. A purchase met in several files of a load (overlapping exports, or a
+    later file correcting an amount) is taken from the latest file, as a later load would replace it."""
     orders = ENTITIES["orders"]
     customer = contact_key(typed("contact_id"))
     one_per_row = f"""
-        select {_content_id()} as order_id, {customer} as contact_id, {typed("ordered_at")} as ordered_at,
-               {typed("total_amount")} as total, {typed("currency")} as currency, {typed("status")} as status
+        select {_purchase_id()} as order_id, {customer} as contact_id, {typed("ordered_at")} as ordered_at,
+               {typed("total_amount")} as total, {typed("currency")} as currency, {typed("status")} as status,
+               {q(SEQ)} as seq
         from __valid
     """
-    if by_order_id:
-        source_sql = f"""
+    if by_order_id:  # the lines of an order are the rows with its id in the latest file that has it
+        candidates = f"""
             select {typed("order_id")} as order_id, arg_min({customer}, {q(SEQ)}) as contact_id,
                    min({typed("ordered_at")}) as ordered_at, sum({typed("total_amount")}) as total,
-                   max({typed("currency")}) as currency, max({typed("status")}) as status
-            from __valid where {typed("order_id")} is not null group by 1
+                   max({typed("currency")}) as currency, max({typed("status")}) as status,
+                   max({q(SEQ)}) as seq
+            from __valid where {typed("order_id")} is not null group by 1, {q(FILE)}
             union all
             {one_per_row} where {typed("order_id")} is null
         """
     else:
-        source_sql = one_per_row
+        candidates = one_per_row
+    latest = "row_number() over (partition by order_id order by seq desc)"
     values = {
         "order_id": "order_id",
         "contact_id": "contact_id",
@@ -149,18 +155,25 @@ def _derive_orders(
         "total_amount": "total",
         "updated_at": "ordered_at",
     }
-    _fresh(con, orders, values, source_sql, job)
+    _fresh(con, orders, values, f"select * from ({candidates}) qualify {latest} = 1", job)
     result = PublishResult(job.source, "orders", job.load_id, message="derived from transactions")
-    (result.read,) = con.execute("select count(*) from __fresh").fetchone()
-    result.loaded = result.read
+    (result.read,) = con.execute(f"select count(*) from ({candidates})").fetchone()
+    # the same purchase from an earlier file of this load: replaced by the latest file's version
+    (result.superseded,) = con.execute(
+        f"select count(*) from (select * from ({candidates}) qualify {latest} > 1)"
+    ).fetchone()
     merge_fresh(con, orders, result, [], insert_only=False)
     return result
 
 
-def _content_id() -> str:
-    """A stable order id from what the transaction says, numbered among identical transactions."""
-    content = ", ".join(
-        typed(c) for c in ("contact_id", "ordered_at", "total_amount", "product_id", "quantity")
-    )
-    rank = f"row_number() over (partition by {content} order by {q(SEQ)})"
-    return f"cast(hash({content}, {rank}) >> 1 as bigint)"
+IDENTITY = ("contact_id", "ordered_at", "product_id", "quantity")
+
+
+def _purchase_id() -> str:
+    """A stable order id from the purchase's identity: customer, time, product and quantity, and,
+    among the purchases of one file with that identity, its place when they are ordered by amount.
+    The amount is not part of the identity, so a later file that corrects it replaces the order; the
+    file is not either, so the same purchase in two files is one order."""
+    identity = ", ".join(typed(c) for c in IDENTITY)
+    nth = f"row_number() over (partition by {identity}, {q(FILE)} order by {typed('total_amount')}, {q(SEQ)})"
+    return f"cast(hash({identity}, {nth}) >> 1 as bigint)"

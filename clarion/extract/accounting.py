@@ -1,0 +1,140 @@
+"""The accounting of one load: read = loaded + quarantined, from counts each side made on its own.
+
+``read`` is what the reader side found (for files, an independent scan of each text file's records,
+or a Parquet file's own row count, checked per file against what the parser produced); ``loaded`` is
+what the insert or merge into raw reported; ``quarantined`` what the inserts into quarantine wrote.
+When they disagree, :class:`AccountingError` stops the load inside its transaction, so it rolls back.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from clarion.extract.readers import ExtractError
+
+if TYPE_CHECKING:
+    from clarion.extract.publish import PublishJob, PublishResult
+
+
+class AccountingError(ExtractError):
+    """The independent counts of a load disagree: nothing of it is published."""
+
+
+AUDIT_DDL = (
+    """
+    create table if not exists audit.extract_loads (
+        run_id varchar, load_id varchar, source varchar, entity varchar, status varchar,
+        read bigint, loaded bigint, quarantined bigint, inserted bigint, updated bigint, unchanged bigint,
+        superseded bigint,
+        reasons varchar, files varchar, new_columns varchar, message varchar,
+        started_at timestamptz, finished_at timestamptz
+    )
+    """,
+    """
+    create table if not exists audit.extract_files (
+        source varchar, entity varchar, file varchar, size bigint, mtime_ns bigint, sha256 varchar,
+        rows bigint, load_id varchar, run_id varchar, published_at timestamptz
+    )
+    """,
+)
+
+
+def read_count(job: PublishJob, landed: dict[str, int]) -> int:
+    """What the files hold, from the reader side: each file's independent count (its records as a
+    scan of its bytes finds them, or a Parquet file's own row count), checked against what the parser
+    produced (rows landed + lines that did not parse + lines an unbalanced quote swallowed)."""
+    files = dict.fromkeys([f.file for f in job.ledger] + list(landed) + list(job.malformed))
+    total = 0
+    for file in files:
+        malformed, swallowed = len(job.malformed.get(file, [])), len(job.swallowed.get(file, []))
+        parsed = landed.get(file, 0) + malformed + swallowed
+        counted = job.counted.get(file, parsed)  # a file no scan understands: the parser's count
+        if counted != parsed:
+            raise AccountingError(
+                f"source {job.source}, entity {job.entity.name}, file {file}: an independent scan counts "
+                f"{counted:,} records but the reader produced {parsed:,} ({landed.get(file, 0):,} rows, "
+                f"{malformed:,} malformed lines, {swallowed:,} lines after an unbalanced quote); nothing "
+                "was published. Check that the file is what its name says (JSON lines: one record per "
+                f"line; CSV: the delimiter and quoting set under sources.{job.source} in clarion.yaml), "
+                "fix it or its settings, then run `clarion extract` again."
+            )
+        total += counted
+    return total
+
+
+def account(
+    con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult, loaded: int | None = None
+) -> None:
+    """Check read = loaded + quarantined from the counts each side made, then record the load.
+    ``loaded``: rows that went on to something other than a merge into raw (transactions that orders
+    are derived from); by default what the insert or merge into raw reported."""
+    merged = result.inserted + result.updated + result.unchanged + result.superseded
+    result.loaded = merged if loaded is None else loaded + result.superseded
+    if result.read != result.loaded + result.quarantined:  # the invariant, checked where it is made
+        files = ", ".join(result.files) or "no file"
+        raise AccountingError(
+            f"source {job.source}, entity {result.entity} ({files}): read {result.read:,} records but "
+            f"{result.loaded:,} reached raw and {result.quarantined:,} went to quarantine; nothing was "
+            "published (the load rolled back). Keep the input, check raw for repeated keys "
+            f"(raw.{result.entity} must hold each key once), and report it if raw is sound."
+        )
+    for f in job.ledger:
+        con.execute(
+            "delete from audit.extract_files where source = ? and entity = ? and file = ?",
+            [job.source, job.entity.name, f.file],
+        )
+        con.execute(
+            "insert into audit.extract_files values (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+            [
+                job.source,
+                job.entity.name,
+                f.file,
+                f.size,
+                f.mtime_ns,
+                f.sha256,
+                f.rows,
+                job.load_id,
+                job.run_id,
+            ],
+        )
+    if result.rejected_files:
+        result.message = "; ".join(
+            f"{file} lacks {', '.join(cols)}: its rows were quarantined (missing_column)"
+            for file, cols in result.rejected_files.items()
+        )
+    con.execute(
+        "insert into audit.extract_loads values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+        [
+            job.run_id,
+            job.load_id,
+            job.source,
+            job.entity.name,
+            result.status,
+            result.read,
+            result.loaded,
+            result.quarantined,
+            result.inserted,
+            result.updated,
+            result.unchanged,
+            result.superseded,
+            json.dumps(result.reasons, sort_keys=True),
+            json.dumps(result.files),
+            json.dumps(result.new_columns),
+            result.message,
+            job.started_at,
+        ],
+    )
+
+
+def record_unchanged(
+    con: duckdb.DuckDBPyConnection, run_id: str, result: PublishResult, started: Any
+) -> None:
+    """An accounting row for a step that found nothing new to read."""
+    con.execute(
+        "insert into audit.extract_loads values "
+        "(?, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, 0, '{}', '[]', '[]', ?, ?, now())",
+        [run_id, result.load_id, result.source, result.entity, result.status, result.message, started],
+    )
