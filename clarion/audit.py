@@ -139,6 +139,7 @@ class AuditLog:
 
     def __init__(self, var_dir: Path | str) -> None:
         self.head_file = Path(var_dir) / "audit" / "head.json"
+        self.journal = journal_path(self.head_file)
 
     @classmethod
     def for_settings(cls, settings: Any) -> AuditLog:
@@ -207,6 +208,7 @@ class AuditLog:
                 ],
             )
             self._write_head(con, seq, digest)
+            self._journal(con, seq, digest)
         return {
             "seq": seq,
             "at": _iso(at_us),
@@ -222,9 +224,18 @@ class AuditLog:
     def verify(self, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         return verify(con, self.head_file)
 
-    # -- the head file ----------------------------------------------------------------------------
+    # -- the head file and the journal of heads -----------------------------------------------------
     def _read_head(self) -> dict[str, Any] | None:
         return _read_head(self.head_file)
+
+    def _journal(self, con: duckdb.DuckDBPyConnection, seq: int, digest: str) -> None:
+        """Append (seq, hash) of the event just written to ``heads.jsonl``: the head file only knows the
+        end, and once a genuine event follows a rewritten history the end is whole again."""
+        line = json.dumps({"seq": seq, "hash": digest, "warehouse": _database_path(con)}, sort_keys=True)
+        with self.journal.open("a") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def _write_head(self, con: duckdb.DuckDBPyConnection, seq: int, digest: str) -> None:
         self.head_file.parent.mkdir(parents=True, exist_ok=True)
@@ -281,6 +292,7 @@ def verify(con: duckdb.DuckDBPyConnection, head_file: Path | str) -> dict[str, A
             problems.append(f"prev_hash of seq {seq} does not match seq {previous[0]}")
         expected, previous = max(expected, seq + 1), (seq, digest)
     last = (int(rows[-1][0]), rows[-1][-1]) if rows else None
+    problems += _journal_problems(con, journal_path(head_file), {int(r[0]): r[-1] for r in rows})
     problems += _head_problems(con, head_file, last)
     return {
         "ok": not problems,
@@ -288,6 +300,51 @@ def verify(con: duckdb.DuckDBPyConnection, head_file: Path | str) -> dict[str, A
         "problems": problems,
         "head": {"seq": last[0], "hash": last[1]} if last else None,
     }
+
+
+def journal_path(head_file: Path | str) -> Path:
+    """Where the journal of heads lives: ``heads.jsonl`` beside the head file."""
+    return Path(head_file).with_name("heads.jsonl")
+
+
+def _journal_problems(con: duckdb.DuckDBPyConnection, journal: Path, hashes: dict[int, str]) -> list[str]:
+    """Every (seq, hash) Clarion wrote must still be in the table: a history rewritten and re-chained
+    after the fact differs from it at the first rewritten event. Seqs no longer in the table are the
+    chain's and the head's to report (deleted)."""
+    recorded = _read_journal(con, journal)
+    if recorded is None:
+        return [f"the journal of heads {journal} cannot be read (damaged)"]
+    differ = sorted(seq for seq, digest in recorded.items() if seq in hashes and hashes[seq] != digest)
+    if not differ:
+        return []
+    more = f"; {len(differ)} events up to seq {differ[-1]} differ" if len(differ) > 1 else ""
+    return [
+        f"seq {differ[0]}: its hash differs from the one Clarion recorded when it wrote the event "
+        f"(rewritten afterwards{more})"
+    ]
+
+
+def _read_journal(con: duckdb.DuckDBPyConnection, journal: Path) -> dict[int, str] | None:
+    """seq -> the hash Clarion recorded for it in this warehouse (the last line wins: a seq written
+    again after a rolled-back transaction)."""
+    where = _database_path(con)
+    recorded: dict[int, str] = {}
+    try:
+        text = journal.read_text()
+    except FileNotFoundError:
+        return recorded
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            if entry.get("warehouse") in (None, where):
+                recorded[int(entry["seq"])] = str(entry["hash"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+    return recorded
 
 
 def _head_problems(

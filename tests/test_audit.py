@@ -189,6 +189,8 @@ def test_reordered_or_renumbered_events_are_named(chain) -> None:
         "seq 3: hash does not match its content (edited)",
         "prev_hash of seq 3 does not match seq 2",
         "prev_hash of seq 4 does not match seq 3",
+        "seq 2: its hash differs from the one Clarion recorded when it wrote the event "
+        "(rewritten afterwards; 2 events up to seq 3 differ)",
     ]
 
 
@@ -228,6 +230,8 @@ def test_a_forged_replacement_with_its_own_hash_but_a_wrong_prev_hash_is_named(c
     assert _verify(wh, log)["problems"] == [
         "prev_hash of seq 3 does not match seq 2",
         "prev_hash of seq 4 does not match seq 3",
+        "seq 3: its hash differs from the one Clarion recorded when it wrote the event "
+        "(rewritten afterwards)",
     ]
 
 
@@ -249,8 +253,57 @@ def test_a_replaced_last_event_with_a_recomputed_chain_is_caught_by_the_head(cha
     _sql(wh, "delete from audit.events where seq = 5")
     _forge(wh, 5, prev)
     assert _verify(wh, log)["problems"] == [
-        "seq 5: its hash differs from the head file's (the last event was replaced)"
+        "seq 5: its hash differs from the one Clarion recorded when it wrote the event "
+        "(rewritten afterwards)",
+        "seq 5: its hash differs from the head file's (the last event was replaced)",
     ]
+
+
+def _rewrite_from(wh: Warehouse, seq: int, key: bytes | None = None) -> None:
+    """An insider's rewrite: change the actor of event SEQ and recompute its hash and every later one."""
+    with wh.connect() as con:
+        rows = con.execute(f"select {audit.COLUMNS} from audit.events where seq >= ? order by seq", [seq])
+        rows = rows.fetchall()
+        prev = con.execute("select hash from audit.events where seq = ?", [seq - 1]).fetchone()
+        prev = prev[0] if prev else audit.GENESIS
+        for i, (s, at_us, actor, action, run_id, subject, details, _, _) in enumerate(rows):
+            actor = "someone-else" if i == 0 else actor
+            details = json.loads(details) if details else None
+            digest = event_hash(s, at_us, actor, action, run_id, subject, details, prev)
+            con.execute(
+                "update audit.events set actor = ?, prev_hash = ?, hash = ? where seq = ?",
+                [actor, prev, digest, s],
+            )
+            prev = digest
+
+
+def test_a_rewritten_history_is_named_after_the_app_appends_a_genuine_event(chain) -> None:
+    wh, log = chain
+    _rewrite_from(wh, 2)
+    with wh.connect() as con:
+        log.record(con, audit.RUN_STARTED, "r2", run_id="r2")
+    result = _verify(wh, log)
+    assert not result["ok"]
+    assert result["problems"][0] == (
+        "seq 2: its hash differs from the one Clarion recorded when it wrote the event "
+        "(rewritten afterwards; 4 events up to seq 5 differ)"
+    )
+
+
+def test_a_rewritten_history_with_a_forged_extra_event_is_named_after_a_genuine_append(chain) -> None:
+    """The forger also appends one linked event, so the table runs past the head; the app's next
+    genuine event then moves the head to a chain that is whole from end to end."""
+    wh, log = chain
+    _rewrite_from(wh, 2)
+    _forge(wh, 6, _row(wh, 5)[-1])
+    with wh.connect() as con:
+        log.record(con, audit.RUN_STARTED, "r2", run_id="r2")
+    result = _verify(wh, log)
+    assert not result["ok"]
+    assert result["problems"][0] == (
+        "seq 2: its hash differs from the one Clarion recorded when it wrote the event "
+        "(rewritten afterwards; 4 events up to seq 5 differ)"
+    )
 
 
 # -- where events are recorded -------------------------------------------------------------------
