@@ -284,10 +284,11 @@ def test_a_rewritten_history_is_named_after_the_app_appends_a_genuine_event(chai
         log.record(con, audit.RUN_STARTED, "r2", run_id="r2")
     result = _verify(wh, log)
     assert not result["ok"]
-    assert result["problems"][0] == (
+    assert result["problems"] == [
+        "prev_hash of seq 6 does not match seq 5",  # the genuine event continues from the head
         "seq 2: its hash differs from the one Clarion recorded when it wrote the event "
-        "(rewritten afterwards; 4 events up to seq 5 differ)"
-    )
+        "(rewritten afterwards; 4 events up to seq 5 differ)",
+    ]
 
 
 def test_a_rewritten_history_with_a_forged_extra_event_is_named_after_a_genuine_append(chain) -> None:
