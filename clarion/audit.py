@@ -137,13 +137,14 @@ def event_hash(
 class AuditLog:
     """The audit log of one project: events in the warehouse, the head in ``<var_dir>/audit/head.json``."""
 
-    def __init__(self, var_dir: Path | str) -> None:
+    def __init__(self, var_dir: Path | str, *, anchor_file: Path | str | None = None) -> None:
         self.head_file = Path(var_dir) / "audit" / "head.json"
         self.journal = journal_path(self.head_file)
+        self.anchor_file = Path(anchor_file) if anchor_file is not None else None
 
     @classmethod
     def for_settings(cls, settings: Any) -> AuditLog:
-        return cls(settings.var_dir)
+        return cls(settings.var_dir, anchor_file=settings.audit.anchor_file)
 
     def record(
         self,
@@ -221,8 +222,39 @@ class AuditLog:
             "hash": digest,
         }
 
-    def verify(self, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-        return verify(con, self.head_file)
+    def verify(
+        self, con: duckdb.DuckDBPyConnection, expect_head: tuple[int, str] | None = None
+    ) -> dict[str, Any]:
+        """The chain, the head, the journal, every anchor in ``anchor_file`` and ``expect_head``."""
+        anchors = read_anchors(con, self.anchor_file) if self.anchor_file is not None else []
+        if expect_head is not None:
+            anchors.append(("--expect-head", expect_head[0], expect_head[1]))
+        return verify(con, self.head_file, anchors=anchors)
+
+    def anchor(self, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+        """The head (seq, hash) to keep outside this machine, after checking the chain (a broken chain
+        is not anchored: exit and say why). Appended to ``anchor_file`` when one is configured."""
+        result = self.verify(con)
+        head = result["head"]
+        out: dict[str, Any] = {
+            "ok": result["ok"],
+            "problems": result["problems"],
+            "seq": head["seq"] if head else None,
+            "hash": head["hash"] if head else None,
+            "anchor": f"{head['seq']}:{head['hash']}" if head else None,
+            "warehouse": _database_path(con),
+            "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "appended_to": None,
+        }
+        if result["ok"] and head is not None and self.anchor_file is not None:
+            line = {k: out[k] for k in ("seq", "hash", "warehouse", "at")}
+            self.anchor_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.anchor_file.open("a") as fh:
+                fh.write(json.dumps(line, sort_keys=True) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            out["appended_to"] = str(self.anchor_file)
+        return out
 
     # -- the head file and the journal of heads -----------------------------------------------------
     def _read_head(self) -> dict[str, Any] | None:
@@ -260,8 +292,14 @@ class AuditLog:
             raise
 
 
-def verify(con: duckdb.DuckDBPyConnection, head_file: Path | str) -> dict[str, Any]:
-    """Check every event's own hash, the chain of prev_hash, gap-free numbering from 1, and the head.
+def verify(
+    con: duckdb.DuckDBPyConnection,
+    head_file: Path | str,
+    *,
+    anchors: list[tuple[str, int, str]] | None = None,
+) -> dict[str, Any]:
+    """Check every event's own hash, the chain of prev_hash, gap-free numbering from 1, the head, the
+    journal of heads beside it, and ``anchors``: (where it came from, seq, hash) kept elsewhere.
 
     Returns ``{"ok", "events", "problems", "head"}``; each problem names the seq and what is wrong.
     ``head`` is the (seq, hash) of the last event in the table, or None for an empty log.
@@ -294,12 +332,70 @@ def verify(con: duckdb.DuckDBPyConnection, head_file: Path | str) -> dict[str, A
     last = (int(rows[-1][0]), rows[-1][-1]) if rows else None
     problems += _journal_problems(con, journal_path(head_file), {int(r[0]): r[-1] for r in rows})
     problems += _head_problems(con, head_file, last)
+    problems += _anchor_problems(anchors or [], {int(r[0]): r[-1] for r in rows}, last)
     return {
         "ok": not problems,
         "events": len(rows),
         "problems": problems,
         "head": {"seq": last[0], "hash": last[1]} if last else None,
     }
+
+
+def parse_anchor(text: str) -> tuple[int, str]:
+    """``SEQ:HASH`` (as `clarion audit anchor` prints it) -> (seq, hash)."""
+    seq, sep, digest = text.strip().partition(":")
+    if not sep or not seq.isdigit() or int(seq) < 1 or not _is_hash(digest):
+        raise ValueError(
+            f"{text!r} is not an anchor: give SEQ:HASH as `clarion audit anchor` prints it "
+            "(a seq from 1 and the event's full hash)"
+        )
+    return int(seq), digest
+
+
+def read_anchors(con: duckdb.DuckDBPyConnection, anchor_file: Path) -> list[tuple[str, int, str]]:
+    """The anchors of this warehouse in ``anchor_file`` as (where, seq, hash); a damaged line is an
+    anchor that cannot match (so verify names it) rather than one silently skipped."""
+    where = _database_path(con)
+    try:
+        text = anchor_file.read_text()
+    except FileNotFoundError:
+        return []
+    anchors = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            if entry.get("warehouse") not in (None, where):
+                continue
+            anchors.append((f"{anchor_file} line {n}", int(entry["seq"]), str(entry["hash"])))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            anchors.append((f"{anchor_file} line {n}", 0, "unreadable"))
+    return anchors
+
+
+def _anchor_problems(
+    anchors: list[tuple[str, int, str]], hashes: dict[int, str], last: tuple[int, str] | None
+) -> list[str]:
+    problems = []
+    for where, seq, digest in anchors:
+        if seq < 1:
+            problems.append(
+                f"the anchor in {where} cannot be read (damaged): expected JSON with seq and hash"
+            )
+        elif last is None or seq > last[0]:
+            end = f"ends at seq {last[0]}" if last else "is empty"
+            problems.append(
+                f"the log {end} but the anchor from {where} says seq {seq} (events deleted at the end)"
+            )
+        elif seq not in hashes:
+            problems.append(f"seq {seq}, anchored by {where}, is missing (deleted)")
+        elif hashes[seq] != digest:
+            problems.append(
+                f"seq {seq}: its hash differs from the anchor from {where} ({digest[:16]}...; the log was "
+                "rewritten since the anchor was taken)"
+            )
+    return problems
 
 
 def journal_path(head_file: Path | str) -> Path:
@@ -433,6 +529,10 @@ def _epoch_us(at: datetime) -> int:
 def _iso(at_us: int) -> str:
     seconds, micros = divmod(at_us, 1_000_000)
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{micros:06d}Z"
+
+
+def _is_hash(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 def _read_head(path: Path) -> dict[str, Any] | None:

@@ -307,6 +307,67 @@ def test_a_rewritten_history_with_a_forged_extra_event_is_named_after_a_genuine_
     )
 
 
+def _cover_tracks(wh: Warehouse, log: AuditLog) -> None:
+    """What an insider with write access to var/ does next: head file and journal made to agree."""
+    with wh.connect() as con:
+        rows = con.execute("select seq, hash from audit.events order by seq").fetchall()
+        where = audit._database_path(con)
+    log.journal.write_text(
+        "".join(json.dumps({"seq": s, "hash": h, "warehouse": where}) + "\n" for s, h in rows)
+    )
+    head = json.loads(log.head_file.read_text())
+    log.head_file.write_text(json.dumps({**head, "seq": rows[-1][0], "hash": rows[-1][1]}))
+
+
+def test_an_anchor_kept_elsewhere_names_a_rewrite_that_head_and_journal_no_longer_show(
+    chain, tmp_path
+) -> None:
+    wh, log = chain
+    kept = AuditLog(log.head_file.parent.parent, anchor_file=tmp_path / "elsewhere" / "anchors.jsonl")
+    with wh.connect() as con:
+        anchored = kept.anchor(con)
+    assert anchored["ok"] and (anchored["seq"], anchored["hash"]) == (5, _row(wh, 5)[-1])
+    assert anchored["anchor"] == f"5:{_row(wh, 5)[-1]}"
+    [line] = (tmp_path / "elsewhere" / "anchors.jsonl").read_text().splitlines()
+    assert (json.loads(line)["seq"], json.loads(line)["hash"]) == (5, _row(wh, 5)[-1])
+
+    _rewrite_from(wh, 2)
+    _cover_tracks(wh, log)
+    assert _verify(wh, log)["ok"]  # without an anchor the forgery is consistent
+    with wh.connect() as con:
+        expected = log.verify(con, expect_head=(5, anchored["hash"]))
+        from_file = kept.verify(con)
+    named = (
+        f"seq 5: its hash differs from the anchor from --expect-head ({anchored['hash'][:16]}...; "
+        "the log was rewritten since the anchor was taken)"
+    )
+    assert expected["problems"] == [named]
+    assert from_file["problems"] == [named.replace("--expect-head", f"{kept.anchor_file} line 1")]
+    with wh.connect() as con:  # a broken log is not anchored
+        assert not kept.anchor(con)["ok"]
+    assert len((tmp_path / "elsewhere" / "anchors.jsonl").read_text().splitlines()) == 1
+
+
+def test_an_anchor_past_the_end_names_events_cut_with_their_head_and_journal(chain) -> None:
+    wh, log = chain
+    digest = _row(wh, 5)[-1]
+    _sql(wh, "delete from audit.events where seq >= 4")
+    _cover_tracks(wh, log)
+    assert _verify(wh, log)["ok"]
+    with wh.connect() as con:
+        result = log.verify(con, expect_head=(5, digest))
+    assert result["problems"] == [
+        "the log ends at seq 3 but the anchor from --expect-head says seq 5 (events deleted at the end)"
+    ]
+
+
+def test_an_anchor_is_seq_colon_full_hash() -> None:
+    assert audit.parse_anchor(" 12:" + "a" * 64) == (12, "a" * 64)
+    for bad in ("12", "x:" + "a" * 64, "0:" + "a" * 64, "12:abc", "12:" + "A" * 64):
+        with pytest.raises(ValueError, match="not an anchor: give SEQ:HASH"):
+            audit.parse_anchor(bad)
+
+
 # -- where events are recorded -------------------------------------------------------------------
 def _events(settings, action: str | None = None) -> list[dict]:
     con = duckdb.connect(str(settings.warehouse.path), read_only=True)
@@ -474,3 +535,33 @@ def test_the_cli_lists_events_and_verify_exits_5_on_tampering(chain, monkeypatch
     broken = CliRunner().invoke(cli, ["audit", "verify"])
     assert broken.exit_code == 5
     assert "BROKEN" in broken.output and "seq 4: hash does not match its content (edited)" in broken.output
+
+
+def test_the_cli_anchors_the_head_and_verify_checks_an_expected_head(chain, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from clarion.cli import cli
+
+    wh, log = chain
+    root = wh.path.parent.parent
+    (root / "clarion.yaml").write_text(
+        "warehouse:\n  path: var/warehouse.duckdb\naudit:\n  anchor_file: anchors/audit.jsonl\n"
+    )
+    monkeypatch.chdir(root)
+    out = CliRunner().invoke(cli, ["audit", "anchor", "--json"])
+    assert out.exit_code == 0, out.output
+    anchor = json.loads(out.output)
+    assert anchor["anchor"] == f"5:{_row(wh, 5)[-1]}"
+    assert Path(anchor["appended_to"]) == root / "anchors" / "audit.jsonl"
+    text = CliRunner().invoke(cli, ["audit", "anchor"])
+    assert text.exit_code == 0 and text.output.splitlines()[0] == anchor["anchor"]
+    assert len((root / "anchors" / "audit.jsonl").read_text().splitlines()) == 2
+    ok = CliRunner().invoke(cli, ["audit", "verify", "--expect-head", anchor["anchor"]])
+    assert ok.exit_code == 0 and "extends the anchor seq 5" in ok.output
+    bad = CliRunner().invoke(cli, ["audit", "verify", "--expect-head", "5:abc"])
+    assert bad.exit_code == 2 and "not an anchor: give SEQ:HASH" in bad.output
+    _rewrite_from(wh, 3)
+    _cover_tracks(wh, log)
+    broken = CliRunner().invoke(cli, ["audit", "verify"])  # the anchors in audit.anchor_file
+    assert broken.exit_code == 5
+    assert "seq 5: its hash differs from the anchor from" in broken.output and "line 1" in broken.output

@@ -120,23 +120,79 @@ def audit() -> None:
     """The audit log (audit.events): append-only, each event chained to the one before by its hash."""
 
 
+def _expect_head(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, str] | None:
+    from clarion.audit import parse_anchor
+
+    if value is None:
+        return None
+    try:
+        return parse_anchor(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @audit.command("verify")
+@click.option(
+    "--expect-head",
+    metavar="SEQ:HASH",
+    callback=_expect_head,
+    help="An anchor kept elsewhere (`clarion audit anchor`): the event at SEQ must carry HASH and the "
+    "chain must run on from it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
-def audit_verify(app: AppContext, as_json: bool) -> None:
-    """Re-hash every event: report any edited, deleted, reordered or forged one. Exit 5 if any."""
+def audit_verify(app: AppContext, expect_head: tuple[int, str] | None, as_json: bool) -> None:
+    """Re-hash every event: report any edited, deleted, reordered or forged one. Exit 5 if any.
+
+    Also checks the journal of heads (var/audit/heads.jsonl), every anchor in audit.anchor_file, and
+    the one given with --expect-head.
+    """
     from clarion.audit import AuditLog
     from clarion.warehouse import Warehouse
 
     settings = app.settings()
     with Warehouse.from_settings(settings).read() as con:
-        result = AuditLog.for_settings(settings).verify(con)
+        result = AuditLog.for_settings(settings).verify(con, expect_head=expect_head)
     head = result["head"]
     human = (
         f"audit log {'verified' if result['ok'] else 'BROKEN'}: {result['events']:,} events"
         + (f", head seq {head['seq']} {head['hash'][:16]}" if head else "")
+        + (f", extends the anchor seq {expect_head[0]}" if expect_head and result["ok"] else "")
         + "".join(f"\n  {p}" for p in result["problems"])
     )
+    _emit(result, as_json, human)
+    if not result["ok"]:
+        raise SystemExit(5)
+
+
+@audit.command("anchor")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+def audit_anchor(app: AppContext, as_json: bool) -> None:
+    """Print the head of the verified log as SEQ:HASH, to keep outside this machine (a ticket, a
+    message, another host); append it to audit.anchor_file when set. Exit 5, anchoring nothing, if the
+    log does not verify.
+
+    \b
+    Later:
+      clarion audit verify --expect-head SEQ:HASH
+    """
+    from clarion.audit import AuditLog
+    from clarion.warehouse import Warehouse
+
+    settings = app.settings()
+    with Warehouse.from_settings(settings).read() as con:
+        result = AuditLog.for_settings(settings).anchor(con)
+    if not result["ok"]:
+        human = "audit log BROKEN: nothing anchored" + "".join(f"\n  {p}" for p in result["problems"])
+    elif result["anchor"] is None:
+        human = "the audit log is empty: nothing to anchor yet"
+    else:
+        human = (
+            f"{result['anchor']}\n  keep this line elsewhere; check with "
+            f"`clarion audit verify --expect-head {result['anchor']}`"
+            + (f"\n  appended to {result['appended_to']}" if result["appended_to"] else "")
+        )
     _emit(result, as_json, human)
     if not result["ok"]:
         raise SystemExit(5)

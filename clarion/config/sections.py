@@ -294,6 +294,16 @@ class ReportSettings(Section):
         return self
 
 
+class AuditSettings(Section):
+    """The audit log's anchors kept outside the warehouse (`clarion audit anchor|verify`)."""
+
+    anchor_file: ProjectPath | None = Field(
+        None,
+        description="file `clarion audit anchor` appends the head (seq, hash) to, best on another disk or "
+        "host; `clarion audit verify` checks every anchor in it [none: print only]",
+    )
+
+
 class Settings(Section):
     """The whole configuration. Sections appear as the stages that read them arrive."""
 
@@ -316,6 +326,7 @@ class Settings(Section):
     segment: SegmentSettings = SegmentSettings()
     content: ContentSettings = ContentSettings()
     report: ReportSettings = ReportSettings()
+    audit: AuditSettings = AuditSettings()
     prefect: PrefectSettings = PrefectSettings()
     logging: LoggingSettings = LoggingSettings()
 
