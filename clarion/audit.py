@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import hmac
 import json
 import logging
 import math
@@ -31,9 +32,12 @@ from typing import Any
 
 import duckdb
 
+from clarion.errors import ClarionError
+
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
+HMAC_PREFIX = "hmac:"
 
 RUN_STARTED = "run.started"
 RUN_FINISHED = "run.finished"
@@ -113,8 +117,11 @@ def event_hash(
     subject: str,
     details: dict[str, Any] | None,
     prev_hash: str,
+    *,
+    key: bytes | None = None,
 ) -> str:
-    """sha256 of the canonical JSON of an event (time as ISO-8601 UTC with microseconds)."""
+    """sha256 of the canonical JSON of an event (time as ISO-8601 UTC with microseconds); with a key,
+    ``hmac:`` + HMAC-SHA256 of the same JSON, which nobody without the key can compute."""
     blob = json.dumps(
         {
             "seq": seq,
@@ -130,21 +137,43 @@ def event_hash(
         separators=(",", ":"),
         ensure_ascii=True,
         allow_nan=False,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
+    ).encode()
+    if key is not None:
+        return HMAC_PREFIX + hmac.new(key, blob, hashlib.sha256).hexdigest()
+    return hashlib.sha256(blob).hexdigest()
+
+
+class AuditKeyError(ClarionError):
+    exit_code = 5
 
 
 class AuditLog:
     """The audit log of one project: events in the warehouse, the head in ``<var_dir>/audit/head.json``."""
 
-    def __init__(self, var_dir: Path | str, *, anchor_file: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        var_dir: Path | str,
+        *,
+        anchor_file: Path | str | None = None,
+        key: bytes | None = None,
+        key_env: str | None = None,
+    ) -> None:
+        """``key``: the HMAC key every event is signed with (None: plain sha256); ``key_env``: the
+        environment variable it came from, named in messages (the key itself never is)."""
         self.head_file = Path(var_dir) / "audit" / "head.json"
         self.journal = journal_path(self.head_file)
         self.anchor_file = Path(anchor_file) if anchor_file is not None else None
+        self._key = key or None
+        self.key_env = key_env
+
+    def __repr__(self) -> str:  # never the key
+        return f"AuditLog({self.head_file.parent.parent}, keyed={self._key is not None})"
 
     @classmethod
     def for_settings(cls, settings: Any) -> AuditLog:
-        return cls(settings.var_dir, anchor_file=settings.audit.anchor_file)
+        name = settings.audit.hmac_key_env
+        key = os.environ.get(name, "").encode() if name else b""
+        return cls(settings.var_dir, anchor_file=settings.audit.anchor_file, key=key, key_env=name)
 
     def record(
         self,
@@ -168,6 +197,11 @@ class AuditLog:
         """
         if action not in ACTIONS:
             raise ValueError(f"unknown audit action {action!r}; known: {sorted(ACTIONS)}")
+        if self.key_env and self._key is None:
+            raise AuditKeyError(
+                f"audit.hmac_key_env names the environment variable {self.key_env}, which is not set or "
+                "empty: set it to the audit key every writer uses (or remove audit.hmac_key_env)"
+            )
         clean = _canonical(details) if details is not None else None
         who = actor if actor is not None else default_actor()
         with _append:
@@ -193,7 +227,7 @@ class AuditLog:
                 seq, prev = head["seq"] + 1, head["hash"]
             at = datetime.now(UTC)
             at_us = _epoch_us(at)
-            digest = event_hash(seq, at_us, who, action, run_id, subject, clean, prev)
+            digest = event_hash(seq, at_us, who, action, run_id, subject, clean, prev, key=self._key)
             con.execute(
                 "insert into audit.events values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -229,7 +263,7 @@ class AuditLog:
         anchors = read_anchors(con, self.anchor_file) if self.anchor_file is not None else []
         if expect_head is not None:
             anchors.append(("--expect-head", expect_head[0], expect_head[1]))
-        return verify(con, self.head_file, anchors=anchors)
+        return verify(con, self.head_file, anchors=anchors, key=self._key, key_env=self.key_env)
 
     def anchor(self, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         """The head (seq, hash) to keep outside this machine, after checking the chain (a broken chain
@@ -297,28 +331,47 @@ def verify(
     head_file: Path | str,
     *,
     anchors: list[tuple[str, int, str]] | None = None,
+    key: bytes | None = None,
+    key_env: str | None = None,
 ) -> dict[str, Any]:
     """Check every event's own hash, the chain of prev_hash, gap-free numbering from 1, the head, the
     journal of heads beside it, and ``anchors``: (where it came from, seq, hash) kept elsewhere.
 
-    Returns ``{"ok", "events", "problems", "head"}``; each problem names the seq and what is wrong.
-    ``head`` is the (seq, hash) of the last event in the table, or None for an empty log.
+    Events written with a key carry ``hmac:`` hashes: with the key each is recomputed (a wrong key
+    names the first that fails); without it only their links are checked, and ``authenticity`` says
+    so. With a key, every event from the first keyed one on must be keyed (a plain hash there was
+    written by someone without the key), and a log with no keyed event at all is reported.
+
+    Returns ``{"ok", "events", "problems", "head", "authenticity"}``; each problem names the seq and
+    what is wrong. ``head`` is the (seq, hash) of the last event in the table, or None for an empty log.
     """
     head_file = Path(head_file)
+    key = key or None
     rows: list[tuple] = []
     if _table_exists(con):
         rows = con.execute(f"select {COLUMNS} from audit.events order by seq").fetchall()
     problems: list[str] = []
+    keyed: list[int] = []  # seqs whose hash is an HMAC
+    forged_keyless: list[int] = []  # plain hashes after the first keyed event (with a key)
+    wrong_hmac: list[int] = []  # HMACs that do not match with the key given
     expected, previous = 1, None  # previous: (seq, hash) of the row before
     for seq, at_us, actor, action, run_id, subject, details_text, prev_hash, digest in rows:
         seq = int(seq)
+        is_hmac = str(digest).startswith(HMAC_PREFIX)
         try:
             details = json.loads(details_text) if details_text is not None else None
-            own = event_hash(seq, int(at_us), actor, action, run_id, subject, details, prev_hash)
+            fields = (seq, int(at_us), actor, action, run_id, subject, details, prev_hash)
+            own = event_hash(*fields, key=key if is_hmac else None) if (key or not is_hmac) else digest
         except (TypeError, ValueError):
             own = None
-        if own != digest:
+        if is_hmac:
+            keyed.append(seq)
+            if own != digest:
+                wrong_hmac.append(seq)
+        elif own != digest:
             problems.append(f"seq {seq}: hash does not match its content (edited)")
+        elif key is not None and keyed:
+            forged_keyless.append(seq)
         if seq > expected:
             gap = f"seq {expected}" if seq == expected + 1 else f"seq {expected}..{seq - 1}"
             problems.append(f"{gap} missing (deleted): the log jumps from seq {expected - 1} to {seq}")
@@ -329,6 +382,27 @@ def verify(
         elif previous is not None and prev_hash != previous[1]:
             problems.append(f"prev_hash of seq {seq} does not match seq {previous[0]}")
         expected, previous = max(expected, seq + 1), (seq, digest)
+    where = f"the key in ${key_env}" if key_env else "the key given"
+    if wrong_hmac:
+        more = (
+            f"; {len(wrong_hmac)} keyed events fail, up to seq {wrong_hmac[-1]}"
+            if len(wrong_hmac) > 1
+            else ""
+        )
+        problems.append(
+            f"seq {wrong_hmac[0]}: its HMAC does not match with {where} (edited, or written with another "
+            f"key{more})"
+        )
+    if forged_keyless:
+        problems.append(
+            f"seq {forged_keyless[0]}: a plain sha256 after seq {keyed[0]}'s HMAC (written without the key; "
+            f"{len(forged_keyless)} such events)"
+        )
+    if key is not None and rows and not keyed:
+        problems.append(
+            f"none of the {len(rows)} events carries an HMAC of {where}: written before the key was set, "
+            "or rewritten without it (the next event Clarion records is keyed)"
+        )
     last = (int(rows[-1][0]), rows[-1][-1]) if rows else None
     problems += _journal_problems(con, journal_path(head_file), {int(r[0]): r[-1] for r in rows})
     problems += _head_problems(con, head_file, last)
@@ -338,7 +412,25 @@ def verify(
         "events": len(rows),
         "problems": problems,
         "head": {"seq": last[0], "hash": last[1]} if last else None,
+        "authenticity": _authenticity(keyed, key is not None, key_env, wrong_hmac),
     }
+
+
+def _authenticity(keyed: list[int], has_key: bool, key_env: str | None, wrong: list[int]) -> dict[str, Any]:
+    if not keyed:
+        note = None
+        if key_env and not has_key:
+            note = f"audit.hmac_key_env names ${key_env}, which is not set here: no event is keyed yet"
+        return {"keyed_events": 0, "checked": has_key, "note": note}
+    if not has_key:
+        hint = f"set ${key_env}" if key_env else "set audit.hmac_key_env and that variable"
+        return {
+            "keyed_events": len(keyed),
+            "checked": False,
+            "note": f"{len(keyed)} events carry an HMAC that cannot be checked without the key ({hint}): "
+            "their links are checked, their authenticity and content are not",
+        }
+    return {"keyed_events": len(keyed), "checked": True, "note": None if not wrong else "wrong HMACs"}
 
 
 def parse_anchor(text: str) -> tuple[int, str]:
@@ -532,6 +624,7 @@ def _iso(at_us: int) -> str:
 
 
 def _is_hash(text: str) -> bool:
+    text = text.removeprefix(HMAC_PREFIX)
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 

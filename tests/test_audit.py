@@ -4,6 +4,7 @@ named; and the events the pipeline, the approval workflow, exports and the regis
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import shutil
 from datetime import UTC, datetime
@@ -106,6 +107,7 @@ def test_an_empty_log_verifies_with_no_events(tmp_path: Path) -> None:
             "events": 0,
             "problems": [],
             "head": None,
+            "authenticity": {"keyed_events": 0, "checked": False, "note": None},
         }
         audit.ensure_table(con)
         assert verify(con, tmp_path / "var" / "audit" / "head.json")["ok"]
@@ -269,7 +271,7 @@ def _rewrite_from(wh: Warehouse, seq: int, key: bytes | None = None) -> None:
         for i, (s, at_us, actor, action, run_id, subject, details, _, _) in enumerate(rows):
             actor = "someone-else" if i == 0 else actor
             details = json.loads(details) if details else None
-            digest = event_hash(s, at_us, actor, action, run_id, subject, details, prev)
+            digest = event_hash(s, at_us, actor, action, run_id, subject, details, prev, key=key)
             con.execute(
                 "update audit.events set actor = ?, prev_hash = ?, hash = ? where seq = ?",
                 [actor, prev, digest, s],
@@ -366,6 +368,103 @@ def test_an_anchor_is_seq_colon_full_hash() -> None:
     for bad in ("12", "x:" + "a" * 64, "0:" + "a" * 64, "12:abc", "12:" + "A" * 64):
         with pytest.raises(ValueError, match="not an anchor: give SEQ:HASH"):
             audit.parse_anchor(bad)
+
+
+KEY = b"correct horse battery staple"
+
+
+@pytest.fixture
+def keyed(tmp_path: Path) -> tuple[Warehouse, AuditLog]:
+    """Two events written before a key was set, then three with it."""
+    wh = Warehouse(tmp_path / "var" / "warehouse.duckdb")
+    with wh.connect() as con:
+        plain = AuditLog(tmp_path / "var")
+        plain.record(con, audit.RUN_STARTED, "r1", run_id="r1")
+        plain.record(con, audit.RUN_FINISHED, "r1", run_id="r1")
+        log = AuditLog(tmp_path / "var", key=KEY, key_env="TEST_AUDIT_HMAC_KEY")
+        log.record(con, audit.RUN_STARTED, "r2", run_id="r2")
+        log.record(con, audit.DRAFT_APPROVED, "d1", actor="marketing-lead", details={"via": "cli"})
+        log.record(con, audit.RUN_FINISHED, "r2", run_id="r2")
+    return wh, log
+
+
+def test_with_a_key_each_event_hash_is_the_hmac_sha256_of_the_canonical_event(keyed) -> None:
+    wh, log = keyed
+    seq, at_us, actor, action, run_id, subject, details, prev_hash, digest = _row(wh, 4)
+    canonical = json.dumps(
+        {
+            "seq": seq,
+            "at": datetime.fromtimestamp(at_us / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "actor": actor,
+            "action": action,
+            "run_id": run_id,
+            "subject": subject,
+            "details": json.loads(details),
+            "prev_hash": prev_hash,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    assert digest == "hmac:" + hmac.new(KEY, canonical.encode(), hashlib.sha256).hexdigest()
+    assert prev_hash == _row(wh, 3)[-1] and _row(wh, 3)[-1].startswith("hmac:")
+    assert len(_row(wh, 2)[-1]) == 64  # written before the key: plain sha256
+    result = _verify(wh, log)
+    assert result["ok"], result["problems"]
+    assert result["authenticity"] == {"keyed_events": 3, "checked": True, "note": None}
+
+
+def test_a_writer_without_the_key_cannot_forge_keyed_events(keyed) -> None:
+    wh, log = keyed
+    _rewrite_from(wh, 4)  # plain sha256 for 4 and 5, a whole chain
+    _cover_tracks(wh, log)
+    assert _verify(wh, log)["problems"] == [
+        "seq 4: a plain sha256 after seq 3's HMAC (written without the key; 2 such events)"
+    ]
+    _rewrite_from(wh, 4, key=b"a guess")
+    _cover_tracks(wh, log)
+    assert _verify(wh, log)["problems"] == [
+        "seq 4: its HMAC does not match with the key in $TEST_AUDIT_HMAC_KEY (edited, or written with "
+        "another key; 2 keyed events fail, up to seq 5)"
+    ]
+
+
+def test_a_whole_log_rewritten_as_plain_sha256_is_reported_when_a_key_is_set(keyed) -> None:
+    wh, log = keyed
+    _rewrite_from(wh, 1)
+    _cover_tracks(wh, log)
+    assert _verify(wh, log)["problems"] == [
+        "none of the 5 events carries an HMAC of the key in $TEST_AUDIT_HMAC_KEY: written before the key "
+        "was set, or rewritten without it (the next event Clarion records is keyed)"
+    ]
+
+
+def test_verify_without_the_key_says_it_cannot_check_authenticity(keyed) -> None:
+    wh, _ = keyed
+    log = AuditLog(wh.path.parent, key_env="TEST_AUDIT_HMAC_KEY")  # the variable is not set
+    result = _verify(wh, log)
+    assert result["ok"] and result["authenticity"]["checked"] is False
+    assert result["authenticity"]["note"] == (
+        "3 events carry an HMAC that cannot be checked without the key (set $TEST_AUDIT_HMAC_KEY): "
+        "their links are checked, their authenticity and content are not"
+    )
+    with (
+        wh.connect() as con,
+        pytest.raises(audit.AuditKeyError, match="TEST_AUDIT_HMAC_KEY, which is not"),
+    ):
+        log.record(con, audit.RUN_STARTED, "r3", run_id="r3")
+
+
+def test_a_wrong_key_names_the_first_keyed_event(keyed, caplog) -> None:
+    wh, _ = keyed
+    wrong = AuditLog(wh.path.parent, key=b"not the key", key_env="TEST_AUDIT_HMAC_KEY")
+    caplog.set_level("DEBUG")
+    result = _verify(wh, wrong)
+    assert result["problems"] == [
+        "seq 3: its HMAC does not match with the key in $TEST_AUDIT_HMAC_KEY (edited, or written with "
+        "another key; 3 keyed events fail, up to seq 5)"
+    ]
+    seen = json.dumps(result) + caplog.text + repr(wrong) + json.dumps(_verify(wh, keyed[1]))
+    assert "not the key" not in seen and KEY.decode() not in seen
 
 
 # -- where events are recorded -------------------------------------------------------------------
@@ -565,3 +664,33 @@ def test_the_cli_anchors_the_head_and_verify_checks_an_expected_head(chain, monk
     broken = CliRunner().invoke(cli, ["audit", "verify"])  # the anchors in audit.anchor_file
     assert broken.exit_code == 5
     assert "seq 5: its hash differs from the anchor from" in broken.output and "line 1" in broken.output
+
+
+def test_the_cli_signs_events_with_the_key_named_in_settings(tmp_path: Path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from clarion.cli import cli
+
+    (tmp_path / "clarion.yaml").write_text(
+        "warehouse:\n  path: var/warehouse.duckdb\naudit:\n  hmac_key_env: TEST_AUDIT_HMAC_KEY\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TEST_AUDIT_HMAC_KEY", KEY.decode())
+    settings = load_settings(tmp_path / "clarion.yaml", env={})
+    audit.record_registry_change(settings, "promote", "v0003")
+    [event] = _events(settings)
+    listed = CliRunner().invoke(cli, ["audit", "log", "--json"])
+    assert json.loads(listed.output)[0]["seq"] == event["seq"], listed.output
+    ok = CliRunner().invoke(cli, ["audit", "verify"])
+    assert ok.exit_code == 0 and ok.output.startswith("audit log verified: 1 events"), ok.output
+    assert "authenticity checked with the key" in ok.output
+    monkeypatch.delenv("TEST_AUDIT_HMAC_KEY")
+    unchecked = CliRunner().invoke(cli, ["audit", "verify"])
+    assert unchecked.exit_code == 0 and "cannot be checked without the key" in unchecked.output
+    monkeypatch.setenv("TEST_AUDIT_HMAC_KEY", "s3cr3t-wrong")
+    wrong = CliRunner().invoke(cli, ["audit", "verify"])
+    assert wrong.exit_code == 5 and "seq 1: its HMAC does not match" in wrong.output
+    assert "s3cr3t-wrong" not in wrong.output and KEY.decode() not in wrong.output
+    (tmp_path / "clarion.yaml").write_text("audit:\n  hmac_key_env: CLARION_AUDIT_KEY\n")
+    with pytest.raises(Exception, match="starts with CLARION_, which Clarion reads as a setting override"):
+        load_settings(tmp_path / "clarion.yaml", env={})

@@ -153,12 +153,14 @@ def audit_verify(app: AppContext, expect_head: tuple[int, str] | None, as_json: 
     settings = app.settings()
     with Warehouse.from_settings(settings).read() as con:
         result = AuditLog.for_settings(settings).verify(con, expect_head=expect_head)
-    head = result["head"]
+    head, auth = result["head"], result["authenticity"]
     human = (
         f"audit log {'verified' if result['ok'] else 'BROKEN'}: {result['events']:,} events"
         + (f", head seq {head['seq']} {head['hash'][:16]}" if head else "")
         + (f", extends the anchor seq {expect_head[0]}" if expect_head and result["ok"] else "")
+        + (", authenticity checked with the key" if auth["checked"] and auth["keyed_events"] else "")
         + "".join(f"\n  {p}" for p in result["problems"])
+        + (f"\n  note: {auth['note']}" if auth["note"] and not auth["checked"] else "")
     )
     _emit(result, as_json, human)
     if not result["ok"]:

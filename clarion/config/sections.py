@@ -302,6 +302,22 @@ class AuditSettings(Section):
         description="file `clarion audit anchor` appends the head (seq, hash) to, best on another disk or "
         "host; `clarion audit verify` checks every anchor in it [none: print only]",
     )
+    hmac_key_env: str | None = Field(
+        None,
+        pattern=_ENV_NAME,
+        description="environment variable holding the audit key: each event's hash is then an HMAC-SHA256 "
+        "with it, which a writer without the key cannot forge [none: plain sha256]",
+    )
+
+    @field_validator("hmac_key_env")
+    @classmethod
+    def _not_a_setting(cls, value: str | None) -> str | None:
+        if value is not None and value.upper().startswith("CLARION_"):
+            raise ValueError(
+                f"{value} starts with CLARION_, which Clarion reads as a setting override: name the "
+                "audit key's variable without that prefix (e.g. AUDIT_HMAC_KEY)"
+            )
+        return value
 
 
 class Settings(Section):
