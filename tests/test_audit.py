@@ -557,6 +557,41 @@ def test_decisions_edits_and_exports_are_recorded_with_who_and_what_but_no_free_
     assert _verified(settings)["ok"]
 
 
+def test_the_operating_system_user_is_recorded_beside_the_claimed_approver(content_project) -> None:
+    import getpass
+    import os
+
+    from clarion.content import runner
+
+    settings, _ = content_project
+    me, uid = getpass.getuser(), os.getuid()
+    assert me != "compliance-officer"  # the claimed name and the account differ
+    runner.decide(settings, "d-approve", "approve", "compliance-officer", None)
+    runner.decide(settings, "d-reject", "reject", "marketing-lead", "too long")
+    runner.edit(settings, "d-approve", "email_subject", "A new subject for you", "marketing-lead")
+    events = {e["action"]: e for e in _events(settings)}
+    for action, claimed in (
+        (audit.DRAFT_APPROVED, "compliance-officer"),
+        (audit.DRAFT_REJECTED, "marketing-lead"),
+        (audit.DRAFT_EDITED, "marketing-lead"),
+    ):
+        event = events[action]
+        assert (event["actor"], event["details"]["os_user"], event["details"]["os_uid"]) == (claimed, me, uid)
+    with duckdb.connect(str(settings.warehouse.path), read_only=True) as con:
+        rows = con.execute(
+            "select decision, decided_by, os_user from content.decisions order by decided_at"
+        ).fetchall()
+        provenance = json.loads(
+            con.execute("select provenance from content.drafts where draft_id = 'd-approve'").fetchone()[0]
+        )
+    assert rows == [
+        ("approve", "compliance-officer", me),
+        ("reject", "marketing-lead", me),
+        ("edit", "marketing-lead", me),
+    ]
+    assert [(e["by"], e["os_user"]) for e in provenance["edits"]] == [("marketing-lead", me)]
+
+
 def test_a_registry_change_by_hand_is_recorded(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "clarion.yaml").write_text("warehouse:\n  path: var/warehouse.duckdb\n")
     monkeypatch.chdir(tmp_path)

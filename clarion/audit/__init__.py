@@ -64,6 +64,7 @@ from clarion.audit.events import (
     default_actor,
     ensure_table,
     event_hash,
+    os_identity,
 )
 from clarion.audit.verify import verify
 from clarion.errors import ClarionError
@@ -101,6 +102,7 @@ __all__ = [
     "ensure_table",
     "event_hash",
     "journal_path",
+    "os_identity",
     "parse_anchor",
     "read_anchors",
     "record_registry_change",

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import math
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,13 @@ def default_actor() -> str:
         return getpass.getuser() or "unknown"
     except (KeyError, OSError, ImportError):
         return "unknown"
+
+
+def os_identity() -> dict[str, Any]:
+    """Who really ran the command: the operating-system user and uid, recorded beside a name a person
+    claims (``--by``) so that the two can be compared."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    return {"os_user": default_actor(), "os_uid": uid}
 
 
 def event_hash(
