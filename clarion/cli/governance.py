@@ -12,20 +12,18 @@ from clarion.cli.text import report_text
 
 @cli.group()
 def lineage() -> None:
-    """Each run's lineage manifest (var/runs/RUN_ID/manifest.json): inputs, code, settings, outputs."""
+    """Each run's lineage manifest (var/runs/RUN_ID/manifest.json, then revisions manifest.rN.json):
+    inputs, code, settings, outputs."""
 
 
 @lineage.command("show")
 @click.argument("run_id")
 @click.pass_obj
 def lineage_show(app: AppContext, run_id: str) -> None:
-    """Print the manifest of RUN_ID (JSON)."""
-    from clarion.lineage import LineageError, manifest_path
+    """Print the manifest of RUN_ID (JSON): its latest revision."""
+    from clarion.lineage import latest_manifest
 
-    path = manifest_path(app.settings(), run_id)
-    if not path.exists():
-        raise LineageError(f"no manifest for run {run_id} at {path}: it is written when a run ends")
-    click.echo(path.read_text())
+    click.echo(latest_manifest(app.settings(), run_id).read_text())
 
 
 @lineage.command("verify")
@@ -33,14 +31,16 @@ def lineage_show(app: AppContext, run_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
 def lineage_verify(app: AppContext, run_id: str, as_json: bool) -> None:
-    """Re-hash every output file the manifest of RUN_ID lists; exit 6 naming any that changed."""
+    """Check the chain of manifest revisions of RUN_ID, the first against its run.finished audit event,
+    and re-hash every output file the latest lists; exit 6 naming any file that changed."""
     from clarion.lineage import verify
 
     result = verify(app.settings(), run_id)
     human = (
-        f"run {run_id}: {result['outputs']} output files "
+        f"run {run_id}: {result['revisions']} manifest revision(s), {result['outputs']} output files "
         + ("match the manifest" if result["ok"] else "checked, MISMATCH")
         + "".join(f"\n  {p}" for p in result["problems"])
+        + "".join(f"\n  note: {n}" for n in result["notes"])
     )
     _emit(result, as_json, human)
     if not result["ok"]:
