@@ -348,6 +348,13 @@ def test_an_anchor_kept_elsewhere_names_a_rewrite_that_head_and_journal_no_longe
     with wh.connect() as con:  # a broken log is not anchored
         assert not kept.anchor(con)["ok"]
     assert len((tmp_path / "elsewhere" / "anchors.jsonl").read_text().splitlines()) == 1
+    with kept.anchor_file.open("a") as fh:  # a damaged anchor is named, not skipped
+        fh.write('{"seq": "five"}\n')
+    with wh.connect() as con:
+        damaged = kept.verify(con)["problems"]
+    assert damaged[-1] == (
+        f"the anchor in {kept.anchor_file} line 2 cannot be read (damaged): expected JSON with seq and hash"
+    )
 
 
 def test_an_anchor_past_the_end_names_events_cut_with_their_head_and_journal(chain) -> None:

@@ -179,7 +179,7 @@ def test_the_manifest_names_scores_sources_suites_settings_versions_and_the_audi
             "select count(*) from ml.customer_scores where run_id = ?", [run_id]
         ).fetchone()
         lines = con.execute(
-            "select t::varchar from (select * exclude (run_id, scored_at) from ml.customer_scores "
+            "select to_json(t)::varchar from (select * exclude (run_id, scored_at) from ml.customer_scores "
             "where run_id = ?) t order by t.contact_id",
             [run_id],
         ).fetchall()

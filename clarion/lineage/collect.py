@@ -201,12 +201,12 @@ def collect(settings: Settings, con: duckdb.DuckDBPyConnection, run_id: str) -> 
 
 def scores_hash(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any] | None:
     """The run's scores as one sha256: each row of ``ml.customer_scores`` (without ``run_id`` and the
-    ``scored_at`` clock) cast to text by DuckDB, in contact_id order, each line ending in a newline.
+    ``scored_at`` clock) as DuckDB's ``to_json``, in contact_id order, each line ending in a newline.
     The same inputs and model give the same hash, whenever they were scored."""
     if not relation_exists(con, "ml", "customer_scores"):
         return None
     cur = con.execute(
-        "select t::varchar from (select * exclude (run_id, scored_at) from ml.customer_scores "
+        "select to_json(t)::varchar from (select * exclude (run_id, scored_at) from ml.customer_scores "
         "where run_id = ?) t order by t.contact_id",
         [run_id],
     )
