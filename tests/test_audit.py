@@ -461,6 +461,23 @@ def test_verify_without_the_key_says_it_cannot_check_authenticity(keyed) -> None
         log.record(con, audit.RUN_STARTED, "r3", run_id="r3")
 
 
+@pytest.mark.usefixtures("prefect_server")
+def test_the_key_can_live_in_a_prefect_secret_block(tmp_path: Path) -> None:
+    from prefect.blocks.system import Secret
+
+    Secret(value=KEY.decode()).save("clarion-test-audit-key", overwrite=True)
+    wh = Warehouse(tmp_path / "var" / "warehouse.duckdb")
+    log = AuditLog(tmp_path / "var", key_secret="clarion-test-audit-key")
+    with wh.connect() as con:
+        event = log.record(con, audit.RUN_STARTED, "r1", run_id="r1")
+    checked = _verify(wh, AuditLog(tmp_path / "var", key=KEY))
+    assert event["hash"].startswith("hmac:") and checked["ok"] and checked["authenticity"]["checked"]
+    missing = AuditLog(tmp_path / "var", key_secret="no-such-block")
+    with wh.connect() as con, pytest.raises(audit.AuditKeyError, match="'no-such-block', which is not set"):
+        missing.record(con, audit.RUN_FINISHED, "r1", run_id="r1")
+    assert "1 events carry an HMAC that cannot be checked" in _verify(wh, missing)["authenticity"]["note"]
+
+
 def test_a_wrong_key_names_the_first_keyed_event(keyed, caplog) -> None:
     wh, _ = keyed
     wrong = AuditLog(wh.path.parent, key=b"not the key", key_env="TEST_AUDIT_HMAC_KEY")

@@ -124,23 +124,49 @@ class AuditLog:
         anchor_file: Path | str | None = None,
         key: bytes | None = None,
         key_env: str | None = None,
+        key_secret: str | None = None,
     ) -> None:
-        """``key``: the HMAC key every event is signed with (None: plain sha256); ``key_env``: the
-        environment variable it came from, named in messages (the key itself never is)."""
+        """``key``: the HMAC key every event is signed with (None: plain sha256), or where to find it:
+        ``key_env`` (an environment variable) or ``key_secret`` (a Prefect Secret block, loaded when
+        first needed). Messages name where the key lives, never the key."""
         self.head_file = Path(var_dir) / "audit" / "head.json"
         self.journal = journal_path(self.head_file)
         self.anchor_file = Path(anchor_file) if anchor_file is not None else None
+        self.key_env, self.key_secret = key_env, key_secret
+        if key is None and key_env:
+            key = os.environ.get(key_env, "").encode()
         self._key = key or None
-        self.key_env = key_env
+        self._secret_tried = False
 
     def __repr__(self) -> str:  # never the key
-        return f"AuditLog({self.head_file.parent.parent}, keyed={self._key is not None})"
+        return f"AuditLog({self.head_file.parent.parent}, keyed={bool(self.key_env or self.key_secret)})"
 
     @classmethod
     def for_settings(cls, settings: Any) -> AuditLog:
-        name = settings.audit.hmac_key_env
-        key = os.environ.get(name, "").encode() if name else b""
-        return cls(settings.var_dir, anchor_file=settings.audit.anchor_file, key=key, key_env=name)
+        return cls(
+            settings.var_dir,
+            anchor_file=settings.audit.anchor_file,
+            key_env=settings.audit.hmac_key_env,
+            key_secret=settings.audit.hmac_key_secret,
+        )
+
+    @property
+    def key_name(self) -> str | None:
+        """Where the key lives, as messages name it."""
+        if self.key_env:
+            return f"${self.key_env}"
+        return f"the Prefect Secret block {self.key_secret!r}" if self.key_secret else None
+
+    def _resolved_key(self) -> bytes | None:
+        if self._key is None and self.key_secret and not self._secret_tried:
+            self._secret_tried = True
+            from prefect.blocks.system import Secret
+
+            try:
+                self._key = str(Secret.load(self.key_secret).get()).encode() or None
+            except ValueError:  # no such block: record refuses, verify says it cannot check
+                self._key = None
+        return self._key
 
     def record(
         self,
@@ -164,10 +190,12 @@ class AuditLog:
         """
         if action not in ACTIONS:
             raise ValueError(f"unknown audit action {action!r}; known: {sorted(ACTIONS)}")
-        if self.key_env and self._key is None:
+        key = self._resolved_key()
+        if self.key_name and key is None:
+            setting = "audit.hmac_key_env" if self.key_env else "audit.hmac_key_secret"
             raise AuditKeyError(
-                f"audit.hmac_key_env names the environment variable {self.key_env}, which is not set or "
-                "empty: set it to the audit key every writer uses (or remove audit.hmac_key_env)"
+                f"{setting} names {self.key_name}, which is not set or empty here: set it to the audit "
+                f"key every writer uses (or remove {setting})"
             )
         clean = _canonical(details) if details is not None else None
         who = actor if actor is not None else default_actor()
@@ -194,7 +222,7 @@ class AuditLog:
                 seq, prev = head["seq"] + 1, head["hash"]
             at = datetime.now(UTC)
             at_us = _epoch_us(at)
-            digest = event_hash(seq, at_us, who, action, run_id, subject, clean, prev, key=self._key)
+            digest = event_hash(seq, at_us, who, action, run_id, subject, clean, prev, key=key)
             con.execute(
                 "insert into audit.events values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -230,7 +258,8 @@ class AuditLog:
         anchors = read_anchors(con, self.anchor_file) if self.anchor_file is not None else []
         if expect_head is not None:
             anchors.append(("--expect-head", expect_head[0], expect_head[1]))
-        return verify(con, self.head_file, anchors=anchors, key=self._key, key_env=self.key_env)
+        key = self._resolved_key()
+        return verify(con, self.head_file, anchors=anchors, key=key, key_name=self.key_name)
 
     def anchor(self, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         """The head (seq, hash) to keep outside this machine, after checking the chain (a broken chain

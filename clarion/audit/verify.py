@@ -19,11 +19,12 @@ def verify(
     *,
     anchors: list[tuple[str, int, str]] | None = None,
     key: bytes | None = None,
-    key_env: str | None = None,
+    key_name: str | None = None,
 ) -> dict[str, Any]:
     """Check every event's own hash, the chain of prev_hash, gap-free numbering from 1, the head, the
     journal of heads beside it, and ``anchors``: (where it came from, seq, hash) kept elsewhere.
 
+    ``key_name`` says where the key comes from in messages ("$AUDIT_HMAC_KEY"); never the key.
     Events written with a key carry ``hmac:`` hashes: with the key each is recomputed (a wrong key
     names the first that fails); without it only their links are checked, and ``authenticity`` says
     so. With a key, every event from the first keyed one on must be keyed (a plain hash there was
@@ -69,7 +70,7 @@ def verify(
         elif previous is not None and prev_hash != previous[1]:
             problems.append(f"prev_hash of seq {seq} does not match seq {previous[0]}")
         expected, previous = max(expected, seq + 1), (seq, digest)
-    where = f"the key in ${key_env}" if key_env else "the key given"
+    where = f"the key in {key_name}" if key_name else "the key given"
     if wrong_hmac:
         more = (
             f"; {len(wrong_hmac)} keyed events fail, up to seq {wrong_hmac[-1]}"
@@ -99,18 +100,18 @@ def verify(
         "events": len(rows),
         "problems": problems,
         "head": {"seq": last[0], "hash": last[1]} if last else None,
-        "authenticity": _authenticity(keyed, key is not None, key_env, wrong_hmac),
+        "authenticity": _authenticity(keyed, key is not None, key_name, wrong_hmac),
     }
 
 
-def _authenticity(keyed: list[int], has_key: bool, key_env: str | None, wrong: list[int]) -> dict[str, Any]:
+def _authenticity(keyed: list[int], has_key: bool, key_name: str | None, wrong: list[int]) -> dict[str, Any]:
     if not keyed:
         note = None
-        if key_env and not has_key:
-            note = f"audit.hmac_key_env names ${key_env}, which is not set here: no event is keyed yet"
+        if key_name and not has_key:
+            note = f"the audit key ({key_name}) is not available here: no event is keyed yet"
         return {"keyed_events": 0, "checked": has_key, "note": note}
     if not has_key:
-        hint = f"set ${key_env}" if key_env else "set audit.hmac_key_env and that variable"
+        hint = f"set {key_name}" if key_name else "set audit.hmac_key_env and that variable"
         return {
             "keyed_events": len(keyed),
             "checked": False,

@@ -309,6 +309,21 @@ class AuditSettings(Section):
         "with it, which a writer without the key cannot forge [none: plain sha256]",
     )
 
+    hmac_key_secret: str | None = Field(
+        None,
+        min_length=1,
+        description="name of a Prefect Secret block holding the audit key (instead of hmac_key_env)",
+    )
+
+    @model_validator(mode="after")
+    def _one_key(self):
+        if self.hmac_key_env and self.hmac_key_secret:
+            raise ValueError(
+                "give hmac_key_env (an environment variable) or hmac_key_secret (a Prefect "
+                "Secret block) for the audit key, not both"
+            )
+        return self
+
     @field_validator("hmac_key_env")
     @classmethod
     def _not_a_setting(cls, value: str | None) -> str | None:
