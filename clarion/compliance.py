@@ -7,7 +7,7 @@ which data and model put them there, that consent was respected, and that the re
 |---|---|
 | model_card.md, model_card.json, calibration.svg | the card of the model version that scored the run |
 | explanations.parquet | per customer (pseudonymous id): probabilities, segment, reasons, model version |
-| manifest.json | the run's lineage manifest (rewritten now) |
+| manifest.json | the run's lineage manifest as it stands now (its latest revision; a new one if it changed) |
 | audit_events.jsonl, audit_verification.json | the run's audit events, and the whole chain's check |
 | quality_results.csv | every quality check of the run |
 | consent_summary.json | contacts by consent state, and who each export left out and why |
@@ -67,7 +67,7 @@ def export_pack(settings: Settings, run_id: str, make_zip: bool = True) -> dict[
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     with Warehouse.from_settings(settings).connect("compliance export") as con:
-        manifest = lineage.write(settings, run_id, con)  # raises for an unknown run
+        manifest = lineage.write(settings, run_id, con, reason="compliance export")  # raises: unknown run
         shutil.copy(manifest, folder / "manifest.json")
         counts: dict[str, Any] = {}
         if relation_exists(con, "ml", "customer_scores"):

@@ -249,14 +249,19 @@ def pipeline(
             raise
         with warehouse.connect(command) as con:
             runs.finish_run(con, run_id, status="completed", stages=summaries)
-            events.record(
+            manifest = lineage.write(settings, run_id, con, reason="run finished")
+            events.record(  # the manifest's hash: a manifest rewritten in place no longer matches it
                 con,
                 audit.RUN_FINISHED,
                 run_id,
                 run_id=run_id,
-                details={"status": "completed", "stages": list(summaries)},
+                details={
+                    "status": "completed",
+                    "stages": list(summaries),
+                    "manifest": manifest.name,
+                    "manifest_sha256": runs.sha256_file(manifest),
+                },
             )
-            manifest = lineage.write(settings, run_id, con)
         logger.info("lineage manifest %s", manifest)
     create_markdown_artifact(
         key="clarion-run-summary",

@@ -13,6 +13,8 @@ from click.testing import CliRunner
 
 from clarion.cli import cli
 
+REPO = Path(__file__).resolve().parents[1]
+
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 
@@ -163,19 +165,185 @@ def test_the_compliance_pack_holds_what_a_reviewer_needs_and_no_personal_data(fi
         assert f"{first} {last}" not in text
 
 
-def test_a_report_written_again_updates_the_manifest_so_it_still_verifies(finished) -> None:
+def test_the_manifest_names_scores_sources_suites_settings_versions_and_the_audit_head(finished) -> None:
+    import lightgbm
+    import prefect
+
     settings, result = finished
     run_id = result["run_id"]
-    before = json.loads((settings.var_dir / "runs" / run_id / "manifest.json").read_text())
+    path = settings.var_dir / "runs" / run_id / "manifest.json"
+    m = json.loads(path.read_text())
+    con = duckdb.connect(str(settings.warehouse.path), read_only=True)
+    try:
+        (n_scores,) = con.execute(
+            "select count(*) from ml.customer_scores where run_id = ?", [run_id]
+        ).fetchone()
+        lines = con.execute(
+            "select to_json(t)::varchar from (select * exclude (run_id, scored_at) from ml.customer_scores "
+            "where run_id = ?) t order by t.contact_id",
+            [run_id],
+        ).fetchall()
+        loads = con.execute(
+            "select source, entity, load_id from audit.extract_loads where run_id = ?", [run_id]
+        ).fetchall()
+        raw = {
+            (source, entity): con.execute(
+                f'select count(*), min("{cursor}")::varchar, max("{cursor}")::varchar from raw.{entity} '
+                "where _source = ? and _load_id = ?",
+                [source, load_id],
+            ).fetchone()
+            for source, entity, load_id in loads
+            if (
+                cursor := {"email_events": "occurred_at", "consents": "recorded_at"}.get(entity, "updated_at")
+            )
+        }
+        events = con.execute(
+            "select seq, hash, action, details from audit.events where run_id = ? order by seq", [run_id]
+        ).fetchall()
+    finally:
+        con.close()
+    # the scores: every row of the run, hashed in contact_id order
+    assert m["scores"]["rows"] == n_scores == len(lines) > 0
+    assert (
+        m["scores"]["sha256"]
+        == hashlib.sha256("".join(line + "\n" for (line,) in lines).encode()).hexdigest()
+    )
+    # each source and entity: rows of this run's load in raw and their cursor range
+    fingerprints = {(f["source"], f["entity"]): f for f in m["inputs"]["sources"]}
+    assert set(fingerprints) == set(raw) and len(raw) >= 7
+    for key, (rows, low, high) in raw.items():
+        f = fingerprints[key]
+        assert f["rows_from_load"] == rows == f["loaded"], key
+        assert (f["cursor_min"][:19], f["cursor_max"][:19]) == (
+            low[:19].replace(" ", "T"),
+            high[:19].replace(" ", "T"),
+        )
+    # the suites the gates read, the settings, the library versions
+    shipped = REPO / "expectations"
+    assert m["transform"]["suites"] == {p.name: _sha(p) for p in sorted(shipped.glob("*.yml"))}
+    assert {"raw.yml", "marts.yml"} <= set(m["transform"]["suites"])
+    assert m["settings"]["warehouse"]["path"] == str(settings.warehouse.path)
+    assert m["settings"]["segment"] == json.loads(settings.segment.model_dump_json())
+    assert (m["dependencies"]["duckdb"], m["dependencies"]["lightgbm"], m["dependencies"]["prefect"]) == (
+        duckdb.__version__,
+        lightgbm.__version__,
+        prefect.__version__,
+    )
+    # the audit head when written is the event just before run.finished, which names the manifest's hash
+    finished_event = next(e for e in events if e[2] == "run.finished")
+    before = next(e for e in reversed(events) if e[0] < finished_event[0])
+    assert m["audit"]["head"] == {"seq": before[0], "hash": before[1]}
+    details = json.loads(finished_event[3])
+    assert (details["manifest"], details["manifest_sha256"]) == ("manifest.json", _sha(path))
+    assert m["revision"] == 1 and m["previous"] is None
+
+
+def test_a_report_written_again_adds_a_revision_and_the_first_is_never_rewritten(finished) -> None:
+    from clarion import lineage
+
+    settings, result = finished
+    run_id = result["run_id"]
+    folder = settings.var_dir / "runs" / run_id
+    first = (folder / "manifest.json").read_bytes()
+    latest = lineage.revisions(settings, run_id)[-1][1]
     again = CliRunner().invoke(cli, ["report", "--run", run_id, "--no-send", "--json"])
     assert again.exit_code == 0, again.output
     pdf = Path(json.loads(again.stdout)["paths"]["pdf"])
-    after = json.loads((settings.var_dir / "runs" / run_id / "manifest.json").read_text())
+    revisions = [p for n, p in lineage.revisions(settings, run_id) if n >= 2]
+    newest = revisions[-1]
+    after = json.loads(newest.read_text())
+    assert (folder / "manifest.json").read_bytes() == first  # never rewritten in place
+    assert after["previous"] == {"file": latest.name, "sha256": _sha(latest)}
+    assert after["revision"] == int(newest.name.split(".")[1][1:]) and after["reason"]
     listed = {o["path"]: o["sha256"] for o in after["outputs"]}
     assert listed[str(pdf)] == _sha(pdf)  # the new file's hash, listed
-    assert {o["path"] for o in before["outputs"]} == set(listed)  # same files, nothing lost
+    assert {o["path"] for o in json.loads(first)["outputs"]} == set(listed)  # same files, nothing lost
     ok = CliRunner().invoke(cli, ["lineage", "verify", run_id])
     assert ok.exit_code == 0 and "match the manifest" in ok.output, ok.output
+    assert f"{len(revisions) + 1} manifest revision(s)" in ok.output
+
+    # the first revision rewritten in place: named by the audit event and by the revision after it
+    (folder / "manifest.json").write_bytes(first.replace(b'"status": "completed"', b'"status": "forged"', 1))
+    try:
+        bad = CliRunner().invoke(cli, ["lineage", "verify", run_id, "--json"])
+    finally:
+        (folder / "manifest.json").write_bytes(first)
+    assert bad.exit_code == 6
+    problems = json.loads(bad.output)["problems"]
+    assert (
+        "manifest.json: sha256 differs from the one the run.finished audit event recorded "
+        "(rewritten in place)" in problems
+    )
+    assert any(
+        p.startswith("manifest.json: sha256 differs from the one manifest.r2.json recorded") for p in problems
+    )
+    # a revision in the middle deleted
+    if len(revisions) >= 2:
+        saved = revisions[0].read_bytes()
+        revisions[0].unlink()
+        try:
+            gap = CliRunner().invoke(cli, ["lineage", "verify", run_id, "--json"])
+        finally:
+            revisions[0].write_bytes(saved)
+        assert any("revisions jump from r1 to r3" in p for p in json.loads(gap.output)["problems"])
+    assert CliRunner().invoke(cli, ["lineage", "verify", run_id]).exit_code == 0
+
+
+def test_a_later_change_that_changes_nothing_adds_no_revision(finished) -> None:
+    from clarion import lineage
+
+    settings, result = finished
+    run_id = result["run_id"]
+    before = lineage.revisions(settings, run_id)
+    assert lineage.write(settings, run_id) == before[-1][1]
+    assert lineage.revisions(settings, run_id) == before
+
+
+def test_source_fingerprints_name_the_rows_and_cursor_range_of_a_database_load(tmp_path: Path) -> None:
+    from clarion.lineage.collect import _masked, source_fingerprints
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        con.execute("create schema audit")
+        con.execute("create schema raw")
+        con.execute(
+            "create table audit.extract_loads (run_id varchar, load_id varchar, source varchar, "
+            "entity varchar, read bigint, loaded bigint, quarantined bigint)"
+        )
+        con.execute(
+            "create table raw.contacts (contact_id bigint, updated_at timestamp, _source varchar, "
+            "_load_id varchar)"
+        )
+        con.execute(
+            "insert into raw.contacts values (1, '2026-01-01 10:00', 'pg', 'L1'), "
+            "(2, '2026-01-03 09:00', 'pg', 'L2'), (3, '2026-01-05 08:00', 'pg', 'L2'), "
+            "(4, '2026-02-01 00:00', 'api', 'L3')"
+        )
+        con.execute("insert into audit.extract_loads values ('r2', 'L2', 'pg', 'contacts', 3, 2, 1)")
+        [f] = source_fingerprints(con, "r2")
+    finally:
+        con.close()
+    assert f == {
+        "source": "pg",
+        "entity": "contacts",
+        "load_id": "L2",
+        "read": 3,
+        "loaded": 2,
+        "quarantined": 1,
+        "cursor": "updated_at",
+        "rows_from_load": 2,
+        "cursor_min": "2026-01-03T09:00:00",
+        "cursor_max": "2026-01-05T08:00:00",
+        "raw_rows": 3,
+        "raw_cursor_max": "2026-01-05T08:00:00",
+    }
+    assert _masked(
+        {"dsn": "postgresql://app:s3cret@db:5432/crm", "to": ["jane.doe@example.com"], "n": 3}
+    ) == {
+        "dsn": "postgresql://***@db:5432/crm",
+        "to": ["***@example.com"],
+        "n": 3,
+    }
 
 
 def test_verify_names_a_changed_or_missing_output(finished) -> None:

@@ -12,20 +12,18 @@ from clarion.cli.text import report_text
 
 @cli.group()
 def lineage() -> None:
-    """Each run's lineage manifest (var/runs/RUN_ID/manifest.json): inputs, code, settings, outputs."""
+    """Each run's lineage manifest (var/runs/RUN_ID/manifest.json, then revisions manifest.rN.json):
+    inputs, code, settings, outputs."""
 
 
 @lineage.command("show")
 @click.argument("run_id")
 @click.pass_obj
 def lineage_show(app: AppContext, run_id: str) -> None:
-    """Print the manifest of RUN_ID (JSON)."""
-    from clarion.lineage import LineageError, manifest_path
+    """Print the manifest of RUN_ID (JSON): its latest revision."""
+    from clarion.lineage import latest_manifest
 
-    path = manifest_path(app.settings(), run_id)
-    if not path.exists():
-        raise LineageError(f"no manifest for run {run_id} at {path}: it is written when a run ends")
-    click.echo(path.read_text())
+    click.echo(latest_manifest(app.settings(), run_id).read_text())
 
 
 @lineage.command("verify")
@@ -33,14 +31,16 @@ def lineage_show(app: AppContext, run_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
 def lineage_verify(app: AppContext, run_id: str, as_json: bool) -> None:
-    """Re-hash every output file the manifest of RUN_ID lists; exit 6 naming any that changed."""
+    """Check the chain of manifest revisions of RUN_ID, the first against its run.finished audit event,
+    and re-hash every output file the latest lists; exit 6 naming any file that changed."""
     from clarion.lineage import verify
 
     result = verify(app.settings(), run_id)
     human = (
-        f"run {run_id}: {result['outputs']} output files "
+        f"run {run_id}: {result['revisions']} manifest revision(s), {result['outputs']} output files "
         + ("match the manifest" if result["ok"] else "checked, MISMATCH")
         + "".join(f"\n  {p}" for p in result["problems"])
+        + "".join(f"\n  note: {n}" for n in result["notes"])
     )
     _emit(result, as_json, human)
     if not result["ok"]:
@@ -120,23 +120,81 @@ def audit() -> None:
     """The audit log (audit.events): append-only, each event chained to the one before by its hash."""
 
 
+def _expect_head(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, str] | None:
+    from clarion.audit import parse_anchor
+
+    if value is None:
+        return None
+    try:
+        return parse_anchor(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @audit.command("verify")
+@click.option(
+    "--expect-head",
+    metavar="SEQ:HASH",
+    callback=_expect_head,
+    help="An anchor kept elsewhere (`clarion audit anchor`): the event at SEQ must carry HASH and the "
+    "chain must run on from it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
-def audit_verify(app: AppContext, as_json: bool) -> None:
-    """Re-hash every event: report any edited, deleted, reordered or forged one. Exit 5 if any."""
+def audit_verify(app: AppContext, expect_head: tuple[int, str] | None, as_json: bool) -> None:
+    """Re-hash every event: report any edited, deleted, reordered or forged one. Exit 5 if any.
+
+    Also checks the journal of heads (var/audit/heads.jsonl), every anchor in audit.anchor_file, and
+    the one given with --expect-head.
+    """
     from clarion.audit import AuditLog
     from clarion.warehouse import Warehouse
 
     settings = app.settings()
     with Warehouse.from_settings(settings).read() as con:
-        result = AuditLog.for_settings(settings).verify(con)
-    head = result["head"]
+        result = AuditLog.for_settings(settings).verify(con, expect_head=expect_head)
+    head, auth = result["head"], result["authenticity"]
     human = (
         f"audit log {'verified' if result['ok'] else 'BROKEN'}: {result['events']:,} events"
         + (f", head seq {head['seq']} {head['hash'][:16]}" if head else "")
+        + (f", extends the anchor seq {expect_head[0]}" if expect_head and result["ok"] else "")
+        + (", authenticity checked with the key" if auth["checked"] and auth["keyed_events"] else "")
         + "".join(f"\n  {p}" for p in result["problems"])
+        + (f"\n  note: {auth['note']}" if auth["note"] and not auth["checked"] else "")
     )
+    _emit(result, as_json, human)
+    if not result["ok"]:
+        raise SystemExit(5)
+
+
+@audit.command("anchor")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+def audit_anchor(app: AppContext, as_json: bool) -> None:
+    """Print the head of the verified log as SEQ:HASH, to keep outside this machine (a ticket, a
+    message, another host); append it to audit.anchor_file when set. Exit 5, anchoring nothing, if the
+    log does not verify.
+
+    \b
+    Later:
+      clarion audit verify --expect-head SEQ:HASH
+    """
+    from clarion.audit import AuditLog
+    from clarion.warehouse import Warehouse
+
+    settings = app.settings()
+    with Warehouse.from_settings(settings).read() as con:
+        result = AuditLog.for_settings(settings).anchor(con)
+    if not result["ok"]:
+        human = "audit log BROKEN: nothing anchored" + "".join(f"\n  {p}" for p in result["problems"])
+    elif result["anchor"] is None:
+        human = "the audit log is empty: nothing to anchor yet"
+    else:
+        human = (
+            f"{result['anchor']}\n  keep this line elsewhere; check with "
+            f"`clarion audit verify --expect-head {result['anchor']}`"
+            + (f"\n  appended to {result['appended_to']}" if result["appended_to"] else "")
+        )
     _emit(result, as_json, human)
     if not result["ok"]:
         raise SystemExit(5)

@@ -16,6 +16,7 @@ from clarion.config.base import CONFIG_ENV, DEFAULT_FILE, ENV_PREFIX, SHIPPED, P
 from clarion.config.loading import describe, find_config_file, load_settings
 from clarion.config.sections import (
     REPORT_SUBJECT_FIELDS,
+    AuditSettings,
     ContentSettings,
     GenerateSettings,
     LoggingSettings,
@@ -49,6 +50,7 @@ __all__ = [
     "REPORT_SUBJECT_FIELDS",
     "SHIPPED",
     "SOURCE_KINDS",
+    "AuditSettings",
     "ContentSettings",
     "DatabaseSource",
     "EntityName",

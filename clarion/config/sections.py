@@ -294,6 +294,47 @@ class ReportSettings(Section):
         return self
 
 
+class AuditSettings(Section):
+    """The audit log's anchors kept outside the warehouse (`clarion audit anchor|verify`)."""
+
+    anchor_file: ProjectPath | None = Field(
+        None,
+        description="file `clarion audit anchor` appends the head (seq, hash) to, best on another disk or "
+        "host; `clarion audit verify` checks every anchor in it [none: print only]",
+    )
+    hmac_key_env: str | None = Field(
+        None,
+        pattern=_ENV_NAME,
+        description="environment variable holding the audit key: each event's hash is then an HMAC-SHA256 "
+        "with it, which a writer without the key cannot forge [none: plain sha256]",
+    )
+
+    hmac_key_secret: str | None = Field(
+        None,
+        min_length=1,
+        description="name of a Prefect Secret block holding the audit key (instead of hmac_key_env)",
+    )
+
+    @model_validator(mode="after")
+    def _one_key(self):
+        if self.hmac_key_env and self.hmac_key_secret:
+            raise ValueError(
+                "give hmac_key_env (an environment variable) or hmac_key_secret (a Prefect "
+                "Secret block) for the audit key, not both"
+            )
+        return self
+
+    @field_validator("hmac_key_env")
+    @classmethod
+    def _not_a_setting(cls, value: str | None) -> str | None:
+        if value is not None and value.upper().startswith("CLARION_"):
+            raise ValueError(
+                f"{value} starts with CLARION_, which Clarion reads as a setting override: name the "
+                "audit key's variable without that prefix (e.g. AUDIT_HMAC_KEY)"
+            )
+        return value
+
+
 class Settings(Section):
     """The whole configuration. Sections appear as the stages that read them arrive."""
 
@@ -316,6 +357,7 @@ class Settings(Section):
     segment: SegmentSettings = SegmentSettings()
     content: ContentSettings = ContentSettings()
     report: ReportSettings = ReportSettings()
+    audit: AuditSettings = AuditSettings()
     prefect: PrefectSettings = PrefectSettings()
     logging: LoggingSettings = LoggingSettings()
 

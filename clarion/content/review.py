@@ -73,9 +73,12 @@ def decide(
                 f"{by!r} is not an approver of campaign {brief.name}: its brief lists {list(brief.approvers)}"
             )
         now = utc_now()
+        ran_by = audit.os_identity()
+        _ensure_os_user(con)
         con.execute(
-            "insert into content.decisions values (?, ?, ?, ?, ?, ?, ?)",
-            [did, decision, by, note, draft["content_sha256"], via, now],
+            "insert into content.decisions (draft_id, decision, decided_by, note, content_sha256, via, "
+            "decided_at, os_user) values (?, ?, ?, ?, ?, ?, ?, ?)",
+            [did, decision, by, note, draft["content_sha256"], via, now, ran_by["os_user"]],
         )
         status = "approved" if decision == "approve" else "rejected"
         con.execute(
@@ -92,12 +95,14 @@ def decide(
                 "campaign": draft["campaign"],
                 "channel": draft["channel"],
                 "variant": draft["variant"],
+                **ran_by,
             },
         )
     return {
         "draft_id": did,
         "status": status,
         "by": by,
+        "os_user": ran_by["os_user"],
         "content_sha256": draft["content_sha256"],
         "via": via,
     }
@@ -118,6 +123,7 @@ def edit(settings: Settings, did: str, part: str, text: str, by: str) -> dict[st
         checks = check_copy(preview, brief, draft["channel"], templates=_as_template(content, brief))
         sha = content_hash(content)
         now = utc_now()
+        ran_by = audit.os_identity()
         provenance = {
             **draft["provenance"],
             "checks": checks.to_json(),
@@ -126,6 +132,7 @@ def edit(settings: Settings, did: str, part: str, text: str, by: str) -> dict[st
                 *draft["provenance"].get("edits", []),
                 {
                     "by": by,
+                    "os_user": ran_by["os_user"],
                     "at": now.isoformat(timespec="seconds"),
                     "part": part,
                     "previous_sha256": draft["content_sha256"],
@@ -147,9 +154,11 @@ def edit(settings: Settings, did: str, part: str, text: str, by: str) -> dict[st
                 did,
             ],
         )
+        _ensure_os_user(con)
         con.execute(
-            "insert into content.decisions values (?, 'edit', ?, ?, ?, 'cli', ?)",
-            [did, by, f"edited {part}", sha, now],
+            "insert into content.decisions (draft_id, decision, decided_by, note, content_sha256, via, "
+            "decided_at, os_user) values (?, 'edit', ?, ?, ?, 'cli', ?, ?)",
+            [did, by, f"edited {part}", sha, now, ran_by["os_user"]],
         )
         audit.AuditLog.for_settings(settings).record(
             con,
@@ -163,9 +172,16 @@ def edit(settings: Settings, did: str, part: str, text: str, by: str) -> dict[st
                 "status": status,
                 "campaign": draft["campaign"],
                 "channel": draft["channel"],
+                **ran_by,
             },
         )
     return {"draft_id": did, "status": status, "content_sha256": sha, "checks": checks.to_json()}
+
+
+def _ensure_os_user(con) -> None:
+    """content.decisions records the operating-system user beside the claimed ``decided_by``
+    (warehouses made before it have no such column: add it, empty for their old rows)."""
+    con.execute("alter table content.decisions add column if not exists os_user varchar")
 
 
 def _as_template(content: dict[str, str], brief: Brief) -> dict[str, str]:
