@@ -1,0 +1,220 @@
+"""The bytes of a source file as the readers see them: which format and compression a name says,
+the file decompressed, over-long lines taken out (and kept on record), whitespace runs as tabs.
+
+Everything here works on blocks of bytes; the only Python loop is over the few lines that break the
+record limit, never over the lines of a file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+TEXT_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+SUFFIXES = {**TEXT_SUFFIXES, ".parquet": "parquet"}
+COMPRESSIONS = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
+PREVIEW_CHARS = 2000  # how much of an oversized record its quarantine row keeps
+
+
+def file_kind(path: Path) -> tuple[str | None, str | None]:
+    """(format, compression) from a file's name, any letter case: orders.CSV.GZ -> (csv, gzip).
+    A text file whose name does not say it is compressed is sniffed by its first bytes."""
+    suffixes = [s.lower() for s in path.suffixes]
+    compression = COMPRESSIONS.get(suffixes[-1]) if suffixes else None
+    if compression is not None:
+        suffixes = suffixes[:-1]
+    fmt = SUFFIXES.get(suffixes[-1]) if suffixes else None
+    if fmt is not None and fmt != "parquet" and compression is None:
+        compression = sniff(path)
+    if fmt == "parquet" and compression is not None:
+        fmt = None  # Parquet compresses inside the file; a compressed Parquet file is not readable
+    return fmt, compression
+
+
+def sniff(path: Path) -> str | None:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return None
+    return next((c for magic, c in MAGIC.items() if head.startswith(magic)), None)
+
+
+def default_patterns(entity: str) -> list[str]:
+    """The default globs of an entity (matched without regard to letter case)."""
+    return [f"{entity}*{s}{c}" for s in SUFFIXES for c in ("", *(k for k in COMPRESSIONS if s != ".parquet"))]
+
+
+def glob_any_case(root: Path, patterns: list[str]) -> list[Path]:
+    """Files directly under ``root`` whose names match a pattern, ignoring letter case (Orders.CSV)."""
+    lowered = [p.lower() for p in patterns]
+    return sorted(
+        p
+        for p in root.iterdir()
+        if p.is_file() and any(fnmatch.fnmatchcase(p.name.lower(), g) for g in lowered)
+    )
+
+
+def open_bytes(path: Path, compression: str | None) -> pa.NativeFile:
+    """The file's content, decompressed."""
+    return pa.input_stream(str(path), compression=compression)
+
+
+def is_empty(path: Path, compression: str | None, size: int) -> bool:
+    """No content at all: zero bytes, or (compressed) nothing but blanks once decompressed."""
+    if size == 0:
+        return True
+    if compression is None:
+        return False
+    with open_bytes(path, compression) as stream:
+        head = stream.read(1 << 16)
+        return not head.strip() and not stream.read(1)
+
+
+class LongLines:
+    """Finds lines longer than ``limit`` bytes in a stream of blocks and takes them out of it.
+
+    Each one found is kept as ``{"line", "bytes", "text", "reason"}`` (``line`` 1-based, counting
+    every physical line; ``text`` its first characters), in the shape of a malformed row, so it is
+    quarantined like one. The lines that stay come out unchanged.
+    """
+
+    def __init__(self, limit: int, encoding: str = "utf-8") -> None:
+        self.limit = limit
+        self.encoding = encoding
+        self.found: list[dict] = []
+        self._line = 1  # number of the line that starts at the carry
+        self._carry = b""
+        self._drop: dict | None = None  # the long line being skipped, when it spans blocks
+
+    def feed(self, block: bytes) -> bytes:
+        if self._drop is not None:
+            end = block.find(b"\n")
+            if end < 0:
+                self._drop["bytes"] += len(block)
+                return b""
+            self._drop["bytes"] += end
+            self._close_drop()
+            block = block[end + 1 :]
+        data = self._carry + block
+        ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+        starts = np.concatenate(([0], ends + 1))
+        lengths = ends - starts[:-1]
+        kept: list[bytes] = []
+        at = 0
+        for i in np.flatnonzero(lengths > self.limit).tolist():
+            start, end = int(starts[i]), int(ends[i])
+            self._keep(self._line + i, end - start, data[start : start + 4 * PREVIEW_CHARS])
+            kept.append(data[at:start])
+            at = end + 1
+        tail_start = int(starts[-1])
+        kept.append(data[at:tail_start])
+        self._line += len(ends)
+        tail = data[tail_start:]
+        if len(tail) > self.limit:
+            self._drop = self._keep(self._line, len(tail), tail[: 4 * PREVIEW_CHARS])
+            self._carry = b""
+        else:
+            self._carry = tail
+        return b"".join(kept)
+
+    def finish(self) -> bytes:
+        """What is left at the end of the stream (a last line without a newline)."""
+        if self._drop is not None:
+            self._close_drop()
+            return b""
+        rest, self._carry = self._carry, b""
+        return rest
+
+    def _keep(self, line: int, size: int, head: bytes) -> dict:
+        text = head.decode(self.encoding, errors="replace")[:PREVIEW_CHARS]
+        item = {"line": line, "bytes": size, "text": text, "reason": "oversized_record"}
+        self.found.append(item)
+        return item
+
+    def _close_drop(self) -> None:
+        assert self._drop is not None
+        if self._drop["bytes"] and self._drop["text"].endswith("\r"):
+            self._drop["text"] = self._drop["text"][:-1]
+        self._drop = None
+        self._line += 1
+
+
+class Filtered(io.RawIOBase):
+    """A readable stream of ``raw`` with the long lines taken out (see :class:`LongLines`)."""
+
+    def __init__(self, raw, lines: LongLines) -> None:
+        self._raw = raw
+        self._lines = lines
+        self._buffer = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:  # type: ignore[override]
+        while not self._buffer and not self._done:
+            block = self._raw.read(8 << 20)
+            if block:
+                self._buffer = self._lines.feed(bytes(block))
+            else:
+                self._buffer = self._lines.finish()
+                self._done = True
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class WhitespaceTabs(io.RawIOBase):
+    """Reads a whitespace-separated file as tab-separated: runs of spaces/tabs become one tab,
+    leading and trailing blanks on a line go. Works block-wise with a carry at block ends."""
+
+    _runs = re.compile(rb"[ \t]+")
+    _edges = re.compile(rb"(?m)^\t|\t(?=\r?$)")
+
+    def __init__(self, raw) -> None:
+        self._raw = raw
+        self._buffer = b""
+        self._carry = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:  # type: ignore[override]
+        while not self._buffer:
+            block = self._raw.read(1 << 20)
+            if not block:
+                if not self._carry:
+                    return 0
+                block, self._carry = self._carry, b""
+                self._buffer = self._edges.sub(b"", self._runs.sub(b"\t", block))
+                break
+            block = self._carry + block
+            cut = max(block.rfind(b"\n"), 0)
+            block, self._carry = block[: cut + 1], block[cut + 1 :]
+            self._buffer = self._edges.sub(b"", self._runs.sub(b"\t", block))
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
