@@ -81,7 +81,9 @@ def test_a_header_less_csv_loads_with_the_configured_column_names_from_its_first
 
 def test_header_false_without_column_names_is_refused_with_what_to_add(tmp_path, folder):
     (folder / "products.csv").write_text(csv_text(product(1), header=None))
-    with pytest.raises(ConfigError, match=r"sources.shop.entities.products: header: false needs column_names"):
+    with pytest.raises(
+        ConfigError, match=r"sources.shop.entities.products: header: false needs column_names"
+    ):
         extract(tmp_path, folder, header=False)
 
 
@@ -138,6 +140,17 @@ def test_json_lines_with_different_keys_read_as_the_union_a_missing_key_is_null(
     assert query(settings, "select product_id, color from raw.products order by 1") == [(2, None), (3, "red")]
 
 
+def test_a_json_key_that_is_a_number_on_one_line_and_text_on_another_does_not_fail_the_file(tmp_path, folder):
+    lines = [product_json(1, price=12.5, sku=7), product_json(2, price="3.10"), product_json(3, price="x")]
+    (folder / "products.jsonl").write_text("\n".join(lines) + "\n")
+    settings, results = extract(tmp_path, folder)
+    r = results["products"]
+    assert (r.read, r.loaded, r.quarantined) == (3, 2, 1)
+    assert quarantine(settings) == [("products.jsonl", 3, "wrong_type", "price")]
+    rows = query(settings, "select product_id, sku, price::varchar from raw.products order by 1")
+    assert rows == [(1, "7", "12.50"), (2, "SKU-2", "3.10")]
+
+
 # -- 5. zero-byte files -----------------------------------------------------------------------------
 
 
@@ -152,7 +165,9 @@ def test_a_zero_byte_file_is_recorded_and_the_entitys_other_files_load(tmp_path,
     ledger = dict(query(settings, "select file, rows from audit.extract_files"))
     assert ledger == {"products.csv": 2, "products.part2.csv": 0, "products.part3.jsonl.gz": 0}
     [(message,)] = query(settings, "select message from audit.extract_loads where entity = 'products'")
-    assert "products.part2.csv is empty (0 bytes)" in message and "products.part3.jsonl.gz is empty" in message
+    assert (
+        "products.part2.csv is empty (0 bytes)" in message and "products.part3.jsonl.gz is empty" in message
+    )
     assert all(r.read == 0 for r in run_extract(settings))  # recorded: not read again
 
 
@@ -171,7 +186,11 @@ def test_a_header_with_an_empty_name_quarantines_that_files_rows_and_says_which_
     (folder / "products.csv").write_text(csv_text(product(1), product(2)))
     header = HEADER.replace("name,", "name,,")  # column 4 has no name
     (folder / "products.part2.csv").write_text(
-        csv_text(product(3).replace("Item 3,", "Item 3,x,"), product(4).replace("Item 4,", "Item 4,,"), header=header)
+        csv_text(
+            product(3).replace("Item 3,", "Item 3,x,"),
+            product(4).replace("Item 4,", "Item 4,,"),
+            header=header,
+        )
     )
     settings, results = extract(tmp_path, folder)
     r = results["products"]
@@ -222,7 +241,10 @@ def test_a_csv_record_over_the_configured_limit_is_quarantined_by_line(tmp_path,
 # -- 8. null markers --------------------------------------------------------------------------------
 
 
-CONTACT_HEADER = "contact_id,phone,country,signup_date,email_consent,email_consent_at,sms_consent,marketing_objection,updated_at"
+CONTACT_HEADER = (
+    "contact_id,phone,country,signup_date,email_consent,email_consent_at,sms_consent,"
+    "marketing_objection,updated_at"
+)
 
 
 def test_null_markers_in_a_csv_read_as_null_and_a_quoted_marker_stays_text(tmp_path, folder):
@@ -242,7 +264,7 @@ def test_null_markers_in_a_csv_read_as_null_and_a_quoted_marker_stays_text(tmp_p
 
 def test_the_null_markers_are_configurable(tmp_path, folder):
     (folder / "products.csv").write_text(csv_text(product(1, name="NULL"), product(2, price="-")))
-    settings, results = extract(tmp_path, folder, null_markers=["", "-"])
+    settings, _ = extract(tmp_path, folder, null_markers=["", "-"])
     assert quarantine(settings) == [("products.csv", 2, "missing_required", "price")]
     assert query(settings, "select name from raw.products") == [("NULL",)]
 
@@ -280,6 +302,6 @@ def test_floating_point_prices_in_parquet_are_checked_with_a_tolerance(tmp_path,
         }
     )
     pq.write_table(table, folder / "products.parquet")
-    settings, results = extract(tmp_path, folder)
+    settings, _ = extract(tmp_path, folder)
     assert quarantine(settings) == [("products.parquet", 3, "excess_precision", "price")]
     assert query(settings, "select price::varchar from raw.products order by 1") == [("0.30",), ("19.99",)]

@@ -7,7 +7,9 @@ record limit, never over the lines of a file.
 
 from __future__ import annotations
 
+import codecs
 import fnmatch
+import hashlib
 import io
 import re
 from pathlib import Path
@@ -26,6 +28,29 @@ SUFFIXES = {**TEXT_SUFFIXES, ".parquet": "parquet"}
 COMPRESSIONS = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
 PREVIEW_CHARS = 2000  # how much of an oversized record its quarantine row keeps
+
+REPLACING_UTF8 = "clarion-utf-8-replace"
+
+
+def _replacing_utf8(name: str) -> codecs.CodecInfo | None:
+    """UTF-8 that turns invalid bytes into U+FFFD, so one bad byte quarantines one row, not a file."""
+    if name.replace("_", "-") != REPLACING_UTF8:
+        return None
+    utf8 = codecs.lookup("utf-8")
+    return codecs.CodecInfo(
+        name=REPLACING_UTF8,
+        encode=utf8.encode,
+        decode=lambda data, errors="replace": utf8.decode(data, "replace"),
+        incrementalencoder=utf8.incrementalencoder,
+        incrementaldecoder=lambda errors="replace": utf8.incrementaldecoder("replace"),
+    )
+
+
+codecs.register(_replacing_utf8)
+
+
+def py_encoding(encoding: str) -> str:
+    return "utf-8" if encoding == REPLACING_UTF8 else encoding
 
 
 def file_kind(path: Path) -> tuple[str | None, str | None]:
@@ -218,3 +243,61 @@ class WhitespaceTabs(io.RawIOBase):
     def close(self) -> None:
         self._raw.close()
         super().close()
+
+
+def scan(
+    path: Path, fmt: str, compression: str | None, declared: str, limit: int
+) -> tuple[str, str, list[dict]]:
+    """sha256 of the file (lineage), for UTF-8 text whether it really is UTF-8, and the lines longer
+    than the record limit; one pass over the bytes (two for a compressed file: raw, then content)."""
+    digest = hashlib.sha256()
+    text = fmt != "parquet"
+    check = text and declared.lower().replace("_", "-") in {"utf-8", "utf8"}
+    decoder = codecs.getincrementaldecoder("utf-8")() if check else None
+    lines = LongLines(limit, py_encoding(declared))
+    valid = True
+
+    def scan(block: bytes) -> None:
+        nonlocal valid
+        if text:
+            lines.feed(block)
+        if decoder is not None and valid:
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError:
+                valid = False
+
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(8 << 20), b""):
+            digest.update(block)
+            if compression is None:
+                scan(block)
+    if compression is not None and text:
+        with open_bytes(path, compression) as stream:
+            for block in iter(lambda: stream.read(8 << 20), b""):
+                scan(block)
+    lines.finish()
+    if decoder is not None and valid:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            valid = False
+    encoding = declared if valid else REPLACING_UTF8
+    return encoding, digest.hexdigest(), lines.found
+
+
+def text_source(
+    path: Path, compression: str | None, delimiter: str, limit: int, encoding: str, long_lines: bool
+) -> tuple[str | pa.NativeFile, LongLines | None]:
+    """The file's content for pyarrow: the path itself when nothing needs doing (fastest), else a
+    stream that decompresses, takes out over-long lines, and turns whitespace runs into tabs."""
+    if compression is None and not long_lines and delimiter != "whitespace":
+        return str(path), None
+    stream = open_bytes(path, compression)
+    lines = None
+    if long_lines:
+        lines = LongLines(limit, py_encoding(encoding))
+        stream = Filtered(stream, lines)
+    if delimiter == "whitespace":
+        stream = WhitespaceTabs(stream)
+    return (pa.PythonFile(stream, mode="r") if not isinstance(stream, pa.NativeFile) else stream), lines

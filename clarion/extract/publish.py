@@ -21,6 +21,7 @@ from clarion.contract import ENTITIES, Entity
 from clarion.extract.contract_sql import (
     DUCKDB_TYPES,
     FILE,
+    LINE_REASONS,
     ROW,
     SEQ,
     CheckSpec,
@@ -169,6 +170,7 @@ class PublishJob:
     ledger: list[LedgerFile] = field(default_factory=list)
     insert_only: bool = False  # derived rows never overwrite rows a real source gave
     extras: list[str] | None = None  # extra columns allowed into raw (None: every landed one)
+    notes: list[str] = field(default_factory=list)  # findings about files for the accounting message
     started_at: Any = None
 
 
@@ -329,7 +331,8 @@ def _quarantine(
     ).fetchone()[0]
     result.quarantined += n
     for reason, count in con.execute(
-        f"select reason, count(*) from {table} where load_id = ? and reason <> 'malformed_row' group by 1",
+        f"select reason, count(*) from {table} where load_id = ? and reason not in "
+        f"({', '.join(lit(r) for r in LINE_REASONS)}) group by 1",
         [job.load_id],
     ).fetchall():
         result.reasons[reason] = result.reasons.get(reason, 0) + count
@@ -337,26 +340,37 @@ def _quarantine(
 
 def _quarantine_malformed(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult) -> None:
     """CSV lines that did not even parse (wrong number of fields): kept whole, located by line."""
-    rows = [(file, m["line"], m["text"]) for file, items in job.malformed.items() for m in items]
+    rows = [
+        (
+            file,
+            m["line"],
+            m.get("reason", "malformed_row"),
+            {k: m[k] for k in ("line", "bytes", "text") if k in m},
+        )
+        for file, items in job.malformed.items()
+        for m in items
+    ]
     if not rows:
         return
     table = f"quarantine.{q(job.entity.name)}"
     files = sorted({r[0] for r in rows})
     con.execute(
-        f"delete from {table} where source = ? and reason = 'malformed_row' and file in "
+        f"delete from {table} where source = ? and reason in ({', '.join(lit(r) for r in LINE_REASONS)}) "
+        "and file in "
         f"({', '.join(lit(f) for f in files)})",
         [job.source],
     )
     con.executemany(
-        f"insert into {table} values (?, ?, ?, ?, ?, null, 'malformed_row', '', ?, now())",
+        f"insert into {table} values (?, ?, ?, ?, ?, null, ?, '', ?, now())",
         [
-            [job.load_id, job.run_id, job.source, f, line, json.dumps({"line": line, "text": text})]
-            for f, line, text in rows
+            [job.load_id, job.run_id, job.source, f, line, reason, json.dumps(record)]
+            for f, line, reason, record in rows
         ],
     )
     result.read += len(rows)
     result.quarantined += len(rows)
-    result.reasons["malformed_row"] = result.reasons.get("malformed_row", 0) + len(rows)
+    for _, _, reason, _ in rows:
+        result.reasons[reason] = result.reasons.get(reason, 0) + 1
 
 
 def _load(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult, extras: list[str]) -> None:
@@ -494,10 +508,15 @@ def account(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResu
                 job.run_id,
             ],
         )
-    if result.rejected_files:
+    if result.rejected_files or job.notes:
         result.message = "; ".join(
-            f"{file} lacks {', '.join(cols)}: its rows were quarantined (missing_column)"
-            for file, cols in result.rejected_files.items()
+            [
+                *(
+                    f"{file} lacks {', '.join(cols)}: its rows were quarantined (missing_column)"
+                    for file, cols in result.rejected_files.items()
+                ),
+                *job.notes,
+            ]
         )
     con.execute(
         "insert into audit.extract_loads values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",

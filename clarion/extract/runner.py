@@ -200,6 +200,8 @@ def _files_step(
             record_unchanged(con, run_id, result, started)
         return [result]
     plan = plan_entity(step.entity, spec, changed, contract.column_names, contract.required)
+    for note in plan.notes:
+        log.warning("source %s: %s", step.source, note)
     stats = ReadStats()
     formats = Formats(spec.date_format, spec.timestamp_format, spec.decimal_separator)
     resources = file_resources(plan, settings.extract.batch_rows, stats)
@@ -221,6 +223,8 @@ def _files_step(
         landing_sql=lambda landed: files_landing_sql(plan, landed, step.entity),
         formats=formats,
         rejected=plan.rejected,
+        bad_files=plan.bad_files,
+        notes=plan.notes,
         stats=stats,
         ledger=ledger,
         currency=getattr(spec, "currency", None),
@@ -262,8 +266,13 @@ def _land_and_publish(
     ledger: Callable[[], list[LedgerFile]] | None = None,
     currency: str | None = None,
     extras: list[str] | None = None,
+    bad_files: dict[str, tuple[str, str]] | None = None,
+    notes: list[str] | None = None,
 ) -> list[PublishResult]:
-    landed = land(settings, step.source, step.entity, resources)
+    if resources:
+        landed = land(settings, step.source, step.entity, resources)
+    else:  # every changed file was empty: nothing for dlt to land, the ledger still records them
+        landed = Landed(datetime.now(UTC).strftime("%s.%f"), {}, [])
     if landing_sql is None:
         files = landed.files(step.entity)
         sql = parquet_sql(files) if files else None
@@ -278,13 +287,19 @@ def _land_and_publish(
         entity=check_entity,
         landing_sql=sql,
         check=CheckSpec(
-            check_entity, {}, formats or Formats(), rejected or {}, settings.extract.future_tolerance_hours
+            check_entity,
+            {},
+            formats or Formats(),
+            rejected or {},
+            bad_files or {},
+            settings.extract.future_tolerance_hours,
         ),
         keyed=keyed,
         malformed=stats.malformed if stats else {},
         ledger=ledger() if ledger else [],
         started_at=started,
         extras=extras,
+        notes=notes or [],
     )
     with warehouse.connect(f"extract {step.name}") as con:
         if step.entity == "transactions":
