@@ -151,6 +151,26 @@ def test_a_json_key_that_is_a_number_on_one_line_and_text_on_another_does_not_fa
     assert rows == [(1, "7", "12.50"), (2, "SKU-2", "3.10")]
 
 
+def test_a_broken_json_line_is_quarantined_by_line_and_the_rest_of_the_file_loads(tmp_path, folder):
+    lines = [
+        product_json(1),
+        '{"product_id": 2, "sku": ',
+        product_json(3, price=4),
+        "[5, 6]",
+        product_json(4),
+    ]
+    (folder / "products.jsonl").write_text("\n".join(lines) + "\n")
+    settings, results = extract(tmp_path, folder)
+    r = results["products"]
+    assert (r.read, r.loaded, r.quarantined) == (5, 3, 2)
+    assert raw_ids(settings) == [1, 3, 4]
+    assert quarantine(settings) == [
+        ("products.jsonl", 2, "malformed_row", ""),
+        ("products.jsonl", 4, "malformed_row", ""),
+    ]
+    assert query(settings, "select price::varchar from raw.products where product_id = 3") == [("4.00",)]
+
+
 # -- 5. zero-byte files -----------------------------------------------------------------------------
 
 

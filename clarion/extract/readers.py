@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -352,7 +353,7 @@ def _raw_batches(
         if f.format == "parquet":
             yield from pq.ParquetFile(f.path).iter_batches(batch_size=batch_rows)
         elif f.format == "jsonl":
-            table = _jsonl_table(f, spec, fp.encoding, bool(fp.oversized))
+            table = _jsonl_table(f, spec, fp.encoding, bool(fp.oversized), malformed)
             yield from table.to_batches(max_chunksize=1_000_000)
         else:
             source, _ = _text_source(f, spec, fp.encoding, bool(fp.oversized))
@@ -379,8 +380,11 @@ def _raw_batches(
         raise ExtractError(f"cannot read {f.rel}: {str(exc).splitlines()[0]}") from None
 
 
-def _jsonl_table(f: SourceFile, spec: FileEntity, encoding: str, long_lines: bool) -> pa.Table:
-    """A JSON-lines file as text columns, one per key seen on any line (pyarrow unions the keys)."""
+def _jsonl_table(
+    f: SourceFile, spec: FileEntity, encoding: str, long_lines: bool, malformed: list[dict] | None = None
+) -> pa.Table:
+    """A JSON-lines file as text columns, one per key seen on any line (pyarrow unions the keys).
+    Lines that are not JSON objects go to ``malformed`` (the file is then read line by line)."""
     source, _ = _text_source(f, spec, encoding, long_lines)
     if encoding.replace("_", "-").lower() not in {"utf-8", "utf8"}:
         stream = source if isinstance(source, pa.NativeFile) else pa.OSFile(source)
@@ -396,8 +400,11 @@ def _jsonl_table(f: SourceFile, spec: FileEntity, encoding: str, long_lines: boo
             return pa.table({})
         utf8 = encoding.replace("_", "-").lower() in {"utf-8", "utf8"}
         if "changed from" in str(exc) and utf8 and not long_lines:
-            return _jsonl_mixed(f)
-        raise
+            try:
+                return _jsonl_mixed(f)
+            except duckdb.Error:  # a broken line as well: line by line below
+                pass
+        return _jsonl_salvage(f, spec, encoding, [] if malformed is None else malformed)
     text = []
     for col in table.columns:
         if pa.types.is_nested(col.type):
@@ -409,11 +416,37 @@ def _jsonl_table(f: SourceFile, spec: FileEntity, encoding: str, long_lines: boo
     return pa.table(text, names=table.column_names)
 
 
+def _jsonl_salvage(f: SourceFile, spec: FileEntity, encoding: str, malformed: list[dict]) -> pa.Table:
+    """A JSON-lines file pyarrow cannot read whole (a broken line, a line that is not an object):
+    read line by line, the bad lines kept as malformed rows with their line numbers, every value as
+    text. Slower than pyarrow, so only for such files."""
+    with open_bytes(f.path, f.compression) as stream:
+        data = stream.read()
+    columns: dict[str, list] = {}
+    n = 0
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if len(line) > spec.max_record_bytes or not line.strip():
+            continue  # an over-long line is counted as oversized_record already
+        text = line.decode(py_encoding(encoding), errors="replace")
+        try:
+            record = json.loads(text)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            malformed.append({"line": number, "text": text[:2000]})
+            continue
+        for key, value in record.items():
+            if value is not None:
+                values = columns.setdefault(key, [None] * n)
+                values += [None] * (n - len(values))
+                values.append(value if isinstance(value, str) else json.dumps(value))
+        n += 1
+    return pa.table({k: pa.array(v + [None] * (n - len(v)), pa.string()) for k, v in columns.items()})
+
+
 def _jsonl_mixed(f: SourceFile) -> pa.Table:
     """A key holding a number on one line and text on another (pyarrow gives up on the file): DuckDB
     reads every value as its JSON text instead, strings unquoted; the contract check types them."""
-    import duckdb
-
     con = duckdb.connect()
     try:
         path = "'" + str(f.path).replace("'", "''") + "'"
