@@ -258,6 +258,22 @@ def test_a_csv_record_over_the_configured_limit_is_quarantined_by_line(tmp_path,
     ]
 
 
+def test_long_lines_are_found_across_block_boundaries_and_only_they_are_taken_out() -> None:
+    from clarion.extract.formats import LongLines
+
+    data = b"a\n" * 1000 + b"x" * 3_000_000 + b"\n" + b"b\n" * 5 + b"y" * (1 << 20) + b"\n" + b"z" * 2_000_001
+    kept = LongLines(1 << 20)
+    out = b"".join(kept.feed(data[i : i + (1 << 20)]) for i in range(0, len(data), 1 << 20)) + kept.finish()
+    assert [(f["line"], f["bytes"]) for f in kept.found] == [(1001, 3_000_000), (1008, 2_000_001)]
+    assert out == b"a\n" * 1000 + b"b\n" * 5 + b"y" * (1 << 20) + b"\n"  # exactly the limit stays
+
+
+def test_a_record_limit_above_what_the_readers_can_hold_is_refused(tmp_path, folder):
+    (folder / "products.csv").write_text(csv_text(product(1)))
+    with pytest.raises(ConfigError, match="max_record_bytes"):
+        extract(tmp_path, folder, max_record_bytes=9 << 20)
+
+
 # -- 8. null markers --------------------------------------------------------------------------------
 
 
