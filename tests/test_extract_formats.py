@@ -199,6 +199,21 @@ def test_an_entity_whose_only_file_is_empty_is_an_empty_load_not_a_failure(tmp_p
     assert query(settings, "select file, rows from audit.extract_files") == [("products.csv", 0)]
 
 
+def test_a_broken_compressed_file_is_reported_every_run_and_the_other_files_load(tmp_path, folder):
+    (folder / "products.csv").write_text(csv_text(product(1), product(2)))
+    whole = gzip.compress(csv_text(*(product(i) for i in range(3, 300))).encode())
+    (folder / "products.part2.csv.gz").write_bytes(whole[: len(whole) // 2])  # a cut-off download
+    settings, results = extract(tmp_path, folder)
+    r = results["products"]
+    assert (r.read, r.loaded, r.quarantined) == (2, 2, 0)
+    assert raw_ids(settings) == [1, 2]
+    assert "products.part2.csv.gz cannot be read (" in r.message and "fix or replace the file" in r.message
+    assert "SKU-" not in r.message  # the file's content stays out of messages
+    assert [f for (f,) in query(settings, "select file from audit.extract_files")] == ["products.csv"]
+    [again] = run_extract(settings)  # not forgotten: reported again until it is fixed
+    assert again.read == 0 and "products.part2.csv.gz cannot be read" in again.message
+
+
 # -- 6. a header with an empty column name ----------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ which decides which of two duplicates comes first).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,11 @@ class FilePlan:
     unnamed: list[int] = field(default_factory=list)  # 1-based positions of header names left empty
     names: list[str] = field(default_factory=list)  # CSV column names as read (header or column_names)
     oversized: list[dict] = field(default_factory=list)  # lines over max_record_bytes: quarantined
+    unreadable: str = ""  # why the file cannot be read at all: reported on every run until fixed
+
+    @property
+    def skipped(self) -> bool:
+        return self.empty or bool(self.unreadable)
 
     @property
     def imported(self) -> bool:
@@ -97,11 +103,11 @@ class EntityPlan:
 
     @property
     def streamed(self) -> list[FilePlan]:
-        return [f for f in self.files if not f.imported and not f.empty]
+        return [f for f in self.files if not f.imported and not f.skipped]
 
     @property
     def imported(self) -> list[FilePlan]:
-        return [f for f in self.files if f.imported and not f.empty]
+        return [f for f in self.files if f.imported and not f.skipped]
 
     @property
     def bad_files(self) -> dict[str, tuple[str, str]]:
@@ -115,6 +121,12 @@ class EntityPlan:
             f"{f.file.rel} is empty ({f.file.size} bytes): recorded, nothing to read"
             for f in self.files
             if f.empty
+        ]
+        out += [
+            f"{f.file.rel} cannot be read ({f.unreadable}): none of its rows were loaded; fix or replace "
+            "the file (it is tried again on every run until it can be read)"
+            for f in self.files
+            if f.unreadable
         ]
         for f in self.files:
             if f.unnamed:
@@ -175,11 +187,17 @@ def plan_entity(
     types: dict[str, list[pa.DataType]] = {}
     extras: list[str] = []
     for f in files:
-        encoding, digest, oversized = _encoding_and_hash(f, spec)
-        if is_empty(f.path, f.compression, f.size):
+        try:
+            encoding, digest, oversized = _encoding_and_hash(f, spec)
+            empty = is_empty(f.path, f.compression, f.size)
+            schema = pa.schema([]) if empty else _schema(f, spec, encoding, bool(oversized))
+        except (pa.ArrowInvalid, OSError, ValueError, EOFError, duckdb.Error) as exc:
+            # a broken file (a cut-off download, not really gzip): the others still load
+            plans.append(FilePlan(f, {}, [], spec.encoding, index=len(plans), unreadable=_error_text(exc)))
+            continue
+        if empty:
             plans.append(FilePlan(f, {}, [], encoding, digest, index=len(plans), empty=True))
             continue
-        schema = _schema(f, spec, encoding, bool(oversized))
         unnamed = [i for i, n in enumerate(schema.names, 1) if not n.strip()] if f.format == "csv" else []
         if unnamed:  # land them under a name of their own: the quarantined rows keep their values
             schema = pa.schema(
@@ -211,13 +229,20 @@ def plan_entity(
     # A file is rejected when it lacks a required column, or one its sibling files have (the export
     # changed shape). A column no file has is simply absent from this source.
     for fp in plans:
-        if fp.empty:
+        if fp.skipped:
             continue
         have = set(fp.rename.values()) | set(spec.defaults)
         fp.missing = [c for c in canonical if c not in have and (c in required or c in types)]
     columns = [c for c in canonical if c in types or c in spec.defaults] + extras
     landing_types = {c: _one_type(types.get(c, [pa.string()])) for c in columns}
     return EntityPlan(entity, spec, plans, columns, landing_types, extras)
+
+
+def _error_text(exc: BaseException) -> str:
+    """What went wrong reading a file, without the file's content (a CSV error quotes the row)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"(got \d+ columns?)\s*:.*", r"\1", text)
+    return text[:160]
 
 
 def _mapping(f: SourceFile, spec: FileEntity, names: list[str], canonical: list[str]) -> dict[str, str]:

@@ -210,6 +210,7 @@ def _files_step(
         return [
             LedgerFile(fp.file.rel, fp.file.size, fp.file.mtime_ns, fp.sha256, stats.rows.get(fp.file.rel, 0))
             for fp in plan.files
+            if not fp.unreadable  # not on record as read: it is tried again next run
         ]
 
     return _land_and_publish(
