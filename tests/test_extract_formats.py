@@ -178,12 +178,18 @@ def test_a_zero_byte_file_is_recorded_and_the_entitys_other_files_load(tmp_path,
     (folder / "products.csv").write_text(csv_text(product(1), product(2)))
     (folder / "products.part2.csv").write_bytes(b"")
     (folder / "products.part3.jsonl.gz").write_bytes(gzip.compress(b""))
+    (folder / "products.part4.csv").write_text("\n \n")  # nothing but blank lines
     settings, results = extract(tmp_path, folder)
     r = results["products"]
     assert (r.read, r.loaded, r.quarantined) == (2, 2, 0)
     assert raw_ids(settings) == [1, 2]
     ledger = dict(query(settings, "select file, rows from audit.extract_files"))
-    assert ledger == {"products.csv": 2, "products.part2.csv": 0, "products.part3.jsonl.gz": 0}
+    assert ledger == {
+        "products.csv": 2,
+        "products.part2.csv": 0,
+        "products.part3.jsonl.gz": 0,
+        "products.part4.csv": 0,
+    }
     [(message,)] = query(settings, "select message from audit.extract_loads where entity = 'products'")
     assert (
         "products.part2.csv is empty (0 bytes)" in message and "products.part3.jsonl.gz is empty" in message
@@ -203,15 +209,18 @@ def test_a_broken_compressed_file_is_reported_every_run_and_the_other_files_load
     (folder / "products.csv").write_text(csv_text(product(1), product(2)))
     whole = gzip.compress(csv_text(*(product(i) for i in range(3, 300))).encode())
     (folder / "products.part2.csv.gz").write_bytes(whole[: len(whole) // 2])  # a cut-off download
+    (folder / "products.part3.parquet").write_bytes(b"product_id,sku\n9,S-9\n")  # not Parquet
     settings, results = extract(tmp_path, folder)
     r = results["products"]
     assert (r.read, r.loaded, r.quarantined) == (2, 2, 0)
     assert raw_ids(settings) == [1, 2]
     assert "products.part2.csv.gz cannot be read (" in r.message and "fix or replace the file" in r.message
-    assert "SKU-" not in r.message  # the file's content stays out of messages
+    assert "products.part3.parquet cannot be read (" in r.message
+    assert "SKU-" not in r.message and "S-9" not in r.message  # the files' content stays out
     assert [f for (f,) in query(settings, "select file from audit.extract_files")] == ["products.csv"]
     [again] = run_extract(settings)  # not forgotten: reported again until it is fixed
     assert again.read == 0 and "products.part2.csv.gz cannot be read" in again.message
+    assert "products.part3.parquet cannot be read" in again.message
 
 
 # -- 6. a header with an empty column name ----------------------------------------------------------
@@ -237,8 +246,22 @@ def test_a_header_with_an_empty_name_quarantines_that_files_rows_and_says_which_
     ]
     [(record,)] = query(settings, "select record from quarantine.products where row = 1")
     assert json.loads(record)["unnamed_column_4"] == "x"  # the unnamed value is kept with the row
-    assert "products.part2.csv: header column 4 has no name" in r.message
+    assert "products.part2.csv: column 4 has no name" in r.message
     assert "unnamed_column_4" not in [c for c, *_ in query(settings, "describe raw.products")]
+
+
+def test_a_json_key_that_is_empty_quarantines_that_files_rows(tmp_path, folder):
+    lines = [product_json(1), json.dumps({**json.loads(product_json(2)), "": "x"})]
+    (folder / "products.jsonl").write_text("\n".join(lines) + "\n")
+    (folder / "products.part2.csv").write_text(csv_text(product(3)))  # the entity's other file loads
+    settings, results = extract(tmp_path, folder)
+    r = results["products"]
+    assert (r.read, r.loaded, r.quarantined) == (3, 1, 2)
+    assert quarantine(settings) == [
+        ("products.jsonl", 1, "unnamed_column", "column 9"),
+        ("products.jsonl", 2, "unnamed_column", "column 9"),
+    ]
+    assert "products.jsonl: column 9 has no name" in r.message
 
 
 # -- 7. oversized records ---------------------------------------------------------------------------

@@ -98,10 +98,10 @@ def open_bytes(path: Path, compression: str | None) -> pa.NativeFile:
 
 
 def is_empty(path: Path, compression: str | None, size: int) -> bool:
-    """No content at all: zero bytes, or (compressed) nothing but blanks once decompressed."""
+    """No content at all: zero bytes, or nothing but blanks and line breaks (once decompressed)."""
     if size == 0:
         return True
-    if compression is None:
+    if compression is None and size > 1 << 16:
         return False
     with open_bytes(path, compression) as stream:
         head = stream.read(1 << 16)

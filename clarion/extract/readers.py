@@ -132,9 +132,9 @@ class EntityPlan:
             if f.unnamed:
                 where = ", ".join(str(i) for i in f.unnamed)
                 out.append(
-                    f"{f.file.rel}: header column {where} has no name, so its rows were quarantined "
-                    "(unnamed_column); name every column in the header, "
-                    "or set header: false with column_names"
+                    f"{f.file.rel}: column {where} has no name, so its rows were quarantined "
+                    "(unnamed_column); name every column (or read a CSV file with header: false "
+                    "and column_names)"
                 )
         return out
 
@@ -198,14 +198,10 @@ def plan_entity(
         if empty:
             plans.append(FilePlan(f, {}, [], encoding, digest, index=len(plans), empty=True))
             continue
-        unnamed = [i for i, n in enumerate(schema.names, 1) if not n.strip()] if f.format == "csv" else []
-        if unnamed:  # land them under a name of their own: the quarantined rows keep their values
-            schema = pa.schema(
-                [
-                    (f"unnamed_column_{i}" if i in unnamed else n, t)
-                    for i, (n, t) in enumerate(zip(schema.names, schema.types, strict=True), 1)
-                ]
-            )
+        unnamed: list[int] = []
+        if f.format != "parquet":  # land them under a name of their own: quarantined rows keep the values
+            names, unnamed = _name_blanks(schema.names)
+            schema = pa.schema(list(zip(names, schema.types, strict=True)))
         rename = _mapping(f, spec, schema.names, canonical)
         for src, dst in rename.items():
             types.setdefault(dst, []).append(schema.field(src).type)
@@ -238,6 +234,12 @@ def plan_entity(
     return EntityPlan(entity, spec, plans, columns, landing_types, extras)
 
 
+def _name_blanks(names: list[str]) -> tuple[list[str], list[int]]:
+    """Names with the empty ones replaced by ``unnamed_column_<position>``, and those positions."""
+    unnamed = [i for i, n in enumerate(names, 1) if not n.strip()]
+    return [f"unnamed_column_{i}" if i in unnamed else n for i, n in enumerate(names, 1)], unnamed
+
+
 def _error_text(exc: BaseException) -> str:
     """What went wrong reading a file, without the file's content (a CSV error quotes the row)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -250,7 +252,13 @@ def _mapping(f: SourceFile, spec: FileEntity, names: list[str], canonical: list[
     normalised ("Order ID" -> order_id), else the normalised name as an extra column."""
     rename: dict[str, str] = {}
     for name in names:
-        target = spec.columns[name] if name in spec.columns else _naming.normalize_identifier(name)
+        try:
+            target = spec.columns[name] if name in spec.columns else _naming.normalize_identifier(name)
+        except ValueError:  # nothing left of the name once normalised
+            raise ExtractError(
+                f"{f.rel}: column {name!r} has no usable name; rename it in the file or map it under "
+                "`columns:` for this entity in clarion.yaml"
+            ) from None
         if target in INTERNAL:
             raise ExtractError(
                 f"{f.rel}: column {name!r} uses a name Clarion reserves; rename it in the mapping"
@@ -379,6 +387,7 @@ def _raw_batches(
             yield from pq.ParquetFile(f.path).iter_batches(batch_size=batch_rows)
         elif f.format == "jsonl":
             table = _jsonl_table(f, spec, fp.encoding, bool(fp.oversized), malformed)
+            table = table.rename_columns(_name_blanks(table.column_names)[0])
             yield from table.to_batches(max_chunksize=1_000_000)
         else:
             source, _ = _text_source(f, spec, fp.encoding, bool(fp.oversized))
