@@ -312,6 +312,15 @@ def test_a_record_limit_above_what_the_readers_can_hold_is_refused(tmp_path, fol
         extract(tmp_path, folder, max_record_bytes=9 << 20)
 
 
+def test_a_csv_header_line_over_the_limit_makes_the_file_unreadable_not_a_shifted_header(tmp_path, folder):
+    (folder / "products.csv").write_text(csv_text(product(1)))
+    (folder / "products.part2.csv").write_text(csv_text(product(2), header=HEADER + ",note" + "n" * 400))
+    _, results = extract(tmp_path, folder, max_record_bytes=300)
+    r = results["products"]
+    assert (r.read, r.loaded) == (1, 1)
+    assert "products.part2.csv cannot be read (its header line is longer than max_record_bytes" in r.message
+
+
 # -- 8. null markers --------------------------------------------------------------------------------
 
 

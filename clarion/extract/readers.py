@@ -190,6 +190,8 @@ def plan_entity(
         try:
             encoding, digest, oversized = _encoding_and_hash(f, spec)
             empty = is_empty(f.path, f.compression, f.size)
+            if f.format == "csv" and spec.header and oversized and oversized[0]["line"] == 1:
+                raise ValueError(f"its header line is longer than max_record_bytes ({spec.max_record_bytes})")
             schema = pa.schema([]) if empty else _schema(f, spec, encoding, bool(oversized))
         except (pa.ArrowInvalid, OSError, ValueError, EOFError, duckdb.Error) as exc:
             # a broken file (a cut-off download, not really gzip): the others still load
