@@ -1,15 +1,17 @@
 """Source files to Arrow batches, the shape dlt lands: canonical column names, file and row of origin.
 
-Everything is pyarrow's vectorised readers; nothing walks rows in Python. CSV and JSON lines land as
-text (the contract check types them later, so a bad value is quarantined, not a crash); Parquet
-keeps its types. Each batch carries ``_clarion_file`` (path under the source folder),
-``_clarion_row`` (1-based data record in that file) and ``_clarion_seq`` (order within the load,
-which decides which of two duplicates comes first).
+Everything is pyarrow's vectorised readers; nothing walks rows in Python (except the lines of a
+JSON-lines file that has broken ones, see :mod:`clarion.extract.jsonl`). A file's bytes
+(compression, long lines, whitespace) come through :mod:`clarion.extract.formats`. A file that is
+empty or cannot be read at all is planned, reported and skipped; the entity's other files still
+load. CSV and JSON lines land as text (the contract check types them later, so a bad value is
+quarantined, not a crash); Parquet keeps its types. Each batch carries ``_clarion_file`` (path
+under the source folder), ``_clarion_row`` (1-based data record in that file) and ``_clarion_seq``
+(order within the load, which decides which of two duplicates comes first).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +21,6 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
@@ -36,6 +37,7 @@ from clarion.extract.formats import (
     scan,
     text_source,
 )
+from clarion.extract.jsonl import read_jsonl
 
 FILE = "_clarion_file"
 ROW = "_clarion_row"
@@ -301,7 +303,8 @@ def _schema(f: SourceFile, spec: FileEntity, encoding: str, long_lines: bool) ->
     if f.format == "parquet":
         return pq.read_schema(f.path)
     if f.format == "jsonl":  # every key of every line: a key a line lacks is null there
-        return pa.schema([(k, pa.string()) for k in _jsonl_table(f, spec, encoding, long_lines).column_names])
+        table = read_jsonl(f.path, f.compression, encoding, spec.max_record_bytes, long_lines)
+        return pa.schema([(k, pa.string()) for k in table.column_names])
     header = _csv_header(f, spec, encoding, long_lines)
     return pa.schema([(name, pa.string()) for name in header])
 
@@ -388,7 +391,9 @@ def _raw_batches(
         if f.format == "parquet":
             yield from pq.ParquetFile(f.path).iter_batches(batch_size=batch_rows)
         elif f.format == "jsonl":
-            table = _jsonl_table(f, spec, fp.encoding, bool(fp.oversized), malformed)
+            table = read_jsonl(
+                f.path, f.compression, fp.encoding, spec.max_record_bytes, bool(fp.oversized), malformed
+            )
             table = table.rename_columns(_name_blanks(table.column_names)[0])
             yield from table.to_batches(max_chunksize=1_000_000)
         else:
@@ -414,88 +419,6 @@ def _raw_batches(
             yield from reader
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
         raise ExtractError(f"cannot read {f.rel}: {str(exc).splitlines()[0]}") from None
-
-
-def _jsonl_table(
-    f: SourceFile, spec: FileEntity, encoding: str, long_lines: bool, malformed: list[dict] | None = None
-) -> pa.Table:
-    """A JSON-lines file as text columns, one per key seen on any line (pyarrow unions the keys).
-    Lines that are not JSON objects go to ``malformed`` (the file is then read line by line)."""
-    source, _ = _text_source(f, spec, encoding, long_lines)
-    if encoding.replace("_", "-").lower() not in {"utf-8", "utf8"}:
-        stream = source if isinstance(source, pa.NativeFile) else pa.OSFile(source)
-        source = pa.transcoding_input_stream(stream, encoding, "utf-8")
-    try:
-        table = pajson.read_json(
-            source,
-            read_options=pajson.ReadOptions(block_size=16 << 20),
-            parse_options=pajson.ParseOptions(newlines_in_values=False),
-        )
-    except pa.ArrowInvalid as exc:
-        if "Empty JSON file" in str(exc):  # nothing but blank or over-long lines
-            return pa.table({})
-        utf8 = encoding.replace("_", "-").lower() in {"utf-8", "utf8"}
-        if "changed from" in str(exc) and utf8 and not long_lines:
-            try:
-                return _jsonl_mixed(f)
-            except duckdb.Error:  # a broken line as well: line by line below
-                pass
-        return _jsonl_salvage(f, spec, encoding, [] if malformed is None else malformed)
-    text = []
-    for col in table.columns:
-        if pa.types.is_nested(col.type):
-            text.append(
-                pa.array([None if v is None else json.dumps(v) for v in col.to_pylist()], pa.string())
-            )
-        else:
-            text.append(col.cast(pa.string()))
-    return pa.table(text, names=table.column_names)
-
-
-def _jsonl_salvage(f: SourceFile, spec: FileEntity, encoding: str, malformed: list[dict]) -> pa.Table:
-    """A JSON-lines file pyarrow cannot read whole (a broken line, a line that is not an object):
-    read line by line, the bad lines kept as malformed rows with their line numbers, every value as
-    text. Slower than pyarrow, so only for such files."""
-    with open_bytes(f.path, f.compression) as stream:
-        data = stream.read()
-    columns: dict[str, list] = {}
-    n = 0
-    for number, line in enumerate(data.split(b"\n"), 1):
-        if len(line) > spec.max_record_bytes or not line.strip():
-            continue  # an over-long line is counted as oversized_record already
-        text = line.decode(py_encoding(encoding), errors="replace")
-        try:
-            record = json.loads(text)
-        except ValueError:
-            record = None
-        if not isinstance(record, dict):
-            malformed.append({"line": number, "text": text[:2000]})
-            continue
-        for key, value in record.items():
-            if value is not None:
-                values = columns.setdefault(key, [None] * n)
-                values += [None] * (n - len(values))
-                values.append(value if isinstance(value, str) else json.dumps(value))
-        n += 1
-    return pa.table({k: pa.array(v + [None] * (n - len(v)), pa.string()) for k, v in columns.items()})
-
-
-def _jsonl_mixed(f: SourceFile) -> pa.Table:
-    """A key holding a number on one line and text on another (pyarrow gives up on the file): DuckDB
-    reads every value as its JSON text instead, strings unquoted; the contract check types them."""
-    con = duckdb.connect()
-    try:
-        path = "'" + str(f.path).replace("'", "''") + "'"
-        rel = con.sql(
-            f"select * from read_json({path}, format = 'newline_delimited', sample_size = -1, "
-            f"maximum_depth = 1, compression = '{f.compression or 'none'}')"
-        )
-        cols = ", ".join(
-            '"' + c.replace('"', '""') + "\" ->> '$' as \"" + c.replace('"', '""') + '"' for c in rel.columns
-        )
-        return con.sql(f"select {cols} from rel").arrow().read_all()
-    finally:
-        con.close()
 
 
 def _conform(
