@@ -95,18 +95,20 @@ def test_gzip_and_zstd_files_are_found_by_the_default_glob_and_read_decompressed
     gz.write_bytes(gzip.compress(csv_text(product(1), product(2)).encode()))
     with pa.output_stream(str(folder / "products.part2.jsonl.zst"), compression="zstd") as out:
         out.write((product_json(3) + "\n" + product_json(4) + "\n").encode())
-    # a gzip file whose name does not say so is recognised by its first bytes
+    # a gzip file whose name does not say so is recognised by its first bytes, and a plain one named .gz
     (folder / "products.part3.csv").write_bytes(gzip.compress(csv_text(product(5)).encode()))
+    (folder / "products.part4.csv.gz").write_text(csv_text(product(6)))
     settings, results = extract(tmp_path, folder)
     r = results["products"]
-    assert (r.read, r.loaded, r.quarantined) == (5, 5, 0)
-    assert raw_ids(settings) == [1, 2, 3, 4, 5]
+    assert (r.read, r.loaded, r.quarantined) == (6, 6, 0)
+    assert raw_ids(settings) == [1, 2, 3, 4, 5, 6]
     ledger = dict(query(settings, "select file, sha256 from audit.extract_files"))
     assert ledger["products.csv.gz"] == hashlib.sha256(gz.read_bytes()).hexdigest()  # the file as stored
     assert dict(query(settings, "select file, rows from audit.extract_files")) == {
         "products.csv.gz": 2,
         "products.part2.jsonl.zst": 2,
         "products.part3.csv": 1,
+        "products.part4.csv.gz": 1,
     }
 
 

@@ -55,14 +55,17 @@ def py_encoding(encoding: str) -> str:
 
 def file_kind(path: Path) -> tuple[str | None, str | None]:
     """(format, compression) from a file's name, any letter case: orders.CSV.GZ -> (csv, gzip).
-    A text file whose name does not say it is compressed is sniffed by its first bytes."""
+    For a text file the first bytes have the last word (gzip and zstd have magic numbers)."""
     suffixes = [s.lower() for s in path.suffixes]
     compression = COMPRESSIONS.get(suffixes[-1]) if suffixes else None
     if compression is not None:
         suffixes = suffixes[:-1]
     fmt = SUFFIXES.get(suffixes[-1]) if suffixes else None
-    if fmt is not None and fmt != "parquet" and compression is None:
-        compression = sniff(path)
+    if fmt is not None and fmt != "parquet":
+        # the first bytes decide: a .csv that is gzip is read as gzip, a .csv.gz that is not, as text
+        found = sniff(path)
+        if found is not None or (compression is not None and path.stat().st_size > 0):
+            compression = found
     if fmt == "parquet" and compression is not None:
         fmt = None  # Parquet compresses inside the file; a compressed Parquet file is not readable
     return fmt, compression
@@ -312,7 +315,8 @@ def text_source(
 ) -> tuple[str | pa.NativeFile, LongLines | None]:
     """The file's content for pyarrow: the path itself when nothing needs doing (fastest), else a
     stream that decompresses, takes out over-long lines, and turns whitespace runs into tabs."""
-    if compression is None and not long_lines and delimiter != "whitespace":
+    plain_name = path.suffix.lower() not in COMPRESSIONS  # pyarrow would decompress a .gz path itself
+    if compression is None and plain_name and not long_lines and delimiter != "whitespace":
         return str(path), None
     stream = open_bytes(path, compression)
     lines = None
