@@ -79,6 +79,19 @@ def test_a_header_less_csv_loads_with_the_configured_column_names_from_its_first
     assert query(settings, "select row, reason from quarantine.products") == [(3, "malformed_row")]
 
 
+def test_a_header_less_file_with_more_fields_than_column_names_is_reported_once(tmp_path, folder):
+    (folder / "products.csv").write_text(csv_text(product(1), header=None))
+    (folder / "products.part2.csv").write_text(
+        csv_text(product(2) + ",extra", product(3) + ",x", header=None)
+    )
+    _, results = extract(tmp_path, folder, header=False, column_names=HEADER.split(","))
+    r = results["products"]
+    assert (r.read, r.loaded, r.quarantined) == (1, 1, 0)
+    assert (
+        "products.part2.csv cannot be read (its first line has 9 fields but column_names lists 8" in r.message
+    )
+
+
 def test_header_false_without_column_names_is_refused_with_what_to_add(tmp_path, folder):
     (folder / "products.csv").write_text(csv_text(product(1), header=None))
     with pytest.raises(

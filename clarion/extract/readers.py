@@ -310,15 +310,25 @@ def _schema(f: SourceFile, spec: FileEntity, encoding: str, long_lines: bool) ->
 
 
 def _csv_header(f: SourceFile, spec: FileEntity, encoding: str, long_lines: bool = False) -> list[str]:
-    if not spec.header:
-        return list(spec.column_names or [])
+    """The header's names; for a header-less file the configured names, once its first line is seen
+    to have as many fields (else every line would be a malformed row: one clear message instead)."""
     source, _ = _text_source(f, spec, encoding, long_lines)
     reader = pacsv.open_csv(
         source,
-        read_options=pacsv.ReadOptions(encoding=encoding, block_size=1 << 16),
+        read_options=pacsv.ReadOptions(
+            encoding=encoding, block_size=1 << 16, autogenerate_column_names=not spec.header
+        ),
         parse_options=_csv_parse_options(spec, []),
     )
-    return reader.schema.names
+    if spec.header:
+        return reader.schema.names
+    names = list(spec.column_names or [])
+    if len(reader.schema.names) != len(names):
+        raise ValueError(
+            f"its first line has {len(reader.schema.names)} fields but column_names lists {len(names)}; "
+            "fix column_names for this entity in clarion.yaml"
+        )
+    return names
 
 
 def _csv_parse_options(spec: FileEntity, malformed: list[dict]) -> pacsv.ParseOptions:
