@@ -125,6 +125,14 @@ def test_gzip_and_zstd_files_are_found_by_the_default_glob_and_read_decompressed
     }
 
 
+def test_a_compressed_latin1_whitespace_separated_file_reads_like_the_plain_one(tmp_path, folder):
+    text = HEADER.replace(",", "  ") + "\n" + product(1, name="Café").replace(",", "\t ") + "\n"
+    (folder / "products.txt.gz").write_bytes(gzip.compress(text.encode("latin-1")))
+    settings, results = extract(tmp_path, folder, delimiter="whitespace", encoding="latin-1")
+    assert (results["products"].read, results["products"].loaded) == (1, 1)
+    assert query(settings, "select name, price::varchar from raw.products") == [("Café", "12.50")]
+
+
 # -- 3. letter case of file names -------------------------------------------------------------------
 
 
