@@ -62,7 +62,7 @@ def raw_ids(settings) -> list[int]:
 
 
 def quarantine(settings) -> list[tuple]:
-    return query(settings, "select file, row, reason, field from quarantine.products order by file, row")
+    return query(settings, "select file, row, reason, field from quarantine.products order by all")
 
 
 # -- 1. header-less files ---------------------------------------------------------------------------
@@ -305,17 +305,41 @@ def test_a_json_line_over_the_default_one_megabyte_limit_is_quarantined_and_the_
     assert kept["bytes"] == len(huge) and len(kept["text"]) == 2000  # size on record, a preview of it
 
 
-def test_a_csv_record_over_the_configured_limit_is_quarantined_by_line(tmp_path, folder):
-    rows = [product(1), product(2, name="y" * 300), product(3), product(4, name="z" * 301)]
+def test_a_csv_record_over_the_configured_limit_is_quarantined_and_later_records_keep_their_numbers(
+    tmp_path, folder
+):
+    rows = [
+        product(1),
+        product(2, name="y" * 300),
+        product(3),
+        product(4, name="z" * 301),
+        product(5, "1.001"),
+    ]
     (folder / "products.csv.gz").write_bytes(gzip.compress(csv_text(*rows).encode()))
     settings, results = extract(tmp_path, folder, max_record_bytes=300)
     r = results["products"]
-    assert (r.read, r.loaded, r.quarantined) == (4, 2, 2)
-    assert r.reasons == {"oversized_record": 2}
+    assert (r.read, r.loaded, r.quarantined) == (5, 2, 3)
+    assert r.reasons == {"oversized_record": 2, "excess_precision": 1}
     assert raw_ids(settings) == [1, 3]
+    assert quarantine(settings) == [  # record numbers: the 5th record is still the 5th
+        ("products.csv.gz", 2, "oversized_record", ""),
+        ("products.csv.gz", 4, "oversized_record", ""),
+        ("products.csv.gz", 5, "excess_precision", "price"),
+    ]
+    records = query(settings, "select record from quarantine.products where reason = 'oversized_record'")
+    assert sorted(json.loads(r)["line"] for (r,) in records) == [3, 5]  # the physical line, in the record
+
+
+def test_an_over_long_json_line_keeps_its_place_in_a_file_with_a_broken_line(tmp_path, folder):
+    lines = [product_json(1), product_json(2, name="y" * 400), "{broken", product_json(3, price="0.001")]
+    (folder / "products.jsonl").write_text("\n".join(lines) + "\n")
+    settings, results = extract(tmp_path, folder, max_record_bytes=300)
+    r = results["products"]
+    assert (r.read, r.loaded, r.quarantined) == (4, 1, 3)
     assert quarantine(settings) == [
-        ("products.csv.gz", 3, "oversized_record", ""),
-        ("products.csv.gz", 5, "oversized_record", ""),
+        ("products.jsonl", 2, "oversized_record", ""),
+        ("products.jsonl", 3, "excess_precision", "price"),  # the 3rd record (the broken line is none)
+        ("products.jsonl", 3, "malformed_row", ""),  # located by its line
     ]
 
 
@@ -323,10 +347,11 @@ def test_long_lines_are_found_across_block_boundaries_and_only_they_are_taken_ou
     from clarion.extract.formats import LongLines
 
     data = b"a\n" * 1000 + b"x" * 3_000_000 + b"\n" + b"b\n" * 5 + b"y" * (1 << 20) + b"\n" + b"z" * 2_000_001
-    kept = LongLines(1 << 20)
+    kept = LongLines(1 << 20, placeholder=b"X")
     out = b"".join(kept.feed(data[i : i + (1 << 20)]) for i in range(0, len(data), 1 << 20)) + kept.finish()
     assert [(f["line"], f["bytes"]) for f in kept.found] == [(1001, 3_000_000), (1008, 2_000_001)]
-    assert out == b"a\n" * 1000 + b"b\n" * 5 + b"y" * (1 << 20) + b"\n"  # exactly the limit stays
+    # each long line gives way to the placeholder, in its place; a line of exactly the limit stays
+    assert out == b"a\n" * 1000 + b"X\n" + b"b\n" * 5 + b"y" * (1 << 20) + b"\nX"
 
 
 def test_a_record_limit_above_what_the_readers_can_hold_is_refused(tmp_path, folder):

@@ -28,6 +28,7 @@ SUFFIXES = {**TEXT_SUFFIXES, ".parquet": "parquet"}
 COMPRESSIONS = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
 PREVIEW_CHARS = 2000  # how much of an oversized record its quarantine row keeps
+OVERSIZED = "\x01clarion:oversized"  # the value of the stand-in record of an over-long line
 
 REPLACING_UTF8 = "clarion-utf-8-replace"
 
@@ -112,16 +113,20 @@ def is_empty(path: Path, compression: str | None, size: int) -> bool:
 
 
 class LongLines:
-    """Finds lines longer than ``limit`` bytes in a stream of blocks and takes them out of it.
+    """Finds lines longer than ``limit`` bytes in a stream of blocks and puts ``placeholder`` (a
+    stand-in record the reader can spot, so later records keep their numbers) in their place.
 
     Each one found is kept as ``{"line", "bytes", "text", "reason"}`` (``line`` 1-based, counting
     every physical line; ``text`` its first characters), in the shape of a malformed row, so it is
     quarantined like one. The lines that stay come out unchanged.
     """
 
-    def __init__(self, limit: int, encoding: str = "utf-8", emit: bool = True) -> None:
+    def __init__(
+        self, limit: int, encoding: str = "utf-8", emit: bool = True, placeholder: bytes = b""
+    ) -> None:
         self.limit = limit
         self.emit = emit  # False: only find the long lines (the planning pass), output nothing
+        self.placeholder = placeholder
         self.encoding = encoding
         self.found: list[dict] = []
         self._line = 1  # number of the line that starts at the carry
@@ -136,7 +141,7 @@ class LongLines:
                 return b""
             self._drop["bytes"] += end
             self._close_drop()
-            block = block[end + 1 :]
+            block = block[end:]  # its newline stays, after the placeholder
         first, last = block.find(b"\n"), block.rfind(b"\n")
         if (  # the usual case: no line of this block is long, and no per-line work is done
             first >= 0
@@ -157,14 +162,15 @@ class LongLines:
         for i in np.flatnonzero(lengths > self.limit).tolist():
             start, end = int(starts[i]), int(ends[i])
             self._keep(self._line + i, end - start, data[start : start + 4 * PREVIEW_CHARS])
-            kept.append(data[at:start])
-            at = end + 1
+            kept += [data[at:start], self.placeholder]
+            at = end
         tail_start = int(starts[-1])
         kept.append(data[at:tail_start])
         self._line += len(ends)
         tail = data[tail_start:]
         if len(tail) > self.limit:
             self._drop = self._keep(self._line, len(tail), tail[: 4 * PREVIEW_CHARS])
+            kept.append(self.placeholder)
             self._carry = b""
         else:
             self._carry = tail
@@ -198,7 +204,6 @@ class LongLines:
         if self._drop["bytes"] and self._drop["text"].endswith("\r"):
             self._drop["text"] = self._drop["text"][:-1]
         self._drop = None
-        self._line += 1
 
 
 class Filtered(io.RawIOBase):
@@ -311,7 +316,13 @@ def scan(
 
 
 def text_source(
-    path: Path, compression: str | None, delimiter: str, limit: int, encoding: str, long_lines: bool
+    path: Path,
+    compression: str | None,
+    delimiter: str,
+    limit: int,
+    encoding: str,
+    long_lines: bool,
+    placeholder: bytes = b"",
 ) -> tuple[str | pa.NativeFile, LongLines | None]:
     """The file's content for pyarrow: the path itself when nothing needs doing (fastest), else a
     stream that decompresses, takes out over-long lines, and turns whitespace runs into tabs."""
@@ -321,7 +332,7 @@ def text_source(
     stream = open_bytes(path, compression)
     lines = None
     if long_lines:
-        lines = LongLines(limit, py_encoding(encoding))
+        lines = LongLines(limit, py_encoding(encoding), placeholder=placeholder)
         stream = Filtered(stream, lines)
     if delimiter == "whitespace":
         stream = WhitespaceTabs(stream)

@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.json as pajson
 
-from clarion.extract.formats import open_bytes, py_encoding, text_source
+from clarion.extract.formats import OVERSIZED, open_bytes, py_encoding, text_source
 
 
 def read_jsonl(
@@ -26,7 +26,8 @@ def read_jsonl(
 ) -> pa.Table:
     """A JSON-lines file as text columns, one per key seen on any line (pyarrow unions the keys).
     Lines that are not JSON objects go to ``malformed`` (the file is then read line by line)."""
-    source, _ = text_source(path, compression, ",", limit, encoding, long_lines)
+    stand_in = json.dumps({OVERSIZED: 1}).encode()  # an over-long line's place (ASCII: any encoding)
+    source, _ = text_source(path, compression, ",", limit, encoding, long_lines, stand_in)
     if encoding.replace("_", "-").lower() not in {"utf-8", "utf8"}:
         stream = source if isinstance(source, pa.NativeFile) else pa.OSFile(source)
         source = pa.transcoding_input_stream(stream, encoding, "utf-8")
@@ -68,8 +69,13 @@ def _salvage(
     columns: dict[str, list] = {}
     n = 0
     for number, line in enumerate(data.split(b"\n"), 1):
-        if len(line) > limit or not line.strip():
-            continue  # an over-long line is counted as oversized_record already
+        if not line.strip():
+            continue
+        if len(line) > limit:  # quarantined as oversized_record: it keeps its place in the records
+            columns.setdefault(OVERSIZED, [None] * n).extend([None] * (n - len(columns[OVERSIZED])))
+            columns[OVERSIZED].append("1")
+            n += 1
+            continue
         text = line.decode(py_encoding(encoding), errors="replace")
         try:
             record = json.loads(text)

@@ -343,7 +343,7 @@ def _quarantine_malformed(con: duckdb.DuckDBPyConnection, job: PublishJob, resul
     rows = [
         (
             file,
-            m["line"],
+            m.get("row", m["line"]),  # an over-long line that kept its place has a record number
             m.get("reason", "malformed_row"),
             {k: m[k] for k in ("line", "bytes", "text") if k in m},
         )

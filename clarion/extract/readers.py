@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from dlt.common.normalizers.naming.snake_case import NamingConvention
@@ -27,6 +28,7 @@ from dlt.common.normalizers.naming.snake_case import NamingConvention
 from clarion.config import FileEntity
 from clarion.errors import ClarionError
 from clarion.extract.formats import (
+    OVERSIZED,
     LongLines,
     default_patterns,
     file_kind,
@@ -291,9 +293,14 @@ def _encoding_and_hash(f: SourceFile, spec: FileEntity) -> tuple[str, str, list[
 
 
 def _text_source(
-    f: SourceFile, spec: FileEntity, encoding: str, long_lines: bool
+    f: SourceFile, spec: FileEntity, encoding: str, long_lines: bool, columns: int = 1
 ) -> tuple[str | pa.NativeFile, LongLines | None]:
-    return text_source(f.path, f.compression, spec.delimiter, spec.max_record_bytes, encoding, long_lines)
+    """The file for pyarrow; an over-long line becomes a CSV record of ``columns`` stand-in values."""
+    delimiter = "\t" if spec.delimiter == "whitespace" else spec.delimiter
+    placeholder = delimiter.join([OVERSIZED] * columns).encode(py_encoding(encoding))
+    return text_source(
+        f.path, f.compression, spec.delimiter, spec.max_record_bytes, encoding, long_lines, placeholder
+    )
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -304,7 +311,7 @@ def _schema(f: SourceFile, spec: FileEntity, encoding: str, long_lines: bool) ->
         return pq.read_schema(f.path)
     if f.format == "jsonl":  # every key of every line: a key a line lacks is null there
         table = read_jsonl(f.path, f.compression, encoding, spec.max_record_bytes, long_lines)
-        return pa.schema([(k, pa.string()) for k in table.column_names])
+        return pa.schema([(k, pa.string()) for k in table.column_names if k != OVERSIZED])
     header = _csv_header(f, spec, encoding, long_lines)
     return pa.schema([(name, pa.string()) for name in header])
 
@@ -356,19 +363,40 @@ def read_batches(plan: EntityPlan, batch_rows: int, stats: ReadStats) -> Iterato
     for fp in plan.streamed:
         row = 0
         malformed: list[dict] = []
+        stand_ins: list[int] = []  # record numbers of the over-long lines
         for raw in _raw_batches(fp, plan.spec, batch_rows, malformed):
             n = raw.num_rows
             if n == 0:
                 continue
-            yield _conform(raw, fp, plan, schema, row)
+            batch = _conform(raw, fp, plan, schema, row)
             row += n
-        stats.rows[fp.file.rel] = row
+            mask = _stand_ins(raw, fp)
+            if mask is not None:
+                stand_ins += pc.filter(batch.column(ROW), mask).to_pylist()
+                batch = batch.filter(pc.invert(mask))
+            if batch.num_rows:
+                yield batch
+        stats.rows[fp.file.rel] = row - len(stand_ins)
+        if len(stand_ins) == len(fp.oversized):  # else (a line inside a quoted value) located by line
+            for item, number in zip(fp.oversized, stand_ins, strict=True):
+                item["row"] = number
         if malformed:
             _locate_lines(fp, malformed)
         if malformed or fp.oversized:  # over-long lines were never parsed: they are counted here
             stats.malformed[fp.file.rel] = sorted(
                 [*malformed, *fp.oversized], key=lambda m: (m["line"] is None, m["line"] or 0)
             )
+
+
+def _stand_ins(raw: pa.RecordBatch, fp: FilePlan) -> pa.Array | None:
+    """Which records of a batch stand in for over-long lines (None: the file has none)."""
+    if not fp.oversized:
+        return None
+    if OVERSIZED in raw.schema.names:  # JSON lines: the stand-in has a key of its own
+        return pc.is_valid(raw.column(OVERSIZED))
+    if fp.names and fp.names[0] in raw.schema.names:
+        return pc.fill_null(pc.equal(raw.column(fp.names[0]), OVERSIZED), False)
+    return None
 
 
 def _locate_lines(fp: FilePlan, malformed: list[dict]) -> None:
@@ -404,10 +432,11 @@ def _raw_batches(
             table = read_jsonl(
                 f.path, f.compression, fp.encoding, spec.max_record_bytes, bool(fp.oversized), malformed
             )
-            table = table.rename_columns(_name_blanks(table.column_names)[0])
+            named = iter(_name_blanks([c for c in table.column_names if c != OVERSIZED])[0])
+            table = table.rename_columns([c if c == OVERSIZED else next(named) for c in table.column_names])
             yield from table.to_batches(max_chunksize=1_000_000)
         else:
-            source, _ = _text_source(f, spec, fp.encoding, bool(fp.oversized))
+            source, _ = _text_source(f, spec, fp.encoding, bool(fp.oversized), len(fp.names))
             # explicit names for a header-less file, or one whose header leaves a name empty
             named = not spec.header or bool(fp.unnamed)
             reader = pacsv.open_csv(
