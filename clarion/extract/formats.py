@@ -1,5 +1,6 @@
 """The bytes of a source file as the readers see them: which format and compression a name says,
-the file decompressed, over-long lines taken out (and kept on record), whitespace runs as tabs.
+the file decompressed, over-long lines swapped for a stand-in (and kept on record), whitespace runs
+as tabs.
 
 Everything here works on blocks of bytes; the only Python loop is over the few lines that break the
 record limit, never over the lines of a file.
@@ -207,7 +208,7 @@ class LongLines:
 
 
 class Filtered(io.RawIOBase):
-    """A readable stream of ``raw`` with the long lines taken out (see :class:`LongLines`)."""
+    """A readable stream of ``raw`` with the long lines swapped for stand-ins (see :class:`LongLines`)."""
 
     def __init__(self, raw, lines: LongLines) -> None:
         self._raw = raw
