@@ -67,6 +67,25 @@ def test_an_unbalanced_quote_quarantines_the_lines_it_would_swallow_and_the_othe
     assert (row["read"], row["loaded"], row["quarantined"]) == (7, 3, 4)
 
 
+def test_an_unbalanced_quote_in_a_gzip_file_is_found_in_its_decompressed_bytes(
+    tmp_path: Path, shop: Path
+) -> None:
+    import gzip
+
+    lines = [product(1), product(2, name='"Mug'), product(3), product(4)]
+    plain = write(shop / "products.csv", lines)
+    (shop / "products.csv.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    plain.unlink()
+    settings = settings_for(tmp_path, shop)
+
+    result = by_entity(run_extract(settings))["products"]
+
+    assert (result.read, result.loaded, result.quarantined) == (len(lines), 1, 3)
+    assert query(
+        settings, "select file, row from quarantine.products where reason = 'unbalanced_quote' order by row"
+    ) == [("products.csv.gz", line) for line in (3, 4, 5)]
+
+
 def test_a_quote_left_open_in_the_last_column_does_not_hide_the_rows_after_it(
     tmp_path: Path, shop: Path
 ) -> None:

@@ -19,13 +19,17 @@ EntityName = Literal[
 ]
 SOURCE_KINDS = ("files", "postgres", "mariadb", "hubspot")
 _NAME = r"^[a-z][a-z0-9_]{0,40}$"
+NULL_MARKERS = ("", "NULL", "\\N", "N/A")
+MAX_RECORD_BYTES = 8 << 20  # the text readers' block is 16 MiB: a longer record could not be read at all
 
 
 class FileEntity(Section):
     """How one entity's files look: which files, which columns mean what, how values are written."""
 
     files: list[str] | None = Field(
-        None, description="glob(s) under the source path [default: '<entity>*.csv|parquet|jsonl']"
+        None,
+        description="glob(s) under the source path [default: '<entity>*' with a known suffix, "
+        ".csv|.tsv|.txt|.parquet|.jsonl|.ndjson, optionally .gz|.zst, any letter case]",
     )
     columns: dict[str, str] = Field(default_factory=dict, description="source column -> canonical column")
     date_format: str | None = Field(None, description="strptime format of date columns, e.g. '%d/%m/%Y'")
@@ -36,6 +40,20 @@ class FileEntity(Section):
     defaults: dict[str, Any] = Field(
         default_factory=dict, description="canonical column -> value used when the files lack that column"
     )
+    header: bool = Field(True, description="false: CSV files have no header line; give column_names")
+    column_names: list[str] | None = Field(
+        None, description="the columns of header-less CSV files, in file order (with header: false)"
+    )
+    null_markers: list[str] = Field(
+        default_factory=lambda: list(NULL_MARKERS),
+        description="CSV values read as null (unquoted, exact) [empty, NULL, \\N, N/A]",
+    )
+    max_record_bytes: int = Field(
+        1 << 20,
+        ge=1,
+        le=MAX_RECORD_BYTES,
+        description="a line of a CSV/JSON-lines file longer than this is quarantined (oversized_record)",
+    )
 
     @field_validator("delimiter")
     @classmethod
@@ -44,6 +62,19 @@ class FileEntity(Section):
         if value != "whitespace" and len(value) != 1:
             raise ValueError("must be one character, '\\t' or 'whitespace'")
         return value
+
+    @model_validator(mode="after")
+    def _header_or_names(self):
+        if not self.header and not self.column_names:
+            raise ValueError("header: false needs column_names: [...] (the columns in file order)")
+        if self.header and self.column_names:
+            raise ValueError(
+                "column_names is for header-less files (header: false); to rename columns use columns:"
+            )
+        names = self.column_names or []
+        if any(not n.strip() for n in names) or len(set(names)) != len(names):
+            raise ValueError("column_names must be distinct, non-empty names")
+        return self
 
 
 class TransactionsFile(FileEntity):

@@ -100,10 +100,15 @@ def account(
                 job.run_id,
             ],
         )
-    if result.rejected_files:
+    if result.rejected_files or job.notes:
         result.message = "; ".join(
-            f"{file} lacks {', '.join(cols)}: its rows were quarantined (missing_column)"
-            for file, cols in result.rejected_files.items()
+            [
+                *(
+                    f"{file} lacks {', '.join(cols)}: its rows were quarantined (missing_column)"
+                    for file, cols in result.rejected_files.items()
+                ),
+                *job.notes,  # findings about files (empty, unreadable) that have no rows to quarantine
+            ]
         )
     con.execute(
         "insert into audit.extract_loads values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",

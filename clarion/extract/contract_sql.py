@@ -15,10 +15,12 @@ from clarion.contract import MAX_TEXT_CHARS, Column, Entity
 from clarion.extract.readers import FILE, ROW, SEQ
 
 REASONS = (
+    "unnamed_column",
     "missing_column",
     "missing_required",
     "encoding_error",
     "wrong_type",
+    "excess_precision",
     "invalid_date",
     "invalid_enum",
     "invalid_email",
@@ -28,6 +30,7 @@ REASONS = (
     "orphan",
     "duplicate_key",
 )
+LINE_REASONS = ("malformed_row", "oversized_record", "unbalanced_quote")  # lines never parsed, kept as text
 EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$"
 DUCKDB_TYPES = {
     "int": "BIGINT",
@@ -66,6 +69,7 @@ class CheckSpec:
     landed: dict[str, str]  # landing column -> DuckDB type
     formats: Formats = field(default_factory=Formats)
     rejected_files: dict[str, list[str]] = field(default_factory=dict)  # file -> missing columns
+    bad_files: dict[str, tuple[str, str]] = field(default_factory=dict)  # file -> (reason, field)
     future_hours: float = 24.0
     parents_available: bool = True  # raw parent tables exist (orphan checks)
 
@@ -93,8 +97,8 @@ def typed_expr(col: Column, landed_type: str, formats: Formats) -> str:
     text = _text(col, landed_type)
     if col.type == "string":
         return f"lower({text})" if col.name == "email" else text
-    if col.type == "decimal" and formats.decimal_separator == ",":
-        text = f"replace(replace({text}, '.', ''), ',', '.')"
+    if col.type == "decimal":
+        text = _decimal_text(text, formats)
     if col.type == "int":
         # try_cast('1.5' AS BIGINT) rounds to 2: a whole number must look like one first
         return f"CASE WHEN regexp_full_match({text}, '[+-]?[0-9]+') THEN try_cast({text} AS BIGINT) END"
@@ -114,6 +118,27 @@ def typed_expr(col: Column, landed_type: str, formats: Formats) -> str:
         tries += [f"try_cast({text} AS DATE)", f"CAST(try_cast({text} AS TIMESTAMPTZ) AS DATE)"]
         return f"coalesce({', '.join(tries)})"
     return f"try_cast({text} AS {target})"
+
+
+def _decimal_text(text: str, formats: Formats) -> str:
+    if formats.decimal_separator == ",":
+        return f"replace(replace({text}, '.', ''), ',', '.')"
+    return text
+
+
+def _excess_precision(col: Column, landed_type: str, formats: Formats) -> str:
+    """A decimal with non-zero digits beyond the contract's scale (two places): casting would round
+    it, so the row is quarantined instead. Trailing zeros (12.500) are not extra digits; a floating
+    point column is compared with a tolerance (19.99 is 19.989999... in binary)."""
+    if landed_type in TEXT_TYPES:
+        exact = f"try_cast({_decimal_text(_text(col, landed_type), formats)} AS DECIMAL(38,18))"
+        return f"{exact} <> {typed(col.name)}"
+    if landed_type in {"DOUBLE", "FLOAT", "REAL"}:
+        value = q(col.name)
+        return f"abs({value} - {typed(col.name)}) > 1e-9 * greatest(1, abs({value}))"
+    if landed_type.startswith("DECIMAL"):
+        return f"{q(col.name)} <> {typed(col.name)}"
+    return "FALSE"
 
 
 def _present(col: Column, landed_type: str) -> str:
@@ -145,6 +170,8 @@ def check_sql(spec: CheckSpec, landing: str, parents: dict[str, tuple[str, str]]
     def add(condition: str, reason: str, column: str) -> None:
         whens.append((condition, f"{reason}|{column}"))
 
+    for file, (reason, column) in spec.bad_files.items():
+        add(f"t.{q(FILE)} = {lit(file)}", reason, column)
     if spec.rejected_files:
         for file, missing in spec.rejected_files.items():
             add(f"t.{q(FILE)} = {lit(file)}", "missing_column", ",".join(missing))
@@ -163,6 +190,9 @@ def check_sql(spec: CheckSpec, landing: str, parents: dict[str, tuple[str, str]]
             add(f"{_present(c, landed[c.name])} AND {typed(c.name)} IS NULL", "wrong_type", c.name)
         elif c.type in {"date", "timestamp"}:
             add(f"{_present(c, landed[c.name])} AND {typed(c.name)} IS NULL", "invalid_date", c.name)
+    for c in present:
+        if c.type == "decimal":
+            add(_excess_precision(c, landed[c.name], spec.formats), "excess_precision", c.name)
     for c in present:
         if c.enum:
             values = ", ".join(lit(v) for v in c.enum)
@@ -222,6 +252,7 @@ def row_hash(columns: list[str]) -> str:
 
 __all__ = [
     "FILE",
+    "LINE_REASONS",
     "REASONS",
     "ROW",
     "SEQ",

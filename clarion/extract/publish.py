@@ -28,6 +28,7 @@ from clarion.extract.accounting import AUDIT_DDL, account, read_count
 from clarion.extract.contract_sql import (
     DUCKDB_TYPES,
     FILE,
+    LINE_REASONS,
     ROW,
     SEQ,
     CheckSpec,
@@ -48,7 +49,6 @@ META = [
     ("_row_hash", "UBIGINT"),
 ]
 INTERNAL = {FILE, ROW, SEQ}
-LINE_REASONS = ("malformed_row", "unbalanced_quote")  # quarantined as lines, before the contract check
 
 
 def raw_ddl(entity: Entity) -> str:
@@ -159,6 +159,7 @@ class PublishJob:
     ledger: list[LedgerFile] = field(default_factory=list)
     insert_only: bool = False  # derived rows never overwrite rows a real source gave
     extras: list[str] | None = None  # extra columns allowed into raw (None: every landed one)
+    notes: list[str] = field(default_factory=list)  # findings about files for the accounting message
     started_at: Any = None
     counted: dict[str, int] = field(default_factory=dict)  # per file: records an independent scan found
     swallowed: dict[str, list[dict]] = field(default_factory=dict)  # per file: lines after a lone quote
@@ -343,24 +344,38 @@ def _supersede_quarantine(con: duckdb.DuckDBPyConnection, job: PublishJob) -> No
 
 
 def _quarantine_lines(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult) -> None:
-    """Lines that never became a row: CSV lines that did not parse (wrong number of fields), and the
-    lines after a quote that never closes (the parser would have swallowed them into one value).
-    Kept whole, located by file and line."""
+    """Lines that never became a row: CSV lines that did not parse (wrong number of fields), lines
+    over the record limit, and the lines after a quote that never closes (the parser would have
+    swallowed them into one value). Kept whole, located by file and line (or record number)."""
     table = f"quarantine.{q(job.entity.name)}"
-    for reason, found in (("malformed_row", job.malformed), ("unbalanced_quote", job.swallowed)):
-        rows = [(file, m["line"], m["text"]) for file, items in found.items() for m in items]
-        if not rows:
-            continue
-        con.executemany(
-            f"insert into {table} values (?, ?, ?, ?, ?, null, ?, '', ?, now())",
-            [
-                [job.load_id, job.run_id, job.source, f, line, reason, json.dumps({"line": line, "text": t})]
-                for f, line, t in rows
-            ],
+    rows = [
+        (
+            file,
+            m.get("row", m["line"]),  # an over-long line that kept its place has a record number
+            m.get("reason", "malformed_row"),
+            {k: m[k] for k in ("line", "bytes", "text") if k in m},
         )
-        (written,) = con.execute(
-            f"select count(*) from {table} where load_id = ? and reason = ?", [job.load_id, reason]
-        ).fetchone()
+        for file, items in job.malformed.items()
+        for m in items
+    ] + [
+        (file, m["line"], "unbalanced_quote", {"line": m["line"], "text": m["text"]})
+        for file, items in job.swallowed.items()
+        for m in items
+    ]
+    if not rows:
+        return
+    con.executemany(
+        f"insert into {table} values (?, ?, ?, ?, ?, null, ?, '', ?, now())",
+        [
+            [job.load_id, job.run_id, job.source, f, line, reason, json.dumps(record)]
+            for f, line, reason, record in rows
+        ],
+    )
+    lines = ", ".join(lit(r) for r in LINE_REASONS)
+    for reason, written in con.execute(  # counted from what the table now holds for this load
+        f"select reason, count(*) from {table} where load_id = ? and reason in ({lines}) group by 1",
+        [job.load_id],
+    ).fetchall():
         result.quarantined += written
         result.reasons[reason] = result.reasons.get(reason, 0) + written
 

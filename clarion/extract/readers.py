@@ -1,65 +1,54 @@
 """Source files to Arrow batches, the shape dlt lands: canonical column names, file and row of origin.
 
-Everything is pyarrow's vectorised readers; nothing walks rows in Python. CSV and JSON lines land as
-text (the contract check types them later, so a bad value is quarantined, not a crash); Parquet
-keeps its types. Each batch carries ``_clarion_file`` (path under the source folder),
-``_clarion_row`` (1-based data record in that file) and ``_clarion_seq`` (order within the load,
-which decides which of two duplicates comes first).
+Everything is pyarrow's vectorised readers; nothing walks rows in Python (except the lines of a
+JSON-lines file that has broken ones, see :mod:`clarion.extract.jsonl`). A file's bytes
+(compression, long lines, whitespace) come through :mod:`clarion.extract.formats`. A file that is
+empty or cannot be read at all is planned, reported and skipped; the entity's other files still
+load. CSV and JSON lines land as text (the contract check types them later, so a bad value is
+quarantined, not a crash); Parquet keeps its types. Each batch carries ``_clarion_file`` (path
+under the source folder), ``_clarion_row`` (1-based data record in that file) and ``_clarion_seq``
+(order within the load, which decides which of two duplicates comes first).
 """
 
 from __future__ import annotations
 
-import codecs
-import hashlib
 import io
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from clarion.config import FileEntity
 from clarion.errors import ClarionError
-from clarion.extract import scan
+from clarion.extract.formats import (
+    OVERSIZED,
+    LongLines,
+    WhitespaceTabs,
+    default_patterns,
+    file_kind,
+    glob_any_case,
+    is_empty,
+    open_bytes,
+    py_encoding,
+    scan,
+    text_source,
+)
+from clarion.extract.jsonl import read_jsonl
+from clarion.extract.scan import Head, TextScan, scan_file
 
 FILE = "_clarion_file"
 ROW = "_clarion_row"
 SEQ = "_clarion_seq"
 INTERNAL = (FILE, ROW, SEQ)
-SUFFIXES = {
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".txt": "csv",
-    ".parquet": "parquet",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-}
-REPLACING_UTF8 = "clarion-utf-8-replace"
 _naming = NamingConvention()
-
-
-def _replacing_utf8(name: str) -> codecs.CodecInfo | None:
-    """UTF-8 that turns invalid bytes into U+FFFD, so one bad byte quarantines one row, not a file."""
-    if name.replace("_", "-") != REPLACING_UTF8:
-        return None
-    utf8 = codecs.lookup("utf-8")
-    return codecs.CodecInfo(
-        name=REPLACING_UTF8,
-        encode=utf8.encode,
-        decode=lambda data, errors="replace": utf8.decode(data, "replace"),
-        incrementalencoder=utf8.incrementalencoder,
-        incrementaldecoder=lambda errors="replace": utf8.incrementaldecoder("replace"),
-    )
-
-
-codecs.register(_replacing_utf8)
 
 
 class ExtractError(ClarionError):
@@ -73,6 +62,7 @@ class SourceFile:
     format: str
     size: int
     mtime_ns: int
+    compression: str | None = None  # gzip | zstd: read through a decompressing stream
 
 
 @dataclass
@@ -86,11 +76,27 @@ class FilePlan:
     sha256: str = ""
     index: int = 0  # position in the load: orders rows across files (first occurrence wins)
     types: dict[str, pa.DataType] = field(default_factory=dict)  # file column -> type
+    empty: bool = False  # no content at all: recorded in the ledger, nothing to read
+    unnamed: list[int] = field(default_factory=list)  # 1-based positions of header names left empty
+    names: list[str] = field(default_factory=list)  # CSV column names as read (header or column_names)
+    oversized: list[dict] = field(default_factory=list)  # lines over max_record_bytes: quarantined
+    unreadable: str = ""  # why the file cannot be read at all: reported on every run until fixed
+
+    @property
+    def skipped(self) -> bool:
+        return self.empty or bool(self.unreadable)
 
     @property
     def imported(self) -> bool:
         """Parquet lands as the file itself (dlt imports it); text files are parsed and re-written."""
         return self.file.format == "parquet"
+
+    @property
+    def unreadable_reason(self) -> tuple[str, str] | None:
+        """(reason, field) quarantining every row of the file, when its header cannot be trusted."""
+        if self.unnamed:
+            return "unnamed_column", ",".join(f"column {i}" for i in self.unnamed)
+        return None
 
 
 @dataclass
@@ -104,11 +110,40 @@ class EntityPlan:
 
     @property
     def streamed(self) -> list[FilePlan]:
-        return [f for f in self.files if not f.imported]
+        return [f for f in self.files if not f.imported and not f.skipped]
 
     @property
     def imported(self) -> list[FilePlan]:
-        return [f for f in self.files if f.imported]
+        return [f for f in self.files if f.imported and not f.skipped]
+
+    @property
+    def bad_files(self) -> dict[str, tuple[str, str]]:
+        """file -> (reason, field) for files whose every row is quarantined (an unnamed column)."""
+        return {f.file.rel: f.unreadable_reason for f in self.files if f.unreadable_reason}
+
+    @property
+    def notes(self) -> list[str]:
+        """What the accounting says about files beyond their counts: empty ones, unnamed columns."""
+        out = [
+            f"{f.file.rel} is empty ({f.file.size} bytes): recorded, nothing to read"
+            for f in self.files
+            if f.empty
+        ]
+        out += [
+            f"{f.file.rel} cannot be read ({f.unreadable}): none of its rows were loaded; fix or replace "
+            "the file (it is tried again on every run until it can be read)"
+            for f in self.files
+            if f.unreadable
+        ]
+        for f in self.files:
+            if f.unnamed:
+                where = ", ".join(str(i) for i in f.unnamed)
+                out.append(
+                    f"{f.file.rel}: column {where} has no name, so its rows were quarantined "
+                    "(unnamed_column); name every column (or read a CSV file with header: false "
+                    "and column_names)"
+                )
+        return out
 
     @property
     def rejected(self) -> dict[str, list[str]]:
@@ -117,33 +152,38 @@ class EntityPlan:
     @property
     def loadable_extras(self) -> list[str]:
         """Extra columns of the files that are not rejected: the ones worth keeping in raw."""
-        kept = {c for f in self.files if not f.missing for c in f.rename.values()}
+        kept = {c for f in self.files if not f.missing and not f.unnamed for c in f.rename.values()}
         return [c for c in self.extras if c in kept]
 
 
 def discover(root: Path, entity: str, spec: FileEntity) -> list[SourceFile]:
-    """Files of one entity under a source folder, in name order (main export before its parts)."""
-    patterns = spec.files or [f"{entity}*{suffix}" for suffix in SUFFIXES]
+    """Files of one entity under a source folder, in name order (main export before its parts).
+    The default globs ignore letter case (Orders.CSV is an orders file); configured ones do not."""
     found: dict[Path, None] = {}
-    for pattern in patterns:
-        for path in sorted(root.glob(pattern)):
-            if path.is_file() and not path.name.startswith("."):
-                found[path] = None
+    if spec.files:
+        for pattern in spec.files:
+            for path in sorted(root.glob(pattern)):
+                if path.is_file() and not path.name.startswith("."):
+                    found[path] = None
+    else:
+        found = dict.fromkeys(p for p in glob_any_case(root, default_patterns(entity)) if p.name[0] != ".")
     files = []
     for path in found:
-        fmt = SUFFIXES.get(path.suffix.lower())
+        fmt, compression = file_kind(path)
         if fmt is None:
             raise ExtractError(
-                f"{path} matches the files of {entity} but its type is unknown; use .csv, .parquet or .jsonl"
+                f"{path} matches the files of {entity} but its type is unknown; use .csv, .parquet or .jsonl "
+                "(text files may be compressed: .csv.gz, .jsonl.zst)"
             )
         stat = path.stat()
         rel = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-        files.append(SourceFile(path, rel, fmt, stat.st_size, stat.st_mtime_ns))
+        files.append(SourceFile(path, rel, fmt, stat.st_size, stat.st_mtime_ns, compression))
     return sorted(files, key=lambda f: (_main_first(f.path.name, entity), f.rel))
 
 
 def _main_first(name: str, entity: str) -> int:
-    return 0 if name.split(".")[0] == entity and name.count(".") == 1 else 1
+    stem, _, rest = name.lower().partition(".")
+    return 0 if stem == entity and "." not in rest.removesuffix(".gz").removesuffix(".zst") else 1
 
 
 def plan_entity(
@@ -154,18 +194,48 @@ def plan_entity(
     types: dict[str, list[pa.DataType]] = {}
     extras: list[str] = []
     for f in files:
-        encoding, digest = _encoding_and_hash(f, spec)
-        schema = _schema(f, spec, encoding)
+        try:
+            encoding, digest, oversized = _encoding_and_hash(f, spec)
+            empty = is_empty(f.path, f.compression, f.size)
+            if f.format == "csv" and spec.header and oversized and oversized[0]["line"] == 1:
+                raise ValueError(f"its header line is longer than max_record_bytes ({spec.max_record_bytes})")
+            schema = pa.schema([]) if empty else _schema(f, spec, encoding, bool(oversized))
+        except (pa.ArrowInvalid, OSError, ValueError, EOFError, duckdb.Error) as exc:
+            # a broken file (a cut-off download, not really gzip): the others still load
+            plans.append(FilePlan(f, {}, [], spec.encoding, index=len(plans), unreadable=_error_text(exc)))
+            continue
+        if empty:
+            plans.append(FilePlan(f, {}, [], encoding, digest, index=len(plans), empty=True))
+            continue
+        unnamed: list[int] = []
+        if f.format != "parquet":  # land them under a name of their own: quarantined rows keep the values
+            names, unnamed = _name_blanks(schema.names)
+            schema = pa.schema(list(zip(names, schema.types, strict=True)))
         rename = _mapping(f, spec, schema.names, canonical)
         for src, dst in rename.items():
             types.setdefault(dst, []).append(schema.field(src).type)
             if dst not in canonical and dst not in extras:
                 extras.append(dst)
         file_types = {name: schema.field(name).type for name in schema.names}
-        plans.append(FilePlan(f, rename, [], encoding, digest, index=len(plans), types=file_types))
+        plans.append(
+            FilePlan(
+                f,
+                rename,
+                [],
+                encoding,
+                digest,
+                index=len(plans),
+                types=file_types,
+                unnamed=unnamed,
+                names=schema.names if f.format == "csv" else [],
+                oversized=oversized,
+            )
+        )
     # A file is rejected when it lacks a required column, or one its sibling files have (the export
     # changed shape). A column no file has is simply absent from this source.
     for fp in plans:
+        if fp.skipped:
+            continue
         have = set(fp.rename.values()) | set(spec.defaults)
         fp.missing = [c for c in canonical if c not in have and (c in required or c in types)]
     columns = [c for c in canonical if c in types or c in spec.defaults] + extras
@@ -173,12 +243,31 @@ def plan_entity(
     return EntityPlan(entity, spec, plans, columns, landing_types, extras)
 
 
+def _name_blanks(names: list[str]) -> tuple[list[str], list[int]]:
+    """Names with the empty ones replaced by ``unnamed_column_<position>``, and those positions."""
+    unnamed = [i for i, n in enumerate(names, 1) if not n.strip()]
+    return [f"unnamed_column_{i}" if i in unnamed else n for i, n in enumerate(names, 1)], unnamed
+
+
+def _error_text(exc: BaseException) -> str:
+    """What went wrong reading a file, without the file's content (a CSV error quotes the row)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"(got \d+ columns?)\s*:.*", r"\1", text)
+    return text[:160]
+
+
 def _mapping(f: SourceFile, spec: FileEntity, names: list[str], canonical: list[str]) -> dict[str, str]:
     """File column -> landing column: the configured mapping, else the name if it is canonical once
     normalised ("Order ID" -> order_id), else the normalised name as an extra column."""
     rename: dict[str, str] = {}
     for name in names:
-        target = spec.columns[name] if name in spec.columns else _naming.normalize_identifier(name)
+        try:
+            target = spec.columns[name] if name in spec.columns else _naming.normalize_identifier(name)
+        except ValueError:  # nothing left of the name once normalised
+            raise ExtractError(
+                f"{f.rel}: column {name!r} has no usable name; rename it in the file or map it under "
+                "`columns:` for this entity in clarion.yaml"
+            ) from None
         if target in INTERNAL:
             raise ExtractError(
                 f"{f.rel}: column {name!r} uses a name Clarion reserves; rename it in the mapping"
@@ -201,62 +290,55 @@ def _one_type(seen: list[pa.DataType]) -> pa.DataType:
     return pa.string()
 
 
-def _encoding_and_hash(f: SourceFile, spec: FileEntity) -> tuple[str, str]:
-    """sha256 of the file (lineage) and, for UTF-8 text, whether it really is UTF-8, in one pass."""
-    digest = hashlib.sha256()
-    check = f.format != "parquet" and spec.encoding.lower().replace("_", "-") in {"utf-8", "utf8"}
-    decoder = codecs.getincrementaldecoder("utf-8")() if check else None
-    valid = True
-    with f.path.open("rb") as fh:
-        for block in iter(lambda: fh.read(8 << 20), b""):
-            digest.update(block)
-            if decoder is not None and valid:
-                try:
-                    decoder.decode(block)
-                except UnicodeDecodeError:
-                    valid = False
-        if decoder is not None and valid:
-            try:
-                decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                valid = False
-    encoding = spec.encoding if valid else REPLACING_UTF8
-    return encoding, digest.hexdigest()
+def _encoding_and_hash(f: SourceFile, spec: FileEntity) -> tuple[str, str, list[dict]]:
+    """sha256 of the file (lineage), the encoding to read it with, and its over-long lines."""
+    return scan(f.path, f.format, f.compression, spec.encoding, spec.max_record_bytes)
+
+
+def _text_source(
+    f: SourceFile, spec: FileEntity, encoding: str, long_lines: bool, columns: int = 1
+) -> tuple[str | pa.NativeFile, LongLines | None]:
+    """The file for pyarrow; an over-long line becomes a CSV record of ``columns`` stand-in values."""
+    delimiter = "\t" if spec.delimiter == "whitespace" else spec.delimiter
+    placeholder = delimiter.join([OVERSIZED] * columns).encode(py_encoding(encoding))
+    return text_source(
+        f.path, f.compression, spec.delimiter, spec.max_record_bytes, encoding, long_lines, placeholder
+    )
 
 
 # -- reading ---------------------------------------------------------------------------------------
 
 
-def _schema(f: SourceFile, spec: FileEntity, encoding: str) -> pa.Schema:
+def _schema(f: SourceFile, spec: FileEntity, encoding: str, long_lines: bool) -> pa.Schema:
     if f.format == "parquet":
         return pq.read_schema(f.path)
-    if f.format == "jsonl":
-        with f.path.open(encoding=_py_encoding(encoding), errors="replace") as fh:
-            for line in fh:
-                if line.strip():
-                    return pa.schema([(k, pa.string()) for k in json.loads(line)])
-        return pa.schema([])
-    header = _csv_header(f, spec, encoding)
+    if f.format == "jsonl":  # every key of every line: a key a line lacks is null there
+        table = read_jsonl(f.path, f.compression, encoding, spec.max_record_bytes, long_lines)
+        return pa.schema([(k, pa.string()) for k in table.column_names if k != OVERSIZED])
+    header = _csv_header(f, spec, encoding, long_lines)
     return pa.schema([(name, pa.string()) for name in header])
 
 
-def _py_encoding(encoding: str) -> str:
-    return "utf-8" if encoding == REPLACING_UTF8 else encoding
-
-
-def _csv_source(f: SourceFile, spec: FileEntity):
-    if spec.delimiter == "whitespace":
-        return pa.PythonFile(_WhitespaceTabs(f.path.open("rb")), mode="r")
-    return str(f.path)
-
-
-def _csv_header(f: SourceFile, spec: FileEntity, encoding: str) -> list[str]:
+def _csv_header(f: SourceFile, spec: FileEntity, encoding: str, long_lines: bool = False) -> list[str]:
+    """The header's names; for a header-less file the configured names, once its first line is seen
+    to have as many fields (else every line would be a malformed row: one clear message instead)."""
+    source, _ = _text_source(f, spec, encoding, long_lines)
     reader = pacsv.open_csv(
-        _csv_source(f, spec),
-        read_options=pacsv.ReadOptions(encoding=encoding, block_size=1 << 16),
+        source,
+        read_options=pacsv.ReadOptions(
+            encoding=encoding, block_size=1 << 16, autogenerate_column_names=not spec.header
+        ),
         parse_options=_csv_parse_options(spec, []),
     )
-    return reader.schema.names
+    if spec.header:
+        return reader.schema.names
+    names = list(spec.column_names or [])
+    if len(reader.schema.names) != len(names):
+        raise ValueError(
+            f"its first line has {len(reader.schema.names)} fields but column_names lists {len(names)}; "
+            "fix column_names for this entity in clarion.yaml"
+        )
+    return names
 
 
 def _csv_parse_options(spec: FileEntity, malformed: list[dict]) -> pacsv.ParseOptions:
@@ -267,44 +349,6 @@ def _csv_parse_options(spec: FileEntity, malformed: list[dict]) -> pacsv.ParseOp
         return "skip"
 
     return pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=handler)
-
-
-class _WhitespaceTabs(io.RawIOBase):
-    """Reads a whitespace-separated file as tab-separated: runs of spaces/tabs become one tab,
-    leading and trailing blanks on a line go. Works block-wise with a carry at block ends."""
-
-    _runs = re.compile(rb"[ \t]+")
-    _edges = re.compile(rb"(?m)^\t|\t(?=\r?$)")
-
-    def __init__(self, raw: io.BufferedReader) -> None:
-        self._raw = raw
-        self._buffer = b""
-        self._carry = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target) -> int:  # type: ignore[override]
-        while not self._buffer:
-            block = self._raw.read(1 << 20)
-            if not block:
-                if not self._carry:
-                    return 0
-                block, self._carry = self._carry, b""
-                self._buffer = self._edges.sub(b"", self._runs.sub(b"\t", block))
-                break
-            block = self._carry + block
-            cut = max(block.rfind(b"\n"), 0)
-            block, self._carry = block[: cut + 1], block[cut + 1 :]
-            self._buffer = self._edges.sub(b"", self._runs.sub(b"\t", block))
-        n = min(len(target), len(self._buffer))
-        target[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        return n
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
 
 
 @dataclass
@@ -324,7 +368,8 @@ def read_batches(plan: EntityPlan, batch_rows: int, stats: ReadStats) -> Iterato
     for fp in plan.streamed:
         row = 0
         malformed: list[dict] = []
-        found = scan.scan_file(fp.file.path, fp.file.format, plan.spec.delimiter, fp.encoding)
+        stand_ins: list[int] = []  # record numbers of the over-long lines
+        found = _count(fp, plan.spec)
         if found is not None:
             stats.counted[fp.file.rel] = found.records
             if found.swallowed:
@@ -334,12 +379,45 @@ def read_batches(plan: EntityPlan, batch_rows: int, stats: ReadStats) -> Iterato
             n = raw.num_rows
             if n == 0:
                 continue
-            yield _conform(raw, fp, plan, schema, row)
+            batch = _conform(raw, fp, plan, schema, row)
             row += n
-        stats.rows[fp.file.rel] = row
+            mask = _stand_ins(raw, fp)
+            if mask is not None:
+                stand_ins += pc.filter(batch.column(ROW), mask).to_pylist()
+                batch = batch.filter(pc.invert(mask))
+            if batch.num_rows:
+                yield batch
+        stats.rows[fp.file.rel] = row - len(stand_ins)
+        if len(stand_ins) == len(fp.oversized):  # else (a line inside a quoted value) located by line
+            for item, number in zip(fp.oversized, stand_ins, strict=True):
+                item["row"] = number
         if malformed:
             _locate_lines(fp, malformed)
-            stats.malformed[fp.file.rel] = malformed
+        if malformed or fp.oversized:  # over-long lines were never parsed: they are counted here
+            stats.malformed[fp.file.rel] = sorted(
+                [*malformed, *fp.oversized], key=lambda m: (m["line"] is None, m["line"] or 0)
+            )
+
+
+def _stand_ins(raw: pa.RecordBatch, fp: FilePlan) -> pa.Array | None:
+    """Which records of a batch stand in for over-long lines (None: the file has none)."""
+    if not fp.oversized:
+        return None
+    if OVERSIZED in raw.schema.names:  # JSON lines: the stand-in has a key of its own
+        return pc.is_valid(raw.column(OVERSIZED))
+    if fp.names and fp.names[0] in raw.schema.names:
+        return pc.fill_null(pc.equal(raw.column(fp.names[0]), OVERSIZED), False)
+    return None
+
+
+def _count(fp: FilePlan, spec: FileEntity) -> TextScan | None:
+    """The independent count of a text file's records, decompressed (None: the parser's count
+    stands). A file with over-long lines swapped for stand-ins is counted by the parser."""
+    if fp.oversized:
+        return None
+    return scan_file(
+        fp.file.path, fp.file.format, spec.delimiter, fp.encoding, spec.header, fp.file.compression
+    )
 
 
 def _locate_lines(fp: FilePlan, malformed: list[dict]) -> None:
@@ -347,7 +425,8 @@ def _locate_lines(fp: FilePlan, malformed: list[dict]) -> None:
     Malformed lines are rare, so reading the file once more for them is cheap."""
     if all(m["line"] is not None for m in malformed):
         return
-    text = fp.file.path.read_text(encoding=_py_encoding(fp.encoding), errors="replace")
+    with open_bytes(fp.file.path, fp.file.compression) as stream:
+        text = stream.read().decode(py_encoding(fp.encoding), errors="replace")
     start = 0
     for m in malformed:
         at = text.find(m["text"], start) if m["text"] else -1
@@ -372,45 +451,40 @@ def _raw_batches(
         if f.format == "parquet":
             yield from pq.ParquetFile(f.path).iter_batches(batch_size=batch_rows)
         elif f.format == "jsonl":
-            yield from _jsonl_batches(f, fp.encoding)
+            table = read_jsonl(
+                f.path, f.compression, fp.encoding, spec.max_record_bytes, bool(fp.oversized), malformed
+            )
+            named = iter(_name_blanks([c for c in table.column_names if c != OVERSIZED])[0])
+            table = table.rename_columns([c if c == OVERSIZED else next(named) for c in table.column_names])
+            yield from table.to_batches(max_chunksize=1_000_000)
         else:
-            header = _csv_header(f, spec, fp.encoding)
-            source = _csv_source(f, spec)
+            source, _ = _text_source(f, spec, fp.encoding, bool(fp.oversized), len(fp.names))
             if limit is not None:  # the records before a quote that never closes; the rest is quarantined
-                head = scan.Head(f.path, limit)
-                source = pa.PythonFile(
-                    _WhitespaceTabs(head) if spec.delimiter == "whitespace" else head, mode="r"
-                )
+                head: io.RawIOBase = Head(f.path, limit, f.compression)
+                if spec.delimiter == "whitespace":
+                    head = WhitespaceTabs(head)
+                source = pa.PythonFile(head, mode="r")
+            # explicit names for a header-less file, or one whose header leaves a name empty
+            named = not spec.header or bool(fp.unnamed)
             reader = pacsv.open_csv(
                 source,
-                read_options=pacsv.ReadOptions(encoding=fp.encoding, block_size=16 << 20),
+                read_options=pacsv.ReadOptions(
+                    encoding=fp.encoding,
+                    block_size=16 << 20,
+                    column_names=fp.names if named else None,
+                    skip_rows=1 if named and spec.header else 0,
+                ),
                 parse_options=_csv_parse_options(spec, malformed),
                 convert_options=pacsv.ConvertOptions(
-                    column_types=dict.fromkeys(header, pa.string()),
+                    column_types=dict.fromkeys(fp.names, pa.string()),
                     strings_can_be_null=True,
                     quoted_strings_can_be_null=False,
-                    null_values=[""],
+                    null_values=list(spec.null_markers),
                 ),
             )
             yield from reader
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
         raise ExtractError(f"cannot read {f.rel}: {str(exc).splitlines()[0]}") from None
-
-
-def _jsonl_batches(f: SourceFile, encoding: str) -> Iterator[pa.RecordBatch]:
-    source: str | pa.NativeFile = str(f.path)
-    if encoding.replace("_", "-").lower() not in {"utf-8", "utf8"}:
-        source = pa.transcoding_input_stream(pa.OSFile(str(f.path)), encoding, "utf-8")
-    table = pajson.read_json(source, parse_options=pajson.ParseOptions(newlines_in_values=False))
-    text = []
-    for col in table.columns:
-        if pa.types.is_nested(col.type):
-            text.append(
-                pa.array([None if v is None else json.dumps(v) for v in col.to_pylist()], pa.string())
-            )
-        else:
-            text.append(col.cast(pa.string()))
-    yield from pa.table(text, names=table.column_names).to_batches(max_chunksize=1_000_000)
 
 
 def _conform(

@@ -197,6 +197,8 @@ def _files_step(
             record_unchanged(con, run_id, result, started)
         return [result]
     plan = plan_entity(step.entity, spec, changed, contract.column_names, contract.required)
+    for note in plan.notes:
+        log.warning("source %s: %s", step.source, note)
     stats = ReadStats()
     for fp in plan.imported:  # a Parquet file's own row count: what landing must give back
         stats.counted[fp.file.rel] = pq.ParquetFile(fp.file.path).metadata.num_rows
@@ -207,6 +209,7 @@ def _files_step(
         return [
             LedgerFile(fp.file.rel, fp.file.size, fp.file.mtime_ns, fp.sha256, stats.rows.get(fp.file.rel, 0))
             for fp in plan.files
+            if not fp.unreadable  # not on record as read: it is tried again next run
         ]
 
     return _land_and_publish(
@@ -220,6 +223,8 @@ def _files_step(
         landing_sql=lambda landed: files_landing_sql(plan, landed, step.entity),
         formats=formats,
         rejected=plan.rejected,
+        bad_files=plan.bad_files,
+        notes=plan.notes,
         stats=stats,
         ledger=ledger,
         currency=getattr(spec, "currency", None),
@@ -281,8 +286,13 @@ def _land_and_publish(
     ledger: Callable[[], list[LedgerFile]] | None = None,
     currency: str | None = None,
     extras: list[str] | None = None,
+    bad_files: dict[str, tuple[str, str]] | None = None,
+    notes: list[str] | None = None,
 ) -> list[PublishResult]:
-    landed = land(settings, step.source, step.entity, resources)
+    if resources:
+        landed = land(settings, step.source, step.entity, resources)
+    else:  # every changed file was empty: nothing for dlt to land, the ledger still records them
+        landed = Landed(datetime.now(UTC).strftime("%s.%f"), {}, [])
     if landing_sql is None:
         files = landed.files(step.entity)
         sql = parquet_sql(files) if files else None
@@ -297,7 +307,12 @@ def _land_and_publish(
         entity=check_entity,
         landing_sql=sql,
         check=CheckSpec(
-            check_entity, {}, formats or Formats(), rejected or {}, settings.extract.future_tolerance_hours
+            check_entity,
+            {},
+            formats or Formats(),
+            rejected or {},
+            bad_files or {},
+            settings.extract.future_tolerance_hours,
         ),
         keyed=keyed,
         malformed=stats.malformed if stats else {},
@@ -306,6 +321,7 @@ def _land_and_publish(
         ledger=ledger() if ledger else [],
         started_at=started,
         extras=extras,
+        notes=notes or [],
     )
     with warehouse.connect(f"extract {step.name}") as con:
         if step.entity == "transactions":

@@ -14,6 +14,7 @@ import codecs
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,11 +44,11 @@ def scannable(encoding: str) -> bool:
     return not name.startswith(("utf-16", "utf-32", "utf_16", "utf_32"))
 
 
-def scan_jsonl(path: Path) -> TextScan:
+def scan_jsonl(path: Path, compression: str | None = None) -> TextScan:
     """JSON lines: one record per line that holds more than blanks."""
     records = lines = 0
     pending = False  # the line being read (not yet ended by a newline) holds something
-    with path.open("rb") as fh:
+    with _open(path, compression) as fh:
         for block in iter(lambda: fh.read(max(BLOCK // 8, 1)), b""):  # smaller: a count per byte below
             arr = np.frombuffer(block, np.uint8)
             nl = np.flatnonzero(arr == LF)
@@ -65,7 +66,7 @@ def scan_jsonl(path: Path) -> TextScan:
     return TextScan(records + int(pending), lines + int(pending))
 
 
-def scan_csv(path: Path, delimiter: str, header: bool = True) -> TextScan:
+def scan_csv(path: Path, delimiter: str, header: bool = True, compression: str | None = None) -> TextScan:
     """Count the records of a delimited file, find an unbalanced quote, and keep the lines it swallows."""
     seps = {"\t", " "} if delimiter == "whitespace" else {delimiter}
     starts_field = np.zeros(256, bool)
@@ -79,7 +80,7 @@ def scan_csv(path: Path, delimiter: str, header: bool = True) -> TextScan:
     record_has_content = False
     offset = 0
     carry = b""
-    with path.open("rb") as fh:
+    with _open(path, compression) as fh:
         while True:
             block = fh.read(BLOCK)
             data = carry + block
@@ -126,7 +127,7 @@ def scan_csv(path: Path, delimiter: str, header: bool = True) -> TextScan:
     scan = TextScan(0, lines)
     if quoted:
         scan.unclosed_line, scan.unclosed_offset = record_line, record_start
-        scan.swallowed = _lines_from(path, record_start, record_line)
+        scan.swallowed = _lines_from(path, record_start, record_line, compression)
         records_total = records + len(scan.swallowed)
     else:
         records_total = records + int(record_has_content)
@@ -187,10 +188,10 @@ def _toggles(arr: np.ndarray, starts_field: np.ndarray, quoted: bool) -> np.ndar
     return odd[kept]
 
 
-def _lines_from(path: Path, offset: int, line: int) -> list[dict]:
+def _lines_from(path: Path, offset: int, line: int, compression: str | None = None) -> list[dict]:
     """The non-blank physical lines from ``offset`` to the end (they are few: one broken tail)."""
-    with path.open("rb") as fh:
-        fh.seek(offset)
+    with _open(path, compression) as fh:
+        fh.read(offset)  # compressed streams cannot seek; the bytes before are skipped
         rest = fh.read()
     return [
         {"line": n, "text": text.decode("utf-8", "replace")[:MAX_TEXT]}
@@ -199,22 +200,38 @@ def _lines_from(path: Path, offset: int, line: int) -> list[dict]:
     ]
 
 
-def scan_file(path: Path, fmt: str, delimiter: str, encoding: str) -> TextScan | None:
+def _open(path: Path, compression: str | None) -> Any:
+    """The file's bytes, decompressed (gzip, zstd) when ``compression`` names a codec."""
+    if compression is None:
+        return path.open("rb")
+    import pyarrow as pa
+
+    return pa.input_stream(str(path), compression=compression)
+
+
+def scan_file(
+    path: Path,
+    fmt: str,
+    delimiter: str,
+    encoding: str,
+    header: bool = True,
+    compression: str | None = None,
+) -> TextScan | None:
     """The independent count of a text file, or None when this scan cannot read its format."""
     if not scannable(encoding):
         return None
     if fmt == "csv":
-        return scan_csv(path, delimiter)
+        return scan_csv(path, delimiter, header, compression)
     if fmt == "jsonl":
-        return scan_jsonl(path)
+        return scan_jsonl(path, compression)
     return None
 
 
 class Head(io.RawIOBase):
-    """The first ``limit`` bytes of a file, as a stream the CSV reader can take."""
+    """The first ``limit`` bytes of a file (decompressed), as a stream the CSV reader can take."""
 
-    def __init__(self, path: Path, limit: int) -> None:
-        self._fh = path.open("rb")
+    def __init__(self, path: Path, limit: int, compression: str | None = None) -> None:
+        self._fh = _open(path, compression)
         self._left = limit
 
     def readable(self) -> bool:

@@ -57,7 +57,7 @@ def publish_transactions(
             results.append(_derive_contacts(con, job))
             results.append(_derive_orders(con, job, currency, by_order_id="order_id" in landed))
         account(con, job, tx, loaded=valid)  # the valid transactions are what orders come from
-        derived_job = PublishJob(**{**job.__dict__, "ledger": []})
+        derived_job = PublishJob(**{**job.__dict__, "ledger": [], "notes": []})  # files: the tx row says
         for r in results[1:]:
             account(con, derived_job, r)
     return results
