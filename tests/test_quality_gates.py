@@ -269,3 +269,153 @@ def test_the_dbt_build_is_one_task_with_a_node_table_or_a_task_per_node(publishe
         [table] = [a for a in artifacts(transform_run) if a.key == "dbt-build"]
         assert "| model | customer_features | success |" in table.data
         assert table.data.count("| test |") >= 10 and "| error |" not in table.data
+
+
+def _suites(settings, edit) -> Path:
+    """A copy of the repository's suites with ``edit(name, suite dict)`` applied, used by the project."""
+    suites = settings.var_dir.parent / "suites"
+    shutil.copytree(SUITES, suites, dirs_exist_ok=True)
+    for name in ("raw", "marts"):
+        data = yaml.safe_load((suites / f"{name}.yml").read_text())
+        edit(name, data)
+        (suites / f"{name}.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return suites
+
+
+def _gate(settings, suite: str, **kw):
+    from clarion.quality.gate import run_gate
+    from clarion.warehouse import Warehouse
+
+    with Warehouse.from_settings(settings).connect("test gate") as con:
+        return run_gate(settings, con, suite, "test-gate", **kw)
+
+
+def test_a_fully_broken_small_incremental_batch_stops_the_raw_gate(published) -> None:
+    """1% of the orders arrive in a later file and every one of them is broken: judged on its own load
+    (26 of 26 rejected), not diluted by the clean history already in raw (26 of about 2,600)."""
+    from extract_helpers import run_extract
+
+    from clarion.quality.gate import QualityGateError
+
+    settings = published
+    crm_dir = settings.var_dir / "crm"
+    header = (crm_dir / "orders.csv").read_text().splitlines()[0]
+    [(loaded,)] = query(settings, "select count(*) from raw.orders")
+    batch = max(1, loaded // 100)
+    lines = [
+        f'"{900000 + i}","1","2026-06-01T10:00:00Z","lost","web","EUR","10.00","0.00","10.00",,"on_time",'
+        '"2026-06-01T10:00:00Z"'
+        for i in range(batch)
+    ]
+    (crm_dir / "orders.part2.csv").write_text("\n".join([header, *lines]) + "\n")
+    run_extract(settings, run_id="incremental")
+    [(quarantined,)] = query(settings, "select count(*) from quarantine.orders where run_id = 'incremental'")
+    assert quarantined == batch  # every row of the batch rejected, none loaded
+    [(raw_rows,)] = query(settings, "select count(*) from raw.orders")
+    assert raw_rows == loaded
+    assert batch / (raw_rows + batch) < 0.05  # over the whole history the share looks harmless
+    gate = _gate(settings, "raw")
+    assert not gate.passed
+    assert [r.check_id for r in gate.failures] == ["raw.quarantine-rate-stop"]
+    message = str(QualityGateError(gate))
+    assert "orders=1" in message and "contacts" not in message.split("raw.quarantine-rate-stop")[1]
+
+
+def test_a_check_naming_an_unknown_table_or_column_fails_the_suite(published) -> None:
+    def edit(name, data):
+        if name == "marts":
+            data["checks"] += [
+                {
+                    "id": "typo.table",
+                    "metric": "row_count_ratio",
+                    "tables": ["customer_featurez"],
+                    "min": 0.9,
+                    "severity": "warn",
+                },
+                {
+                    "id": "typo.column",
+                    "metric": "psi",
+                    "tables": ["customer_features"],
+                    "columns": ["spend_365d"],
+                    "max": 0.25,
+                    "severity": "warn",
+                },
+                {
+                    "id": "typo.expectation",
+                    "table": "customer_features",
+                    "expectation": "expect_column_values_to_not_be_null",
+                    "kwargs": {"column": "emial_consent"},
+                    "severity": "fail",
+                },
+            ]
+
+    suites = _suites(published, edit)
+    config = published.var_dir.parent / "clarion.yaml"
+    config.write_text(config.read_text() + f"quality:\n  suites_dir: {suites}\n")
+    settings = load_settings(config, env={})
+    gate = _gate(settings, "marts", candidate="marts")
+    assert not gate.passed
+    assert sorted(r.check_id for r in gate.failures) == ["typo.column", "typo.expectation", "typo.table"]
+    message = str(QualityGateError(gate))
+    for check, name in [
+        ("typo.table", "table marts.customer_featurez"),
+        ("typo.column", "column marts.customer_features.spend_365d"),
+        ("typo.expectation", "column marts.customer_features.emial_consent"),
+    ]:
+        [line] = [x for x in message.splitlines() if x.strip().startswith(f"- {check}:")]
+        assert name in line and str(suites / "marts.yml") in line
+    assert not [r for r in gate.results if r.status == "skipped" and r.check_id.startswith("typo")]
+
+
+def test_a_fail_check_with_nothing_to_measure_fails_and_a_warn_one_warns(published) -> None:
+    def edit(name, data):
+        if name == "raw":
+            for severity in ("fail", "warn"):
+                data["checks"].append(
+                    {
+                        "id": f"tickets.scored-{severity}",
+                        "metric": "null_rate",
+                        "tables": ["support_tickets"],
+                        "column": "satisfaction_score",
+                        "max": 0.9,
+                        "severity": severity,
+                    }
+                )
+
+    suites = _suites(published, edit)
+    config = published.var_dir.parent / "clarion.yaml"
+    config.write_text(config.read_text() + f"quality:\n  suites_dir: {suites}\n")
+    settings = load_settings(config, env={})
+    from clarion.warehouse import Warehouse
+
+    with Warehouse.from_settings(settings).connect("test") as con:
+        con.execute("delete from raw.support_tickets")
+    gate = _gate(settings, "raw")
+    assert [r.check_id for r in gate.failures] == ["tickets.scored-fail"]
+    assert [r.check_id for r in gate.warnings] == ["tickets.scored-warn"]
+    assert {r.status for r in gate.results if r.check_id.startswith("tickets.")} == {"nothing_to_measure"}
+    assert "nothing to measure" in str(QualityGateError(gate))
+    assert gate.summary()["nothing_to_measure"] == 2
+
+
+def test_clarion_check_compares_the_published_marts_with_the_publication_before(published) -> None:
+    """A shift published under a lenient suite is caught by `clarion check` with the strict one: the
+    published marts are compared with the previous publication, not with themselves."""
+
+    def lenient(name, data):
+        for check in data["checks"]:
+            if check["id"] == "features.drift-stop":
+                check["severity"] = "warn"
+
+    suites = _suites(published, lenient)
+    config = published.var_dir.parent / "clarion.yaml"
+    strict = config.read_text()
+    config.write_text(strict + f"quality:\n  suites_dir: {suites}\n")
+    _shift_spend(published, 6.0)
+    result = pipeline(config_path="clarion.yaml", stages=["transform"])
+    assert result["stages"]["transform"]["gates"][1]["ok"] is True
+    assert query(published, "select count(*) from audit.publications")[0][0] == 2
+    config.write_text(strict)  # the repository's suites again
+    failed = CliRunner().invoke(cli, ["check"])
+    assert failed.exit_code == 4, failed.output
+    assert "features.drift-stop" in failed.output and "customer_features.spend_365d_eur" in failed.output

@@ -13,7 +13,15 @@ from typing import Any, Literal
 
 import great_expectations as gx
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from clarion.errors import ConfigError
 
@@ -63,6 +71,17 @@ class Check(BaseModel):
         return self.metric is not None
 
     @property
+    def names(self) -> list[tuple[str | None, str | None]]:
+        """(table, column) pairs the check refers to; column None: the table itself, table None:
+        every table the metric is measured for."""
+        if not self.is_metric:
+            columns = [self.kwargs.get(k) for k in ("column", "column_A", "column_B")]
+            columns += list(self.kwargs.get("column_list") or [])
+            return [(self.table, None)] + [(self.table, c) for c in columns if c]
+        columns = [c for c in self.metric_columns if c]
+        return [(t, c) for t in (self.tables or [None]) for c in [None, *columns]]
+
+    @property
     def metric_columns(self) -> list[str | None]:
         return self.columns or [self.column]
 
@@ -91,6 +110,12 @@ class Suite(BaseModel):
     suite: Literal["raw", "marts"]
     version: int = Field(ge=1)
     checks: list[Check]
+    _path: str = PrivateAttr(default="")
+
+    @property
+    def path(self) -> str:
+        """The file the suite was read from (for messages)."""
+        return self._path or f"{self.suite}.yml"
 
     @model_validator(mode="after")
     def _checks_fit(self) -> Suite:
@@ -124,7 +149,9 @@ def load_suite(folder: Path, name: str) -> Suite:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         context = {"suite": data.get("suite")} if isinstance(data, dict) else {}
-        return Suite.model_validate(data, context=context)
+        suite = Suite.model_validate(data, context=context)
+        suite._path = str(path)
+        return suite
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"], source=str(path)) from None
     except ValidationError as exc:
