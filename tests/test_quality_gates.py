@@ -419,3 +419,37 @@ def test_clarion_check_compares_the_published_marts_with_the_publication_before(
     failed = CliRunner().invoke(cli, ["check"])
     assert failed.exit_code == 4, failed.output
     assert "features.drift-stop" in failed.output and "customer_features.spend_365d_eur" in failed.output
+
+
+def test_training_snapshots_that_break_the_marts_suite_stop_training(published) -> None:
+    """A features model that turns recency negative (a copy of the dbt project with that bug) never
+    reaches marts, but training builds its own snapshot days: they are held to the same suite."""
+    from clarion.quality.snapshot import SnapshotGateError
+    from clarion.segment import snapshots, training
+
+    root = published.var_dir.parent
+    project = root / "dbt-bug"
+    shutil.copytree(SUITES.parent / "dbt", project, ignore=shutil.ignore_patterns("target", "logs"))
+    features = project / "models" / "marts" / "customer_features.sql"
+    text = features.read_text()
+    line = "{{ days_between('order_stats.last_order_at', 'customers.as_of_ts') }} as recency_days"
+    assert text.count(line) == 1
+    features.write_text(text.replace(line, "-1 - " + line))
+    config = root / "clarion.yaml"
+    config.write_text(config.read_text() + f"transform:\n  dbt_project_dir: {project}\n")
+    settings = load_settings(config, env={})
+    plan = snapshots.plan(settings, None, None)
+    with pytest.raises(SnapshotGateError) as failed:
+        training.build_frames(settings, plan)
+    gate = failed.value.gate
+    # the stack holds every customer once per day: uniqueness is per day, and it holds
+    assert [r.check_id for r in gate.failures] == ["features.recency-not-negative"]
+    assert "features.one-row-per-customer" in {r.check_id for r in gate.results if r.status == "passed"}
+    [recency] = gate.failures
+    [[buyers]] = query(
+        settings, "select count(*) from marts.customer_features where recency_days is not null"
+    )
+    assert recency.observed["unexpected_count"] > 0 and buyers > 0
+    message = str(failed.value)
+    assert message.startswith("training snapshots failed the marts suite")
+    assert "features.recency-not-negative" in message and "No model was trained" in message
