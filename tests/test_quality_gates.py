@@ -290,14 +290,9 @@ def _gate(settings, suite: str, **kw):
         return run_gate(settings, con, suite, "test-gate", **kw)
 
 
-def test_a_fully_broken_small_incremental_batch_stops_the_raw_gate(published) -> None:
-    """1% of the orders arrive in a later file and every one of them is broken: judged on its own load
-    (26 of 26 rejected), not diluted by the clean history already in raw (26 of about 2,600)."""
-    from extract_helpers import run_extract
-
-    from clarion.quality.gate import QualityGateError
-
-    settings = published
+def _broken_batch(settings) -> tuple[int, int]:
+    """A later orders file holding 1% as many orders as raw, every one with an invalid status:
+    (rows in raw.orders, rows in the batch)."""
     crm_dir = settings.var_dir / "crm"
     header = (crm_dir / "orders.csv").read_text().splitlines()[0]
     [(loaded,)] = query(settings, "select count(*) from raw.orders")
@@ -308,6 +303,18 @@ def test_a_fully_broken_small_incremental_batch_stops_the_raw_gate(published) ->
         for i in range(batch)
     ]
     (crm_dir / "orders.part2.csv").write_text("\n".join([header, *lines]) + "\n")
+    return loaded, batch
+
+
+def test_a_fully_broken_small_incremental_batch_stops_the_raw_gate(published) -> None:
+    """1% of the orders arrive in a later file and every one of them is broken: judged on its own load
+    (26 of 26 rejected), not diluted by the clean history already in raw (26 of about 2,600)."""
+    from extract_helpers import run_extract
+
+    from clarion.quality.gate import QualityGateError
+
+    settings = published
+    loaded, batch = _broken_batch(settings)
     run_extract(settings, run_id="incremental")
     [(quarantined,)] = query(settings, "select count(*) from quarantine.orders where run_id = 'incremental'")
     assert quarantined == batch  # every row of the batch rejected, none loaded
@@ -453,3 +460,30 @@ def test_training_snapshots_that_break_the_marts_suite_stop_training(published) 
     message = str(failed.value)
     assert message.startswith("training snapshots failed the marts suite")
     assert "features.recency-not-negative" in message and "No model was trained" in message
+
+
+@pytest.mark.slow
+def test_a_failing_gate_is_one_message_without_traceback_in_run_and_transform(published) -> None:
+    """As a user meets it: the CLI in its own process (reporting to the session's Prefect server)."""
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    _broken_batch(published)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CLARION_"))}
+    env |= {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env["PYTHONPATH"] = os.pathsep.join([str(SUITES.parent), env.get("PYTHONPATH", "")])
+    for verb in ("run", "transform"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "clarion.cli", verb],
+            cwd=published.var_dir.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 4, proc.stderr[-3000:]
+        assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, verb
+        assert proc.stderr.count("quality gate 'raw' failed") == 1, proc.stderr[-3000:]
+        assert "error: quality gate 'raw' failed" in proc.stderr and "raw.quarantine-rate-stop" in proc.stderr

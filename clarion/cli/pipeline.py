@@ -204,9 +204,11 @@ def _run_pipeline(app: AppContext, wait_seconds: float | None, **params: Any) ->
                 target = params["resume"]
                 runs.resumable(con, None if target == "latest" else target, settings.fingerprint())
         from clarion.runtime import configure_logging
-        from flows.pipeline import pipeline
+        from flows.pipeline import pipeline, quiet_known_errors
 
         configure_logging("DEBUG" if app.verbose else settings.logging.level)  # Prefect's import reset it
+        if not app.verbose:  # a gate that fails is one message, not Prefect's tracebacks (-v: them too)
+            quiet_known_errors()
         return pipeline(config_path=str(file) if file else None, wait_seconds=wait_seconds, **params)
 
 
