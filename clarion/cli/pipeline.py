@@ -373,7 +373,10 @@ def transform(app: AppContext, as_of: datetime | None, wait_seconds: float | Non
 @click.option("--json", "as_json", is_flag=True, help="Print the gate results as JSON.")
 @click.pass_obj
 def check(app: AppContext, wait_seconds: float | None, as_json: bool) -> None:
-    """Run the quality gates alone: raw, and the latest staging build. Exit 4 if a `fail` check fails.
+    """Run the quality gates alone: raw, and the build. Exit 4 if a `fail` check fails.
+
+    The build is the staging build if it was never published (compared with the last publication),
+    else the published marts (compared with the publication before them).
 
     Results are kept in audit.quality_results and rendered as Great Expectations Data Docs
     (var/gx/uncommitted/data_docs/local_site/index.html).
