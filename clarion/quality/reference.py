@@ -1,7 +1,7 @@
 """What a publication looked like, kept beside it: the reference the marts gate compares a build with.
 
 At every publication the marts gate's comparison metrics are profiled on the published marts and stored
-in ``audit.publication_profiles``: each table's row count, and for each drift-checked column the
+in ``audit.quality_references``: each table's row count, and for each drift-checked column the
 reference bins (decile edges of the published values) with the share of rows in each bin. A build is
 then compared with the previous publication's profile: the transform gate's staging build with the
 last publication, and `clarion check` on the published marts with the publication before them, never
@@ -20,7 +20,7 @@ from clarion.quality.suites import Suite
 from clarion.warehouse import relation_exists
 
 PROFILE_DDL = """
-    create table if not exists audit.publication_profiles (
+    create table if not exists audit.quality_references (
         run_id varchar, "table" varchar, "column" varchar, row_count bigint, edges varchar, shares varchar,
         profiled_at timestamptz
     )
@@ -67,9 +67,9 @@ def store(con: duckdb.DuckDBPyConnection, run_id: str, suite: Suite, schema: str
     """Profile what ``run_id`` published (replacing a redone stage's own profile)."""
     con.execute(PROFILE_DDL)
     rows = profile_rows(con, schema, suite)
-    con.execute("delete from audit.publication_profiles where run_id = ?", [run_id])
+    con.execute("delete from audit.quality_references where run_id = ?", [run_id])
     con.executemany(
-        "insert into audit.publication_profiles values (?, ?, ?, ?, ?, ?, now())",
+        "insert into audit.quality_references values (?, ?, ?, ?, ?, ?, now())",
         [[run_id, *r] for r in rows],
     )
     return len(rows)
@@ -88,10 +88,10 @@ def _profile(run_id: str, rows: list[tuple]) -> Profile:
 
 def load(con: duckdb.DuckDBPyConnection, run_id: str | None) -> Profile | None:
     """The stored profile of publication ``run_id``; None when there is none."""
-    if run_id is None or not relation_exists(con, "audit", "publication_profiles"):
+    if run_id is None or not relation_exists(con, "audit", "quality_references"):
         return None
     rows = con.execute(
-        'select "table", "column", row_count, edges, shares from audit.publication_profiles where run_id = ?',
+        'select "table", "column", row_count, edges, shares from audit.quality_references where run_id = ?',
         [run_id],
     ).fetchall()
     return _profile(run_id, rows) if rows else None
