@@ -233,6 +233,7 @@ def test_a_broken_suite_file_names_the_check_and_what_is_wrong(tmp_path: Path) -
         "  - {id: a, table: customer_features, expectation: expect_column_to_be_nice, severity: fail}\n"
         "  - {id: b, metric: row_count, severity: fatal, max: 1}\n"
         "  - {id: c, metric: quarantine_rate, max: 1, severity: warn}\n"
+        "  - {id: d, metric: null_rate, tables: [dim_customers], column: age_band, max: 1, severity: warn}\n"
     )
     with pytest.raises(ConfigError) as failure:
         load_suite(tmp_path, "marts")
@@ -240,9 +241,10 @@ def test_a_broken_suite_file_names_the_check_and_what_is_wrong(tmp_path: Path) -
     assert "check a: Great Expectations has no expectation 'expect_column_to_be_nice'" in message
     assert "check b.severity" in message
     assert (
-        "check c: metric 'quarantine_rate' is not one of row_count, row_count_ratio, psi, null_rate"
-        in message
+        "check c: metric 'quarantine_rate' is not one of row_count_ratio, psi, unfinished_labels" in message
     )
+    assert "check d: metric 'null_rate' is not one of" in message
+    assert "use the expectation expect_column_values_to_not_be_null (with `mostly`)" in message
 
 
 @pytest.mark.parametrize(
@@ -381,10 +383,9 @@ def test_a_fail_check_with_nothing_to_measure_fails_and_a_warn_one_warns(publish
                 data["checks"].append(
                     {
                         "id": f"tickets.scored-{severity}",
-                        "metric": "null_rate",
-                        "tables": ["support_tickets"],
-                        "column": "satisfaction_score",
-                        "max": 0.9,
+                        "table": "support_tickets",
+                        "expectation": "expect_column_values_to_not_be_null",
+                        "kwargs": {"column": "satisfaction_score", "mostly": 0.1},
                         "severity": severity,
                     }
                 )
@@ -487,3 +488,33 @@ def test_a_failing_gate_is_one_message_without_traceback_in_run_and_transform(pu
         assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, verb
         assert proc.stderr.count("quality gate 'raw' failed") == 1, proc.stderr[-3000:]
         assert "error: quality gate 'raw' failed" in proc.stderr and "raw.quarantine-rate-stop" in proc.stderr
+
+
+def test_each_rule_on_a_mart_table_is_defined_in_one_place() -> None:
+    """A key, not-null or accepted-values rule lives either in dbt's schema files or in the marts
+    suite, never in both; the suites keep custom metrics only for what no expectation expresses."""
+    from clarion.quality.suites import METRICS
+
+    as_expectation = {
+        "unique": "expect_column_values_to_be_unique",
+        "not_null": "expect_column_values_to_not_be_null",
+        "accepted_values": "expect_column_values_to_be_in_set",
+    }
+    in_dbt = set()
+    for path in (SUITES.parent / "dbt" / "models").rglob("*.yml"):
+        for model in (yaml.safe_load(path.read_text()) or {}).get("models", []):
+            for column in model.get("columns", []):
+                for test in column.get("data_tests") or []:
+                    name = test if isinstance(test, str) else next(iter(test))
+                    if name in as_expectation:
+                        in_dbt.add((model["name"], column["name"], as_expectation[name]))
+    suites = [load_suite(SUITES, name) for name in ("raw", "marts")]
+    in_suites = {
+        (c.table, c.kwargs.get("column"), c.expectation) for s in suites for c in s.checks if c.table
+    }
+    assert ("dim_customers", "contact_id", "expect_column_values_to_be_unique") in in_dbt
+    assert ("customer_features", "contact_id", "expect_column_values_to_be_unique") in in_suites
+    assert not in_dbt & in_suites
+    metrics = {c.metric for s in suites for c in s.checks if c.metric}
+    assert metrics <= {"row_count_ratio", "psi", "quarantine_rate", "hours_since_load", "unfinished_labels"}
+    assert not {"row_count", "null_rate"} & (set(METRICS["raw"]) | set(METRICS["marts"]))

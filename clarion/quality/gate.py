@@ -185,7 +185,7 @@ def run_gate(
         )
         compared_with = previous_run if previous else None
         values = m.raw_metrics(con, checked, previous)
-        tables: dict[str, pd.DataFrame] = {}
+        tables = {t: _load(con, "raw", t, checks) for t, checks in checked.table_checks.items()}
     else:
         reference = reference_profile(con, checked, candidate, run_id)
         compared_with = reference.run_id if reference else None
@@ -320,7 +320,7 @@ def _load(con: duckdb.DuckDBPyConnection, schema: str, table: str, checks: list[
     missing = sorted(columns - present - {"contact_id"})
     if missing:
         raise ClarionError(f"quality checks name columns {missing} that {schema}.{table} does not have")
-    chosen = ", ".join(f'"{c}"' for c in sorted(columns & present))
+    chosen = ", ".join(f'"{c}"' for c in sorted(columns & present)) or "1 as _row"  # a row count only
     return con.execute(f'select {chosen} from {schema}."{table}"').df()
 
 

@@ -1,8 +1,9 @@
 """Table-level metrics for the gates, computed in DuckDB: one row per (table, column, metric, value).
 
 These are the facts no single row shows: how many rows there are against the last publication, what
-share of an entity was quarantined, how old the latest load is, how many values are missing, and
-how far a feature's distribution moved since the last published build (population stability index).
+share of a load was quarantined, how old the latest load is, and how far a feature's distribution
+moved since the last publication (population stability index). Row counts and missing values of one
+table are Great Expectations expectations in the suites, not metrics.
 """
 
 from __future__ import annotations
@@ -33,23 +34,6 @@ def count(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> int:
 _q, _count = quote, count
 
 
-def null_rates(con: duckdb.DuckDBPyConnection, schema: str, suite: Suite) -> list[Metric]:
-    out = []
-    for check in suite.metric_checks:
-        if check.metric != "null_rate":
-            continue
-        for table in check.tables or []:
-            for column in [c for c in check.metric_columns if c]:
-                if relation_exists(con, schema, table):
-                    (rate,) = con.execute(
-                        f"select avg(case when {_q(column)} is null then 1.0 else 0.0 end) "
-                        f"from {schema}.{_q(table)}"
-                    ).fetchone()
-                    if rate is not None:  # an empty table has no null rate: nothing to measure
-                        out.append((table, column, "null_rate", float(rate)))
-    return out
-
-
 def raw_metrics(
     con: duckdb.DuckDBPyConnection, suite: Suite, previous: dict[tuple[str, str | None, str], float]
 ) -> list[Metric]:
@@ -67,7 +51,7 @@ def raw_metrics(
                 "select date_diff('second', ?::timestamptz, now()) / 3600.0", [latest]
             ).fetchone()
             out.append((entity, None, "hours_since_load", float(hours)))
-    return out + quarantine_rates(con) + null_rates(con, "raw", suite)
+    return out + quarantine_rates(con)
 
 
 def quarantine_rates(con: duckdb.DuckDBPyConnection) -> list[Metric]:
@@ -120,7 +104,7 @@ def marts_metrics(
                     out.append((table, column, "psi", psi_value(ref, cur)))
     if any(c.metric == "unfinished_labels" for c in suite.metric_checks):
         out += unfinished_labels(con, candidate)
-    return out + null_rates(con, candidate, suite)
+    return out
 
 
 def unfinished_labels(con: duckdb.DuckDBPyConnection, schema: str) -> list[Metric]:

@@ -25,9 +25,16 @@ from pydantic import (
 
 from clarion.errors import ConfigError
 
+# Custom metrics only for what no single table's rows show: volume against the last publication,
+# the share a load rejected, the age of the latest load, drift, labels past the loaded orders. Row
+# counts, missing values, keys and ranges are Great Expectations expectations (or dbt tests).
 METRICS = {
-    "raw": ("row_count", "row_count_ratio", "quarantine_rate", "hours_since_load", "null_rate"),
-    "marts": ("row_count", "row_count_ratio", "psi", "null_rate", "unfinished_labels"),
+    "raw": ("row_count_ratio", "quarantine_rate", "hours_since_load"),
+    "marts": ("row_count_ratio", "psi", "unfinished_labels"),
+}
+INSTEAD = {
+    "row_count": "expect_table_row_count_to_be_between",
+    "null_rate": "expect_column_values_to_not_be_null (with `mostly`)",
 }
 
 
@@ -53,7 +60,8 @@ class Check(BaseModel):
     def _one_kind(self, info: ValidationInfo) -> Check:
         suite = (info.context or {}).get("suite")
         if self.metric is not None and suite in METRICS and self.metric not in METRICS[suite]:
-            raise ValueError(f"metric {self.metric!r} is not one of {', '.join(METRICS[suite])}")
+            instead = f"; use the expectation {INSTEAD[self.metric]}" if self.metric in INSTEAD else ""
+            raise ValueError(f"metric {self.metric!r} is not one of {', '.join(METRICS[suite])}{instead}")
         if (self.expectation is None) == (self.metric is None):
             raise ValueError("give either `expectation` (with `table`) or `metric` (with `min`/`max`)")
         if self.expectation is not None:
