@@ -187,7 +187,7 @@ def run_gate(
         values = m.raw_metrics(con, checked, previous)
         tables = {t: _load(con, "raw", t, checks) for t, checks in checked.table_checks.items()}
     else:
-        reference = reference_profile(con, checked, candidate, run_id)
+        reference = ref.for_build(con, checked, candidate, run_id)
         compared_with = reference.run_id if reference else None
         values = m.marts_metrics(con, checked, candidate, reference)
         tables = {t: _load(con, candidate, t, checks) for t, checks in checked.table_checks.items()}
@@ -243,29 +243,6 @@ def run_gate(
         },
     )
     return gate
-
-
-def reference_profile(
-    con: duckdb.DuckDBPyConnection, suite: Suite, candidate: str, run_id: str
-) -> ref.Profile | None:
-    """What a build is compared with: an unpublished build with the last publication; the published
-    marts with the publication before them (never the marts with themselves)."""
-    published = [p for p in ref.publications(con) if p != run_id]  # a redone stage: not its own
-    if candidate == "marts":
-        return ref.load(con, published[1]) if len(published) > 1 else None
-    if not published:
-        return None
-    stored = ref.load(con, published[0])
-    # The marts as last published; what the stored profile lacks (a publication older than profiles,
-    # a column the suite began to watch since) is read from them.
-    current = (
-        ref.live(con, published[0], "marts", suite)
-        if relation_exists(con, "marts", "customer_features")
-        else None
-    )
-    if stored is None or current is None:
-        return stored or current
-    return ref.Profile(stored.run_id, {**current.rows, **stored.rows}, {**current.bins, **stored.bins})
 
 
 def unknown_names(con: duckdb.DuckDBPyConnection, suite: Suite, schema: str) -> dict[str, CheckResult]:

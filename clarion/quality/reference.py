@@ -103,6 +103,27 @@ def live(con: duckdb.DuckDBPyConnection, run_id: str, schema: str, suite: Suite)
     return _profile(run_id, rows) if rows else None
 
 
+def for_build(con: duckdb.DuckDBPyConnection, suite: Suite, candidate: str, run_id: str) -> Profile | None:
+    """What a build is compared with: an unpublished build with the last publication; the published
+    marts with the publication before them (never the marts with themselves)."""
+    published = [p for p in publications(con) if p != run_id]  # a redone stage: not its own
+    if candidate == "marts":
+        return load(con, published[1]) if len(published) > 1 else None
+    if not published:
+        return None
+    stored = load(con, published[0])
+    # The marts as last published; what the stored profile lacks (a publication older than profiles,
+    # a column the suite began to watch since) is read from them.
+    current = (
+        live(con, published[0], "marts", suite)
+        if relation_exists(con, "marts", "customer_features")
+        else None
+    )
+    if stored is None or current is None:
+        return stored or current
+    return Profile(stored.run_id, {**current.rows, **stored.rows}, {**current.bins, **stored.bins})
+
+
 def publications(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Run ids of the publications, latest first."""
     if not relation_exists(con, "audit", "publications"):
