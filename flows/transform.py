@@ -18,7 +18,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from clarion.config import Settings
+from clarion.quality import reference
 from clarion.quality.gate import GateResult, QualityGateError, ensure_tables, run_gate
+from clarion.quality.suites import load_suite
 from clarion.transform.dbt import (
     DbtBuildError,
     dbt_args,
@@ -29,7 +31,7 @@ from clarion.transform.dbt import (
     resolve_as_of,
 )
 from clarion.transform.publish import clear_staging, publish
-from clarion.warehouse import Warehouse, relation_exists
+from clarion.warehouse import Warehouse
 
 
 @task(name="quality-gate", task_run_name="gate {suite}", cache_policy=NO_CACHE)
@@ -42,6 +44,8 @@ def gate(settings: Settings, run_id: str, suite: str, candidate: str = "staging"
 def publish_marts(settings: Settings, run_id: str, as_of: date) -> dict[str, Any]:
     with Warehouse.from_settings(settings).connect("publish marts") as con:
         published = publish(con, run_id, as_of, settings.transform.horizon_days)
+        # what this publication looks like, kept: later builds and `clarion check` compare with it
+        reference.store(con, run_id, load_suite(settings.quality.suites_dir, "marts"))
         if not settings.transform.keep_staging:
             published["staging_dropped"] = len(clear_staging(con))
         return published
@@ -106,6 +110,8 @@ def transform(settings: Settings, run_id: str, as_of: date | None = None) -> dic
         if not gates[-1].passed:
             raise QualityGateError(gates[-1])
         dbt_build(settings, day)
+        with Warehouse.from_settings(settings).connect("transform") as con:
+            reference.mark_build(con, run_id)
         gates.append(gate(settings, run_id, "marts"))
         if not gates[-1].passed:
             raise QualityGateError(gates[-1])
@@ -119,10 +125,11 @@ def transform(settings: Settings, run_id: str, as_of: date | None = None) -> dic
 
 @flow(name="check", log_prints=False)
 def check(settings: Settings, run_id: str) -> dict[str, Any]:
-    """The gates alone: raw, and the latest staging build (or the published marts if none)."""
+    """The gates alone: raw, and the staging build if it was never published (compared with the last
+    publication), else the published marts (compared with the publication before them)."""
     with Warehouse.from_settings(settings).connect("check") as con:
         ensure_tables(con)
-        staged = relation_exists(con, "staging", "customer_features")
+        staged = reference.unpublished_build(con)
     gates = [
         gate(settings, run_id, "raw"),
         gate(settings, run_id, "marts", candidate="staging" if staged else "marts"),

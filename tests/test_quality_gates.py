@@ -233,6 +233,7 @@ def test_a_broken_suite_file_names_the_check_and_what_is_wrong(tmp_path: Path) -
         "  - {id: a, table: customer_features, expectation: expect_column_to_be_nice, severity: fail}\n"
         "  - {id: b, metric: row_count, severity: fatal, max: 1}\n"
         "  - {id: c, metric: quarantine_rate, max: 1, severity: warn}\n"
+        "  - {id: d, metric: null_rate, tables: [dim_customers], column: age_band, max: 1, severity: warn}\n"
     )
     with pytest.raises(ConfigError) as failure:
         load_suite(tmp_path, "marts")
@@ -240,9 +241,10 @@ def test_a_broken_suite_file_names_the_check_and_what_is_wrong(tmp_path: Path) -
     assert "check a: Great Expectations has no expectation 'expect_column_to_be_nice'" in message
     assert "check b.severity" in message
     assert (
-        "check c: metric 'quarantine_rate' is not one of row_count, row_count_ratio, psi, null_rate"
-        in message
+        "check c: metric 'quarantine_rate' is not one of row_count_ratio, psi, unfinished_labels" in message
     )
+    assert "check d: metric 'null_rate' is not one of" in message
+    assert "use the expectation expect_column_values_to_not_be_null (with `mostly`)" in message
 
 
 @pytest.mark.parametrize(
@@ -269,3 +271,250 @@ def test_the_dbt_build_is_one_task_with_a_node_table_or_a_task_per_node(publishe
         [table] = [a for a in artifacts(transform_run) if a.key == "dbt-build"]
         assert "| model | customer_features | success |" in table.data
         assert table.data.count("| test |") >= 10 and "| error |" not in table.data
+
+
+def _suites(settings, edit) -> Path:
+    """A copy of the repository's suites with ``edit(name, suite dict)`` applied, used by the project."""
+    suites = settings.var_dir.parent / "suites"
+    shutil.copytree(SUITES, suites, dirs_exist_ok=True)
+    for name in ("raw", "marts"):
+        data = yaml.safe_load((suites / f"{name}.yml").read_text())
+        edit(name, data)
+        (suites / f"{name}.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return suites
+
+
+def _gate(settings, suite: str, **kw):
+    from clarion.quality.gate import run_gate
+    from clarion.warehouse import Warehouse
+
+    with Warehouse.from_settings(settings).connect("test gate") as con:
+        return run_gate(settings, con, suite, "test-gate", **kw)
+
+
+def _broken_batch(settings) -> tuple[int, int]:
+    """A later orders file holding 1% as many orders as raw, every one with an invalid status:
+    (rows in raw.orders, rows in the batch)."""
+    crm_dir = settings.var_dir / "crm"
+    header = (crm_dir / "orders.csv").read_text().splitlines()[0]
+    [(loaded,)] = query(settings, "select count(*) from raw.orders")
+    batch = max(1, loaded // 100)
+    lines = [
+        f'"{900000 + i}","1","2026-06-01T10:00:00Z","lost","web","EUR","10.00","0.00","10.00",,"on_time",'
+        '"2026-06-01T10:00:00Z"'
+        for i in range(batch)
+    ]
+    (crm_dir / "orders.part2.csv").write_text("\n".join([header, *lines]) + "\n")
+    return loaded, batch
+
+
+def test_a_fully_broken_small_incremental_batch_stops_the_raw_gate(published) -> None:
+    """1% of the orders arrive in a later file and every one of them is broken: judged on its own load
+    (26 of 26 rejected), not diluted by the clean history already in raw (26 of about 2,600)."""
+    from extract_helpers import run_extract
+
+    from clarion.quality.gate import QualityGateError
+
+    settings = published
+    loaded, batch = _broken_batch(settings)
+    run_extract(settings, run_id="incremental")
+    [(quarantined,)] = query(settings, "select count(*) from quarantine.orders where run_id = 'incremental'")
+    assert quarantined == batch  # every row of the batch rejected, none loaded
+    [(raw_rows,)] = query(settings, "select count(*) from raw.orders")
+    assert raw_rows == loaded
+    assert batch / (raw_rows + batch) < 0.05  # over the whole history the share looks harmless
+    gate = _gate(settings, "raw")
+    assert not gate.passed
+    assert [r.check_id for r in gate.failures] == ["raw.quarantine-rate-stop"]
+    message = str(QualityGateError(gate))
+    assert "orders=1" in message and "contacts" not in message.split("raw.quarantine-rate-stop")[1]
+
+
+def test_a_check_naming_an_unknown_table_or_column_fails_the_suite(published) -> None:
+    def edit(name, data):
+        if name == "marts":
+            data["checks"] += [
+                {
+                    "id": "typo.table",
+                    "metric": "row_count_ratio",
+                    "tables": ["customer_featurez"],
+                    "min": 0.9,
+                    "severity": "warn",
+                },
+                {
+                    "id": "typo.column",
+                    "metric": "psi",
+                    "tables": ["customer_features"],
+                    "columns": ["spend_365d"],
+                    "max": 0.25,
+                    "severity": "warn",
+                },
+                {
+                    "id": "typo.expectation",
+                    "table": "customer_features",
+                    "expectation": "expect_column_values_to_not_be_null",
+                    "kwargs": {"column": "emial_consent"},
+                    "severity": "fail",
+                },
+            ]
+
+    suites = _suites(published, edit)
+    config = published.var_dir.parent / "clarion.yaml"
+    config.write_text(config.read_text() + f"quality:\n  suites_dir: {suites}\n")
+    settings = load_settings(config, env={})
+    gate = _gate(settings, "marts", candidate="marts")
+    assert not gate.passed
+    assert sorted(r.check_id for r in gate.failures) == ["typo.column", "typo.expectation", "typo.table"]
+    message = str(QualityGateError(gate))
+    for check, name in [
+        ("typo.table", "table marts.customer_featurez"),
+        ("typo.column", "column marts.customer_features.spend_365d"),
+        ("typo.expectation", "column marts.customer_features.emial_consent"),
+    ]:
+        [line] = [x for x in message.splitlines() if x.strip().startswith(f"- {check}:")]
+        assert name in line and str(suites / "marts.yml") in line
+    assert not [r for r in gate.results if r.status == "skipped" and r.check_id.startswith("typo")]
+
+
+def test_a_fail_check_with_nothing_to_measure_fails_and_a_warn_one_warns(published) -> None:
+    def edit(name, data):
+        if name == "raw":
+            for severity in ("fail", "warn"):
+                data["checks"].append(
+                    {
+                        "id": f"tickets.scored-{severity}",
+                        "table": "support_tickets",
+                        "expectation": "expect_column_values_to_not_be_null",
+                        "kwargs": {"column": "satisfaction_score", "mostly": 0.1},
+                        "severity": severity,
+                    }
+                )
+
+    suites = _suites(published, edit)
+    config = published.var_dir.parent / "clarion.yaml"
+    config.write_text(config.read_text() + f"quality:\n  suites_dir: {suites}\n")
+    settings = load_settings(config, env={})
+    from clarion.warehouse import Warehouse
+
+    with Warehouse.from_settings(settings).connect("test") as con:
+        con.execute("delete from raw.support_tickets")
+    gate = _gate(settings, "raw")
+    assert [r.check_id for r in gate.failures] == ["tickets.scored-fail"]
+    assert [r.check_id for r in gate.warnings] == ["tickets.scored-warn"]
+    assert {r.status for r in gate.results if r.check_id.startswith("tickets.")} == {"nothing_to_measure"}
+    assert "nothing to measure" in str(QualityGateError(gate))
+    assert gate.summary()["nothing_to_measure"] == 2
+
+
+def test_clarion_check_compares_the_published_marts_with_the_publication_before(published) -> None:
+    """A shift published under a lenient suite is caught by `clarion check` with the strict one: the
+    published marts are compared with the previous publication, not with themselves."""
+
+    def lenient(name, data):
+        for check in data["checks"]:
+            if check["id"] == "features.drift-stop":
+                check["severity"] = "warn"
+
+    suites = _suites(published, lenient)
+    config = published.var_dir.parent / "clarion.yaml"
+    strict = config.read_text()
+    config.write_text(strict + f"quality:\n  suites_dir: {suites}\n")
+    _shift_spend(published, 6.0)
+    result = pipeline(config_path="clarion.yaml", stages=["transform"])
+    assert result["stages"]["transform"]["gates"][1]["ok"] is True
+    assert query(published, "select count(*) from audit.publications")[0][0] == 2
+    config.write_text(strict)  # the repository's suites again
+    failed = CliRunner().invoke(cli, ["check"])
+    assert failed.exit_code == 4, failed.output
+    assert "features.drift-stop" in failed.output and "customer_features.spend_365d_eur" in failed.output
+
+
+def test_training_snapshots_that_break_the_marts_suite_stop_training(published) -> None:
+    """A features model that turns recency negative (a copy of the dbt project with that bug) never
+    reaches marts, but training builds its own snapshot days: they are held to the same suite."""
+    from clarion.quality.snapshot import SnapshotGateError
+    from clarion.segment import snapshots, training
+
+    root = published.var_dir.parent
+    project = root / "dbt-bug"
+    shutil.copytree(SUITES.parent / "dbt", project, ignore=shutil.ignore_patterns("target", "logs"))
+    features = project / "models" / "marts" / "customer_features.sql"
+    text = features.read_text()
+    line = "{{ days_between('order_stats.last_order_at', 'customers.as_of_ts') }} as recency_days"
+    assert text.count(line) == 1
+    features.write_text(text.replace(line, "-1 - " + line))
+    config = root / "clarion.yaml"
+    config.write_text(config.read_text() + f"transform:\n  dbt_project_dir: {project}\n")
+    settings = load_settings(config, env={})
+    plan = snapshots.plan(settings, None, None)
+    with pytest.raises(SnapshotGateError) as failed:
+        training.build_frames(settings, plan)
+    gate = failed.value.gate
+    # the stack holds every customer once per day: uniqueness is per day, and it holds
+    assert [r.check_id for r in gate.failures] == ["features.recency-not-negative"]
+    assert "features.one-row-per-customer" in {r.check_id for r in gate.results if r.status == "passed"}
+    [recency] = gate.failures
+    [[buyers]] = query(
+        settings, "select count(*) from marts.customer_features where recency_days is not null"
+    )
+    assert recency.observed["unexpected_count"] > 0 and buyers > 0
+    message = str(failed.value)
+    assert message.startswith("training snapshots failed the marts suite")
+    assert "features.recency-not-negative" in message and "No model was trained" in message
+
+
+@pytest.mark.slow
+def test_a_failing_gate_is_one_message_without_traceback_in_run_and_transform(published) -> None:
+    """As a user meets it: the CLI in its own process (reporting to the session's Prefect server)."""
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    _broken_batch(published)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CLARION_"))}
+    env |= {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env["PYTHONPATH"] = os.pathsep.join([str(SUITES.parent), env.get("PYTHONPATH", "")])
+    for verb in ("run", "transform"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "clarion.cli", verb],
+            cwd=published.var_dir.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 4, proc.stderr[-3000:]
+        assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, verb
+        assert proc.stderr.count("quality gate 'raw' failed") == 1, proc.stderr[-3000:]
+        assert "error: quality gate 'raw' failed" in proc.stderr and "raw.quarantine-rate-stop" in proc.stderr
+
+
+def test_each_rule_on_a_mart_table_is_defined_in_one_place() -> None:
+    """A key, not-null or accepted-values rule lives either in dbt's schema files or in the marts
+    suite, never in both; the suites keep custom metrics only for what no expectation expresses."""
+    from clarion.quality.suites import METRICS
+
+    as_expectation = {
+        "unique": "expect_column_values_to_be_unique",
+        "not_null": "expect_column_values_to_not_be_null",
+        "accepted_values": "expect_column_values_to_be_in_set",
+    }
+    in_dbt = set()
+    for path in (SUITES.parent / "dbt" / "models").rglob("*.yml"):
+        for model in (yaml.safe_load(path.read_text()) or {}).get("models", []):
+            for column in model.get("columns", []):
+                for test in column.get("data_tests") or []:
+                    name = test if isinstance(test, str) else next(iter(test))
+                    if name in as_expectation:
+                        in_dbt.add((model["name"], column["name"], as_expectation[name]))
+    suites = [load_suite(SUITES, name) for name in ("raw", "marts")]
+    in_suites = {
+        (c.table, c.kwargs.get("column"), c.expectation) for s in suites for c in s.checks if c.table
+    }
+    assert ("dim_customers", "contact_id", "expect_column_values_to_be_unique") in in_dbt
+    assert ("customer_features", "contact_id", "expect_column_values_to_be_unique") in in_suites
+    assert not in_dbt & in_suites
+    metrics = {c.metric for s in suites for c in s.checks if c.metric}
+    assert metrics <= {"row_count_ratio", "psi", "quarantine_rate", "hours_since_load", "unfinished_labels"}
+    assert not {"row_count", "null_rate"} & (set(METRICS["raw"]) | set(METRICS["marts"]))

@@ -204,9 +204,11 @@ def _run_pipeline(app: AppContext, wait_seconds: float | None, **params: Any) ->
                 target = params["resume"]
                 runs.resumable(con, None if target == "latest" else target, settings.fingerprint())
         from clarion.runtime import configure_logging
-        from flows.pipeline import pipeline
+        from flows.pipeline import pipeline, quiet_known_errors
 
         configure_logging("DEBUG" if app.verbose else settings.logging.level)  # Prefect's import reset it
+        if not app.verbose:  # a gate that fails is one message, not Prefect's tracebacks (-v: them too)
+            quiet_known_errors()
         return pipeline(config_path=str(file) if file else None, wait_seconds=wait_seconds, **params)
 
 
@@ -371,7 +373,10 @@ def transform(app: AppContext, as_of: datetime | None, wait_seconds: float | Non
 @click.option("--json", "as_json", is_flag=True, help="Print the gate results as JSON.")
 @click.pass_obj
 def check(app: AppContext, wait_seconds: float | None, as_json: bool) -> None:
-    """Run the quality gates alone: raw, and the latest staging build. Exit 4 if a `fail` check fails.
+    """Run the quality gates alone: raw, and the build. Exit 4 if a `fail` check fails.
+
+    The build is the staging build if it was never published (compared with the last publication),
+    else the published marts (compared with the publication before them).
 
     Results are kept in audit.quality_results and rendered as Great Expectations Data Docs
     (var/gx/uncommitted/data_docs/local_site/index.html).

@@ -23,7 +23,9 @@ from clarion import audit
 from clarion.config import Settings
 from clarion.errors import ClarionError
 from clarion.quality import metrics as m
+from clarion.quality import reference as ref
 from clarion.quality.suites import Check, Suite, load_suite
+from clarion.warehouse import relation_exists
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,10 @@ QUALITY_DDL = (
         run_id varchar, as_of date, horizon_days integer, tables varchar, published_at timestamptz
     )
     """,
+    ref.PROFILE_DDL,
 )
+COMPARED = ("row_count_ratio", "psi")  # metrics measured against a previous publication
+NOTHING = "nothing_to_measure"
 
 
 class QualityGateError(ClarionError):
@@ -72,7 +77,7 @@ class QualityGateError(ClarionError):
 class CheckResult:
     check_id: str
     severity: str
-    status: str  # passed | failed | skipped
+    status: str  # passed | failed | skipped (no earlier publication) | nothing_to_measure | invalid
     kind: str  # the expectation, or metric:<name>
     table: str | None = None
     column: str | None = None
@@ -81,6 +86,8 @@ class CheckResult:
     why: str = ""
 
     def describe(self) -> str:
+        if self.status == "invalid":
+            return f"{self.check_id}: {self.why}"
         where = ".".join(x for x in (self.table, self.column) if x) or "all tables"
         shown_observed = {k: v for k, v in self.observed.items() if k not in ("measured", "outside")}
         measured, outside = self.observed.get("measured"), self.observed.get("outside")
@@ -91,6 +98,8 @@ class CheckResult:
         shown = [_sample_text(s) for s in self.sample[:5]]
         sample = f"; e.g. {', '.join(shown)}" if shown else ""
         why = f". {self.why}" if self.why else ""
+        if self.status == NOTHING:
+            seen = "nothing to measure" + (f" ({seen})" if seen else "")
         return f"{self.check_id} ({self.kind} on {where}): {seen}{sample}{why}"
 
 
@@ -104,23 +113,30 @@ class GateResult:
 
     @property
     def failures(self) -> list[CheckResult]:
-        return [r for r in self.results if r.status == "failed" and r.severity == "fail"]
+        """Broken `fail` checks, `fail` checks with nothing to measure, and any check whose table or
+        column does not exist (whatever its severity: a check that cannot run guards nothing)."""
+        return [
+            r
+            for r in self.results
+            if r.status == "invalid" or (r.status in ("failed", NOTHING) and r.severity == "fail")
+        ]
 
     @property
     def warnings(self) -> list[CheckResult]:
-        return [r for r in self.results if r.status == "failed" and r.severity == "warn"]
+        return [r for r in self.results if r.status in ("failed", NOTHING) and r.severity == "warn"]
 
     @property
     def passed(self) -> bool:
         return not self.failures
 
     def summary(self) -> dict[str, Any]:
-        counts = {s: sum(1 for r in self.results if r.status == s) for s in ("passed", "failed", "skipped")}
+        counts = {s: sum(1 for r in self.results if r.status == s) for s in ("passed", "skipped", NOTHING)}
         return {
             "suite": self.suite,
             "version": self.version,
             "ok": self.passed,
             **counts,
+            "failed": len(self.failures) + len(self.warnings),
             "failures": [r.describe() for r in self.failures],
             "warnings": [r.describe() for r in self.warnings],
             "data_docs": self.data_docs,
@@ -149,12 +165,15 @@ def run_gate(
     run_id: str,
     *,
     candidate: str = "staging",
-    published: str = "marts",
 ) -> GateResult:
-    """Validate the raw tables (suite raw) or a candidate build against the published one (marts)."""
+    """Validate the raw tables (suite raw) or a build (suite marts: ``candidate`` is ``staging``, an
+    unpublished build, or ``marts``, the published one) against the previous publication."""
     started = time.perf_counter()
     suite = load_suite(settings.quality.suites_dir, suite_name)
     ensure_tables(con)
+    schema = "raw" if suite_name == "raw" else candidate
+    invalid = unknown_names(con, suite, schema)
+    checked = suite.model_copy(update={"checks": [c for c in suite.checks if c.id not in invalid]})
     if suite_name == "raw":
         previous_run = last_publication(con, before=run_id)
         previous = m.as_lookup(
@@ -164,11 +183,14 @@ def run_gate(
                 [previous_run],
             ).fetchall()
         )
-        values = m.raw_metrics(con, suite, previous)
-        tables: dict[str, pd.DataFrame] = {}
+        compared_with = previous_run if previous else None
+        values = m.raw_metrics(con, checked, previous)
+        tables = {t: _load(con, "raw", t, checks) for t, checks in checked.table_checks.items()}
     else:
-        values = m.marts_metrics(con, suite, candidate, published)
-        tables = {table: _load(con, candidate, table, checks) for table, checks in suite.table_checks.items()}
+        reference = ref.for_build(con, checked, candidate, run_id)
+        compared_with = reference.run_id if reference else None
+        values = m.marts_metrics(con, checked, candidate, reference)
+        tables = {t: _load(con, candidate, t, checks) for t, checks in checked.table_checks.items()}
     # A stage redone under the same run id (clarion run --resume) replaces its own earlier results.
     for table in ("quality_metrics", "quality_results"):
         con.execute(f"delete from audit.{table} where run_id = ? and suite = ?", [run_id, suite.suite])
@@ -176,8 +198,8 @@ def run_gate(
         "insert into audit.quality_metrics values (?, ?, ?, ?, ?, ?, now())",
         [[run_id, suite.suite, t, c, metric, v] for t, c, metric, v in values],
     )
-    validator = _Validator(settings, suite)
-    results = validator.metrics(m.frame(values)) + validator.tables(tables)
+    validator = _Validator(settings, checked, compared_with)
+    results = list(invalid.values()) + validator.metrics(m.frame(values)) + validator.tables(tables)
     gate = GateResult(suite.suite, suite.version, results, validator.docs(), time.perf_counter() - started)
     con.executemany(
         "insert into audit.quality_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
@@ -215,10 +237,52 @@ def run_gate(
             "failed": len(gate.failures),
             "warnings": len(gate.warnings),
             "skipped": counts["skipped"],
+            "nothing_to_measure": counts[NOTHING],
+            "compared_with": compared_with,
             "failed_checks": sorted({r.check_id for r in gate.failures}),
         },
     )
     return gate
+
+
+def unknown_names(con: duckdb.DuckDBPyConnection, suite: Suite, schema: str) -> dict[str, CheckResult]:
+    """Checks that name a table or column ``schema`` does not have: each fails the suite (a check
+    that cannot run guards nothing), with the check, the suite file and the unknown name."""
+    columns: dict[str, set[str] | None] = {}
+
+    def has(table: str, column: str | None) -> bool:
+        if table not in columns:
+            columns[table] = (
+                {r[0] for r in con.execute(f"describe {schema}.{m.quote(table)}").fetchall()}
+                if relation_exists(con, schema, table)
+                else None
+            )
+        known = columns[table]
+        return known is not None and (column is None or column in known)
+
+    out: dict[str, CheckResult] = {}
+    for check in suite.checks:
+        for table, column in check.names:
+            if table is None or has(table, column):
+                continue
+            what = (
+                f"table {schema}.{table}" if columns[table] is None else f"column {schema}.{table}.{column}"
+            )
+            kind = f"metric:{check.metric}" if check.is_metric else check.expectation
+            out[check.id] = CheckResult(
+                check.id,
+                check.severity,
+                "invalid",
+                kind,
+                table,
+                column,
+                {"unknown": what},
+                [],
+                f"check {check.id} in {suite.path} names {what}, which does not exist: correct the name"
+                " in the suite file (or remove the check) and raise its version",
+            )
+            break
+    return out
 
 
 def _load(con: duckdb.DuckDBPyConnection, schema: str, table: str, checks: list[Check]) -> pd.DataFrame:
@@ -233,14 +297,14 @@ def _load(con: duckdb.DuckDBPyConnection, schema: str, table: str, checks: list[
     missing = sorted(columns - present - {"contact_id"})
     if missing:
         raise ClarionError(f"quality checks name columns {missing} that {schema}.{table} does not have")
-    chosen = ", ".join(f'"{c}"' for c in sorted(columns & present))
+    chosen = ", ".join(f'"{c}"' for c in sorted(columns & present)) or "1 as _row"  # a row count only
     return con.execute(f'select {chosen} from {schema}."{table}"').df()
 
 
 class _Validator:
     """A Great Expectations file context under var/gx, with one validation per batch."""
 
-    def __init__(self, settings: Settings, suite: Suite) -> None:
+    def __init__(self, settings: Settings, suite: Suite, compared_with: str | None = None) -> None:
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -248,6 +312,7 @@ class _Validator:
         logging.getLogger("great_expectations").setLevel(logging.ERROR)
         self.gx = gx
         self.suite = suite
+        self.compared_with = compared_with
         self.sample = settings.quality.sample_failures
         self.build_docs = settings.quality.data_docs
         self.ctx = gx.get_context(mode="file", project_root_dir=str(Path(settings.var_dir).resolve()))
@@ -312,11 +377,12 @@ class _Validator:
                     sample = [
                         _plain(x) for x in (outcome.get("partial_unexpected_list") or [])[: self.sample]
                     ]
+                empty = outcome.get("element_count") == 0 and check.kwargs.get("column")
                 results.append(
                     CheckResult(
                         check.id,
                         check.severity,
-                        "passed" if r.success else "failed",
+                        NOTHING if empty else "passed" if r.success else "failed",
                         check.expectation,
                         table,
                         check.kwargs.get("column"),
@@ -333,14 +399,15 @@ class _Validator:
         columns = [c for c in check.metric_columns if c]
         bounds = {"min": check.min, "max": check.max}
         if not outcome.get("element_count"):
+            first = check.metric in COMPARED and self.compared_with is None
             return CheckResult(
                 check.id,
                 check.severity,
-                "skipped",
+                "skipped" if first else NOTHING,
                 f"metric:{check.metric}",
                 _joined(check.tables),
                 _joined(columns),
-                {**bounds, "note": "nothing to measure yet (first publication?)"},
+                {**bounds, "note": "no earlier publication to compare with" if first else "no rows measured"},
                 [],
                 check.why,
             )

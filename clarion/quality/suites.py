@@ -13,13 +13,28 @@ from typing import Any, Literal
 
 import great_expectations as gx
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from clarion.errors import ConfigError
 
+# Custom metrics only for what no single table's rows show: volume against the last publication,
+# the share a load rejected, the age of the latest load, drift, labels past the loaded orders. Row
+# counts, missing values, keys and ranges are Great Expectations expectations (or dbt tests).
 METRICS = {
-    "raw": ("row_count", "row_count_ratio", "quarantine_rate", "hours_since_load", "null_rate"),
-    "marts": ("row_count", "row_count_ratio", "psi", "null_rate", "unfinished_labels"),
+    "raw": ("row_count_ratio", "quarantine_rate", "hours_since_load"),
+    "marts": ("row_count_ratio", "psi", "unfinished_labels"),
+}
+INSTEAD = {
+    "row_count": "expect_table_row_count_to_be_between",
+    "null_rate": "expect_column_values_to_not_be_null (with `mostly`)",
 }
 
 
@@ -45,7 +60,8 @@ class Check(BaseModel):
     def _one_kind(self, info: ValidationInfo) -> Check:
         suite = (info.context or {}).get("suite")
         if self.metric is not None and suite in METRICS and self.metric not in METRICS[suite]:
-            raise ValueError(f"metric {self.metric!r} is not one of {', '.join(METRICS[suite])}")
+            instead = f"; use the expectation {INSTEAD[self.metric]}" if self.metric in INSTEAD else ""
+            raise ValueError(f"metric {self.metric!r} is not one of {', '.join(METRICS[suite])}{instead}")
         if (self.expectation is None) == (self.metric is None):
             raise ValueError("give either `expectation` (with `table`) or `metric` (with `min`/`max`)")
         if self.expectation is not None:
@@ -61,6 +77,17 @@ class Check(BaseModel):
     @property
     def is_metric(self) -> bool:
         return self.metric is not None
+
+    @property
+    def names(self) -> list[tuple[str | None, str | None]]:
+        """(table, column) pairs the check refers to; column None: the table itself, table None:
+        every table the metric is measured for."""
+        if not self.is_metric:
+            columns = [self.kwargs.get(k) for k in ("column", "column_A", "column_B")]
+            columns += list(self.kwargs.get("column_list") or [])
+            return [(self.table, None)] + [(self.table, c) for c in columns if c]
+        columns = [c for c in self.metric_columns if c]
+        return [(t, c) for t in (self.tables or [None]) for c in [None, *columns]]
 
     @property
     def metric_columns(self) -> list[str | None]:
@@ -91,6 +118,12 @@ class Suite(BaseModel):
     suite: Literal["raw", "marts"]
     version: int = Field(ge=1)
     checks: list[Check]
+    _path: str = PrivateAttr(default="")
+
+    @property
+    def path(self) -> str:
+        """The file the suite was read from (for messages)."""
+        return self._path or f"{self.suite}.yml"
 
     @model_validator(mode="after")
     def _checks_fit(self) -> Suite:
@@ -124,7 +157,9 @@ def load_suite(folder: Path, name: str) -> Suite:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         context = {"suite": data.get("suite")} if isinstance(data, dict) else {}
-        return Suite.model_validate(data, context=context)
+        suite = Suite.model_validate(data, context=context)
+        suite._path = str(path)
+        return suite
     except yaml.YAMLError as exc:
         raise ConfigError([f"not valid YAML: {exc}"], source=str(path)) from None
     except ValidationError as exc:

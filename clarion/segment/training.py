@@ -15,6 +15,7 @@ import pandas as pd
 
 from clarion import audit
 from clarion.config import Settings
+from clarion.quality.snapshot import gate_snapshots
 from clarion.segment import snapshots
 from clarion.segment.snapshots import Plan, SegmentError
 from clarion.warehouse import Warehouse, relation_exists
@@ -100,6 +101,7 @@ def build_frames(settings: Settings, p: Plan) -> tuple[dict[str, pd.DataFrame], 
     started = time.perf_counter()
     stacked = snapshots.build(settings, days.all, p.horizon_days, per_mille)
     built_s = time.perf_counter() - started
+    gate_snapshots(settings, stacked)  # the marts suite's rules, before a model learns from the days
     stacked, fits = customer_base.add_features(stacked, p.horizon_days, s.seed)
     day = pd.to_datetime(stacked["as_of"])
     incomplete = sorted({d.date() for d in day[~stacked["horizon_complete"].astype(bool)]})
