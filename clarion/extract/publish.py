@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 
 from clarion.contract import ENTITIES, Entity
+from clarion.extract import findings
 from clarion.extract.contract_sql import (
     DUCKDB_TYPES,
     FILE,
@@ -122,6 +123,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, extra_quarantine: tuple[str, .
         con.execute(quarantine_ddl(name))
     for ddl in AUDIT_DDL:
         con.execute(ddl)
+    findings.ensure_table(con)
 
 
 @dataclass
@@ -146,6 +148,8 @@ class PublishResult:
     updated: int = 0
     unchanged: int = 0
     superseded: int = 0  # valid rows replaced by a newer version of the same key
+    findings: dict[str, int] = field(default_factory=dict)  # "field: reason" -> rows loaded with it nulled
+    released: int = 0  # quarantined orphans loaded because their parent arrived
     reasons: dict[str, int] = field(default_factory=dict)
     new_columns: list[str] = field(default_factory=list)
     rejected_files: dict[str, list[str]] = field(default_factory=dict)
@@ -241,16 +245,36 @@ def check_and_quarantine(
         f"create temp table __excluded as select {q(SEQ)}, __why as why from __bad "
         f"union all select {q(SEQ)}, why from __losers"
     )
-    con.execute(
-        f"create temp view __winners as select l.*, {', '.join(typed_columns(job.check))} "
+    loading = (
+        f"select l.*, {', '.join(typed_columns(job.check))} "
         f"from __landing l anti join __excluded x on x.{q(SEQ)} = l.{q(SEQ)}"
     )
+    result.findings = record_findings(con, job, loading)
+    con.execute(f"create temp view __winners as {findings.nulled_sql(job.check, loading)}")
     (read,) = con.execute("select count(*) from __landing").fetchone()
     result.read += read
     _quarantine(con, job, result, list(landed))
     (result.superseded,) = con.execute("select count(*) from __losers where why is null").fetchone()
     result.loaded = result.read - result.quarantined
     return landed
+
+
+def record_findings(con: duckdb.DuckDBPyConnection, job: PublishJob, loading: str) -> dict[str, int]:
+    """The findings of the rows that load; those of the files (or keys) read again are replaced."""
+    column = q(job.entity.primary_key) if job.keyed else q(FILE)
+    replaces = f"select distinct cast({column} as varchar) from __landing"
+    if job.keyed and job.entity.primary_key not in (job.check.landed or {}):
+        replaces = None
+    return findings.record(
+        con,
+        job.check,
+        loading,
+        load_id=job.load_id,
+        run_id=job.run_id,
+        source=job.source,
+        keyed=job.keyed,
+        replaces=replaces,
+    )
 
 
 def _versions(con: duckdb.DuckDBPyConnection, job: PublishJob, landed: dict[str, str]) -> None:

@@ -59,7 +59,9 @@ class DefectKind:
     entity: str
     column: str | None
     reason: str  # the machine-readable reason extraction is expected to give
-    expected: Literal["quarantine", "load", "clean"]
+    # quarantine: the row is rejected; finding: it loads with the field nulled and a field finding;
+    # load: it loads as is (reported); clean: it loads once normalised
+    expected: Literal["quarantine", "finding", "load", "clean"]
     description: str
     build: Callable[[pa.Table, np.random.Generator, Ids, str], pa.Table]
     formats: frozenset[str] = ALL_FORMATS
@@ -239,7 +241,7 @@ KINDS: tuple[DefectKind, ...] = (
         "contacts",
         "email",
         "invalid_email",
-        "quarantine",
+        "finding",
         "an e-mail address that cannot be delivered to (@@, missing domain...)",
         _broken("email", _malformed_email, "contacts"),
     ),
@@ -248,7 +250,7 @@ KINDS: tuple[DefectKind, ...] = (
         "contacts",
         "first_name",
         "encoding_error",
-        "quarantine",
+        "finding",
         "a name with a Latin-1 byte in a UTF-8 file (U+FFFD where the format forces valid text)",
         _broken("first_name", _broken_name, "contacts"),
     ),
@@ -267,7 +269,7 @@ KINDS: tuple[DefectKind, ...] = (
         "contacts",
         "country",
         "invalid_enum",
-        "quarantine",
+        "finding",
         "a country outside the contract's list",
         _broken("country", _choice(["XX", "Germany", "uk"]), "contacts"),
     ),
@@ -413,7 +415,7 @@ KINDS: tuple[DefectKind, ...] = (
         "orders",
         "subtotal_amount",
         "wrong_type",
-        "quarantine",
+        "finding",
         "an amount written with a comma and a currency sign",
         _broken("subtotal_amount", _choice(["12,50 €", "£19.99", "twelve"]), "orders"),
         formats=CSV_ONLY,
@@ -512,7 +514,7 @@ KINDS: tuple[DefectKind, ...] = (
         "support_tickets",
         "body",
         "oversized_text",
-        "quarantine",
+        "finding",
         f"a ticket body of over {OVERSIZED_CHARS:,} characters (a pasted log)",
         _broken("body", _oversized, "support_tickets"),
         max_per_chunk=2,
