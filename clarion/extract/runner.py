@@ -12,7 +12,7 @@ import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from clarion.config import DatabaseSource, FileEntity, FilesSource, HubSpotSource, Settings
 from clarion.contract import ENTITIES, load_order
@@ -176,6 +176,8 @@ def _extract_step(settings: Settings, warehouse: Warehouse, run_id: str, step: S
     if isinstance(source, DatabaseSource):
         dsn = secret(source.dsn_env, source.dsn_secret, "database DSN", step.source)
         since = _published_cursor(warehouse, step)
+        if since is not None:  # late rows: committed after a newer one, with an older cursor
+            since -= timedelta(hours=source.lookback_hours)
         resource = database_resource(
             step.source, source, dsn, step.entity, since, settings.extract.batch_rows
         )
@@ -190,11 +192,14 @@ def _extract_step(settings: Settings, warehouse: Warehouse, run_id: str, step: S
 
 def _published_cursor(warehouse: Warehouse, step: Step) -> datetime | None:
     """Where this source's entity stands in raw: incremental loads start at the latest cursor value.
-    Rows at exactly that value are read again (the merge finds them unchanged), so none is missed."""
-    cursor = ENTITIES[step.entity].cursor
+    Rows at exactly that value are read again (the merge finds them unchanged), so none is missed.
+    A cursor that was in the future when it loaded (a skewed clock, within the future tolerance) does
+    not count: it would hide every row changed between now and then."""
+    cursor = q(ENTITIES[step.entity].cursor)
     with warehouse.connect(f"extract {step.name}") as con:
         (value,) = con.execute(
-            f"select max({q(cursor)}) from raw.{q(step.entity)} where _source = ?", [step.source]
+            f"select max({cursor}) from raw.{q(step.entity)} where _source = ? and {cursor} <= _loaded_at",
+            [step.source],
         ).fetchone()
     return value
 
