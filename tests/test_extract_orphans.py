@@ -184,3 +184,22 @@ def test_a_released_row_is_checked_against_the_whole_contract_again(tmp_path) ->
     assert query(settings, "select reason, field from quarantine.order_items") == [("orphan", "product_id")]
     assert query(settings, "select count(*) from raw.order_items") == [(0,)]
     assert query(settings, "select count(*) from audit.orphan_releases") == [(0,)]
+
+
+def test_the_extract_summary_and_artifact_name_each_finding() -> None:
+    from clarion.cli.text import accounting_text
+    from flows.extract import _markdown
+
+    row = {
+        "source": "crm",
+        "entity": "contacts",
+        "status": "loaded",
+        "read": 3,
+        "loaded": 3,
+        "quarantined": 0,
+        "findings": {"country: invalid_enum": 2},
+    }
+    text = accounting_text([row])
+    assert "crm/contacts: loaded with a field nulled country: invalid_enum 2" in text
+    assert "quarantine.field_findings" in text and "clarion quarantine ENTITY" in text
+    assert "loaded with a field nulled: country: invalid_enum 2" in _markdown([row])
