@@ -201,6 +201,9 @@ def _check(
     if "quantity" in df:
         qty = pd.to_numeric(df["quantity"], errors="coerce")
         flag((qty < 1) | (qty > 1000), "out_of_range", "quantity")
+    if "satisfaction_score" in df:  # a 1-5 answer
+        score = pd.to_numeric(df["satisfaction_score"], errors="coerce")
+        flag((score < 1) | (score > 5), "out_of_range", "satisfaction_score")
     for c in spec.columns:
         if c.type == "timestamp":
             parsed = pd.to_datetime(

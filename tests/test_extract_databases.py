@@ -107,6 +107,13 @@ def assert_defects_quarantined_by_key(
     assert {k: v for k, v in expected.items() if k not in found} == {}, "defects that reached raw"
     assert {k: v for k, v in found.items() if k not in expected} == {}, "clean rows quarantined"
     assert found == expected, "wrong reasons"
+    # an invalid optional field: the row loads, the field is nulled and recorded by key
+    findings = {
+        (d["entity"], d["key"]): (d["column"], d["reason"]) for d in listed if d["expected"] == "finding"
+    }
+    recorded = query(settings, "select entity, key, field, reason, file, row from quarantine.field_findings")
+    assert {(e, k): (f, r) for e, k, f, r, *_ in recorded} == findings and len(recorded) == len(findings)
+    assert len(findings) > 5 and all(file is None and row is None for *_, file, row in recorded)
     for entity in ENTITIES:  # a database row has a key, no file and no row number
         located = query(
             settings, f'select key from quarantine."{entity}" where file is not null or row is not null'

@@ -74,6 +74,16 @@ def test_every_bad_optional_field_loads_nulled_with_a_finding_and_nothing_else(e
             settings, f'select "{d["column"]}" from raw."{e.name}" where {e.primary_key} = ?', [int(d["key"])]
         )
         assert value is None, d
+    # a contact loaded with a finding keeps its orders; a rejected contact's orders cascade as orphans
+    kept = [int(d["key"]) for d in defects(folder) if d["kind"] == "child_of_finding"]
+    cascaded = {d["key"] for d in defects(folder) if d["kind"] == "orphaned_child"}
+    assert kept and cascaded
+    [(in_raw,)] = query(
+        settings, f"select count(*) from raw.orders where order_id in ({', '.join(map(str, kept))})"
+    )
+    assert in_raw == len(kept)
+    orphaned = query(settings, "select key from quarantine.orders where reason = 'orphan'")
+    assert cascaded <= {k for (k,) in orphaned}
     counted = {r.entity: sum(r.findings.values()) for r in results}
     for entity in ENTITIES:
         assert counted.get(entity, 0) == sum(1 for d in listed if d["entity"] == entity), entity
