@@ -10,9 +10,14 @@ value (kept like quarantine keeps records, so it may hold PII and is never logge
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import duckdb
 
 from clarion.extract.contract_sql import FILE, ROW, CheckSpec, field_findings, lit, q, typed
+
+if TYPE_CHECKING:
+    from clarion.extract.publish import PublishJob
 
 TABLE = "quarantine.field_findings"
 DDL = f"""
@@ -91,3 +96,22 @@ def record(
             [load_id, source, entity.name],
         ).fetchall()
     }
+
+
+def record_job(con: duckdb.DuckDBPyConnection, job: PublishJob, loading: str) -> dict[str, int]:
+    """The findings of a publish job's rows that load (``loading``); those of the files (or keys) it
+    read again are replaced."""
+    column = q(job.entity.primary_key) if job.keyed else q(FILE)
+    replaces: str | None = f"select distinct cast({column} as varchar) from __landing"
+    if job.keyed and job.entity.primary_key not in (job.check.landed or {}):
+        replaces = None
+    return record(
+        con,
+        job.check,
+        loading,
+        load_id=job.load_id,
+        run_id=job.run_id,
+        source=job.source,
+        keyed=job.keyed,
+        replaces=replaces,
+    )

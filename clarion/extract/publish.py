@@ -249,7 +249,7 @@ def check_and_quarantine(
         f"select l.*, {', '.join(typed_columns(job.check))} "
         f"from __landing l anti join __excluded x on x.{q(SEQ)} = l.{q(SEQ)}"
     )
-    result.findings = record_findings(con, job, loading)
+    result.findings = findings.record_job(con, job, loading)
     con.execute(f"create temp view __winners as {findings.nulled_sql(job.check, loading)}")
     (read,) = con.execute("select count(*) from __landing").fetchone()
     result.read += read
@@ -257,24 +257,6 @@ def check_and_quarantine(
     (result.superseded,) = con.execute("select count(*) from __losers where why is null").fetchone()
     result.loaded = result.read - result.quarantined
     return landed
-
-
-def record_findings(con: duckdb.DuckDBPyConnection, job: PublishJob, loading: str) -> dict[str, int]:
-    """The findings of the rows that load; those of the files (or keys) read again are replaced."""
-    column = q(job.entity.primary_key) if job.keyed else q(FILE)
-    replaces = f"select distinct cast({column} as varchar) from __landing"
-    if job.keyed and job.entity.primary_key not in (job.check.landed or {}):
-        replaces = None
-    return findings.record(
-        con,
-        job.check,
-        loading,
-        load_id=job.load_id,
-        run_id=job.run_id,
-        source=job.source,
-        keyed=job.keyed,
-        replaces=replaces,
-    )
 
 
 def _versions(con: duckdb.DuckDBPyConnection, job: PublishJob, landed: dict[str, str]) -> None:
