@@ -203,3 +203,21 @@ def test_the_extract_summary_and_artifact_name_each_finding() -> None:
     assert "crm/contacts: loaded with a field nulled country: invalid_enum 2" in text
     assert "quarantine.field_findings" in text and "clarion quarantine ENTITY" in text
     assert "loaded with a field nulled: country: invalid_enum 2" in _markdown([row])
+
+
+def test_two_copies_of_one_orphan_release_one_and_keep_the_other_as_a_duplicate(tmp_path) -> None:
+    folder, settings = crm(tmp_path, contact(1, signup=""), order(10, 1))
+    write(folder, "orders.part2.csv", ORDERS + order(10, 1))  # the same order, delivered twice
+    run_extract(settings, run_id="first")
+    assert query(settings, "select file, reason from quarantine.orders order by 1") == [
+        ("orders.csv", "orphan"),
+        ("orders.part2.csv", "orphan"),
+    ]
+    write(folder, "contacts.csv", CONTACTS + contact(1, updated="2024-01-05"), bump=5)
+    results = run_extract(settings, run_id="second")
+    assert query(settings, "select order_id from raw.orders") == [(10,)]
+    assert query(settings, "select file, reason, field from quarantine.orders") == [
+        ("orders.part2.csv", "duplicate_key", "order_id")
+    ]
+    assert [r.released for r in results if r.status == "released"] == [1]
+    assert query(settings, "select file from audit.orphan_releases") == [("orders.csv",)]

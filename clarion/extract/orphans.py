@@ -139,7 +139,9 @@ def _release(con: duckdb.DuckDBPyConnection, job: PublishJob, parent: str) -> Pu
             con, job.check, loading, load_id=job.load_id, run_id=job.run_id, source=source, keyed=job.keyed
         )
         con.execute(f"create temp view __winners as {findings.nulled_sql(job.check, loading)}")
-        free = f"select {q(SEQ)} from __landing anti join __bad b using ({q(SEQ)})"
+        # what loads, and older versions of a key superseded by what loads; not the rows still failing
+        failing = f"select {q(SEQ)} from __excluded where why is not null"
+        free = f"select {q(SEQ)} from __landing anti join ({failing}) b using ({q(SEQ)})"
         (n,) = con.execute(f"select count(*) from ({free})").fetchone()
         if n:
             _load(con, job, result, [])
