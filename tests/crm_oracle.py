@@ -7,6 +7,7 @@ careful analyst would (pandas over text), sharing nothing with the generator but
 
 from __future__ import annotations
 
+import csv
 import re
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -41,11 +42,18 @@ ORDER = [
     "orphan",
     "duplicate_key",
     "normalised",
+    "malformed_row",
 ]
 
 
 def read_text(path: Path) -> pd.DataFrame:
     """Every value as text, nulls as ''. Parquet is rendered the way the CSV export writes it."""
+    if path.suffix == ".csv" and malformed_lines(path):  # only the records that parse (see there)
+        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as fh:
+            reader = csv.reader(fh)
+            header = next(reader)
+            good = [r for r in reader if len(r) == len(header)]
+        return pd.DataFrame(good, columns=header, dtype=object)
     if path.suffix == ".csv":
         return pd.read_csv(
             path,
@@ -59,6 +67,20 @@ def read_text(path: Path) -> pd.DataFrame:
     return pd.DataFrame(
         {n: [_render(v) for v in table.column(n).to_pylist()] for n in table.column_names}, dtype=object
     )
+
+
+def malformed_lines(path: Path) -> dict[int, int]:
+    """A CSV file's records with a field count other than the header's: record number -> line number."""
+    if path.suffix != ".csv":
+        return {}
+    bad = {}
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        reader = csv.reader(fh)
+        width = len(next(reader, []))
+        for record, fields in enumerate(reader, start=1):
+            if len(fields) != width:
+                bad[record] = reader.line_num
+    return bad
 
 
 def _render(value: object) -> str:
@@ -110,6 +132,10 @@ def _judge(folder: Path, manifest: dict) -> dict[tuple[str, int], tuple[str, str
         seen: set[str] = set()
         loadable[entity], with_finding[entity] = set(), set()
         for file, df in frames[entity]:
+            bad = malformed_lines(folder / file)
+            for line in bad.values():  # a line that does not parse is rejected whole, located by line
+                found[(file, line)] = ("quarantine", "malformed_row")
+            records = [r for r in range(1, len(df) + len(bad) + 1) if r not in bad]
             reasons, findings = _check(spec, df, loadable, cutoff_end)
             # first occurrence of a key wins, across the entity's files in order
             pk = df[spec.primary_key] if spec.primary_key in df else pd.Series("", index=df.index)
@@ -125,7 +151,7 @@ def _judge(folder: Path, manifest: dict) -> dict[tuple[str, int], tuple[str, str
                     if outcome == "finding":
                         with_finding[entity].add(key)
                 if why:
-                    found[(file, i + 1)] = (outcome, why)
+                    found[(file, records[i])] = (outcome, why)
     return found
 
 

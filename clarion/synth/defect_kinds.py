@@ -30,6 +30,10 @@ CSV_ONLY = frozenset({"csv"})
 # carries this placeholder and the CSV sink swaps in the raw byte as it writes.
 BROKEN_BYTE_PLACEHOLDER = "\x1a~e9~\x1a"
 BROKEN_BYTE = b"\xe9"
+# CSV values are written quoted; the sink turns this placeholder into '","', splitting the value into
+# one field too many: a line that does not parse (an unquoted comma in a hand-made export)
+SPLIT_FIELD_PLACEHOLDER = "\x1a~split~\x1a"
+SPLIT_FIELD = b'","'
 ORPHAN_ID_BASE = 9_000_000_000  # ids above every real one: the parent does not exist
 FUTURE_TIME = "2099-01-01T12:00:00Z"
 FUTURE_DT = datetime(2099, 1, 1, 12, tzinfo=UTC)
@@ -195,6 +199,11 @@ def _rename_email(table: pa.Table) -> pa.Table:
 
 def _drop_currency(table: pa.Table) -> pa.Table:
     return table.drop_columns(["currency"])
+
+
+def _split_campaign(table: pa.Table) -> pa.Table:
+    values = table.column("campaign_id").to_pylist()
+    return _set(table, "campaign_id", [f"{v}{SPLIT_FIELD_PLACEHOLDER}utm_source=partner" for v in values])
 
 
 def _child_of(entity: str, fk: str):
@@ -593,6 +602,18 @@ KINDS: tuple[DefectKind, ...] = (
         _broken("quantity", _const("5000", 5000), "order_items"),
     ),
     # e-mail events
+    _k(
+        "malformed_line",
+        "email_events",
+        "campaign_id",
+        "malformed_row",
+        "quarantine",
+        "a part file whose lines carry one field too many (an unquoted comma): they do not parse; "
+        "the row is the physical line",
+        _drift("email_events", _split_campaign),
+        formats=CSV_ONLY,
+        placement="drift_file",
+    ),
     _k(
         "missing_campaign",
         "email_events",

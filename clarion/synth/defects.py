@@ -32,6 +32,8 @@ from clarion.synth.defect_kinds import (
     KINDS,
     ORPHAN_ID_BASE,
     OVERSIZED_CHARS,
+    SPLIT_FIELD,
+    SPLIT_FIELD_PLACEHOLDER,
     DefectKind,
     Format,
     Ids,
@@ -51,6 +53,8 @@ __all__ = [
     "KINDS",
     "ORPHAN_ID_BASE",
     "OVERSIZED_CHARS",
+    "SPLIT_FIELD",
+    "SPLIT_FIELD_PLACEHOLDER",
     "DefectKind",
     "Format",
     "Ids",
@@ -158,6 +162,7 @@ def inject(
 def render_value(value: object, limit: int = 60) -> str:
     """A short rendering of a defective value for the manifest (long text is cut)."""
     text = "" if value is None else str(value).replace(BROKEN_BYTE_PLACEHOLDER, "\\xe9").replace("\n", "\\n")
+    text = text.replace(SPLIT_FIELD_PLACEHOLDER, SPLIT_FIELD.decode())
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} chars)"
 
 
