@@ -65,10 +65,68 @@ def listing(
                 if values:
                     item["record"] = json.loads(item["record"])
                 rows.append(item)
-    return {"entity": entity, "counts": counts, "rows": rows, "values_shown": values}
+        found = _findings(con, existing, entity, reason, source, limit, values)
+    return {"entity": entity, "counts": counts, "rows": rows, "values_shown": values, **found}
+
+
+def _findings(con, existing, entity, reason, source, limit, values) -> dict[str, Any]:
+    """Rows that loaded with an invalid optional value nulled (quarantine.field_findings)."""
+    if "field_findings" not in existing:
+        return {"findings": [], "finding_rows": []}
+    where, params = [], []
+    for column, value in (("entity", entity), ("reason", reason), ("source", source)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    clause = f"where {' and '.join(where)}" if where else ""
+    table = "quarantine.field_findings"
+    counts = [
+        {"entity": e, "source": s, "reason": r, "field": f, "rows": n}
+        for e, s, r, f, n in con.execute(
+            f"select entity, source, reason, field, count(*) from {table} {clause} "
+            "group by all order by 5 desc",
+            params,
+        ).fetchall()
+    ]
+    rows = []
+    if entity and limit > 0:
+        columns = ["source", "file", "row", "key", "field", "reason", "load_id"] + (
+            ["value"] if values else []
+        )
+        rows = [
+            dict(zip(columns, rec, strict=True))
+            for rec in con.execute(
+                f"select {', '.join(columns)} from {table} {clause} order by file, row, key limit ?",
+                [*params, limit],
+            ).fetchall()
+        ]
+    return {"findings": counts, "finding_rows": rows}
 
 
 def render(report: dict[str, Any]) -> str:
+    text = _render_quarantine(report)
+    if report.get("findings"):
+        text += "\n\n" + _render_findings(report)
+    return text
+
+
+def _render_findings(report: dict[str, Any]) -> str:
+    lines = [
+        "Loaded with a field nulled (quarantine.field_findings: an invalid optional value, original kept):",
+        f"{'entity':<16} {'source':<10} {'reason':<17} {'field':<22} {'rows':>9}",
+    ]
+    for c in report["findings"]:
+        lines.append(
+            f"{c['entity']:<16} {c['source']:<10} {c['reason']:<17} {c['field'][:22]:<22} {c['rows']:>9,}"
+        )
+    for r in report.get("finding_rows", []):
+        where = f"{r['file']}:{r['row']}" if r["file"] else f"key {r['key']}"
+        value = f"  value {r['value']!r}" if report["values_shown"] else ""
+        lines.append(f"  {r['source']} {where}  {r['reason']} ({r['field']}){value}")
+    return "\n".join(lines)
+
+
+def _render_quarantine(report: dict[str, Any]) -> str:
     if not report["counts"]:
         return "Nothing in quarantine" + (f" for {report['entity']}" if report["entity"] else "") + "."
     lines = [f"{'entity':<16} {'source':<10} {'reason':<17} {'field':<22} {'rows':>9}"]

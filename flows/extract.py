@@ -89,7 +89,9 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         reasons = ", ".join(f"{k} {v:,}" for k, v in sorted((r.get("reasons") or {}).items()))
-        notes = "; ".join(x for x in (reasons, r.get("message", ""), _new_columns(r)) if x)
+        nulled = ", ".join(f"{k} {v:,}" for k, v in sorted((r.get("findings") or {}).items()))
+        nulled = f"loaded with a field nulled: {nulled}" if nulled else ""
+        notes = "; ".join(x for x in (reasons, nulled, r.get("message", ""), _new_columns(r)) if x)
         counts = " | ".join(f"{r.get(c, 0):,}" for c in COLUMNS)
         lines.append(f"| {r['source']} | {r['entity']} | {r['status']} | {counts} | {notes} |")
     return "\n".join(lines)

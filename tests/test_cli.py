@@ -130,7 +130,8 @@ def test_the_demo_path_works_for_a_new_user_in_an_empty_folder(tmp_path: Path) -
     assert "contacts" in ran.stdout and "quarantined" in ran.stdout  # the extract accounting table
     status = clarion("status")
     [audit_line] = [line for line in status.stdout.splitlines() if line.startswith("  audit ")]
-    assert "extract_files 7, extract_loads 7, publications 1," in audit_line and "events " in audit_line
+    assert "extract_files 7, extract_loads 7, orphan_releases 0, publications 1," in audit_line
+    assert "events " in audit_line
     assert "report of scoring run" in ran.stdout and "lineage    " in ran.stdout  # report, manifest
     pack = clarion("compliance", "export")  # the last step of `make demo`
     assert "compliance pack of run" in pack.stdout and "(chain verified)" in pack.stdout

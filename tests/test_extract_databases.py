@@ -107,6 +107,13 @@ def assert_defects_quarantined_by_key(
     assert {k: v for k, v in expected.items() if k not in found} == {}, "defects that reached raw"
     assert {k: v for k, v in found.items() if k not in expected} == {}, "clean rows quarantined"
     assert found == expected, "wrong reasons"
+    # an invalid optional field: the row loads, the field is nulled and recorded by key
+    findings = {
+        (d["entity"], d["key"]): (d["column"], d["reason"]) for d in listed if d["expected"] == "finding"
+    }
+    recorded = query(settings, "select entity, key, field, reason, file, row from quarantine.field_findings")
+    assert {(e, k): (f, r) for e, k, f, r, *_ in recorded} == findings and len(recorded) == len(findings)
+    assert len(findings) > 5 and all(file is None and row is None for *_, file, row in recorded)
     for entity in ENTITIES:  # a database row has a key, no file and no row number
         located = query(
             settings, f'select key from quarantine."{entity}" where file is not null or row is not null'
@@ -178,7 +185,8 @@ def test_postgres_incremental_run_reads_only_changed_and_boundary_rows(
         pg_schema=schema,
     )
     monkeypatch.setenv(DSN_ENV, dsn)
-    settings = project(tmp_path, {"pg": db_source("postgres", schema)})
+    # no look-back window: exactly the changed rows and those at the previous maximum are read
+    settings = project(tmp_path, {"pg": db_source("postgres", schema, lookback_hours=0)})
     run_extract(settings)
     [(previous_max,)] = query(settings, "select max(updated_at) from raw.orders")
     table = f'"{schema}".orders'
@@ -342,16 +350,19 @@ def test_a_renamed_table_with_mapped_columns_loads_under_canonical_names(
     settings = project(tmp_path, {"people": db_source("postgres", schema, entities=mapped)})
 
     [first] = run_extract(settings)
-    assert (first.entity, first.read, first.loaded, first.quarantined) == ("contacts", 3, 2, 1)
+    assert (first.entity, first.read, first.loaded, first.quarantined) == ("contacts", 3, 3, 0)
     rows = query(
         settings,
         "select contact_id, first_name, last_name, email, country, signup_date, email_consent, sms_consent, "
         "marketing_objection, updated_at, _source from raw.contacts order by contact_id",
     )
-    assert [r[:10] for r in rows] == people[:2]  # types, names and instants as the source holds them
+    assert [r[:10] for r in rows[:2]] == people[:2]  # types, names and instants as the source holds them
     assert {r[10] for r in rows} == {"people"}
-    assert query(settings, "select key, reason, field, file, row from quarantine.contacts") == [
-        ("3", "invalid_email", "email", None, None)
+    # an undeliverable address is an optional field: nulled and recorded by key, the contact loads
+    assert rows[2][3] is None and rows[2][:3] == people[2][:3]
+    assert query(settings, "select count(*) from quarantine.contacts") == [(0,)]
+    assert query(settings, "select key, field, reason, file, row from quarantine.field_findings") == [
+        ("3", "email", "invalid_email", None, None)
     ]
 
     with pg_connect(dsn) as con:
@@ -360,11 +371,12 @@ def test_a_renamed_table_with_mapped_columns_loads_under_canonical_names(
             "set given_name = 'Augusta Ada', changed_at = now() - interval '1 minute' where id = 1"
         )
     [second] = run_extract(settings)
-    # row 1 (changed) and row 2 (the boundary: the latest cursor raw held); not the older quarantined row 3
+    # row 1 (changed) and row 2 (the boundary: the latest cursor raw held, within the 24 h look-back);
+    # not row 3, older than the look-back window
     assert second.read == 2
     assert (second.updated, second.unchanged, second.inserted, second.quarantined) == (1, 1, 0, 0)
     assert query(settings, "select first_name from raw.contacts where contact_id = 1") == [("Augusta Ada",)]
-    assert raw_count(settings, "contacts") == 2
+    assert raw_count(settings, "contacts") == 3
 
 
 @pytest.mark.postgres
@@ -474,7 +486,7 @@ def test_mariadb_incremental_run_reads_only_changed_and_boundary_rows(
         mariadb_database=database,
     )
     monkeypatch.setenv(DSN_ENV, dsn)
-    settings = project(tmp_path, {"maria": db_source("mariadb", database)})
+    settings = project(tmp_path, {"maria": db_source("mariadb", database, lookback_hours=0)})
     run_extract(settings)
     [(previous_max,)] = query(settings, "select max(updated_at) from raw.orders")
     previous_wall = previous_max.astimezone(UTC).replace(tzinfo=None)  # DATETIME holds UTC wall time

@@ -53,12 +53,51 @@ def test_every_injected_defect_is_quarantined_with_its_reason_and_nothing_else(e
     assert {k: (v, found[k]) for k, v in expected.items() if found[k] != v} == {}, "wrong reasons"
 
 
+def test_every_bad_optional_field_loads_nulled_with_a_finding_and_nothing_else(extracted) -> None:
+    """The generator's ledger (rows expected as ``finding``) against quarantine.field_findings: the same
+    (file, row, field, reason) set, each row in raw with that field NULL and none in quarantine."""
+    folder, _, settings, results = extracted
+    listed = [d for d in defects(folder) if d["expected"] == "finding"]
+    expected = {(d["file"], int(d["row"])): (d["column"], d["reason"]) for d in listed}
+    found = {
+        (file, int(row)): (field, reason)
+        for file, row, field, reason in query(
+            settings, "select file, row, field, reason from quarantine.field_findings"
+        )
+    }
+    assert len(expected) > 10
+    assert found == expected
+    assert not set(expected) & set(quarantined(settings))
+    for d in listed[:20]:
+        e = ENTITIES[d["entity"]]
+        [(value,)] = query(
+            settings, f'select "{d["column"]}" from raw."{e.name}" where {e.primary_key} = ?', [int(d["key"])]
+        )
+        assert value is None, d
+    # a contact loaded with a finding keeps its orders; a rejected contact's orders cascade as orphans
+    kept = [int(d["key"]) for d in defects(folder) if d["kind"] == "child_of_finding"]
+    cascaded = {d["key"] for d in defects(folder) if d["kind"] == "orphaned_child"}
+    assert kept and cascaded
+    [(in_raw,)] = query(
+        settings, f"select count(*) from raw.orders where order_id in ({', '.join(map(str, kept))})"
+    )
+    assert in_raw == len(kept)
+    orphaned = query(settings, "select key from quarantine.orders where reason = 'orphan'")
+    assert cascaded <= {k for (k,) in orphaned}
+    counted = {r.entity: sum(r.findings.values()) for r in results}
+    for entity in ENTITIES:
+        assert counted.get(entity, 0) == sum(1 for d in listed if d["entity"] == entity), entity
+
+
 def test_every_row_read_is_loaded_or_quarantined_and_the_counts_match_the_files(extracted) -> None:
     folder, manifest, settings, results = extracted
     listed = defects(folder)
     for entity, info in manifest["entities"].items():
         r = by_entity(results)[entity]
         bad = sum(1 for d in listed if d["entity"] == entity and d["expected"] == "quarantine")
+        assert sum(r.findings.values()) == sum(
+            1 for d in listed if d["entity"] == entity and d["expected"] == "finding"
+        ), entity
         assert r.read == info["rows"], entity  # every row of every file of the entity was read
         assert r.read == r.loaded + r.quarantined, entity
         assert r.quarantined == bad, entity
@@ -72,7 +111,9 @@ def test_raw_holds_exactly_the_rows_that_are_not_defects_with_their_values(extra
     bad_rows = {
         int(d["row"])
         for d in defects(folder)
-        if d["file"].startswith("orders.") and d["file"] == manifest["entities"]["orders"]["files"][0]
+        if d["file"].startswith("orders.")
+        and d["file"] == manifest["entities"]["orders"]["files"][0]
+        and d["expected"] == "quarantine"
     }
     orders = read_text(folder / manifest["entities"]["orders"]["files"][0])
     clean = orders[~(orders.index + 1).isin(bad_rows)]

@@ -246,8 +246,9 @@ def quarantine(
 ) -> None:
     """List rejected rows: where they came from (file and row, or key), the reason and the field.
 
-    Without ENTITY, counts per entity and reason. Values are left out unless --values is given:
-    quarantined rows are real CRM data and can hold names, e-mails and phone numbers.
+    Without ENTITY, counts per entity and reason. Rows that loaded with an invalid optional field
+    nulled (quarantine.field_findings) are listed after the rejected ones. Values are left out unless
+    --values is given: quarantined rows are real CRM data and can hold names, e-mails and phone numbers.
     """
     from clarion.quarantine import listing, render
 

@@ -161,6 +161,11 @@ def accounting_text(rows: list[dict[str, Any]]) -> str:
             notes.append(
                 f"{where}: quarantined " + ", ".join(f"{k} {v:,}" for k, v in sorted(r["reasons"].items()))
             )
+        if r.get("findings"):
+            notes.append(
+                f"{where}: loaded with a field nulled "
+                + ", ".join(f"{k} {v:,}" for k, v in sorted(r["findings"].items()))
+            )
         if r.get("message") and r.get("status") != "unchanged":
             notes.append(f"{where}: {r['message']}")
         if r.get("new_columns"):
@@ -168,8 +173,9 @@ def accounting_text(rows: list[dict[str, Any]]) -> str:
     if notes:
         lines.append("")
         lines += notes
-    if any(r.get("quarantined") for r in rows):
-        lines.append("Rejected rows are in quarantine.<entity> with their reason, field and file/row or key:")
+    if any(r.get("quarantined") or r.get("findings") for r in rows):
+        lines.append("Rejected rows are in quarantine.<entity> with their reason, field and file/row or key;")
+        lines.append("fields nulled on loaded rows are in quarantine.field_findings:")
         lines.append("  clarion quarantine ENTITY [--reason REASON]")
     return "\n".join(lines)
 

@@ -124,6 +124,12 @@ class DatabaseSource(SecretRef):
     entities: dict[EntityName, TableSpec] | None = Field(None, description="[default: all seven, same names]")
     backend: Literal["connectorx", "pyarrow"] = "connectorx"
     chunk_size: int = Field(200_000, ge=1000)
+    lookback_hours: float = Field(
+        24.0,
+        ge=0,
+        description="incremental reads start this long before the newest cursor loaded, so rows that "
+        "commit late with an older cursor are still read (unchanged rows stay unchanged)",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, populate_by_name=True)
 

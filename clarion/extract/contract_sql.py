@@ -158,10 +158,76 @@ def typed_columns(spec: CheckSpec) -> list[str]:
     return cols
 
 
+def row_level(spec: CheckSpec, col: Column) -> bool:
+    """A column whose bad value rejects the whole row: required ones, the key and the cursor. A bad
+    value in any other (optional, nullable) column is nulled and recorded as a field finding."""
+    return col.required or col.name in (spec.entity.primary_key, spec.entity.cursor)
+
+
+def value_checks(spec: CheckSpec) -> list[tuple[Column, str, str]]:
+    """(column, condition, reason) for every check of a landed value, in the order of REASONS."""
+    landed = spec.landed
+    present = spec.present
+    checks: list[tuple[Column, str, str]] = []
+    for c in present:
+        if c.type == "string" and landed[c.name] in TEXT_TYPES:
+            checks.append((c, f"strpos(t.{q(c.name)}, chr(65533)) > 0", "encoding_error"))
+    for c in present:
+        if c.type in {"int", "decimal", "bool"}:
+            checks.append((c, f"{_present(c, landed[c.name])} AND {typed(c.name)} IS NULL", "wrong_type"))
+        elif c.type in {"date", "timestamp"}:
+            checks.append((c, f"{_present(c, landed[c.name])} AND {typed(c.name)} IS NULL", "invalid_date"))
+    for c in present:
+        if c.type == "decimal":
+            checks.append((c, _excess_precision(c, landed[c.name], spec.formats), "excess_precision"))
+    for c in present:
+        if c.enum:
+            values = ", ".join(lit(v) for v in c.enum)
+            checks.append(
+                (c, f"{typed(c.name)} IS NOT NULL AND {typed(c.name)} NOT IN ({values})", "invalid_enum")
+            )
+    if "email" in landed:
+        cond = f"{typed('email')} IS NOT NULL AND NOT regexp_full_match({typed('email')}, {lit(EMAIL_RE)})"
+        checks.append((spec.entity.column("email"), cond, "invalid_email"))
+    for c in present:
+        bounds = []
+        if c.minimum is not None:
+            bounds.append(f"{typed(c.name)} < {c.minimum}")
+        if c.maximum is not None:
+            bounds.append(f"{typed(c.name)} > {c.maximum}")
+        if bounds:
+            checks.append((c, " OR ".join(bounds), "out_of_range"))
+    future = f"now() + INTERVAL {spec.future_hours * 3600:.0f} SECOND"
+    for c in present:
+        if c.type == "timestamp":
+            checks.append((c, f"{typed(c.name)} > {future}", "future_date"))
+        elif c.type == "date":
+            checks.append((c, f"{typed(c.name)} > CAST({future} AS DATE)", "future_date"))
+    for c in present:
+        if c.free_text:
+            checks.append((c, f"length(t.{q(c.name)}) > {MAX_TEXT_CHARS}", "oversized_text"))
+    return checks
+
+
+def field_findings(spec: CheckSpec) -> dict[str, str]:
+    """Optional column -> a CASE giving the first reason its value is invalid (NULL when valid), over a
+    relation aliased ``t`` that has the landed and the ``__t_*`` typed columns."""
+    per_column: dict[str, list[tuple[str, str]]] = {}
+    for col, cond, reason in value_checks(spec):
+        if not row_level(spec, col):
+            per_column.setdefault(col.name, []).append((cond, reason))
+    return {
+        name: "CASE " + " ".join(f"WHEN {cond} THEN {lit(reason)}" for cond, reason in whens) + " END"
+        for name, whens in per_column.items()
+    }
+
+
 def check_sql(spec: CheckSpec, landing: str, parents: dict[str, tuple[str, str]]) -> str:
     """SELECT over ``landing`` adding ``__t_*`` typed columns and ``__why``.
 
     ``parents`` maps a foreign-key column to (table, key column) holding the valid parent keys.
+    Only row-level problems set ``__why``; a bad optional value is a field finding (see
+    :func:`field_findings`), not a reason to reject the row.
     """
     e, landed = spec.entity, spec.landed
     typed_cols = typed_columns(spec)
@@ -175,58 +241,15 @@ def check_sql(spec: CheckSpec, landing: str, parents: dict[str, tuple[str, str]]
     if spec.rejected_files:
         for file, missing in spec.rejected_files.items():
             add(f"t.{q(FILE)} = {lit(file)}", "missing_column", ",".join(missing))
-    present = spec.present
     for c in e.columns:
         if c.required:
             if c.name in landed:
                 add(f"NOT ({_present(c, landed[c.name])})", "missing_required", c.name)
             else:
                 add("TRUE", "missing_column", c.name)
-    for c in present:
-        if c.type == "string" and landed[c.name] in TEXT_TYPES:
-            add(f"strpos(t.{q(c.name)}, chr(65533)) > 0", "encoding_error", c.name)
-    for c in present:
-        if c.type in {"int", "decimal", "bool"}:
-            add(f"{_present(c, landed[c.name])} AND {typed(c.name)} IS NULL", "wrong_type", c.name)
-        elif c.type in {"date", "timestamp"}:
-            add(f"{_present(c, landed[c.name])} AND {typed(c.name)} IS NULL", "invalid_date", c.name)
-    for c in present:
-        if c.type == "decimal":
-            add(_excess_precision(c, landed[c.name], spec.formats), "excess_precision", c.name)
-    for c in present:
-        if c.enum:
-            values = ", ".join(lit(v) for v in c.enum)
-            add(f"{typed(c.name)} IS NOT NULL AND {typed(c.name)} NOT IN ({values})", "invalid_enum", c.name)
-    if "email" in landed:
-        add(
-            f"{typed('email')} IS NOT NULL AND NOT regexp_full_match({typed('email')}, {lit(EMAIL_RE)})",
-            "invalid_email",
-            "email",
-        )
-    for c in present:
-        bounds = []
-        if c.minimum is not None:
-            bounds.append(f"{typed(c.name)} < {c.minimum}")
-        if c.maximum is not None:
-            bounds.append(f"{typed(c.name)} > {c.maximum}")
-        if bounds:
-            add(" OR ".join(bounds), "out_of_range", c.name)
-    for c in present:
-        if c.type == "timestamp":
-            add(
-                f"{typed(c.name)} > now() + INTERVAL {spec.future_hours * 3600:.0f} SECOND",
-                "future_date",
-                c.name,
-            )
-        elif c.type == "date":
-            add(
-                f"{typed(c.name)} > CAST(now() + INTERVAL {spec.future_hours * 3600:.0f} SECOND AS DATE)",
-                "future_date",
-                c.name,
-            )
-    for c in present:
-        if c.free_text:
-            add(f"length(t.{q(c.name)}) > {MAX_TEXT_CHARS}", "oversized_text", c.name)
+    for col, cond, reason in value_checks(spec):
+        if row_level(spec, col):
+            add(cond, reason, col.name)
     joins = []
     for i, (fk, (table, key)) in enumerate(sorted(parents.items())):
         alias = f"p{i}"
@@ -259,8 +282,10 @@ __all__ = [
     "CheckSpec",
     "Formats",
     "check_sql",
+    "field_findings",
     "lit",
     "q",
     "row_hash",
+    "row_level",
     "typed",
 ]

@@ -24,6 +24,7 @@ from typing import Any
 import duckdb
 
 from clarion.contract import ENTITIES, Entity
+from clarion.extract import findings
 from clarion.extract.accounting import AUDIT_DDL, account, read_count
 from clarion.extract.contract_sql import (
     DUCKDB_TYPES,
@@ -112,6 +113,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, extra_quarantine: tuple[str, .
         con.execute(quarantine_ddl(name))
     for ddl in AUDIT_DDL:
         con.execute(ddl)
+    findings.ensure_table(con)
 
 
 @dataclass
@@ -136,6 +138,8 @@ class PublishResult:
     updated: int = 0
     unchanged: int = 0
     superseded: int = 0  # valid rows replaced by a newer version of the same key
+    findings: dict[str, int] = field(default_factory=dict)  # "field: reason" -> rows loaded with it nulled
+    released: int = 0  # quarantined orphans loaded because their parent arrived
     reasons: dict[str, int] = field(default_factory=dict)
     new_columns: list[str] = field(default_factory=list)
     rejected_files: dict[str, list[str]] = field(default_factory=dict)
@@ -236,10 +240,12 @@ def check_and_quarantine(
         f"create temp table __excluded as select {q(SEQ)}, __why as why from __bad "
         f"union all select {q(SEQ)}, why from __losers"
     )
-    con.execute(
-        f"create temp view __winners as select l.*, {', '.join(typed_columns(job.check))} "
+    loading = (
+        f"select l.*, {', '.join(typed_columns(job.check))} "
         f"from __landing l anti join __excluded x on x.{q(SEQ)} = l.{q(SEQ)}"
     )
+    result.findings = findings.record_job(con, job, loading)
+    con.execute(f"create temp view __winners as {findings.nulled_sql(job.check, loading)}")
     if job.keyed:
         (read,) = con.execute("select count(*) from __landing").fetchone()
         result.read += read

@@ -13,14 +13,14 @@ import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from clarion.config import DatabaseSource, FileEntity, FilesSource, HubSpotSource, Settings
 from clarion.contract import ENTITIES, load_order
-from clarion.extract import transactions
+from clarion.extract import orphans, transactions
 from clarion.extract.accounting import record_unchanged
 from clarion.extract.contract_sql import CheckSpec, Formats, q
 from clarion.extract.publish import (
@@ -111,12 +111,43 @@ def plan_steps(settings: Settings, only_source: str | None = None) -> list[Step]
 def extract_step(settings: Settings, warehouse: Warehouse, run_id: str, step: Step) -> list[PublishResult]:
     """Land and publish one step. Raises ExtractError with the source named when it cannot."""
     try:
-        return _extract_step(settings, warehouse, run_id, step)
+        results = _extract_step(settings, warehouse, run_id, step)
+        return results + release_orphans(settings, warehouse, run_id, step, results)
     except ExtractError:
         raise
     except Exception as exc:  # a driver, HTTP or file error: say which source, keep secrets out
         kind = settings.sources[step.source].kind
         raise ExtractError(f"source {step.source} ({kind}): {step.entity} failed: {root_cause(exc)}") from exc
+
+
+def formats_of(settings: Settings, source_name: str, entity: str) -> Formats:
+    """How a source writes dates and decimals for an entity (what its quarantine records hold)."""
+    source = settings.sources.get(source_name)
+    if not isinstance(source, FilesSource):
+        return Formats()
+    spec = (source.entities or {}).get(entity) or FileEntity()
+    return Formats(spec.date_format, spec.timestamp_format, spec.decimal_separator)
+
+
+def release_orphans(
+    settings: Settings, warehouse: Warehouse, run_id: str, step: Step, results: list[PublishResult]
+) -> list[PublishResult]:
+    """After a step, the quarantined orphans whose parent is now in raw load (see clarion.extract.orphans).
+    Runs even when the step read nothing new: an earlier run may have stopped before releasing."""
+    parents = ["contacts", "orders"] if step.entity == "transactions" else [step.entity]
+    load_id = next((r.load_id for r in results if r.load_id), "") or f"release-{run_id}"
+    released: list[PublishResult] = []
+    with warehouse.connect(f"extract {step.name}") as con:
+        for parent in parents:
+            released += orphans.release(
+                con,
+                parent,
+                run_id=run_id,
+                load_id=load_id,
+                formats=lambda source, entity: formats_of(settings, source, entity),
+                future_hours=settings.extract.future_tolerance_hours,
+            )
+    return [r for r in released if r.released]
 
 
 def retire_missing_files(con, step: Step, present: list[str]) -> None:
@@ -141,6 +172,8 @@ def _extract_step(settings: Settings, warehouse: Warehouse, run_id: str, step: S
     if isinstance(source, DatabaseSource):
         dsn = secret(source.dsn_env, source.dsn_secret, "database DSN", step.source)
         since = _published_cursor(warehouse, step)
+        if since is not None:  # late rows: committed after a newer one, with an older cursor
+            since -= timedelta(hours=source.lookback_hours)
         resource = database_resource(
             step.source, source, dsn, step.entity, since, settings.extract.batch_rows
         )
@@ -155,11 +188,14 @@ def _extract_step(settings: Settings, warehouse: Warehouse, run_id: str, step: S
 
 def _published_cursor(warehouse: Warehouse, step: Step) -> datetime | None:
     """Where this source's entity stands in raw: incremental loads start at the latest cursor value.
-    Rows at exactly that value are read again (the merge finds them unchanged), so none is missed."""
-    cursor = ENTITIES[step.entity].cursor
+    Rows at exactly that value are read again (the merge finds them unchanged), so none is missed.
+    A cursor that was in the future when it loaded (a skewed clock, within the future tolerance) does
+    not count: it would hide every row changed between now and then."""
+    cursor = q(ENTITIES[step.entity].cursor)
     with warehouse.connect(f"extract {step.name}") as con:
         (value,) = con.execute(
-            f"select max({q(cursor)}) from raw.{q(step.entity)} where _source = ?", [step.source]
+            f"select max({cursor}) from raw.{q(step.entity)} where _source = ? and {cursor} <= _loaded_at",
+            [step.source],
         ).fetchone()
     return value
 

@@ -351,6 +351,8 @@ def _records(
             shown[i] = dfx.render_value(value)
     for i, kind in enumerate(kinds):
         row = "" if fmt == "database" else int(first_row + positions[i])  # a table has no row numbers
+        if row != "" and kind.reason == "malformed_row":  # no record: located by its line (header first)
+            row += 1
         key = "" if keys[i] is None else str(keys[i])
         records.append(
             (

@@ -22,7 +22,13 @@ import pyarrow.parquet as pq
 from clarion.contract import ENTITIES, POSTGRES_TYPES
 from clarion.errors import GenerateError
 from clarion.runs import sha256_file
-from clarion.synth.defects import BROKEN_BYTE, BROKEN_BYTE_PLACEHOLDER, as_text
+from clarion.synth.defects import (
+    BROKEN_BYTE,
+    BROKEN_BYTE_PLACEHOLDER,
+    SPLIT_FIELD,
+    SPLIT_FIELD_PLACEHOLDER,
+    as_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +72,8 @@ class FileSink:
             data = buf.getvalue()
             if BROKEN_BYTE_PLACEHOLDER.encode() in data:
                 data = data.replace(BROKEN_BYTE_PLACEHOLDER.encode(), BROKEN_BYTE)
+            if SPLIT_FIELD_PLACEHOLDER.encode() in data:
+                data = data.replace(SPLIT_FIELD_PLACEHOLDER.encode(), SPLIT_FIELD)
             if header:
                 self._csv[rel] = (target.open("wb"), hashlib.sha256())
             handle, digest = self._csv[rel]
