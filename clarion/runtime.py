@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 from clarion.config import Settings
@@ -58,3 +59,38 @@ def quiet_shutdown() -> None:
     runs last: from there on nothing but that list would be written."""
     sys.stderr.flush()
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fault points for the reliability tests (tests/test_reliability.py)
+
+KILL_AT_ENV = "CLARION_TEST_KILL_AT"  # POINT or POINT#N: SIGKILL at the Nth time POINT is reached
+DISK_FULL_AT_ENV = "CLARION_TEST_DISK_FULL_AT"  # POINT: from there on, writing a file fails (EFBIG)
+_reached: dict[str, int] = {}
+
+
+def checkpoint(name: str) -> None:
+    """A named point of a run where the reliability tests kill the process or fill its disk.
+
+    Without the two variables (always, outside those tests) this does nothing. With them, the
+    process dies here as a `kill -9` or the OOM killer would kill it, or every later write to a file
+    fails as on a full disk, so the tests can prove that a rerun repairs what such a fault left.
+    """
+    for variable in (KILL_AT_ENV, DISK_FULL_AT_ENV):
+        wanted = os.environ.get(variable)
+        if not wanted:
+            continue
+        point, _, nth = wanted.partition("#")
+        if point != name:
+            continue
+        _reached[variable] = _reached.get(variable, 0) + 1
+        if _reached[variable] != int(nth or 1):
+            continue
+        if variable == KILL_AT_ENV:
+            sys.stderr.write(f"{KILL_AT_ENV}: killing the process at {name}\n")
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))

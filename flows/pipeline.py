@@ -23,6 +23,7 @@ from clarion import audit, lineage, runs
 from clarion.config import Settings, load_settings
 from clarion.errors import ClarionError
 from clarion.meter import measure_stage
+from clarion.runtime import checkpoint
 from clarion.warehouse import Warehouse
 from flows.content import content
 from flows.extract import extract
@@ -227,6 +228,7 @@ def pipeline(
                         retrain=retrain,
                         campaigns=campaigns,
                     )
+                checkpoint(f"stage.{stage.name}")  # the stage's work done, its checkpoint not recorded
                 summaries[stage.name] = {**summary, "meter": meter}
                 with warehouse.connect(command) as con:
                     runs.record_stage(con, run_id, stage.name, summaries[stage.name])

@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 
 from clarion.config import Settings
 from clarion.quality.gate import GateResult, QualityGateError, ensure_tables, run_gate
+from clarion.runtime import checkpoint
 from clarion.transform.dbt import (
     DbtBuildError,
     dbt_args,
@@ -106,6 +107,7 @@ def transform(settings: Settings, run_id: str, as_of: date | None = None) -> dic
         if not gates[-1].passed:
             raise QualityGateError(gates[-1])
         dbt_build(settings, day)
+        checkpoint("transform.built")  # staging built, not yet gated or published
         gates.append(gate(settings, run_id, "marts"))
         if not gates[-1].passed:
             raise QualityGateError(gates[-1])

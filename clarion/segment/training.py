@@ -15,6 +15,7 @@ import pandas as pd
 
 from clarion import audit
 from clarion.config import Settings
+from clarion.runtime import checkpoint
 from clarion.segment import snapshots
 from clarion.segment.snapshots import Plan, SegmentError
 from clarion.warehouse import Warehouse, relation_exists
@@ -191,6 +192,7 @@ def train(settings: Settings, p: Plan, scoring: pd.DataFrame, run_id: str | None
     files = render({**meta, "version": "{version}", "model": "purchase_propensity", "registered_at": _now()})
     reg = registry(settings)
     candidate = reg.register(production, checked["model"], meta, files)
+    checkpoint("segment.registered")  # a new version on disk, not yet promoted or audited
     decision, outcome = promote(settings, reg, candidate, valid)
     with Warehouse.from_settings(settings).connect("segment audit") as con:
         events = audit.AuditLog.for_settings(settings)

@@ -12,6 +12,7 @@ from typing import Any
 
 import duckdb
 
+from clarion.runtime import checkpoint
 from clarion.transform.dbt import MART_TABLES
 
 
@@ -27,6 +28,7 @@ def publish(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date, horizon_da
             "insert into audit.publications values (?, ?, ?, ?, now())",
             [run_id, as_of, horizon_days, json.dumps(counts)],
         )
+        checkpoint("transform.publish")  # every mart replaced, nothing committed
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
