@@ -8,6 +8,7 @@ import signal
 import sys
 
 from clarion.config import Settings
+from clarion.errors import ClarionError
 
 
 def prepare_prefect(settings: Settings) -> None:
@@ -39,8 +40,28 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _KnownErrorsWithoutTraceback(logging.Filter):
+    """Prefect logs every failed task and flow run with its traceback. For a ClarionError the message
+    says what was wrong and what to do (the CLI prints it last, on its own line): the traceback, once
+    per retry, would only bury it. `-v` (DEBUG) keeps the tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ClarionError):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_QUIET = _KnownErrorsWithoutTraceback()
+
+
 def configure_logging(level: str) -> None:
     """Library modules log through `logging`; the CLI shows those lines on stderr."""
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logger = logging.getLogger(name)
+        if level == "DEBUG":
+            logger.removeFilter(_QUIET)
+        elif _QUIET not in logger.filters:
+            logger.addFilter(_QUIET)
     root = logging.getLogger("clarion")
     if not any(isinstance(h, _StderrHandler) for h in root.handlers):
         handler = _StderrHandler()

@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 
 from clarion import audit, lineage, runs
 from clarion.config import Settings, load_settings
-from clarion.errors import ClarionError
+from clarion.errors import ClarionError, storage_error
 from clarion.meter import measure_stage
 from clarion.runtime import checkpoint
 from clarion.warehouse import Warehouse
@@ -233,21 +233,32 @@ def pipeline(
                 with warehouse.connect(command) as con:
                     runs.record_stage(con, run_id, stage.name, summaries[stage.name])
         except BaseException as exc:
-            with warehouse.connect(command) as con:
-                runs.finish_run(
-                    con,
+            try:
+                with warehouse.connect(command) as con:
+                    runs.finish_run(
+                        con,
+                        run_id,
+                        status="failed",
+                        stages=summaries,
+                        error=f"{type(exc).__name__}: {exc}"[:2000],
+                    )
+                    events.record(  # the error's class only: its message may quote data
+                        con,
+                        audit.RUN_FAILED,
+                        run_id,
+                        run_id=run_id,
+                        details={"status": "failed", "error": type(exc).__name__, "stage": current},
+                    )
+            except Exception as unrecorded:  # e.g. the disk that failed the stage is still full
+                logger.warning(
+                    "run %s failed and its failure could not be recorded (%s); the next run marks it "
+                    "interrupted",
                     run_id,
-                    status="failed",
-                    stages=summaries,
-                    error=f"{type(exc).__name__}: {exc}"[:2000],
+                    type(unrecorded).__name__,
                 )
-                events.record(  # the error's class only: its message may quote data
-                    con,
-                    audit.RUN_FAILED,
-                    run_id,
-                    run_id=run_id,
-                    details={"status": "failed", "error": type(exc).__name__, "stage": current},
-                )
+            failure = None if isinstance(exc, ClarionError) else storage_error(exc, f"stage {current}")
+            if failure is not None:
+                raise failure from exc
             raise
         with warehouse.connect(command) as con:
             runs.finish_run(con, run_id, status="completed", stages=summaries)

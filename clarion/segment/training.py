@@ -191,7 +191,11 @@ def train(settings: Settings, p: Plan, scoring: pd.DataFrame, run_id: str | None
     }
     files = render({**meta, "version": "{version}", "model": "purchase_propensity", "registered_at": _now()})
     reg = registry(settings)
-    candidate = reg.register(production, checked["model"], meta, files)
+    candidate = left_by(reg, run_id, meta)
+    if candidate is None:
+        candidate = reg.register(production, checked["model"], meta | {"run_id": run_id}, files)
+    else:  # the same fit, from the same data and settings: a second version would only differ in name
+        log.info("%s was registered by this run before it was interrupted: deciding on it", candidate.name)
     checkpoint("segment.registered")  # a new version on disk, not yet promoted or audited
     decision, outcome = promote(settings, reg, candidate, valid)
     with Warehouse.from_settings(settings).connect("segment audit") as con:
@@ -227,6 +231,22 @@ def train(settings: Settings, p: Plan, scoring: pd.DataFrame, run_id: str | None
         "customer_base": {k: checked["customer_base"][k] for k in ("roc_auc", "pr_auc", "brier", "ece")},
         "calibration": production.calibration.get("method"),
     }
+
+
+def left_by(reg: Registry, run_id: str | None, meta: dict[str, Any]) -> Version | None:
+    """The version this run registered before it was killed, with no decision taken on it yet: a
+    resumed run decides on it rather than registering the same fit again under a new name."""
+    if run_id is None:
+        return None
+    decided = {e["version"] for e in reg.index().get("events", []) if e["action"] != "registered"}
+    keys = ("fingerprint", "config_fingerprint", "scoring_as_of")
+    for version in reversed(reg.versions()):
+        same = version.meta.get("run_id") == run_id and all(
+            str(version.meta["data"].get(k)) == str(meta["data"].get(k)) for k in keys
+        )
+        if same and version.name not in decided:
+            return version
+    return None
 
 
 def promote(
