@@ -92,3 +92,34 @@ def test_a_failed_write_is_worded_as_a_storage_error_naming_the_file_and_what_to
 @pytest.mark.parametrize("exc", [ValueError("bad value"), duckdb.CatalogException("no table x")])
 def test_other_errors_are_not_storage_errors(exc: Exception) -> None:
     assert storage_error(exc, "anything") is None
+
+
+def _logged(level: str, exc: Exception) -> str:
+    """What a handler on Prefect's task-run logger prints for a failed task, after the CLI's set-up."""
+    import io
+    import logging
+
+    from clarion.runtime import configure_logging
+
+    configure_logging(level)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("prefect.task_runs")
+    logger.addHandler(handler)
+    try:
+        try:
+            raise exc
+        except Exception:
+            logger.error("Task run failed with exception: %r", exc, exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+        configure_logging("INFO")
+    return stream.getvalue()
+
+
+def test_prefect_logs_a_clarion_error_without_its_traceback_unless_verbose() -> None:
+    failure = StorageError("publishing the marts failed: File too large")
+    assert "Traceback" not in _logged("INFO", failure)
+    assert "File too large" in _logged("INFO", failure)
+    assert "Traceback" in _logged("DEBUG", failure)  # clarion -v
+    assert "Traceback" in _logged("INFO", ValueError("a bug"))  # not a ClarionError: shown in full
