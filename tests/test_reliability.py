@@ -22,7 +22,7 @@ import pytest
 from hubspot_mock import HubSpotMock
 from project_helpers import SMALL_CUSTOMERS, run_outputs, run_pipeline_in, small_project
 from psycopg.rows import dict_row
-from reliability_helpers import Cli, CuttableProxy, cli_env, csv_people, csv_rows
+from reliability_helpers import Cli, CuttableProxy, cli_env, cpu_seconds, csv_people, csv_rows
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
@@ -67,6 +67,7 @@ def test_a_run_killed_at_every_stage_boundary_and_inside_every_stage_resumes_to_
     cli = Cli(small_project(tmp_path), cli_env())
     crm = cli.root / "var" / "crm"
     times: dict[str, float] = {}
+    cpu = cpu_seconds()
 
     started = time.perf_counter()
     cli.killed_at(KILL_POINTS[0])
@@ -110,7 +111,7 @@ def test_a_run_killed_at_every_stage_boundary_and_inside_every_stage_resumes_to_
     cli.assert_audit_verifies()
     assert "output files match the manifest" in cli.run("lineage", "verify", run_id).stdout
     cli.assert_no_personal_data_in_output(csv_people(crm))
-    print("kill times (s):", {k: round(v, 1) for k, v in times.items()})
+    print("kill times (s):", {k: round(v, 1) for k, v in times.items()}, f"CPU {cpu_seconds() - cpu:.0f} s")
 
 
 def test_two_writers_at_once_the_second_stops_with_exit_3_naming_the_first_or_queues_behind_it(
@@ -118,7 +119,7 @@ def test_two_writers_at_once_the_second_stops_with_exit_3_naming_the_first_or_qu
 ) -> None:
     cli = Cli(small_project(tmp_path), cli_env())
     crm = cli.root / "var" / "crm"
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     first, log = cli.start("extract")
     cli.wait_for(first, log, "started (config")  # it holds the writer lock and is on record
     refused = cli.run("run", ok=False, timeout=120)
@@ -140,7 +141,7 @@ def test_two_writers_at_once_the_second_stops_with_exit_3_naming_the_first_or_qu
     for entity in RAW_FROM_CSV:  # the second extract read everything again and duplicated nothing
         assert cli.sql(f"select count(*) from raw.{entity}") == [(csv_rows(crm / f"{entity}.csv"),)], entity
     cli.assert_audit_verifies()
-    print(f"two writers: {time.perf_counter() - started:.1f} s")
+    print(f"two writers: {time.perf_counter() - started:.1f} s, CPU {cpu_seconds() - cpu:.0f} s")
 
 
 @pytest.fixture
@@ -171,7 +172,7 @@ PG_DSN_ENV = "RELIABILITY_PG_DSN"
 def test_postgresql_going_away_mid_extract_is_retried_then_fails_naming_source_and_entity_marts_kept(
     pg_project: Path, pg_schema: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     cli = Cli(pg_project, cli_env())
     dsn, schema = pg_schema
     source = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
@@ -221,7 +222,7 @@ def test_postgresql_going_away_mid_extract_is_retried_then_fails_naming_source_a
     ]
     cli.assert_audit_verifies()
     cli.assert_no_personal_data_in_output(people)
-    print(f"postgres outage: {time.perf_counter() - started:.1f} s")
+    print(f"postgres outage: {time.perf_counter() - started:.1f} s, CPU {cpu_seconds() - cpu:.0f} s")
 
 
 HS_TOKEN_ENV = "RELIABILITY_HS_TOKEN"
@@ -243,7 +244,7 @@ def _raw(cli: Cli) -> dict[str, pd.DataFrame]:
 def test_an_api_answering_500s_or_stalling_is_retried_then_fails_naming_source_and_entity_raw_kept(
     tmp_path: Path,
 ) -> None:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     root = small_project(tmp_path)
     crm = root / "var" / "crm"
     cli = Cli(root, cli_env() | API_CLIENT)
@@ -297,7 +298,7 @@ def test_an_api_answering_500s_or_stalling_is_retried_then_fails_naming_source_a
     ]
     cli.assert_audit_verifies()
     cli.assert_no_personal_data_in_output(csv_people(crm))
-    print(f"api outages: {time.perf_counter() - started:.1f} s")
+    print(f"api outages: {time.perf_counter() - started:.1f} s, CPU {cpu_seconds() - cpu:.0f} s")
 
 
 def test_a_full_disk_while_publishing_marts_fails_the_run_with_one_message_and_publishes_nothing(
@@ -305,7 +306,7 @@ def test_a_full_disk_while_publishing_marts_fails_the_run_with_one_message_and_p
 ) -> None:
     """The disk fills up (RLIMIT_FSIZE in the run's own process: root ignores a read-only var/) just
     before the marts publish commits; the marts stay those of the last good run."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     root = tmp_path / "project"
     shutil.copytree(small_run["root"], root, ignore=shutil.ignore_patterns("*.lock", "prefect"))
     cli = Cli(root, cli_env())
@@ -328,4 +329,4 @@ def test_a_full_disk_while_publishing_marts_fails_the_run_with_one_message_and_p
         pd.testing.assert_frame_equal(cli.marts()[name], table, check_exact=True, obj=name)
     assert cli.sql("select count(*) from audit.publications") == [(published_before,)]
     cli.assert_audit_verifies()
-    print(f"disk full: {time.perf_counter() - started:.1f} s")
+    print(f"disk full: {time.perf_counter() - started:.1f} s, CPU {cpu_seconds() - cpu:.0f} s")
