@@ -234,19 +234,20 @@ def train(settings: Settings, p: Plan, scoring: pd.DataFrame, run_id: str | None
 
 
 def left_by(reg: Registry, run_id: str | None, meta: dict[str, Any]) -> Version | None:
-    """The version this run registered before it was killed, with no decision taken on it yet: a
-    resumed run decides on it rather than registering the same fit again under a new name."""
-    if run_id is None:
+    """The version this run registered just before it was killed: the registry's last event is its
+    registration (no promotion or keep decision followed). A resumed run decides on it rather than
+    registering the same fit again under a new name."""
+    events = reg.index().get("events", [])
+    if run_id is None or not events or events[-1]["action"] != "registered":
         return None
-    decided = {e["version"] for e in reg.index().get("events", []) if e["action"] != "registered"}
+    version = next((v for v in reg.versions() if v.name == events[-1]["version"]), None)
     keys = ("fingerprint", "config_fingerprint", "scoring_as_of")
-    for version in reversed(reg.versions()):
-        same = version.meta.get("run_id") == run_id and all(
-            str(version.meta["data"].get(k)) == str(meta["data"].get(k)) for k in keys
-        )
-        if same and version.name not in decided:
-            return version
-    return None
+    same = (
+        version is not None
+        and version.meta.get("run_id") == run_id
+        and all(str(version.meta["data"].get(k)) == str(meta["data"].get(k)) for k in keys)
+    )
+    return version if same else None
 
 
 def promote(
