@@ -39,7 +39,8 @@ RAW_FROM_CSV = (
 # The points a run is killed at, in the order one run meets them; each kill is followed by
 # `clarion run --resume`, which the next point kills again. "#N": the Nth time the point is reached.
 # Each kill costs a process start (~7 s of CPU to import Prefect, dbt and the rest), so one point per
-# stage, inside it, plus the boundary after extract (a stage done but not recorded is redone).
+# stage, inside it, plus the boundaries after extract, segment and report (a stage done but not
+# recorded is redone).
 KILL_POINTS = [
     "extract.publish#3",  # orders checked, merged and accounted, not committed; contacts, products published
     "stage.extract",  # every entity published, the stage's checkpoint not recorded
@@ -47,7 +48,9 @@ KILL_POINTS = [
     "transform.publish",  # every mart replaced inside the publish transaction, not committed
     "segment.registered",  # a model version trained and registered, not promoted
     "segment.scores",  # every score, reason and segment written, not committed
+    "stage.segment",  # scores committed, the stage's checkpoint not recorded: redone
     "report.written",  # report.html and report.json written, the PDF not
+    "stage.report",  # the report written, the run not finished: the report is redone
 ]
 
 
