@@ -30,3 +30,23 @@ class WarehouseBusyError(ClarionError):
 
 class GenerateError(ClarionError):
     """The synthetic CRM could not be written (bad output target, database unreachable...)."""
+
+
+class StorageError(ClarionError):
+    """A file could not be written: the disk is full, a file-size limit is reached, or var/ is read-only."""
+
+
+WRITE_FAILURES = ("No space left on device", "File too large", "Read-only file system", "Disk quota exceeded")
+
+
+def storage_error(exc: BaseException, doing: str) -> StorageError | None:
+    """``exc`` as a one-line StorageError when it is a failed write (DuckDB, dlt and the OS word it
+    alike), else None. The message names what was being done, the file and the cause."""
+    text = " ".join(str(exc).split())
+    cause = next((w for w in WRITE_FAILURES if w in text), None)
+    if cause is None:
+        return None
+    return StorageError(
+        f"{doing} failed: {cause}: {text[:300]}. Free disk space (or make var/ writable), then run "
+        "`clarion run --resume`."
+    )

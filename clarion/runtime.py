@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 from clarion.config import Settings
+from clarion.errors import ClarionError
 
 
 def prepare_prefect(settings: Settings) -> None:
@@ -38,8 +40,28 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _KnownErrorsWithoutTraceback(logging.Filter):
+    """Prefect logs every failed task and flow run with its traceback. For a ClarionError the message
+    says what was wrong and what to do (the CLI prints it last, on its own line): the traceback, once
+    per retry, would only bury it. `-v` (DEBUG) keeps the tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ClarionError):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_QUIET = _KnownErrorsWithoutTraceback()
+
+
 def configure_logging(level: str) -> None:
     """Library modules log through `logging`; the CLI shows those lines on stderr."""
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logger = logging.getLogger(name)
+        if level == "DEBUG":
+            logger.removeFilter(_QUIET)
+        elif _QUIET not in logger.filters:
+            logger.addFilter(_QUIET)
     root = logging.getLogger("clarion")
     if not any(isinstance(h, _StderrHandler) for h in root.handlers):
         handler = _StderrHandler()
@@ -58,3 +80,38 @@ def quiet_shutdown() -> None:
     runs last: from there on nothing but that list would be written."""
     sys.stderr.flush()
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fault points for the reliability tests (tests/test_reliability.py)
+
+KILL_AT_ENV = "CLARION_TEST_KILL_AT"  # POINT or POINT#N: SIGKILL at the Nth time POINT is reached
+DISK_FULL_AT_ENV = "CLARION_TEST_DISK_FULL_AT"  # POINT: from there on, writing a file fails (EFBIG)
+_reached: dict[str, int] = {}
+
+
+def checkpoint(name: str) -> None:
+    """A named point of a run where the reliability tests kill the process or fill its disk.
+
+    Without the two variables (always, outside those tests) this does nothing. With them, the
+    process dies here as a `kill -9` or the OOM killer would kill it, or every later write to a file
+    fails as on a full disk, so the tests can prove that a rerun repairs what such a fault left.
+    """
+    for variable in (KILL_AT_ENV, DISK_FULL_AT_ENV):
+        wanted = os.environ.get(variable)
+        if not wanted:
+            continue
+        point, _, nth = wanted.partition("#")
+        if point != name:
+            continue
+        _reached[variable] = _reached.get(variable, 0) + 1
+        if _reached[variable] != int(nth or 1):
+            continue
+        if variable == KILL_AT_ENV:
+            sys.stderr.write(f"{KILL_AT_ENV}: killing the process at {name}\n")
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))

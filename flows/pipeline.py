@@ -22,8 +22,9 @@ from prefect.runtime import flow_run
 
 from clarion import audit, lineage, runs
 from clarion.config import Settings, load_settings
-from clarion.errors import ClarionError
+from clarion.errors import ClarionError, storage_error
 from clarion.meter import measure_stage
+from clarion.runtime import checkpoint
 from clarion.warehouse import Warehouse
 from flows.content import content
 from flows.extract import extract
@@ -228,25 +229,37 @@ def pipeline(
                         retrain=retrain,
                         campaigns=campaigns,
                     )
+                checkpoint(f"stage.{stage.name}")  # the stage's work done, its checkpoint not recorded
                 summaries[stage.name] = {**summary, "meter": meter}
                 with warehouse.connect(command) as con:
                     runs.record_stage(con, run_id, stage.name, summaries[stage.name])
         except BaseException as exc:
-            with warehouse.connect(command) as con:
-                runs.finish_run(
-                    con,
+            try:
+                with warehouse.connect(command) as con:
+                    runs.finish_run(
+                        con,
+                        run_id,
+                        status="failed",
+                        stages=summaries,
+                        error=f"{type(exc).__name__}: {exc}"[:2000],
+                    )
+                    events.record(  # the error's class only: its message may quote data
+                        con,
+                        audit.RUN_FAILED,
+                        run_id,
+                        run_id=run_id,
+                        details={"status": "failed", "error": type(exc).__name__, "stage": current},
+                    )
+            except Exception as unrecorded:  # e.g. the disk that failed the stage is still full
+                logger.warning(
+                    "run %s failed and its failure could not be recorded (%s); the next run marks it "
+                    "interrupted",
                     run_id,
-                    status="failed",
-                    stages=summaries,
-                    error=f"{type(exc).__name__}: {exc}"[:2000],
+                    type(unrecorded).__name__,
                 )
-                events.record(  # the error's class only: its message may quote data
-                    con,
-                    audit.RUN_FAILED,
-                    run_id,
-                    run_id=run_id,
-                    details={"status": "failed", "error": type(exc).__name__, "stage": current},
-                )
+            failure = None if isinstance(exc, ClarionError) else storage_error(exc, f"stage {current}")
+            if failure is not None:
+                raise failure from exc
             raise
         with warehouse.connect(command) as con:
             runs.finish_run(con, run_id, status="completed", stages=summaries)

@@ -21,6 +21,7 @@ from clarion.config import Settings
 from clarion.quality import reference
 from clarion.quality.gate import GateResult, QualityGateError, ensure_tables, run_gate
 from clarion.quality.suites import load_suite
+from clarion.runtime import checkpoint
 from clarion.transform.dbt import (
     DbtBuildError,
     dbt_args,
@@ -112,6 +113,7 @@ def transform(settings: Settings, run_id: str, as_of: date | None = None) -> dic
         dbt_build(settings, day)
         with Warehouse.from_settings(settings).connect("transform") as con:
             reference.mark_build(con, run_id)
+        checkpoint("transform.built")  # staging built, not yet gated or published
         gates.append(gate(settings, run_id, "marts"))
         if not gates[-1].passed:
             raise QualityGateError(gates[-1])

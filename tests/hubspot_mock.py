@@ -23,6 +23,7 @@ import json
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -183,6 +184,7 @@ class HubSpotMock:
     rate_limit_every: every Nth request answers 429 with Retry-After (None or 0: never).
     retry_after: the Retry-After seconds sent with a 429.
     fail_requests: request numbers (1-based, all requests) that answer 500.
+    stall_requests: request numbers that answer only after ``stall_seconds`` (a client times out first).
     """
 
     def __init__(
@@ -194,11 +196,15 @@ class HubSpotMock:
         rate_limit_every: int | None = None,
         retry_after: int = 1,
         fail_requests: Iterable[int] = (),
+        stall_requests: Iterable[int] = (),
+        stall_seconds: float = 30.0,
     ) -> None:
         self.token = token
         self.rate_limit_every = rate_limit_every
         self.retry_after = retry_after
         self.fail_requests: set[int] = set(fail_requests)
+        self.stall_requests: set[int] = set(stall_requests)
+        self.stall_seconds = stall_seconds
         self.log: list[tuple[str, str, int]] = []  # (method, path without query, status)
         self.request_count = 0
         self._lock = threading.RLock()
@@ -347,6 +353,8 @@ class HubSpotMock:
         with self._lock:
             self.request_count += 1
             number = self.request_count
+        if number in self.stall_requests:
+            time.sleep(self.stall_seconds)
         if number in self.fail_requests:
             raise ApiError(500, "INTERNAL_ERROR", f"injected failure of request {number}")
         if self.rate_limit_every and number % self.rate_limit_every == 0:

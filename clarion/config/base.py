@@ -15,6 +15,7 @@ from pydantic import (
 ENV_PREFIX = "CLARION_"
 SHIPPED = Path(__file__).resolve().parents[2]  # the dbt project and the suites ship beside the package
 CONFIG_ENV = "CLARION_CONFIG"  # names the file; not an override
+TEST_ENV_PREFIX = "CLARION_TEST_"  # fault points of the reliability tests (clarion.runtime.checkpoint)
 DEFAULT_FILE = "clarion.yaml"
 
 

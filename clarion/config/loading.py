@@ -15,7 +15,7 @@ from pydantic import (
     ValidationError,
 )
 
-from clarion.config.base import CONFIG_ENV, DEFAULT_FILE, ENV_PREFIX
+from clarion.config.base import CONFIG_ENV, DEFAULT_FILE, ENV_PREFIX, TEST_ENV_PREFIX
 from clarion.config.sections import Settings
 from clarion.config.sources import SOURCE_KINDS, DatabaseSource, FilesSource, HubSpotSource
 from clarion.errors import ConfigError
@@ -66,7 +66,7 @@ def load_settings(
         if get_origin(spec.annotation) is dict and spec.default_factory and name not in data and overridden:
             data[name] = json.loads(json.dumps(spec.default_factory(), default=str))
     for name, raw in sorted(env.items()):
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or name.startswith(TEST_ENV_PREFIX):
             continue
         key_path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         problem = _check_known_path(key_path, name)

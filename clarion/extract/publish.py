@@ -40,6 +40,7 @@ from clarion.extract.contract_sql import (
     typed_columns,
     typed_expr,
 )
+from clarion.runtime import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,7 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     con.execute("begin transaction")
     try:
         yield
+        checkpoint("extract.publish")  # every write of the entity done, none committed
         con.execute("commit")
     except BaseException:
         con.execute("rollback")

@@ -49,6 +49,7 @@ from clarion.extract.sources import (
     root_cause,
     secret,
 )
+from clarion.runtime import checkpoint
 from clarion.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -335,6 +336,7 @@ def _land_and_publish(
     else:
         sql = landing_sql(landed)
     log.info("%s: landed load %s", step.name, landed.load_id)
+    checkpoint("extract.landed")  # landed, not yet published
     check_entity = transactions.TRANSACTIONS if step.entity == "transactions" else ENTITIES[step.entity]
     job = PublishJob(
         run_id=run_id,

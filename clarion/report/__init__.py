@@ -20,6 +20,7 @@ from typing import Any
 
 from clarion.config import ReportSettings, Settings
 from clarion.runs import sha256_file
+from clarion.runtime import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def make_report(settings: Settings, run_id: str | None = None, send: bool = True
     _write(paths["json"], json.dumps(data, indent=2, sort_keys=True, default=str).encode("utf-8"))
     timings["html_s"] = time.perf_counter() - started
     started = time.perf_counter()
+    checkpoint("report.written")  # the HTML and JSON written, the PDF not
     render.pdf(page, paths["pdf"])
     timings["pdf_s"] = time.perf_counter() - started
     _refresh_manifest(settings, rid)

@@ -16,6 +16,7 @@ import pyarrow as pa
 from clarion import runs
 from clarion.config import Settings
 from clarion.currency import shop_currency
+from clarion.runtime import checkpoint
 from clarion.segment.snapshots import Plan
 from clarion.warehouse import Warehouse
 from models.explain import chunks, explain
@@ -209,6 +210,7 @@ def score(
                     for g in summary
                 ],
             )
+            checkpoint("segment.scores")  # every score and segment written, none committed
             con.execute("commit")
         except BaseException:
             con.execute("rollback")

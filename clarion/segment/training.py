@@ -16,6 +16,7 @@ import pandas as pd
 from clarion import audit
 from clarion.config import Settings
 from clarion.quality.snapshot import gate_snapshots
+from clarion.runtime import checkpoint
 from clarion.segment import snapshots
 from clarion.segment.snapshots import Plan, SegmentError
 from clarion.warehouse import Warehouse, relation_exists
@@ -192,7 +193,12 @@ def train(settings: Settings, p: Plan, scoring: pd.DataFrame, run_id: str | None
     }
     files = render({**meta, "version": "{version}", "model": "purchase_propensity", "registered_at": _now()})
     reg = registry(settings)
-    candidate = reg.register(production, checked["model"], meta, files)
+    candidate = left_by(reg, run_id, meta)
+    if candidate is None:
+        candidate = reg.register(production, checked["model"], meta | {"run_id": run_id}, files)
+    else:  # the same fit, from the same data and settings: a second version would only differ in name
+        log.info("%s was registered by this run before it was interrupted: deciding on it", candidate.name)
+    checkpoint("segment.registered")  # a new version on disk, not yet promoted or audited
     decision, outcome = promote(settings, reg, candidate, valid)
     with Warehouse.from_settings(settings).connect("segment audit") as con:
         events = audit.AuditLog.for_settings(settings)
@@ -227,6 +233,23 @@ def train(settings: Settings, p: Plan, scoring: pd.DataFrame, run_id: str | None
         "customer_base": {k: checked["customer_base"][k] for k in ("roc_auc", "pr_auc", "brier", "ece")},
         "calibration": production.calibration.get("method"),
     }
+
+
+def left_by(reg: Registry, run_id: str | None, meta: dict[str, Any]) -> Version | None:
+    """The version this run registered just before it was killed: the registry's last event is its
+    registration (no promotion or keep decision followed). A resumed run decides on it rather than
+    registering the same fit again under a new name."""
+    events = reg.index().get("events", [])
+    if run_id is None or not events or events[-1]["action"] != "registered":
+        return None
+    version = next((v for v in reg.versions() if v.name == events[-1]["version"]), None)
+    keys = ("fingerprint", "config_fingerprint", "scoring_as_of")
+    same = (
+        version is not None
+        and version.meta.get("run_id") == run_id
+        and all(str(version.meta["data"].get(k)) == str(meta["data"].get(k)) for k in keys)
+    )
+    return version if same else None
 
 
 def promote(

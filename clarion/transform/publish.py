@@ -6,12 +6,15 @@ staging build, or (on any error) none is, and readers of ``marts`` never see a m
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import date
 from typing import Any
 
 import duckdb
 
+from clarion.errors import storage_error
+from clarion.runtime import checkpoint
 from clarion.transform.dbt import MART_TABLES
 
 
@@ -27,9 +30,15 @@ def publish(con: duckdb.DuckDBPyConnection, run_id: str, as_of: date, horizon_da
             "insert into audit.publications values (?, ?, ?, ?, now())",
             [run_id, as_of, horizon_days, json.dumps(counts)],
         )
+        checkpoint("transform.publish")  # every mart replaced, nothing committed
         con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
+    except BaseException as exc:
+        with contextlib.suppress(duckdb.Error):  # a commit that failed has rolled back already
+            con.execute("rollback")
+        doing = "publishing the marts (nothing published: marts keep the last good build)"
+        failure = storage_error(exc, doing)
+        if failure is not None:
+            raise failure from exc
         raise
     return {"as_of": as_of.isoformat(), "tables": counts}
 
