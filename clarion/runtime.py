@@ -40,6 +40,11 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+# Two filters keep an error Clarion raised on purpose (a ClarionError: its message says what to do and
+# the CLI prints it last) from drowning in Prefect's output: the first on Prefect's run loggers (no
+# traceback per retry), the second on the console only (no repeated lines; the API keeps them).
+
+
 class _KnownErrorsWithoutTraceback(logging.Filter):
     """Prefect logs every failed task and flow run with its traceback. For a ClarionError the message
     says what was wrong and what to do (the CLI prints it last, on its own line): the traceback, once
@@ -52,6 +57,46 @@ class _KnownErrorsWithoutTraceback(logging.Filter):
 
 
 _QUIET = _KnownErrorsWithoutTraceback()
+
+
+class _KnownErrorsOnConsole(logging.Filter):
+    """On a terminal, an error Clarion raised on purpose (a failing gate, a busy warehouse, a bad
+    setting: a ClarionError) is one clean message, printed by the CLI. Prefect's own console lines
+    about it, a traceback for every flow run it passes through and a failed state quoting the whole
+    message, are kept from the console; the Prefect API and UI still get them in full."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ClarionError):
+            return False
+        message = record.getMessage()
+        if message.startswith("Finished in state Failed"):
+            known = _clarion_errors()
+            for marker in ("exception: ", "encountered an exception: "):
+                name = message.partition(marker)[2].partition(":")[0]
+                if name in known:
+                    record.msg, record.args = f"Finished in state Failed ({name}, below)", ()
+                    break
+        return True
+
+
+def _clarion_errors() -> set[str]:
+    seen: set[str] = set()
+    todo: list[type] = [ClarionError]
+    while todo:
+        cls = todo.pop()
+        seen.add(cls.__name__)
+        todo += cls.__subclasses__()
+    return seen
+
+
+def quiet_known_errors() -> None:
+    """Keep ClarionError tracebacks off the console handlers (the CLI prints the message once)."""
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler" and not any(
+            isinstance(f, _KnownErrorsOnConsole) for f in handler.filters
+        ):
+            handler.addFilter(_KnownErrorsOnConsole())
 
 
 def configure_logging(level: str) -> None:

@@ -9,7 +9,6 @@ receive the validated settings and the run id; their logic lives in the librarie
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -292,46 +291,6 @@ def pipeline(
         "manifest": str(manifest),
         "stages": summaries,
     }
-
-
-class _KnownErrorsOnConsole(logging.Filter):
-    """On a terminal, an error Clarion raised on purpose (a failing gate, a busy warehouse, a bad
-    setting: a ClarionError) is one clean message, printed by the CLI. Prefect's own console lines
-    about it, a traceback for every flow run it passes through and a failed state quoting the whole
-    message, are kept from the console; the Prefect API and UI still get them in full."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, ClarionError):
-            return False
-        message = record.getMessage()
-        if message.startswith("Finished in state Failed"):
-            known = _clarion_errors()
-            for marker in ("exception: ", "encountered an exception: "):
-                name = message.partition(marker)[2].partition(":")[0]
-                if name in known:
-                    record.msg, record.args = f"Finished in state Failed ({name}, below)", ()
-                    break
-        return True
-
-
-def _clarion_errors() -> set[str]:
-    seen: set[str] = set()
-    todo: list[type] = [ClarionError]
-    while todo:
-        cls = todo.pop()
-        seen.add(cls.__name__)
-        todo += cls.__subclasses__()
-    return seen
-
-
-def quiet_known_errors() -> None:
-    """Keep ClarionError tracebacks off the console handlers (the CLI prints the message once)."""
-    for handler in logging.getLogger().handlers:
-        if type(handler).__name__ == "PrefectConsoleHandler" and not any(
-            isinstance(f, _KnownErrorsOnConsole) for f in handler.filters
-        ):
-            handler.addFilter(_KnownErrorsOnConsole())
 
 
 def _summary_markdown(run_id: str, settings: Settings, summaries: dict[str, Any]) -> str:

@@ -203,8 +203,8 @@ def _run_pipeline(app: AppContext, wait_seconds: float | None, **params: Any) ->
             with warehouse.read() as con:
                 target = params["resume"]
                 runs.resumable(con, None if target == "latest" else target, settings.fingerprint())
-        from clarion.runtime import configure_logging
-        from flows.pipeline import pipeline, quiet_known_errors
+        from clarion.runtime import configure_logging, quiet_known_errors
+        from flows.pipeline import pipeline
 
         configure_logging("DEBUG" if app.verbose else settings.logging.level)  # Prefect's import reset it
         if not app.verbose:  # a gate that fails is one message, not Prefect's tracebacks (-v: them too)
