@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 from clarion.config import GenerateSettings
 from clarion.synth.generator import generate
@@ -47,6 +48,17 @@ def small_project(root: Path) -> Path:
     crm = GenerateSettings(customers=SMALL_CUSTOMERS, seed=SMALL_SEED, defects=0.0)
     generate(crm, out=root / "var" / "crm")
     return root
+
+
+def assert_same_outputs(got: dict[str, Any], want: dict[str, Any]) -> None:
+    """Two runs' outputs (from run_outputs) are equal, table by table and figure by figure."""
+    assert got.keys() == want.keys()
+    for name in want:
+        if isinstance(want[name], pd.DataFrame):
+            assert len(want[name]) > 0, name
+            pd.testing.assert_frame_equal(got[name], want[name], check_exact=True, obj=name)
+        else:
+            assert got[name] == want[name], name
 
 
 def run_outputs(root: Path, run_id: str) -> dict[str, Any]:

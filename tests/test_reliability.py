@@ -20,7 +20,7 @@ import pandas as pd
 import psycopg
 import pytest
 from hubspot_mock import HubSpotMock
-from project_helpers import SMALL_CUSTOMERS, run_outputs, run_pipeline_in, small_project
+from project_helpers import SMALL_CUSTOMERS, assert_same_outputs, run_outputs, run_pipeline_in, small_project
 from psycopg.rows import dict_row
 from reliability_helpers import Cli, CuttableProxy, cli_env, cpu_seconds, csv_people, csv_rows
 
@@ -52,16 +52,6 @@ KILL_POINTS = [
     "report.written",  # report.html and report.json written, the PDF not
     "stage.report",  # the report written, the run not finished: the report is redone
 ]
-
-
-def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
-    assert got.keys() == want.keys()
-    for name in want:
-        if isinstance(want[name], pd.DataFrame):
-            assert len(want[name]) > 0, name
-            pd.testing.assert_frame_equal(got[name], want[name], check_exact=True, obj=name)
-        else:
-            assert got[name] == want[name], name
 
 
 def test_a_run_killed_at_every_stage_boundary_and_inside_every_stage_resumes_to_the_clean_outputs(
@@ -101,7 +91,7 @@ def test_a_run_killed_at_every_stage_boundary_and_inside_every_stage_resumes_to_
     times["final resume"] = time.perf_counter() - started
     assert done["run_id"] == run_id and done["status"] == "completed"
     assert done["kept_stages"] == ["extract", "transform", "segment", "content"]
-    _assert_same(run_outputs(cli.root, run_id), small_run["outputs"])
+    assert_same_outputs(run_outputs(cli.root, run_id), small_run["outputs"])
 
     # No duplicates: raw holds each CSV record once, each customer is scored once.
     for entity in RAW_FROM_CSV:

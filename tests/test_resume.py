@@ -20,23 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pandas as pd
 import pytest
-from project_helpers import SMALL_CUSTOMERS, run_outputs, small_project
+from project_helpers import SMALL_CUSTOMERS, assert_same_outputs, run_outputs, small_project
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 CLARION = str(Path(sys.executable).with_name("clarion"))
-
-
-def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
-    assert got.keys() == want.keys()
-    for name in want:
-        if isinstance(want[name], pd.DataFrame):
-            assert len(want[name]) > 0, name
-            pd.testing.assert_frame_equal(got[name], want[name], check_exact=True, obj=name)
-        else:
-            assert got[name] == want[name], name
 
 
 @pytest.fixture
@@ -155,7 +144,7 @@ def test_killed_runs_are_resumed_or_redone_to_the_clean_runs_outputs(tmp_path, e
     assert b["stages"]["segment"]["moves_since_previous"] == []
     found = [(subject, json.loads(details)) for subject, details in cli.events("run.interrupted")]
     assert [subject for subject, _ in found] == [a, a] and found[1][1]["found_by"] == b["run_id"]
-    _assert_same(run_outputs(cli.root, b["run_id"]), clean)
+    assert_same_outputs(run_outputs(cli.root, b["run_id"]), clean)
     report = cli.run("report", "--no-send", "--json")  # the latest *finished* scoring run
     assert json.loads(report.stdout)["run_id"] == b["run_id"]
 
@@ -172,7 +161,7 @@ def test_killed_runs_are_resumed_or_redone_to_the_clean_runs_outputs(tmp_path, e
     assert resumed["run_id"] == a and resumed["resumed"] is True
     assert resumed["kept_stages"] == ["extract", "transform", "segment", "content"]
     assert {r["run_id"]: r["status"] for r in cli.runs()} == {a: "completed", b["run_id"]: "completed"}
-    _assert_same(run_outputs(cli.root, a), clean)
+    assert_same_outputs(run_outputs(cli.root, a), clean)
 
     assert "audit log verified" in cli.run("audit", "verify").stdout
     for run_id in (a, b["run_id"]):
