@@ -53,6 +53,7 @@ class _KnownErrorsWithoutTraceback(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], ClarionError):
             record.exc_info = record.exc_text = None
+            record.clarion_error = True  # the console filter below still knows it for what it is
         return True
 
 
@@ -67,7 +68,7 @@ class _KnownErrorsOnConsole(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, ClarionError):
+        if isinstance(exc, ClarionError) or getattr(record, "clarion_error", False):
             return False
         message = record.getMessage()
         if message.startswith("Finished in state Failed"):
