@@ -14,6 +14,7 @@ Layout: `base` (the section base class, project-relative paths), `sources` (the 
 
 from clarion.config.base import CONFIG_ENV, DEFAULT_FILE, ENV_PREFIX, SHIPPED, ProjectPath, Section
 from clarion.config.loading import describe, find_config_file, load_settings
+from clarion.config.loop import ExperimentsSettings, NbaSettings
 from clarion.config.sections import (
     REPORT_SUBJECT_FIELDS,
     AuditSettings,
@@ -54,12 +55,14 @@ __all__ = [
     "ContentSettings",
     "DatabaseSource",
     "EntityName",
+    "ExperimentsSettings",
     "ExtractSettings",
     "FileEntity",
     "FilesSource",
     "GenerateSettings",
     "HubSpotSource",
     "LoggingSettings",
+    "NbaSettings",
     "PrefectSettings",
     "ProjectPath",
     "QualitySettings",

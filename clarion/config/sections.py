@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from clarion.config.base import SHIPPED, ProjectPath, Section
+from clarion.config.loop import ExperimentsSettings, NbaSettings
 from clarion.config.sources import ExtractSettings, SourceName, SourceSpec
 
 
@@ -358,6 +359,8 @@ class Settings(Section):
     content: ContentSettings = ContentSettings()
     report: ReportSettings = ReportSettings()
     audit: AuditSettings = AuditSettings()
+    experiments: ExperimentsSettings = ExperimentsSettings()
+    nba: NbaSettings = NbaSettings()
     prefect: PrefectSettings = PrefectSettings()
     logging: LoggingSettings = LoggingSettings()
 
