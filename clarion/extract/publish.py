@@ -5,13 +5,10 @@ Nothing reaches ``raw`` without passing the contract; nothing is dropped: every 
 and its file/row or key, and ``audit.extract_loads`` records read = loaded + quarantined. If
 anything fails, the transaction rolls back and ``raw`` keeps the last good data.
 
-The three numbers are counted apart, so the equation can fail: ``read`` is what the source holds
-for the load, counted apart from the reader (for files, an independent scan of each text file's
-records or a Parquet file's own row count; for a database, the database's own count of the range
-read; for an API, the records in its raw pages), ``loaded`` is what the insert or merge into raw
-reports (inserted + updated + unchanged + superseded), ``quarantined`` is what the inserts into
-quarantine wrote. When they disagree the load raises
-:class:`AccountingError` and rolls back.
+The three numbers are counted apart, so the equation can fail: ``read`` is what the source holds,
+counted apart from the reader (see :mod:`clarion.extract.accounting`), ``loaded`` is what the insert
+or merge into raw reports (inserted + updated + unchanged + superseded), ``quarantined`` is what the
+inserts into quarantine wrote. When they disagree the load raises :class:`AccountingError`, rolls back.
 """
 
 from __future__ import annotations
@@ -251,9 +248,8 @@ def check_and_quarantine(
     )
     result.findings = findings.record_job(con, job, loading)
     con.execute(f"create temp view __winners as {findings.nulled_sql(job.check, loading)}")
-    if job.keyed:
-        (landed_rows,) = con.execute("select count(*) from __landing").fetchone()
-        result.read += keyed_read_count(job, landed_rows)
+    if job.keyed:  # the database's or API's own count, checked against the rows that landed
+        result.read += keyed_read_count(job, con.execute("select count(*) from __landing").fetchone()[0])
     else:
         by_file = dict(con.execute(f"select {q(FILE)}, count(*) from __landing group by 1").fetchall())
         result.read += read_count(job, by_file)

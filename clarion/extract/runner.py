@@ -1,7 +1,8 @@
 """What one extraction does, step by step: plan the (source, entity) steps, and run one step.
 
 A step lands what is new (files not yet published, or rows whose cursor is at or after the latest
-one already in ``raw`` for that source) and publishes it. Progress is only ever recorded by the
+one already in ``raw`` for that source, less the look-back, and rows whose cursor is NULL) and
+publishes it. Progress is only ever recorded by the
 publish transaction: the file ledger and ``raw`` itself are the state, so a run killed at any
 point simply reads the same things again next time, and never skips or doubles a row.
 """
