@@ -426,15 +426,15 @@ def test_changes_landed_by_a_run_that_failed_before_publishing_are_read_again(
 # -- the database's own count of the rows a load reads ------------------------------------------------------
 
 
-def postgres_project(tmp_path: Path, dsn: str, schema: str, seed: int, entities: dict) -> Settings:
-    """A small clean CRM in ``schema``, and a project reading ``entities`` of it as source "pg"."""
-    generate(
-        GenerateSettings(customers=200, seed=seed, defects=0),
-        out=tmp_path / "crm",
-        postgres_dsn=dsn,
-        pg_schema=schema,
-    )
-    return project(tmp_path, {"pg": db_source("postgres", schema, entities=entities)})
+def small_project(tmp_path: Path, kind: str, dsn: str, schema: str, seed: int, entities: dict) -> Settings:
+    """A small clean CRM in ``schema`` (a MariaDB database), and a project reading ``entities`` of it
+    as source "pg" (PostgreSQL) or "maria"."""
+    target = {"postgres_dsn": dsn, "pg_schema": schema}
+    if kind == "mariadb":
+        target = {"mariadb_dsn": dsn, "mariadb_database": schema}
+    generate(GenerateSettings(customers=200, seed=seed, defects=0), out=tmp_path / "crm", **target)
+    name = "pg" if kind == "postgres" else "maria"
+    return project(tmp_path, {name: db_source(kind, schema, entities=entities)})
 
 
 @pytest.mark.postgres
@@ -444,7 +444,7 @@ def test_postgres_rows_whose_cursor_is_null_are_read_on_every_load_and_quarantin
     """A NULL cursor is neither >= nor <= anything: a filter on the cursor alone never reads the row."""
     dsn, schema = pg_schema
     monkeypatch.setenv(DSN_ENV, dsn)
-    settings = postgres_project(tmp_path, dsn, schema, 29, {"contacts": {}, "orders": {}})
+    settings = small_project(tmp_path, "postgres", dsn, schema, 29, {"contacts": {}, "orders": {}})
     run_extract(settings)
     [(previous_max,)] = query(settings, "select max(updated_at) from raw.orders")
     table = f'"{schema}".orders'
@@ -485,7 +485,7 @@ def test_a_reader_that_loses_rows_fails_the_load_against_the_databases_own_count
     """A deliberately lossy reader (the last row of each chunk dropped before landing)."""
     dsn, schema = pg_schema
     monkeypatch.setenv(DSN_ENV, dsn)
-    settings = postgres_project(tmp_path, dsn, schema, 30, {"contacts": {}})
+    settings = small_project(tmp_path, "postgres", dsn, schema, 30, {"contacts": {}})
     keep = sources.with_position
 
     def lossy(table, counter, file=None):
@@ -515,7 +515,7 @@ def test_a_row_another_writer_moves_during_the_read_is_noted_not_failed_and_read
     the counts before and after differ, the rows read lie between, and the load goes on."""
     dsn, schema = pg_schema
     monkeypatch.setenv(DSN_ENV, dsn)
-    settings = postgres_project(tmp_path, dsn, schema, 31, {"contacts": {}})
+    settings = small_project(tmp_path, "postgres", dsn, schema, 31, {"contacts": {}})
     run_extract(settings)
     table = f'"{schema}".contacts'
     [(previous_max,)] = query(settings, "select max(updated_at) from raw.contacts")
@@ -688,14 +688,8 @@ def test_mariadb_rows_whose_cursor_is_null_are_read_and_quarantined(
     tmp_path: Path, mariadb_database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dsn, database = mariadb_database
-    generate(
-        GenerateSettings(customers=200, seed=32, defects=0),
-        out=tmp_path / "crm",
-        mariadb_dsn=dsn,
-        mariadb_database=database,
-    )
     monkeypatch.setenv(DSN_ENV, dsn)
-    settings = project(tmp_path, {"maria": db_source("mariadb", database, entities={"contacts": {}})})
+    settings = small_project(tmp_path, "mariadb", dsn, database, 32, {"contacts": {}})
     run_extract(settings)
     con = mariadb_connect(dsn, database)
     try:

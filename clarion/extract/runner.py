@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -183,31 +184,17 @@ def _extract_step(settings: Settings, warehouse: Warehouse, run_id: str, step: S
         resource = database_resource(
             step.source, source, dsn, step.entity, window, settings.extract.batch_rows
         )
-        return _land_and_publish(
-            settings,
-            warehouse,
-            run_id,
-            step,
-            [resource],
-            started,
-            keyed=True,
-            source_count=lambda: table.source_count(window),
-        )
-    assert isinstance(source, HubSpotSource)
-    token = secret(source.token_env, source.token_secret, "API token", step.source)
-    obj = next(o for o, e in source.objects.items() if e == step.entity)
-    since = _published_cursor(warehouse, step)
-    pages = PageCount()
-    resource = hubspot_resource(step.source, source, token, obj, step.entity, since, pages)
+        counted = partial(table.source_count, window)  # the count after the read, once it has landed
+    else:
+        assert isinstance(source, HubSpotSource)
+        token = secret(source.token_env, source.token_secret, "API token", step.source)
+        obj = next(o for o, e in source.objects.items() if e == step.entity)
+        pages = PageCount()
+        since = _published_cursor(warehouse, step)
+        resource = hubspot_resource(step.source, source, token, obj, step.entity, since, pages)
+        counted = partial(pages.source_count, obj)
     return _land_and_publish(
-        settings,
-        warehouse,
-        run_id,
-        step,
-        [resource],
-        started,
-        keyed=True,
-        source_count=lambda: pages.source_count(obj),
+        settings, warehouse, run_id, step, [resource], started, keyed=True, source_count=counted
     )
 
 
