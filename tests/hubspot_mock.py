@@ -185,6 +185,9 @@ class HubSpotMock:
     retry_after: the Retry-After seconds sent with a 429.
     fail_requests: request numbers (1-based, all requests) that answer 500.
     stall_requests: request numbers that answer only after ``stall_seconds`` (a client times out first).
+    stop_paging_after: the page of a list or search that reaches this many records answers without
+        ``paging.next``, though more records match (real APIs sometimes end a listing early like
+        this; a client cannot tell from the page); None: never.
     """
 
     def __init__(
@@ -198,8 +201,10 @@ class HubSpotMock:
         fail_requests: Iterable[int] = (),
         stall_requests: Iterable[int] = (),
         stall_seconds: float = 30.0,
+        stop_paging_after: int | None = None,
     ) -> None:
         self.token = token
+        self.stop_paging_after = stop_paging_after
         self.rate_limit_every = rate_limit_every
         self.retry_after = retry_after
         self.fail_requests: set[int] = set(fail_requests)
@@ -388,12 +393,16 @@ class HubSpotMock:
             start = bisect.bisect_right(records, last, key=lambda r: r.sort_key)
         page = records[start : start + limit]
         body: dict[str, Any] = {"results": [r.render(properties) for r in page]}
-        if start + limit < len(records):
+        if self._more(start + len(page), len(records)):
             cursor = _encode_after(page[-1].id)
             params = {k: v[-1] for k, v in query.items()} | {"limit": str(limit), "after": cursor}
             link = f"{self.url}{PREFIX}{obj}?{urlencode(params)}"
             body["paging"] = {"next": {"after": cursor, "link": link}}
         return body
+
+    def _more(self, end: int, available: int) -> bool:
+        """Whether a page ending at record ``end`` of ``available`` says there is a next one."""
+        return end < available and (self.stop_paging_after is None or end < self.stop_paging_after)
 
     def _search(self, obj: str, payload: Any) -> dict[str, Any]:
         if not isinstance(payload, dict):
@@ -413,7 +422,7 @@ class HubSpotMock:
             raise ApiError(400, "VALIDATION_ERROR", f"Invalid after: {payload.get('after')!r}") from None
         page = matches[start : start + limit]
         body: dict[str, Any] = {"total": len(matches), "results": [r.render(properties) for r in page]}
-        if start + limit < len(matches):
+        if self._more(start + len(page), len(matches)):
             body["paging"] = {"next": {"after": str(start + limit)}}
         return body
 

@@ -12,7 +12,10 @@ from click.testing import CliRunner
 from extract_helpers import accounting, by_entity, make_settings, query, run_extract
 
 from clarion.cli import cli
-from clarion.extract.accounting import AccountingError
+from clarion.contract import ENTITIES
+from clarion.extract.accounting import AccountingError, SourceCount, keyed_read_count
+from clarion.extract.contract_sql import CheckSpec
+from clarion.extract.publish import PublishJob
 from clarion.extract.scan import scan_csv
 
 HEADER = "product_id,sku,name,category,price,currency,active,updated_at"
@@ -161,6 +164,40 @@ def test_a_json_lines_file_with_two_records_on_one_line_fails_loudly_naming_the_
     assert "the reader produced 3" in message and "one record per line" in message
     assert query(settings, "select count(*) from raw.products") == [(0,)]
     assert query(settings, "select count(*) from audit.extract_loads") == [(0,)]
+
+
+def keyed_job(count: SourceCount) -> PublishJob:
+    orders = ENTITIES["orders"]
+    return PublishJob(
+        "run", "load", "crm_db", orders, None, CheckSpec(orders, {}), keyed=True, source_count=count
+    )
+
+
+def test_a_range_a_writer_changed_during_the_read_passes_only_when_the_rows_read_fit_one_moment() -> None:
+    """The database counted the range before the read (10) and after it (9): a read at any moment in
+    between gives 10 or 9 rows. Anything else is a loss, or a writer the counts cannot place."""
+    what = "rows of table crm.orders whose updated_at is null or up to 2025-06-01T00:00:00+00:00"
+    changed = SourceCount(9, what, kind="database", before=10)
+    for landed in (9, 10):
+        job = keyed_job(changed)
+        assert keyed_read_count(job, landed) == landed
+        assert len(job.notes) == (landed == 10)  # the count after the read agrees: nothing to note
+    [note] = job.notes
+    assert "changed while they were read (10 before the read, 9 after; another writer)" in note
+
+    for landed in (8, 11):
+        with pytest.raises(AccountingError) as failed:
+            keyed_read_count(keyed_job(changed), landed)
+        message = str(failed.value)
+        assert message.startswith(f"source crm_db, entity orders: the {what} changed while they were read")
+        assert f"the reader produced {landed}, which no moment of the table gives" in message
+        assert "nothing was published" in message and "run `clarion extract` again" in message
+
+    with pytest.raises(AccountingError) as failed:  # the table did not change: a loss, however small
+        keyed_read_count(keyed_job(SourceCount(10, what, kind="database", before=10)), 9)
+    assert f"the database counts 10 {what} but the reader produced 9; nothing was published" in str(
+        failed.value
+    )
 
 
 # -- 2. files are tracked by sha256 ------------------------------------------------------------------

@@ -29,6 +29,7 @@ from hubspot_mock import OBJECTS, HubSpotMock, read_entity
 
 from clarion.config import GenerateSettings, Settings
 from clarion.contract import ENTITIES, ORDER_STATUSES
+from clarion.extract.accounting import AccountingError
 from clarion.extract.publish import PublishResult
 from clarion.extract.readers import ExtractError
 from clarion.synth.generator import generate
@@ -143,9 +144,11 @@ def test_full_api_extraction_loads_the_same_raw_rows_as_the_files(
         assert (r.status, r.quarantined, r.read) == ("loaded", 0, r.inserted), r
     assert fingerprints(api_run.settings) == from_files
     assert all(rows > 0 for rows, _ in from_files.values())
-    # a first extraction lists every object; it never searches
-    assert {(method, status) for method, _, status in api_run.log} == {("GET", 200)}
-    assert {path.rsplit("/", 1)[-1] for _, path, _ in api_run.log} == set(OBJECTS)
+    # a first extraction lists every object, after asking its search once how many records there are
+    searches = [path for method, path, _ in api_run.log if method == "POST"]
+    assert sorted(searches) == sorted(f"/crm/v3/objects/{obj}/search" for obj in OBJECTS)
+    assert {(method, status) for method, _, status in api_run.log} == {("GET", 200), ("POST", 200)}
+    assert {path.rsplit("/", 1)[-1] for method, path, _ in api_run.log if method == "GET"} == set(OBJECTS)
 
 
 def test_paging_rate_limits_and_a_transient_error_lose_no_row(
@@ -163,14 +166,18 @@ def test_paging_rate_limits_and_a_transient_error_lose_no_row(
     assert statuses.count(429) >= 1
     assert statuses.count(500) == 1 and api.log[3][2] == 500  # request 4, then retried
     assert set(statuses) == {200, 429, 500}
-    assert {method for method, _, _ in api.log} == {"GET"}
+    # one search per object for its total, then the list
+    assert {(method, path.endswith("/search")) for method, path, _ in api.log} == {
+        ("GET", False),
+        ("POST", True),
+    }
     assert len(api.arrivals) == len(api.log)
-    for i, (_, path, status) in enumerate(api.log):
+    for i, (method, path, status) in enumerate(api.log):
         if status in (429, 500):  # the same request again, after Retry-After (429) or a back-off (500)
-            assert api.log[i + 1][:2] == ("GET", path)
+            assert api.log[i + 1][:2] == (method, path)
             assert api.arrivals[i + 1] - api.arrivals[i] >= 0.9, (i, status)
     # every answered list request was paged with the `after` cursor of the page before
-    assert sum(1 for s in statuses if s == 200) == len(api.list_queries)
+    assert sum(1 for method, _, s in api.log if (method, s) == ("GET", 200)) == len(api.list_queries)
     for obj, rows in served.items():
         queries = [q for o, q in api.list_queries if o == obj]
         assert len(queries) == math.ceil(rows / PAGE), obj
@@ -358,3 +365,77 @@ def test_a_property_mapping_renames_an_api_property_to_the_contract_column(
     }
     assert sum(1 for e in want.values() if e) > 100
     assert dict(query(settings, "select contact_id, email from raw.contacts")) == want
+
+
+# -- the API's own counts against the rows that landed ---------------------------------------------------
+
+
+def test_a_list_whose_paging_stops_early_fails_the_load_naming_both_counts_and_publishes_nothing(
+    export: Path, token_env: None, tmp_path: Path
+) -> None:
+    with Mock(export, stop_paging_after=PAGE) as api:
+        settings = make_settings(tmp_path, {"hs": hubspot(api, objects={"contacts": "contacts"})})
+        served = len(api.records("contacts"))
+        with pytest.raises(AccountingError) as failed:
+            run_extract(settings)
+    assert served > PAGE  # the first page already says there is nothing more
+    message = str(failed.value)
+    assert "source hs, entity contacts:" in message
+    assert f"said {served:,} records match but served {PAGE:,} distinct ones" in message
+    assert "Its paging stopped early" in message and "Run `clarion extract` again" in message
+    assert "nothing was published" in message
+    assert query(settings, "select count(*) from raw.contacts") == [(0,)]
+    assert accounting(settings) == []
+
+
+def test_a_search_whose_paging_stops_early_fails_the_load_and_leaves_raw_as_it_was(
+    export: Path, token_env: None, api_run: ApiRun, tmp_path: Path
+) -> None:
+    with Mock(export) as api:
+        source = hubspot(api, objects={"deals": "orders"}, page_size=2)
+        settings = copy_project(api_run.settings, tmp_path, {"hs": source})
+        [(latest,)] = query(settings, "select max(updated_at) from raw.orders")
+        deals = read_entity(export / "orders.csv").to_pylist()[:5]
+        moment = text_time(latest + (datetime.now(UTC) - latest) / 2)
+        api.upsert("deals", [row | {"status": "returned", "updated_at": moment} for row in deals])
+        matching = sum(  # what the search for modified >= latest finds, counted from the served records
+            1
+            for record in api.records("deals")
+            if datetime.fromisoformat(record["properties"]["hs_lastmodifieddate"]) >= latest
+        )
+        before = fingerprints(settings), accounting(settings), quarantined_keys(settings)
+        api.stop_paging_after = 2  # the first page of the search is the last
+        with pytest.raises(AccountingError) as failed:
+            run_extract(settings)
+    assert matching >= 5
+    message = str(failed.value)
+    assert "source hs, entity orders:" in message
+    assert f"said {matching:,} records match but served 2 distinct ones" in message
+    assert (fingerprints(settings), accounting(settings), quarantined_keys(settings)) == before
+
+
+def test_records_lost_between_the_api_pages_and_the_landing_fail_the_load(
+    export: Path, token_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deliberately lossy reader (the last record of each page dropped before landing): the records
+    the raw pages held tell."""
+    import clarion.extract.sources as sources
+
+    keep = sources.with_position
+
+    def lossy(table: Any, counter: dict[str, int], file: str | None = None) -> Any:
+        return keep(table.slice(0, table.num_rows - 1), counter, file)
+
+    monkeypatch.setattr(sources, "with_position", lossy)
+    with Mock(export) as api:
+        settings = make_settings(tmp_path, {"hs": hubspot(api, objects={"products": "products"})})
+        served = len(api.records("products"))
+        with pytest.raises(AccountingError) as failed:
+            run_extract(settings)
+    pages = math.ceil(served / PAGE)
+    assert served > 0
+    assert (
+        f"source hs, entity products: the API served {served:,} records of products in {pages} "
+        f"page(s) but the reader produced {served - pages:,} rows" in str(failed.value)
+    )
+    assert query(settings, "select count(*) from raw.products") == [(0,)]

@@ -26,8 +26,10 @@ from extract_helpers import (
 )
 
 import clarion.extract.runner as runner
+import clarion.extract.sources as sources
 from clarion.config import GenerateSettings, Settings
 from clarion.contract import ENTITIES
+from clarion.extract.accounting import AccountingError
 from clarion.extract.readers import ExtractError
 from clarion.synth.generator import generate
 
@@ -421,6 +423,142 @@ def test_changes_landed_by_a_run_that_failed_before_publishing_are_read_again(
     assert again.updated == 1
 
 
+# -- the database's own count of the rows a load reads ------------------------------------------------------
+
+
+def small_project(tmp_path: Path, kind: str, dsn: str, schema: str, seed: int, entities: dict) -> Settings:
+    """A small clean CRM in ``schema`` (a MariaDB database), and a project reading ``entities`` of it
+    as source "pg" (PostgreSQL) or "maria"."""
+    target = {"postgres_dsn": dsn, "pg_schema": schema}
+    if kind == "mariadb":
+        target = {"mariadb_dsn": dsn, "mariadb_database": schema}
+    generate(GenerateSettings(customers=200, seed=seed, defects=0), out=tmp_path / "crm", **target)
+    name = "pg" if kind == "postgres" else "maria"
+    return project(tmp_path, {name: db_source(kind, schema, entities=entities)})
+
+
+@pytest.mark.postgres
+def test_postgres_rows_whose_cursor_is_null_are_read_on_every_load_and_quarantined(
+    tmp_path: Path, pg_schema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NULL cursor is neither >= nor <= anything: a filter on the cursor alone never reads the row."""
+    dsn, schema = pg_schema
+    monkeypatch.setenv(DSN_ENV, dsn)
+    settings = small_project(tmp_path, "postgres", dsn, schema, 29, {"contacts": {}, "orders": {}})
+    run_extract(settings)
+    [(previous_max,)] = query(settings, "select max(updated_at) from raw.orders")
+    table = f'"{schema}".orders'
+    copied = ", ".join(f'"{c}"' for c in ORDER_COLUMNS if c not in {"order_id", "updated_at"})
+    with pg_connect(dsn) as con:  # a writer that leaves the cursor empty: a new order and a changed one
+        (new_id,) = con.execute(
+            f"insert into {table} (order_id, {copied}, updated_at) "
+            f"select (select max(order_id) + 1 from {table}), {copied}, null "
+            f"from {table} where order_id = (select min(order_id) from {table}) returning order_id"
+        ).fetchone()
+        (changed_id,) = con.execute(
+            f"update {table} set status = 'returned', updated_at = null where order_id = "
+            f"(select min(order_id) from {table} where status <> 'returned') returning order_id"
+        ).fetchone()
+        (window,) = con.execute(  # the rows the next load covers, counted here on the test's own terms
+            f"select count(*) from {table} where updated_at >= %s or updated_at is null",
+            [previous_max - timedelta(hours=24)],
+        ).fetchone()
+    nulls = {("orders", str(new_id)): "missing_required", ("orders", str(changed_id)): "missing_required"}
+
+    for load in ("second", "third"):  # read, and quarantined once per key, on every load
+        orders = by_entity(run_extract(settings))["orders"]
+        assert (orders.read, orders.quarantined) == (window, 2), load
+        assert orders.loaded == window - 2, load
+        assert quarantined_keys(settings) == nulls, load
+        assert query(settings, "select distinct field from quarantine.orders") == [("updated_at",)]
+    # the changed order keeps its last good version in raw; the new one is not there
+    assert query(
+        settings, "select status <> 'returned' from raw.orders where order_id = ?", [changed_id]
+    ) == [(True,)]
+    assert query(settings, "select count(*) from raw.orders where order_id = ?", [new_id]) == [(0,)]
+
+
+@pytest.mark.postgres
+def test_a_reader_that_loses_rows_fails_the_load_against_the_databases_own_count(
+    tmp_path: Path, pg_schema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deliberately lossy reader (the last row of each chunk dropped before landing)."""
+    dsn, schema = pg_schema
+    monkeypatch.setenv(DSN_ENV, dsn)
+    settings = small_project(tmp_path, "postgres", dsn, schema, 30, {"contacts": {}})
+    keep = sources.with_position
+
+    def lossy(table, counter, file=None):
+        return keep(table.slice(0, table.num_rows - 1), counter, file)
+
+    monkeypatch.setattr(sources, "with_position", lossy)
+    with pytest.raises(AccountingError) as failed:
+        run_extract(settings)
+    with pg_connect(dsn) as con:
+        (total,) = con.execute(f'select count(*) from "{schema}".contacts').fetchone()
+    message = str(failed.value)
+    assert (
+        f"source pg, entity contacts: the database counts {total:,} rows of table {schema}.contacts"
+        in message
+    )
+    assert f"but the reader produced {total - 1:,}; nothing was published" in message  # one chunk
+    assert "run `clarion extract` again" in message
+    assert raw_count(settings, "contacts") == 0
+    assert accounting(settings) == []
+
+
+@pytest.mark.postgres
+def test_a_row_another_writer_moves_during_the_read_is_noted_not_failed_and_read_by_the_next_load(
+    tmp_path: Path, pg_schema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the read and the count after it, a writer moves a row the load read out of its range:
+    the counts before and after differ, the rows read lie between, and the load goes on."""
+    dsn, schema = pg_schema
+    monkeypatch.setenv(DSN_ENV, dsn)
+    settings = small_project(tmp_path, "postgres", dsn, schema, 31, {"contacts": {}})
+    run_extract(settings)
+    table = f'"{schema}".contacts'
+    [(previous_max,)] = query(settings, "select max(updated_at) from raw.contacts")
+    with pg_connect(dsn) as con:
+        (window,) = con.execute(
+            f"select count(*) from {table} where updated_at >= %s", [previous_max - timedelta(hours=24)]
+        ).fetchone()
+        (moved,) = con.execute(
+            f"select min(contact_id) from {table} where updated_at = %s", [previous_max]
+        ).fetchone()
+    land = runner.land
+
+    def land_then_write(*args, **kwargs):
+        landed = land(*args, **kwargs)
+        with pg_connect(dsn) as con:
+            con.execute(
+                f"update {table} set email_consent = not email_consent, updated_at = now() "
+                "where contact_id = %s",
+                [moved],
+            )
+        return landed
+
+    monkeypatch.setattr(runner, "land", land_then_write)
+    [second] = run_extract(settings)
+    monkeypatch.setattr(runner, "land", land)
+    assert (second.read, second.loaded, second.quarantined) == (window, window, 0)
+    assert f"({window:,} before the read, {window - 1:,} after; another writer)" in second.message
+    [(recorded,)] = query(
+        settings, "select message from audit.extract_loads order by finished_at desc limit 1"
+    )
+    assert recorded == second.message
+
+    [third] = run_extract(settings)
+    assert third.updated == 1 and third.message == ""
+    with pg_connect(dsn) as con:
+        (consent,) = con.execute(
+            f"select email_consent from {table} where contact_id = %s", [moved]
+        ).fetchone()
+    assert query(settings, "select email_consent from raw.contacts where contact_id = ?", [moved]) == [
+        (consent,)
+    ]
+
+
 # -- MariaDB ----------------------------------------------------------------------------------------------
 
 
@@ -543,3 +681,31 @@ def test_mariadb_incremental_run_reads_only_changed_and_boundary_rows(
     third = by_entity(run_extract(settings))
     assert (third["orders"].inserted, third["orders"].updated) == (0, 0)
     assert raw_count(settings, "orders") == total + 2
+
+
+@pytest.mark.mariadb
+def test_mariadb_rows_whose_cursor_is_null_are_read_and_quarantined(
+    tmp_path: Path, mariadb_database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn, database = mariadb_database
+    monkeypatch.setenv(DSN_ENV, dsn)
+    settings = small_project(tmp_path, "mariadb", dsn, database, 32, {"contacts": {}})
+    run_extract(settings)
+    con = mariadb_connect(dsn, database)
+    try:
+        with con.cursor() as cur:
+            cur.execute("select max(contact_id) from contacts")
+            (max_id,) = cur.fetchone()
+            columns = ", ".join(
+                f"`{c}`" for c in ENTITIES["contacts"].column_names if c not in {"contact_id", "updated_at"}
+            )
+            cur.execute(
+                f"insert into contacts (contact_id, {columns}, updated_at) "
+                f"select %s, {columns}, null from contacts where contact_id = %s",
+                [max_id + 1, max_id],
+            )
+    finally:
+        con.close()
+    [second] = run_extract(settings)
+    assert second.quarantined == 1 and second.read == second.loaded + 1
+    assert quarantined_keys(settings) == {("contacts", str(max_id + 1)): "missing_required"}

@@ -266,3 +266,23 @@ def test_searching_an_object_on_a_property_it_lacks_is_refused_as_hubspot_does(a
         assert session.post(f"{api.url}{DEALS_SEARCH}", json=body, timeout=10).status_code == 400
         contacts = session.post(f"{api.url}/crm/v3/objects/contacts/search", json=body, timeout=10)
     assert contacts.status_code == 200 and contacts.json()["total"] > 0
+
+
+def test_stop_paging_after_ends_a_list_and_a_search_early_though_records_remain(export: Path) -> None:
+    """The misbehaviour a client cannot see from the page: no ``paging.next`` while more records match
+    (the search's ``total`` still counts them all)."""
+    with HubSpotMock(export, stop_paging_after=150) as api, requests.Session() as session:
+        session.headers.update(AUTH)
+        listed, pages = [], 0
+        url: str | None = f"{api.url}{CONTACTS}?limit=100"
+        while url:
+            body = session.get(url, timeout=10).json()
+            listed += body["results"]
+            pages += 1
+            url = body["paging"]["next"]["link"] if "paging" in body else None
+        _, sizes = _search_all(f"{api.url}{DEALS_SEARCH}", {"limit": 100}, session)
+        total = session.post(f"{api.url}{DEALS_SEARCH}", json={"limit": 1}, timeout=10).json()["total"]
+        served = {"contacts": len(api.records("contacts")), "deals": len(api.records("deals"))}
+    assert served["contacts"] == 300 and served["deals"] > 200
+    assert (pages, len(listed)) == (2, 200)  # the page reaching record 150 says nothing more
+    assert sizes == [100, 100] and total == served["deals"]

@@ -1,15 +1,20 @@
 """The accounting of one load: read = loaded + quarantined, from counts each side made on its own.
 
-``read`` is what the reader side found (for files, an independent scan of each text file's records,
-or a Parquet file's own row count, checked per file against what the parser produced); ``loaded`` is
-what the insert or merge into raw reported; ``quarantined`` what the inserts into quarantine wrote.
-When they disagree, :class:`AccountingError` stops the load inside its transaction, so it rolls back.
+``read`` is what the source holds for the load, counted apart from the parser: for files, an
+independent scan of each text file's records, or a Parquet file's own row count; for a database, a
+count the database makes on its own connection of the rows in the range the load reads; for an API,
+the records in its raw HTTP pages (and, where the API says how many match, that total). Each is
+checked against what the reader produced. ``loaded`` is what the insert or merge into raw reported;
+``quarantined`` what the inserts into quarantine wrote. When two sides disagree,
+:class:`AccountingError` stops the load inside its transaction, so it rolls back.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 
@@ -19,8 +24,79 @@ if TYPE_CHECKING:
     from clarion.extract.publish import PublishJob, PublishResult
 
 
+log = logging.getLogger(__name__)
+
+
 class AccountingError(ExtractError):
     """The independent counts of a load disagree: nothing of it is published."""
+
+
+@dataclass(frozen=True)
+class SourceCount:
+    """What a database or API says a keyed load covers, counted apart from the landed rows
+    (see :mod:`clarion.extract.source_counts`). ``counted``: a database's count of the range after
+    the read (``before``: the same count before it); an API's records in its raw pages (``total``:
+    how many it said match, when it says; ``distinct``: distinct record ids in the pages)."""
+
+    counted: int
+    what: str
+    kind: Literal["database", "api"]
+    before: int | None = None
+    total: int | None = None
+    distinct: int | None = None
+
+
+def keyed_read_count(job: PublishJob, landed: int) -> int:
+    """``read`` of a database or API load: the source's own count, checked against the ``landed``
+    rows the reader produced. A database table that a writer changed during the read is accepted
+    when the rows read lie between its counts before and after (what a read at one moment gives);
+    that is noted in the load's message. Raises :class:`AccountingError` otherwise."""
+    count = job.source_count
+    if count is None:  # a keyed load without a source count: the landed rows are all there is
+        return landed
+    where = f"source {job.source}, entity {job.entity.name}"
+    undone = "nothing was published (the load rolled back)"
+    if count.kind == "api":
+        if count.counted != landed:
+            raise AccountingError(
+                f"{where}: the API served {count.counted:,} {count.what} but the reader produced "
+                f"{landed:,} rows; {undone}. Records were lost between the API's answers and the "
+                "landing: run `clarion extract` again, and report it with this message if the counts "
+                "differ again."
+            )
+        if count.total is not None and count.distinct is not None and count.distinct < count.total:
+            raise AccountingError(
+                f"{where}: the API said {count.total:,} records match but served {count.distinct:,} "
+                f"distinct ones ({count.what}); {undone}. Its paging stopped early (a page without "
+                "paging.next.after while records remained), or records were archived or changed while "
+                "they were read. Run `clarion extract` again; if the counts differ again, the API is "
+                "losing pages: report it to its provider with this message."
+            )
+        return count.counted
+    before, after = count.before, count.counted
+    if landed == after:
+        return after
+    if before is not None and before != after and min(before, after) <= landed <= max(before, after):
+        note = (
+            f"the {count.what} changed while they were read ({before:,} before the read, {after:,} "
+            f"after; another writer): the {landed:,} read lie between, as a read at one moment gives, "
+            "and what the writer changed is read by the next load"
+        )
+        log.warning("%s: %s", where, note)
+        job.notes.append(note)
+        return landed
+    if before is None or before == after:
+        raise AccountingError(
+            f"{where}: the database counts {after:,} {count.what} but the reader produced {landed:,}; "
+            f"{undone}. The reader lost rows (or read rows outside that range): run `clarion extract` "
+            "again, and report it with this message if the counts differ again."
+        )
+    raise AccountingError(
+        f"{where}: the {count.what} changed while they were read ({before:,} before the read, {after:,} "
+        f"after) and the reader produced {landed:,}, which no moment of the table gives; {undone}. "
+        "Another writer changed the table during the read: run `clarion extract` again (at a quieter "
+        "time if it keeps happening)."
+    )
 
 
 AUDIT_DDL = (

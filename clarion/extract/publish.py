@@ -5,11 +5,10 @@ Nothing reaches ``raw`` without passing the contract; nothing is dropped: every 
 and its file/row or key, and ``audit.extract_loads`` records read = loaded + quarantined. If
 anything fails, the transaction rolls back and ``raw`` keeps the last good data.
 
-The three numbers are counted apart, so the equation can fail: ``read`` is what the reader side
-found (for files, an independent scan of each text file's records or a Parquet file's own row count),
-``loaded`` is what the insert or merge into raw reports (inserted + updated + unchanged + superseded),
-``quarantined`` is what the inserts into quarantine wrote. When they disagree the load raises
-:class:`AccountingError` and rolls back.
+The three numbers are counted apart, so the equation can fail: ``read`` is what the source holds,
+counted apart from the reader (see :mod:`clarion.extract.accounting`), ``loaded`` is what the insert
+or merge into raw reports (inserted + updated + unchanged + superseded), ``quarantined`` is what the
+inserts into quarantine wrote. When they disagree the load raises :class:`AccountingError`, rolls back.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import duckdb
 
 from clarion.contract import ENTITIES, Entity
 from clarion.extract import findings
-from clarion.extract.accounting import AUDIT_DDL, account, read_count
+from clarion.extract.accounting import AUDIT_DDL, SourceCount, account, keyed_read_count, read_count
 from clarion.extract.contract_sql import (
     DUCKDB_TYPES,
     FILE,
@@ -168,6 +167,7 @@ class PublishJob:
     started_at: Any = None
     counted: dict[str, int] = field(default_factory=dict)  # per file: records an independent scan found
     swallowed: dict[str, list[dict]] = field(default_factory=dict)  # per file: lines after a lone quote
+    source_count: SourceCount | None = None  # keyed: what the database or API counted for the load
 
 
 def publish(con: duckdb.DuckDBPyConnection, job: PublishJob) -> PublishResult:
@@ -223,7 +223,7 @@ def check_and_quarantine(
     _supersede_quarantine(con, job)
     _quarantine_lines(con, job, result)
     if job.landing_sql is None:
-        result.read += read_count(job, {})
+        result.read += keyed_read_count(job, 0) if job.keyed else read_count(job, {})
         result.status = "empty" if not result.quarantined else "loaded"
         return None
     con.execute(f"create temp view __landing as {job.landing_sql}")
@@ -248,9 +248,8 @@ def check_and_quarantine(
     )
     result.findings = findings.record_job(con, job, loading)
     con.execute(f"create temp view __winners as {findings.nulled_sql(job.check, loading)}")
-    if job.keyed:
-        (read,) = con.execute("select count(*) from __landing").fetchone()
-        result.read += read
+    if job.keyed:  # the database's or API's own count, checked against the rows that landed
+        result.read += keyed_read_count(job, con.execute("select count(*) from __landing").fetchone()[0])
     else:
         by_file = dict(con.execute(f"select {q(FILE)}, count(*) from __landing group by 1").fetchall())
         result.read += read_count(job, by_file)

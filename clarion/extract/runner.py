@@ -1,7 +1,8 @@
 """What one extraction does, step by step: plan the (source, entity) steps, and run one step.
 
 A step lands what is new (files not yet published, or rows whose cursor is at or after the latest
-one already in ``raw`` for that source) and publishes it. Progress is only ever recorded by the
+one already in ``raw`` for that source, less the look-back, and rows whose cursor is NULL) and
+publishes it. Progress is only ever recorded by the
 publish transaction: the file ledger and ``raw`` itself are the state, so a run killed at any
 point simply reads the same things again next time, and never skips or doubles a row.
 """
@@ -14,6 +15,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -21,7 +23,7 @@ import pyarrow.parquet as pq
 from clarion.config import DatabaseSource, FileEntity, FilesSource, HubSpotSource, Settings
 from clarion.contract import ENTITIES, load_order
 from clarion.extract import orphans, transactions
-from clarion.extract.accounting import record_unchanged
+from clarion.extract.accounting import SourceCount, record_unchanged
 from clarion.extract.contract_sql import CheckSpec, Formats, q
 from clarion.extract.publish import (
     LedgerFile,
@@ -39,9 +41,11 @@ from clarion.extract.readers import (
     imported_select,
     plan_entity,
 )
+from clarion.extract.source_counts import PageCount, TableCount
 from clarion.extract.sources import (
     Landed,
     database_resource,
+    database_urls,
     file_resources,
     hubspot_resource,
     imported_table,
@@ -175,16 +179,23 @@ def _extract_step(settings: Settings, warehouse: Warehouse, run_id: str, step: S
         since = _published_cursor(warehouse, step)
         if since is not None:  # late rows: committed after a newer one, with an older cursor
             since -= timedelta(hours=source.lookback_hours)
+        table = TableCount(step.source, source, database_urls(dsn, source.kind)[0], step.entity)
+        window = table.window(since)  # the range is fixed, and counted, before the read
         resource = database_resource(
-            step.source, source, dsn, step.entity, since, settings.extract.batch_rows
+            step.source, source, dsn, step.entity, window, settings.extract.batch_rows
         )
-        return _land_and_publish(settings, warehouse, run_id, step, [resource], started, keyed=True)
-    assert isinstance(source, HubSpotSource)
-    token = secret(source.token_env, source.token_secret, "API token", step.source)
-    obj = next(o for o, e in source.objects.items() if e == step.entity)
-    since = _published_cursor(warehouse, step)
-    resource = hubspot_resource(step.source, source, token, obj, step.entity, since)
-    return _land_and_publish(settings, warehouse, run_id, step, [resource], started, keyed=True)
+        counted = partial(table.source_count, window)  # the count after the read, once it has landed
+    else:
+        assert isinstance(source, HubSpotSource)
+        token = secret(source.token_env, source.token_secret, "API token", step.source)
+        obj = next(o for o, e in source.objects.items() if e == step.entity)
+        pages = PageCount()
+        since = _published_cursor(warehouse, step)
+        resource = hubspot_resource(step.source, source, token, obj, step.entity, since, pages)
+        counted = partial(pages.source_count, obj)
+    return _land_and_publish(
+        settings, warehouse, run_id, step, [resource], started, keyed=True, source_count=counted
+    )
 
 
 def _published_cursor(warehouse: Warehouse, step: Step) -> datetime | None:
@@ -325,7 +336,9 @@ def _land_and_publish(
     extras: list[str] | None = None,
     bad_files: dict[str, tuple[str, str]] | None = None,
     notes: list[str] | None = None,
+    source_count: Callable[[], SourceCount] | None = None,
 ) -> list[PublishResult]:
+    """``source_count``: what the database or API counts for the load, asked once it has landed."""
     if resources:
         landed = land(settings, step.source, step.entity, resources)
     else:  # every changed file was empty: nothing for dlt to land, the ledger still records them
@@ -360,6 +373,7 @@ def _land_and_publish(
         started_at=started,
         extras=extras,
         notes=notes or [],
+        source_count=source_count() if source_count else None,
     )
     with warehouse.connect(f"extract {step.name}") as con:
         if step.entity == "transactions":

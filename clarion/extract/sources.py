@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from clarion.config import DatabaseSource, HubSpotSource, Settings
 from clarion.contract import ENTITIES
 from clarion.extract.readers import FILE, ROW, SEQ, EntityPlan, ExtractError, ReadStats, read_batches
+from clarion.extract.source_counts import CursorWindow, PageCount, table_spec
 
 
 @dataclass
@@ -164,9 +165,10 @@ def database_urls(dsn: str, kind: str) -> tuple[str, str]:
 
 
 def database_resource(
-    source_name: str, source: DatabaseSource, dsn: str, entity: str, since: datetime | None, chunk_rows: int
+    source_name: str, source: DatabaseSource, dsn: str, entity: str, window: CursorWindow, chunk_rows: int
 ) -> Any:
-    """One table, incremental by its cursor: only rows changed since ``since`` (what raw already has).
+    """One table, incremental by its cursor: the rows of ``window`` (changed since what raw already
+    has, up to the newest cursor when the load began, and every row whose cursor is NULL).
 
     The cursor filter goes into dlt's SQL source as a WHERE clause rather than through
     ``dlt.sources.incremental``: dlt would keep its own position and use it instead, skipping rows
@@ -174,22 +176,17 @@ def database_resource(
     """
     from dlt.sources.sql_database import sql_table
 
-    spec = (source.entities or {}).get(entity)
-    table = (spec.table if spec and spec.table else None) or entity
-    mapping = dict(spec.columns) if spec else {}
-    reverse = {canonical: src for src, canonical in mapping.items()}
-    cursor = (spec.cursor if spec and spec.cursor else None) or reverse.get(
-        ENTITIES[entity].cursor, ENTITIES[entity].cursor
-    )
+    spec = table_spec(source, entity)
+    table, cursor, mapping = spec.table, spec.cursor, spec.mapping
     sa_url, cx_url = database_urls(dsn, source.kind)
 
-    def changed_since(query: Any, sa_table: Any) -> Any:
+    def in_window(query: Any, sa_table: Any) -> Any:
         if cursor not in sa_table.c:
             raise ExtractError(
                 f"source {source_name}: table {table} has no cursor column {cursor!r}; "
                 f"set sources.{source_name}.entities.{entity}.cursor in clarion.yaml"
             )
-        return query if since is None else query.where(sa_table.c[cursor] >= since)
+        return query.where(window.where(sa_table.c[cursor]))
 
     kwargs: dict[str, Any] = {}
     if source.backend == "connectorx":
@@ -200,7 +197,7 @@ def database_resource(
         schema=source.schema_name,
         backend=source.backend,
         chunk_size=min(source.chunk_size, chunk_rows),
-        query_adapter_callback=changed_since,
+        query_adapter_callback=in_window,
         reflection_level="minimal",  # types come from the Arrow data; our mapping renames columns
         **kwargs,
     )
@@ -233,11 +230,22 @@ def with_position(table: pa.Table, counter: dict[str, int], file: str | None = N
 
 
 def hubspot_resource(
-    source_name: str, source: HubSpotSource, token: str, obj: str, entity: str, since: datetime | None
+    source_name: str,
+    source: HubSpotSource,
+    token: str,
+    obj: str,
+    entity: str,
+    since: datetime | None,
+    counted: PageCount,
 ) -> Any:
-    """One HubSpot object: the whole list the first time, then a search on its modified date >= since."""
+    """One HubSpot object: the whole list the first time, then a search on its modified date >= since.
+
+    ``counted`` counts the records of every raw page as it arrives, and how many the API says there
+    are: a search answers with its ``total``; the list endpoint does not, so before listing, a
+    one-record search without filters asks for it (records created during the list only add to it)."""
     from dlt.sources.helpers.rest_client import RESTClient
     from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
+    from dlt.sources.helpers.rest_client.client import raise_for_status
     from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
 
     mapping = dict(source.columns.get(entity, {}))
@@ -245,16 +253,24 @@ def hubspot_resource(
     reverse = {canonical: prop for prop, canonical in mapping.items()}
     wanted = [reverse.get(c, c) for c in columns]  # ask for the contract's properties only
     modified = source.modified_property(obj)
+    hooks = {"response": [raise_for_status, counted.hook]}  # counted once the status is good
 
     @dlt.resource(name=entity, write_disposition="replace")
     def rows() -> Iterator[pa.Table]:
         client = RESTClient(base_url=source.base_url, auth=BearerTokenAuth(token), data_selector="results")
         if since is None:
+            answer = client.post(
+                f"/crm/v3/objects/{obj}/search", json={"limit": 1, "properties": ["hs_object_id"]}
+            )
+            answer.raise_for_status()
+            total = answer.json().get("total")
             pages = client.paginate(
                 f"/crm/v3/objects/{obj}",
                 params={"limit": source.page_size, "properties": ",".join(wanted)},
                 paginator=JSONResponseCursorPaginator(cursor_path="paging.next.after", cursor_param="after"),
+                hooks=hooks,
             )
+            counted.total = total if isinstance(total, int) else None
         else:
             body = {
                 "filterGroups": [
@@ -279,6 +295,7 @@ def hubspot_resource(
                 paginator=JSONResponseCursorPaginator(
                     cursor_path="paging.next.after", cursor_body_path="after"
                 ),
+                hooks=hooks,
             )
         counter = {"seq": 0}
         for page in pages:
