@@ -6,9 +6,11 @@ import logging
 import os
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
 from clarion.config import Settings
-from clarion.errors import ClarionError
+from clarion.errors import ClarionError, unwritable_folder
 
 
 def prepare_prefect(settings: Settings) -> None:
@@ -26,6 +28,25 @@ def prepare_prefect(settings: Settings) -> None:
     # the library's own log lines (clarion.*) also go to the flow run's logs in the Prefect UI
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "clarion")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", settings.logging.level)
+
+
+def check_writable(settings: Settings) -> None:
+    """Stop before a run starts when a folder it writes to refuses writes (a read-only mount, no
+    permission): nothing is written then, and the message names the folder and its setting. Found
+    later, the same fault fails the run at whatever file it opens first (the writer lock, Prefect's
+    database), with a traceback, and a run that got further could not even record its failure."""
+    folders: dict[Path, str] = {}
+    folders.setdefault(Path(settings.var_dir), "var_dir")
+    folders.setdefault(Path(settings.warehouse.path).parent, "warehouse.path")
+    if not os.environ.get("PREFECT_API_URL") and not os.environ.get("PREFECT_HOME"):
+        folders.setdefault(Path(settings.prefect.home), "prefect.home")  # prepare_prefect's choice
+    for folder, setting in folders.items():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):  # O_TMPFILE: no name, nothing left behind
+                pass
+        except OSError as exc:
+            raise unwritable_folder(folder, setting, exc) from None
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -73,7 +94,8 @@ class _KnownErrorsOnConsole(logging.Filter):
         message = record.getMessage()
         if message.startswith("Finished in state Failed"):
             known = _clarion_errors()
-            for marker in ("exception: ", "encountered an exception: "):
+            # a flow run's "...encountered an exception: Name: ...", a task run's "...exception Name: ..."
+            for marker in ("exception: ", "encountered an exception "):
                 name = message.partition(marker)[2].partition(":")[0]
                 if name in known:
                     record.msg, record.args = f"Finished in state Failed ({name}, below)", ()
@@ -133,17 +155,20 @@ def quiet_shutdown() -> None:
 
 KILL_AT_ENV = "CLARION_TEST_KILL_AT"  # POINT or POINT#N: SIGKILL at the Nth time POINT is reached
 DISK_FULL_AT_ENV = "CLARION_TEST_DISK_FULL_AT"  # POINT: from there on, writing a file fails (EFBIG)
+STOP_AT_ENV = "CLARION_TEST_STOP_AT"  # POINT[#N]: SIGSTOP there; a test changes the world, then SIGCONT
 _reached: dict[str, int] = {}
 
 
 def checkpoint(name: str) -> None:
-    """A named point of a run where the reliability tests kill the process or fill its disk.
+    """A named point of a run where the reliability tests kill the process, fill its disk or stop it.
 
-    Without the two variables (always, outside those tests) this does nothing. With them, the
-    process dies here as a `kill -9` or the OOM killer would kill it, or every later write to a file
-    fails as on a full disk, so the tests can prove that a rerun repairs what such a fault left.
+    Without the variables (always, outside those tests) this does nothing. With them, the process
+    dies here as a `kill -9` or the OOM killer would kill it, or every later write to a file fails as
+    on a full disk, or it stops (SIGSTOP) so that a test can change its surroundings (make var/
+    read-only) at this exact point before it goes on; the tests then prove that the run fails
+    cleanly and that a rerun repairs what such a fault left.
     """
-    for variable in (KILL_AT_ENV, DISK_FULL_AT_ENV):
+    for variable in (KILL_AT_ENV, DISK_FULL_AT_ENV, STOP_AT_ENV):
         wanted = os.environ.get(variable)
         if not wanted:
             continue
@@ -157,6 +182,11 @@ def checkpoint(name: str) -> None:
             sys.stderr.write(f"{KILL_AT_ENV}: killing the process at {name}\n")
             sys.stderr.flush()
             os.kill(os.getpid(), signal.SIGKILL)
+        if variable == STOP_AT_ENV:
+            sys.stderr.write(f"{STOP_AT_ENV}: stopping the process at {name}\n")
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGSTOP)  # returns once someone sends SIGCONT
+            continue
         import resource
 
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG

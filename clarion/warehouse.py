@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import duckdb
 
 from clarion.config import Settings
-from clarion.errors import ClarionError, WarehouseBusyError
+from clarion.errors import ClarionError, WarehouseBusyError, unwritable_folder
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,10 @@ class WriterLock:
         """The current holder, or None when nobody holds the lock (a stale file means nothing)."""
         if not self.path.exists():
             return None
-        fd = os.open(self.path, os.O_RDWR)
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except OSError:  # a read-only var/ can still be read: flock needs no write access
+            fd = os.open(self.path, os.O_RDONLY)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -149,8 +152,11 @@ class WriterLock:
             finally:
                 _ProcessLock.leave(self.path)
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # the first file any writer opens: a read-only var/ shows here
+            raise unwritable_folder(self.path.parent, "warehouse.path", exc) from None
         try:
             self._acquire(fd, purpose, wait_seconds)
         except BaseException:
@@ -162,7 +168,8 @@ class WriterLock:
         finally:
             released = _ProcessLock.leave(self.path)
             if released is not None:
-                os.ftruncate(released, 0)
+                with contextlib.suppress(OSError):  # a stale holder in the file means nothing
+                    os.ftruncate(released, 0)
                 fcntl.flock(released, fcntl.LOCK_UN)
                 os.close(released)
 

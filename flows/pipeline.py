@@ -23,7 +23,7 @@ from clarion import audit, lineage, runs
 from clarion.config import Settings, load_settings
 from clarion.errors import ClarionError, storage_error
 from clarion.meter import measure_stage
-from clarion.runtime import checkpoint
+from clarion.runtime import check_writable, checkpoint
 from clarion.warehouse import Warehouse
 from flows.content import content
 from flows.extract import extract
@@ -128,6 +128,7 @@ def pipeline(
     """
     logger = get_run_logger()
     settings = load_settings(config_path)
+    check_writable(settings)  # a deployment's run meets a read-only var/ here (the CLI checked before)
     warehouse = Warehouse.from_settings(settings)
     if resume is not None and any(
         v is not None for v in (stages, source, as_of, horizon_days, retrain, campaigns)

@@ -1,13 +1,15 @@
 """The CLI as separate processes for the reliability tests: fault points, kills, outputs to compare.
 
-A run is killed or its disk filled at a named point through ``clarion.runtime.checkpoint``
-(CLARION_TEST_KILL_AT / CLARION_TEST_DISK_FULL_AT), so a test needs no timing to hit a point.
+A run is killed, its disk filled or its var/ made read-only at a named point through
+``clarion.runtime.checkpoint`` (CLARION_TEST_KILL_AT / CLARION_TEST_DISK_FULL_AT /
+CLARION_TEST_STOP_AT), so a test needs no timing to hit a point.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import os
 import signal
 import socket
@@ -15,13 +17,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
+import pytest
 
-from clarion.runtime import DISK_FULL_AT_ENV, KILL_AT_ENV
+from clarion.runtime import DISK_FULL_AT_ENV, KILL_AT_ENV, STOP_AT_ENV
 
 CLARION = str(Path(sys.executable).with_name("clarion"))
 
@@ -43,10 +47,16 @@ class Cli:
         self.root, self.env, self.output = root, env, ""
 
     def run(
-        self, *args: str, ok: bool = True, env: dict[str, str] | None = None, timeout: float = 600
+        self,
+        *args: str,
+        ok: bool = True,
+        env: dict[str, str] | None = None,
+        timeout: float = 600,
+        wrap: tuple[str, ...] = (),
     ) -> subprocess.CompletedProcess:
+        """`clarion ARGS` (run by the command ``wrap`` when given, e.g. in a namespace of its own)."""
         proc = subprocess.run(
-            [CLARION, *args],
+            [*wrap, CLARION, *args],
             cwd=self.root,
             env={**self.env, **(env or {})},
             capture_output=True,
@@ -95,6 +105,71 @@ class Cli:
     def disk_full_at(self, point: str, *args: str) -> subprocess.CompletedProcess:
         return self.run(*args, ok=False, env={DISK_FULL_AT_ENV: point})
 
+    def run_with_var_read_only(self, *args: str) -> subprocess.CompletedProcess:
+        """`clarion ARGS` with the project's var/ read-only from its start (see read_only_method)."""
+        var = self.root / "var"
+        if read_only_method() == "mount":
+            return self.run(
+                *args, ok=False, timeout=120, wrap=(*UNSHARE, "sh", "-c", _MOUNT_RO_THEN_EXEC, str(var))
+            )
+        with _chmod_read_only(var):
+            return self.run(*args, ok=False, timeout=120)
+
+    def run_with_var_read_only_from(self, point: str, *args: str) -> subprocess.CompletedProcess:
+        """`clarion ARGS` whose var/ turns read-only at ``point``: the process stops itself there
+        (CLARION_TEST_STOP_AT), var/ is made read-only while it waits, then it goes on.
+
+        With "mount" this lays a read-only bind mount over var/ inside the run's own mount namespace
+        (nsenter). Turning the mount var/ is on read-only is not possible: the kernel refuses
+        (EBUSY) while a file on it is open for writing, and a run holds its writer lock (and dbt its
+        log) open from start to end. So every file the run opens from this point on, such as the
+        warehouse's write-ahead log at commit, is on a read-only file system (EROFS), while the
+        descriptors it opened before keep writing where they were.
+        """
+        var = (self.root / "var").resolve()
+        method = read_only_method()
+        stamp = time.monotonic_ns()
+        out, err = self.root / f"ro-{stamp}.out", self.root / f"ro-{stamp}.err"
+        with out.open("w") as out_fh, err.open("w") as err_fh:
+            proc = subprocess.Popen(
+                [*(UNSHARE if method == "mount" else ()), CLARION, *args],
+                cwd=self.root,
+                env={**self.env, STOP_AT_ENV: point},
+                stdout=out_fh,
+                stderr=err_fh,
+            )
+        with contextlib.ExitStack() as stack:
+            try:
+                _wait_until_stopped(proc, err, point)
+                if method == "mount":
+                    subprocess.run(
+                        [
+                            "nsenter",
+                            "-t",
+                            str(proc.pid),
+                            "-m",
+                            "mount",
+                            "--bind",
+                            "-o",
+                            "ro",
+                            str(var),
+                            str(var),
+                        ],
+                        check=True,
+                        capture_output=True,
+                    )
+                else:
+                    stack.enter_context(_chmod_read_only(var))
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.wait(600)
+            finally:
+                if proc.poll() is None:  # a failed step above: do not leave it stopped
+                    proc.kill()
+                    proc.wait(30)
+        done = subprocess.CompletedProcess(args, proc.returncode, out.read_text(), err.read_text())
+        self.output += done.stdout + done.stderr
+        return done
+
     def sql(self, query: str, params: list[Any] | None = None) -> list[tuple]:
         con = duckdb.connect(str(self.root / "var" / "warehouse.duckdb"), read_only=True)
         try:
@@ -127,6 +202,80 @@ class Cli:
         for p in people:
             for value in (p["email"], p["phone"], f"{p['first_name']} {p['last_name']}"):
                 assert not value or value not in self.output, "personal data in the CLI's output/logs"
+
+
+# --------------------------------------------------------------------------------------------------
+# A read-only var/ for one `clarion` process, for root too
+
+UNSHARE = ("unshare", "--mount", "--propagation", "private")  # a mount namespace of its own
+_MOUNT_RO_THEN_EXEC = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+
+
+@functools.cache
+def _mount_probe() -> str | None:
+    """None when this process can make a folder read-only for one child (root with CAP_SYS_ADMIN),
+    else what refused it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            probe = subprocess.run(
+                [*UNSHARE, "sh", "-c", _MOUNT_RO_THEN_EXEC, folder, "touch", f"{folder}/probe"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        except OSError as exc:  # no unshare on this machine
+            return str(exc)
+        if probe.returncode != 0 and "Read-only file system" in probe.stderr:
+            return None
+        return (
+            probe.stderr.strip()
+            or f"a write into the read-only bind mount succeeded (exit {probe.returncode})"
+        )
+
+
+def read_only_method() -> str:
+    """How this machine makes var/ read-only for one `clarion` process: "mount", a read-only bind
+    mount in a private mount namespace (unshare -m; EROFS even for root, the outside unchanged), or
+    "chmod" for a user other than root (EACCES). Root without CAP_SYS_ADMIN can do neither: the test
+    is skipped then, except under CI, where it fails."""
+    reason = _mount_probe()
+    if reason is None:
+        return "mount"
+    if os.geteuid() != 0:
+        return "chmod"
+    message = f"cannot make a folder read-only for root here (unshare -m / mount --bind -o ro: {reason})"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def read_only_cause() -> str:
+    """How the OS words a write into the read-only var/ of read_only_method()."""
+    return "Read-only file system" if read_only_method() == "mount" else "Permission denied"
+
+
+@contextlib.contextmanager
+def _chmod_read_only(folder: Path) -> Iterator[None]:
+    modes = {p: p.stat().st_mode for p in [folder, *folder.rglob("*")] if not p.is_symlink()}
+    for path, mode in modes.items():
+        path.chmod(mode & ~0o222)
+    try:
+        yield
+    finally:
+        for path, mode in modes.items():
+            path.chmod(mode)
+
+
+def _wait_until_stopped(proc: subprocess.Popen, log: Path, point: str, timeout: float = 300) -> None:
+    """Until ``proc`` has stopped itself (SIGSTOP at ``point``): state T in /proc/PID/stat."""
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
+        assert proc.poll() is None, f"ended before {point}:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"not stopped at {point} within {timeout} s"
+        time.sleep(0.1)
+    assert f"stopping the process at {point.partition('#')[0]}" in log.read_text()
 
 
 def csv_people(crm: Path) -> list[dict[str, Any]]:

@@ -1,10 +1,12 @@
-"""Nothing lost, nothing forged: `clarion run` survives kills, a second writer, source outages and a
-full disk, and what it publishes afterwards equals what a clean run publishes.
+"""Nothing lost, nothing forged: `clarion run` survives kills, a second writer, source outages, a
+full disk and a var/ turning read-only, and what it publishes afterwards equals what a clean run
+publishes.
 
 Each test drives the real CLI as separate processes on the 300-contact project
 (tests/project_helpers.small_project) and reports to the session's Prefect test server. Faults are
 placed by name through ``clarion.runtime.checkpoint`` (CLARION_TEST_KILL_AT=POINT[#N],
-CLARION_TEST_DISK_FULL_AT=POINT), so no test depends on timing to hit its point.
+CLARION_TEST_DISK_FULL_AT=POINT, CLARION_TEST_STOP_AT=POINT), so no test depends on timing to hit
+its point.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ import pytest
 from hubspot_mock import HubSpotMock
 from project_helpers import SMALL_CUSTOMERS, assert_same_outputs, run_outputs, run_pipeline_in, small_project
 from psycopg.rows import dict_row
-from reliability_helpers import Cli, CuttableProxy, cli_env, cpu_seconds, csv_people, csv_rows
+from reliability_helpers import (
+    Cli,
+    CuttableProxy,
+    cli_env,
+    cpu_seconds,
+    csv_people,
+    csv_rows,
+    read_only_cause,
+)
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
@@ -297,7 +307,7 @@ def test_an_api_answering_500s_or_stalling_is_retried_then_fails_naming_source_a
 def test_a_full_disk_while_publishing_marts_fails_the_run_with_one_message_and_publishes_nothing(
     tmp_path: Path, small_run: dict[str, Any]
 ) -> None:
-    """The disk fills up (RLIMIT_FSIZE in the run's own process: root ignores a read-only var/) just
+    """The disk fills up (RLIMIT_FSIZE in the run's own process: root ignores file permissions) just
     before the marts publish commits; the marts stay those of the last good run."""
     started, cpu = time.perf_counter(), cpu_seconds()
     root = tmp_path / "project"
@@ -323,3 +333,52 @@ def test_a_full_disk_while_publishing_marts_fails_the_run_with_one_message_and_p
     assert cli.sql("select count(*) from audit.publications") == [(published_before,)]
     cli.assert_audit_verifies()
     print(f"disk full: {time.perf_counter() - started:.1f} s, CPU {cpu_seconds() - cpu:.0f} s")
+
+
+def test_var_turning_read_only_while_marts_are_published_fails_the_run_cleanly_and_a_resume_repairs_it(
+    tmp_path: Path, small_run: dict[str, Any]
+) -> None:
+    """var/ becomes read-only (a read-only bind mount over it, in the run's own mount namespace;
+    see Cli.run_with_var_read_only_from) while the run stands inside the publish transaction, every
+    mart replaced and nothing committed. The commit fails; the run stops with one message naming the
+    file and what to do; the marts stay those of the last good build. Writable again, `clarion run
+    --resume` finishes the run with the outputs of a clean one."""
+    started, cpu = time.perf_counter(), cpu_seconds()
+    cli = Cli(small_project(tmp_path), cli_env())
+    first = run_pipeline_in(cli.root, stages=["extract", "transform"])  # the last good marts
+    assert first["status"] == "completed"
+    good = cli.marts()
+    assert len(good["customer_features"]) == SMALL_CUSTOMERS
+    [(published_before,)] = cli.sql("select count(*) from audit.publications")
+    cause = read_only_cause()
+
+    failed = cli.run_with_var_read_only_from("transform.publish", "run")
+
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert "Traceback" not in failed.stderr, failed.stderr[-3000:]
+    [message] = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
+    assert message.startswith("error: publishing the marts (nothing published"), message
+    assert f"{cli.root / 'var' / 'warehouse.duckdb'}" in message and f": {cause}" in message, message
+    assert "writable" in message and "clarion run --resume" in message, message
+    assert "Free disk space" not in message, message
+    assert failed.stderr.rstrip().splitlines()[-1] == message
+    # once: Prefect's lines about the failed task and flow runs name the error's class only
+    assert failed.stderr.count("publishing the marts (nothing published") == 1, failed.stderr[-3000:]
+    print("read-only var/ message:", message)
+
+    # var/ is writable again (the mount ended with the run's namespace): nothing half-published
+    assert cli.marts().keys() == good.keys()
+    for name, table in good.items():
+        pd.testing.assert_frame_equal(cli.marts()[name], table, check_exact=True, obj=name)
+    assert cli.sql("select count(*) from audit.publications") == [(published_before,)]
+    cli.assert_audit_verifies()
+    [(run_id,)] = cli.sql("select run_id from audit.runs where command = 'clarion run'")
+
+    done = json.loads(cli.run("run", "--resume", "--json").stdout)
+    assert done["run_id"] == run_id and done["status"] == "completed"
+    assert done["kept_stages"] == ["extract"]  # published before var/ turned read-only
+    assert_same_outputs(run_outputs(cli.root, run_id), small_run["outputs"])
+    assert cli.sql("select count(*) from audit.publications") == [(published_before + 1,)]
+    cli.assert_audit_verifies()
+    cli.assert_no_personal_data_in_output(csv_people(cli.root / "var" / "crm"))
+    print(f"read-only var/: {time.perf_counter() - started:.1f} s, CPU {cpu_seconds() - cpu:.0f} s")

@@ -183,10 +183,11 @@ class Progress:
 def _run_pipeline(app: AppContext, wait_seconds: float | None, **params: Any) -> dict[str, Any]:
     """Run the pipeline flow (all stages, or some), holding the writer lock from before Prefect starts:
     a busy warehouse is then a message, not a failed flow run with a traceback, and no server start."""
-    from clarion.runtime import prepare_prefect
+    from clarion.runtime import check_writable, prepare_prefect
     from clarion.warehouse import Warehouse
 
     settings = app.settings()
+    check_writable(settings)  # a read-only var/ is one message, before Prefect or the lock touch it
     prepare_prefect(settings)
     file = app.config_file()
     stages = params.get("stages")
