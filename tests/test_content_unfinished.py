@@ -13,39 +13,24 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from project_helpers import write_tiny_brief
 
 from clarion import runs
 from clarion.config import Settings
 from clarion.content import runner
-from clarion.content.store import DRAFT_COLUMNS, supersede_unfinished
+from clarion.content.store import DRAFT_COLUMNS
 from clarion.report.build import _content as report_content
 from clarion.warehouse import Warehouse
-from models.content.drafts import content_hash
+from models.content.brief import load_brief
+from models.content.drafts import Draft, content_hash
+from models.content.guardrails import CheckReport
+from models.content.prompts import slot_prompt
 
 SCORING = "20260101T000000Z-scoring"
 FINISHED = "20260102T000000Z-finished"  # drafted kill-a to the end; its draft is approved
 STOPPED = "20260103T000000Z-stopped"  # killed after kill-a's drafts were committed
 NOW = "20260104T000000Z-now"  # the content run drafting now
-BRIEF = """
-name: {name}
-goal: Bring customers back for a second look this season
-audience:
-  segments: [promising]
-channels: [email]
-tone: warm, personal, no pressure
-offer:
-  discount: 15%
-  code: COMEBACK15
-  expiry: 2026-08-31
-  url: https://shop.example.com/welcome-back
-  conditions: Minimum order EUR 40. One use per customer.
-disclaimer: "Offer ends {{expiry}}. {{conditions}} You can unsubscribe at any time."
-variants: 1
-approvers: [marketing-lead]
-seeds:
-  headline: We saved something for you
-  hook: It has been a while, and we would love to welcome you back.
-"""
+REJECTED = "20260102T120000Z-rejected"  # stopped too, but a person rejected its draft
 # contact id -> (segment, e-mail consent, marketing objection); ids 1-4 may get kill-a's e-mail
 MEMBERS = {
     1: ("promising", True, False),
@@ -64,9 +49,8 @@ def settings(project) -> Settings:
     """A warehouse with one scoring run, its customers, two briefs, and the runs FINISHED (content
     recorded), STOPPED (interrupted before its content stage was recorded) and NOW (running)."""
     s = project()
-    s.content.briefs.mkdir(parents=True)
     for name in ("kill-a", "kill-b"):
-        (s.content.briefs / f"{name}.yaml").write_text(BRIEF.format(name=name))
+        write_tiny_brief(s.content.briefs, name, "promising", variants=1)
     with Warehouse.from_settings(s).connect("test set-up") as con:
         runner.ensure_tables(con)
         con.execute(
@@ -212,35 +196,38 @@ def test_the_report_shows_the_latest_finished_drafts_of_a_campaign(settings: Set
     assert campaign["drafts"][0]["parts"]["email_subject"] == "We saved something for you"
 
 
-def test_a_new_content_run_replaces_only_the_undecided_drafts_an_unfinished_run_left_of_its_campaign(
+def test_storing_a_campaigns_drafts_replaces_only_the_undecided_drafts_an_unfinished_run_left_of_it(
     settings: Settings,
 ) -> None:
     kept_finished = _draft(settings, FINISHED, "kill-a", 0, "We saved something for you")
     replaced = _draft(settings, STOPPED, "kill-a", 10, "We kept something for you")
     other_campaign = _draft(settings, STOPPED, "kill-b", 11, "We kept something for you")
-    own = _draft(settings, NOW, "kill-a", 20, "We saved something for you")
     with Warehouse.from_settings(settings).connect("an older stopped run") as con:
-        runs.start_run(con, run_id="20260102T120000Z-rejected", command="clarion content", config_hash="test")
+        runs.start_run(con, run_id=REJECTED, command="clarion content", config_hash="test")
         runs.mark_interrupted(con, NOW)
         con.execute("update audit.runs set status = 'running' where run_id = ?", [NOW])
-    decided = _draft(settings, "20260102T120000Z-rejected", "kill-a", 5, "We miss you")
+    decided = _draft(settings, REJECTED, "kill-a", 5, "We miss you")
     with Warehouse.from_settings(settings).connect("a decision taken earlier") as con:
         con.execute(
             "insert into content.decisions (draft_id, decision, decided_by, note, content_sha256, via, "
             "decided_at) values (?, 'reject', 'marketing-lead', 'no', 'sha', 'cli', now())",
             [decided],
         )
+    brief = load_brief(settings.content.briefs / "kill-a.yaml")
+    content = {"email_subject": "Welcome back", "email_body": "Hi {first_name}, use COMEBACK15 for 15% off."}
+    new = Draft("kill-a", "promising", "email", "A", content, CheckReport(()), False, True, {})
 
-    with Warehouse.from_settings(settings).connect("content write") as con:
-        gone = supersede_unfinished(con, NOW, "kill-a")
+    prompt = slot_prompt(brief, "promising", "headline", [])
 
-    assert gone == 1
+    runner._store(Warehouse.from_settings(settings), NOW, SCORING, brief, [new], [prompt])
+
     left = {r[0] for r in _rows(settings, "select draft_id from content.drafts")}
-    assert left == {kept_finished, other_campaign, own, decided} and replaced not in left
+    stored = runner.draft_id(NOW, "kill-a", "promising", "email", "A", content_hash(content))
+    assert left == {kept_finished, other_campaign, decided, stored} and replaced not in left
     prompts = set(_rows(settings, "select run_id, campaign from content.prompts"))
     assert prompts == {
         (FINISHED, "kill-a"),
-        (STOPPED, "kill-b"),
         (NOW, "kill-a"),
-        ("20260102T120000Z-rejected", "kill-a"),  # its draft has a decision: what was sent stays on record
+        (STOPPED, "kill-b"),  # another campaign: its own next drafting replaces it
+        (REJECTED, "kill-a"),  # its draft has a decision: what was sent to the model stays on record
     }

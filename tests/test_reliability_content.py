@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from project_helpers import write_tiny_brief
 from reliability_helpers import Cli, cli_env, cpu_seconds, csv_people
 
 from clarion.cli import cli as clarion_cli
@@ -25,26 +26,6 @@ from clarion.cli import cli as clarion_cli
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 CONTENT = "content:\n  candidates: 3\n  max_new_tokens: 20\n"
-BRIEF = """
-name: {name}
-goal: Bring customers back for a second look this season
-audience:
-  segments: [{segment}]
-channels: [email]
-tone: warm, personal, no pressure
-offer:
-  discount: 15%
-  code: COMEBACK15
-  expiry: 2026-08-31
-  url: https://shop.example.com/welcome-back
-  conditions: Minimum order EUR 40. One use per customer.
-disclaimer: "Offer ends {{expiry}}. {{conditions}} You can unsubscribe at any time."
-variants: 2
-approvers: [marketing-lead]
-seeds:
-  headline: We saved something for you
-  hook: It has been a while, and we would love to welcome you back.
-"""
 # drafted in this order (load_briefs sorts by file name); both segments are large in the small project
 BRIEFS = {"kill-a": "promising", "kill-b": "hibernating"}
 DRAFT_KEY = "campaign, segment, channel, variant"
@@ -69,9 +50,8 @@ def briefed(small_run: dict[str, Any], tmp_path_factory: pytest.TempPathFactory)
     """The scored small project with the two briefs, not drafted yet."""
     root = _copy(small_run["root"], tmp_path_factory.mktemp("briefed") / "project")
     (root / "clarion.yaml").write_text((root / "clarion.yaml").read_text() + CONTENT)
-    (root / "campaigns").mkdir()
     for name, segment in BRIEFS.items():
-        (root / "campaigns" / f"{name}.yaml").write_text(BRIEF.format(name=name, segment=segment))
+        write_tiny_brief(root / "campaigns", name, segment, variants=2)
     return root
 
 
