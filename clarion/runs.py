@@ -91,6 +91,13 @@ def finish_run(
 # becomes completed again. Used as `run_id not in (NOT_SETTLED)` by "the previous scoring run".
 NOT_SETTLED = "select run_id from audit.runs where status in ('failed', 'interrupted')"
 
+# Runs whose content stage has not recorded its checkpoint (see `record_stage`): killed, failed or
+# still drafting. A brief's drafts are committed one brief at a time, so such a run may hold some
+# campaigns' drafts and not others: they are never offered for review, exported or reported, and
+# the next content run replaces those nobody decided on. Drafts of a run that is not in audit.runs
+# (drafted by a direct call of the library) count as finished.
+CONTENT_UNFINISHED = "select run_id from audit.runs where json_extract(stages, '$.content') is null"
+
 
 def record_stage(con: duckdb.DuckDBPyConnection, run_id: str, stage: str, summary: dict[str, Any]) -> None:
     """Checkpoint: the stage finished; its summary is kept with the run (what --resume skips)."""

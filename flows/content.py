@@ -39,7 +39,7 @@ def content(settings: Settings, run_id: str, campaigns: list[str] | None = None)
             c.get("blocked", 0),
             c.get("fallback_drafts", 0),
         )
-    drafts = [d for d in runner.list_drafts(settings) if d["run_id"] == run_id]
+    drafts = runner.list_drafts(settings, run_id=run_id)
     create_markdown_artifact(
         key="drafts", markdown=drafts_markdown(drafts), description=f"Drafts of run {run_id}"
     )

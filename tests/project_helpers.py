@@ -50,6 +50,36 @@ def small_project(root: Path) -> Path:
     return root
 
 
+TINY_BRIEF = """
+name: {name}
+goal: Bring customers back for a second look this season
+audience:
+  segments: [{segment}]
+channels: [email]
+tone: warm, personal, no pressure
+offer:
+  discount: 15%
+  code: COMEBACK15
+  expiry: 2026-08-31
+  url: https://shop.example.com/welcome-back
+  conditions: Minimum order EUR 40. One use per customer.
+disclaimer: "Offer ends {{expiry}}. {{conditions}} You can unsubscribe at any time."
+variants: {variants}
+approvers: [marketing-lead]
+seeds:
+  headline: We saved something for you
+  hook: It has been a while, and we would love to welcome you back.
+"""
+
+
+def write_tiny_brief(folder: Path, name: str, segment: str, variants: int) -> Path:
+    """A campaign brief that costs the model little: one segment, e-mail only, approved by marketing-lead."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(TINY_BRIEF.format(name=name, segment=segment, variants=variants))
+    return path
+
+
 def assert_same_outputs(got: dict[str, Any], want: dict[str, Any]) -> None:
     """Two runs' outputs (from run_outputs) are equal, table by table and figure by figure."""
     assert got.keys() == want.keys()

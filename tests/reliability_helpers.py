@@ -94,9 +94,10 @@ class Cli:
         proc.wait(30)
         self.output += log.read_text()
 
-    def killed_at(self, point: str, *args: str) -> subprocess.CompletedProcess:
-        """`clarion run ARGS`, killed (SIGKILL) by itself when it reaches ``point`` (POINT or POINT#N)."""
-        proc = self.run("run", *args, ok=False, env={KILL_AT_ENV: point})
+    def killed_at(self, point: str, *args: str, verb: str = "run") -> subprocess.CompletedProcess:
+        """`clarion VERB ARGS` (`clarion run` by default), killed (SIGKILL) by itself when it reaches
+        ``point`` (POINT or POINT#N)."""
+        proc = self.run(verb, *args, ok=False, env={KILL_AT_ENV: point})
         name = point.partition("#")[0]
         assert proc.returncode == -signal.SIGKILL, f"not killed at {point}:\n{proc.stderr[-3000:]}"
         assert f"killing the process at {name}" in proc.stderr

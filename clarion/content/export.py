@@ -13,6 +13,8 @@ import duckdb
 from clarion import audit, lineage
 from clarion.config import Settings
 from clarion.content.store import DRAFT_COLUMNS, RULE_SEGMENT, ContentError, draft_row, ensure_tables, utc_now
+from clarion.runs import CONTENT_UNFINISHED
+from clarion.runtime import checkpoint
 from clarion.warehouse import Warehouse
 from models.content.brief import Brief, load_brief
 from models.content.drafts import AI_DISCLOSURE, content_hash
@@ -23,23 +25,21 @@ CHANNEL_CONSENT = {"email": "email_consent", "sms": "sms_consent", "push": None}
 
 def export(settings: Settings, campaign: str | None = None) -> dict[str, Any]:
     """Approved, unedited drafts of the latest content run of each campaign, to one file per
-    campaign and channel; one row per consenting recipient with merge fields filled."""
+    campaign and channel; one row per consenting recipient with merge fields filled. A run that
+    stopped before its drafting finished is passed over: it may hold a campaign's drafts while a
+    finished run holds the approved ones."""
     wh = Warehouse.from_settings(settings)
     exports: list[dict[str, Any]] = []
     with wh.connect("content export") as con:
         ensure_tables(con)
         latest = con.execute(
             "select campaign, arg_max(run_id, created_at) from content.drafts "
-            "where (? is null or campaign = ?) "
+            f"where (? is null or campaign = ?) and run_id not in ({CONTENT_UNFINISHED}) "
             "group by campaign order by campaign",
             [campaign, campaign],
         ).fetchall()
         if not latest:
-            raise ContentError(
-                "no drafts to export"
-                + (f" for campaign {campaign}" if campaign else "")
-                + ": run `clarion content`"
-            )
+            raise ContentError(_nothing_to_export(con, campaign))
         for name, run_id in latest:
             rows = con.execute(
                 f"select {', '.join(DRAFT_COLUMNS)} from content.drafts where campaign = ? and run_id = ? "
@@ -58,6 +58,22 @@ def export(settings: Settings, campaign: str | None = None) -> dict[str, Any]:
             if con.execute("select count(*) from audit.runs where run_id = ?", [run_id]).fetchone()[0]:
                 lineage.write(settings, run_id, con)
     return {"exports": exports}
+
+
+def _nothing_to_export(con: duckdb.DuckDBPyConnection, campaign: str | None) -> str:
+    """Why there is nothing to export: no drafts at all, or only those of runs that did not finish."""
+    stopped = con.execute(
+        "select distinct run_id from content.drafts where (? is null or campaign = ?) order by 1",
+        [campaign, campaign],
+    ).fetchall()
+    where = f" for campaign {campaign}" if campaign else ""
+    if stopped:
+        return (
+            f"no drafts to export{where}: the only drafts are from run(s) "
+            f"{', '.join(r[0] for r in stopped)}, which stopped before their drafting finished; "
+            "run `clarion content` (or `clarion run --resume`), approve the new drafts, then export"
+        )
+    return f"no drafts to export{where}: run `clarion content`"
 
 
 def _approved(con: duckdb.DuckDBPyConnection, draft: dict[str, Any]) -> str | None:
@@ -143,22 +159,29 @@ def _export_channel(
                 )
                 recipients += 1
     tmp.replace(path)
+    checkpoint("content.exported")  # the file in place, its content.exports row and audit event not yet
     file_sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    con.execute("delete from content.exports where export_id = ?", [export_id])
-    con.execute(
-        "insert into content.exports values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            export_id,
-            campaign,
-            channel,
-            json.dumps({"exported": [d["draft_id"] for d in ready], "held": held}),
-            recipients,
-            json.dumps(excluded),
-            str(path),
-            file_sha,
-            utc_now(),
-        ],
-    )
+    con.execute("begin transaction")  # the export's one row is replaced, never briefly absent
+    try:
+        con.execute("delete from content.exports where export_id = ?", [export_id])
+        con.execute(
+            "insert into content.exports values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                export_id,
+                campaign,
+                channel,
+                json.dumps({"exported": [d["draft_id"] for d in ready], "held": held}),
+                recipients,
+                json.dumps(excluded),
+                str(path),
+                file_sha,
+                utc_now(),
+            ],
+        )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
     audit.AuditLog.for_settings(settings).record(
         con,
         audit.EXPORT_WRITTEN,

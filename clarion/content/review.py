@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import duckdb
+
 from clarion import audit
 from clarion.config import Settings
-from clarion.content.store import ContentError, ensure_tables, get_draft, utc_now
+from clarion.content.store import ContentError, ensure_tables, get_draft, unfinished_run, utc_now
 from clarion.warehouse import Warehouse
 from models.content.brief import Brief, BriefError, load_brief
 from models.content.drafts import SAMPLE_FIRST_NAME, content_hash
@@ -39,6 +41,17 @@ def _intact(draft: dict[str, Any]) -> None:
         )
 
 
+def _finished(con: duckdb.DuckDBPyConnection, draft: dict[str, Any]) -> None:
+    """A draft of a run that stopped before its drafting finished is never reviewed: the run may
+    hold some campaigns' drafts and not others, and the next content run replaces it."""
+    if unfinished_run(con, draft["run_id"]):
+        raise ContentError(
+            f"draft {draft['draft_id']} is from run {draft['run_id']}, which stopped before its drafting "
+            "finished (killed or failed, or still drafting): draft again with `clarion content` (or "
+            "`clarion run --resume`) and decide on the new drafts (`clarion drafts list`)"
+        )
+
+
 def decide(
     settings: Settings, did: str, decision: str, by: str, note: str | None, via: str = "cli"
 ) -> dict[str, Any]:
@@ -52,6 +65,7 @@ def decide(
     with Warehouse.from_settings(settings).connect(f"content {decision}") as con:
         ensure_tables(con)
         draft = get_draft(con, did)
+        _finished(con, draft)
         _intact(draft)
         if draft["status"] == "blocked":
             failed = [c["name"] for c in draft["checks"] if not c["passed"] and c["severity"] == "block"]
@@ -114,6 +128,7 @@ def edit(settings: Settings, did: str, part: str, text: str, by: str) -> dict[st
     with Warehouse.from_settings(settings).connect("content edit") as con:
         ensure_tables(con)
         draft = get_draft(con, did)
+        _finished(con, draft)
         _intact(draft)
         if part not in draft["content"]:
             raise ContentError(f"draft {did} has parts {list(draft['content'])}, not {part!r}")

@@ -6,7 +6,9 @@ Drafting lives here; the stored drafts in ``store``, decisions in ``review``, th
 * `generate`: for every brief, the segments of the latest scoring run it targets, drafts from the
   local language model (models.content), each checked and carrying its provenance, into
   ``content.drafts`` with status ``pending`` (or ``blocked``: never offered for approval). The
-  prompts actually sent are kept in ``content.prompts``.
+  prompts actually sent are kept in ``content.prompts``. Each brief's drafts are committed
+  together; a run that stops before its drafting finishes (killed, failed) is never reviewed,
+  exported or reported, and the next run replaces the drafts it left that nobody decided on.
 * `approve` / `reject` / `edit`: decisions go to ``content.decisions`` with the content's sha256
   at that moment; an approval is bound to that hash, so an edit needs a new approval.
 * `export`: approved drafts only, one row per consenting recipient of the target audience, merge
@@ -37,8 +39,10 @@ from clarion.content.store import (
     get_draft,
     list_drafts,
     show_draft,
+    supersede_unfinished,
     utc_now,
 )
+from clarion.runtime import checkpoint
 from clarion.segment.scoring import run_thresholds
 from clarion.warehouse import Warehouse, relation_exists
 from models.content.brief import Brief, load_briefs
@@ -235,6 +239,7 @@ def generate(
         seconds = time.perf_counter() - started
         after = dict(lm.stats()) if hasattr(lm, "stats") else {}
         _store(wh, run_id, scoring_run, brief, drafts, prompts)
+        checkpoint("content.drafted")  # this brief's drafts committed, the next briefs' not yet
         slots = [sl for d in drafts if d.channel == brief.channels[0] for sl in d.slots.values()]
         summary["campaigns"].append(
             {
@@ -277,6 +282,8 @@ def _store(
                 [run_id, brief.name],
             )
             con.execute("delete from content.prompts where run_id = ? and campaign = ?", [run_id, brief.name])
+            # and what a run that stopped before its drafting finished left of this campaign
+            supersede_unfinished(con, run_id, brief.name)
             con.executemany(
                 "insert into content.prompts values (?, ?, ?, ?, ?, ?, ?, ?)",
                 [[run_id, brief.name, p.segment, p.slot, p.sha256(), p.system, p.user, now] for p in prompts],

@@ -10,6 +10,7 @@ import duckdb
 
 from clarion.config import Settings
 from clarion.errors import ClarionError
+from clarion.runs import CONTENT_UNFINISHED
 from clarion.warehouse import Warehouse, relation_exists
 
 CONTENT_DDL = (
@@ -91,18 +92,50 @@ def draft_row(row: tuple) -> dict[str, Any]:
 
 
 def list_drafts(
-    settings: Settings, status: str | None = None, campaign: str | None = None
+    settings: Settings, status: str | None = None, campaign: str | None = None, run_id: str | None = None
 ) -> list[dict[str, Any]]:
+    """The drafts waiting for or past review: those of content runs that finished drafting (a run
+    killed half-way holds some campaigns' drafts and not others, so none of them is offered). With
+    ``run_id``, that run's drafts whether it finished or not (the stage's own report of what it wrote)."""
     with Warehouse.from_settings(settings).read() as con:
         if not relation_exists(con, "content", "drafts"):
             return []
         rows = con.execute(
             f"select {', '.join(DRAFT_COLUMNS)} from content.drafts "
             "where (? is null or status = ?) and (? is null or campaign = ?) "
+            f"and (run_id = ? or (? is null and run_id not in ({CONTENT_UNFINISHED}))) "
             "order by created_at desc, campaign, segment, channel, variant",
-            [status, status, campaign, campaign],
+            [status, status, campaign, campaign, run_id, run_id],
         ).fetchall()
     return [draft_row(r) for r in rows]
+
+
+def unfinished_run(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
+    """Whether ``run_id`` is a run whose drafting did not finish (``runs.CONTENT_UNFINISHED``)."""
+    return bool(
+        con.execute(f"select count(*) from ({CONTENT_UNFINISHED}) where run_id = ?", [run_id]).fetchone()[0]
+    )
+
+
+def supersede_unfinished(con: duckdb.DuckDBPyConnection, run_id: str, campaign: str) -> int:
+    """Before ``run_id`` stores a campaign's drafts: the drafts of that campaign that other runs
+    left when they stopped before their drafting finished (killed, failed), and that nobody decided
+    on, are removed with their prompts, so the new run's drafts are the campaign's only undecided
+    ones, as after a clean run. Drafts with a decision stay on record. Returns how many went."""
+    gone = con.execute(
+        "delete from content.drafts where campaign = ? and run_id <> ? "
+        f"and run_id in ({CONTENT_UNFINISHED}) and draft_id not in (select draft_id from content.decisions) "
+        "returning draft_id",
+        [campaign, run_id],
+    ).fetchall()
+    con.execute(
+        "delete from content.prompts p where campaign = ? and run_id <> ? "
+        f"and run_id in ({CONTENT_UNFINISHED}) "
+        "and not exists (select 1 from content.drafts d "
+        "where d.run_id = p.run_id and d.campaign = p.campaign)",
+        [campaign, run_id],
+    )
+    return len(gone)
 
 
 def get_draft(con: duckdb.DuckDBPyConnection, did: str) -> dict[str, Any]:

@@ -521,8 +521,9 @@ def _model(settings: Settings, version: str) -> dict[str, Any]:
 
 # -- content ----------------------------------------------------------------------------------------
 def _content(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> dict[str, Any]:
-    """The latest drafts of each campaign made for this scoring run, with checks and decisions.
-    Who decided is left out (it is in content.decisions and the compliance pack)."""
+    """The latest drafts of each campaign made for this scoring run (by a run that finished
+    drafting), with checks and decisions. Who decided is left out (it is in content.decisions and
+    the compliance pack)."""
     if not relation_exists(con, "content", "drafts"):
         return {"campaigns": [], "note": "no content drafted yet (`clarion content`)"}
     decisions = relation_exists(con, "content", "decisions")
@@ -530,7 +531,7 @@ def _content(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> dict[str, A
         f"""
         with latest as (
             select campaign, arg_max(run_id, created_at) as content_run from content.drafts
-            where scoring_run_id = ? group by campaign
+            where scoring_run_id = ? and run_id not in ({runs.CONTENT_UNFINISHED}) group by campaign
         )
         select d.campaign, d.run_id, d.segment, d.channel, d.variant, d.status, d.content, d.checks,
                d.fallback, d.ai_generated, d.created_at,
