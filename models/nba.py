@@ -151,16 +151,21 @@ def arbitrate(
     gives exactly the greedy assignment, in a few vectorised rounds instead of a loop per pair.
     """
     customer = np.asarray(customer, dtype=np.int64)
+    value = np.asarray(value, dtype=float)
     n = len(customer)
+    # one strict order of all pairs: (action, customer) as one integer key, then a stable sort by value
+    tie = np.argsort(np.asarray(action, dtype=np.int64) * max(customers, 1) + customer, kind="stable")
     rank = np.empty(n, dtype=np.int64)
-    rank[np.lexsort((customer, np.asarray(action), -np.asarray(value, dtype=float)))] = np.arange(n)
-    positive = np.asarray(eligible, dtype=bool) & (np.asarray(value, dtype=float) > 0)
+    rank[tie[np.argsort(-value[tie], kind="stable")]] = np.arange(n)
+    positive = np.asarray(eligible, dtype=bool) & (value > 0)
     campaign = np.asarray(campaign, dtype=np.int64)
     chosen = np.full(customers, -1, dtype=np.int64)
 
+    def by_customer_then_rank(pairs: np.ndarray) -> np.ndarray:
+        return pairs[np.argsort(customer[pairs] * max(n, 1) + rank[pairs])]  # unique keys: any sort
+
     # each customer's positive pairs, best first: the order they propose in
-    offers = np.flatnonzero(positive)
-    offers = offers[np.lexsort((rank[offers], customer[offers]))]
+    offers = by_customer_then_rank(np.flatnonzero(positive))
     start = np.searchsorted(customer[offers], np.arange(customers), side="left")
     stop = np.searchsorted(customer[offers], np.arange(customers), side="right")
     limit = np.array([-1 if b is None else int(b) for b in budgets], dtype=np.int64)
@@ -172,7 +177,7 @@ def arbitrate(
         free = limit[campaign[pairs]] < 0
         chosen[customer[pairs[free]]] = pairs[free]  # no budget: accepted for good
         pool = np.concatenate([held, pairs[~free]])
-        pool = pool[np.lexsort((rank[pool], campaign[pool]))]
+        pool = pool[np.argsort(campaign[pool] * max(n, 1) + rank[pool])]
         first = np.searchsorted(campaign[pool], campaign[pool], side="left")
         keep = (np.arange(pool.size) - first) < limit[campaign[pool]]
         held = pool[keep]
@@ -191,7 +196,7 @@ def arbitrate(
     alternative = np.flatnonzero(
         np.asarray(eligible, dtype=bool) & ~full[customer, campaign] & (campaign != chosen_campaign[customer])
     )
-    alternative = alternative[np.lexsort((rank[alternative], customer[alternative]))]
+    alternative = by_customer_then_rank(alternative)
     runner_up = np.full(customers, -1, dtype=np.int64)
     owner = customer[alternative]
     firsts = alternative[np.r_[True, owner[1:] != owner[:-1]]] if alternative.size else alternative
@@ -215,10 +220,15 @@ def explain(d: dict) -> str:
     """One decision in words, from the figures of its row of ``ml.next_best_action`` (and the
     customer's own reasons from their score) only: every number is re-derivable from that row."""
     parts: list[str] = []
+    order = (
+        "their average order"
+        if d["order_value_source"] == "own"
+        else "the shop's average order (none of their own yet)"
+    )
     if d["action"] != "none":
         parts.append(
             f"{d['action']} by {d['channel']}: expected {_signed(d['value_eur'])} "
-            f"(uplift {d['uplift'] * 100:.1f} pts x order value {_eur(d['expected_order_value_eur'])} "
+            f"(uplift {d['uplift'] * 100:.1f} pts x {order} {_eur(d['expected_order_value_eur'])} "
             f"- offer {_eur(d['offer_cost_eur'])} - contact {_eur(d['contact_cost_eur'])})"
         )
         if d["uplift_source"] == "measured":
@@ -238,15 +248,6 @@ def explain(d: dict) -> str:
             parts.append(f"needs approval (high-risk campaign): clarion nba approve {d['action']} --by NAME")
     else:
         parts.append(f"no action: {d['reason']}")
-    parts.append(
-        "order value "
-        + (
-            "their own average order"
-            if d["order_value_source"] == "own"
-            else "the shop's average order (no orders of their own yet)"
-        )
-        + f" {_eur(d['expected_order_value_eur'])}"
-    )
     if d.get("runner_up"):
         label = "runner-up" if d["action"] != "none" else "best eligible option"
         parts.append(

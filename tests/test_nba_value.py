@@ -178,7 +178,7 @@ ROW = {
 def test_the_explanation_states_the_rows_own_figures() -> None:
     text = explain(ROW)
     assert text.startswith(
-        "winback-summer by email: expected +EUR 1.23 (uplift 2.1 pts x order value EUR 58.10 "
+        "winback-summer by email: expected +EUR 1.23 (uplift 2.1 pts x their average order EUR 58.10 "
         "- offer EUR 1.40 - contact EUR 0.05)"
     )
     assert "runner-up vip-thank-you by email +EUR 0.40" in text
@@ -187,6 +187,8 @@ def test_the_explanation_states_the_rows_own_figures() -> None:
     assert text.endswith("why at risk: no orders in the last 180 days")
     none = explain({**ROW, "action": "none", "reason": "holdout", "status": "no action", "runner_up": None})
     assert none.startswith("no action: holdout") and "expected" not in none
+    shop = explain({**ROW, "order_value_source": "shop average"})
+    assert "x the shop's average order (none of their own yet) EUR 58.10 -" in shop
 
 
 def test_every_number_in_an_explanation_comes_from_its_row() -> None:

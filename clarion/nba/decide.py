@@ -132,10 +132,10 @@ def decide(settings: Settings, nba_run_id: str) -> dict[str, Any]:
             len(f),
             [b.budget for b in briefs],
         )
-        table, reasons_long = _rows(f, settings, briefs, actions, discounts, pairs, result, order_value, own)
+        table = _rows(f, settings, briefs, actions, discounts, pairs, result, order_value, own)
         table = table.append_column("run_id", pa.repeat(pa.scalar(run_id), len(f)))
         approved_action = np.array([ok[k] for k, _ in actions] + [True])
-        _write(con, nba_run_id, table, reasons_long, approved_action)
+        _write(con, nba_run_id, table, approved_action)
         summary = _summary(con, nba_run_id, f, briefs, pairs, result, measured)
     summary.update(
         {
@@ -194,8 +194,8 @@ def _rows(
     result: Any,
     order_value: np.ndarray,
     own: np.ndarray,
-) -> tuple[pa.Table, pa.Table]:
-    """The decision rows (without run_id) and the long table of (contact_id, campaign, why not)."""
+) -> pa.Table:
+    """The decision rows, without run_id."""
     n = len(f)
     chosen, runner = result.chosen, result.runner_up
     has = chosen >= 0
@@ -223,11 +223,11 @@ def _rows(
     why = [NO_AUDIENCE, BUDGET_REACHED, NOT_POSITIVE, *REASONS[1:]]
     reason = np.where(~in_any, 0, np.where(any_refused, 1, np.where(any_eligible, 2, 2 + closest)))
     action_of = np.where(has, pairs.action[c], len(actions))
-    table = pa.table(
+    return pa.table(
         {
             "contact_id": pa.array(f.contact_id),
             "as_of": pa.repeat(pa.scalar(f.as_of, pa.date32()), n),
-            "segment": pa.array(f.segment.astype(str)),
+            "segment": pa.DictionaryArray.from_arrays(pa.array(f.segment_codes), f.segment_names),
             "action_index": pa.array(action_of.astype(np.int32)),
             "action": label(
                 np.where(has, pairs.campaign[c], len(briefs)), [*campaign_names, "none"], np.ones(n, bool)
@@ -249,17 +249,20 @@ def _rows(
             "contact_cost_eur": pa.array(np.where(has, settings.nba.contact_cost, np.nan), mask=~has),
             "sends_in_window": pa.array(f.sends_in_window.astype(np.int32)),
             "last_sent_at": pa.array(f.last_sent_at, pa.timestamp("us")),
+            "ineligible": _why_not(f, briefs, actions, pairs, result),
         }
     )
-    return table, _why_not(f, briefs, actions, pairs, result)
 
 
 def _why_not(
     f: Facts, briefs: list[Brief], actions: list[tuple[int, str]], pairs: Pairs, result: Any
-) -> pa.Table:
-    """Per customer and campaign of their audience that no channel was open for: why (the reasons
-    of its channels, in channel order, or the budget)."""
-    ids, names, texts = [], [], []
+) -> pa.Array:
+    """Per customer, as JSON: each campaign of their audience that no channel was open for, and why
+    (the reasons of its channels in channel order, or the budget). Built per distinct combination:
+    a run has thousands of them, not a million."""
+    n = len(f)
+    key = np.zeros(n, dtype=np.int64)
+    radix, words = 1, []
     for k in range(len(briefs)):
         mine = [a for a, (kk, _) in enumerate(actions) if kk == k]
         blocks = [np.flatnonzero(pairs.action == a) for a in mine]  # same customers, same order
@@ -271,43 +274,39 @@ def _why_not(
             combo = combo * 16 + row
         combo = np.where(refused, -1, combo)[listed]
         kinds, inverse = np.unique(combo, return_inverse=True)
-        words = []
+        texts = [None]
         for kind in kinds.tolist():
-            if kind < 0:
-                words.append(BUDGET_REACHED)
-                continue
             parts = []
-            for _ in range(codes.shape[0]):
+            for _ in range(codes.shape[0] if kind >= 0 else 0):
                 parts.append(REASONS[kind % 16])
                 kind //= 16
-            words.append("; ".join(dict.fromkeys(reversed(parts))))
-        ids.append(f.contact_id[pairs.customer[blocks[0]][listed]])
-        names.append(np.full(int(listed.sum()), k, dtype=np.int32))
-        texts.append(pa.DictionaryArray.from_arrays(pa.array(inverse.astype(np.int32)), words))
-    if not ids:
-        return pa.table({"contact_id": pa.array([], pa.int64()), "campaign": [], "why": []})
-    return pa.table(
-        {
-            "contact_id": pa.array(np.concatenate(ids)),
-            "campaign": pa.DictionaryArray.from_arrays(
-                pa.array(np.concatenate(names)), [b.name for b in briefs]
-            ),
-            "why": pa.concat_arrays([t.cast(pa.string()) for t in texts]),
-        }
-    )
+            texts.append("; ".join(dict.fromkeys(reversed(parts))) if parts else BUDGET_REACHED)
+        column = np.zeros(n, dtype=np.int64)
+        column[pairs.customer[blocks[0]][listed]] = inverse + 1
+        if radix * len(texts) >= 2**62:
+            raise NbaError("too many campaigns to record why each was not chosen: split the briefs' folder")
+        key += column * radix
+        radix *= len(texts)
+        words.append(texts)
+    combos, inverse = np.unique(key, return_inverse=True)
+    names = [b.name for b in briefs]
+    documents = []
+    for combo in combos.tolist():
+        why = {}
+        for k, texts in enumerate(words):
+            combo, at = divmod(combo, len(texts))
+            if at:
+                why[names[k]] = texts[at]
+        documents.append(json.dumps(why))
+    return pa.DictionaryArray.from_arrays(pa.array(inverse.astype(np.int32)), documents)
 
 
 def _write(
-    con: duckdb.DuckDBPyConnection,
-    nba_run_id: str,
-    table: pa.Table,
-    why_not: pa.Table,
-    approved_action: np.ndarray,
+    con: duckdb.DuckDBPyConnection, nba_run_id: str, table: pa.Table, approved_action: np.ndarray
 ) -> None:
     now = datetime.now(UTC)
     con = con.cursor()  # its own connection to the same database: nothing half-read blocks registering
     con.register("nba_rows", table)
-    con.register("nba_why_not", why_not)
     index = np.arange(len(approved_action), dtype=np.int32)
     con.register("nba_approved", pa.table({"action_index": index, "ok": approved_action}))
     try:
@@ -316,7 +315,8 @@ def _write(
         con.execute(
             """
             insert into ml.next_best_action by name
-            select r.run_id, ? as nba_run_id, r.contact_id, r.as_of, r.segment, r.action::varchar as action,
+            select r.run_id, ? as nba_run_id, r.contact_id, r.as_of, r.segment::varchar as segment,
+                   r.action::varchar as action,
                    r.channel::varchar as channel,
                    case when r.action::varchar = 'none' then 'no action'
                         when ok.ok then 'ready' else 'needs approval' end as status,
@@ -326,14 +326,10 @@ def _write(
                    r.uplift_scope::varchar as uplift_scope, r.purchase_probability,
                    r.expected_order_value_eur, r.order_value_source::varchar as order_value_source,
                    r.offer_discount::varchar as offer_discount, r.offer_cost_eur, r.contact_cost_eur,
-                   coalesce(w.why, '{}')::json as ineligible, r.sends_in_window,
-                   r.last_sent_at at time zone 'UTC' as last_sent_at, ? as decided_at
+                   r.ineligible::varchar::json as ineligible, r.sends_in_window,
+                   timezone('UTC', r.last_sent_at) as last_sent_at, ? as decided_at
             from nba_rows r
             join nba_approved ok using (action_index)
-            left join (
-                select contact_id, json_group_object(campaign::varchar, why) as why
-                from nba_why_not group by contact_id
-            ) w using (contact_id)
             """,
             [nba_run_id, now],
         )

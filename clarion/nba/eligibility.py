@@ -53,7 +53,8 @@ class Facts:
 
     as_of: date
     contact_id: np.ndarray
-    segment: np.ndarray  # object (str)
+    segment_codes: np.ndarray  # index into segment_names
+    segment_names: list[str]
     purchase_probability: np.ndarray
     order_value: np.ndarray  # their own mean order value, NaN without orders
     email_consent: np.ndarray
@@ -91,16 +92,20 @@ def read_facts(
     x, n = settings.experiments, settings.nba
     now = reference_time(as_of)
     members = "".join(f", {audience_sql(b)} as m{i}" for i, b in enumerate(briefs))
+    # the hash only for the campaign's audience (CASE evaluates lazily; AND would not)
     holdouts = "".join(
-        f", s.m{i} and {held_out_sql('s.contact_id', b.name, x.holdout_share, x.seed)}"
+        f", case when s.m{i} then {held_out_sql('s.contact_id', b.name, x.holdout_share, x.seed)} "
+        "else false end"
         for i, b in enumerate(briefs)
     )
+    anyone = " or ".join(f"s.m{i}" for i in range(len(briefs))) or "false"
     erasures = (
         "select distinct contact_id from audit.erasures"
         if relation_exists(con, "audit", "erasures")
         else "select null::bigint as contact_id where false"
     )
-    rel = con.execute(
+    cur = con.cursor()  # its own connection: a half-read result on `con` would block this one
+    rel = cur.sql(
         f"""
         with scores as (
             select contact_id, segment, purchase_probability{members}
@@ -124,7 +129,8 @@ def read_facts(
                coalesce(d.marketing_objection, false), e.contact_id is not null,
                coalesce(a.has_email, false), coalesce(a.has_phone, false),
                coalesce(t.sends, 0), timezone('UTC', t.last_sent), coalesce(t.last_sent >= ?, false),
-               {held_out_sql("s.contact_id", GLOBAL, x.global_control_share, x.seed)}
+               case when {anyone} then {held_out_sql("s.contact_id", GLOBAL, x.global_control_share, x.seed)}
+                    else false end
                {"".join(f", s.m{i}" for i in range(len(briefs)))}
                {holdouts}
         from scores s
@@ -135,7 +141,7 @@ def read_facts(
         left join sends t on t.contact_id = s.contact_id
         order by s.contact_id
         """,
-        [
+        params=[
             run_id,
             now - timedelta(days=n.cap_days),
             now,
@@ -144,31 +150,42 @@ def read_facts(
             as_of,
         ],
     )
-    cols = list(rel.fetchnumpy().values())
+    try:
+        table = rel.to_arrow_table()  # Arrow, not fetchnumpy: strings and nulls cost far less
+    finally:
+        cur.close()
+    cols = [c.combine_chunks() for c in table.columns]
     k = len(briefs)
+    segment = cols[1].dictionary_encode()
+
+    def num(i: int, kind: type = float) -> np.ndarray:
+        return np.asarray(cols[i].to_numpy(zero_copy_only=False), dtype=kind)
+
+    def flag(i: int) -> np.ndarray:
+        return np.asarray(cols[i].fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
     return Facts(
         as_of=as_of,
-        contact_id=np.asarray(cols[0], dtype=np.int64),
-        segment=np.asarray(cols[1], dtype=object),
-        purchase_probability=np.asarray(cols[2], dtype=float),
-        order_value=np.ma.filled(np.ma.asarray(cols[3], dtype=float), np.nan),
-        email_consent=_bool(cols[4]),
-        sms_consent=_bool(cols[5]),
-        objection=_bool(cols[6]),
-        erased=_bool(cols[7]),
-        has_email=_bool(cols[8]),
-        has_phone=_bool(cols[9]),
-        sends_in_window=np.asarray(cols[10], dtype=np.int64),
-        last_sent_at=np.ma.filled(np.ma.asarray(cols[11]), np.datetime64("NaT")).astype("datetime64[us]"),
-        cooling=_bool(cols[12]),
-        global_control=_bool(cols[13]),
-        member=[_bool(c) for c in cols[14 : 14 + k]],
-        holdout=[_bool(c) for c in cols[14 + k : 14 + 2 * k]],
+        contact_id=num(0, np.int64),
+        segment_codes=np.asarray(
+            segment.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int32
+        ),
+        segment_names=[str(x) for x in segment.dictionary.to_pylist()],
+        purchase_probability=num(2),
+        order_value=num(3),  # null -> NaN
+        email_consent=flag(4),
+        sms_consent=flag(5),
+        objection=flag(6),
+        erased=flag(7),
+        has_email=flag(8),
+        has_phone=flag(9),
+        sends_in_window=num(10, np.int64),
+        last_sent_at=cols[11].to_numpy(zero_copy_only=False).astype("datetime64[us]"),  # null -> NaT
+        cooling=flag(12),
+        global_control=flag(13),
+        member=[flag(14 + i) for i in range(k)],
+        holdout=[flag(14 + k + i) for i in range(k)],
     )
-
-
-def _bool(column: np.ndarray) -> np.ndarray:
-    return np.asarray(np.ma.filled(np.ma.asarray(column), False), dtype=bool)
 
 
 CONSENT = {"email": "email_consent", "sms": "sms_consent"}

@@ -76,9 +76,11 @@ def uplift_for(
     if measured.overall is not None:
         uplift = np.full(rows.size, measured.overall)
         scope[:] = 1
-    segment = f.segment[rows]
+    segment = f.segment_codes[rows]
     for name, value in measured.segments.items():
-        hit = segment == name
+        if name not in f.segment_names:
+            continue
+        hit = segment == f.segment_names.index(name)
         uplift[hit] = value
         scope[hit] = 2
     return uplift, scope
