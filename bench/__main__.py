@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-SUITES = ("generate", "extract", "transform", "segment", "content", "e2e", "clv")
+SUITES = ("generate", "extract", "transform", "segment", "content", "e2e", "clv", "nba")
 
 
 def main() -> None:
@@ -46,6 +46,10 @@ def main() -> None:
         from bench import clv
 
         print(clv.main(sizes))  # BG/NBD + Gamma-Gamma on simulated customers; PyMC-Marketing if configured
+    if "nba" in args.suites:
+        from bench import bench_nba
+
+        print(bench_nba.main(sizes))  # next best action x 5 campaigns against one SQL pass
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ which data and model put them there, that consent was respected, and that the re
 | manifest.json | the run's lineage manifest as it stands now (its latest revision; a new one if it changed) |
 | audit_events.jsonl, audit_verification.json | the run's audit events, and the whole chain's check |
 | quality_results.csv | every quality check of the run |
-| consent_summary.json | contacts by consent state, and who each export left out and why |
+| consent_summary.json | contacts by consent state, who each export left out and why, its arm counts |
 | content_provenance.jsonl | the provenance record of every exported draft |
 | SHA256SUMS | the sha256 of each file above |
 
@@ -31,6 +31,7 @@ import duckdb
 from clarion import lineage
 from clarion.audit import AuditLog
 from clarion.config import Settings
+from clarion.content.export import ARMS
 from clarion.warehouse import Warehouse, relation_exists
 
 FILES_README = __doc__
@@ -179,12 +180,24 @@ def _consent(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
             "select count(distinct contact_id) from audit.erasures"
         ).fetchone()[0]
     if relation_exists(con, "content", "exports"):
+        arms = (
+            "(select export_id, map_from_entries(list((arm, n))) as arms from ("
+            "select export_id, arm, count(*) as n from content.assignments group by all) group by export_id)"
+            if relation_exists(con, "content", "assignments")
+            else "(select null as export_id, null as arms where false)"
+        )
         out["exports"] = [
-            {**e, "excluded": json.loads(e["excluded"]) if e["excluded"] else {}}
+            {
+                **{k: v for k, v in e.items() if k != "export_id"},
+                "excluded": json.loads(e["excluded"]) if e["excluded"] else {},
+                # who was held out to measure the campaign: counts only, never who
+                "arms": {arm: int((e["arms"] or {}).get(arm, 0)) for arm in ARMS},
+            }
             for e in _dicts(
                 con,
-                "select campaign, channel, recipients, excluded, file_sha256 from content.exports "
-                "where export_id like ? order by campaign, channel",
+                "select x.export_id, x.campaign, x.channel, x.recipients, x.excluded, x.file_sha256, a.arms "
+                f"from content.exports x left join {arms} a using (export_id) "
+                "where x.export_id like ? order by x.campaign, x.channel",
                 [f"{run_id}-%"],
             )
         ]

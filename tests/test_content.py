@@ -22,6 +22,7 @@ import duckdb
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from nba_oracle import position
 from project_helpers import run_pipeline_in
 
 from clarion.cli import cli
@@ -269,7 +270,8 @@ def test_approval_exports_only_consenting_recipients_of_the_segment(copy: Settin
         "where s.run_id = ? and s.segment = ? and c.email_consent and not c.marketing_objection order by 1",
         [d["scoring_run_id"], d["segment"]],
     )
-    erased = members[0][0]
+    held = {m[0] for m in members if position(copy.experiments.seed, "winback-summer", m[0]) < 0.1}
+    erased = next(m[0] for m in members if m[0] not in held)  # an erased customer is in no arm
     con = duckdb.connect(str(copy.warehouse.path))
     con.execute("insert into audit.erasures values (?, now(), 'ticket 1')", [erased])
     con.close()
@@ -292,7 +294,10 @@ def test_approval_exports_only_consenting_recipients_of_the_segment(copy: Settin
             [d["scoring_run_id"], d["segment"], erased],
         )
     }
-    assert exported == expected and len(rows) == len(exported) == email["recipients"]
+    holdout = {c for c in expected if position(copy.experiments.seed, "winback-summer", c) < 0.1}
+    assert copy.experiments.holdout_share == 0.1  # the default: 10% of each campaign held out
+    assert exported == expected - holdout and len(rows) == len(exported) == email["recipients"]
+    assert email["excluded"].get("holdout", 0) == len(holdout) and "global control" not in email["excluded"]
     assert erased not in exported and email["excluded"]["erased"] == 1
     in_segment = _query(
         copy,
@@ -375,6 +380,111 @@ def test_a_brief_changed_since_drafting_cannot_be_approved_against(copy: Setting
     path.write_text(path.read_text().replace("code: THANKYOU10", "code: THANKYOU15"))
     with pytest.raises(runner.ContentError, match="changed since draft"):
         runner.decide(copy, d["draft_id"], "approve", "marketing-lead", None)
+
+
+def _approve_email_drafts(settings: Settings, campaigns: tuple[str, ...]) -> None:
+    for d in _drafts(settings, status="pending"):
+        if d["campaign"] in campaigns and d["channel"] == "email":
+            runner.decide(settings, d["draft_id"], "approve", "marketing-lead", None)
+
+
+def _eligible(settings: Settings, scoring_run: str, segments: list[str]) -> set[int]:
+    """The audience members export may write to, from the consent, objection, erasure and address
+    data alone."""
+    return {
+        r[0]
+        for r in _query(
+            settings,
+            """
+            select s.contact_id from ml.customer_scores s
+            join marts.dim_customers c using (contact_id)
+            where s.run_id = ? and s.segment in (select unnest(?)) and c.email_consent
+              and not c.marketing_objection
+              and s.contact_id not in (select contact_id from audit.erasures)
+              and s.contact_id in (select contact_id from raw.contacts where coalesce(trim(email), '') <> '')
+            """,
+            [scoring_run, segments],
+        )
+    }
+
+
+def test_holdout_and_global_control_are_recorded_never_exported_and_add_up(copy: Settings) -> None:
+    settings = copy.model_copy(
+        update={"experiments": copy.experiments.model_copy(update={"global_control_share": 0.1})}
+    )
+    _approve_email_drafts(settings, ("winback-summer", "vip-thank-you"))
+    result = runner.export(settings)
+    email = [e for e in result["exports"] if e["channel"] == "email" and e["recipients"]]
+    assert {e["campaign"] for e in email} == {"winback-summer", "vip-thank-you"}
+    seed = settings.experiments.seed
+    exported_anywhere: set[int] = set()
+    controls: dict[str, set[int]] = {}
+    for e in email:
+        export_id = f"{_drafts(settings, campaign=e['campaign'])[0]['run_id']}-{e['campaign']}-email"
+        rows = _export_rows(e["path"])
+        in_file = {int(r["contact_id"]): r["variant"] for r in rows}
+        arms: dict[str, dict[int, str | None]] = {"treatment": {}, "holdout": {}, "global_control": {}}
+        for contact_id, arm, variant in _query(
+            settings,
+            "select contact_id, arm, variant from content.assignments where export_id = ?",
+            [export_id],
+        ):
+            arms[arm][contact_id] = variant
+        drafts = [
+            d for d in _drafts(settings, campaign=e["campaign"]) if d["draft_id"] in e["drafts_exported"]
+        ]
+        segments = sorted({d["segment"] for d in drafts})  # the segments whose copy was approved
+        eligible = _eligible(settings, drafts[0]["scoring_run_id"], segments)
+        # each side counted on its own: the file, the assignments table, the consent data
+        assert len(rows) + len(arms["holdout"]) + len(arms["global_control"]) == len(eligible)
+        assert set(arms["treatment"]) | set(arms["holdout"]) | set(arms["global_control"]) == eligible
+        assert arms["treatment"] == in_file  # the file holds the treatment arm, with its variants
+        assert not set(in_file) & (set(arms["holdout"]) | set(arms["global_control"]))
+        assert set(arms["holdout"].values()) | set(arms["global_control"].values()) <= {None}
+        control = {c for c in eligible if position(seed, "global", c) < 0.1}
+        assert set(arms["global_control"]) == control
+        assert set(arms["holdout"]) == {
+            c for c in eligible - control if position(seed, e["campaign"], c) < 0.1
+        }
+        assert e["excluded"]["holdout"] == len(arms["holdout"]) > 0
+        assert e["excluded"]["global control"] == len(arms["global_control"])
+        counts = {arm: len(ids) for arm, ids in arms.items()}
+        assert e["arms"] == counts
+        [(details,)] = _query(
+            settings,
+            "select details from audit.events where action = 'export.written' and subject = ? "
+            "order by seq desc limit 1",
+            [export_id],
+        )
+        assert json.loads(details)["arms"] == counts
+        exported_anywhere |= set(in_file)
+        controls[e["campaign"]] = set(arms["global_control"])
+    # the global control group is never contacted by any campaign, and is the same group in each
+    assert not exported_anywhere & set().union(*controls.values())
+    assert sum(map(len, controls.values())) > 0
+    # the compliance pack shows how many each export held out: counts, never who
+    from clarion.compliance import export_pack
+
+    pack = export_pack(settings, _drafts(settings)[0]["run_id"], make_zip=False)
+    summary = json.loads((Path(pack["folder"]) / "consent_summary.json").read_text())
+    shown = {x["campaign"]: x["arms"] for x in summary["exports"] if x["channel"] == "email"}
+    assert shown == {e["campaign"]: e["arms"] for e in email}
+    assert "contact_id" not in (Path(pack["folder"]) / "consent_summary.json").read_text()
+
+
+def test_a_re_export_writes_the_same_file_and_the_same_assignments(copy: Settings) -> None:
+    _approve_email_drafts(copy, ("winback-summer",))
+
+    def snapshot() -> tuple[bytes, list[tuple]]:
+        e = next(x for x in runner.export(copy, "winback-summer")["exports"] if x["channel"] == "email")
+        rows = _query(
+            copy, "select * from content.assignments where campaign = 'winback-summer' order by all"
+        )
+        return Path(e["path"]).read_bytes(), rows
+
+    first, again = snapshot(), snapshot()
+    assert first[1] and any(r[3] == "holdout" for r in first[1])
+    assert again == first  # the same file, and every assignment as first recorded (assigned_at too)
 
 
 def test_cli_lists_shows_approves_and_exports(copy: Settings) -> None:

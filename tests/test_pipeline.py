@@ -66,13 +66,19 @@ def test_a_run_prepares_the_warehouse_records_itself_and_publishes_a_summary(sma
     assert subflow_names(flow_run_id) == [
         "content",
         "extract",
+        "nba",
         "prepare-warehouse",
         "report",
         "segment",
         "transform",
     ]
-    # this project has no campaign briefs: the content stage says so and loads no model
+    # this project has no campaign briefs: the content stage says so and loads no model, and
+    # next-best-action has nothing to decide
     assert result["stages"]["content"]["campaigns"] == []
+    assert (
+        result["stages"]["nba"]["campaigns"] == []
+        and "no active campaign briefs" in result["stages"]["nba"]["note"]
+    )
     assert "no campaign briefs" in result["stages"]["content"]["note"]
     # the report is written; with no recipients configured it is not sent, and says so
     report = result["stages"]["report"]

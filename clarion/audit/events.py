@@ -38,6 +38,7 @@ DRAFT_REJECTED = "draft.rejected"
 DRAFT_EDITED = "draft.edited"
 EXPORT_WRITTEN = "export.written"
 CONFIG_CHANGED = "config.changed"
+NBA_APPROVED = "nba.approved"  # a person approved a high-risk campaign's audience for next-best-action
 ACTIONS: frozenset[str] = frozenset(
     {
         RUN_STARTED,
@@ -56,6 +57,7 @@ ACTIONS: frozenset[str] = frozenset(
         DRAFT_EDITED,
         EXPORT_WRITTEN,
         CONFIG_CHANGED,
+        NBA_APPROVED,
     }
 )
 

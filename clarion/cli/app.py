@@ -86,10 +86,11 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
       clarion transform       dbt features, quality gates, publish to marts
       clarion check           the quality gates alone
       clarion segment         score, explain and segment every customer (trains if needed)
+      clarion nba             the next best action of every customer (or none), and why
       clarion quarantine      what was rejected, where from, and why
     \b
     Why is a customer where they are:
-      clarion explain ID      score, segment, reasons and model version of one customer
+      clarion explain ID      score, segment, reasons, model version and next best action of one customer
       clarion models list     model versions, their validation, which one is promoted
     """
     ctx.obj = AppContext(config_path, verbose)

@@ -443,7 +443,8 @@ def segment(
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
 def explain(app: AppContext, contact_id: int, as_json: bool) -> None:
-    """Why a customer is where they are: the latest score, segment, reasons and model version.
+    """Why a customer is where they are: the latest score, segment, reasons and model version, and
+    their latest next best action with the figures that decided it (`clarion nba`).
 
     Says whether the customer is less likely to buy than the average customer (the reasons are what
     raises the risk), more likely (what keeps them), or close to average; amounts in the shop's
@@ -454,7 +455,11 @@ def explain(app: AppContext, contact_id: int, as_json: bool) -> None:
       clarion explain 1042
       clarion explain 1042 --json    # reasons as fields: feature, family, direction, effect, value, text
     """
+    from clarion.nba.views import decision, decision_text
     from clarion.segment.views import explanation, explanation_text
 
-    e = explanation(app.settings(), contact_id)
-    _emit(e, as_json, explanation_text(e))
+    settings = app.settings()
+    e = explanation(settings, contact_id)
+    d = decision(settings, contact_id)
+    text = explanation_text(e) + ("\n" + decision_text(d) if d else "")
+    _emit({**e, "next_best_action": d}, as_json, text)

@@ -1,5 +1,12 @@
 """Export: approved, unedited drafts to one file per campaign and channel, one row per consenting
-recipient of the target audience with merge fields filled; who was left out and why is counted."""
+recipient of the target audience with merge fields filled; who was left out and why is counted.
+
+Every eligible member of the audience (consenting, reachable, not objecting, not erased) is assigned
+an arm and recorded in ``content.assignments`` (export_id, campaign, contact_id, arm, variant,
+assigned_at): ``global_control`` and ``holdout`` are never written to the file, only ``treatment``
+is (with its variant). The arms come from clarion.experiments (a seeded hash): the same customer is
+in the same arm of a campaign on every export, which is what makes the holdout a control group.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +16,10 @@ import json
 from typing import Any
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
-from clarion import audit, lineage
+from clarion import audit, experiments, lineage
 from clarion.config import Settings
 from clarion.content.store import DRAFT_COLUMNS, RULE_SEGMENT, ContentError, draft_row, ensure_tables, utc_now
 from clarion.runs import CONTENT_UNFINISHED
@@ -21,6 +30,9 @@ from models.content.drafts import AI_DISCLOSURE, content_hash
 
 CHANNEL_ADDRESS = {"email": "email", "sms": "phone", "push": None}
 CHANNEL_CONSENT = {"email": "email_consent", "sms": "sms_consent", "push": None}
+TREATMENT, HOLDOUT, GLOBAL_CONTROL = "treatment", "holdout", "global_control"
+ARMS = (TREATMENT, HOLDOUT, GLOBAL_CONTROL)
+ARM_EXCLUSION = {HOLDOUT: "holdout", GLOBAL_CONTROL: "global control"}  # as the exclusion counts name them
 
 
 def export(settings: Settings, campaign: str | None = None) -> dict[str, Any]:
@@ -110,6 +122,7 @@ def _export_channel(
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{channel}.csv"
     excluded: dict[str, int] = {}
+    assigned: list[tuple[int, str, str | None]] = []  # every eligible member: (contact_id, arm, variant)
     recipients = 0
     brief = load_brief(settings.content.briefs / f"{campaign}.yaml") if by_segment else None
     tmp = path.with_suffix(".csv.tmp")
@@ -136,12 +149,21 @@ def _export_channel(
                 """,
                 [variants[0]["scoring_run_id"]],
             ).fetchall()
-            for contact_id, first_name, email, phone, email_ok, sms_ok, objection, erased in members:
-                why = _exclusion(channel, email, phone, email_ok, sms_ok, objection, erased)
+            eligible = []
+            for member in members:
+                why = _exclusion(channel, *member[2:])
                 if why:
                     excluded[why] = excluded.get(why, 0) + 1
+                else:
+                    eligible.append(member)
+            arms = _arms(settings, campaign, [m[0] for m in eligible])
+            for (contact_id, first_name, email, phone, *_), arm_ in zip(eligible, arms, strict=True):
+                if arm_ != TREATMENT:
+                    excluded[ARM_EXCLUSION[arm_]] = excluded.get(ARM_EXCLUSION[arm_], 0) + 1
+                    assigned.append((contact_id, arm_, None))
                     continue
                 d = variants[_bucket(contact_id, len(variants))]
+                assigned.append((contact_id, arm_, d["variant"]))
                 name = (first_name or "").strip() or "there"
                 texts = [d["content"][p].replace("{first_name}", name) for p in parts]
                 to = email if channel == "email" else phone
@@ -161,6 +183,7 @@ def _export_channel(
     tmp.replace(path)
     checkpoint("content.exported")  # the file in place, its content.exports row and audit event not yet
     file_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    arm_counts = record_assignments(con, export_id, campaign, assigned)  # idempotent: a rerun keeps them
     con.execute("begin transaction")  # the export's one row is replaced, never briefly absent
     try:
         con.execute("delete from content.exports where export_id = ?", [export_id])
@@ -192,6 +215,7 @@ def _export_channel(
             "content_run_id": run_id,
             "recipients": recipients,
             "excluded": excluded,
+            "arms": arm_counts,
             "drafts_exported": [d["draft_id"] for d in ready],
             "drafts_held": sorted(held),
             "file_sha256": file_sha,
@@ -204,8 +228,62 @@ def _export_channel(
         "drafts_held": held,
         "recipients": recipients,
         "excluded": excluded,
+        "arms": arm_counts,
         "path": str(path),
     }
+
+
+def _arms(settings: Settings, campaign: str, contact_ids: list[int]) -> list[str]:
+    """Each eligible member's arm: the global control group first (no campaign contacts them),
+    then the campaign's holdout, else treatment; the same on every export (clarion.experiments)."""
+    x = settings.experiments
+    ids = np.asarray(contact_ids, dtype=np.int64)
+    held = experiments.arm(ids, campaign, x.holdout_share, x.seed)
+    control = experiments.global_control(ids, x.global_control_share, x.seed)
+    return np.where(control, GLOBAL_CONTROL, np.where(held, HOLDOUT, TREATMENT)).tolist()
+
+
+def record_assignments(
+    con: duckdb.DuckDBPyConnection, export_id: str, campaign: str, assigned: list[tuple[int, str, str | None]]
+) -> dict[str, int]:
+    """Replace the export's rows of content.assignments with `assigned`, keeping the first
+    assigned_at of every row that is unchanged (a holdout's attribution window starts there, so a
+    re-export must not move it); the count per arm."""
+    rows = pa.table(
+        {
+            "contact_id": pa.array([a[0] for a in assigned], pa.int64()),
+            "arm": pa.array([a[1] for a in assigned], pa.string()),
+            "variant": pa.array([a[2] for a in assigned], pa.string()),
+        }
+    )
+    cur = con.cursor()  # its own connection: a half-read result on `con` would block registering
+    try:
+        cur.register("assigned_now", rows)
+        cur.execute(
+            """
+            delete from content.assignments a where export_id = ? and not exists (
+                select 1 from assigned_now n where n.contact_id = a.contact_id and n.arm = a.arm
+                and n.variant is not distinct from a.variant
+            )
+            """,
+            [export_id],
+        )
+        cur.execute(
+            """
+            insert into content.assignments
+            select ?, ?, n.contact_id, n.arm, n.variant, ? from assigned_now n
+            where not exists (
+                select 1 from content.assignments a where a.export_id = ? and a.contact_id = n.contact_id
+            )
+            """,
+            [export_id, campaign, utc_now(), export_id],
+        )
+    finally:
+        cur.close()
+    counts = {arm_: 0 for arm_ in ARMS}
+    for _, arm_, _ in assigned:
+        counts[arm_] += 1
+    return counts
 
 
 def _audience_sql(brief: Brief | None, segment: str) -> str:

@@ -41,6 +41,12 @@ CONTENT_DDL = (
     )
     """,
     """
+    create table if not exists content.assignments (
+        export_id varchar, campaign varchar, contact_id bigint, arm varchar, variant varchar,
+        assigned_at timestamptz
+    )
+    """,
+    """
     create table if not exists audit.erasures (
         contact_id bigint, requested_at timestamptz, reference varchar
     )

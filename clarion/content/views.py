@@ -79,6 +79,9 @@ def export_text(result: dict[str, Any]) -> str:
         )
         for why, n in sorted(e["excluded"].items()):
             lines.append(f"    left out: {why:<40} {n:>8,}")
+        if e.get("arms") and any(e["arms"].values()):
+            arms = ", ".join(f"{arm.replace('_', ' ')} {n:,}" for arm, n in e["arms"].items())
+            lines.append(f"    arms (content.assignments): {arms}")
         for did, why in e["drafts_held"].items():
             lines.append(f"    not exported: {did} ({why})")
     return "\n".join(lines) or "nothing exported"

@@ -11,7 +11,9 @@ phones or free text).
 * the model that scored (version, training fingerprint, counts by segment) and the sha256 of its
   scores (``ml.customer_scores`` of the run);
 * content: the model weights' and briefs' and prompts' hashes, every draft with its status and
-  decisions, every export with its recipient and exclusion counts;
+  decisions, every export with its recipient and exclusion counts (holdout and global control
+  included);
+* next best action: the run's decisions counted by action, channel and status, with their value;
 * the versions of the libraries that shaped the result, and the audit log's head when written;
 * every output file with its sha256.
 """
@@ -172,6 +174,14 @@ def collect(settings: Settings, con: duckdb.DuckDBPyConnection, run_id: str) -> 
         [f"{run_id}-%"],
     )
     outputs += [Path(e["path"]) for e in exports]
+    decided = _rows(
+        con,
+        "ml",
+        "next_best_action",
+        "select any_value(run_id) scoring_run_id, action, channel, status, count(*) customers, "
+        "sum(value_eur) value_eur from ml.next_best_action where nba_run_id = ? group by all order by all",
+        [run_id],
+    )
     reports = settings.var_dir / "reports" / run_id
     outputs += sorted(p for p in reports.glob("*") if p.is_file()) if reports.exists() else []
     return {
@@ -191,6 +201,7 @@ def collect(settings: Settings, con: duckdb.DuckDBPyConnection, run_id: str) -> 
         "dependencies": dependency_versions(),
         "audit": {"head": audit_head(con)},
         "content": {"drafts": drafts, "decisions": decisions, "prompts": prompts, "exports": exports},
+        "next_best_action": decided,
         "outputs": [
             {"path": str(p), "sha256": sha256_file(p), "bytes": p.stat().st_size}
             for p in outputs

@@ -35,6 +35,7 @@ PLACEHOLDERS = (*OFFER_FIELDS, *RECIPIENT_FIELDS, *SLOTS, "disclaimer")
 # where a rule on scores may look (ml.customer_scores columns)
 RULE_COLUMNS = ("churn_risk", "purchase_probability", "expected_value_eur", "segment")
 COMPARISONS = ("=", "<", ">", ">=", "<=", "<>", "!=")
+DELIVERY_FIELDS = ("active", "budget", "risk_tier")  # read by next-best-action, not by the copy
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
 DEFAULT_TEMPLATES = {
@@ -187,6 +188,16 @@ class Brief(_Strict):
     readability: Readability = Readability()
     seeds: Seeds
     templates: dict[str, str] = Field(default_factory=dict)
+    # how next-best-action (`clarion nba`) may use the campaign; not part of the copy's identity
+    active: bool = Field(True, description="offered by next-best-action; false: kept but never chosen")
+    budget: int | None = Field(
+        None, ge=0, description="most sends per next-best-action run (the highest-value customers first)"
+    )
+    risk_tier: Literal["low", "high"] = Field(
+        "low",
+        description="high: a decision for this campaign waits for a person's approval "
+        "(`clarion nba approve NAME --by WHO`) before it is actionable",
+    )
 
     @field_validator("name")
     @classmethod
@@ -253,7 +264,11 @@ class Brief(_Strict):
         return {**values, "disclaimer": self.disclaimer.format(**values)}
 
     def sha256(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        """The identity of what the campaign says and to whom: drafts and approvals are bound to it.
+        Next-best-action's delivery fields (active, budget, risk tier) are left out, so pausing a
+        campaign or changing its budget does not void approved copy."""
+        data = self.model_dump(mode="json", exclude=set(DELIVERY_FIELDS))
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def _placeholders(text: str, where: str) -> set[str]:
