@@ -28,6 +28,7 @@ from clarion.warehouse import Warehouse
 from flows.content import content
 from flows.extract import extract
 from flows.report import report
+from flows.results import results
 from flows.segment import segment
 from flows.transform import check, transform
 
@@ -77,6 +78,10 @@ def _segment(
     return segment(settings, run_id, as_of, horizon_days, retrain)
 
 
+def _results(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
+    return results(settings, run_id)
+
+
 def _content(settings: Settings, run_id: str, campaigns: list[str] | None = None, **_: Any) -> dict[str, Any]:
     return content(settings, run_id, campaigns)
 
@@ -94,11 +99,12 @@ STAGES: list[Stage] = [
     Stage("extract", _extract, "CRM sources into raw, rejected rows into quarantine"),
     Stage("transform", _transform, "gate raw, dbt build into staging, gate it, publish to marts"),
     Stage("segment", _segment, "train or reuse the promoted model; score, explain, segment customers"),
+    Stage("results", _results, "campaign results against control groups; variant experiments decided"),
     Stage("content", _content, "draft copy per brief and target segment, check it, queue it for approval"),
     Stage("report", _report, "the marketer report (HTML + PDF), e-mailed to report.recipients"),
 ]
 ON_DEMAND = [Stage("check", _check, "the quality gates alone")]  # not part of `clarion run`
-StageName = Literal["prepare", "extract", "transform", "segment", "content", "report", "check"]
+StageName = Literal["prepare", "extract", "transform", "segment", "results", "content", "report", "check"]
 
 
 @flow(name="clarion-pipeline", log_prints=False)
