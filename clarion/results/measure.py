@@ -101,8 +101,8 @@ def measure(
     results = []
     for name, groups in by_campaign.items():
         people = con.execute(
-            f"select arm, coalesce(variant_id, arm), contact_id, converted, conversions, revenue_eur, "
-            f"exposed_at::date from {EXPOSURES} where campaign_id = ? order by exposed_at, contact_id",
+            "select arm, coalesce(variant_id, arm) as variant, contact_id, converted, conversions, "
+            f"revenue_eur, exposed_at::date as day from {EXPOSURES} where campaign_id = ? order by exposed_at, contact_id",
             [name],
         ).fetchnumpy()
         results.append(_campaign(name, groups, people, alpha, holdout_share, segments or {}))
@@ -150,11 +150,11 @@ def _campaign(
     holdout_share: float,
     segments: dict[int, str],
 ) -> CampaignResult:
-    arm_of, variant_of = people["arm"], people["coalesce(variant_id, arm)"]
+    arm_of, variant_of = people["arm"], people["variant"]
     contacts = people["contact_id"]
     converted = people["converted"].astype(bool)
     orders, revenue = people["conversions"].astype(float), people["revenue_eur"].astype(float)
-    days = people["CAST(exposed_at AS DATE)"]
+    days = people["day"]
     control = next((_arm(g) for g in groups if g[1] == "control"), None)
     variants = [_arm(g) for g in groups if g[1] == "treatment"]
     notes: list[str] = []
