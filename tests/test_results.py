@@ -19,7 +19,9 @@ from clarion.results.views import results_text
 BASE = datetime(2026, 6, 2, 9, tzinfo=UTC)
 
 
-def _arm_rows(campaign: str, arm: str, variant: str | None, n: int, rate: float, rng, first_id: int) -> list[dict]:
+def _arm_rows(
+    campaign: str, arm: str, variant: str | None, n: int, rate: float, rng, first_id: int
+) -> list[dict]:
     converted = rng.random(n) < rate
     orders = np.where(converted, rng.integers(1, 3, n), 0)
     return [
@@ -53,16 +55,16 @@ def _warehouse(tmp_path: Path, frames: list[list[dict]], segments: dict[int, str
         con.execute("create schema ml")
         con.register("df", df)
         con.execute(
-            "create table marts.fct_campaign_exposures as select campaign_id, contact_id::bigint contact_id, arm, "
-            "variant_id, exposed_at::timestamptz exposed_at, delivered, opened, clicked, unsubscribed, bounced, "
-            "conversions::int conversions, revenue_eur, converted, contaminated from df"
+            "create table marts.fct_campaign_exposures as select campaign_id, contact_id::bigint contact_id, "
+            "arm, variant_id, exposed_at::timestamptz exposed_at, delivered, opened, clicked, unsubscribed, "
+            "bounced, conversions::int conversions, revenue_eur, converted, contaminated from df"
         )
         if segments:
             seg = pd.DataFrame({"contact_id": list(segments), "segment": list(segments.values())})
             con.register("seg", seg)
             con.execute(
-                "create table ml.customer_scores as select 'R1' run_id, contact_id::bigint contact_id, segment, "
-                "now() scored_at from seg"
+                "create table ml.customer_scores as select 'R1' run_id, contact_id::bigint contact_id, "
+                "segment, now() scored_at from seg"
             )
     return settings, df
 
@@ -100,7 +102,9 @@ def test_counts_and_uplift_match_the_rows_and_a_clearly_better_variant_wins(tmp_
         assert arms[variant]["incremental_revenue_eur"] == pytest.approx(inc)
     pooled = df[df.arm == "treatment"]
     assert arms["all"]["customers"] == len(pooled)
-    assert arms["all"]["uplift"]["absolute"] == pytest.approx(pooled.converted.mean() - control.converted.mean())
+    assert arms["all"]["uplift"]["absolute"] == pytest.approx(
+        pooled.converted.mean() - control.converted.mean()
+    )
     assert arms["A"]["verdict"] == "winner" and arms["B"]["verdict"] == "retired"
     [c] = summary["campaigns"]
     assert c["experiment"]["leader"] == "A"
@@ -163,7 +167,9 @@ def test_uplift_per_segment_uses_each_customers_own_segment(tmp_path: Path) -> N
         assert got[name]["treated"] == len(t) and got[name]["control"] == len(k)
         assert got[name]["absolute"] == pytest.approx(t.converted.mean() - k.converted.mean())
     with duckdb.connect(str(settings.warehouse.path)) as con:
-        uplift = dict(con.execute("select segment, treated from ml.campaign_uplift where campaign = 'C5'").fetchall())
+        uplift = dict(
+            con.execute("select segment, treated from ml.campaign_uplift where campaign = 'C5'").fetchall()
+        )
     assert uplift == {"all": 4_000, "at_risk": got["at_risk"]["treated"], "loyal": got["loyal"]["treated"]}
 
 
@@ -179,7 +185,9 @@ def test_stored_results_read_back_as_measured_and_render_as_text(tmp_path: Path)
     loaded = results.load(settings, "C6")
     assert loaded["results_run_id"] == "R6"
     [m], [back] = measured["campaigns"], loaded["campaigns"]
-    assert {a["variant"]: a["converters"] for a in back["arms"]} == {a["variant"]: a["converters"] for a in m["arms"]}
+    assert {a["variant"]: a["converters"] for a in back["arms"]} == {
+        a["variant"]: a["converters"] for a in m["arms"]
+    }
     assert back["experiment"] == m["experiment"]
     text = results_text(loaded)
     assert "C6" in text and "uplift, pts" in text and "always-valid p" in text

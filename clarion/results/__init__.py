@@ -70,6 +70,20 @@ def latest_segments(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
     )
 
 
+def retired_variants(con: duckdb.DuckDBPyConnection, campaign: str) -> list[str]:
+    """The variants of CAMPAIGN that its latest measured experiment retired (worse than the leader at
+    the always-valid p < alpha): the next drafts of the campaign leave them out."""
+    if not relation_exists(con, "ml", "campaign_results"):
+        return []
+    rows = con.execute(
+        "select variant from ml.campaign_results where campaign = ? and verdict = 'retired' and "
+        "results_run_id = (select arg_max(results_run_id, measured_at) from ml.campaign_results "
+        "where campaign = ?) order by 1",
+        [campaign, campaign],
+    ).fetchall()
+    return [v for (v,) in rows]
+
+
 def run(settings: Settings, run_id: str | None = None, campaign: str | None = None) -> dict[str, Any]:
     """Measure every campaign with exposures (or CAMPAIGN) and store the results run."""
     wh = Warehouse.from_settings(settings)

@@ -102,7 +102,8 @@ def measure(
     for name, groups in by_campaign.items():
         people = con.execute(
             "select arm, coalesce(variant_id, arm) as variant, contact_id, converted, conversions, "
-            f"revenue_eur, exposed_at::date as day from {EXPOSURES} where campaign_id = ? order by exposed_at, contact_id",
+            f"revenue_eur, exposed_at::date as day from {EXPOSURES} where campaign_id = ? "
+            "order by exposed_at, contact_id",
             [name],
         ).fetchnumpy()
         results.append(_campaign(name, groups, people, alpha, holdout_share, segments or {}))
