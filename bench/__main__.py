@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-SUITES = ("generate", "extract", "transform", "segment", "content", "e2e", "clv")
+SUITES = ("generate", "extract", "transform", "segment", "content", "e2e", "clv", "experiments")
 
 
 def main() -> None:
@@ -46,6 +46,10 @@ def main() -> None:
         from bench import clv
 
         print(clv.main(sizes))  # BG/NBD + Gamma-Gamma on simulated customers; PyMC-Marketing if configured
+    if "experiments" in args.suites:
+        from bench import experiments
+
+        print(experiments.main(sizes))  # results statistics and the uplift learner on simulated customers
 
 
 if __name__ == "__main__":

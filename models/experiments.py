@@ -34,12 +34,13 @@ Error rates:
 * every fixed-horizon interval covers the truth with probability 1 - alpha at one planned look
   (checked by simulation in tests/test_experiments.py);
 * the sequential test's false-positive rate is at most alpha over *any* number of looks, stopped
-  whenever (Ville's inequality; the normal approximation makes this asymptotic, and the tests measure
-  it under no effect with 30 looks). A fixed-horizon z-test read at the same 30 looks declares a
-  winner several times as often: that is the peeking problem a daily report would have;
+  whenever (Ville's inequality; the estimated variance makes this asymptotic). Measured in the tests
+  on 2,000 simulated experiments with no effect, 5% conversion, read at 30 looks up to 9,000
+  customers per arm: 1.5% declared a winner, where a fixed-horizon z-test read at the same looks
+  declared one in 27.7% (the peeking problem a daily report would have);
 * the price is width: at the planned sample size the always-valid interval is about 1.55 times the
-  fixed-horizon one (alpha = 0.05), so it needs roughly 2.4 times the customers to detect the same
-  effect at the last look; in exchange it may stop early when the effect is large;
+  fixed-horizon one (alpha = 0.05). Measured power for 5.0% -> 6.5% at 9,000 customers per arm and
+  30 looks: 0.93, half of the winners declared by the 14th look;
 * SRM: a false alarm in 0.1% of fair experiments per check (SRM_ALPHA).
 
 The sequential test (Johari, Koomen, Pekelis & Walsh, "Always valid inference", Operations
@@ -83,7 +84,7 @@ from clarion.errors import ClarionError
 DECISION_RULE = "declare a winner only when the always-valid p-value < alpha; the loser is retired"
 SRM_ALPHA = 0.001  # below this, the split is not the planned one: results are not trusted
 DEFAULT_PLANNED_N = 10_000  # customers in both arms together where the sequential interval is tightest
-DEFAULT_DRAWS = 20_000  # Monte Carlo draws of prob_best: its error is below 0.004 for any arm
+DEFAULT_DRAWS = 20_000  # Monte Carlo draws of prob_best: standard error at most 0.0035 per arm
 
 
 class ExperimentDataError(ClarionError, ValueError):
@@ -104,23 +105,25 @@ def _where(arr: np.ndarray, bad: np.ndarray) -> str:
     return f" at position {tuple(int(i) for i in index)}" if arr.ndim else ""
 
 
-def _counts(successes: Any, n: Any, what: str = "successes") -> tuple[np.ndarray, np.ndarray]:
+def _counts(
+    successes: Any, n: Any, what: str = "successes", n_name: str = "n"
+) -> tuple[np.ndarray, np.ndarray]:
     """Counts as float arrays, refused (naming the field and position) unless 0 <= successes <= n."""
     s = np.asarray(successes, dtype=float)
     total = np.asarray(n, dtype=float)
-    for name, arr in ((what, s), ("n", total)):
+    for name, arr in ((what, s), (n_name, total)):
         bad = ~np.isfinite(arr) | (arr < 0) | (arr != np.round(arr))
         if bad.any():
             raise ExperimentDataError(
-                f"{name} must be whole numbers >= 0 (got {arr[bad].flat[0]!r}{_where(arr, bad)}): "
+                f"{name} must be whole numbers >= 0 (got {float(arr[bad].flat[0])}{_where(arr, bad)}): "
                 "pass counts of customers, not rates"
             )
     s, total = np.broadcast_arrays(s, total)
     bad = s > total
     if bad.any():
         raise ExperimentDataError(
-            f"{what} ({s[bad].flat[0]:.0f}) exceed n ({total[bad].flat[0]:.0f}){_where(s, bad)}: "
-            f"each arm's {what} are counted among its own customers"
+            f"{what} ({s[bad].flat[0]:.0f}) exceed {n_name} ({total[bad].flat[0]:.0f}){_where(s, bad)}: "
+            "successes are counted among the arm's own customers"
         )
     return s, total
 
@@ -173,8 +176,8 @@ def uplift(conv_t: Any, n_t: Any, conv_c: Any, n_c: Any, alpha: float = 0.05) ->
     """Uplift of the treated over the holdout: Newcombe's hybrid score interval for the difference
     (good coverage at small rates and small holdouts, where the Wald interval is too narrow) and the
     Katz log-ratio interval for the relative uplift."""
-    xt, nt = _counts(conv_t, n_t, "conversions")
-    xc, nc = _counts(conv_c, n_c, "conversions")
+    xt, nt = _counts(conv_t, n_t, "conv_t", "n_t")
+    xc, nc = _counts(conv_c, n_c, "conv_c", "n_c")
     z = _z(alpha)
     lt, ut = _wilson(xt, nt, z)
     lc, uc = _wilson(xc, nc, z)
@@ -328,8 +331,8 @@ def sequential_test(
     a 2-D array is many experiments at once). Passing every past look gives the running minimum
     p-value and running intersection interval; passing only today's counts is still valid, only less
     sharp. A look where either arm's variance estimate is 0 (no conversions yet) carries no evidence."""
-    xt, nt = _counts(conv_t, n_t, "conversions")
-    xc, nc = _counts(conv_c, n_c, "conversions")
+    xt, nt = _counts(conv_t, n_t, "conv_t", "n_t")
+    xc, nc = _counts(conv_c, n_c, "conv_c", "n_c")
     xt, nt, xc, nc = (np.atleast_1d(a) for a in np.broadcast_arrays(xt, nt, xc, nc))
     for name, arr in (("n_t", nt), ("conv_t", xt), ("n_c", nc), ("conv_c", xc)):
         back = np.diff(arr, axis=-1) < 0
@@ -385,6 +388,11 @@ def prob_best(successes: Any, ns: Any, draws: int = DEFAULT_DRAWS, seed: int = 0
     priors (posterior Beta(1 + successes, 1 + n - successes)), by Monte Carlo with a seeded
     generator: the same counts and seed give the same figures. It describes the evidence for a
     report ("variant B is best with probability 0.93"); the decision stays with the sequential test."""
+    if np.size(successes) != np.size(ns):
+        raise ExperimentDataError(
+            f"prob_best needs one count of customers per arm (got {np.size(successes)} successes and "
+            f"{np.size(ns)} ns)"
+        )
     s, total = _counts(np.ravel(successes), np.ravel(ns))
     if s.size < 2:
         raise ExperimentDataError(f"prob_best compares at least two arms (got {s.size})")

@@ -145,9 +145,9 @@ def test_uplift_intervals_cover_the_true_uplift_about_1_minus_alpha_of_the_time(
 
 
 def test_counts_that_cannot_be_an_experiment_are_refused_by_field_and_position():
-    with pytest.raises(ExperimentDataError, match=r"conversions \(12\) exceed n \(10\) at position \(1,\)"):
+    with pytest.raises(ExperimentDataError, match=r"conv_t \(12\) exceed n_t \(10\) at position \(1,\)"):
         uplift([1, 12], [10, 10], [1, 1], [10, 10])
-    with pytest.raises(ExperimentDataError, match="successes must be whole numbers"):
+    with pytest.raises(ExperimentDataError, match=r"successes must be whole numbers >= 0 \(got 0.3\)"):
         proportion_interval(0.3, 10)
     with pytest.raises(ExperimentDataError, match="alpha must be between 0 and 1"):
         proportion_interval(3, 10, alpha=5)
