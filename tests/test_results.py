@@ -202,3 +202,26 @@ def test_results_before_the_exposure_mart_exists_say_what_to_run(tmp_path: Path)
     duckdb.connect(str(settings.warehouse.path)).close()
     with pytest.raises(results.ResultsError, match="run `clarion transform`"):
         results.run(settings)
+
+
+def test_the_report_section_shows_each_campaigns_arms_and_verdicts_and_no_customer(tmp_path: Path) -> None:
+    from clarion.report.activity import campaign_results, results_html
+
+    rng = np.random.default_rng(7)
+    frames = [
+        _arm_rows("C7", "control", None, 1_000, 0.05, rng, 900_001),
+        _arm_rows("C7", "treatment", "A", 4_500, 0.09, rng, 910_001),
+        _arm_rows("C7", "treatment", "B", 4_500, 0.05, rng, 920_001),
+    ]
+    settings, df = _warehouse(tmp_path, frames)
+    with duckdb.connect(str(settings.warehouse.path)) as con:
+        assert campaign_results(con)["campaigns"] == []  # nothing measured yet
+    results.run(settings)
+    with duckdb.connect(str(settings.warehouse.path)) as con:
+        section = results_html({"campaign_results": campaign_results(con)})
+    assert 'data-campaign="C7"' in section
+    for variant, verdict in (("A", "winner"), ("B", "retired")):
+        rows = df[df.variant_id == variant]
+        assert f"<td>{variant}</td><td class='num'>{len(rows):,}</td>" in section
+        assert f"<td>{verdict}</td>" in section
+    assert not any(str(i) in section for i in (900_001, 910_001, 920_001))
