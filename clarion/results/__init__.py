@@ -9,7 +9,7 @@ and per segment). Nothing here names a person: results are counts and rates.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import duckdb
@@ -17,6 +17,7 @@ import duckdb
 from clarion import runs
 from clarion.config import Settings
 from clarion.errors import ClarionError
+from clarion.results import uplift
 from clarion.results.measure import EXPOSURES, CampaignResult, measure
 from clarion.warehouse import Warehouse, relation_exists
 
@@ -53,21 +54,23 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(ddl)
 
 
-def latest_segments(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
-    """Each customer's segment in the latest settled scoring run ({} before the first one)."""
+def latest_scoring(con: duckdb.DuckDBPyConnection) -> tuple[str, date] | None:
+    """The latest settled scoring run and its day (None before the first one)."""
     if not relation_exists(con, "ml", "customer_scores"):
-        return {}
-    row = con.execute(
-        "select run_id from ml.customer_scores "
+        return None
+    return con.execute(
+        "select run_id, any_value(as_of) from ml.customer_scores "
         f"where run_id not in ({runs.NOT_SETTLED}) group by run_id order by max(scored_at) desc limit 1"
     ).fetchone()
-    if row is None:
+
+
+def latest_segments(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
+    """Each customer's segment in the latest settled scoring run ({} before the first one)."""
+    scoring = latest_scoring(con)
+    if scoring is None:
         return {}
-    return dict(
-        con.execute(
-            "select contact_id, segment from ml.customer_scores where run_id = ?", [row[0]]
-        ).fetchall()
-    )
+    sql = "select contact_id, segment from ml.customer_scores where run_id = ?"
+    return dict(con.execute(sql, [scoring[0]]).fetchall())
 
 
 def retired_variants(con: duckdb.DuckDBPyConnection, campaign: str) -> list[str]:
@@ -106,7 +109,12 @@ def run(settings: Settings, run_id: str | None = None, campaign: str | None = No
                 + (", ".join(known[:20]) or "none yet")
             )
         _store(con, results_run_id, found, replace_all=campaign is None)
-    return summary(results_run_id, found, exp.alpha)
+        model = (
+            uplift.train(con, results_run_id, exp.min_evidence, latest_scoring(con))
+            if campaign is None
+            else None
+        )
+    return {**summary(results_run_id, found, exp.alpha), "uplift_model": model}
 
 
 def _store(
