@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-SUITES = ("generate", "extract", "transform", "segment", "content", "e2e", "clv", "nba")
+SUITES = ("generate", "extract", "transform", "segment", "content", "e2e", "clv", "nba", "experiments")
 
 
 def main() -> None:
@@ -50,6 +50,10 @@ def main() -> None:
         from bench import bench_nba
 
         print(bench_nba.main(sizes))  # next best action x 5 campaigns against one SQL pass
+    if "experiments" in args.suites:
+        from bench import experiments
+
+        print(experiments.main(sizes))  # results statistics and the uplift learner on simulated customers
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from flows.content import content
 from flows.extract import extract
 from flows.nba import nba
 from flows.report import report
+from flows.results import results
 from flows.segment import segment
 from flows.transform import check, transform
 
@@ -78,6 +79,10 @@ def _segment(
     return segment(settings, run_id, as_of, horizon_days, retrain)
 
 
+def _results(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
+    return results(settings, run_id)
+
+
 def _nba(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
     return nba(settings, run_id)
 
@@ -99,12 +104,15 @@ STAGES: list[Stage] = [
     Stage("extract", _extract, "CRM sources into raw, rejected rows into quarantine"),
     Stage("transform", _transform, "gate raw, dbt build into staging, gate it, publish to marts"),
     Stage("segment", _segment, "train or reuse the promoted model; score, explain, segment customers"),
+    Stage("results", _results, "campaign results against control groups; variant experiments decided"),
     Stage("nba", _nba, "next best action per customer: eligibility, expected incremental value, budgets"),
     Stage("content", _content, "draft copy per brief and target segment, check it, queue it for approval"),
     Stage("report", _report, "the marketer report (HTML + PDF), e-mailed to report.recipients"),
 ]
 ON_DEMAND = [Stage("check", _check, "the quality gates alone")]  # not part of `clarion run`
-StageName = Literal["prepare", "extract", "transform", "segment", "nba", "content", "report", "check"]
+StageName = Literal[
+    "prepare", "extract", "transform", "segment", "results", "nba", "content", "report", "check"
+]
 
 
 @flow(name="clarion-pipeline", log_prints=False)

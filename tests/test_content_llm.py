@@ -178,3 +178,21 @@ def test_errors_name_the_path_or_setting(tmp_path: Path, monkeypatch: pytest.Mon
 def test_cuda_asked_without_cuda_says_what_to_set(tmp_path: Path) -> None:
     with pytest.raises(LMError, match=r"content\.device is 'cuda'.*set content\.device to cpu or auto"):
         LocalLM.load(LMSettings(device="cuda", cache_dir=tmp_path))
+
+
+def test_retired_variants_are_not_drafted_again_and_a_new_challenger_takes_the_next_letter(
+    lm: LocalLM,
+) -> None:
+    from models.content.brief import load_brief
+    from models.content.drafts import DraftParams, draft_brief
+    from models.content.meaning import default_meaning_model
+
+    brief = load_brief(Path(__file__).parents[1] / "campaigns" / "winback-summer.yaml")
+    segments = [{"segment": brief.audience.segments[0], "top_drivers": []}]
+    params = DraftParams(candidates=1, max_new_tokens=12)
+    meaning = default_meaning_model()
+    drafts, _ = draft_brief(brief, segments, lm, meaning, params, {}, retired=["A"])
+    assert {d.variant for d in drafts} == {"B", "C"}  # the winner B keeps its letter; C challenges it
+    assert len(drafts) == len(brief.channels) * brief.variants
+    with pytest.raises(ValueError, match="every variant letter"):
+        draft_brief(brief, segments, lm, meaning, params, {}, retired=list("ABCDEFGHI"))

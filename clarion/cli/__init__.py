@@ -1,13 +1,13 @@
 """The `clarion` command line (`clarion.cli:main`).
 
 `app` holds the command group and what every verb shares; the verbs live by concern in `pipeline`
-(generate, run, serve, one stage at a time), `models`, `nba`, `content` and `governance`; `text` renders
-results as plain text. Importing the verb modules registers their commands on the group.
+(generate, run, serve, one stage at a time), `models`, `content`, `governance`, `nba` and `results`;
+`text` renders results as plain text. Importing the verb modules registers their commands on the group.
 """
 
 from __future__ import annotations
 
-from clarion.cli import content, governance, models, nba, pipeline  # noqa: F401  (registers the verbs)
+from clarion.cli import content, governance, models, nba, pipeline, results  # noqa: F401  (registers the verbs)
 from clarion.cli.app import AppContext, cli
 from clarion.cli.text import _run_text
 

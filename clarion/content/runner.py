@@ -42,6 +42,7 @@ from clarion.content.store import (
     supersede_unfinished,
     utc_now,
 )
+from clarion.results import retired_variants
 from clarion.runtime import checkpoint
 from clarion.segment.scoring import run_thresholds
 from clarion.warehouse import Warehouse, relation_exists
@@ -184,6 +185,7 @@ def generate(
         ensure_tables(con)
         scoring_run, as_of = latest_scoring_run(con)
         targets = {b.name: audiences(con, b, scoring_run) for b in briefs}
+        retired = {b.name: retired_variants(con, b.name) for b in briefs}
         thresholds = run_thresholds(con, settings, scoring_run) if scoring_run else {}
         definitions = {
             r[0]: r[1:]
@@ -219,6 +221,7 @@ def generate(
             "run_id": run_id,
             "scoring_run_id": scoring_run,
             "as_of": as_of,
+            "retired_variants": retired[brief.name],
             "segment_definition": {
                 "rule": brief.audience.rule,
                 "segments": list(brief.audience.segments),
@@ -235,6 +238,7 @@ def generate(
             meaning,
             params,
             context,
+            retired[brief.name],
         )
         seconds = time.perf_counter() - started
         after = dict(lm.stats()) if hasattr(lm, "stats") else {}
@@ -244,6 +248,7 @@ def generate(
         summary["campaigns"].append(
             {
                 "campaign": brief.name,
+                **({"retired_variants": retired[brief.name]} if retired[brief.name] else {}),
                 "segments": {g.segment: g.customers for g in groups},
                 "drafts": len(drafts),
                 "pending": sum(not d.blocked for d in drafts),

@@ -20,6 +20,7 @@ from clarion import runs
 from clarion.config import Settings
 from clarion.currency import shop_currency
 from clarion.errors import ClarionError
+from clarion.report.activity import campaign_results, content, quality, ts
 from clarion.segment.scoring import run_thresholds
 from clarion.warehouse import Warehouse, relation_exists
 from models.features import FAMILIES
@@ -119,8 +120,6 @@ FEATURE_LABELS: dict[str, str] = {
     "negative_tickets_365d": "negative support tickets, last 12 months",
     "avg_satisfaction_365d": "support satisfaction, last 12 months",
 }
-# content checks whose failure means the copy itself may hold what must not be shown
-WITHHOLD_ON_FAILURE = {"pii"}
 
 
 class ReportError(ClarionError):
@@ -156,8 +155,9 @@ def collect(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
             "value_risk": _value_risk(con, run, thresholds),
             "score_distribution": _distribution(con, run),
             "profiles": _profiles(con, run),
-            "content": _content(con, run),
-            "quality": _quality(con, run),
+            "content": content(con, run),
+            "campaign_results": campaign_results(con),
+            "quality": quality(con, run),
         }
     data.update(_model(settings, run["model_version"]))
     return data
@@ -192,7 +192,7 @@ def _run(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Any]:
         "as_of": str(as_of),
         "model_version": version,
         "horizon_days": horizon,
-        "scored_at": _ts(scored_at),
+        "scored_at": ts(scored_at),
         "status": None,
         "command": None,
         "code_version": None,
@@ -207,8 +207,8 @@ def _run(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Any]:
                 status=row[0],
                 command=row[1],
                 code_version=row[2],
-                started_at=_ts(row[3]),
-                finished_at=_ts(row[4]),
+                started_at=ts(row[3]),
+                finished_at=ts(row[4]),
             )
     return run
 
@@ -223,7 +223,7 @@ def _previous(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> dict[str, 
     ).fetchone()
     if row is None:
         return None
-    return {"run_id": row[0], "as_of": str(row[1]), "model_version": row[2], "scored_at": _ts(row[3])}
+    return {"run_id": row[0], "as_of": str(row[1]), "model_version": row[2], "scored_at": ts(row[3])}
 
 
 # -- headline and segments -------------------------------------------------------------------------
@@ -517,153 +517,3 @@ def _model(settings: Settings, version: str) -> dict[str, Any]:
         for d in meta.get("global_drivers", [])[:TOP_DRIVERS]
     ]
     return {"model": model, "calibration": calibration, "drivers": drivers}
-
-
-# -- content ----------------------------------------------------------------------------------------
-def _content(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> dict[str, Any]:
-    """The latest drafts of each campaign made for this scoring run (by a run that finished
-    drafting), with checks and decisions. Who decided is left out (it is in content.decisions and
-    the compliance pack)."""
-    if not relation_exists(con, "content", "drafts"):
-        return {"campaigns": [], "note": "no content drafted yet (`clarion content`)"}
-    decisions = relation_exists(con, "content", "decisions")
-    rows = con.execute(
-        f"""
-        with latest as (
-            select campaign, arg_max(run_id, created_at) as content_run from content.drafts
-            where scoring_run_id = ? and run_id not in ({runs.CONTENT_UNFINISHED}) group by campaign
-        )
-        select d.campaign, d.run_id, d.segment, d.channel, d.variant, d.status, d.content, d.checks,
-               d.fallback, d.ai_generated, d.created_at,
-               {"x.decision, x.decided_at" if decisions else "null, null"}
-        from content.drafts d join latest l on d.campaign = l.campaign and d.run_id = l.content_run
-        {
-            '''left join (
-            select draft_id, arg_max(decision, decided_at) as decision, max(decided_at) as decided_at
-            from content.decisions where decision <> 'edit' group by draft_id
-        ) x using (draft_id)'''
-            if decisions
-            else ""
-        }
-        where d.scoring_run_id = ?
-        order by d.campaign, d.segment, d.channel, d.variant
-        """,
-        [run["run_id"], run["run_id"]],
-    ).fetchall()
-    campaigns: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        c = campaigns.setdefault(
-            r[0], {"campaign": r[0], "content_run_id": r[1], "drafts": [], "status_counts": {}}
-        )
-        checks = json.loads(r[7]) if r[7] else []
-        withheld = any(ch.get("name") in WITHHOLD_ON_FAILURE and not ch.get("passed") for ch in checks)
-        c["drafts"].append(
-            {
-                "segment": r[2],
-                "channel": r[3],
-                "variant": r[4],
-                "status": r[5],
-                "parts": {} if withheld else (json.loads(r[6]) if r[6] else {}),
-                "withheld": withheld,
-                "checks": [
-                    {
-                        "name": ch.get("name"),
-                        "severity": ch.get("severity"),
-                        "passed": bool(ch.get("passed")),
-                        "detail": (
-                            "withheld"
-                            if withheld and ch.get("name") in WITHHOLD_ON_FAILURE
-                            else ch.get("detail", "")
-                        ),
-                    }
-                    for ch in checks
-                ],
-                "fallback": bool(r[8]),
-                "ai_generated": bool(r[9]),
-                "decision": r[11],
-                "decided_at": _ts(r[12]),
-            }
-        )
-        c["status_counts"][r[5]] = c["status_counts"].get(r[5], 0) + 1
-    note = None if campaigns else "no drafts for this scoring run"
-    return {"campaigns": list(campaigns.values()), "note": note}
-
-
-# -- quality ----------------------------------------------------------------------------------------
-def _quality(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> dict[str, Any]:
-    """The gate results of the run (or of the latest gated run before it, when the scoring ran
-    alone). Failing samples are never read: they can hold personal data."""
-    if not relation_exists(con, "audit", "quality_results"):
-        return {"run_id": None, "suites": [], "problems": [], "verdict": "no quality results"}
-    gated = con.execute(
-        "select run_id from audit.quality_results where run_id = ? or evaluated_at <= ?::timestamptz "
-        "group by run_id order by (run_id = ?) desc, max(evaluated_at) desc limit 1",
-        [run["run_id"], run["scored_at"], run["run_id"]],
-    ).fetchone()
-    if gated is None:
-        return {"run_id": None, "suites": [], "problems": [], "verdict": "no quality results"}
-    gated_run = gated[0]
-    suites = [
-        {"suite": s, "version": v, "passed": int(p), "warned": int(w), "failed": int(f), "skipped": int(k)}
-        for s, v, p, w, f, k in con.execute(
-            """
-            select suite, max(suite_version),
-                   count(*) filter (where status = 'passed'),
-                   count(*) filter (where status <> 'passed' and status <> 'skipped' and severity = 'warn'),
-                   count(*) filter (where status <> 'passed' and status <> 'skipped' and severity = 'fail'),
-                   count(*) filter (where status = 'skipped')
-            from audit.quality_results where run_id = ? group by suite order by min(evaluated_at)
-            """,
-            [gated_run],
-        ).fetchall()
-    ]
-    problems = []
-    for check, suite, table, column, severity, status, observed in con.execute(
-        'select check_id, suite, "table", "column", severity, status, observed from audit.quality_results '
-        "where run_id = ? and status not in ('passed', 'skipped') order by severity, check_id",
-        [gated_run],
-    ).fetchall():
-        problems.append(
-            {
-                "check_id": check,
-                "suite": suite,
-                "table": table,
-                "column": column,
-                "severity": severity,
-                "status": status,
-                "observed": _numbers(observed),
-            }
-        )
-    failed = sum(s["failed"] for s in suites)
-    warned = sum(s["warned"] for s in suites)
-    verdict = "failed" if failed else ("passed with warnings" if warned else "passed")
-    return {
-        "run_id": gated_run,
-        "same_run": gated_run == run["run_id"],
-        "suites": suites,
-        "problems": problems,
-        "verdict": verdict,
-    }
-
-
-def _numbers(observed: str | None) -> dict[str, float]:
-    """Only the numeric measures of a check's observation (its sample values stay in the warehouse)."""
-    try:
-        value = json.loads(observed) if observed else {}
-    except ValueError:
-        return {}
-    if not isinstance(value, dict):
-        return {}
-    return {
-        k: v
-        for k, v in value.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and k != "sample"
-    }
-
-
-def _ts(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return str(value)

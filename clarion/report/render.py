@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from clarion.report.activity import content_html, quality_html, results_html
 from clarion.report.charts import _heat, calibration, hbars, histogram
 from clarion.report.fmt import (
     BLUE,
@@ -337,97 +338,6 @@ def _arrow(compare: str) -> str:
     }.get(compare, "")
 
 
-def _checks(checks: list[dict[str, Any]]) -> str:
-    passed = sum(c["passed"] for c in checks)
-    out = [f'<span class="badge ok">\u2713 {passed} of {len(checks)} checks passed</span>'] if checks else []
-    for c in checks:
-        if not c["passed"]:
-            cls = "bad" if c["severity"] == "block" else "warn"
-            out.append(
-                f'<span class="badge {cls}">\u2717 {e(c["name"])}</span> '
-                f'<span class="small">{e(c["detail"])}</span> '
-            )
-    return "".join(out)
-
-
-def _content(d: dict[str, Any]) -> str:
-    content = d["content"]
-    parts = ['<section id="content"><h2>Drafted content and approvals</h2>']
-    if not content["campaigns"]:
-        parts.append(f'<p class="note">{e(content.get("note") or "No drafts.")}</p></section>')
-        return "".join(parts)
-    parts.append(
-        "<p>Company copy drafted from each campaign brief with the help of a local language model (offer "
-        "facts come from the brief). <code>{first_name}</code> is filled per consenting recipient only at "
-        "export, and only approved, unchanged drafts are ever exported.</p>"
-    )
-    for c in content["campaigns"]:
-        counts = ", ".join(f"{v} {k}" for k, v in sorted(c["status_counts"].items()))
-        parts.append(
-            f'<h3 data-campaign="{e(c["campaign"])}">{e(c["campaign"])} '
-            f'<span class="small">\u00b7 {e(counts)} \u00b7 content run {e(c["content_run_id"])}</span></h3>'
-        )
-        for dr in c["drafts"]:
-            decision = (
-                f" \u00b7 last decision: {e(dr['decision'])} {e((dr['decided_at'] or '')[:16])}"
-                if dr.get("decision")
-                else ""
-            )
-            flags = (" \u00b7 the brief's own copy" if dr["fallback"] else "") + (
-                " \u00b7 AI-generated" if dr["ai_generated"] else ""
-            )
-            parts.append(
-                f'<div class="draft"><b>{e(label(dr["segment"]))}</b> \u00b7 {e(dr["channel"])} \u00b7 '
-                f'variant {e(dr["variant"])} \u00b7 <span class="badge status-{e(dr["status"])}">'
-                f"{e(dr['status'])}</span><span class='small'>{decision}{flags}</span>"
-            )
-            if dr["withheld"]:
-                parts.append(
-                    '<p class="note">Copy withheld: its personal-data check failed. Review it with '
-                    "<code>clarion drafts show</code>.</p>"
-                )
-            for part, text in dr["parts"].items():
-                parts.append(f'<div class="part">{e(part)}</div><div class="copy">{e(text)}</div>')
-            parts.append(f"<div>{_checks(dr['checks'])}</div></div>")
-    parts.append("</section>")
-    return "".join(parts)
-
-
-def _quality(d: dict[str, Any]) -> str:
-    q = d["quality"]
-    parts = ['<section id="quality"><h2>Data quality</h2>']
-    if not q["suites"]:
-        parts.append(f'<p class="note">{e(q["verdict"])}.</p></section>')
-        return "".join(parts)
-    where = (
-        "this run" if q.get("same_run") else f"run {e(q['run_id'])}, the latest gated run before this scoring"
-    )
-    parts.append(f"<p>Quality gates of {where}: <b>{e(q['verdict'])}</b>.</p>")
-    rows = "".join(
-        f"<tr><td>{e(s['suite'])} v{e(s['version'])}</td><td class='num'>{s['passed']}</td>"
-        f"<td class='num'>{s['warned']}</td><td class='num'>{s['failed']}</td>"
-        f"<td class='num'>{s['skipped']}</td></tr>"
-        for s in q["suites"]
-    )
-    parts.append(
-        '<table><thead><tr><th>suite</th><th class="num">passed</th><th class="num">warnings</th>'
-        f'<th class="num">failed</th><th class="num">skipped</th></tr></thead><tbody>{rows}</tbody></table>'
-    )
-    if q["problems"]:
-        rows = "".join(
-            f"<tr><td>{e(p['check_id'])}</td><td>{e(p['severity'])}</td><td>{e(p['status'])}</td>"
-            f"<td>{e(p['table'])}{'.' + e(p['column']) if p['column'] else ''}</td>"
-            f"<td>{e(', '.join(f'{k} {v:g}' for k, v in p['observed'].items()))}</td></tr>"
-            for p in q["problems"]
-        )
-        parts.append(
-            "<table><thead><tr><th>check</th><th>severity</th><th>status</th><th>where</th><th>measured</th>"
-            f"</tr></thead><tbody>{rows}</tbody></table>"
-        )
-    parts.append("</section>")
-    return "".join(parts)
-
-
 def html(data: dict[str, Any]) -> str:
     """The whole report: one HTML document with everything inline."""
     run = data["run"]
@@ -452,12 +362,13 @@ def html(data: dict[str, Any]) -> str:
         + _scores(data)
         + _drivers(data)
         + _profiles(data)
-        + _content(data)
-        + _quality(data)
+        + content_html(data)
+        + results_html(data)
+        + quality_html(data)
         + f"<footer>Clarion \u00b7 run {e(run['run_id'])}"
         + (f" \u00b7 code {e(run['code_version'])}" if run.get("code_version") else "")
-        + " \u00b7 figures from ml.customer_scores, ml.segments, content.drafts, audit.quality_results and "
-        "the model registry.</footer></body></html>\n"
+        + " \u00b7 figures from ml.customer_scores, ml.segments, content.drafts, ml.campaign_results, "
+        "audit.quality_results and the model registry.</footer></body></html>\n"
     )
 
 
@@ -512,9 +423,13 @@ def text(data: dict[str, Any]) -> str:
         lines.append(f"{label(s['segment']):<22}{n(s['customers']):>10}{pct(s['share']):>8}{change:>8}")
     drafts = sum(len(c["drafts"]) for c in data["content"]["campaigns"])
     pending = sum(c["status_counts"].get("pending", 0) for c in data["content"]["campaigns"])
+    results = (data.get("campaign_results") or {}).get("campaigns", [])
+    decided = sum(1 for c in results for a in c["arms"] if a["verdict"] == "winner")
     lines += [
         "",
         f"Drafted content: {drafts} draft(s), {pending} waiting for approval.",
+        f"Campaign results: {len(results)} campaign(s) measured against control groups, "
+        f"{decided} variant experiment(s) decided.",
         f"Data quality: {data['quality']['verdict']}.",
         "",
         "The full report is attached (PDF, and HTML to open in a browser). "

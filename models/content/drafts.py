@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -28,7 +28,7 @@ from models.content.guardrails import CheckReport, check_copy, check_slot
 from models.content.llm import DEFAULT_BANS
 from models.content.prompts import TEMPLATE_VERSION, SlotPrompt, slot_prompt, template_sha256
 
-VARIANT_NAMES = "ABCDE"
+VARIANT_NAMES = "ABCDEFGHIJ"  # a retired variant's letter is not reused: the next one is
 SLOT_TOKENS = {"headline": 14, "hook": 48}  # at most; the configured max_new_tokens caps both
 AI_DISCLOSURE = "This message was drafted with the help of AI and approved by our team."
 SLOT_BANS = DEFAULT_BANS  # digits, %, braces, currency signs, @ and links: never from the model
@@ -119,10 +119,16 @@ def draft_brief(
     meaning: Similarity,
     params: DraftParams,
     context: dict[str, Any],
+    retired: Collection[str] = (),
 ) -> tuple[list[Draft], list[SlotPrompt]]:
     """Every draft of one brief for the given segments (dicts with `segment`, `top_drivers`).
-    `context` goes into each draft's provenance (run id, segment definition, ...). Returns the
-    drafts and the prompts actually sent."""
+    `context` goes into each draft's provenance (run id, segment definition, ...). ``retired``:
+    variants a measured experiment retired (`clarion results`): their letters are skipped, so the
+    winner keeps its letter and a new challenger takes the next free one. Returns the drafts and the
+    prompts actually sent."""
+    names = [n for n in VARIANT_NAMES if n not in set(retired)][: brief.variants]
+    if len(names) < brief.variants:
+        raise ValueError(f"campaign {brief.name}: every variant letter {VARIANT_NAMES} has been retired")
     prompts = [
         slot_prompt(brief, s["segment"], slot, s.get("top_drivers"))
         for s in segments
@@ -149,10 +155,10 @@ def draft_brief(
             earlier: list[dict[str, str]] = []
             for v in range(brief.variants):
                 slots = {slot: chosen[(s["segment"], slot)][v] for slot in ("headline", "hook")}
-                draft = _assemble(brief, s["segment"], channel, VARIANT_NAMES[v], slots, facts, earlier)
+                draft = _assemble(brief, s["segment"], channel, names[v], slots, facts, earlier)
                 if draft.blocked and not draft.fallback:
                     seeds = {k: _seed_slot(brief, k, slots[k].prompt_sha256) for k in slots}
-                    draft = _assemble(brief, s["segment"], channel, VARIANT_NAMES[v], seeds, facts, earlier)
+                    draft = _assemble(brief, s["segment"], channel, names[v], seeds, facts, earlier)
                 draft.provenance = _provenance(brief, draft, lm, params, prompts, context, now)
                 earlier.append(_preview(draft.content))
                 drafts.append(draft)

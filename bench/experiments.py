@@ -1,0 +1,205 @@
+"""Experiment statistics (models/experiments.py, models/uplift.py) at several sizes, against floors.
+
+Data: customers simulated over 30 daily looks, half treated at random; 5% convert without the message
+(the baseline rises with a recency feature) and engaged customers (half of them) convert 2 points more
+when treated, the others not at all: an average uplift of 1 point with a planted heterogeneity.
+*Results*: what `clarion results` does for one campaign: customers and conversions per day and arm
+from the customer rows (one bincount), cumulative sums, then the sample-ratio check, the uplift with
+its Newcombe and Katz intervals, the always-valid sequential test read at all 30 looks, and the
+probability of being best. *Floor*: one numpy pass over the same arrays, customers and conversions
+per arm (the least any result needs). *Uplift*: the two-model learner (LightGBM, 60 trees each)
+fitted on half the customers and predicted on the other half, then the Qini coefficient of its
+ranking and of the oracle ranking by the planted uplift. *Fit floor*: one LightGBM model with the same
+parameters on all the fitting customers (the learner fits two, one per arm, on half as many each).
+Times exclude reading the arrays; results and floor are the fastest of 5 runs (they take
+milliseconds); each measurement runs in its own process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.harness import OUT, measure, report
+
+DATA = OUT / "experiments"
+LOOKS = 30
+BASE_LOGIT = -3.0  # about 5% conversion without the message
+UPLIFT_ENGAGED = 0.02
+REPEATS = 5  # results and floor: the fastest of this many runs
+
+
+def ensure_data(n: int) -> Path:
+    import numpy as np
+
+    path = DATA / f"customers-{n}.npz"
+    if path.exists():
+        return path
+    DATA.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(n)
+    features = rng.normal(size=(n, 4)).astype(np.float32)  # engagement, recency, tenure, noise
+    truth = np.where(features[:, 0] > 0, UPLIFT_ENGAGED, 0.0)
+    baseline = 1 / (1 + np.exp(-(BASE_LOGIT + 0.5 * features[:, 1])))
+    treated = rng.random(n) < 0.5
+    converted = rng.random(n) < baseline + truth * treated
+    day = rng.integers(0, LOOKS, n).astype(np.int16)
+    np.savez(path, features=features, truth=truth, treated=treated, converted=converted, day=day)
+    return path
+
+
+def _load(data: str, *names: str) -> list[Any]:
+    import numpy as np
+
+    with np.load(data) as arrays:
+        return [np.array(arrays[name]) for name in names]
+
+
+def _results(day: Any, treated: Any, converted: Any) -> dict[str, Any]:
+    import numpy as np
+
+    from models.experiments import prob_best, sequential_test, srm, uplift
+
+    started = time.perf_counter()
+    key = day.astype(np.int64) * 2 + treated
+    customers = np.bincount(key, minlength=2 * LOOKS).reshape(LOOKS, 2).cumsum(axis=0)
+    conversions = np.bincount(key, weights=converted, minlength=2 * LOOKS).reshape(LOOKS, 2).cumsum(axis=0)
+    aggregate_s = time.perf_counter() - started
+    started = time.perf_counter()
+    (nc, nt), (xc, xt) = customers[-1], conversions[-1]
+    srm_p = srm([nt, nc], [0.5, 0.5])
+    measured = uplift(xt, nt, xc, nc)
+    test = sequential_test(conversions[:, 1], customers[:, 1], conversions[:, 0], customers[:, 0])
+    best = prob_best([xc, xt], [nc, nt], seed=0)
+    statistics_s = time.perf_counter() - started
+    significant_at = np.flatnonzero(test.p_values < 0.05)
+    return {
+        "aggregate_s": aggregate_s,
+        "statistics_s": statistics_s,
+        "srm_p": srm_p,
+        "uplift": [measured.absolute, measured.abs_low, measured.abs_high],
+        "relative": [measured.relative, measured.rel_low, measured.rel_high],
+        "p_value": test.p_value,
+        "interval": [test.low, test.high],
+        "first_significant_look": int(significant_at[0]) + 1 if significant_at.size else None,
+        "prob_best_treated": float(best[1]),
+    }
+
+
+def run_results(data: str) -> dict[str, Any]:
+    """The fastest of REPEATS runs of each step (milliseconds on a shared machine: one run is noise)."""
+    runs = [_results(*_load(data, "day", "treated", "converted")) for _ in range(REPEATS)]
+    fastest = {k: min(r[k] for r in runs) for k in ("aggregate_s", "statistics_s")}
+    return {**runs[0], **fastest}
+
+
+def run_floor(data: str) -> dict[str, Any]:
+    import numpy as np
+
+    treated, converted = _load(data, "treated", "converted")
+    times = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        customers = np.bincount(treated, minlength=2)
+        conversions = np.bincount(treated, weights=converted, minlength=2)
+        times.append(time.perf_counter() - started)
+    return {"floor_s": min(times), "customers": customers.tolist(), "conversions": conversions.tolist()}
+
+
+def run_uplift(data: str) -> dict[str, Any]:
+
+    from models.uplift import TwoModelUplift, qini_coefficient
+
+    features, truth, treated, converted = _load(data, "features", "truth", "treated", "converted")
+    fit, hold = slice(0, None, 2), slice(1, None, 2)  # rows are already in random order
+    started = time.perf_counter()
+    model = TwoModelUplift(seed=0).fit(features[fit], treated[fit], converted[fit])
+    fit_s = time.perf_counter() - started
+    started = time.perf_counter()
+    predicted = model.predict(features[hold])
+    predict_s = time.perf_counter() - started
+    started = time.perf_counter()
+    qini = qini_coefficient(predicted, treated[hold], converted[hold])
+    qini_s = time.perf_counter() - started
+    return {
+        "fit_s": fit_s,
+        "predict_s": predict_s,
+        "qini_s": qini_s,
+        "qini": qini,
+        "oracle_qini": qini_coefficient(truth[hold], treated[hold], converted[hold]),
+    }
+
+
+def run_fit_floor(data: str) -> dict[str, Any]:
+    import lightgbm as lgb
+
+    from models.uplift import PARAMS, TREES
+
+    features, converted = _load(data, "features", "converted")
+    started = time.perf_counter()
+    lgb.train({**PARAMS, "seed": 0}, lgb.Dataset(features[::2], label=converted[::2]), num_boost_round=TREES)
+    return {"fit_floor_s": time.perf_counter() - started}
+
+
+HEAD = [
+    "| customers | results ms (aggregate / statistics) | peak MB | floor ms | results / floor "
+    "(aggregate / floor) "
+    "| uplift, 95% interval (truth 0.010) | always-valid p at look 30 (first look < 0.05); interval "
+    "| SRM p "
+    "| P(treated best) |",
+    "|---:|---|---:|---:|---:|---|---|---:|---:|",
+]
+UPLIFT_HEAD = [
+    "| customers | fit s (half the customers) | predict s (other half) | Qini s | peak MB | fit floor s "
+    "| fit / fit floor | Qini coefficient: model / oracle |",
+    "|---:|---:|---:|---:|---:|---:|---:|---|",
+]
+
+
+def main(sizes: list[int]) -> str:
+    records: list[dict[str, Any]] = []
+    rows_md, uplift_md = list(HEAD), list(UPLIFT_HEAD)
+    loads: list[str] = []
+    for n in sizes:
+        data = str(ensure_data(n))
+        load = os.getloadavg()[0]  # the machine is shared: how busy it was as this size started
+        loads.append(f"{n:,}: {load:.2f}")
+        results = measure("bench.experiments:run_results", data=data)
+        floor = measure("bench.experiments:run_floor", data=data)
+        learner = measure("bench.experiments:run_uplift", data=data)
+        fit_floor = measure("bench.experiments:run_fit_floor", data=data)
+        r, f, u = results.result, floor.result, learner.result
+        total = r["aggregate_s"] + r["statistics_s"]
+        low, high = r["interval"]
+        first = r["first_significant_look"]
+        rows_md.append(
+            f"| {n:,} | {total * 1e3:.2f} ({r['aggregate_s'] * 1e3:.2f} / {r['statistics_s'] * 1e3:.2f}) "
+            f"| {results.peak_rss_mb:,.0f} | {f['floor_s'] * 1e3:.3f} "
+            f"| {total / f['floor_s']:.1f}x ({r['aggregate_s'] / f['floor_s']:.1f}x) "
+            f"| {r['uplift'][0]:+.4f} ({r['uplift'][1]:+.4f} to {r['uplift'][2]:+.4f}) "
+            f"| {r['p_value']:.3g} ({first or 'none'}); {low:+.4f} to {high:+.4f} "
+            f"| {r['srm_p']:.3f} | {r['prob_best_treated']:.3f} |"
+        )
+        floor_fit = fit_floor.result["fit_floor_s"]
+        uplift_md.append(
+            f"| {n:,} | {u['fit_s']:.2f} | {u['predict_s']:.2f} | {u['qini_s']:.3f} "
+            f"| {learner.peak_rss_mb:,.0f} | {floor_fit:.2f} | {u['fit_s'] / floor_fit:.1f}x "
+            f"| {u['qini']:.5f} / {u['oracle_qini']:.5f} |"
+        )
+        record = {
+            "customers": n,
+            "load_1min": load,
+            "results": {**r, "wall_s": results.wall_s, "peak_rss_mb": results.peak_rss_mb},
+            "floor": {**f, "peak_rss_mb": floor.peak_rss_mb},
+            "uplift": {**u, "wall_s": learner.wall_s, "peak_rss_mb": learner.peak_rss_mb},
+            "fit_floor": {**fit_floor.result, "peak_rss_mb": fit_floor.peak_rss_mb},
+        }
+        records.append(record)
+        print(record, flush=True)
+    notes = " ".join(__doc__.split("\n\n", 1)[1].split())
+    notes += f" One-minute load average (2 cores) as each size started: {'; '.join(loads)}."
+    tables = [*rows_md, "\nThe uplift learner on the same customers:\n", *uplift_md]
+    return report(
+        "experiments", records, notes, tables, title="Experiments (results, sequential test, uplift)"
+    )

@@ -1,0 +1,71 @@
+"""`clarion results` as text: one block per campaign, the arms as a table, then the experiment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.1f}%"
+
+
+def _pts(x: float) -> str:
+    return "-" if x != x else f"{100 * x:+.1f}"
+
+
+def _eur(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{x:+,.0f}"
+
+
+def results_text(summary: dict[str, Any]) -> str:
+    campaigns = summary["campaigns"]
+    if not campaigns:
+        return "no campaign has sends or a control group on record yet"
+    level = f"{1 - summary['alpha']:.0%}"
+    lines: list[str] = []
+    for c in campaigns:
+        days = f"{c['first_exposure'][:10]} .. {c['last_exposure'][:10]}"
+        lines.append(f"{c['campaign']}  exposed {days}  ({level} intervals)")
+        header = (
+            f"  {'variant':<9}{'customers':>10}{'delivered':>10}{'opened':>8}{'clicked':>8}{'unsub':>7}"
+            f"{'converted':>10}  {'rate [' + level + ' CI]':<24}{'uplift, pts [CI]':<22}"
+            f"{'incr. revenue EUR [CI]':<28}verdict"
+        )
+        lines.append(header)
+        for a in c["arms"]:
+            rate = f"{_pct(a['conversion_rate'])} [{_pct(a['conversion_low'])}, {_pct(a['conversion_high'])}]"
+            u = a.get("uplift")
+            uplift = f"{_pts(u['absolute'])} [{_pts(u['low'])}, {_pts(u['high'])}]" if u else ""
+            inc = a.get("incremental_revenue_eur")
+            revenue = (
+                f"{_eur(inc)} [{_eur(a['incremental_revenue_low'])}, {_eur(a['incremental_revenue_high'])}]"
+                if inc is not None
+                else ""
+            )
+            counts = (
+                f"{a['customers']:>10,}{a['delivered']:>10,}{a['opened']:>8,}{a['clicked']:>8,}"
+                f"{a['unsubscribed']:>7,}{a['converters']:>10,}"
+            )
+            lines.append(f"  {a['variant']:<9}{counts}  {rate:<24}{uplift:<22}{revenue:<28}{a['verdict']}")
+        e = c.get("experiment") or {}
+        if e:
+            tests = ", ".join(
+                f"{v} vs {e['leader']}: {_pts(-t['difference'])} pts, always-valid p = {t['p_value']:.3g}"
+                for v, t in e["tests"].items()
+            )
+            best = ", ".join(f"{v} {p:.2f}" for v, p in e["prob_best"].items())
+            lines.append(f"  experiment: leader {e['leader']}; {tests}; P(best) {best}")
+            lines.append(f"  rule: {e['rule']}")
+        if c["srm_p"] is not None:
+            lines.append(f"  sample ratio (control vs treated, planned share): p = {c['srm_p']:.3g}")
+        if c["segments"]:
+            segs = "; ".join(
+                f"{s['segment']} {_pts(s['absolute'])} pts [{_pts(s['low'])}, {_pts(s['high'])}] "
+                f"(n {s['treated']:,}/{s['control']:,})"
+                for s in c["segments"]
+            )
+            lines.append(f"  uplift by segment: {segs}")
+        lines.extend(f"  note: {n}" for n in c["notes"])
+        lines.append("")
+    lines.append(f"results run {summary['results_run_id']}: ml.campaign_results, ml.campaign_uplift")
+    return "\n".join(lines)
