@@ -234,6 +234,11 @@ def explain(d: dict) -> str:
         if d["uplift_source"] == "measured":
             scope = f"segment {d['segment']}" if d.get("uplift_scope") == "segment" else "all its customers"
             parts.append(f"uplift measured against the campaign's holdout ({scope})")
+        elif d["uplift_source"] == "model":
+            parts.append(
+                "uplift predicted for them by the uplift model of past campaigns (validated against "
+                "random targeting of held-out customers; this campaign has no measured evidence yet)"
+            )
         else:
             p = d["purchase_probability"]
             parts.append(

@@ -318,3 +318,35 @@ def test_the_cli_decides_summarises_and_explain_shows_the_decision(decided, fres
     data = json.loads(CliRunner().invoke(cli, ["explain", str(cid), "--json"]).stdout)
     assert data["next_best_action"]["action"] == "reactivate"
     assert data["next_best_action"]["nba_run_id"] == summary["nba_run_id"]  # the latest decision
+
+
+def test_a_validated_uplift_model_replaces_the_prior_for_each_customer_and_the_decision_says_so(
+    decided, fresh: Path
+) -> None:
+    """ml.customer_uplift is written by `clarion results` only when its model validated; here it is
+    written directly (a 300-customer run has too few exposures to validate one) with a planted
+    per-customer uplift, and every decision priced by it must carry that customer's own figure."""
+    con = duckdb.connect(str(fresh / "var" / "warehouse.duckdb"))
+    try:
+        con.execute("create schema if not exists ml")
+        con.execute("drop table if exists ml.campaign_uplift")  # no campaign measured: the model decides
+        con.execute(
+            "create or replace table ml.customer_uplift as select 'R' results_run_id, contact_id, "
+            "as_of, 0.01 + (contact_id % 7) / 100.0 as uplift, 0.0 p_treated, 0.0 p_control "
+            "from ml.customer_scores "
+            "where run_id = (select arg_max(run_id, scored_at) from ml.customer_scores)"
+        )
+    finally:
+        con.close()
+    rows = _rows(fresh, _nba(fresh)["nba_run_id"])
+    priced = [r for r in rows.values() if r["action"] != "none"]
+    assert priced and all(r["uplift_source"] == "model" for r in priced)
+    for r in priced:
+        planted = 0.01 + (r["contact_id"] % 7) / 100.0
+        assert r["uplift"] == pytest.approx(
+            min(max(planted, -r["purchase_probability"]), 1 - r["purchase_probability"])
+        )
+    with_text = CliRunner().invoke(
+        cli, ["--config", str(fresh / "clarion.yaml"), "explain", str(priced[0]["contact_id"])]
+    )
+    assert "uplift model of past campaigns" in with_text.output, with_text.output

@@ -60,7 +60,9 @@ DDL = (
     )
     """,
 )
-SCOPES = ("prior", "campaign", "segment")
+SCOPES = ("prior", "campaign", "segment", "customer")
+SOURCES = ("prior", "measured", "model")
+SOURCE_OF_SCOPE = np.array([0, 1, 1, 2])  # prior; campaign or segment: measured; customer: model
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -120,9 +122,10 @@ def decide(settings: Settings, nba_run_id: str) -> dict[str, Any]:
         run_id, as_of = latest_scoring_run(con)
         f = read_facts(con, settings, run_id, as_of, briefs)
         measured = values.measured_uplift(con, settings, [b.name for b in briefs])
+        model = values.model_uplift(con, f)
         ok = [b.risk_tier == "low" or approved(con, b) for b in briefs]
         order_value, own, shop = values.order_values(f)
-        pairs = _pairs(f, settings, briefs, actions, discounts, measured, order_value)
+        pairs = _pairs(f, settings, briefs, actions, discounts, measured, order_value, model)
         result = arbitrate(
             pairs.customer,
             pairs.action,
@@ -157,12 +160,15 @@ def _pairs(
     discounts: list[Any],
     measured: dict[str, values.Measured],
     order_value: np.ndarray,
+    model: np.ndarray | None = None,
 ) -> Pairs:
     parts: dict[str, list[np.ndarray]] = {k: [] for k in Pairs.__dataclass_fields__}
     per_campaign = {}
     for k, b in enumerate(briefs):
         rows = np.flatnonzero(f.member[k])
-        uplift, scope = values.uplift_for(f, rows, measured.get(b.name), settings.nba.prior_relative_uplift)
+        uplift, scope = values.uplift_for(
+            f, rows, measured.get(b.name), settings.nba.prior_relative_uplift, model
+        )
         v = incremental_value(
             f.purchase_probability[rows],
             uplift,
@@ -239,7 +245,7 @@ def _rows(
             "runner_up_channel": label(channel_index[pairs.action[r]], channels, runner >= 0),
             "runner_up_value_eur": pick(pairs.value, r, runner >= 0),
             "uplift": pick(pairs.uplift, c, has),
-            "uplift_source": label((pairs.scope[c] > 0).astype(np.int32), ["prior", "measured"], has),
+            "uplift_source": label(SOURCE_OF_SCOPE[pairs.scope[c]], list(SOURCES), has),
             "uplift_scope": label(pairs.scope[c].astype(np.int32), list(SCOPES), has),
             "purchase_probability": pa.array(f.purchase_probability),
             "expected_order_value_eur": pa.array(order_value),

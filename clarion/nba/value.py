@@ -8,6 +8,10 @@ the offer's cost.
   ``experiments.min_evidence`` customers in each arm: the customer's segment's figure if it has
   that evidence, else the campaign's overall one, else the prior (models.nba.prior_uplift). No
   table yet (no campaign measured) means the prior for everyone.
+* **Uplift model.** Where a campaign has no measured figure with enough evidence, a *validated*
+  uplift model of past campaigns (``ml.customer_uplift``, written by `clarion results` only when the
+  model beat random targeting of held-out customers) gives each customer's own predicted uplift,
+  instead of the prior.
 * **Order value.** The customer's own mean order value as of the scoring day
   (``marts.customer_features.avg_order_value_eur``: their orders before that day, cancelled ones
   left out). It is the most direct figure of what one more order from this customer is worth; the
@@ -63,14 +67,40 @@ def measured_uplift(
     return out
 
 
+def model_uplift(con: duckdb.DuckDBPyConnection, f: Facts) -> np.ndarray | None:
+    """Each customer's uplift predicted by the validated uplift model (NaN for a customer it did not
+    score), or None when no validated model has scored customers."""
+    if not relation_exists(con, "ml", "customer_uplift"):
+        return None
+    rows = con.execute("select contact_id, uplift from ml.customer_uplift").fetchnumpy()
+    if rows["contact_id"].size == 0:
+        return None
+    out = np.full(len(f), np.nan)
+    order = np.argsort(rows["contact_id"])
+    known = rows["contact_id"][order]
+    at = np.searchsorted(known, f.contact_id)
+    hit = (at < known.size) & (known[np.minimum(at, known.size - 1)] == f.contact_id)
+    out[hit] = rows["uplift"][order][at[hit]]
+    return out
+
+
 def uplift_for(
-    f: Facts, rows: np.ndarray, measured: Measured | None, prior_relative: float
+    f: Facts,
+    rows: np.ndarray,
+    measured: Measured | None,
+    prior_relative: float,
+    model: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(uplift, scope) for customers `rows`: scope 2 = their segment's measured figure, 1 = the
-    campaign's overall one, 0 = the prior."""
+    campaign's overall one, 3 = the validated uplift model's prediction for them, 0 = the prior."""
     p = f.purchase_probability[rows]
     uplift = prior_relative * p
     scope = np.zeros(rows.size, dtype=np.int8)
+    if measured is None and model is not None:
+        predicted = model[rows]
+        hit = np.isfinite(predicted)
+        uplift[hit] = predicted[hit]
+        scope[hit] = 3
     if measured is None:
         return uplift, scope
     if measured.overall is not None:
