@@ -38,16 +38,11 @@ from clarion.config import GenerateSettings
 from clarion.contract import ENTITIES
 from clarion.errors import GenerateError
 from clarion.synth import defects as dfx
-from clarion.synth.simulate import (
-    DRIVERS,
-    FX_PER_EUR,
-    PERSONAS,
-    ChunkSimulator,
-    Counters,
-    Timeline,
-    make_campaigns,
-    make_catalog,
-)
+from clarion.synth.arrays import Counters, Timeline
+from clarion.synth.campaigns import make_campaigns
+from clarion.synth.orders import FX_PER_EUR, make_catalog
+from clarion.synth.personas import DRIVERS, PERSONAS
+from clarion.synth.simulate import ChunkSimulator
 from clarion.synth.sinks import FileSink, MariaDbSink, PostgresSink, redact_dsn, sha256_file
 
 log = logging.getLogger(__name__)
