@@ -51,6 +51,10 @@ FX_PER_EUR = {"EUR": 1.0, "GBP": 0.85, "USD": 1.08, "SEK": 11.3}
 FX = np.array([FX_PER_EUR[c] for c in CURRENCIES])
 DISCOUNT_PCT = np.array([10, 15, 20, 25])
 DISCOUNT_CODES = ("SAVE10", "SPRING15", "VIP20", "FLASH25")
+STATUS_WEIGHT = np.array([0.91, 0.06, 0.03])  # completed, returned, cancelled (ORDER_STATUSES order)
+P_ORDER_AT_SIGNUP = 0.85  # most people sign up at checkout
+SIGNUP_ORDER_DELAY = 0.5 * DAY  # mean
+STRAW_DAYS = (7, 60)  # the delivery that went wrong, this many days before a delivery-driven decline
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class OrderResult:
     future_time: np.ndarray
     future_eur: np.ndarray
     future_cancelled: np.ndarray
+    planted_ids: np.ndarray  # the order id of each planted order, in the order they were given
 
 
 def make_catalog(rng: np.random.Generator, n_products: int, tl: Timeline) -> Catalog:
@@ -120,8 +125,13 @@ def simulate_orders(
     tl: Timeline,
     catalog: Catalog,
     counters: Counters,
+    planted_owner: np.ndarray | None = None,
+    planted_time: np.ndarray | None = None,
 ) -> OrderResult:
-    """The chunk's orders and items, history and future; ids continue from ``counters``."""
+    """The chunk's orders and items, history and future; ids continue from ``counters``.
+
+    ``planted_owner``/``planted_time``: extra orders a campaign caused (campaigns.plant_conversions),
+    made like any other order except that they are never cancelled (a conversion that stands)."""
     n = people.n
     end = tl.future_end
     seg_a_hi = np.minimum(people.onset, end)
@@ -139,23 +149,31 @@ def simulate_orders(
 
     poisson_segment(people.signup, seg_a_hi, people.base_rate)
     poisson_segment(seg_a_hi, np.full(n, end), people.base_rate * POST_ONSET_RATE[people.persona])
-    first = np.flatnonzero(rng.random(n) < 0.85)  # most people sign up at checkout
+    first = np.flatnonzero(rng.random(n) < P_ORDER_AT_SIGNUP)
     owners.append(first)
-    times.append(people.signup[first] + rng.exponential(0.5 * DAY, len(first)).astype(np.int64))
+    times.append(people.signup[first] + rng.exponential(SIGNUP_ORDER_DELAY, len(first)).astype(np.int64))
     straw.append(np.zeros(len(first), dtype=bool))
     # the delivery that went wrong shortly before a delivery-driven decline
     d = np.flatnonzero((people.drivers & DELIVERY) > 0)
-    t_straw = people.onset[d] - uniform_between(rng, np.full(len(d), 7 * DAY), np.full(len(d), 60 * DAY))
+    lead = uniform_between(rng, np.full(len(d), STRAW_DAYS[0] * DAY), np.full(len(d), STRAW_DAYS[1] * DAY))
+    t_straw = people.onset[d] - lead
     ok = t_straw > people.signup[d]
     owners.append(d[ok])
     times.append(t_straw[ok])
     straw.append(np.ones(ok.sum(), dtype=bool))
+    planted_owner = np.zeros(0, dtype=np.int64) if planted_owner is None else planted_owner
+    planted_time = np.zeros(0, dtype=np.int64) if planted_time is None else planted_time
+    owners.append(planted_owner)
+    times.append(planted_time)
+    straw.append(np.zeros(len(planted_owner), dtype=bool))
 
     owner = np.concatenate(owners)
     t = np.concatenate(times)
     forced_problem = np.concatenate(straw)
+    planted_seq = np.full(len(owner), -1, dtype=np.int64)  # which planted order, -1 for the rest
+    planted_seq[len(owner) - len(planted_owner) :] = np.arange(len(planted_owner))
     sort = np.lexsort((t, owner))
-    owner, t, forced_problem = owner[sort], t[sort], forced_problem[sort]
+    owner, t, forced_problem, planted_seq = owner[sort], t[sort], forced_problem[sort], planted_seq[sort]
     m = len(owner)
     persona = people.persona[owner]
     onset = people.onset[owner]
@@ -180,7 +198,8 @@ def simulate_orders(
     delivery = np.where(u < lost_p, 2, np.where(u < lost_p + late_p, 1, 0))
     delivery[forced_problem] = np.where(rng.random(forced_problem.sum()) < 0.6, 1, 2)
     channel = choice_cdf(rng, np.array([0.55, 0.25, 0.15, 0.05]), m)
-    status = choice_cdf(rng, np.array([0.91, 0.06, 0.03]), m)
+    status = choice_cdf(rng, STATUS_WEIGHT, m)
+    status[(planted_seq >= 0) & (status == 2)] = 0  # a planted conversion is a purchase that stands
     status[(delivery == 2) & (rng.random(m) < 0.5)] = 1  # lost parcels often end as returns/refunds
     status[(status == 1) & (t + 30 * DAY >= tl.cutoff) & (t < tl.cutoff)] = 0  # return not yet done
     delivery[status == 2] = 3  # cancelled: not shipped
@@ -265,4 +284,31 @@ def simulate_orders(
         future_time=t[fut],
         future_eur=total[fut] / FX[currency[fut]] / 100.0,
         future_cancelled=status[fut] == 2,
+        planted_ids=order_ids[np.argsort(planted_seq)[m - len(planted_owner) :]],
     )
+
+
+def p_no_order(people: People, contact: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The chance that ``contact`` (index into people) places no order that stands (is not
+    cancelled) in [lo, hi) under the process above, before any campaign effect: the Poisson rate
+    (with the onset's drop and the season, taken at the window's middle), the order at signup and
+    a delivery-driven decline's last order. Campaign effects are planted as exact lifts of the
+    chance to buy, which needs it (campaigns.plant_conversions)."""
+    stands = 1.0 - STATUS_WEIGHT[2]
+    width = (hi - lo).astype(np.float64)
+    before_onset = np.clip(people.onset[contact] - lo, 0, width)
+    factor = before_onset + (width - before_onset) * POST_ONSET_RATE[people.persona[contact]]
+    expected = people.base_rate[contact] * season(lo + width / 2) * factor
+    p_none = np.exp(-expected * stands)
+    since_signup = (lo - people.signup[contact]).astype(np.float64)
+    to_signup = np.exp(-np.maximum(since_signup, 0) / SIGNUP_ORDER_DELAY)
+    p_signup = P_ORDER_AT_SIGNUP * (
+        to_signup - np.exp(-np.maximum(since_signup + width, 0) / SIGNUP_ORDER_DELAY)
+    )
+    p_none *= 1.0 - stands * p_signup
+    onset = people.onset[contact].astype(np.float64)
+    straw_lo, straw_hi = onset - STRAW_DAYS[1] * DAY, onset - STRAW_DAYS[0] * DAY
+    overlap = np.clip(np.minimum(hi, straw_hi) - np.maximum(lo, straw_lo), 0, None)
+    has_straw = (people.drivers[contact] & DELIVERY) > 0
+    p_none *= 1.0 - stands * np.where(has_straw, overlap / (straw_hi - straw_lo), 0.0)
+    return p_none

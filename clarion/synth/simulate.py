@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from clarion.contract import AGE_BANDS, CONSENT_SOURCES, COUNTRIES, ENTITIES, LAWFUL_BASES
 from clarion.synth.arrays import DAY, NEVER, Counters, Timeline, pick, ts_array
-from clarion.synth.campaigns import Campaigns, simulate_email
+from clarion.synth.campaigns import Campaigns, assignment_table, plant_conversions, simulate_email
 from clarion.synth.orders import Catalog, simulate_orders
 from clarion.synth.personas import DRIVERS, PERSONAS, simulate_names, simulate_people
 from clarion.synth.tickets import simulate_tickets
@@ -31,6 +31,7 @@ class ChunkResult:
     tables: dict[str, pa.Table]  # contract entities, history before the cutoff
     truth: pa.Table  # one row per contact
     ticket_truth: pa.Table
+    assignment: pa.Table  # every experiment's arms (truth/campaign_assignment)
     future_orders: pa.Table  # orders after the cutoff, ids not yet assigned (see generator)
     future_items: pa.Table
 
@@ -47,10 +48,12 @@ class ChunkSimulator:
         catalog: Catalog,
         campaigns: Campaigns,
     ) -> None:
-        streams = seed.spawn(6)
+        # a seventh stream came with experiments: the first six (spawned in this order) are unchanged
+        streams = [np.random.default_rng(s) for s in seed.spawn(7)]
         self.rng_people, self.rng_orders, self.rng_items, self.rng_email, self.rng_tickets, self.rng_misc = (
-            np.random.default_rng(s) for s in streams
+            streams[:6]
         )
+        self.rng_arms = streams[6]
         self.n = n
         self.ids = np.arange(first_id, first_id + n, dtype=np.int64)
         self.tl = tl
@@ -61,11 +64,23 @@ class ChunkSimulator:
         tl = self.tl
         self.people = simulate_people(self.rng_people, self.ids, tl)
         self.names = simulate_names(self.rng_misc, self.people)
-        self.order_result = simulate_orders(
-            self.rng_orders, self.rng_items, self.people, tl, self.catalog, counters
-        )
-        email = simulate_email(self.rng_email, self.people, tl, self.campaigns, counters)
+        # e-mail first: the experiments' planted orders are made with the others
+        email = simulate_email(self.rng_email, self.rng_arms, self.people, tl, self.campaigns, counters)
         self.unsub_at = email.unsub_at
+        planted, planted_at = plant_conversions(self.rng_arms, self.people, self.campaigns, email.exposures)
+        self.order_result = simulate_orders(
+            self.rng_orders,
+            self.rng_items,
+            self.people,
+            tl,
+            self.catalog,
+            counters,
+            planted_owner=email.exposures.contact[planted],
+            planted_time=planted_at,
+        )
+        assignment = assignment_table(
+            self.people, self.campaigns, email.exposures, planted, self.order_result.planted_ids
+        )
         tickets, ticket_truth = simulate_tickets(
             self.rng_tickets, self.people, self.names, self.order_result, tl, counters
         )
@@ -83,6 +98,7 @@ class ChunkSimulator:
             },
             truth=truth,
             ticket_truth=ticket_truth,
+            assignment=assignment,
             future_orders=self.order_result.future_orders,
             future_items=self.order_result.future_items,
         )
