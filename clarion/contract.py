@@ -35,7 +35,10 @@ CURRENCIES = ("EUR", "GBP", "USD", "SEK")
 ORDER_STATUSES = ("completed", "returned", "cancelled")
 ORDER_CHANNELS = ("web", "app", "store", "phone")
 DELIVERY_STATUSES = ("on_time", "late", "lost", "not_shipped")
-EMAIL_EVENT_TYPES = ("sent", "open", "click", "unsubscribe", "bounce")
+# `control`: enrolled in the campaign's control group, never sent (ESPs such as Braze record the
+# enrolment as an event). A customer is exposed to a campaign at their first `sent` (treatment) or
+# `control` (control group) event of it.
+EMAIL_EVENT_TYPES = ("sent", "open", "click", "unsubscribe", "bounce", "control")
 TICKET_CHANNELS = ("email", "chat", "phone")
 TICKET_CATEGORIES = ("delivery", "refund", "product", "account", "billing")
 TICKET_STATUSES = ("open", "closed")
@@ -205,13 +208,25 @@ ENTITIES: dict[str, Entity] = {
             primary_key="event_id",
             cursor="occurred_at",
             parents={"contact_id": "contacts"},
-            doc="Marketing e-mail sends and reactions, one row per event.",
+            doc="Marketing e-mail sends and reactions, and control-group enrolments, one row per event.",
             columns=(
                 _c("event_id", "int", required=True),
                 _c("contact_id", "int", required=True),
                 _c("campaign_id", "string", required=True),
-                _c("event_type", "string", required=True, enum=EMAIL_EVENT_TYPES),
+                _c(
+                    "event_type",
+                    "string",
+                    required=True,
+                    enum=EMAIL_EVENT_TYPES,
+                    doc="control: enrolled in the campaign's control group, never sent",
+                ),
                 _c("occurred_at", "timestamp", required=True),
+                _c(
+                    "variant_id",
+                    "string",
+                    doc="the variant sent (A/B test); empty for campaigns without variants and for "
+                    "control enrolments. Optional: exports without it still load",
+                ),
             ),
         ),
         Entity(

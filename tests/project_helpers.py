@@ -15,7 +15,14 @@ from clarion.synth.generator import generate
 from flows.pipeline import pipeline
 
 SMALL_CUSTOMERS, SMALL_SEED = 300, 5
-MARTS = ("customer_features", "customer_labels", "dim_customers", "fct_orders", "fct_email_events")
+MARTS = (
+    "customer_features",
+    "customer_labels",
+    "dim_customers",
+    "fct_orders",
+    "fct_email_events",
+    "fct_campaign_exposures",
+)
 RUN_COLUMNS = ["run_id", "model_version", "scored_at"]  # differ between any two runs by design
 REPORT_KEYS = (
     "headline",

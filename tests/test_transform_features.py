@@ -117,6 +117,8 @@ def built(tmp_path_factory) -> tuple[dict[int, dict], dict[int, dict], Any]:
                 # sent the day before the recent window, opened inside it: the older window's open
                 event(124, 1, "sent", "2026-05-01 09:00:00+00", "p4"),
                 event(134, 1, "open", "2026-05-03 10:00:00+00", "p4"),
+                # enrolled in a campaign's control group: nothing was sent, so not a send
+                event(140, 1, "control", "2026-06-20 09:00:00+00", "x0"),
             ],
         )
         insert(
@@ -282,6 +284,8 @@ def test_personal_data_and_ticket_text_never_reach_the_marts(built) -> None:
         "customer_labels",
         "dim_customers",
         "fct_orders",
+        "fct_email_events",
+        "fct_campaign_exposures",
         "fct_support_tickets",
     ):
         columns = {c for c, *_ in query(settings, f"describe staging.{table}")}

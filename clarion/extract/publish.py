@@ -106,14 +106,27 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, extra_quarantine: tuple[str, .
     """Every raw and quarantine table exists (empty if no source feeds it), so dbt can rely on them."""
     for entity in ENTITIES.values():
         con.execute(raw_ddl(entity))
+        add_contract_columns(con, entity, f"raw.{q(entity.name)}")
         con.execute(quarantine_ddl(entity.name))
         if entity.keeps_history:
             con.execute(history_ddl(entity))
+            add_contract_columns(con, entity, history_table(entity))
     for name in extra_quarantine:
         con.execute(quarantine_ddl(name))
     for ddl in AUDIT_DDL:
         con.execute(ddl)
     findings.ensure_table(con)
+
+
+def add_contract_columns(con: duckdb.DuckDBPyConnection, entity: Entity, table: str) -> list[str]:
+    """Columns the contract gained after this warehouse's table was made (email_events.variant_id
+    came with campaign experiments), added empty: older rows never had them, and every load and
+    model reads the table by column name."""
+    existing = {row[0] for row in con.execute(f"describe {table}").fetchall()}
+    added = [c for c in entity.columns if c.name not in existing]
+    for c in added:
+        con.execute(f"alter table {table} add column {q(c.name)} {DUCKDB_TYPES[c.type]}")
+    return [c.name for c in added]
 
 
 @dataclass

@@ -7,6 +7,8 @@ Output folder (CSV shown; Parquet has the same names)::
     truth/contacts.csv          persona, planted drivers and onset, what each contact buys after the cutoff
     truth/tickets.csv           true sentiment, PII and prompt-injection flags per ticket
     truth/future_orders.csv     the orders after the cutoff (never in the export), and their items
+    truth/campaign_effects.csv  the planted uplift of each experiment's variants, per persona
+    truth/campaign_assignment.csv  every experiment's audience: arm, variant, send time, planted order
     defects.csv                 every injected defect: kind, file, row, key, column, expected outcome, reason
     manifest.json               parameters, row counts and sha256 of every file
 
@@ -38,16 +40,11 @@ from clarion.config import GenerateSettings
 from clarion.contract import ENTITIES
 from clarion.errors import GenerateError
 from clarion.synth import defects as dfx
-from clarion.synth.simulate import (
-    DRIVERS,
-    FX_PER_EUR,
-    PERSONAS,
-    ChunkSimulator,
-    Counters,
-    Timeline,
-    make_campaigns,
-    make_catalog,
-)
+from clarion.synth.arrays import Counters, Timeline
+from clarion.synth.campaigns import make_campaigns
+from clarion.synth.orders import FX_PER_EUR, make_catalog
+from clarion.synth.personas import DRIVERS, PERSONAS
+from clarion.synth.simulate import ChunkSimulator
 from clarion.synth.sinks import FileSink, MariaDbSink, PostgresSink, redact_dsn, sha256_file
 
 log = logging.getLogger(__name__)
@@ -255,6 +252,7 @@ def _run(
         counters.consents = ids.next["consents"]
         side_sink.write("truth/contacts", result.truth)
         side_sink.write("truth/tickets", result.ticket_truth)
+        side_sink.write("truth/campaign_assignment", result.assignment)
         personas.update(result.truth.column("persona").to_pylist())
         drivers.update(d for ds in result.truth.column("drivers").to_pylist() for d in ds.split(";") if d)
         future.add(result.future_orders, result.future_items)
@@ -262,6 +260,7 @@ def _run(
             progress(min(g.customers, (chunk + 1) * CHUNK_CONTACTS), g.customers)
 
     future.write_renumbered(counters, side_sink)
+    side_sink.write("truth/campaign_effects", campaigns.effects_table())
     infos = {**data_sink.close(), **side_sink.close()}
     defects_out.close()
     by_kind = defects_out.by_kind
@@ -294,6 +293,8 @@ def _run(
             "tickets": side_sink.path_of("truth/tickets"),
             "future_orders": side_sink.path_of("truth/future_orders"),
             "future_order_items": side_sink.path_of("truth/future_order_items"),
+            "campaign_effects": side_sink.path_of("truth/campaign_effects"),
+            "campaign_assignment": side_sink.path_of("truth/campaign_assignment"),
             "personas": dict(sorted(personas.items())),
             "drivers": {d: drivers.get(d, 0) for d in DRIVERS},
             "persona_names": list(PERSONAS),

@@ -101,6 +101,7 @@ import pyarrow as pa
 import clarion
 from clarion.config import GenerateSettings
 from clarion.errors import GenerateError
+from clarion.synth.arrays import cents_to_decimal
 from clarion.synth.generator import (
     GENERATOR,
     GENERATOR_VERSION,
@@ -109,7 +110,6 @@ from clarion.synth.generator import (
     Progress,
     _check_target,
 )
-from clarion.synth.simulate import cents_to_decimal
 from clarion.synth.sinks import FileSink
 
 log = logging.getLogger(__name__)

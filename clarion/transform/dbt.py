@@ -27,6 +27,7 @@ MART_TABLES = (
     "dim_customers",
     "fct_orders",
     "fct_email_events",
+    "fct_campaign_exposures",
     "fct_support_tickets",
     "customer_features",
     "customer_labels",
@@ -52,8 +53,8 @@ def resolve_as_of(settings: Settings, con: duckdb.DuckDBPyConnection, explicit: 
     return latest.date() + timedelta(days=1)
 
 
-def dbt_vars(as_of: date, horizon_days: int) -> dict[str, Any]:
-    return {"as_of": as_of.isoformat(), "horizon_days": horizon_days}
+def dbt_vars(as_of: date, horizon_days: int, attribution_days: int = 7) -> dict[str, Any]:
+    return {"as_of": as_of.isoformat(), "horizon_days": horizon_days, "attribution_days": attribution_days}
 
 
 def dbt_args(
@@ -81,7 +82,12 @@ def dbt_args(
         "--log-path",
         str(files / "logs"),
         "--vars",
-        json.dumps({**dbt_vars(as_of, settings.transform.horizon_days), **(extra_vars or {})}),
+        json.dumps(
+            {
+                **dbt_vars(as_of, settings.transform.horizon_days, settings.experiments.attribution_days),
+                **(extra_vars or {}),
+            }
+        ),
         *extra,
     ]
 

@@ -24,6 +24,12 @@
     {{ as_of_plus_days_ts(var("horizon_days")) }}
 {%- endmacro %}
 
+{#- The end of a campaign's attribution window (var `attribution_days`) after a timestamp, in
+    exact hours: a calendar day in a session time zone with DST can be 23 or 25 of them. -#}
+{% macro attribution_end(ts) -%}
+    ({{ ts }} + interval '1 hour' * {{ 24 * (var('attribution_days') | int) }})
+{%- endmacro %}
+
 {#- Fractional days from a to b, the same on DuckDB and PostgreSQL. -#}
 {% macro days_between(a, b) -%}
     {{ return(adapter.dispatch('days_between', 'clarion')(a, b)) }}

@@ -10,6 +10,7 @@ select
     event_id,
     contact_id,
     campaign_id,
+    variant_id,
     event_type,
     occurred_at
 from events

@@ -14,6 +14,7 @@ renamed as (
         event_id,
         contact_id,
         campaign_id,
+        variant_id,
 
         ----------  text
         event_type,
