@@ -123,7 +123,7 @@ def _assert_audit_and_lineage_verify(cli: Cli, run_id: str) -> None:
 
 @pytest.fixture(scope="module")
 def clean(briefed: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One uninterrupted `clarion content`, every draft approved, `clarion export`; ``approved`` is a
+    """One uninterrupted `clarion content`, every draft approved, `clarion export`; ``snapshot`` is a
     copy of the project after the approvals and before the export."""
     started = time.perf_counter()
     cli = Cli(_copy(briefed, tmp_path_factory.mktemp("clean") / "project"), cli_env())
@@ -246,5 +246,4 @@ def test_export_killed_after_writing_a_file_is_rerun_to_the_clean_files_with_one
     assert [s for s, _ in events] == [kill_a, kill_a, kill_b]  # attempt 1 recorded kill-a; attempt 3 both
     assert {s: sha for s, sha in events} == {e[0]: e[-1] for e in clean["exports"]}
     _assert_audit_and_lineage_verify(cli, clean["run_id"])
-    assert [e[0] for e in _exports(cli)] == [kill_a, kill_b]
     print(f"export killed twice: {time.perf_counter() - started:.1f} s, CPU {cpu_seconds() - cpu:.0f} s")
