@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 REPO = Path(__file__).resolve().parents[1]
 CLARION = str(Path(sys.executable).with_name("clarion"))
-NAMES = ["daily", "content-approval", "weekly-report", "content"]
+NAMES = ["daily", "content-approval", "weekly-report", "content", "triggered-campaign"]
 
 
 def invoke(*args: str):
@@ -46,7 +46,7 @@ def served_project(project, monkeypatch, tmp_path) -> Path:
 def test_list_shows_every_deployment_of_prefect_yaml_with_its_schedule(served_project) -> None:
     result = invoke("serve", "--list")
     assert result.exit_code == 0, result.output
-    assert f"4 deployments from {REPO / 'prefect.yaml'}" in result.output
+    assert f"5 deployments from {REPO / 'prefect.yaml'}" in result.output
     for name in ("clarion-pipeline/daily", "content-approval/content-approval"):
         assert name in result.output
     for name in ("clarion-pipeline/weekly-report", "clarion-pipeline/content"):
@@ -69,6 +69,7 @@ def test_list_json_equals_prefect_yaml_with_the_config_in_use(served_project) ->
         assert served["description"] == entry["description"]
         assert served["schedules"] == entry.get("schedules", [])
         assert served["parameters"] == expected_parameters(entry, config)
+        assert served["triggers"] == entry.get("triggers", [])
 
 
 def test_a_prefect_yaml_beside_the_config_is_served_instead(served_project) -> None:
@@ -119,6 +120,48 @@ def test_a_missing_name_a_repeated_name_or_a_non_flow_is_refused_with_what_to_wr
     bad.write_text("deployments:\n  - name: x\n    entrypoint: flows/pipeline.py:STAGES\n")
     with pytest.raises(ServeError, match=r"deployments\[0\] \(x\).*names a list.*not a Prefect flow"):
         deployments(None, None, bad)  # type: ignore[arg-type]
+
+
+def test_the_triggered_campaign_deployment_runs_on_the_trigger_event_with_its_trigger_id(
+    served_project,
+) -> None:
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+    from clarion.serve import specs
+    from clarion.triggers import EVENT, RESOURCE_PREFIX
+
+    listing = invoke("serve", "--list").output
+    assert "trigger     on clarion.trigger.fired with trigger_id={{ event.payload.trigger_id }}" in listing
+    [spec] = [s for s in specs(served_project / "clarion.yaml") if s.name == "triggered-campaign"]
+    [trigger] = spec.to_deployment().triggers
+    assert isinstance(trigger, DeploymentEventTrigger) and trigger.enabled
+    assert trigger.expect == {EVENT} and trigger.match.root == {"prefect.resource.id": RESOURCE_PREFIX + "*"}
+    assert trigger.parameters == {"trigger_id": "{{ event.payload.trigger_id }}"}
+    assert spec.parameters["config_path"] == str(served_project / "clarion.yaml")
+
+
+@pytest.mark.parametrize(
+    ("triggers", "fragment"),
+    [
+        ("{expect: [x]}", "`triggers` must be a list"),
+        ("[just-a-string]", "triggers[0] is not a mapping"),
+        ("[{type: evnt, expect: [x]}]", "triggers[0] is not a Prefect deployment trigger"),
+        ("[{type: event, expectt: [x]}]", "triggers[0] has keys ['expectt']"),
+    ],
+)
+def test_a_bad_trigger_names_the_deployment_and_what_it_takes(tmp_path, triggers: str, fragment: str) -> None:
+    from clarion.serve import ServeError, deployments
+
+    bad = tmp_path / "prefect.yaml"
+    bad.write_text(
+        "deployments:\n"
+        "  - name: on-event\n"
+        "    entrypoint: flows/triggers.py:triggered_campaign\n"
+        f"    triggers: {triggers}\n"
+    )
+    with pytest.raises(ServeError) as caught:
+        deployments(None, None, bad)  # type: ignore[arg-type]
+    assert "deployments[0] (on-event)" in str(caught.value) and fragment in str(caught.value)
 
 
 def test_a_bad_prefect_yaml_is_a_one_line_error_on_the_command_line(served_project) -> None:
@@ -175,6 +218,7 @@ def test_serve_registers_the_deployments_and_runs_one_on_demand(served_project) 
                 ("content-approval", "content-approval"),
                 ("clarion-pipeline", "weekly-report"),
                 ("clarion-pipeline", "content"),
+                ("triggered-campaign", "triggered-campaign"),
             ]
         }
         with get_client(sync_client=True) as client:

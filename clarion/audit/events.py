@@ -38,6 +38,8 @@ DRAFT_REJECTED = "draft.rejected"
 DRAFT_EDITED = "draft.edited"
 EXPORT_WRITTEN = "export.written"
 CONFIG_CHANGED = "config.changed"
+TRIGGER_FIRED = "trigger.fired"  # a campaign's trigger found customers (counts only; ids in ml.trigger_hits)
+TRIGGER_RUN = "trigger.run"  # a triggered campaign ran for them: exported, or waiting for approval
 ACTIONS: frozenset[str] = frozenset(
     {
         RUN_STARTED,
@@ -56,6 +58,8 @@ ACTIONS: frozenset[str] = frozenset(
         DRAFT_EDITED,
         EXPORT_WRITTEN,
         CONFIG_CHANGED,
+        TRIGGER_FIRED,
+        TRIGGER_RUN,
     }
 )
 
