@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from serve_helpers import registered, serving, wait_for
 
 from clarion.cli import cli
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 REPO = Path(__file__).resolve().parents[1]
-CLARION = str(Path(sys.executable).with_name("clarion"))
 NAMES = ["daily", "content-approval", "weekly-report", "content", "triggered-campaign"]
 
 
@@ -171,46 +165,13 @@ def test_a_bad_prefect_yaml_is_a_one_line_error_on_the_command_line(served_proje
     assert result.output.startswith("error: ") and "deployments[0] (x)" in result.output
 
 
-def _wait_for_deployments(client, names: list[str], server: subprocess.Popen, log: Path, timeout: float):
-    from prefect.exceptions import ObjectNotFound
-
-    deadline = time.monotonic() + timeout
-    found = {}
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"clarion serve exited early:\n{log.read_text()}"
-        for name in names:
-            if name not in found:
-                with contextlib.suppress(ObjectNotFound):
-                    found[name] = client.read_deployment_by_name(name)
-        if len(found) == len(names):
-            return found
-        time.sleep(1)
-    raise AssertionError(f"deployments {sorted(set(names) - set(found))} never appeared:\n{log.read_text()}")
-
-
 @pytest.mark.slow
 def test_serve_registers_the_deployments_and_runs_one_on_demand(served_project) -> None:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL
 
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": PREFECT_API_URL.value(),  # the session's test server
-        "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # pick the run up within a second, not ten
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-    }
     log = served_project / "serve.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [CLARION, "serve", "--paused", "--limit", "2"],
-            cwd=served_project,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with serving(served_project, log) as server:
         names = {
             f"{flow}/{name}": name
             for flow, name in [
@@ -221,16 +182,26 @@ def test_serve_registers_the_deployments_and_runs_one_on_demand(served_project) 
                 ("triggered-campaign", "triggered-campaign"),
             ]
         }
-        with get_client(sync_client=True) as client:
-            found = _wait_for_deployments(client, list(names), server, log, timeout=180)
         by_name = {e["name"]: e for e in repo_deployments()}
-        for full_name, deployment in found.items():
+        config = served_project / "clarion.yaml"
+        with get_client(sync_client=True) as client:
+
+            def all_registered() -> dict | None:
+                found = {
+                    n: registered(client, n, config, len(by_name[names[n]].get("triggers", [])))
+                    for n in names
+                }
+                return found if all(found.values()) else None
+
+            found = wait_for(f"deployments {sorted(names)}", all_registered, 180, log, server)
+        for full_name, (deployment, owned) in found.items():
             entry = by_name[names[full_name]]
             assert deployment.paused  # --paused: nothing starts on its own
             assert deployment.work_pool_name is None  # served, not for a worker
             assert deployment.parameters == expected_parameters(entry, served_project / "clarion.yaml")
             crons = [(s.schedule.cron, s.schedule.timezone) for s in deployment.schedules]
             assert crons == [(s["cron"], s["timezone"]) for s in entry.get("schedules", [])]
+            assert [a.trigger.expect for a in owned] == [set(t["expect"]) for t in entry.get("triggers", [])]
 
         run = run_deployment(
             "clarion-pipeline/daily", parameters={"stages": ["prepare"]}, timeout=180, poll_interval=2
@@ -238,13 +209,5 @@ def test_serve_registers_the_deployments_and_runs_one_on_demand(served_project) 
         assert run.state is not None and run.state.is_completed(), f"{run.state}\n{log.read_text()}"
         assert run.parameters["stages"] == ["prepare"] and run.parameters["wait_seconds"] == 3600
         assert (served_project / "var" / "warehouse.duckdb").is_file()
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
-            pytest.fail(f"clarion serve did not stop on Ctrl-C within 60 s:\n{log.read_text()}")
     assert server.returncode == 0, log.read_text()
     assert "Pausing all deployments" in log.read_text()  # Prefect turns the schedules off on the way out

@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import date
@@ -27,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from serve_helpers import registered, serving, wait_for
 from trigger_helpers import jumped_scores, write_contacts, write_drafts, write_scoring_run
 
 from clarion import triggers
@@ -70,6 +67,13 @@ def _hits(settings: Settings, trigger_id: str) -> pd.DataFrame:
         ).df()
 
 
+def _scored_twice(settings: Settings, before: pd.DataFrame, after: pd.DataFrame) -> None:
+    """Scoring runs run-a and, a day later, run-b."""
+    with _connect(settings) as con:
+        write_scoring_run(con, "run-a", 0, before)
+        write_scoring_run(con, "run-b", 24, after)
+
+
 def _expected_jumpers(before: pd.DataFrame, after: pd.DataFrame, jump: float, audience: tuple) -> set[int]:
     """Independently: every customer of the audience (now) whose own two scores differ by at least
     the jump, in decimal terms (a rise of exactly 0.15 counts)."""
@@ -85,9 +89,7 @@ def test_churn_jump_fires_for_exactly_the_audience_customers_whose_own_risk_rose
 ) -> None:
     ids = np.arange(1, 1201)
     before, after = jumped_scores(ids, 0.15, seed=1, segments=AT_RISK + OTHERS)
-    with _connect(settings) as con:
-        write_scoring_run(con, "run-a", 0, before)
-        write_scoring_run(con, "run-b", 24, after)
+    _scored_twice(settings, before, after)
     found = triggers.detect(settings, "run-b")
 
     expected = _expected_jumpers(before, after, 0.15, AT_RISK)
@@ -137,9 +139,7 @@ def test_enters_segment_fires_for_newcomers_to_the_segment_including_customers_s
             ],
         }
     )
-    with _connect(settings) as con:
-        write_scoring_run(con, "run-a", 0, before)
-        write_scoring_run(con, "run-b", 24, after)
+    _scored_twice(settings, before, after)
     [fired] = triggers.detect(settings, "run-b").fired
     hits = _hits(settings, fired.trigger_id)
     assert list(hits["contact_id"]) == [1, 3, 6]  # 2 was in it already, 4 is not in it
@@ -164,9 +164,7 @@ def test_a_customer_meeting_both_rules_is_one_hit_naming_both(settings: Settings
             "segment": ["at_risk_high_value", "loyal", "at_risk_high_value"],
         }
     )
-    with _connect(settings) as con:
-        write_scoring_run(con, "run-a", 0, before)
-        write_scoring_run(con, "run-b", 24, after)
+    _scored_twice(settings, before, after)
     fired = {f.campaign: f for f in triggers.detect(settings, "run-b").fired}["rescue-both"]
     hits = _hits(settings, fired.trigger_id)
     assert dict(zip(hits["contact_id"], hits["rule"], strict=True)) == {
@@ -199,9 +197,7 @@ def test_the_previous_run_is_the_latest_settled_one_not_a_failed_or_interrupted_
 def test_detection_again_for_the_same_run_replaces_its_hits_instead_of_adding(settings: Settings) -> None:
     ids = np.arange(1, 301)
     before, after = jumped_scores(ids, 0.15, seed=3, segments=AT_RISK)
-    with _connect(settings) as con:
-        write_scoring_run(con, "run-a", 0, before)
-        write_scoring_run(con, "run-b", 24, after)
+    _scored_twice(settings, before, after)
     first = triggers.detect(settings, "run-b").fired[0]
     hits = _hits(settings, first.trigger_id)
     second = triggers.detect(settings, "run-b").fired[0]
@@ -238,9 +234,7 @@ def test_briefs_without_a_trigger_are_not_watched(project, tmp_path: Path) -> No
 def test_the_event_carries_counts_and_the_rule_but_no_customer(settings: Settings) -> None:
     ids = np.arange(1001, 1601)
     before, after = jumped_scores(ids, 0.15, seed=5, segments=AT_RISK)
-    with _connect(settings) as con:
-        write_scoring_run(con, "run-a", 0, before)
-        write_scoring_run(con, "run-b", 24, after)
+    _scored_twice(settings, before, after)
     [fired] = triggers.detect(settings, "run-b").fired
     event = fired.event()
     assert event["event"] == "clarion.trigger.fired"
@@ -378,25 +372,6 @@ def test_an_unknown_trigger_is_a_clear_error(settings: Settings) -> None:
 
 
 # -- end to end, against a real Prefect server ----------------------------------------------------
-CLARION = str(Path(sys.executable).with_name("clarion"))
-
-
-def _wait(what: str, probe, timeout: float, log: Path, server: subprocess.Popen):
-    """Poll ``probe`` until it returns something truthy; fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, (
-            f"clarion serve exited while waiting for {what}:\n{log.read_text()[-4000:]}"
-        )
-        found = probe()
-        if found:
-            return found
-        time.sleep(1)
-    raise AssertionError(
-        f"{what}: not within {timeout:.0f} s. clarion serve's log:\n{log.read_text()[-4000:]}"
-    )
-
-
 RISING = {  # the test project's own brief: everyone at some risk, fired by a rise of ten points
     "name": "rising-risk",
     "audience": {"rule": "churn_risk >= 0.2"},
@@ -416,8 +391,6 @@ def test_a_churn_jump_between_two_pipeline_runs_starts_the_triggered_campaign_th
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
-    from prefect.exceptions import ObjectNotFound
-    from prefect.settings import PREFECT_API_URL
     from project_helpers import run_pipeline_in, small_project
 
     from clarion.config import load_settings
@@ -433,23 +406,8 @@ def test_a_churn_jump_between_two_pipeline_runs_starts_the_triggered_campaign_th
             "segment:\n  max_model_age_days: 365\n"
         )
     _brief(root / "campaigns", RISING["name"], RISING["audience"], RISING["trigger"])
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": PREFECT_API_URL.value(),
-        "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-    }
     log = tmp_path / "serve.log"
-    with log.open("w") as out:  # registers while the project builds
-        server = subprocess.Popen(
-            [CLARION, "serve", "--paused", "--limit", "2"],
-            cwd=root,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with serving(root, log) as server:  # registers while the project builds
         assert run_pipeline_in(root, stages=["extract", "transform"])["status"] == "completed"
         first = run_pipeline_in(
             root, stages=["segment"], as_of=date(2026, 5, 1)
@@ -463,17 +421,13 @@ def test_a_churn_jump_between_two_pipeline_runs_starts_the_triggered_campaign_th
             runner.decide(settings, did, "approve", "marketing-lead", None)
 
         with get_client(sync_client=True) as client:
-
-            def deployment():
-                try:
-                    dep = client.read_deployment_by_name("triggered-campaign/triggered-campaign")
-                except ObjectNotFound:
-                    return None
-                return (
-                    dep if client.read_resource_related_automations(f"prefect.deployment.{dep.id}") else None
-                )
-
-            dep = _wait("the triggered-campaign deployment and its automation", deployment, 120, log, server)
+            dep, _ = wait_for(
+                "the triggered-campaign deployment and its automation",
+                lambda: registered(client, "triggered-campaign/triggered-campaign", root / "clarion.yaml", 1),
+                120,
+                log,
+                server,
+            )
             time.sleep(2)  # the triggers service takes up the new automation
 
             second = run_pipeline_in(root, stages=["segment"])  # scored as of the day after the last order
@@ -491,7 +445,7 @@ def test_a_churn_jump_between_two_pipeline_runs_starts_the_triggered_campaign_th
                 )
                 return [e for e in page.events if e.payload.get("trigger_id") == fired["trigger_id"]]
 
-            [seen] = _wait("the event clarion.trigger.fired on the server", event, 60, log, server)
+            [seen] = wait_for("the event clarion.trigger.fired on the server", event, 60, log, server)
 
             def finished_run():
                 flow_runs = client.read_flow_runs(
@@ -504,7 +458,7 @@ def test_a_churn_jump_between_two_pipeline_runs_starts_the_triggered_campaign_th
                 assert not failed, f"triggered-campaign failed: {failed}\n{log.read_text()[-4000:]}"
                 return [r for r in mine if r.state and r.state.is_completed()]
 
-            [flow_run] = _wait(
+            [flow_run] = wait_for(
                 "a completed triggered-campaign run for the trigger", finished_run, 150, log, server
             )
         assert flow_run.parameters["config_path"] == str(root / "clarion.yaml")
@@ -557,10 +511,3 @@ def test_a_churn_jump_between_two_pipeline_runs_starts_the_triggered_campaign_th
             assert set(sent) == expected & _reachable(people, channel), channel
             assert len(sent) == recipients
         assert sum(r for _, _, r in exports) > 0
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
