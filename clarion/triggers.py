@@ -217,7 +217,8 @@ def detect(settings: Settings, scoring_run: str | None = None) -> Detection:
                     audit.TRIGGER_FIRED,
                     fired.trigger_id,
                     run_id=current,
-                    details={k: v for k, v in asdict(fired).items() if k != "trigger_id"},
+                    details={k: v for k, v in asdict(fired).items() if k != "trigger_id"}
+                    | {"event_id": str(fired.event_id)},
                 )
             log.info("trigger of %s: %d customers", brief.name, fired.customers)
     return found

@@ -35,7 +35,14 @@ def campaign_triggers(settings: Settings, scoring_run: str) -> dict[str, Any]:
     if found.note:
         logger.info("triggers: %s", found.note)
     for fired in found.fired:
-        emit_event(**fired.event())
+        if emit_event(**fired.event()) is None:  # Prefect logs why; the customers are stored all the same
+            logger.warning(
+                "the event for trigger %s could not be sent, so nothing starts its campaign: run it by hand "
+                "with prefect deployment run 'triggered-campaign/triggered-campaign' -p trigger_id=%s",
+                fired.trigger_id,
+                fired.trigger_id,
+            )
+            continue
         logger.info(
             "trigger %s fired for %d customers of %s (%s): event %s sent",
             fired.trigger_id,
