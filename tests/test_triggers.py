@@ -1,30 +1,31 @@
 """Campaign triggers: who fires a brief's trigger between two scoring runs, the event that says so
 (counts only), and the triggered campaign that exports the approved copy to those customers only.
 
-The fast tests write two scoring runs straight into a real DuckDB warehouse and re-derive, customer
-by customer with pandas, who must fire. The slow test runs it all against a real Prefect server:
-detection emits the event, the server keeps it, the deployment trigger that `clarion serve` registers
-from the repository's prefect.yaml starts `triggered-campaign`, and its export holds exactly the
-customers who fired (less those an export always leaves out).
+These tests write two scoring runs straight into a real DuckDB warehouse and re-derive, customer by
+customer with pandas, who must fire (exact rises and rises just under the jump included).
+tests/test_triggers_server.py runs it all through the pipeline against a real Prefect server.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
-import time
 import uuid
-from datetime import date
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from serve_helpers import registered, serving, wait_for
-from trigger_helpers import jumped_scores, write_contacts, write_drafts, write_scoring_run
+from trigger_helpers import (
+    WINBACK,
+    jumped_scores,
+    reachable,
+    sent_to,
+    write_brief,
+    write_contacts,
+    write_drafts,
+    write_scoring_run,
+)
 
 from clarion import triggers
 from clarion.config import Settings
@@ -33,19 +34,8 @@ from clarion.warehouse import Warehouse
 from models.content.brief import load_brief
 
 REPO = Path(__file__).resolve().parents[1]
-WINBACK = REPO / "campaigns" / "winback-summer.yaml"
 AT_RISK = ("at_risk_high_value", "at_risk_low_value")
 OTHERS = ("champions", "loyal", "new")
-
-
-def _brief(folder: Path, name: str, audience: dict, trigger: dict | None) -> None:
-    data = yaml.safe_load(WINBACK.read_text())
-    data.update(name=name, audience=audience)
-    data.pop("trigger", None)
-    if trigger is not None:
-        data["trigger"] = trigger
-    folder.mkdir(exist_ok=True)
-    (folder / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 @pytest.fixture
@@ -116,7 +106,7 @@ def test_enters_segment_fires_for_newcomers_to_the_segment_including_customers_s
 ) -> None:
     folder = settings.content.briefs
     (folder / "winback-summer.yaml").unlink()
-    _brief(
+    write_brief(
         folder, "rescue-high", {"segments": ["at_risk_high_value"]}, {"enters_segment": "at_risk_high_value"}
     )
     before = pd.DataFrame(
@@ -150,7 +140,7 @@ def test_enters_segment_fires_for_newcomers_to_the_segment_including_customers_s
 
 def test_a_customer_meeting_both_rules_is_one_hit_naming_both(settings: Settings) -> None:
     folder = settings.content.briefs
-    _brief(
+    write_brief(
         folder,
         "rescue-both",
         {"rule": "churn_risk >= 0.0"},
@@ -226,7 +216,7 @@ def test_without_an_earlier_settled_run_nothing_fires_and_the_summary_says_why(s
 
 
 def test_briefs_without_a_trigger_are_not_watched(project, tmp_path: Path) -> None:
-    _brief(tmp_path / "campaigns", "plain", {"segments": list(AT_RISK)}, None)
+    write_brief(tmp_path / "campaigns", "plain", {"segments": list(AT_RISK)}, None)
     found = triggers.detect(project(), "run-b")
     assert found.fired == [] and found.checked == [] and "has a trigger" in found.note
 
@@ -271,18 +261,6 @@ def fired_project(settings: Settings) -> tuple[Settings, triggers.Fired, pd.Data
     return settings, fired, people, drafts
 
 
-def _sent_to(path: str) -> list[int]:
-    with Path(path).open(newline="", encoding="utf-8") as fh:
-        return [int(r["contact_id"]) for r in csv.DictReader(fh)]
-
-
-def _reachable(people: pd.DataFrame, channel: str) -> set[int]:
-    """Independently of the export: who may get a channel (consent, an address, no objection)."""
-    consent, address = ("email_consent", "email") if channel == "email" else ("sms_consent", "phone")
-    ok = people[people[consent] & people[address].notna() & ~people["marketing_objection"]]
-    return set(ok["contact_id"].astype(int))
-
-
 def test_a_triggered_campaign_without_approved_copy_waits_for_approval_and_says_what_to_do(
     fired_project,
 ) -> None:
@@ -306,7 +284,7 @@ def test_a_triggered_campaign_exports_the_approved_copy_to_the_triggered_custome
     for did in drafts:
         runner.decide(settings, did, "approve", "marketing-lead", None)
     full = runner.export(settings, "winback-summer")["exports"]  # the campaign's own export first
-    full_rows = {e["channel"]: _sent_to(e["path"]) for e in full}
+    full_rows = {e["channel"]: sent_to(e["path"]) for e in full}
     with _connect(settings) as con:  # the drafts' run (run-a) decides the full export's audience
         audience = {
             r[0]
@@ -315,7 +293,7 @@ def test_a_triggered_campaign_exports_the_approved_copy_to_the_triggered_custome
             ).fetchall()
         }
     assert {c: set(rows) for c, rows in full_rows.items()} == {
-        c: audience & _reachable(people, c) for c in ("email", "sms")
+        c: audience & reachable(people, c) for c in ("email", "sms")
     }
 
     result = triggers.run(settings, fired.trigger_id)
@@ -324,14 +302,14 @@ def test_a_triggered_campaign_exports_the_approved_copy_to_the_triggered_custome
     assert result["status"] == "exported" and result["customers"] == len(hits) > 20
     assert {e["channel"] for e in result["exports"]} == {"email", "sms"}
     for e in result["exports"]:
-        sent = _sent_to(e["path"])
-        assert set(sent) == hits & _reachable(people, e["channel"]) and len(sent) == len(set(sent))
+        sent = sent_to(e["path"])
+        assert set(sent) == hits & reachable(people, e["channel"]) and len(sent) == len(set(sent))
         assert e["recipients"] + sum(e["excluded"].values()) == len(hits) and e["without_approved_copy"] == 0
         assert Path(e["path"]).parent.name == "trigger-run-b"
     # the campaign's full export (audience of the drafts' run) is still on disk, untouched
     for e in full:
         assert (
-            _sent_to(e["path"]) == full_rows[e["channel"]] and Path(e["path"]).parent.name == "winback-summer"
+            sent_to(e["path"]) == full_rows[e["channel"]] and Path(e["path"]).parent.name == "winback-summer"
         )
     with _connect(settings) as con:
         exports = dict(con.execute("select export_id, recipients from content.exports").fetchall())
@@ -363,151 +341,9 @@ def test_customers_in_a_segment_without_approved_copy_are_counted_not_lost(fired
     assert result["status"] == "exported" and low
     for e in result["exports"]:
         assert e["without_approved_copy"] == len(low)
-        assert not set(_sent_to(e["path"])) & low
+        assert not set(sent_to(e["path"])) & low
 
 
 def test_an_unknown_trigger_is_a_clear_error(settings: Settings) -> None:
     with pytest.raises(triggers.TriggerError, match=r"no customers are stored for trigger 'nope'.*mistyped"):
         triggers.run(settings, "nope")
-
-
-# -- end to end, against a real Prefect server ----------------------------------------------------
-RISING = {  # the test project's own brief: everyone at some risk, fired by a rise of ten points
-    "name": "rising-risk",
-    "audience": {"rule": "churn_risk >= 0.2"},
-    "trigger": {"churn_jump": 0.1},
-}
-
-
-@pytest.mark.slow
-def test_a_churn_jump_between_two_pipeline_runs_starts_the_triggered_campaign_through_a_real_prefect_server(
-    tmp_path: Path, prefect_server, monkeypatch
-) -> None:
-    """A real small project (300 generated contacts) scored twice by the pipeline, two months apart.
-    The second run's segment stage stores who fired and emits the event; the server keeps it; the
-    deployment trigger that `clarion serve` registers from the repository's prefect.yaml starts
-    triggered-campaign with the event's trigger id; it waits for the pipeline to release the
-    warehouse, and its export holds exactly the customers who fired, less those no export may reach."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
-    from project_helpers import run_pipeline_in, small_project
-
-    from clarion.config import load_settings
-
-    root = tmp_path / "shop"
-    root.mkdir()
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
-    small_project(root)
-    with (root / "clarion.yaml").open("a") as fh:
-        # no holdouts: the export is the whole reachable audience; one model scores both days
-        fh.write(
-            "experiments:\n  holdout_share: 0.0\n  global_control_share: 0.0\n"
-            "segment:\n  max_model_age_days: 365\n"
-        )
-    _brief(root / "campaigns", RISING["name"], RISING["audience"], RISING["trigger"])
-    log = tmp_path / "serve.log"
-    with serving(root, log) as server:  # registers while the project builds
-        assert run_pipeline_in(root, stages=["extract", "transform"])["status"] == "completed"
-        first = run_pipeline_in(
-            root, stages=["segment"], as_of=date(2026, 5, 1)
-        )  # the marts stay as of today
-        assert "no earlier settled scoring run" in first["stages"]["segment"]["triggers"]["note"]
-        settings = load_settings(root / "clarion.yaml", env={})
-        brief = load_brief(root / "campaigns" / "rising-risk.yaml")
-        with _connect(settings) as con:
-            drafts = write_drafts(con, brief, "content-a", first["run_id"], ["rule"])
-        for did in drafts:
-            runner.decide(settings, did, "approve", "marketing-lead", None)
-
-        with get_client(sync_client=True) as client:
-            dep, _ = wait_for(
-                "the triggered-campaign deployment and its automation",
-                lambda: registered(client, "triggered-campaign/triggered-campaign", root / "clarion.yaml", 1),
-                120,
-                log,
-                server,
-            )
-            time.sleep(2)  # the triggers service takes up the new automation
-
-            second = run_pipeline_in(root, stages=["segment"])  # scored as of the day after the last order
-
-            [fired] = second["stages"]["segment"]["triggers"]["fired"]
-            assert fired["previous_run_id"] == first["run_id"] and fired["scoring_run_id"] == second["run_id"]
-
-            def event():
-                page = client.read_events(
-                    filter=EventFilter(
-                        event=EventNameFilter(name=["clarion.trigger.fired"]),
-                        resource=EventResourceFilter(id=["clarion.campaign.rising-risk"]),
-                    ),
-                    limit=50,  # the server's maximum (the client's default, 100, is refused)
-                )
-                return [e for e in page.events if e.payload.get("trigger_id") == fired["trigger_id"]]
-
-            [seen] = wait_for("the event clarion.trigger.fired on the server", event, 60, log, server)
-
-            def finished_run():
-                flow_runs = client.read_flow_runs(
-                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id]))
-                )
-                mine = [r for r in flow_runs if r.parameters.get("trigger_id") == fired["trigger_id"]]
-                failed = [
-                    r.state for r in mine if r.state and r.state.is_final() and not r.state.is_completed()
-                ]
-                assert not failed, f"triggered-campaign failed: {failed}\n{log.read_text()[-4000:]}"
-                return [r for r in mine if r.state and r.state.is_completed()]
-
-            [flow_run] = wait_for(
-                "a completed triggered-campaign run for the trigger", finished_run, 150, log, server
-            )
-        assert flow_run.parameters["config_path"] == str(root / "clarion.yaml")
-
-        # only now, with the triggered run finished, is the warehouse free to read
-        with duckdb.connect(str(settings.warehouse.path), read_only=True) as con:
-            scores = {
-                run: con.execute(
-                    "select contact_id, churn_risk, segment from ml.customer_scores where run_id = ?", [run]
-                ).df()
-                for run in (first["run_id"], second["run_id"])
-            }
-            hits = con.execute(
-                "select contact_id from ml.trigger_hits where trigger_id = ?", [fired["trigger_id"]]
-            ).fetchnumpy()["contact_id"]
-            people = con.execute(
-                "select d.contact_id, coalesce(d.email_consent, false) email_consent, "
-                "coalesce(d.sms_consent, false) sms_consent, coalesce(d.marketing_objection, false) "
-                "marketing_objection, c.email, c.phone from marts.dim_customers d left join ("
-                "select contact_id, any_value(email) email, any_value(phone) phone from raw.contacts "
-                "group by contact_id) c using (contact_id)"
-            ).df()
-            exports = con.execute(
-                "select channel, path, recipients from content.exports where export_id like ?",
-                [f"%-trigger-{second['run_id']}"],
-            ).fetchall()
-            [(status,)] = con.execute(
-                "select details->>'status' from audit.events where action = 'trigger.run' and subject = ?",
-                [fired["trigger_id"]],
-            ).fetchall()
-        before, now = scores[first["run_id"]], scores[second["run_id"]]
-        both = now.merge(before, on="contact_id", suffixes=("_now", "_before"))
-        assert len(both) > 250  # every customer compared, each against their own earlier score
-        rise = (both["churn_risk_now"] - both["churn_risk_before"]).round(9)
-        expected = set(both.loc[(rise >= 0.1) & (both["churn_risk_now"] >= 0.2), "contact_id"].astype(int))
-        assert set(hits) == expected and len(hits) == len(expected) >= 3
-        assert seen.payload == {  # counts, the rule and run ids: no customer
-            "trigger_id": fired["trigger_id"],
-            "campaign": "rising-risk",
-            "customers": len(expected),
-            "by_rule": {"churn_jump": len(expected)},
-            "rule": {"churn_jump": 0.1},
-            "scoring_run_id": second["run_id"],
-            "previous_run_id": first["run_id"],
-        }
-        assert str(seen.id) == fired["event_id"]
-        assert status == "exported" and {c for c, _, _ in exports} == {"email", "sms"}
-        for channel, path, recipients in exports:
-            sent = _sent_to(path)
-            assert set(sent) == expected & _reachable(people, channel), channel
-            assert len(sent) == recipients
-        assert sum(r for _, _, r in exports) > 0

@@ -3,12 +3,15 @@ whose churn risk jumped (the scores a model would give are beside the point ther
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
+import yaml
 
 from clarion import runs
 from clarion.content.runner import draft_id
@@ -18,6 +21,30 @@ from models.content.brief import Brief
 from models.content.drafts import content_hash
 
 T0 = datetime(2026, 7, 1, 5, 0, tzinfo=UTC)
+WINBACK = Path(__file__).resolve().parents[1] / "campaigns" / "winback-summer.yaml"
+
+
+def write_brief(folder: Path, name: str, audience: dict, trigger: dict | None) -> None:
+    """The shipped winback-summer brief under another name, audience and trigger (None: none)."""
+    data = yaml.safe_load(WINBACK.read_text())
+    data.update(name=name, audience=audience)
+    data.pop("trigger", None)
+    if trigger is not None:
+        data["trigger"] = trigger
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def sent_to(path: str) -> list[int]:
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        return [int(r["contact_id"]) for r in csv.DictReader(fh)]
+
+
+def reachable(people: pd.DataFrame, channel: str) -> set[int]:
+    """Independently of the export: who may get a channel (consent, an address, no objection)."""
+    consent, address = ("email_consent", "email") if channel == "email" else ("sms_consent", "phone")
+    ok = people[people[consent] & people[address].notna() & ~people["marketing_objection"]]
+    return set(ok["contact_id"].astype(int))
 
 
 def write_scoring_run(
