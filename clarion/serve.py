@@ -1,8 +1,9 @@
 """Serve the deployments of prefect.yaml from one process: no work pool, no worker.
 
 `prefect deploy` plus a worker is one way to schedule Clarion; `clarion serve` is the other, for one
-machine. Both read the same prefect.yaml, so names, descriptions, parameters and schedules cannot
-drift between them. What only a worker needs (``work_pool``, the pull steps) is ignored here.
+machine. Both read the same prefect.yaml, so names, descriptions, parameters, schedules and
+deployment triggers (automations that start a run when an event arrives) cannot drift between them.
+What only a worker needs (``work_pool``, the pull steps) is ignored here.
 
 Importing this module imports Prefect: call `clarion.runtime.prepare_prefect` before.
 """
@@ -11,14 +12,16 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from prefect import Flow
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.events import DeploymentTriggerTypes
 from prefect.schedules import Cron
+from pydantic import TypeAdapter, ValidationError
 
 import clarion
 from clarion.config import Settings
@@ -29,10 +32,12 @@ log = logging.getLogger("clarion.serve")
 REPO = Path(clarion.__file__).resolve().parents[1]
 PREFECT_YAML = "prefect.yaml"
 # keys of a prefect.yaml deployment that serving uses, and the ones that only matter to a worker
-USED = {"name", "description", "entrypoint", "parameters", "schedules", "tags"}
+USED = {"name", "description", "entrypoint", "parameters", "schedules", "tags", "triggers"}
 WORKER_ONLY = {"work_pool", "pull", "build", "push", "job_variables"}
 # the keys of a cron schedule in prefect.yaml that prefect.schedules.Cron accepts
 CRON_KEYS = {"cron", "timezone", "day_or", "active", "parameters", "slug"}
+# a prefect.yaml trigger is Prefect's own deployment trigger (type: event, metric, compound, sequence)
+TRIGGERS: TypeAdapter[Any] = TypeAdapter(DeploymentTriggerTypes)
 
 
 class ServeError(ClarionError):
@@ -50,6 +55,7 @@ class DeploymentSpec:
     parameters: dict[str, Any]
     schedules: list[dict[str, Any]]
     tags: list[str]
+    triggers: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def full_name(self) -> str:
@@ -66,6 +72,7 @@ class DeploymentSpec:
             "parameters": self.parameters,
             "schedules": self.schedules,
             "tags": self.tags,
+            "triggers": self.triggers,
         }
 
     def to_deployment(self, paused: bool = False) -> RunnerDeployment:
@@ -75,6 +82,8 @@ class DeploymentSpec:
             parameters=self.parameters,
             schedules=[_cron(s) for s in self.schedules],
             tags=self.tags,
+            # automations owned by the deployment: registering it again replaces them, never duplicates
+            triggers=[TRIGGERS.validate_python(t) for t in self.triggers],
             paused=paused,
             # recorded as flows.pipeline.pipeline: importable from any folder, unlike a relative file path
             entrypoint_type=EntrypointType.MODULE_PATH,
@@ -136,6 +145,7 @@ def specs(config_path: Path | None, path: Path | None = None) -> list[Deployment
                 parameters=parameters,
                 schedules=_schedules(entry.get("schedules"), where),
                 tags=list(entry.get("tags") or []),
+                triggers=_triggers(entry.get("triggers"), where),
             )
         )
     seen: set[str] = set()
@@ -245,6 +255,37 @@ def _schedules(value: Any, where: str) -> list[dict[str, Any]]:
         except ValueError as exc:
             raise ServeError(f"{where}: schedules[{i}] cron {schedule['cron']!r} is invalid: {exc}") from None
         result.append(dict(schedule))
+    return result
+
+
+def _triggers(value: Any, where: str) -> list[dict[str, Any]]:
+    """Prefect's deployment triggers, checked here so a typo fails before anything is registered
+    (Prefect itself ignores an unknown key, and a misspelt `expect` would match every event)."""
+    if value is None:
+        return []
+    example = "e.g. `- type: event` with `expect: [clarion.trigger.fired]` and `parameters:`"
+    if not isinstance(value, list):
+        raise ServeError(f"{where}: `triggers` must be a list of Prefect deployment triggers, {example}")
+    result = []
+    for i, spec in enumerate(value):
+        if not isinstance(spec, dict):
+            raise ServeError(f"{where}: triggers[{i}] is not a mapping; {example}")
+        try:
+            trigger = TRIGGERS.validate_python(dict(spec))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'trigger'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ServeError(
+                f"{where}: triggers[{i}] is not a Prefect deployment trigger ({problems})"
+            ) from None
+        unknown = sorted(set(spec) - set(type(trigger).model_fields))
+        if unknown:
+            raise ServeError(
+                f"{where}: triggers[{i}] has keys {unknown} that a {spec.get('type', 'event')} trigger "
+                f"does not take; use some of {sorted(type(trigger).model_fields)}"
+            )
+        result.append(dict(spec))
     return result
 
 

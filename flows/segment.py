@@ -1,4 +1,5 @@
-"""Segment stage: train (or reuse the promoted model), score, explain, segment; a task per step.
+"""Segment stage: train (or reuse the promoted model), score, explain, segment; a task per step;
+then the campaign triggers of the new scores (flows/triggers.py: a subflow, one event per campaign).
 
 The logic lives in ``clarion.segment.runner`` and ``models``; this flow orders the steps and
 publishes the segment table and the model's validation as Prefect artifacts.
@@ -15,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from clarion.config import Settings
 from clarion.segment import runner
+from flows.triggers import campaign_triggers
 
 
 @task(name="scoring-snapshot", cache_policy=NO_CACHE)
@@ -50,6 +52,7 @@ def segment(
         logger.info("model %s: %s", trained["version"], trained["decision"])
     version = runner.registry(settings).promoted()
     result = score(settings, run_id, plan, version, frame)
+    fired = campaign_triggers(settings, run_id)  # customers who crossed a brief's trigger: one event each
     create_table_artifact(
         key="segments",
         table=[
@@ -71,4 +74,4 @@ def segment(
             markdown=card.read_text(),
             description=f"{trained['version']}: {trained['decision']}",
         )
-    return {**result, "trained": trained}
+    return {**result, "trained": trained, "triggers": fired}

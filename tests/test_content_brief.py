@@ -95,6 +95,30 @@ def test_example_briefs_load() -> None:
     assert welcome.audience.rule == "segment = 'new' and purchase_probability < 0.5"
 
 
+def test_winback_summer_triggers_on_a_churn_jump_of_fifteen_points() -> None:
+    brief = load_brief(CAMPAIGNS / "winback-summer.yaml")
+    assert brief.trigger is not None and brief.trigger.rule() == {"churn_jump": 0.15}
+    assert [b.name for b in load_briefs(CAMPAIGNS) if b.trigger] == ["winback-summer"]
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        {"churn_jump": 0.2},
+        {"enters_segment": "at_risk_high_value"},
+        {"churn_jump": 0.1, "enters_segment": "at_risk_low_value"},
+    ],
+)
+def test_a_trigger_loads_as_written(tmp_path: Path, trigger: dict[str, Any]) -> None:
+    brief = load_brief(write(tmp_path, brief_data(trigger=trigger)))
+    assert brief.trigger is not None and brief.trigger.rule() == trigger
+
+
+def test_a_rule_audience_may_trigger_on_any_segment(tmp_path: Path) -> None:
+    data = brief_data(audience={"rule": "churn_risk >= 0.5"}, trigger={"enters_segment": "loyal"})
+    assert load_brief(write(tmp_path, data)).trigger.enters_segment == "loyal"
+
+
 def test_facts_of_winback_summer_are_exact() -> None:
     brief = load_brief(CAMPAIGNS / "winback-summer.yaml")
     assert brief.facts() == {
@@ -386,6 +410,23 @@ INVALID: list[tuple[str, dict[str, Any], str, tuple[str, ...]]] = [
     ("readability-min-negative", {"readability": {"min": -5}}, "readability.min", ("0",)),
     ("language-not-en", {"language": "de"}, "language", ("'en'",)),
     ("expiry-not-a-date", {"offer__expiry": "end of August"}, "offer.expiry", ("date",)),
+    ("trigger-empty", {"trigger": {}}, "trigger", ("churn_jump", "enters_segment", "remove `trigger:`")),
+    ("trigger-jump-zero", {"trigger": {"churn_jump": 0}}, "trigger.churn_jump", ("above 0", "e.g. 0.15")),
+    ("trigger-jump-percent", {"trigger": {"churn_jump": 15}}, "trigger.churn_jump", ("below 1", "not 15")),
+    ("trigger-jump-text", {"trigger": {"churn_jump": "15%"}}, "trigger.churn_jump", ("a number", "'15%'")),
+    ("trigger-typo", {"trigger": {"churn_jmp": 0.1}}, "trigger.churn_jmp", ("not a field of a brief",)),
+    (
+        "trigger-unknown-segment",
+        {"trigger": {"enters_segment": "vips"}},
+        "trigger.enters_segment",
+        ("'vips' is not a segment", *SEGMENTS),
+    ),
+    (
+        "trigger-segment-outside-audience",
+        {"trigger": {"enters_segment": "loyal"}},
+        "(top level)",
+        ("trigger.enters_segment 'loyal' is not in audience.segments", "could never reach"),
+    ),
 ]
 
 

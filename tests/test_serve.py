@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from serve_helpers import registered, serving, wait_for
 
 from clarion.cli import cli
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 REPO = Path(__file__).resolve().parents[1]
-CLARION = str(Path(sys.executable).with_name("clarion"))
-NAMES = ["daily", "content-approval", "weekly-report", "content"]
+NAMES = ["daily", "content-approval", "weekly-report", "content", "triggered-campaign"]
 
 
 def invoke(*args: str):
@@ -46,7 +40,7 @@ def served_project(project, monkeypatch, tmp_path) -> Path:
 def test_list_shows_every_deployment_of_prefect_yaml_with_its_schedule(served_project) -> None:
     result = invoke("serve", "--list")
     assert result.exit_code == 0, result.output
-    assert f"4 deployments from {REPO / 'prefect.yaml'}" in result.output
+    assert f"5 deployments from {REPO / 'prefect.yaml'}" in result.output
     for name in ("clarion-pipeline/daily", "content-approval/content-approval"):
         assert name in result.output
     for name in ("clarion-pipeline/weekly-report", "clarion-pipeline/content"):
@@ -69,6 +63,7 @@ def test_list_json_equals_prefect_yaml_with_the_config_in_use(served_project) ->
         assert served["description"] == entry["description"]
         assert served["schedules"] == entry.get("schedules", [])
         assert served["parameters"] == expected_parameters(entry, config)
+        assert served["triggers"] == entry.get("triggers", [])
 
 
 def test_a_prefect_yaml_beside_the_config_is_served_instead(served_project) -> None:
@@ -121,6 +116,48 @@ def test_a_missing_name_a_repeated_name_or_a_non_flow_is_refused_with_what_to_wr
         deployments(None, None, bad)  # type: ignore[arg-type]
 
 
+def test_the_triggered_campaign_deployment_runs_on_the_trigger_event_with_its_trigger_id(
+    served_project,
+) -> None:
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+    from clarion.serve import specs
+    from clarion.triggers import EVENT, RESOURCE_PREFIX
+
+    listing = invoke("serve", "--list").output
+    assert "trigger     on clarion.trigger.fired with trigger_id={{ event.payload.trigger_id }}" in listing
+    [spec] = [s for s in specs(served_project / "clarion.yaml") if s.name == "triggered-campaign"]
+    [trigger] = spec.to_deployment().triggers
+    assert isinstance(trigger, DeploymentEventTrigger) and trigger.enabled
+    assert trigger.expect == {EVENT} and trigger.match.root == {"prefect.resource.id": RESOURCE_PREFIX + "*"}
+    assert trigger.parameters == {"trigger_id": "{{ event.payload.trigger_id }}"}
+    assert spec.parameters["config_path"] == str(served_project / "clarion.yaml")
+
+
+@pytest.mark.parametrize(
+    ("triggers", "fragment"),
+    [
+        ("{expect: [x]}", "`triggers` must be a list"),
+        ("[just-a-string]", "triggers[0] is not a mapping"),
+        ("[{type: evnt, expect: [x]}]", "triggers[0] is not a Prefect deployment trigger"),
+        ("[{type: event, expectt: [x]}]", "triggers[0] has keys ['expectt']"),
+    ],
+)
+def test_a_bad_trigger_names_the_deployment_and_what_it_takes(tmp_path, triggers: str, fragment: str) -> None:
+    from clarion.serve import ServeError, deployments
+
+    bad = tmp_path / "prefect.yaml"
+    bad.write_text(
+        "deployments:\n"
+        "  - name: on-event\n"
+        "    entrypoint: flows/triggers.py:triggered_campaign\n"
+        f"    triggers: {triggers}\n"
+    )
+    with pytest.raises(ServeError) as caught:
+        deployments(None, None, bad)  # type: ignore[arg-type]
+    assert "deployments[0] (on-event)" in str(caught.value) and fragment in str(caught.value)
+
+
 def test_a_bad_prefect_yaml_is_a_one_line_error_on_the_command_line(served_project) -> None:
     (served_project / "prefect.yaml").write_text("deployments:\n  - name: x\n    entrypoint: nope.py:flow\n")
     result = CliRunner().invoke(cli, ["serve", "--list"])
@@ -128,46 +165,13 @@ def test_a_bad_prefect_yaml_is_a_one_line_error_on_the_command_line(served_proje
     assert result.output.startswith("error: ") and "deployments[0] (x)" in result.output
 
 
-def _wait_for_deployments(client, names: list[str], server: subprocess.Popen, log: Path, timeout: float):
-    from prefect.exceptions import ObjectNotFound
-
-    deadline = time.monotonic() + timeout
-    found = {}
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"clarion serve exited early:\n{log.read_text()}"
-        for name in names:
-            if name not in found:
-                with contextlib.suppress(ObjectNotFound):
-                    found[name] = client.read_deployment_by_name(name)
-        if len(found) == len(names):
-            return found
-        time.sleep(1)
-    raise AssertionError(f"deployments {sorted(set(names) - set(found))} never appeared:\n{log.read_text()}")
-
-
 @pytest.mark.slow
 def test_serve_registers_the_deployments_and_runs_one_on_demand(served_project) -> None:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL
 
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": PREFECT_API_URL.value(),  # the session's test server
-        "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # pick the run up within a second, not ten
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-    }
     log = served_project / "serve.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [CLARION, "serve", "--paused", "--limit", "2"],
-            cwd=served_project,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with serving(served_project, log) as server:
         names = {
             f"{flow}/{name}": name
             for flow, name in [
@@ -175,18 +179,29 @@ def test_serve_registers_the_deployments_and_runs_one_on_demand(served_project) 
                 ("content-approval", "content-approval"),
                 ("clarion-pipeline", "weekly-report"),
                 ("clarion-pipeline", "content"),
+                ("triggered-campaign", "triggered-campaign"),
             ]
         }
-        with get_client(sync_client=True) as client:
-            found = _wait_for_deployments(client, list(names), server, log, timeout=180)
         by_name = {e["name"]: e for e in repo_deployments()}
-        for full_name, deployment in found.items():
+        config = served_project / "clarion.yaml"
+        with get_client(sync_client=True) as client:
+
+            def all_registered() -> dict | None:
+                found = {
+                    n: registered(client, n, config, len(by_name[names[n]].get("triggers", [])))
+                    for n in names
+                }
+                return found if all(found.values()) else None
+
+            found = wait_for(f"deployments {sorted(names)}", all_registered, 180, log, server)
+        for full_name, (deployment, owned) in found.items():
             entry = by_name[names[full_name]]
             assert deployment.paused  # --paused: nothing starts on its own
             assert deployment.work_pool_name is None  # served, not for a worker
             assert deployment.parameters == expected_parameters(entry, served_project / "clarion.yaml")
             crons = [(s.schedule.cron, s.schedule.timezone) for s in deployment.schedules]
             assert crons == [(s["cron"], s["timezone"]) for s in entry.get("schedules", [])]
+            assert [a.trigger.expect for a in owned] == [set(t["expect"]) for t in entry.get("triggers", [])]
 
         run = run_deployment(
             "clarion-pipeline/daily", parameters={"stages": ["prepare"]}, timeout=180, poll_interval=2
@@ -194,13 +209,5 @@ def test_serve_registers_the_deployments_and_runs_one_on_demand(served_project) 
         assert run.state is not None and run.state.is_completed(), f"{run.state}\n{log.read_text()}"
         assert run.parameters["stages"] == ["prepare"] and run.parameters["wait_seconds"] == 3600
         assert (served_project / "var" / "warehouse.duckdb").is_file()
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
-            pytest.fail(f"clarion serve did not stop on Ctrl-C within 60 s:\n{log.read_text()}")
     assert server.returncode == 0, log.read_text()
     assert "Pausing all deployments" in log.read_text()  # Prefect turns the schedules off on the way out

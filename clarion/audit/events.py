@@ -39,6 +39,8 @@ DRAFT_EDITED = "draft.edited"
 EXPORT_WRITTEN = "export.written"
 CONFIG_CHANGED = "config.changed"
 NBA_APPROVED = "nba.approved"  # a person approved a high-risk campaign's audience for next-best-action
+TRIGGER_FIRED = "trigger.fired"  # a campaign's trigger found customers (counts only; ids in ml.trigger_hits)
+TRIGGER_RUN = "trigger.run"  # a triggered campaign ran for them: exported, or waiting for approval
 ACTIONS: frozenset[str] = frozenset(
     {
         RUN_STARTED,
@@ -58,6 +60,8 @@ ACTIONS: frozenset[str] = frozenset(
         EXPORT_WRITTEN,
         CONFIG_CHANGED,
         NBA_APPROVED,
+        TRIGGER_FIRED,
+        TRIGGER_RUN,
     }
 )
 

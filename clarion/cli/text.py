@@ -103,6 +103,11 @@ def segment_text(s: dict[str, Any]) -> str:
             f"{m['from']} -> {m['to']} {m['customers']:,}" for m in s["moves_since_previous"][:5]
         )
         lines.append(f"  moved since the previous run: {moved}")
+    for f in (s.get("triggers") or {}).get("fired", []):
+        lines.append(
+            f"  trigger of {f['campaign']} fired for {f['customers']:,} customers ({f['trigger_id']}): "
+            "its triggered-campaign run exports the approved copy to them"
+        )
     lines.append("  every customer's score and reasons: ml.customer_scores; one customer: clarion explain ID")
     return "\n".join(lines)
 
@@ -189,6 +194,7 @@ def _serve_list_text(listing: dict[str, Any]) -> str:
 
     lines = [f"{len(listing['deployments'])} deployments from {listing['source']}", ""]
     for d in listing["deployments"]:
+        on_demand = "none: by its trigger or on demand" if d.get("triggers") else "none: on demand"
         when = ", ".join(f"{s['cron']} ({s.get('timezone') or 'UTC'})" for s in d["schedules"])
         params = ", ".join(
             f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in d["parameters"].items()
@@ -196,9 +202,13 @@ def _serve_list_text(listing: dict[str, Any]) -> str:
         lines += [
             d["full_name"],
             f"  entrypoint  {d['entrypoint']}",
-            f"  schedule    {when or 'none: on demand'}",
+            f"  schedule    {when or on_demand}",
             f"  parameters  {params or '-'}",
         ]
+        for t in d.get("triggers", []):
+            expect = ", ".join(t.get("expect", [])) or "any event"
+            passed = ", ".join(f"{k}={v}" for k, v in (t.get("parameters") or {}).items())
+            lines.append(f"  trigger     on {expect}" + (f" with {passed}" if passed else ""))
         if d["description"]:
             lines += textwrap.wrap(d["description"], 96, initial_indent="  ", subsequent_indent="  ")
         lines.append("")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -35,11 +36,24 @@ ARMS = (TREATMENT, HOLDOUT, GLOBAL_CONTROL)
 ARM_EXCLUSION = {HOLDOUT: "holdout", GLOBAL_CONTROL: "global control"}  # as the exclusion counts name them
 
 
-def export(settings: Settings, campaign: str | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Subset:
+    """An export to some customers of a campaign only (a trigger's), apart from its full export.
+
+    A subset cannot wait for a person, so it takes the newest content run with an approved draft
+    rather than the newest run; the audience is read from ``scoring_run`` (where the customers were
+    found), and ``label`` names the export and its file so the full export is never overwritten."""
+
+    contacts: frozenset[int]
+    scoring_run: str
+    label: str
+
+
+def export(settings: Settings, campaign: str | None = None, subset: Subset | None = None) -> dict[str, Any]:
     """Approved, unedited drafts of the latest content run of each campaign, to one file per
     campaign and channel; one row per consenting recipient with merge fields filled. A run that
     stopped before its drafting finished is passed over: it may hold a campaign's drafts while a
-    finished run holds the approved ones."""
+    finished run holds the approved ones. With a ``subset``, only its customers (see `Subset`)."""
     wh = Warehouse.from_settings(settings)
     exports: list[dict[str, Any]] = []
     with wh.connect("content export") as con:
@@ -47,8 +61,9 @@ def export(settings: Settings, campaign: str | None = None) -> dict[str, Any]:
         latest = con.execute(
             "select campaign, arg_max(run_id, created_at) from content.drafts "
             f"where (? is null or campaign = ?) and run_id not in ({CONTENT_UNFINISHED}) "
+            "and (? or status = 'approved') "
             "group by campaign order by campaign",
-            [campaign, campaign],
+            [campaign, campaign, subset is None],
         ).fetchall()
         if not latest:
             raise ContentError(_nothing_to_export(con, campaign))
@@ -63,7 +78,13 @@ def export(settings: Settings, campaign: str | None = None) -> dict[str, Any]:
             for channel in channels:
                 exports.append(
                     _export_channel(
-                        settings, con, name, run_id, channel, [d for d in drafts if d["channel"] == channel]
+                        settings,
+                        con,
+                        name,
+                        run_id,
+                        channel,
+                        [d for d in drafts if d["channel"] == channel],
+                        subset,
                     )
                 )
         for _, run_id in latest:  # the exports belong to the run that drafted them: its manifest lists them
@@ -111,14 +132,15 @@ def _export_channel(
     run_id: str,
     channel: str,
     drafts: list[dict],
+    subset: Subset | None = None,
 ) -> dict[str, Any]:
     held = {d["draft_id"]: why for d in drafts if (why := _approved(con, d))}
     ready = [d for d in drafts if d["draft_id"] not in held]
     by_segment: dict[str, list[dict]] = {}
     for d in ready:
         by_segment.setdefault(d["segment"], []).append(d)
-    export_id = f"{run_id}-{campaign}-{channel}"
-    folder = settings.var_dir / "exports" / run_id / campaign
+    export_id = f"{run_id}-{campaign}-{channel}" + (f"-{subset.label}" if subset else "")
+    folder = settings.var_dir / "exports" / run_id / campaign / (subset.label if subset else "")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{channel}.csv"
     excluded: dict[str, int] = {}
@@ -145,9 +167,14 @@ def _export_channel(
                 ) c using (contact_id)
                 left join (select distinct contact_id from audit.erasures) e using (contact_id)
                 where s.run_id = ? and ({audience})
+                  and (? or s.contact_id in (select unnest(?::bigint[])))
                 order by s.contact_id
                 """,
-                [variants[0]["scoring_run_id"]],
+                [
+                    subset.scoring_run if subset else variants[0]["scoring_run_id"],
+                    subset is None,
+                    sorted(subset.contacts) if subset else [],
+                ],
             ).fetchall()
             eligible = []
             for member in members:

@@ -135,6 +135,14 @@ class Audience(_Strict):
             raise ValueError("say who the campaign is for: audience.segments (a list) or audience.rule")
         return self
 
+    def where(self) -> str:
+        """The whole audience as a SQL condition on one scoring run's ml.customer_scores columns
+        (the rule when there is one, as drafting reads it; else the segments). Safe to paste: the
+        rule is held to its grammar and segment names to the known ones."""
+        if self.rule:
+            return f"({self.rule})"
+        return "segment in (" + ", ".join(f"'{s}'" for s in self.segments) + ")"
+
 
 class Avoid(_Strict):
     words: tuple[str, ...] = ()
@@ -172,6 +180,53 @@ class Seeds(_Strict):
         return v
 
 
+class Trigger(_Strict):
+    """Starts the campaign on its own between scheduled sends, for the customers of its audience who
+    just crossed a line: their churn risk rose by ``churn_jump`` or more between the two latest
+    settled scoring runs, or they are in ``enters_segment`` now and were not in the previous run.
+    With both, either one fires. A rise is measured on each customer's own two scores (the same
+    customer, not a segment's average), so a jump says "this person just started drifting away"."""
+
+    churn_jump: float | None = Field(
+        default=None, description="rise in churn risk between two runs that fires, e.g. 0.15"
+    )
+    enters_segment: str | None = Field(
+        default=None, description="segment whose newcomers fire, e.g. at_risk_high_value"
+    )
+
+    @field_validator("churn_jump", mode="before")
+    @classmethod
+    def _jump(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1:
+            raise ValueError(
+                f"churn_jump is a rise in churn risk (a probability) between two runs: a number above 0 "
+                f"and below 1, e.g. 0.15 for fifteen points, not {v!r}"
+            )
+        return float(v)
+
+    @field_validator("enters_segment")
+    @classmethod
+    def _segment(cls, v: str | None) -> str | None:
+        if v is not None and v not in SEGMENTS:
+            raise ValueError(f"enters_segment {v!r} is not a segment: use one of {list(SEGMENTS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _some(self) -> Trigger:
+        if self.churn_jump is None and self.enters_segment is None:
+            raise ValueError(
+                "a trigger says when to fire: churn_jump (e.g. 0.15) and/or enters_segment "
+                "(e.g. at_risk_high_value); or remove `trigger:`"
+            )
+        return self
+
+    def rule(self) -> dict[str, Any]:
+        """The trigger as stated in the brief, without the parts left out (for events and the audit)."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class Brief(_Strict):
     name: str
     goal: str
@@ -198,6 +253,7 @@ class Brief(_Strict):
         description="high: a decision for this campaign waits for a person's approval "
         "(`clarion nba approve NAME --by WHO`) before it is actionable",
     )
+    trigger: Trigger | None = None
 
     @field_validator("name")
     @classmethod
@@ -247,6 +303,22 @@ class Brief(_Strict):
         if names - set(OFFER_FIELDS):
             raise ValueError(
                 f"disclaimer may use {list(OFFER_FIELDS)}, not {sorted(names - set(OFFER_FIELDS))}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Brief:
+        t = self.trigger
+        if (
+            t
+            and t.enters_segment
+            and not self.audience.rule
+            and t.enters_segment not in self.audience.segments
+        ):
+            raise ValueError(
+                f"trigger.enters_segment {t.enters_segment!r} is not in audience.segments "
+                f"{list(self.audience.segments)}: the campaign could never reach those customers; "
+                "add it to audience.segments or trigger on one of them"
             )
         return self
 
