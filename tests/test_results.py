@@ -161,10 +161,15 @@ def test_a_control_group_of_the_wrong_size_or_that_was_sent_to_is_flagged(tmp_pa
 def test_a_campaign_without_control_group_is_counted_but_has_no_uplift(tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
     settings, _ = _warehouse(tmp_path, [_arm_rows("C4", "treatment", None, 300, 0.05, rng, 1)])
-    [c] = results.run(settings)["campaigns"]
+    summary = results.run(settings)
+    [c] = summary["campaigns"]
     [a] = c["arms"]
     assert a["customers"] == 300 and a["uplift"] is None
     assert any("no control group" in n for n in c["notes"])
+    assert "C4" not in results_text(summary) and "1 other campaign(s) had no control group" in results_text(
+        summary
+    )
+    assert "C4" in results_text(summary, every=True)
 
 
 def test_uplift_per_segment_uses_each_customers_own_segment(tmp_path: Path) -> None:

@@ -10,11 +10,17 @@ from clarion.cli.app import WAIT_OPTION, AppContext, _emit, cli
 @cli.command()
 @click.argument("campaign", required=False)
 @click.option("--no-measure", is_flag=True, help="Show the latest stored results; measure nothing.")
+@click.option("--all", "every", is_flag=True, help="Also list campaigns without a control group or variants.")
 @WAIT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
 def results(
-    app: AppContext, campaign: str | None, no_measure: bool, wait_seconds: float | None, as_json: bool
+    app: AppContext,
+    campaign: str | None,
+    no_measure: bool,
+    every: bool,
+    wait_seconds: float | None,
+    as_json: bool,
 ) -> None:
     """What each campaign did against its control group [or CAMPAIGN's alone].
 
@@ -32,6 +38,7 @@ def results(
       clarion results
       clarion results CMP-20260602 --json
       clarion results --no-measure          # the latest stored figures
+      clarion results --all                 # campaigns without a control group too (counts only)
     """
     from clarion import results as campaign_results
     from clarion.results.views import results_text
@@ -41,4 +48,4 @@ def results(
 
         _run_pipeline(app, wait_seconds, stages=["results"])
     summary = campaign_results.load(app.settings(), campaign)
-    _emit(summary, as_json, results_text(summary))
+    _emit(summary, as_json, results_text(summary, every=every or campaign is not None))

@@ -271,8 +271,10 @@ def campaign_results(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     if latest is None:
         return {"campaigns": [], "note": "No campaign has sends or a control group on record yet."}
     heads = con.execute(
-        "select campaign, first_exposure, experiment, notes from ml.campaign_experiments "
-        "where results_run_id = ? order by first_exposure desc, campaign limit ?",
+        "select campaign, first_exposure, experiment, notes from ml.campaign_experiments x "
+        "where results_run_id = ? and exists (select 1 from ml.campaign_results r where "
+        "r.results_run_id = x.results_run_id and r.campaign = x.campaign and r.arm = 'control') "
+        "order by first_exposure desc, campaign limit ?",
         [latest[0], MAX_CAMPAIGNS],
     ).fetchall()
     arms = con.execute(
@@ -295,7 +297,7 @@ def campaign_results(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     }
 
 
-MAX_CAMPAIGNS = 8  # the most recent ones; `clarion results` lists every campaign
+MAX_CAMPAIGNS = 8  # the most recent ones with a control group; `clarion results` lists them all
 
 
 def _points(u: dict[str, float] | None) -> str:

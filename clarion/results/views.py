@@ -17,10 +17,18 @@ def _eur(x: float | None) -> str:
     return "-" if x is None or x != x else f"{x:+,.0f}"
 
 
-def results_text(summary: dict[str, Any]) -> str:
-    campaigns = summary["campaigns"]
-    if not campaigns:
+def measured(campaign: dict[str, Any]) -> bool:
+    """A campaign with something to compare: a control group, or more than one variant."""
+    arms = campaign["arms"]
+    return any(a["arm"] == "control" for a in arms) or sum(a["arm"] == "treatment" for a in arms) > 1
+
+
+def results_text(summary: dict[str, Any], every: bool = False) -> str:
+    """The measured campaigns (``every``: each campaign), then how many were left out."""
+    if not summary["campaigns"]:
         return "no campaign has sends or a control group on record yet"
+    campaigns = [c for c in summary["campaigns"] if every or measured(c)]
+    left_out = len(summary["campaigns"]) - len(campaigns)
     level = f"{1 - summary['alpha']:.0%}"
     lines: list[str] = []
     for c in campaigns:
@@ -67,5 +75,10 @@ def results_text(summary: dict[str, Any]) -> str:
             lines.append(f"  uplift by segment: {segs}")
         lines.extend(f"  note: {n}" for n in c["notes"])
         lines.append("")
+    if left_out:
+        lines.append(
+            f"{left_out:,} other campaign(s) had no control group and one variant: sends and conversions "
+            "are counted, but their effect cannot be measured (`clarion results --all` lists them)"
+        )
     lines.append(f"results run {summary['results_run_id']}: ml.campaign_results, ml.campaign_uplift")
     return "\n".join(lines)
