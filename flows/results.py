@@ -52,14 +52,40 @@ def results(settings: Settings, run_id: str) -> dict[str, Any]:
     campaigns = summary["campaigns"]
     winners = sum(1 for c in campaigns for a in c["arms"] if a["verdict"] == "winner")
     logger.info("measured %d campaign(s); %d variant experiment(s) decided", len(campaigns), winners)
-    if campaigns:
+    measured = [c for c in campaigns if any(a["arm"] == "control" for a in c["arms"])]
+    if measured:
         create_table_artifact(
             key="campaign-results",
-            table=artifact_rows(summary),
+            table=artifact_rows({**summary, "campaigns": measured}),
             description=f"Campaign results at {int(100 * (1 - summary['alpha']))}% intervals, run {run_id}",
         )
+    return stage_summary(summary)
+
+
+def stage_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """What `clarion run` shows and audit.runs keeps of the stage: counts, the latest measured
+    campaign, and the uplift model's status (`clarion results` has every figure)."""
+    campaigns = summary["campaigns"]
+    measured = [c for c in campaigns if any(a["arm"] == "control" for a in c["arms"])]
+    verdicts = [a["verdict"] for c in campaigns for a in c["arms"]]
+    latest = None
+    if measured:
+        c = max(measured, key=lambda c: (c["first_exposure"], c["campaign"]))
+        pooled = next(a for a in reversed(c["arms"]) if a["arm"] == "treatment")
+        latest = {
+            "campaign": c["campaign"],
+            "uplift": pooled["uplift"],
+            "leader": (c.get("experiment") or {}).get("leader"),
+            "prob_best": (c.get("experiment") or {}).get("prob_best"),
+        }
+    model = summary.get("uplift_model") or {}
     return {
-        "campaigns": len(campaigns),
-        "decided": winners,
         "results_run_id": summary["results_run_id"],
+        "campaigns": len(campaigns),
+        "with_control": len(measured),
+        "experiments": sum(1 for c in campaigns if c.get("experiment")),
+        "decided": verdicts.count("winner"),
+        "retired": verdicts.count("retired"),
+        "latest": latest,
+        "uplift_model": {"status": model.get("status"), "reason": model.get("reason")},
     }

@@ -308,3 +308,30 @@ def test_the_uplift_model_is_not_trained_below_the_evidence_floor_and_says_why(t
     assert (
         model["reason"] == "1,000 treated and 120 control exposures; experiments.min_evidence is 200 per arm"
     )
+
+
+def test_the_run_summary_counts_measured_campaigns_decisions_and_the_uplift_model(tmp_path: Path) -> None:
+    from clarion.results.views import stage_text
+    from flows.results import stage_summary
+
+    rng = np.random.default_rng(10)
+    frames = [
+        _arm_rows("C10", "control", None, 1_000, 0.05, rng, 1),
+        _arm_rows("C10", "treatment", "A", 4_500, 0.09, rng, 10_001),
+        _arm_rows("C10", "treatment", "B", 4_500, 0.05, rng, 20_001),
+        _arm_rows("C11", "treatment", None, 400, 0.05, rng, 40_001),
+    ]
+    settings, _ = _warehouse(tmp_path, frames)
+    s = stage_summary(results.run(settings))
+    assert (s["campaigns"], s["with_control"], s["experiments"], s["decided"], s["retired"]) == (
+        2,
+        1,
+        1,
+        1,
+        1,
+    )
+    assert s["latest"]["campaign"] == "C10" and s["latest"]["leader"] == "A"
+    assert s["uplift_model"]["status"] in ("validated", "not validated", "not trained")
+    text = stage_text(s)
+    assert "1 campaign(s) measured against a control group (1 more without one)" in text
+    assert "1 decided, 1 variant(s) retired" in text and "uplift model: " in text

@@ -50,6 +50,10 @@ def _run_text(result: dict[str, Any]) -> str:
                 lines.append(f"    published to marts: {shown}")
         elif name == "segment":
             lines += ["  " + line for line in segment_text(summary).splitlines()]
+        elif name == "results":
+            from clarion.results.views import stage_text
+
+            lines += ["  " + line for line in stage_text(summary).splitlines()]
         elif name == "nba":
             from clarion.nba.views import summary_text
 

@@ -82,3 +82,25 @@ def results_text(summary: dict[str, Any], every: bool = False) -> str:
         )
     lines.append(f"results run {summary['results_run_id']}: ml.campaign_results, ml.campaign_uplift")
     return "\n".join(lines)
+
+
+def stage_text(s: dict[str, Any]) -> str:
+    """The results stage in `clarion run`'s summary."""
+    lines = [
+        f"results    {s['with_control']:,} campaign(s) measured against a control group "
+        f"({s['campaigns'] - s['with_control']:,} more without one); {s['experiments']:,} variant "
+        f"experiment(s): {s['decided']:,} decided, {s['retired']:,} variant(s) retired"
+    ]
+    latest = s.get("latest")
+    if latest and latest.get("uplift"):
+        u = latest["uplift"]
+        lead = f", leader {latest['leader']}" if latest.get("leader") else ""
+        lines.append(
+            f"  latest   {latest['campaign']}: {_pts(u['absolute'])} pts "
+            f"[{_pts(u['low'])}, {_pts(u['high'])}] against its control group{lead}"
+        )
+    model = s.get("uplift_model") or {}
+    if model.get("status"):
+        lines.append(f"  uplift model: {model['status']}: {model['reason']}")
+    lines.append("  every campaign's figures: clarion results")
+    return "\n".join(lines)
