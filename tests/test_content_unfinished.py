@@ -19,7 +19,7 @@ from clarion import runs
 from clarion.config import Settings
 from clarion.content import runner
 from clarion.content.store import DRAFT_COLUMNS
-from clarion.report.build import _content as report_content
+from clarion.report.activity import content as report_content
 from clarion.warehouse import Warehouse
 from models.content.brief import load_brief
 from models.content.drafts import Draft, content_hash
