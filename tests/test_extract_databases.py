@@ -176,6 +176,35 @@ def test_postgres_raw_content_equals_the_same_seed_extracted_from_files(pg_clean
 
 
 @pytest.mark.postgres
+def test_postgres_email_events_carry_variants_and_control_enrolments(pg_clean, files_twin) -> None:
+    _, _, from_db = pg_clean
+    sql = "select event_type, coalesce(variant_id, ''), count(*) from raw.email_events group by 1, 2"
+    from_pg = {(kind, variant): n for kind, variant, n in query(from_db, sql)}
+    assert from_pg == {(kind, variant): n for kind, variant, n in query(files_twin, sql)}
+    assert from_pg[("control", "")] > 0
+    assert {variant for kind, variant in from_pg if kind == "sent"} == {"", "A", "B", "C"}
+
+
+@pytest.mark.postgres
+def test_an_older_postgres_table_without_variant_id_still_loads(
+    tmp_path: Path, pg_schema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CRM database from before A/B variants and control enrolments: the optional column is
+    simply absent, and every event loads with an empty variant."""
+    dsn, schema = pg_schema
+    generate(CLEAN, out=tmp_path / "crm", postgres_dsn=dsn, pg_schema=schema)
+    with pg_connect(dsn) as con:
+        con.execute(f'delete from "{schema}".email_events where event_type = %s', ["control"])
+        con.execute(f'alter table "{schema}".email_events drop column variant_id')
+        [(rows,)] = con.execute(f'select count(*) from "{schema}".email_events').fetchall()
+    monkeypatch.setenv(DSN_ENV, dsn)
+    settings = project(tmp_path / "project", {"pg": db_source("postgres", schema)})
+    email = by_entity(run_extract(settings))["email_events"]
+    assert (email.read, email.loaded, email.quarantined) == (rows, rows, 0)
+    assert query(settings, "select count(*), count(variant_id) from raw.email_events") == [(rows, 0)]
+
+
+@pytest.mark.postgres
 def test_postgres_incremental_run_reads_only_changed_and_boundary_rows(
     tmp_path: Path, pg_schema, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,7 @@ from extract_helpers import make_settings, query
 
 from clarion.contract import ENTITIES
 from clarion.extract.publish import ensure_tables
-from clarion.transform.dbt import run_dbt
+from clarion.transform.dbt import MART_TABLES, run_dbt
 from clarion.warehouse import Warehouse
 
 AS_OF = date(2026, 7, 1)
@@ -279,15 +279,7 @@ def test_labels_count_the_horizon_and_nothing_after_it(built) -> None:
 def test_personal_data_and_ticket_text_never_reach_the_marts(built) -> None:
     settings = built[2]
     pii = {"first_name", "last_name", "email", "phone", "subject", "body"}
-    for table in (
-        "customer_features",
-        "customer_labels",
-        "dim_customers",
-        "fct_orders",
-        "fct_email_events",
-        "fct_campaign_exposures",
-        "fct_support_tickets",
-    ):
+    for table in MART_TABLES:
         columns = {c for c, *_ in query(settings, f"describe staging.{table}")}
         assert not columns & pii, table
 

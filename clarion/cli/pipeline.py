@@ -79,6 +79,9 @@ def generate(
     past the cutoff so that truth/contacts.* knows who buys next. Personas (loyal high value, regular,
     discount seeker, declining, churned, new) and planted churn drivers (engagement drop, negative
     support, delivery problems, price sensitivity) leave traces in the data before their onset.
+    One campaign every four weeks is an experiment: a 10% control group (`control` events), A/B/C
+    variants and a planted uplift per persona and variant (truth/campaign_effects.*,
+    truth/campaign_assignment.*).
 
     \b
     Examples:
