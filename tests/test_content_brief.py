@@ -611,3 +611,22 @@ def test_every_example_brief_can_fall_back_on_its_own_copy() -> None:
         update={"seeds": brief.seeds.model_copy(update={"hook": "word " * 38}), "channels": ("sms",)}
     )
     assert any(p.startswith("sms: length") for p in fallback_problems(long_hook))
+
+
+def test_next_best_action_fields_default_to_an_active_low_risk_campaign_without_a_budget(
+    tmp_path: Path,
+) -> None:
+    brief = load_brief(write(tmp_path, BASE))
+    assert (brief.active, brief.budget, brief.risk_tier) == (True, None, "low")
+    chosen = load_brief(write(tmp_path / "b", brief_data(active=False, budget=500, risk_tier="high")))
+    assert (chosen.active, chosen.budget, chosen.risk_tier) == (False, 500, "high")
+    # delivery settings, not the copy: changing them does not void drafts approved against the brief
+    assert chosen.sha256() == brief.sha256()
+
+
+@pytest.mark.parametrize(
+    ("changes", "where"), [({"budget": -1}, "budget"), ({"risk_tier": "medium"}, "risk_tier")]
+)
+def test_a_wrong_next_best_action_field_names_itself(tmp_path: Path, changes: dict, where: str) -> None:
+    with pytest.raises(BriefError, match=where):
+        load_brief(write(tmp_path, brief_data(**changes)))

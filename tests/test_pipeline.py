@@ -69,6 +69,7 @@ def test_a_run_prepares_the_warehouse_records_itself_and_publishes_a_summary(sma
         "nba",
         "prepare-warehouse",
         "report",
+        "results",
         "segment",
         "transform",
     ]

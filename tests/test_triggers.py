@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from trigger_helpers import (
     WINBACK,
+    held_out,
     jumped_scores,
     reachable,
     sent_to,
@@ -292,8 +293,12 @@ def test_a_triggered_campaign_exports_the_approved_copy_to_the_triggered_custome
                 "select contact_id from ml.customer_scores where run_id = 'run-a' and segment like 'at_risk%'"
             ).fetchall()
         }
+    x = settings.experiments
+    kept_out = held_out(set(people["contact_id"].astype(int)), "winback-summer", x.seed, x.holdout_share,
+                        x.global_control_share)  # fmt: skip
+    assert kept_out  # the default 10% holdout is at work
     assert {c: set(rows) for c, rows in full_rows.items()} == {
-        c: audience & reachable(people, c) for c in ("email", "sms")
+        c: (audience & reachable(people, c)) - kept_out for c in ("email", "sms")
     }
 
     result = triggers.run(settings, fired.trigger_id)
@@ -303,7 +308,9 @@ def test_a_triggered_campaign_exports_the_approved_copy_to_the_triggered_custome
     assert {e["channel"] for e in result["exports"]} == {"email", "sms"}
     for e in result["exports"]:
         sent = sent_to(e["path"])
-        assert set(sent) == hits & reachable(people, e["channel"]) and len(sent) == len(set(sent))
+        assert set(sent) == (hits & reachable(people, e["channel"])) - kept_out and len(sent) == len(
+            set(sent)
+        )
         assert e["recipients"] + sum(e["excluded"].values()) == len(hits) and e["without_approved_copy"] == 0
         assert Path(e["path"]).parent.name == "trigger-run-b"
     # the campaign's full export (audience of the drafts' run) is still on disk, untouched

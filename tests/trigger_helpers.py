@@ -4,6 +4,7 @@ whose churn risk jumped (the scores a model would give are beside the point ther
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +39,17 @@ def write_brief(folder: Path, name: str, audience: dict, trigger: dict | None) -
 def sent_to(path: str) -> list[int]:
     with Path(path).open(newline="", encoding="utf-8") as fh:
         return [int(r["contact_id"]) for r in csv.DictReader(fh)]
+
+
+def held_out(ids: set[int], campaign: str, seed: str, holdout: float, global_control: float) -> set[int]:
+    """Independently of clarion.experiments: who the export keeps out, by the documented rule (the
+    first 8 bytes of sha256("seed:campaign:id") or of sha256("seed:global:id"), as a share of 2**64)."""
+
+    def position(scope: str, cid: int) -> float:
+        digest = hashlib.sha256(f"{seed}:{scope}:{cid}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    return {c for c in ids if position("global", c) < global_control or position(campaign, c) < holdout}
 
 
 def reachable(people: pd.DataFrame, channel: str) -> set[int]:
@@ -118,8 +130,11 @@ def write_drafts(
     con: duckdb.DuckDBPyConnection, brief: Brief, content_run: str, scoring_run: str, segments: list[str]
 ) -> list[str]:
     """Pending drafts of a brief (its own seed copy in its templates) per segment, channel and
-    variant, as the content stage stores them; returns their ids for a real approval."""
+    variant, as the content stage stores them, by a run that finished drafting (its content stage
+    recorded, when the run is in audit.runs); returns their ids for a real approval."""
     ensure_content_tables(con)
+    if con.execute("select count(*) from audit.runs where run_id = ?", [content_run]).fetchone()[0]:
+        runs.record_stage(con, content_run, "content", {"campaigns": [brief.name]})
     facts = brief.facts()
     slots = {"headline": brief.seeds.headline, "hook": brief.seeds.hook}
     ids = []
