@@ -121,7 +121,7 @@ def test_killed_runs_are_resumed_or_redone_to_the_clean_runs_outputs(tmp_path, e
     cli.kill_run_when("for flow 'report'", "--resume")
     [again] = cli.runs()
     assert again["run_id"] == a and again["status"] == "interrupted"
-    assert set(again["stages"]) == {"prepare", "extract", "transform", "segment", "content"}
+    assert set(again["stages"]) == {"prepare", "extract", "transform", "segment", "results", "nba", "content"}
     [(subject, details)] = cli.events("run.interrupted")  # the first kill, found by the resume
     assert subject == a and json.loads(details)["completed_stages"] == ["extract", "prepare", "transform"]
     assert [s for s, _ in cli.events("run.resumed")] == [a]
@@ -159,7 +159,7 @@ def test_killed_runs_are_resumed_or_redone_to_the_clean_runs_outputs(tmp_path, e
     # 6. A resumed by id: only its report stage is left; its outputs are the clean run's too.
     resumed = json.loads(cli.run("run", "--resume-run", a, "--json").stdout)
     assert resumed["run_id"] == a and resumed["resumed"] is True
-    assert resumed["kept_stages"] == ["extract", "transform", "segment", "content"]
+    assert resumed["kept_stages"] == ["extract", "transform", "segment", "results", "nba", "content"]
     assert {r["run_id"]: r["status"] for r in cli.runs()} == {a: "completed", b["run_id"]: "completed"}
     assert_same_outputs(run_outputs(cli.root, a), clean)
 
