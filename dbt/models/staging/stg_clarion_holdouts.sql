@@ -4,6 +4,8 @@
     campaigns Clarion exports would have no control group to be measured against. Before the first
     export the table does not exist yet, and this model is empty. -#}
 
+-- depends_on: {{ ref('stg_contacts') }}
+
 {%- set assignments = adapter.get_relation(
     database=target.database, schema='content', identifier='assignments'
 ) -%}
@@ -15,6 +17,12 @@ with
 source as (
 
     select * from {{ assignments }}
+
+),
+
+contacts as (
+
+    select contact_id from {{ ref('stg_contacts') }}
 
 ),
 
@@ -31,6 +39,8 @@ renamed as (
 
     from source
     where arm in ('holdout', 'global_control')
+        -- a customer no longer in the CRM (erased, merged away) is not followed
+        and contact_id in (select contact_id from contacts)
     group by campaign, contact_id
 
 )
