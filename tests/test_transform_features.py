@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from extract_helpers import make_settings, query
 
+from clarion.content.store import ensure_tables as content_tables
 from clarion.contract import ENTITIES
 from clarion.extract.publish import ensure_tables
 from clarion.transform.dbt import MART_TABLES, run_dbt
@@ -202,6 +203,17 @@ def built(tmp_path_factory) -> tuple[dict[int, dict], dict[int, dict], Any]:
                 },
             ],
         )
+        # Clarion's own export of "spring" held contact 2 out (and assigned contact 1 to treatment,
+        # which the CRM never confirmed with a send): see test_clarions_own_holdouts_...
+        content_tables(con)
+        con.executemany(
+            "insert into content.assignments values (?, 'spring', ?, ?, ?, ?)",
+            [
+                ("e-email", 2, "holdout", None, "2026-06-29 10:00:00+00"),
+                ("e-sms", 2, "holdout", None, "2026-06-29 11:00:00+00"),  # the same customer, 2nd channel
+                ("e-email", 1, "treatment", "A", "2026-06-29 10:00:00+00"),
+            ],
+        )
     run_dbt(settings, "build", AS_OF)
 
     def rows(table: str) -> dict[int, dict]:
@@ -211,6 +223,20 @@ def built(tmp_path_factory) -> tuple[dict[int, dict], dict[int, dict], Any]:
         }
 
     return rows("customer_features"), rows("customer_labels"), settings
+
+
+def test_clarions_own_holdouts_are_control_enrolments_from_their_first_assignment(built) -> None:
+    settings = built[2]
+    exposures = query(
+        settings,
+        "select contact_id, arm, variant_id, strftime(exposed_at at time zone 'UTC', '%Y-%m-%d %H:%M'), "
+        "conversions, revenue_eur, delivered, contaminated "
+        "from staging.fct_campaign_exposures where campaign_id = 'spring' order by contact_id",
+    )
+    # contact 2: held out by both channel exports, followed from the first assignment; its order of
+    # 2026-06-30 (85 GBP = 100 EUR) falls in the 7-day window. Contact 1 was assigned to treatment,
+    # but exposure to a campaign is the CRM's `sent`: none, so no row.
+    assert exposures == [(2, "control", None, "2026-06-29 10:00", 1, 100.0, False, False)]
 
 
 def test_only_customers_who_signed_up_before_as_of_are_described(built) -> None:

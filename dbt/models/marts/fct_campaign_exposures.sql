@@ -1,14 +1,40 @@
 {#- One row per customer and campaign they were exposed to: in the treatment arm from their first
     `sent` event (with its variant), in the control arm from their first `control` enrolment,
-    whichever came first (a control enrolment wins a tie: it records the randomisation). Reactions
+    whichever came first (a control enrolment wins a tie: it records the randomisation). Control
+    enrolments come from the CRM (an ESP's own control group) and from Clarion's exports (the
+    customers they held out, stg_clarion_holdouts, at their assignment). Reactions
     and orders count within the attribution window [exposed_at, exposed_at + attribution_days),
     the same for both arms, so treated minus control is the campaign's effect. -#}
 
 with
 
-events as (
+crm_events as (
 
     select * from {{ ref('stg_email_events') }}
+
+),
+
+clarion_holdouts as (
+
+    select * from {{ ref('stg_clarion_holdouts') }}
+
+),
+
+events as (
+
+    select event_id, contact_id, campaign_id, event_type, variant_id, occurred_at
+    from crm_events
+
+    union all
+
+    select
+        cast(null as bigint) as event_id,
+        contact_id,
+        campaign_id,
+        'control' as event_type,
+        cast(null as varchar) as variant_id,
+        occurred_at
+    from clarion_holdouts
 
 ),
 
