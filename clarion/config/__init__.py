@@ -15,6 +15,7 @@ Layout: `base` (the section base class, project-relative paths), `sources` (the 
 from clarion.config.base import CONFIG_ENV, DEFAULT_FILE, ENV_PREFIX, SHIPPED, ProjectPath, Section
 from clarion.config.loading import describe, find_config_file, load_settings
 from clarion.config.loop import ExperimentsSettings, NbaSettings
+from clarion.config.privacy import FairnessSettings, OversightSettings, PrivacySettings, RetentionSettings
 from clarion.config.sections import (
     REPORT_SUBJECT_FIELDS,
     AuditSettings,
@@ -57,16 +58,20 @@ __all__ = [
     "EntityName",
     "ExperimentsSettings",
     "ExtractSettings",
+    "FairnessSettings",
     "FileEntity",
     "FilesSource",
     "GenerateSettings",
     "HubSpotSource",
     "LoggingSettings",
     "NbaSettings",
+    "OversightSettings",
     "PrefectSettings",
+    "PrivacySettings",
     "ProjectPath",
     "QualitySettings",
     "ReportSettings",
+    "RetentionSettings",
     "SecretRef",
     "Section",
     "SegmentSettings",

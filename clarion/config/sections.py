@@ -16,6 +16,7 @@ from pydantic import (
 
 from clarion.config.base import SHIPPED, ProjectPath, Section
 from clarion.config.loop import ExperimentsSettings, NbaSettings
+from clarion.config.privacy import FairnessSettings, OversightSettings, PrivacySettings, RetentionSettings
 from clarion.config.sources import ExtractSettings, SourceName, SourceSpec
 
 
@@ -361,6 +362,10 @@ class Settings(Section):
     audit: AuditSettings = AuditSettings()
     experiments: ExperimentsSettings = ExperimentsSettings()
     nba: NbaSettings = NbaSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    retention: RetentionSettings = RetentionSettings()
+    fairness: FairnessSettings = FairnessSettings()
+    oversight: OversightSettings = OversightSettings()
     prefect: PrefectSettings = PrefectSettings()
     logging: LoggingSettings = LoggingSettings()
 
