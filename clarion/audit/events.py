@@ -41,6 +41,14 @@ CONFIG_CHANGED = "config.changed"
 NBA_APPROVED = "nba.approved"  # a person approved a high-risk campaign's audience for next-best-action
 TRIGGER_FIRED = "trigger.fired"  # a campaign's trigger found customers (counts only; ids in ml.trigger_hits)
 TRIGGER_RUN = "trigger.run"  # a triggered campaign ran for them: exported, or waiting for approval
+# privacy by design (issue 22): subjects appear by pseudonym or request reference, never by id or e-mail
+SUBJECT_ACCESSED = "subject.accessed"  # an access report (Art. 15) was produced
+SUBJECT_CORRECTED = "subject.corrected"  # a correction (Art. 16) was recorded in the overlay
+SUBJECT_ERASED = "subject.erased"  # a person was erased (Art. 17): counts of rows and files removed
+SUBJECT_OBJECTED = "subject.objected"  # an objection to profiling (Art. 21) was recorded
+RETENTION_APPLIED = "retention.applied"  # retention deleted or redacted what outlived its period: counts
+MODEL_RETRAIN_REQUIRED = "model.retrain_required"  # a version's training data lost a person (erasure)
+FAIRNESS_ACCEPTED = "fairness.accepted"  # a person signed off a fairness finding by name
 ACTIONS: frozenset[str] = frozenset(
     {
         RUN_STARTED,
@@ -62,6 +70,13 @@ ACTIONS: frozenset[str] = frozenset(
         NBA_APPROVED,
         TRIGGER_FIRED,
         TRIGGER_RUN,
+        SUBJECT_ACCESSED,
+        SUBJECT_CORRECTED,
+        SUBJECT_ERASED,
+        SUBJECT_OBJECTED,
+        RETENTION_APPLIED,
+        MODEL_RETRAIN_REQUIRED,
+        FAIRNESS_ACCEPTED,
     }
 )
 
