@@ -40,6 +40,7 @@ from clarion.extract.contract_sql import (
     typed_expr,
 )
 from clarion.runtime import checkpoint
+from clarion.subject.correct import apply_to_load
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,8 @@ def publish(con: duckdb.DuckDBPyConnection, job: PublishJob) -> PublishResult:
             if job.extras is not None:  # only columns of files that can load become raw columns
                 extras = [c for c in extras if c in job.extras]
             _load(con, job, result, extras)
+        if job.entity.name == "contacts":  # corrections and objections win over the source (Art. 16, 21)
+            apply_to_load(con, job.notes)
         account(con, job, result)
     return result
 

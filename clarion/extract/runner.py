@@ -54,6 +54,7 @@ from clarion.extract.sources import (
     secret,
 )
 from clarion.runtime import checkpoint
+from clarion.subject.correct import apply_to_load
 from clarion.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,10 @@ def _files_step(
         with warehouse.connect(
             f"extract {step.name}"
         ) as con:  # the run is on record even when it read nothing
+            if step.entity == "contacts":  # a correction recorded since the last load applies now
+                overlay: list[str] = []
+                if apply_to_load(con, overlay):
+                    result.message = "; ".join([result.message, *overlay])
             record_unchanged(con, run_id, result, started)
         return [result]
     plan = plan_entity(step.entity, spec, changed, contract.column_names, contract.required)

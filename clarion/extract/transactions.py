@@ -24,6 +24,7 @@ from clarion.extract.publish import (
     new_result,
     transaction,
 )
+from clarion.subject.correct import apply_to_load
 
 TRANSACTIONS = Entity(
     "transactions",
@@ -55,6 +56,9 @@ def publish_transactions(
         if landed is not None:
             valid = con.execute("create temp table __valid as select * from __winners").fetchone()[0]
             results.append(_derive_contacts(con, job))
+            overlay: list[str] = []  # corrections and objections win over the source (Art. 16, 21)
+            if apply_to_load(con, overlay):
+                results[-1].message = "; ".join([results[-1].message, *overlay])
             results.append(_derive_orders(con, job, currency, by_order_id="order_id" in landed))
         account(con, job, tx, loaded=valid)  # the valid transactions are what orders come from
         derived_job = PublishJob(**{**job.__dict__, "ledger": [], "notes": []})  # files: the tx row says

@@ -39,7 +39,9 @@ def registry(settings: Settings) -> Registry:
 def scoring_snapshot(settings: Settings, p: Plan, run_id: str | None = None) -> pd.DataFrame:
     """The customers to score, with their lifecycle features fitted as of the day."""
     frame = snapshots.scoring(settings, p)
+    kept = dict(frame.attrs)  # who was left out of profiling, and why
     frame, fits = customer_base.add_features(frame, p.horizon_days, settings.segment.seed)
+    frame.attrs.update(kept)
     if run_id is not None:
         scoring_step.record_lifecycle_fit(settings, run_id, p, fits)
     return frame

@@ -221,6 +221,7 @@ def score(
         "horizon_days": p.horizon_days,
         "model_version": version.name,
         "customers": len(x),
+        "not_profiled": dict(scoring.attrs.get("not_profiled", {})),  # e.g. {"objection": n}
         "additivity_max_gap": gap,
         "base_margin": base_value,
         "currency": currency.code,

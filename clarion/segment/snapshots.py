@@ -25,6 +25,7 @@ import pandas as pd
 
 from clarion.config import Settings
 from clarion.errors import ClarionError
+from clarion.subject import objection
 from clarion.transform.dbt import run_dbt
 from clarion.warehouse import Warehouse, relation_exists
 
@@ -128,16 +129,22 @@ def build(settings: Settings, days: Sequence[date], horizon_days: int, per_mille
 
 
 def read(con: duckdb.DuckDBPyConnection, schema: str) -> pd.DataFrame:
-    return con.execute(
+    """Customers as of each day, without those who object to profiling (Art. 21): they are neither
+    scored nor training data. ``attrs["not_profiled"]`` counts the rows left out, by reason."""
+    frame = con.execute(
         f"""
         select f.*, l.horizon_complete, l.purchased_in_horizon, l.orders_in_horizon,
                l.spend_in_horizon_eur, c.age_band
         from {schema}.customer_features f
         join {schema}.customer_labels l using (contact_id, as_of)
         left join raw.contacts c using (contact_id)
+        where {objection.profiled_filter(con, "f")}
         order by f.as_of, f.contact_id
         """
     ).df()
+    left_out = objection.not_profiled(con, f"{schema}.customer_features")
+    frame.attrs["not_profiled"] = {objection.NOT_PROFILED_OBJECTION: left_out}
+    return frame
 
 
 def scoring(settings: Settings, p: Plan) -> pd.DataFrame:
