@@ -45,12 +45,16 @@ def recent_runs_of(db: Path) -> list[dict]:
         con.close()
 
 
-def extract_contacts(db: Path) -> int:
+def extract_contacts(db: Path, where: str = "true") -> int:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return con.execute("select count(*) from raw.contacts").fetchone()[0]
+        return con.execute(f"select count(*) from raw.contacts where {where}").fetchone()[0]
     finally:
         con.close()
+
+
+def objectors(db: Path) -> int:
+    return extract_contacts(db, "marketing_objection")
 
 
 def test_a_run_prepares_the_warehouse_records_itself_and_publishes_a_summary(small_run) -> None:
@@ -89,8 +93,10 @@ def test_a_run_prepares_the_warehouse_records_itself_and_publishes_a_summary(sma
     assert [g["suite"] for g in transform["gates"]] == ["raw", "marts"]
     assert all(g["ok"] and g["failed"] == 0 for g in transform["gates"])
     assert transform["published"]["customer_features"] == extract_contacts(settings.warehouse.path)
-    segment = result["stages"]["segment"]  # every published customer scored, by a promoted model
-    assert segment["customers"] == transform["published"]["customer_features"]
+    segment = result["stages"]["segment"]  # every published customer scored, by a promoted model ...
+    objecting = objectors(settings.warehouse.path)  # ... except those who object to profiling (Art. 21)
+    assert segment["customers"] == transform["published"]["customer_features"] - objecting
+    assert segment["not_profiled"] == {"objection": objecting} and objecting > 0
     assert segment["trained"]["decision"].startswith(f"promoted {segment['model_version']}")
     [summary] = [a for a in artifacts(flow_run_id) if a.key == "clarion-run-summary"]
     assert result["run_id"] in summary.data and "| prepare |" in summary.data

@@ -196,7 +196,8 @@ def test_the_numbers_agree_with_the_warehouse(project: Project, report) -> None:
     shown = {s: int(n) for s, n in rows if int(n)}  # a segment empty now but not before shows 0
     assert shown == expected and len(rows) == len({s for s, _ in rows})
     total = sum(expected.values())
-    assert data["headline"]["customers"] == total == 600
+    [(objecting,)] = _query(project.settings, "select count(*) from raw.contacts where marketing_objection")
+    assert data["headline"]["customers"] == total == 600 - objecting  # objectors are not profiled
     (at_risk,) = _query(
         project.settings,
         "select count(*) from ml.customer_scores s where run_id = ? and churn_risk >= ("

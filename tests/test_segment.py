@@ -80,8 +80,13 @@ def copy(golden: Golden, tmp_path: Path, monkeypatch) -> Settings:
 
 @pytest.fixture(scope="module")
 def features(golden: Golden) -> pd.DataFrame:
-    """The published features with the lifecycle columns the scoring run fitted (same data, same seed)."""
-    frame = _frame(golden.settings, "select * from marts.customer_features order by contact_id")
+    """The published features with the lifecycle columns the scoring run fitted (same data, same seed):
+    the customers who may be profiled, i.e. without those who object to it (Art. 21)."""
+    frame = _frame(
+        golden.settings,
+        "select * from marts.customer_features where contact_id not in "
+        "(select contact_id from raw.contacts where marketing_objection) order by contact_id",
+    )
     return customer_base.add_features(frame, HORIZON, golden.settings.segment.seed)[0]
 
 
@@ -114,6 +119,9 @@ def _invoke(*args: str):
 @pytest.mark.slow  # needs the golden project's pipeline run
 def test_full_run_scores_every_published_customer_once(golden, features, scores) -> None:
     assert golden.result["stages"]["segment"]["customers"] == len(features) > 0
+    (published,) = query(golden.settings, "select count(*) from marts.customer_features")[0]
+    objecting = published - len(features)  # objectors are not profiled: neither scored nor segmented
+    assert golden.result["stages"]["segment"]["not_profiled"] == {"objection": objecting} and objecting > 0
     assert len(scores) == scores["contact_id"].nunique() == len(features)
     assert set(scores["contact_id"]) == set(features["contact_id"])
     assert (scores["run_id"] == golden.run_id).all()
@@ -410,8 +418,12 @@ def test_training_snapshots_only_see_the_past_and_are_dropped(golden, copy) -> N
     signup = dict(query(settings, "select contact_id, signup_date from raw.contacts"))
     for frame, d in ((snap, day), (older, older_day)):
         assert all(signup[c] < d for c in frame["contact_id"])
-        (expected,) = query(settings, "select count(*) from raw.contacts where signup_date < ?", [d])[0]
-        assert len(frame) == expected  # everyone signed up before the day, no one else
+        (expected,) = query(
+            settings,
+            "select count(*) from raw.contacts where signup_date < ? and not marketing_objection",
+            [d],
+        )[0]
+        assert len(frame) == expected  # everyone signed up before the day who may be profiled, no one else
     assert len(snap) == _registry(golden.settings).promoted().meta["data"]["valid_customers"]
     # features see orders placed before the day that were not known to be cancelled then; labels the
     # horizon after it (counted here from raw, not from the dbt models)

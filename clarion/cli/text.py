@@ -79,6 +79,9 @@ def _run_text(result: dict[str, Any]) -> str:
 
 def segment_text(s: dict[str, Any]) -> str:
     lines = [f"segment     {s['customers']:,} customers as of {s['as_of']}, model {s['model_version']}"]
+    left_out = {k: n for k, n in (s.get("not_profiled") or {}).items() if n}
+    if left_out:  # objectors (Art. 21): neither scored nor training data
+        lines.append("  not profiled: " + ", ".join(f"{k} {n:,}" for k, n in left_out.items()))
     t = s.get("trained")
     if t:
         v, b, c = t["validation"], t["baseline"], t.get("customer_base") or {}

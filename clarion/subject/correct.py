@@ -18,7 +18,7 @@ import duckdb
 
 from clarion.contract import ENTITIES
 from clarion.extract.contract_sql import DUCKDB_TYPES, CheckSpec, check_sql, field_findings, q
-from clarion.subject.find import SubjectError, ensure_tables, find
+from clarion.subject.find import SubjectError, ensure_tables, find, record_request
 from clarion.warehouse import relation_exists
 
 CONTACTS = ENTITIES["contacts"]
@@ -141,7 +141,6 @@ def record(
     settings: Any, who: str, pairs: tuple[str, ...] | list[str], reference: str | None = None
 ) -> dict[str, Any]:
     """Validate and keep a correction; audit it by pseudonym (counts only). Returns what was kept."""
-    from clarion.audit import AuditLog
     from clarion.audit.events import SUBJECT_CORRECTED, default_actor
     from clarion.privacy.pseudonym import for_settings
     from clarion.warehouse import Warehouse
@@ -152,21 +151,16 @@ def record(
         corrections = validate(con, subject.contact_id, values)
         ensure_tables(con)
         pseudonym = for_settings(settings, con)(subject.contact_id)
-        by = default_actor()
-        now = datetime.now(UTC)
-        con.execute("begin transaction")
-        try:
+        now, by = datetime.now(UTC), default_actor()
+
+        def write() -> dict[str, int]:
             con.executemany(
                 "insert into privacy.corrections values (?, ?, ?, ?, ?, ?)",
                 [[subject.contact_id, c.field, c.value, reference, now, by] for c in corrections],
             )
-            AuditLog.for_settings(settings).record(
-                con, SUBJECT_CORRECTED, pseudonym, actor=by, details={"fields": len(corrections)}
-            )
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
+            return {"fields": len(corrections)}
+
+        record_request(settings, con, SUBJECT_CORRECTED, pseudonym, write)
     return {
         "contact_id": subject.contact_id,
         "pseudonym": pseudonym,

@@ -10,7 +10,9 @@ the requester's own input, shown back only in the CLI's answer.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 
@@ -113,3 +115,25 @@ def _known(con: duckdb.DuckDBPyConnection, contact_id: int) -> bool:
             if hit:
                 return True
     return False
+
+
+def record_request(
+    settings: Any,
+    con: duckdb.DuckDBPyConnection,
+    action: str,
+    pseudonym: str,
+    write: Callable[[], dict[str, int]],
+) -> None:
+    """``write`` the request's rows and its audit event (subject: the pseudonym; details: the counts
+    ``write`` returns) in one transaction: both are kept, or neither."""
+    from clarion.audit import AuditLog
+    from clarion.audit.events import default_actor
+
+    con.execute("begin transaction")
+    try:
+        details = write()
+        AuditLog.for_settings(settings).record(con, action, pseudonym, actor=default_actor(), details=details)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise

@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 
-from clarion.subject.find import ensure_tables, find
+from clarion.subject.find import ensure_tables, find, record_request
 from clarion.warehouse import relation_exists
 
 NOT_PROFILED_OBJECTION = "objection"  # the stage summary's "not profiled" reason
@@ -49,7 +49,6 @@ def not_profiled(con: duckdb.DuckDBPyConnection, relation: str) -> int:
 def record(settings: Any, who: str, reference: str | None = None) -> dict[str, Any]:
     """Keep an objection (once per person; a repeat is acknowledged, not duplicated) and audit it by
     pseudonym with counts only."""
-    from clarion.audit import AuditLog
     from clarion.audit.events import SUBJECT_OBJECTED, default_actor
     from clarion.privacy.pseudonym import for_settings
     from clarion.warehouse import Warehouse
@@ -58,28 +57,19 @@ def record(settings: Any, who: str, reference: str | None = None) -> dict[str, A
         subject = find(con, who)
         ensure_tables(con)
         pseudonym = for_settings(settings, con)(subject.contact_id)
-        by = default_actor()
-        con.execute("begin transaction")
-        try:
-            (before,) = con.execute(
-                "select count(*) from privacy.objections where contact_id = ?", [subject.contact_id]
-            ).fetchone()
+        (before,) = con.execute(
+            "select count(*) from privacy.objections where contact_id = ?", [subject.contact_id]
+        ).fetchone()
+
+        def write() -> dict[str, int]:
             if not before:
                 con.execute(
                     "insert into privacy.objections values (?, ?, ?, ?)",
-                    [subject.contact_id, reference, datetime.now(UTC), by],
+                    [subject.contact_id, reference, datetime.now(UTC), default_actor()],
                 )
-            AuditLog.for_settings(settings).record(
-                con,
-                SUBJECT_OBJECTED,
-                pseudonym,
-                actor=by,
-                details={"objections": 1, "already_recorded": int(before)},
-            )
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
+            return {"objections": 1, "already_recorded": int(before)}
+
+        record_request(settings, con, SUBJECT_OBJECTED, pseudonym, write)
     return {
         "contact_id": subject.contact_id,
         "pseudonym": pseudonym,
