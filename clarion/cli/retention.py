@@ -56,7 +56,8 @@ def _text(result: dict[str, Any]) -> str:
     verb = "would remove" if result["dry_run"] else "removed"
     lines = [f"retention {result['today']}: {verb} {result['total']} item(s)"]
     for item in result["items"]:
-        runs = f" (runs: {', '.join(item['runs'])})" if item["runs"] else ""
+        label = "exports" if item["kind"] == "export_files" else "runs"
+        runs = f" ({label}: {', '.join(item['runs'])})" if item["runs"] else ""
         lines.append(f"  {item['kind']:<20} {item['count']:>8}  {item['what']}{runs}")
     if not result["items"]:
         lines.append("  nothing has outlived its retention period")
