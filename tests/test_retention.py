@@ -405,5 +405,12 @@ def test_the_retention_deployment_is_daily_and_served() -> None:
     assert set(spec.parameters) <= set(spec.flow.parameters.properties)
 
 
+def test_a_fresh_project_without_a_warehouse_has_nothing_to_retain_and_gets_no_warehouse(project) -> None:
+    settings = project()
+    result = retention.apply(settings)
+    assert result["total"] == 0 and "no warehouse" in result["note"]
+    assert not settings.warehouse.path.exists()
+
+
 def test_the_cutoff_is_the_start_of_the_day_n_days_back() -> None:
     assert retention.cutoff(date(2026, 12, 4), 30) == datetime(2026, 11, 4, tzinfo=UTC)

@@ -60,7 +60,9 @@ def _text(result: dict[str, Any]) -> str:
         runs = f" ({label}: {', '.join(item['runs'])})" if item["runs"] else ""
         lines.append(f"  {item['kind']:<20} {item['count']:>8}  {item['what']}{runs}")
     if not result["items"]:
-        lines.append("  nothing has outlived its retention period")
+        lines.append(
+            f"  nothing has outlived its retention period{'; ' + result['note'] if 'note' in result else ''}"
+        )
     if result["dry_run"]:
         lines.append("dry run: nothing was changed; run without --dry-run to apply")
     return "\n".join(lines)

@@ -112,6 +112,8 @@ def apply(
     touched, no lock is taken), and record the counts as one ``retention.applied`` audit event."""
     today = today or datetime.now(UTC).date()
     warehouse = Warehouse.from_settings(settings)
+    if not warehouse.path.exists():  # a fresh install: no run has made anything yet (and none is created)
+        return _summary(today, [], dry_run=dry_run) | {"note": f"no warehouse at {warehouse.path} yet"}
     if dry_run:
         with warehouse.read() as con:
             items = plan(settings, con, today)
