@@ -51,7 +51,8 @@ class RetentionSettings(Section):
     exports_keep_days: int | None = Field(
         90,
         ge=1,
-        description="export files (var/exports) and their recipient lists older than this are deleted",
+        description="export files (var/exports: the recipient lists with contact details) older than this "
+        "are deleted; content.assignments, the experiment record, stays",
     )
     quarantine_redact_days: int | None = Field(
         30,

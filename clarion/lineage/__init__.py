@@ -22,6 +22,7 @@ import duckdb
 
 from clarion.config import Settings
 from clarion.lineage.collect import LineageError, collect
+from clarion.privacy.retention import removed_files
 from clarion.runs import sha256_file
 from clarion.warehouse import Warehouse, relation_exists
 
@@ -139,9 +140,13 @@ def verify(settings: Settings, run_id: str) -> dict[str, Any]:
         expected, before, latest = number + 1, path, data
     problems += _against_audit(settings, run_id, notes)
     outputs = latest.get("outputs", [])
+    retained = removed_files(settings, run_id)
     for out in outputs:
         p = Path(out["path"])
-        if not p.exists():
+        gone = retained.get(str(p))
+        if not p.exists() and gone and gone.get("sha256") == out["sha256"]:
+            notes.append(f"{p}: removed by retention on {gone.get('removed_on')} ({gone.get('kind')})")
+        elif not p.exists():
             problems.append(f"{p}: missing")
         elif sha256_file(p) != out["sha256"]:
             problems.append(f"{p}: sha256 differs from the manifest (changed after the run)")
