@@ -1,0 +1,314 @@
+"""Fairness figures per group of a protected attribute, and the findings a gate acts on.
+
+Pure functions over arrays (no warehouse, no settings object): the caller passes the groups, who
+was selected (or the model's outcome, probability and decision) and the `Limits`.
+
+* Selection: per group, the share selected (into a segment, an audience, an action) and the
+  disparate-impact ratio: the group's rate over the highest rate of any judged group (the "four
+  fifths" rule flags a ratio under 0.8).
+* Model: per group, the observed and predicted rates, the expected calibration error (ECE) and the
+  true/false positive rates of the model's decision, with each group's gap to the best group
+  (lowest ECE, highest TPR, lowest FPR).
+
+Groups with fewer than ``min_group`` members are *suppressed*: counted as suppressed, their figures
+neither shown nor judged (small cells identify people and swing by chance). Members without a value
+(``unknown``) are shown but not judged: a missing attribute says nothing about a protected group.
+A finding's id is stable: ``<scope>:<attribute>:<metric>:<group>``, so a sign-off can name it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.metrics import expected_calibration_error
+
+UNKNOWN = "unknown"
+SEVERITIES = ("warn", "fail")
+METRICS = {
+    "di": "disparate-impact ratio",
+    "ece_gap": "calibration error (ECE) gap",
+    "tpr_gap": "true positive rate gap",
+    "fpr_gap": "false positive rate gap",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The gate's limits (settings.fairness): a ratio below ``di_*``, a gap above ``*_gap_*``."""
+
+    min_group: int = 50
+    di_warn: float = 0.8
+    di_fail: float = 0.6
+    ece_gap_warn: float = 0.05
+    ece_gap_fail: float = 0.10
+    rate_gap_warn: float = 0.10
+    rate_gap_fail: float = 0.20
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A figure beyond a limit: which scope (model version, segment, audience), attribute, metric
+    and group, its value, the limit it crossed, and the group it was compared with."""
+
+    id: str
+    scope: str
+    attribute: str
+    metric: str
+    group: str
+    value: float
+    limit: float
+    severity: str
+    reference: str
+
+    def text(self) -> str:
+        side = "below" if self.metric == "di" else "above"
+        return (
+            f"{self.severity.upper()} {self.id}: {METRICS[self.metric]} of {self.attribute} {self.group} is "
+            f"{self.value:.3f}, {side} the {self.severity} limit {self.limit:g} "
+            f"(compared with {self.reference})"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def labels(values: Sequence[Any] | pd.Series | np.ndarray) -> np.ndarray:
+    """The group of each member as text; missing values become ``unknown``."""
+    s = pd.Series(values, dtype="object")
+    return s.where(s.notna(), UNKNOWN).astype(str).to_numpy()
+
+
+def _judged(group: str, n: int, limits: Limits) -> bool:
+    return group != UNKNOWN and n >= limits.min_group
+
+
+def selection(
+    groups: Sequence[Any] | np.ndarray, selected: Sequence[bool] | np.ndarray, limits: Limits
+) -> list[dict[str, Any]]:
+    """Per group: members, selected, selection rate and disparate-impact ratio (None when suppressed).
+    The reference is the judged group selected most often."""
+    g = labels(groups)
+    sel = np.asarray(selected, dtype=bool)
+    rows = []
+    for name in sorted(set(g)):
+        mask = g == name
+        n = int(mask.sum())
+        if n < limits.min_group:
+            rows.append({"group": name, "suppressed": True, "judged": False})
+            continue
+        k = int(sel[mask].sum())
+        rows.append(
+            {
+                "group": name,
+                "suppressed": False,
+                "judged": _judged(name, n, limits),
+                "customers": n,
+                "selected": k,
+                "rate": k / n,
+            }
+        )
+    judged = [r for r in rows if r["judged"]]
+    top = max(judged, key=lambda r: r["rate"], default=None)
+    for r in rows:
+        if r["suppressed"]:
+            continue
+        r["reference"] = top["group"] if top else None
+        r["di"] = r["rate"] / top["rate"] if top and top["rate"] > 0 else None
+    return rows
+
+
+def selection_findings(
+    rows: list[dict[str, Any]], scope: str, attribute: str, limits: Limits
+) -> list[Finding]:
+    """A warn or fail finding for each judged group whose disparate-impact ratio is under a limit."""
+    out = []
+    for r in rows:
+        if not r["judged"] or r.get("di") is None:
+            continue
+        severity = "fail" if r["di"] < limits.di_fail else "warn" if r["di"] < limits.di_warn else None
+        if severity:
+            limit = limits.di_fail if severity == "fail" else limits.di_warn
+            out.append(_finding(scope, attribute, "di", r["group"], r["di"], limit, severity, r["reference"]))
+    return out
+
+
+def _rate(flags: np.ndarray) -> float | None:
+    return float(flags.mean()) if len(flags) else None
+
+
+def model(
+    groups: Sequence[Any] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    p: Sequence[float] | np.ndarray,
+    decided: Sequence[bool] | np.ndarray,
+    limits: Limits,
+) -> list[dict[str, Any]]:
+    """Per group: customers, observed rate of the outcome ``y``, mean predicted probability ``p``,
+    ECE, and the true/false positive rates of the decision ``decided`` (which predicts ``y``); then
+    each judged group's gap to the best judged group (lowest ECE, highest TPR, lowest FPR)."""
+    g = labels(groups)
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    d = np.asarray(decided, dtype=bool)
+    rows = []
+    for name in sorted(set(g)):
+        mask = g == name
+        n = int(mask.sum())
+        if n < limits.min_group:
+            rows.append({"group": name, "suppressed": True, "judged": False})
+            continue
+        yg, pg, dg = y[mask], p[mask], d[mask]
+        rows.append(
+            {
+                "group": name,
+                "suppressed": False,
+                "judged": _judged(name, n, limits),
+                "customers": n,
+                "observed_rate": float(yg.mean()),
+                "mean_predicted": float(pg.mean()),
+                "ece": expected_calibration_error(yg, pg),
+                "decided_rate": float(dg.mean()),
+                "tpr": _rate(dg[yg == 1]),
+                "fpr": _rate(dg[yg == 0]),
+            }
+        )
+    judged = [r for r in rows if r["judged"]]
+    best = {
+        "ece": min((r["ece"] for r in judged), default=None),
+        "tpr": max((r["tpr"] for r in judged if r["tpr"] is not None), default=None),
+        "fpr": min((r["fpr"] for r in judged if r["fpr"] is not None), default=None),
+    }
+    ref = {
+        k: next((r["group"] for r in judged if r[k] is not None and r[k] == v), None) for k, v in best.items()
+    }
+    for r in rows:
+        if r["suppressed"]:
+            continue
+        for k in ("ece", "tpr", "fpr"):
+            r[f"{k}_gap"] = abs(r[k] - best[k]) if r[k] is not None and best[k] is not None else None
+            r[f"{k}_reference"] = ref[k]
+    return rows
+
+
+def model_findings(rows: list[dict[str, Any]], scope: str, attribute: str, limits: Limits) -> list[Finding]:
+    """A warn or fail finding for each judged group whose ECE, TPR or FPR gap is over a limit."""
+    out = []
+    for r in rows:
+        if not r["judged"]:
+            continue
+        for metric, warn, fail in (
+            ("ece", limits.ece_gap_warn, limits.ece_gap_fail),
+            ("tpr", limits.rate_gap_warn, limits.rate_gap_fail),
+            ("fpr", limits.rate_gap_warn, limits.rate_gap_fail),
+        ):
+            gap = r.get(f"{metric}_gap")
+            if gap is None:
+                continue
+            severity = "fail" if gap > fail else "warn" if gap > warn else None
+            if severity:
+                limit = fail if severity == "fail" else warn
+                out.append(
+                    _finding(
+                        scope,
+                        attribute,
+                        f"{metric}_gap",
+                        r["group"],
+                        gap,
+                        limit,
+                        severity,
+                        r[f"{metric}_reference"],
+                    )
+                )
+    return out
+
+
+def _finding(
+    scope: str, attribute: str, metric: str, group: str, value: float, limit: float, severity: str, ref: str
+) -> Finding:
+    return Finding(
+        id=f"{scope}:{attribute}:{metric}:{group}",
+        scope=scope,
+        attribute=attribute,
+        metric=metric,
+        group=group,
+        value=float(value),
+        limit=float(limit),
+        severity=severity,
+        reference=str(ref),
+    )
+
+
+def worst(findings: Sequence[Finding | dict[str, Any]]) -> str | None:
+    """The most severe finding's severity ("fail", "warn") or None when there is none."""
+    seen = {f["severity"] if isinstance(f, dict) else f.severity for f in findings}
+    return "fail" if "fail" in seen else "warn" if "warn" in seen else None
+
+
+def _f(v: Any, fmt: str = ".3f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def card_section(fair: dict[str, Any] | list[dict[str, Any]] | None) -> str:
+    """The model card's fairness section (markdown). Versions registered before the fairness
+    library kept a plain list of age-band rows; those are shown as they were."""
+    head = (
+        "## Fairness\n\nThe protected attributes are never model inputs; these figures show how the model "
+        "behaves across them on the validation customers.\n\n"
+    )
+    if isinstance(fair, list) or not fair:
+        if not fair:
+            return head + "No protected attribute was present in the data: no fairness figures.\n"
+        rows = [
+            "| age band | customers | observed purchase rate | mean predicted | ROC AUC |",
+            "|---|---:|---:|---:|---:|",
+            *(
+                f"| {f['group']} | {f['customers']:,} | {f['observed_rate']:.3f} | {f['mean_predicted']:.3f} "
+                f"| {_f(f.get('roc_auc'), '.4f')} |"
+                for f in fair
+            ),
+        ]
+        return head + "\n".join(rows) + "\n"
+    lim = fair["limits"]
+    parts = [
+        head
+        + f"Decision judged: {fair['decision']}. Groups with fewer than {lim['min_group']} customers are "
+        "suppressed (not shown, not judged); customers without a value are shown, not judged. Limits: "
+        f"ECE gap warn > {lim['ece_gap_warn']:g}, fail > {lim['ece_gap_fail']:g}; TPR/FPR gap warn > "
+        f"{lim['rate_gap_warn']:g}, fail > {lim['rate_gap_fail']:g}.\n"
+    ]
+    for a in fair["attributes"]:
+        rows = [
+            f"\n**{a['attribute']}**\n",
+            "| group | customers | observed churn | mean predicted churn | ECE | ECE gap | TPR | TPR gap "
+            "| FPR | FPR gap |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in a["groups"]:
+            if r["suppressed"]:
+                rows.append(f"| {r['group']} | suppressed | | | | | | | | |")
+                continue
+            rows.append(
+                f"| {r['group']}{'' if r['judged'] else ' (not judged)'} | {r['customers']:,} "
+                f"| {r['observed_rate']:.3f} | {r['mean_predicted']:.3f} | {r['ece']:.3f} "
+                f"| {_f(r['ece_gap'])} "
+                f"| {_f(r['tpr'])} | {_f(r['tpr_gap'])} | {_f(r['fpr'])} | {_f(r['fpr_gap'])} |"
+            )
+        parts.append("\n".join(rows) + "\n")
+    findings = fair.get("findings") or []
+    parts.append(
+        "\n**Findings.** "
+        + (
+            "none: every judged group is within the limits.\n"
+            if not findings
+            else f"{len(findings)} ({worst(findings)} at worst); a fail finding keeps the version from "
+            "being promoted automatically.\n\n"
+            + "\n".join(f"- {Finding(**f).text()}" for f in findings)
+            + "\n"
+        )
+    )
+    return "".join(parts)
