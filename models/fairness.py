@@ -150,7 +150,8 @@ def model(
 ) -> list[dict[str, Any]]:
     """Per group: customers, observed rate of the outcome ``y``, mean predicted probability ``p``,
     ECE, and the true/false positive rates of the decision ``decided`` (which predicts ``y``); then
-    each judged group's gap to the best judged group (lowest ECE, highest TPR, lowest FPR)."""
+    each judged group's gap to the best judged group (lowest ECE, highest TPR, lowest FPR), and the
+    disparate-impact ratio of the share decided (over the judged group decided most often)."""
     g = labels(groups)
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
@@ -186,9 +187,12 @@ def model(
     ref = {
         k: next((r["group"] for r in judged if r[k] is not None and r[k] == v), None) for k, v in best.items()
     }
+    top = max(judged, key=lambda r: r["decided_rate"], default=None)
     for r in rows:
         if r["suppressed"]:
             continue
+        r["di"] = r["decided_rate"] / top["decided_rate"] if top and top["decided_rate"] > 0 else None
+        r["di_reference"] = top["group"] if top else None
         for k in ("ece", "tpr", "fpr"):
             r[f"{k}_gap"] = abs(r[k] - best[k]) if r[k] is not None and best[k] is not None else None
             r[f"{k}_reference"] = ref[k]
@@ -196,8 +200,11 @@ def model(
 
 
 def model_findings(rows: list[dict[str, Any]], scope: str, attribute: str, limits: Limits) -> list[Finding]:
-    """A warn or fail finding for each judged group whose ECE, TPR or FPR gap is over a limit."""
-    out = []
+    """A warn or fail finding for each judged group whose ECE, TPR or FPR gap is over a limit, or
+    whose share decided (disparate-impact ratio of the decision) is under one."""
+    out = selection_findings(
+        [{**r, "reference": r.get("di_reference")} for r in rows], scope, attribute, limits
+    )
     for r in rows:
         if not r["judged"]:
             continue
@@ -275,28 +282,30 @@ def card_section(fair: dict[str, Any] | list[dict[str, Any]] | None) -> str:
         return head + "\n".join(rows) + "\n"
     lim = fair["limits"]
     parts = [
-        head
-        + f"Decision judged: {fair['decision']}. Groups with fewer than {lim['min_group']} customers are "
+        head + f"Decision judged: {fair['decision']}; flagged is the share it flags, DI that share over the "
+        "highest group's. Groups with fewer than {lim['min_group']} customers are "
         "suppressed (not shown, not judged); customers without a value are shown, not judged. Limits: "
         f"ECE gap warn > {lim['ece_gap_warn']:g}, fail > {lim['ece_gap_fail']:g}; TPR/FPR gap warn > "
-        f"{lim['rate_gap_warn']:g}, fail > {lim['rate_gap_fail']:g}.\n"
+        f"{lim['rate_gap_warn']:g}, fail > {lim['rate_gap_fail']:g}; DI warn < {lim['di_warn']:g}, fail < "
+        f"{lim['di_fail']:g}.\n"
     ]
     for a in fair["attributes"]:
         rows = [
             f"\n**{a['attribute']}**\n",
             "| group | customers | observed churn | mean predicted churn | ECE | ECE gap | TPR | TPR gap "
-            "| FPR | FPR gap |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| FPR | FPR gap | flagged | DI |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in a["groups"]:
             if r["suppressed"]:
-                rows.append(f"| {r['group']} | suppressed | | | | | | | | |")
+                rows.append(f"| {r['group']} | suppressed | | | | | | | | | | |")
                 continue
             rows.append(
                 f"| {r['group']}{'' if r['judged'] else ' (not judged)'} | {r['customers']:,} "
                 f"| {r['observed_rate']:.3f} | {r['mean_predicted']:.3f} | {r['ece']:.3f} "
                 f"| {_f(r['ece_gap'])} "
-                f"| {_f(r['tpr'])} | {_f(r['tpr_gap'])} | {_f(r['fpr'])} | {_f(r['fpr_gap'])} |"
+                f"| {_f(r['tpr'])} | {_f(r['tpr_gap'])} | {_f(r['fpr'])} | {_f(r['fpr_gap'])} "
+                f"| {_f(r['decided_rate'])} | {_f(r['di'])} |"
             )
         parts.append("\n".join(rows) + "\n")
     findings = fair.get("findings") or []
