@@ -18,7 +18,7 @@ A finding's id is stable: ``<scope>:<attribute>:<metric>:<group>``, so a sign-of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -87,31 +87,42 @@ def _judged(group: str, n: int, limits: Limits) -> bool:
     return group != UNKNOWN and n >= limits.min_group
 
 
-def selection(
-    groups: Sequence[Any] | np.ndarray, selected: Sequence[bool] | np.ndarray, limits: Limits
+def _per_group(
+    groups: Sequence[Any] | np.ndarray, limits: Limits, figures: Callable[[np.ndarray], dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Per group: members, selected, selection rate and disparate-impact ratio (None when suppressed).
-    The reference is the judged group selected most often."""
+    """One row per group in name order: suppressed ones bare, the others with `figures(mask)`."""
     g = labels(groups)
-    sel = np.asarray(selected, dtype=bool)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in sorted(set(g)):
         mask = g == name
         n = int(mask.sum())
         if n < limits.min_group:
             rows.append({"group": name, "suppressed": True, "judged": False})
             continue
-        k = int(sel[mask].sum())
         rows.append(
             {
                 "group": name,
                 "suppressed": False,
                 "judged": _judged(name, n, limits),
                 "customers": n,
-                "selected": k,
-                "rate": k / n,
+                **figures(mask),
             }
         )
+    return rows
+
+
+def selection(
+    groups: Sequence[Any] | np.ndarray, selected: Sequence[bool] | np.ndarray, limits: Limits
+) -> list[dict[str, Any]]:
+    """Per group: members, selected, selection rate and disparate-impact ratio (None when suppressed).
+    The reference is the judged group selected most often."""
+    sel = np.asarray(selected, dtype=bool)
+
+    def figures(mask: np.ndarray) -> dict[str, Any]:
+        k = int(sel[mask].sum())
+        return {"selected": k, "rate": k / int(mask.sum())}
+
+    rows = _per_group(groups, limits, figures)
     judged = [r for r in rows if r["judged"]]
     top = max(judged, key=lambda r: r["rate"], default=None)
     for r in rows:
@@ -152,32 +163,22 @@ def model(
     ECE, and the true/false positive rates of the decision ``decided`` (which predicts ``y``); then
     each judged group's gap to the best judged group (lowest ECE, highest TPR, lowest FPR), and the
     disparate-impact ratio of the share decided (over the judged group decided most often)."""
-    g = labels(groups)
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
     d = np.asarray(decided, dtype=bool)
-    rows = []
-    for name in sorted(set(g)):
-        mask = g == name
-        n = int(mask.sum())
-        if n < limits.min_group:
-            rows.append({"group": name, "suppressed": True, "judged": False})
-            continue
+
+    def figures(mask: np.ndarray) -> dict[str, Any]:
         yg, pg, dg = y[mask], p[mask], d[mask]
-        rows.append(
-            {
-                "group": name,
-                "suppressed": False,
-                "judged": _judged(name, n, limits),
-                "customers": n,
-                "observed_rate": float(yg.mean()),
-                "mean_predicted": float(pg.mean()),
-                "ece": expected_calibration_error(yg, pg),
-                "decided_rate": float(dg.mean()),
-                "tpr": _rate(dg[yg == 1]),
-                "fpr": _rate(dg[yg == 0]),
-            }
-        )
+        return {
+            "observed_rate": float(yg.mean()),
+            "mean_predicted": float(pg.mean()),
+            "ece": expected_calibration_error(yg, pg),
+            "decided_rate": float(dg.mean()),
+            "tpr": _rate(dg[yg == 1]),
+            "fpr": _rate(dg[yg == 0]),
+        }
+
+    rows = _per_group(groups, limits, figures)
     judged = [r for r in rows if r["judged"]]
     best = {
         "ece": min((r["ece"] for r in judged), default=None),
