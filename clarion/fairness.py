@@ -292,6 +292,7 @@ def accept(settings: Settings, finding_id: str, by: str, because: str) -> dict[s
         raise FairnessError("a sign-off needs a reason: --because TEXT")
     with Warehouse.from_settings(settings).connect("fairness accept") as con:
         finding = find(settings, con, finding_id)
+        con.execute("create schema if not exists privacy")
         con.execute(SIGNOFFS_DDL)
         who = audit.os_identity()
         now = datetime.now(UTC)

@@ -13,11 +13,15 @@ was selected (or the model's outcome, probability and decision) and the `Limits`
 Groups with fewer than ``min_group`` members are *suppressed*: counted as suppressed, their figures
 neither shown nor judged (small cells identify people and swing by chance). Members without a value
 (``unknown``) are shown but not judged: a missing attribute says nothing about a protected group.
-A finding's id is stable: ``<scope>:<attribute>:<metric>:<group>``, so a sign-off can name it.
+A rate difference becomes a finding only when it is also unlikely by chance (two-sided
+two-proportion z-test against the reference group, p < ``alpha``, 0.05): a tiny audience of three
+customers from one group is not evidence against the others. A finding's id is stable:
+``<scope>:<attribute>:<metric>:<group>``, so a sign-off can name it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -48,6 +52,7 @@ class Limits:
     ece_gap_fail: float = 0.10
     rate_gap_warn: float = 0.10
     rate_gap_fail: float = 0.20
+    alpha: float = 0.05  # a rate difference counts only when a z-test finds it unlikely by chance
 
 
 @dataclass(frozen=True)
@@ -64,13 +69,15 @@ class Finding:
     limit: float
     severity: str
     reference: str
+    p_value: float | None = None  # two-proportion z-test against the reference (None: ECE)
 
     def text(self) -> str:
         side = "below" if self.metric == "di" else "above"
         return (
             f"{self.severity.upper()} {self.id}: {METRICS[self.metric]} of {self.attribute} {self.group} is "
             f"{self.value:.3f}, {side} the {self.severity} limit {self.limit:g} "
-            f"(compared with {self.reference})"
+            f"(compared with {self.reference}"
+            + (f", p = {self.p_value:.2g})" if self.p_value is not None else ")")
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -81,6 +88,19 @@ def labels(values: Sequence[Any] | pd.Series | np.ndarray) -> np.ndarray:
     """The group of each member as text; missing values become ``unknown``."""
     s = pd.Series(values, dtype="object")
     return s.where(s.notna(), UNKNOWN).astype(str).to_numpy()
+
+
+def p_value(k1: float, n1: int, k2: float, n2: int) -> float:
+    """Two-sided two-proportion z-test (pooled): how likely a difference at least this large is
+    between two groups selected at the same rate. Tiny audiences differ by chance; this keeps a
+    handful of customers from becoming a finding."""
+    if not n1 or not n2:
+        return 1.0
+    pooled = (k1 + k2) / (n1 + n2)
+    if pooled <= 0 or pooled >= 1:
+        return 1.0
+    z = abs(k1 / n1 - k2 / n2) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    return math.erfc(z / math.sqrt(2))
 
 
 def _judged(group: str, n: int, limits: Limits) -> bool:
@@ -136,15 +156,21 @@ def selection(
 def selection_findings(
     rows: list[dict[str, Any]], scope: str, attribute: str, limits: Limits
 ) -> list[Finding]:
-    """A warn or fail finding for each judged group whose disparate-impact ratio is under a limit."""
+    """A warn or fail finding for each judged group whose disparate-impact ratio is under a limit
+    and whose rate differs from the reference group's beyond chance (p < limits.alpha)."""
+    by_name = {r["group"]: r for r in rows}
     out = []
     for r in rows:
         if not r["judged"] or r.get("di") is None:
             continue
         severity = "fail" if r["di"] < limits.di_fail else "warn" if r["di"] < limits.di_warn else None
-        if severity:
+        ref = by_name[r["reference"]]
+        p = p_value(r["selected"], r["customers"], ref["selected"], ref["customers"])
+        if severity and p < limits.alpha:
             limit = limits.di_fail if severity == "fail" else limits.di_warn
-            out.append(_finding(scope, attribute, "di", r["group"], r["di"], limit, severity, r["reference"]))
+            out.append(
+                _finding(scope, attribute, "di", r["group"], r["di"], limit, severity, r["reference"], p)
+            )
     return out
 
 
@@ -174,6 +200,8 @@ def model(
             "mean_predicted": float(pg.mean()),
             "ece": expected_calibration_error(yg, pg),
             "decided_rate": float(dg.mean()),
+            "decided": int(dg.sum()),
+            "positives": int((yg == 1).sum()),
             "tpr": _rate(dg[yg == 1]),
             "fpr": _rate(dg[yg == 0]),
         }
@@ -202,10 +230,20 @@ def model(
 
 def model_findings(rows: list[dict[str, Any]], scope: str, attribute: str, limits: Limits) -> list[Finding]:
     """A warn or fail finding for each judged group whose ECE, TPR or FPR gap is over a limit, or
-    whose share decided (disparate-impact ratio of the decision) is under one."""
-    out = selection_findings(
-        [{**r, "reference": r.get("di_reference")} for r in rows], scope, attribute, limits
-    )
+    whose share decided (disparate-impact ratio of the decision) is under one. Rate gaps and ratios
+    count only beyond chance (p < limits.alpha); calibration gaps have no such test."""
+    as_selected = [
+        {**r, "selected": r.get("decided"), "reference": r.get("di_reference")}
+        for r in rows
+        if not r["suppressed"]
+    ]
+    out = selection_findings(as_selected, scope, attribute, limits)
+    by_name = {r["group"]: r for r in rows}
+
+    def counts(r: dict[str, Any], metric: str) -> tuple[float, int]:
+        n = r["positives"] if metric == "tpr" else r["customers"] - r["positives"]
+        return (r[metric] or 0.0) * n, n
+
     for r in rows:
         if not r["judged"]:
             continue
@@ -215,28 +253,29 @@ def model_findings(rows: list[dict[str, Any]], scope: str, attribute: str, limit
             ("fpr", limits.rate_gap_warn, limits.rate_gap_fail),
         ):
             gap = r.get(f"{metric}_gap")
-            if gap is None:
+            severity = None if gap is None else "fail" if gap > fail else "warn" if gap > warn else None
+            if not severity:
                 continue
-            severity = "fail" if gap > fail else "warn" if gap > warn else None
-            if severity:
+            ref = r[f"{metric}_reference"]
+            p = None if metric == "ece" else p_value(*counts(r, metric), *counts(by_name[ref], metric))
+            if p is None or p < limits.alpha:
                 limit = fail if severity == "fail" else warn
                 out.append(
-                    _finding(
-                        scope,
-                        attribute,
-                        f"{metric}_gap",
-                        r["group"],
-                        gap,
-                        limit,
-                        severity,
-                        r[f"{metric}_reference"],
-                    )
+                    _finding(scope, attribute, f"{metric}_gap", r["group"], gap, limit, severity, ref, p)
                 )
     return out
 
 
 def _finding(
-    scope: str, attribute: str, metric: str, group: str, value: float, limit: float, severity: str, ref: str
+    scope: str,
+    attribute: str,
+    metric: str,
+    group: str,
+    value: float,
+    limit: float,
+    severity: str,
+    ref: str,
+    p: float | None = None,
 ) -> Finding:
     return Finding(
         id=f"{scope}:{attribute}:{metric}:{group}",
@@ -248,6 +287,7 @@ def _finding(
         limit=float(limit),
         severity=severity,
         reference=str(ref),
+        p_value=None if p is None else float(p),
     )
 
 
@@ -288,7 +328,8 @@ def card_section(fair: dict[str, Any] | list[dict[str, Any]] | None) -> str:
         "suppressed (not shown, not judged); customers without a value are shown, not judged. Limits: "
         f"ECE gap warn > {lim['ece_gap_warn']:g}, fail > {lim['ece_gap_fail']:g}; TPR/FPR gap warn > "
         f"{lim['rate_gap_warn']:g}, fail > {lim['rate_gap_fail']:g}; DI warn < {lim['di_warn']:g}, fail < "
-        f"{lim['di_fail']:g}.\n"
+        f"{lim['di_fail']:g}; rate differences count only when a two-proportion z-test gives p < "
+        f"{lim.get('alpha', 0.05):g}.\n"
     ]
     for a in fair["attributes"]:
         rows = [

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
+from scipy.stats import chi2_contingency
 
 from clarion.config import load_settings
 from clarion.config.privacy import FairnessSettings
@@ -14,6 +15,14 @@ from clarion.fairness import limits
 from models import fairness as lib
 from models.card import render
 from models.features import FEATURES
+
+
+def _p(k1: float, n1: int, k2: float, n2: int) -> float:
+    """The chance of so large a difference between two equal rates: a 2x2 chi-squared test without
+    continuity correction (the square of the pooled two-proportion z statistic)."""
+    k1, k2 = round(k1), round(k2)
+    return chi2_contingency([[k1, n1 - k1], [k2, n2 - k2]], correction=False)[1]
+
 
 LIMITS = (
     lib.Limits()
@@ -55,6 +64,8 @@ def test_a_group_selected_at_half_the_rate_is_a_fail_and_one_at_seven_tenths_a_w
     expected = {}
     for g in ("A", "B", "C", "D"):
         di = counts.loc[g, "mean"] / top
+        if _p(counts.loc[g, "sum"], 400, counts.loc["A", "sum"], 400) >= 0.05:
+            continue
         if di < 0.6:
             expected[f"audience:r1:winback:at_risk:age:di:{g}"] = "fail"
         elif di < 0.8:
@@ -66,6 +77,7 @@ def test_a_group_selected_at_half_the_rate_is_a_fail_and_one_at_seven_tenths_a_w
     assert {i: f.severity for i, f in found.items()} == expected
     d = found["audience:r1:winback:at_risk:age:di:D"]
     assert (d.limit, d.reference, d.metric) == (0.6, "A", "di") and "below the fail limit 0.6" in d.text()
+    assert d.p_value == pytest.approx(_p(60, 400, 120, 400))
     assert lib.worst(list(found.values())) == "fail"
 
 
@@ -135,6 +147,9 @@ def test_model_figures_match_an_independent_ece_tpr_and_fpr_and_planted_gaps_are
             "tpr": (d & (y == 1)).sum() / (y == 1).sum(),
             "fpr": (d & (y == 0)).sum() / (y == 0).sum(),
             "decided": d.mean(),
+            "tpr_counts": ((d & (y == 1)).sum(), int((y == 1).sum())),
+            "fpr_counts": ((d & (y == 0)).sum(), int((y == 0).sum())),
+            "decided_counts": (d.sum(), len(d)),
         }
         assert rows[g]["customers"] == len(part)
         assert rows[g]["observed_rate"] == pytest.approx(y.mean())
@@ -159,11 +174,17 @@ def test_model_figures_match_an_independent_ece_tpr_and_fpr_and_planted_gaps_are
     for g in mine:
         for k, (warn, fail) in {"ece": (0.05, 0.10), "tpr": (0.10, 0.20), "fpr": (0.10, 0.20)}.items():
             gap = abs(mine[g][k] - best[k])
+            ref = next(h for h in mine if mine[h][k] == best[k])
+            if k != "ece" and _p(*mine[g][f"{k}_counts"], *mine[ref][f"{k}_counts"]) >= 0.05:
+                continue
             if gap > warn:
                 expected[f"model:v0007:age_band:{k}_gap:{g}"] = "fail" if gap > fail else "warn"
     most = max(m["decided"] for m in mine.values())
     for g in mine:
         assert rows[g]["di"] == pytest.approx(mine[g]["decided"] / most)
+        top_group = next(h for h in mine if mine[h]["decided"] == most)
+        if _p(*mine[g]["decided_counts"], *mine[top_group]["decided_counts"]) >= 0.05:
+            continue
         if mine[g]["decided"] / most < 0.8:
             expected[f"model:v0007:age_band:di:{g}"] = "fail" if mine[g]["decided"] / most < 0.6 else "warn"
     assert expected["model:v0007:age_band:di:C"] == "fail"  # C is flagged half as often
@@ -218,3 +239,16 @@ def test_the_card_shows_per_group_figures_findings_and_still_reads_old_versions(
     assert "| 25-34 | 52 | 0.400 | 0.500 | 0.8000 |" in lib.card_section(legacy)
     assert "no fairness figures" in lib.card_section([])
     assert "## Fairness" in lib.card_section(fair) and callable(render)
+
+
+def test_a_tiny_audience_is_not_a_finding_by_chance_alone() -> None:
+    """Three customers of one group in an audience: the others' ratio is 0, yet a difference of 3 in
+    200 is well within chance (p about 0.08), so there is no finding; at 30 it is a fail."""
+    groups = np.array(["A"] * 200 + ["B"] * 200)
+    for chosen, expect in ((3, set()), (30, {"B"})):
+        selected = np.zeros(400, dtype=bool)
+        selected[:chosen] = True  # all in A
+        rows = lib.selection(groups, selected, LIMITS)
+        assert next(r for r in rows if r["group"] == "B")["di"] == 0.0
+        assert (_p(chosen, 200, 0, 200) < 0.05) == bool(expect)
+        assert {f.group for f in lib.selection_findings(rows, "s", "age", LIMITS)} == expect

@@ -89,6 +89,8 @@ def test_card_report_and_cli_show_the_runs_figures_as_the_warehouse_says(
     # the model card of the run's version carries the same per-group figures as its meta
     version = Registry(settings.var_dir / "registry").get(fair["model_version"])
     card = (version.path / "card.md").read_text()
+    used = set(version.meta["features"]) | set(version.meta["used_features"])
+    assert settings.fairness.attributes and not used & set(settings.fairness.attributes)  # never inputs
     model_rows = version.meta["fairness"]["attributes"][0]["groups"]
     judged = [r for r in model_rows if not r["suppressed"]]
     assert judged and all(f"| {r['ece']:.3f} |" in card for r in judged)

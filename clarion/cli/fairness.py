@@ -109,6 +109,8 @@ def _text(d: dict[str, Any]) -> str:
         note = f"  signed off by {signed['by']} at {signed['at']}" if signed else ""
         out.append(
             f"  {f['severity'].upper():<4} {f['id']}  {f['metric']} {f['value']:.3f} "
-            f"(limit {f['limit']:g}, vs {f['reference']}){note}"
+            f"(limit {f['limit']:g}, vs {f['reference']}"
+            + (f", p {f['p_value']:.2g}" if f.get("p_value") is not None else "")
+            + f"){note}"
         )
     return "\n".join(out)
