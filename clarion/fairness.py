@@ -51,6 +51,7 @@ def limits(settings: Settings) -> lib.Limits:
         ece_gap_fail=f.ece_gap_fail,
         rate_gap_warn=f.rate_gap_warn,
         rate_gap_fail=f.rate_gap_fail,
+        alpha=f.significance,
     )
 
 

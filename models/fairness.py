@@ -15,7 +15,8 @@ neither shown nor judged (small cells identify people and swing by chance). Memb
 (``unknown``) are shown but not judged: a missing attribute says nothing about a protected group.
 A rate difference becomes a finding only when it is also unlikely by chance (two-sided
 two-proportion z-test against the reference group, p < ``alpha``, 0.05): a tiny audience of three
-customers from one group is not evidence against the others. A finding's id is stable:
+customers from one group is not evidence against the others; an ECE gap counts when the group's own
+calibration fails a Hosmer-Lemeshow test at the same level. A finding's id is stable:
 ``<scope>:<attribute>:<metric>:<group>``, so a sign-off can name it.
 """
 
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import chi2
 
 from models.metrics import expected_calibration_error
 
@@ -69,7 +71,7 @@ class Finding:
     limit: float
     severity: str
     reference: str
-    p_value: float | None = None  # two-proportion z-test against the reference (None: ECE)
+    p_value: float | None = None  # z-test against the reference; Hosmer-Lemeshow for an ECE gap
 
     def text(self) -> str:
         side = "below" if self.metric == "di" else "above"
@@ -101,6 +103,24 @@ def p_value(k1: float, n1: int, k2: float, n2: int) -> float:
         return 1.0
     z = abs(k1 / n1 - k2 / n2) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     return math.erfc(z / math.sqrt(2))
+
+
+def calibration_p_value(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Hosmer-Lemeshow test on held-out customers: how likely observed counts this far from the
+    predicted ones per probability bin (the ECE's bins) are if the group is well calibrated
+    (chi-squared, one degree of freedom per non-empty bin). ECE is biased upwards in small groups;
+    this keeps noise from becoming a calibration finding."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    stat, dof = 0.0, 0
+    for b in range(bins):
+        mask = which == b
+        n, expected = int(mask.sum()), float(p[mask].sum())
+        var = expected * (1 - expected / n) if n else 0.0
+        if var > 0:
+            stat += (float(y[mask].sum()) - expected) ** 2 / var
+            dof += 1
+    return float(chi2.sf(stat, dof)) if dof else 1.0
 
 
 def _judged(group: str, n: int, limits: Limits) -> bool:
@@ -199,6 +219,7 @@ def model(
             "observed_rate": float(yg.mean()),
             "mean_predicted": float(pg.mean()),
             "ece": expected_calibration_error(yg, pg),
+            "calibration_p": calibration_p_value(yg, pg),
             "decided_rate": float(dg.mean()),
             "decided": int(dg.sum()),
             "positives": int((yg == 1).sum()),
@@ -231,7 +252,8 @@ def model(
 def model_findings(rows: list[dict[str, Any]], scope: str, attribute: str, limits: Limits) -> list[Finding]:
     """A warn or fail finding for each judged group whose ECE, TPR or FPR gap is over a limit, or
     whose share decided (disparate-impact ratio of the decision) is under one. Rate gaps and ratios
-    count only beyond chance (p < limits.alpha); calibration gaps have no such test."""
+    count only beyond chance (p < limits.alpha): a z-test against the reference group, and for a
+    calibration gap, a Hosmer-Lemeshow test of the group's own calibration."""
     as_selected = [
         {**r, "selected": r.get("decided"), "reference": r.get("di_reference")}
         for r in rows
@@ -257,8 +279,11 @@ def model_findings(rows: list[dict[str, Any]], scope: str, attribute: str, limit
             if not severity:
                 continue
             ref = r[f"{metric}_reference"]
-            p = None if metric == "ece" else p_value(*counts(r, metric), *counts(by_name[ref], metric))
-            if p is None or p < limits.alpha:
+            if metric == "ece":
+                p = r["calibration_p"]  # the group itself is miscalibrated beyond chance
+            else:
+                p = p_value(*counts(r, metric), *counts(by_name[ref], metric))
+            if p < limits.alpha:
                 limit = fail if severity == "fail" else warn
                 out.append(
                     _finding(scope, attribute, f"{metric}_gap", r["group"], gap, limit, severity, ref, p)
@@ -328,8 +353,8 @@ def card_section(fair: dict[str, Any] | list[dict[str, Any]] | None) -> str:
         "suppressed (not shown, not judged); customers without a value are shown, not judged. Limits: "
         f"ECE gap warn > {lim['ece_gap_warn']:g}, fail > {lim['ece_gap_fail']:g}; TPR/FPR gap warn > "
         f"{lim['rate_gap_warn']:g}, fail > {lim['rate_gap_fail']:g}; DI warn < {lim['di_warn']:g}, fail < "
-        f"{lim['di_fail']:g}; rate differences count only when a two-proportion z-test gives p < "
-        f"{lim.get('alpha', 0.05):g}.\n"
+        f"{lim['di_fail']:g}; a difference counts only beyond chance (two-proportion z-test, for ECE a "
+        f"Hosmer-Lemeshow test, p < {lim.get('alpha', 0.05):g}).\n"
     ]
     for a in fair["attributes"]:
         rows = [

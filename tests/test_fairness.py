@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
-from scipy.stats import chi2_contingency
+from scipy.stats import chi2, chi2_contingency
 
 from clarion.config import load_settings
 from clarion.config.privacy import FairnessSettings
@@ -114,6 +114,16 @@ def _ece(y: np.ndarray, p: np.ndarray) -> float:
     return total / len(y)
 
 
+def _hosmer_lemeshow(y: np.ndarray, p: np.ndarray) -> float:
+    """Hosmer-Lemeshow again, on the ECE's ten bins: sum of (observed - expected)^2 / variance,
+    chi-squared with one degree of freedom per non-empty bin (held-out data)."""
+    frame = pd.DataFrame({"y": y, "p": p, "bin": np.minimum((p * 10).astype(int), 9)})
+    per = frame.groupby("bin").agg(n=("y", "size"), o=("y", "sum"), e=("p", "sum"))
+    per = per[per["e"] * (1 - per["e"] / per["n"]) > 0]
+    stat = ((per["o"] - per["e"]) ** 2 / (per["e"] * (1 - per["e"] / per["n"]))).sum()
+    return chi2.sf(stat, len(per))
+
+
 def _model_frame(seed: int = 11) -> pd.DataFrame:
     """Three groups: A calibrated and decided well; B whose probabilities run 0.2 high (miscalibrated);
     C for whom the decision catches only half as many positives (a TPR gap); plus a tiny group."""
@@ -147,6 +157,7 @@ def test_model_figures_match_an_independent_ece_tpr_and_fpr_and_planted_gaps_are
             "tpr": (d & (y == 1)).sum() / (y == 1).sum(),
             "fpr": (d & (y == 0)).sum() / (y == 0).sum(),
             "decided": d.mean(),
+            "hl": _hosmer_lemeshow(y, p),
             "tpr_counts": ((d & (y == 1)).sum(), int((y == 1).sum())),
             "fpr_counts": ((d & (y == 0)).sum(), int((y == 0).sum())),
             "decided_counts": (d.sum(), len(d)),
@@ -165,6 +176,8 @@ def test_model_figures_match_an_independent_ece_tpr_and_fpr_and_planted_gaps_are
         for k in ("ece", "tpr", "fpr"):
             assert rows[g][f"{k}_gap"] == pytest.approx(abs(mine[g][k] - best[k]))
     assert mine["B"]["ece"] - best["ece"] > 0.10  # the planted miscalibration is a fail
+    assert rows["B"]["calibration_p"] == pytest.approx(mine["B"]["hl"]) and mine["B"]["hl"] < 1e-6
+    assert rows["A"]["calibration_p"] == pytest.approx(mine["A"]["hl"])
     assert best["tpr"] - mine["C"]["tpr"] > 0.20  # the planted missed positives are a fail
     found = {f.id: f for f in lib.model_findings(list(rows.values()), "model:v0007", "age_band", LIMITS)}
     assert found["model:v0007:age_band:ece_gap:B"].severity == "fail"
@@ -175,7 +188,8 @@ def test_model_figures_match_an_independent_ece_tpr_and_fpr_and_planted_gaps_are
         for k, (warn, fail) in {"ece": (0.05, 0.10), "tpr": (0.10, 0.20), "fpr": (0.10, 0.20)}.items():
             gap = abs(mine[g][k] - best[k])
             ref = next(h for h in mine if mine[h][k] == best[k])
-            if k != "ece" and _p(*mine[g][f"{k}_counts"], *mine[ref][f"{k}_counts"]) >= 0.05:
+            chance = mine[g]["hl"] if k == "ece" else _p(*mine[g][f"{k}_counts"], *mine[ref][f"{k}_counts"])
+            if chance >= 0.05:
                 continue
             if gap > warn:
                 expected[f"model:v0007:age_band:{k}_gap:{g}"] = "fail" if gap > fail else "warn"

@@ -25,7 +25,7 @@ from models.registry import Registry
 
 pytestmark = [pytest.mark.usefixtures("prefect_server")]
 CAMPAIGN, SEGMENT = "fair-test", "promising"
-STRICT = "fairness:\n  min_group: 20\n  ece_gap_warn: 0.001\n  ece_gap_fail: 0.002\n"
+STRICT = "fairness:\n  min_group: 20\n  ece_gap_warn: 0.001\n  ece_gap_fail: 0.002\n  significance: 1\n"
 
 
 def _copy(small_run: dict, to: Path, extra: str = "") -> Settings:

@@ -91,6 +91,13 @@ class FairnessSettings(Section):
         0.10, ge=0, le=1, description="true/false positive rate gap between groups: warn"
     )
     rate_gap_fail: float = Field(0.20, ge=0, le=1, description="... fail")
+    significance: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="a difference is a finding only when a test finds it this unlikely by chance (p below "
+        "this): a z-test of the rates, Hosmer-Lemeshow for calibration; 1 judges every difference",
+    )
 
     @field_validator("attributes")
     @classmethod
