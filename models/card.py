@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from models.fairness import card_section as fairness_section
+
 
 def calibration_svg(points: list[dict[str, Any]], size: int = 320) -> str:
     """Predicted (x) against observed (y) purchase rate per probability bin; the diagonal is perfect."""
@@ -88,19 +90,6 @@ def render(meta: dict[str, Any]) -> dict[str, str]:
             )
         )
     fair = meta.get("fairness") or []
-    fair_rows = (
-        [
-            "| age band | customers | observed purchase rate | mean predicted | ROC AUC |",
-            "|---|---:|---:|---:|---:|",
-            *(
-                f"| {f['group']} | {f['customers']:,} | {f['observed_rate']:.3f} | {f['mean_predicted']:.3f} "
-                f"| {_fmt(f['roc_auc'])} |"
-                for f in fair
-            ),
-        ]
-        if fair
-        else ["No protected attribute was present in the data: no fairness figures."]
-    )
     data = meta["data"]
     value = m["value"]
     cal = m["calibration"]
@@ -178,13 +167,7 @@ How the strongest drivers move the score (feature range -> mean SHAP, log-odds o
 
 {chr(10).join("- " + d for d in dep)}
 
-## Fairness
-
-The protected attribute is never a model input; these figures show how the model behaves across it
-on the validation customers.
-
-{chr(10).join(fair_rows)}
-
+{fairness_section(fair)}
 ## Limitations
 
 - Trained on one business's history; a change in assortment, prices or e-mail cadence moves the

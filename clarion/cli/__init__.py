@@ -7,7 +7,17 @@
 
 from __future__ import annotations
 
-from clarion.cli import content, governance, models, nba, pipeline, results, retention, subject  # noqa: F401  (registers the verbs)
+from clarion.cli import (  # noqa: F401  (importing the verb modules registers their commands)
+    content,
+    fairness,
+    governance,
+    models,
+    nba,
+    pipeline,
+    results,
+    retention,
+    subject,
+)
 from clarion.cli.app import AppContext, cli
 from clarion.cli.text import _run_text
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, field_validator, model_validator
 
 from clarion.config.base import Section
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_COLUMN = _ENV_NAME  # a column of marts.dim_customers
 
 
 class PrivacySettings(Section):
@@ -89,6 +92,28 @@ class FairnessSettings(Section):
         0.10, ge=0, le=1, description="true/false positive rate gap between groups: warn"
     )
     rate_gap_fail: float = Field(0.20, ge=0, le=1, description="... fail")
+    significance: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="a difference is a finding only when a test finds it this unlikely by chance (p below "
+        "this): a z-test of the rates, Hosmer-Lemeshow for calibration; 1 judges every difference",
+    )
+
+    @field_validator("attributes")
+    @classmethod
+    def _not_inputs(cls, value: list[str]) -> list[str]:
+        from models.features import FEATURES
+
+        bad = [a for a in value if not re.match(_COLUMN, a)]
+        if bad:
+            raise ValueError(f"{bad} are not column names of marts.dim_customers (letters, digits, _)")
+        inputs = sorted(set(value) & set(FEATURES))
+        if inputs:
+            raise ValueError(
+                f"{inputs} are model inputs: a protected attribute must never be one; name another column"
+            )
+        return value
 
     @model_validator(mode="after")
     def _ordered(self):

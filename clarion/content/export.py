@@ -20,7 +20,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from clarion import audit, experiments, lineage
+from clarion import audit, experiments, fairness, lineage
 from clarion.config import Settings
 from clarion.content.store import DRAFT_COLUMNS, RULE_SEGMENT, ContentError, draft_row, ensure_tables, utc_now
 from clarion.runs import CONTENT_UNFINISHED
@@ -67,6 +67,7 @@ def export(settings: Settings, campaign: str | None = None, subset: Subset | Non
         ).fetchall()
         if not latest:
             raise ContentError(_nothing_to_export(con, campaign))
+        fairness.gate_export(settings, con, latest, subset.scoring_run if subset else None)  # sign-offs
         for name, run_id in latest:
             rows = con.execute(
                 f"select {', '.join(DRAFT_COLUMNS)} from content.drafts where campaign = ? and run_id = ? "

@@ -10,6 +10,7 @@ from typing import Any
 
 from clarion.report.activity import content_html, quality_html, results_html
 from clarion.report.charts import _heat, calibration, hbars, histogram
+from clarion.report.fairness import html as fairness_html
 from clarion.report.fmt import (
     BLUE,
     SEGMENT_COLOURS,
@@ -365,6 +366,7 @@ def html(data: dict[str, Any]) -> str:
         + content_html(data)
         + results_html(data)
         + quality_html(data)
+        + fairness_html(data)
         + f"<footer>Clarion \u00b7 run {e(run['run_id'])}"
         + (f" \u00b7 code {e(run['code_version'])}" if run.get("code_version") else "")
         + " \u00b7 figures from ml.customer_scores, ml.segments, content.drafts, ml.campaign_results, "

@@ -14,10 +14,12 @@ import numpy as np
 import pandas as pd
 
 from clarion import audit
+from clarion import fairness as fair
 from clarion.config import Settings
 from clarion.quality.snapshot import gate_snapshots
 from clarion.runtime import checkpoint
 from clarion.segment import snapshots
+from clarion.segment.scoring import thresholds
 from clarion.segment.snapshots import Plan, SegmentError
 from clarion.warehouse import Warehouse, relation_exists
 from models import customer_base, metrics
@@ -189,7 +191,7 @@ def train(settings: Settings, p: Plan, scoring: pd.DataFrame, run_id: str | None
         "customer_base": info["customer_base_fits"],
         "global_drivers": drivers,
         "dependence": {d["feature"]: dependence(expl, x_score, FEATURES, d["feature"]) for d in drivers[:3]},
-        "fairness": fairness(valid, checked["probabilities"], checked["margin"]),
+        "fairness": fairness(settings, valid, checked["probabilities"]),
     }
     files = render({**meta, "version": "{version}", "model": "purchase_propensity", "registered_at": _now()})
     reg = registry(settings)
@@ -219,6 +221,8 @@ def train(settings: Settings, p: Plan, scoring: pd.DataFrame, run_id: str | None
             },
         )
         events.record(con, outcome.pop("action"), outcome["version"], run_id=run_id, details=outcome)
+    if reg.promoted() is None:  # the first version was held back (fairness): nothing may score
+        raise SegmentError(f"{decision}; nothing scores until a version is promoted")
     return {
         "version": candidate.name,
         "decision": decision,
@@ -277,6 +281,13 @@ def promote(
         "previous_roc_auc": None,
         "previous_ece": None,
     }
+    unfair = fair.promotion_refusal(candidate.meta, candidate.name)
+    if unfair:  # never promoted automatically, not even the first version: a person decides
+        stays = f"{current.name} stays promoted" if current else "no version is promoted"
+        why = f"{unfair}; {stays} (`clarion models promote {candidate.name}` after review to override)"
+        reg.note("held", candidate.name, why)
+        held = {"action": audit.MODEL_KEPT, "version": current.name if current else candidate.name}
+        return f"not promoted {candidate.name}: {why}", outcome | held | {"reason": why}
     beats_baseline = (new["roc_auc"] or 0) > (base["roc_auc"] or 0)
     unusable = None
     if current is None:
@@ -324,23 +335,16 @@ def promote(
     return decision, outcome | {"reason": "earns its place"}
 
 
-def fairness(valid: pd.DataFrame, p: np.ndarray, margin: np.ndarray) -> list[dict[str, Any]]:
-    if "age_band" not in valid or valid["age_band"].isna().all():
-        return []
-    out = []
-    y = valid[LABEL].astype(float).to_numpy()
-    for group, idx in valid.groupby(valid["age_band"].fillna("unknown")).indices.items():
-        m = metrics.classification(y[idx], p[idx], score=margin[idx]) if len(idx) >= 2 else None
-        out.append(
-            {
-                "group": str(group),
-                "customers": len(idx),
-                "observed_rate": float(y[idx].mean()),
-                "mean_predicted": float(p[idx].mean()),
-                "roc_auc": m["roc_auc"] if m else None,
-            }
-        )
-    return out
+def fairness(settings: Settings, valid: pd.DataFrame, p: np.ndarray) -> dict[str, Any]:
+    """Per-group figures of the validation customers (models.fairness): calibration of the churn
+    risk, and the decision the model drives, flagging a customer at risk (the segments' threshold)."""
+    cut = thresholds(settings, p)
+    churn = 1.0 - np.asarray(p, dtype=float)
+    decision = (
+        f"flagged at risk (churn risk >= {cut.risk_high:.3f}, the segments' threshold on the validation day) "
+        "as a prediction of not buying within the horizon"
+    )
+    return fair.model_figures(settings, valid, churn, churn >= cut.risk_high, decision)
 
 
 def stale(settings: Settings, version: Version, as_of: date) -> bool:

@@ -1,0 +1,390 @@
+"""Fairness figures per group of a protected attribute, and the findings a gate acts on.
+
+Pure functions over arrays (no warehouse, no settings object): the caller passes the groups, who
+was selected (or the model's outcome, probability and decision) and the `Limits`.
+
+* Selection: per group, the share selected (into a segment, an audience, an action) and the
+  disparate-impact ratio: the group's rate over the highest rate of any judged group (the "four
+  fifths" rule flags a ratio under 0.8).
+* Model: per group, the observed and predicted rates, the expected calibration error (ECE) and the
+  true/false positive rates of the model's decision, with each group's gap to the best group
+  (lowest ECE, highest TPR, lowest FPR).
+
+Groups with fewer than ``min_group`` members are *suppressed*: counted as suppressed, their figures
+neither shown nor judged (small cells identify people and swing by chance). Members without a value
+(``unknown``) are shown but not judged: a missing attribute says nothing about a protected group.
+A rate difference becomes a finding only when it is also unlikely by chance (two-sided
+two-proportion z-test against the reference group, p < ``alpha``, 0.05): a tiny audience of three
+customers from one group is not evidence against the others; an ECE gap counts when the group's own
+calibration fails a Hosmer-Lemeshow test at the same level. A finding's id is stable:
+``<scope>:<attribute>:<metric>:<group>``, so a sign-off can name it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import chi2
+
+from models.metrics import expected_calibration_error
+
+UNKNOWN = "unknown"
+SEVERITIES = ("warn", "fail")
+METRICS = {
+    "di": "disparate-impact ratio",
+    "ece_gap": "calibration error (ECE) gap",
+    "tpr_gap": "true positive rate gap",
+    "fpr_gap": "false positive rate gap",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The gate's limits (settings.fairness): a ratio below ``di_*``, a gap above ``*_gap_*``."""
+
+    min_group: int = 50
+    di_warn: float = 0.8
+    di_fail: float = 0.6
+    ece_gap_warn: float = 0.05
+    ece_gap_fail: float = 0.10
+    rate_gap_warn: float = 0.10
+    rate_gap_fail: float = 0.20
+    alpha: float = 0.05  # a rate difference counts only when a z-test finds it unlikely by chance
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A figure beyond a limit: which scope (model version, segment, audience), attribute, metric
+    and group, its value, the limit it crossed, and the group it was compared with."""
+
+    id: str
+    scope: str
+    attribute: str
+    metric: str
+    group: str
+    value: float
+    limit: float
+    severity: str
+    reference: str
+    p_value: float | None = None  # z-test against the reference; Hosmer-Lemeshow for an ECE gap
+
+    def text(self) -> str:
+        side = "below" if self.metric == "di" else "above"
+        return (
+            f"{self.severity.upper()} {self.id}: {METRICS[self.metric]} of {self.attribute} {self.group} is "
+            f"{self.value:.3f}, {side} the {self.severity} limit {self.limit:g} "
+            f"(compared with {self.reference}"
+            + (f", p = {self.p_value:.2g})" if self.p_value is not None else ")")
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def labels(values: Sequence[Any] | pd.Series | np.ndarray) -> np.ndarray:
+    """The group of each member as text; missing values become ``unknown``."""
+    s = pd.Series(values, dtype="object")
+    return s.where(s.notna(), UNKNOWN).astype(str).to_numpy()
+
+
+def p_value(k1: float, n1: int, k2: float, n2: int) -> float:
+    """Two-sided two-proportion z-test (pooled): how likely a difference at least this large is
+    between two groups selected at the same rate. Tiny audiences differ by chance; this keeps a
+    handful of customers from becoming a finding."""
+    if not n1 or not n2:
+        return 1.0
+    pooled = (k1 + k2) / (n1 + n2)
+    if pooled <= 0 or pooled >= 1:
+        return 1.0
+    z = abs(k1 / n1 - k2 / n2) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    return math.erfc(z / math.sqrt(2))
+
+
+def calibration_p_value(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Hosmer-Lemeshow test on held-out customers: how likely observed counts this far from the
+    predicted ones per probability bin (the ECE's bins) are if the group is well calibrated
+    (chi-squared, one degree of freedom per non-empty bin). ECE is biased upwards in small groups;
+    this keeps noise from becoming a calibration finding."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    stat, dof = 0.0, 0
+    for b in range(bins):
+        mask = which == b
+        n, expected = int(mask.sum()), float(p[mask].sum())
+        var = expected * (1 - expected / n) if n else 0.0
+        if var > 0:
+            stat += (float(y[mask].sum()) - expected) ** 2 / var
+            dof += 1
+    return float(chi2.sf(stat, dof)) if dof else 1.0
+
+
+def _judged(group: str, n: int, limits: Limits) -> bool:
+    return group != UNKNOWN and n >= limits.min_group
+
+
+def _per_group(
+    groups: Sequence[Any] | np.ndarray, limits: Limits, figures: Callable[[np.ndarray], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per group in name order: suppressed ones bare, the others with `figures(mask)`."""
+    g = labels(groups)
+    rows: list[dict[str, Any]] = []
+    for name in sorted(set(g)):
+        mask = g == name
+        n = int(mask.sum())
+        if n < limits.min_group:
+            rows.append({"group": name, "suppressed": True, "judged": False})
+            continue
+        rows.append(
+            {
+                "group": name,
+                "suppressed": False,
+                "judged": _judged(name, n, limits),
+                "customers": n,
+                **figures(mask),
+            }
+        )
+    return rows
+
+
+def selection(
+    groups: Sequence[Any] | np.ndarray, selected: Sequence[bool] | np.ndarray, limits: Limits
+) -> list[dict[str, Any]]:
+    """Per group: members, selected, selection rate and disparate-impact ratio (None when suppressed).
+    The reference is the judged group selected most often."""
+    sel = np.asarray(selected, dtype=bool)
+
+    def figures(mask: np.ndarray) -> dict[str, Any]:
+        k = int(sel[mask].sum())
+        return {"selected": k, "rate": k / int(mask.sum())}
+
+    rows = _per_group(groups, limits, figures)
+    judged = [r for r in rows if r["judged"]]
+    top = max(judged, key=lambda r: r["rate"], default=None)
+    for r in rows:
+        if r["suppressed"]:
+            continue
+        r["reference"] = top["group"] if top else None
+        r["di"] = r["rate"] / top["rate"] if top and top["rate"] > 0 else None
+    return rows
+
+
+def selection_findings(
+    rows: list[dict[str, Any]], scope: str, attribute: str, limits: Limits
+) -> list[Finding]:
+    """A warn or fail finding for each judged group whose disparate-impact ratio is under a limit
+    and whose rate differs from the reference group's beyond chance (p < limits.alpha)."""
+    by_name = {r["group"]: r for r in rows}
+    out = []
+    for r in rows:
+        if not r["judged"] or r.get("di") is None:
+            continue
+        severity = "fail" if r["di"] < limits.di_fail else "warn" if r["di"] < limits.di_warn else None
+        ref = by_name[r["reference"]]
+        p = p_value(r["selected"], r["customers"], ref["selected"], ref["customers"])
+        if severity and p < limits.alpha:
+            limit = limits.di_fail if severity == "fail" else limits.di_warn
+            out.append(
+                _finding(scope, attribute, "di", r["group"], r["di"], limit, severity, r["reference"], p)
+            )
+    return out
+
+
+def _rate(flags: np.ndarray) -> float | None:
+    return float(flags.mean()) if len(flags) else None
+
+
+def model(
+    groups: Sequence[Any] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    p: Sequence[float] | np.ndarray,
+    decided: Sequence[bool] | np.ndarray,
+    limits: Limits,
+) -> list[dict[str, Any]]:
+    """Per group: customers, observed rate of the outcome ``y``, mean predicted probability ``p``,
+    ECE, and the true/false positive rates of the decision ``decided`` (which predicts ``y``); then
+    each judged group's gap to the best judged group (lowest ECE, highest TPR, lowest FPR), and the
+    disparate-impact ratio of the share decided (over the judged group decided most often)."""
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    d = np.asarray(decided, dtype=bool)
+
+    def figures(mask: np.ndarray) -> dict[str, Any]:
+        yg, pg, dg = y[mask], p[mask], d[mask]
+        return {
+            "observed_rate": float(yg.mean()),
+            "mean_predicted": float(pg.mean()),
+            "ece": expected_calibration_error(yg, pg),
+            "calibration_p": calibration_p_value(yg, pg),
+            "decided_rate": float(dg.mean()),
+            "decided": int(dg.sum()),
+            "positives": int((yg == 1).sum()),
+            "tpr": _rate(dg[yg == 1]),
+            "fpr": _rate(dg[yg == 0]),
+        }
+
+    rows = _per_group(groups, limits, figures)
+    judged = [r for r in rows if r["judged"]]
+    best = {
+        "ece": min((r["ece"] for r in judged), default=None),
+        "tpr": max((r["tpr"] for r in judged if r["tpr"] is not None), default=None),
+        "fpr": min((r["fpr"] for r in judged if r["fpr"] is not None), default=None),
+    }
+    ref = {
+        k: next((r["group"] for r in judged if r[k] is not None and r[k] == v), None) for k, v in best.items()
+    }
+    top = max(judged, key=lambda r: r["decided_rate"], default=None)
+    for r in rows:
+        if r["suppressed"]:
+            continue
+        r["di"] = r["decided_rate"] / top["decided_rate"] if top and top["decided_rate"] > 0 else None
+        r["di_reference"] = top["group"] if top else None
+        for k in ("ece", "tpr", "fpr"):
+            r[f"{k}_gap"] = abs(r[k] - best[k]) if r[k] is not None and best[k] is not None else None
+            r[f"{k}_reference"] = ref[k]
+    return rows
+
+
+def model_findings(rows: list[dict[str, Any]], scope: str, attribute: str, limits: Limits) -> list[Finding]:
+    """A warn or fail finding for each judged group whose ECE, TPR or FPR gap is over a limit, or
+    whose share decided (disparate-impact ratio of the decision) is under one. Rate gaps and ratios
+    count only beyond chance (p < limits.alpha): a z-test against the reference group, and for a
+    calibration gap, a Hosmer-Lemeshow test of the group's own calibration."""
+    as_selected = [
+        {**r, "selected": r.get("decided"), "reference": r.get("di_reference")}
+        for r in rows
+        if not r["suppressed"]
+    ]
+    out = selection_findings(as_selected, scope, attribute, limits)
+    by_name = {r["group"]: r for r in rows}
+
+    def counts(r: dict[str, Any], metric: str) -> tuple[float, int]:
+        n = r["positives"] if metric == "tpr" else r["customers"] - r["positives"]
+        return (r[metric] or 0.0) * n, n
+
+    for r in rows:
+        if not r["judged"]:
+            continue
+        for metric, warn, fail in (
+            ("ece", limits.ece_gap_warn, limits.ece_gap_fail),
+            ("tpr", limits.rate_gap_warn, limits.rate_gap_fail),
+            ("fpr", limits.rate_gap_warn, limits.rate_gap_fail),
+        ):
+            gap = r.get(f"{metric}_gap")
+            severity = None if gap is None else "fail" if gap > fail else "warn" if gap > warn else None
+            if not severity:
+                continue
+            ref = r[f"{metric}_reference"]
+            if metric == "ece":
+                p = r["calibration_p"]  # the group itself is miscalibrated beyond chance
+            else:
+                p = p_value(*counts(r, metric), *counts(by_name[ref], metric))
+            if p < limits.alpha:
+                limit = fail if severity == "fail" else warn
+                out.append(
+                    _finding(scope, attribute, f"{metric}_gap", r["group"], gap, limit, severity, ref, p)
+                )
+    return out
+
+
+def _finding(
+    scope: str,
+    attribute: str,
+    metric: str,
+    group: str,
+    value: float,
+    limit: float,
+    severity: str,
+    ref: str,
+    p: float | None = None,
+) -> Finding:
+    return Finding(
+        id=f"{scope}:{attribute}:{metric}:{group}",
+        scope=scope,
+        attribute=attribute,
+        metric=metric,
+        group=group,
+        value=float(value),
+        limit=float(limit),
+        severity=severity,
+        reference=str(ref),
+        p_value=None if p is None else float(p),
+    )
+
+
+def worst(findings: Sequence[Finding | dict[str, Any]]) -> str | None:
+    """The most severe finding's severity ("fail", "warn") or None when there is none."""
+    seen = {f["severity"] if isinstance(f, dict) else f.severity for f in findings}
+    return "fail" if "fail" in seen else "warn" if "warn" in seen else None
+
+
+def _f(v: Any, fmt: str = ".3f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def card_section(fair: dict[str, Any] | list[dict[str, Any]] | None) -> str:
+    """The model card's fairness section (markdown). Versions registered before the fairness
+    library kept a plain list of age-band rows; those are shown as they were."""
+    head = (
+        "## Fairness\n\nThe protected attributes are never model inputs; these figures show how the model "
+        "behaves across them on the validation customers.\n\n"
+    )
+    if isinstance(fair, list) or not fair:
+        if not fair:
+            return head + "No protected attribute was present in the data: no fairness figures.\n"
+        rows = [
+            "| age band | customers | observed purchase rate | mean predicted | ROC AUC |",
+            "|---|---:|---:|---:|---:|",
+            *(
+                f"| {f['group']} | {f['customers']:,} | {f['observed_rate']:.3f} | {f['mean_predicted']:.3f} "
+                f"| {_f(f.get('roc_auc'), '.4f')} |"
+                for f in fair
+            ),
+        ]
+        return head + "\n".join(rows) + "\n"
+    lim = fair["limits"]
+    parts = [
+        head + f"Decision judged: {fair['decision']}; flagged is the share it flags, DI that share over the "
+        "highest group's. Groups with fewer than {lim['min_group']} customers are "
+        "suppressed (not shown, not judged); customers without a value are shown, not judged. Limits: "
+        f"ECE gap warn > {lim['ece_gap_warn']:g}, fail > {lim['ece_gap_fail']:g}; TPR/FPR gap warn > "
+        f"{lim['rate_gap_warn']:g}, fail > {lim['rate_gap_fail']:g}; DI warn < {lim['di_warn']:g}, fail < "
+        f"{lim['di_fail']:g}; a difference counts only beyond chance (two-proportion z-test, for ECE a "
+        f"Hosmer-Lemeshow test, p < {lim.get('alpha', 0.05):g}).\n"
+    ]
+    for a in fair["attributes"]:
+        rows = [
+            f"\n**{a['attribute']}**\n",
+            "| group | customers | observed churn | mean predicted churn | ECE | ECE gap | TPR | TPR gap "
+            "| FPR | FPR gap | flagged | DI |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in a["groups"]:
+            if r["suppressed"]:
+                rows.append(f"| {r['group']} | suppressed | | | | | | | | | | |")
+                continue
+            rows.append(
+                f"| {r['group']}{'' if r['judged'] else ' (not judged)'} | {r['customers']:,} "
+                f"| {r['observed_rate']:.3f} | {r['mean_predicted']:.3f} | {r['ece']:.3f} "
+                f"| {_f(r['ece_gap'])} "
+                f"| {_f(r['tpr'])} | {_f(r['tpr_gap'])} | {_f(r['fpr'])} | {_f(r['fpr_gap'])} "
+                f"| {_f(r['decided_rate'])} | {_f(r['di'])} |"
+            )
+        parts.append("\n".join(rows) + "\n")
+    findings = fair.get("findings") or []
+    parts.append(
+        "\n**Findings.** "
+        + (
+            "none: every judged group is within the limits.\n"
+            if not findings
+            else f"{len(findings)} ({worst(findings)} at worst); a fail finding keeps the version from "
+            "being promoted automatically.\n\n"
+            + "\n".join(f"- {Finding(**f).text()}" for f in findings)
+            + "\n"
+        )
+    )
+    return "".join(parts)
