@@ -343,3 +343,30 @@ def test_the_overlay_is_idempotent_and_an_objection_is_kept_once(fresh) -> None:
         assert con.execute("select count(*) from privacy.objections where contact_id = 2").fetchone() == (1,)
     finally:
         con.close()
+
+
+def test_access_shows_quarantined_rows_that_name_the_person(fresh) -> None:
+    [(cid, email)] = _q(fresh, "select contact_id, email from raw.contacts where email is not null limit 1")
+    con = duckdb.connect(str(fresh / "var" / "warehouse.duckdb"))
+    try:  # rejected rows as the extract writes them: by key, by contact_id in the record, by e-mail only
+        rows = [
+            ("contacts", str(cid), "invalid_enum", json.dumps({"contact_id": str(cid), "country": "ZZ"})),
+            ("orders", "991", "orphan", json.dumps({"order_id": "991", "contact_id": f" {cid} "})),
+            ("support_tickets", None, "missing_column", json.dumps({"body": f"mail me at {email.upper()}"})),
+            ("orders", "992", "orphan", json.dumps({"order_id": "992", "contact_id": str(cid + 100000)})),
+        ]
+        for table, key, reason, record in rows:
+            con.execute(
+                f"insert into quarantine.{table} values ('L', 'R', 'crm', 'f.csv', 1, ?, ?, 'x', ?, now())",
+                [key, reason, record],
+            )
+    finally:
+        con.close()
+    done = _cli(fresh, "subject", "access", str(cid))
+    assert done.exit_code == 0, done.output
+    counts = json.loads(done.output)["counts"]
+    assert (
+        counts.get("quarantine.contacts"),
+        counts.get("quarantine.orders"),
+        counts.get("quarantine.support_tickets"),
+    ) == (1, 1, 1)  # the order of someone else (992) is not theirs
