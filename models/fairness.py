@@ -250,16 +250,12 @@ def model(
 
 
 def model_findings(rows: list[dict[str, Any]], scope: str, attribute: str, limits: Limits) -> list[Finding]:
-    """A warn or fail finding for each judged group whose ECE, TPR or FPR gap is over a limit, or
-    whose share decided (disparate-impact ratio of the decision) is under one. Rate gaps and ratios
-    count only beyond chance (p < limits.alpha): a z-test against the reference group, and for a
-    calibration gap, a Hosmer-Lemeshow test of the group's own calibration."""
-    as_selected = [
-        {**r, "selected": r.get("decided"), "reference": r.get("di_reference")}
-        for r in rows
-        if not r["suppressed"]
-    ]
-    out = selection_findings(as_selected, scope, attribute, limits)
+    """A warn or fail finding for each judged group whose ECE, TPR or FPR gap is over a limit and
+    beyond chance (p < limits.alpha): a z-test against the reference group, and for a calibration
+    gap, a Hosmer-Lemeshow test of the group's own calibration. The share flagged (and its DI) is
+    shown, not judged: groups' churn rates differ, so equal shares flagged would mean unequal
+    errors; TPR and FPR compare like with like (equalised odds)."""
+    out: list[Finding] = []
     by_name = {r["group"]: r for r in rows}
 
     def counts(r: dict[str, Any], metric: str) -> tuple[float, int]:
@@ -348,13 +344,13 @@ def card_section(fair: dict[str, Any] | list[dict[str, Any]] | None) -> str:
         return head + "\n".join(rows) + "\n"
     lim = fair["limits"]
     parts = [
-        head + f"Decision judged: {fair['decision']}; flagged is the share it flags, DI that share over the "
-        "highest group's. Groups with fewer than {lim['min_group']} customers are "
-        "suppressed (not shown, not judged); customers without a value are shown, not judged. Limits: "
+        head + f"Decision judged: {fair['decision']}; flagged is the share it flags, DI that share over "
+        "the highest group's (shown, not judged: churn rates differ by group; TPR and FPR are judged). "
+        f"Groups with fewer than {lim['min_group']} customers are suppressed (not shown, not judged); "
+        "customers without a value are shown, not judged. Limits: "
         f"ECE gap warn > {lim['ece_gap_warn']:g}, fail > {lim['ece_gap_fail']:g}; TPR/FPR gap warn > "
-        f"{lim['rate_gap_warn']:g}, fail > {lim['rate_gap_fail']:g}; DI warn < {lim['di_warn']:g}, fail < "
-        f"{lim['di_fail']:g}; a difference counts only beyond chance (two-proportion z-test, for ECE a "
-        f"Hosmer-Lemeshow test, p < {lim.get('alpha', 0.05):g}).\n"
+        f"{lim['rate_gap_warn']:g}, fail > {lim['rate_gap_fail']:g}; a gap counts only beyond chance "
+        f"(two-proportion z-test; for ECE a Hosmer-Lemeshow test; p < {lim.get('alpha', 0.05):g}).\n"
     ]
     for a in fair["attributes"]:
         rows = [

@@ -160,7 +160,6 @@ def test_model_figures_match_an_independent_ece_tpr_and_fpr_and_planted_gaps_are
             "hl": _hosmer_lemeshow(y, p),
             "tpr_counts": ((d & (y == 1)).sum(), int((y == 1).sum())),
             "fpr_counts": ((d & (y == 0)).sum(), int((y == 0).sum())),
-            "decided_counts": (d.sum(), len(d)),
         }
         assert rows[g]["customers"] == len(part)
         assert rows[g]["observed_rate"] == pytest.approx(y.mean())
@@ -194,14 +193,9 @@ def test_model_figures_match_an_independent_ece_tpr_and_fpr_and_planted_gaps_are
             if gap > warn:
                 expected[f"model:v0007:age_band:{k}_gap:{g}"] = "fail" if gap > fail else "warn"
     most = max(m["decided"] for m in mine.values())
-    for g in mine:
+    for g in mine:  # the share flagged and its ratio are shown, not judged
         assert rows[g]["di"] == pytest.approx(mine[g]["decided"] / most)
-        top_group = next(h for h in mine if mine[h]["decided"] == most)
-        if _p(*mine[g]["decided_counts"], *mine[top_group]["decided_counts"]) >= 0.05:
-            continue
-        if mine[g]["decided"] / most < 0.8:
-            expected[f"model:v0007:age_band:di:{g}"] = "fail" if mine[g]["decided"] / most < 0.6 else "warn"
-    assert expected["model:v0007:age_band:di:C"] == "fail"  # C is flagged half as often
+    assert mine["C"]["decided"] / most < 0.6 and not [i for i in found if ":di:" in i]
     assert {i: f.severity for i, f in found.items()} == expected
     # stable: the same figures give the same ids
     again = lib.model_findings(list(rows.values()), "model:v0007", "age_band", LIMITS)
@@ -245,7 +239,7 @@ def test_the_card_shows_per_group_figures_findings_and_still_reads_old_versions(
     md = lib.card_section(fair)
     b = next(r for r in rows if r["group"] == "B")
     assert f"| B | {b['customers']:,} | {b['observed_rate']:.3f} |" in md
-    assert "| tiny | suppressed |" in md
+    assert "| tiny | suppressed |" in md and "fewer than 50 customers are suppressed" in md
     assert "model:{version}:age_band:ece_gap:B" in md and "FAIL" in md
     legacy = [
         {"group": "25-34", "customers": 52, "observed_rate": 0.4, "mean_predicted": 0.5, "roc_auc": 0.8}
