@@ -22,6 +22,7 @@ from clarion.report.fmt import (
     pct,
     signed,
 )
+from clarion.report.oversight import html as oversight_html
 from clarion.report.pdf import pdf
 
 __all__ = ["email_html", "eur", "html", "label", "pdf", "text"]
@@ -364,6 +365,7 @@ def html(data: dict[str, Any]) -> str:
         + _profiles(data)
         + content_html(data)
         + results_html(data)
+        + oversight_html(data)
         + quality_html(data)
         + f"<footer>Clarion \u00b7 run {e(run['run_id'])}"
         + (f" \u00b7 code {e(run['code_version'])}" if run.get("code_version") else "")
