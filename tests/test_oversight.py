@@ -295,3 +295,42 @@ def test_a_policy_principal_cannot_be_claimed(copy: Settings) -> None:
             copy, d["draft_id"], "approve", "marketing-lead", None, principal="policy:risk_tier=low"
         )
     assert Warehouse.from_settings(copy).path.exists()
+
+
+def test_report_and_model_card_carry_the_oversight_section(copy: Settings) -> None:
+    from clarion.oversight import card_figures, summary
+    from clarion.report import make_report
+    from models.card import render
+    from models.registry import Registry
+
+    std, high = _draft(copy, "tier-standard"), _draft(copy, "tier-high")
+    runner.decide(copy, std["draft_id"], "approve", "marketing-lead", None)
+    runner.decide(copy, high["draft_id"], "reject", "marketing-lead", "not now")
+    tiers.approve_by_policy(copy, CONTENT_RUN)
+    with Warehouse.from_settings(copy).read() as con:
+        s = summary(con)
+    assert (s["totals"]["reviewed"], s["totals"]["overridden"], s["automated"]["policy_approvals"]) == (
+        2,
+        1,
+        1,
+    )
+
+    report_json = Path(make_report(copy, send=False)["paths"]["json"])
+    data = json.loads(report_json.read_text())
+    assert data["oversight"]["totals"] == s["totals"]
+    assert [c["campaign"] for c in data["oversight"]["by_campaign"]] == [
+        "tier-high",
+        "tier-low",
+        "tier-standard",
+    ]
+    page = report_json.with_name("report.html").read_text()
+    assert (
+        '<section id="oversight"><h2>Human oversight</h2>' in page and "override rate of <b>50%</b>" in page
+    )
+
+    version = Registry(copy.var_dir / "registry").promoted()
+    files = render({**version.meta, "oversight": card_figures(copy)})
+    md = files["card.md"]
+    assert md.index("## Human oversight") < md.index("## Limitations")
+    assert "edited or rejected: 1 (override rate 50%)" in md
+    assert json.loads(files["card.json"])["oversight"]["totals"] == s["totals"]

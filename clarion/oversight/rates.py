@@ -116,7 +116,9 @@ def _grouped(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str
     for r in rows:  # rows come oldest run first: the groups keep that order
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
     out = []
-    for key, members in groups.items():
+    order = sorted(groups) if keys[0] == "campaign" else list(groups)  # campaigns by name, versions by age
+    for key in order:
+        members = groups[key]
         head = dict(zip(keys, key, strict=True))
         if keys == ("run_id",):
             head["started"] = str(members[0]["run_started"])
