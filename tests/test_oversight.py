@@ -69,11 +69,8 @@ def _draft(settings: Settings, campaign: str, run_id: str = CONTENT_RUN) -> dict
 
 
 def _query(settings: Settings, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(settings.warehouse.path), read_only=True)
-    try:
+    with Warehouse.from_settings(settings).read() as con:
         return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def _export(settings: Settings, campaign: str) -> dict[str, Any]:
@@ -334,3 +331,11 @@ def test_report_and_model_card_carry_the_oversight_section(copy: Settings) -> No
     assert md.index("## Human oversight") < md.index("## Limitations")
     assert "edited or rejected: 1 (override rate 50%)" in md
     assert json.loads(files["card.json"])["oversight"]["totals"] == s["totals"]
+
+
+def test_a_draft_whose_brief_cannot_be_read_is_held_not_exported(copy: Settings) -> None:
+    d = _draft(copy, "tier-standard")
+    runner.decide(copy, d["draft_id"], "approve", "marketing-lead", None)
+    (copy.content.briefs / "tier-standard.yaml").unlink()
+    e = _export(copy, "tier-standard")
+    assert e["recipients"] == 0 and "cannot be read" in e["drafts_held"][d["draft_id"]]

@@ -27,7 +27,7 @@ from clarion.oversight import tiers
 from clarion.runs import CONTENT_UNFINISHED
 from clarion.runtime import checkpoint
 from clarion.warehouse import Warehouse
-from models.content.brief import Brief, load_brief
+from models.content.brief import Brief
 from models.content.drafts import AI_DISCLOSURE, content_hash
 
 CHANNEL_ADDRESS = {"email": "email", "sms": "phone", "push": None}
@@ -135,7 +135,7 @@ def _export_channel(
     drafts: list[dict],
     subset: Subset | None = None,
 ) -> dict[str, Any]:
-    brief = load_brief(settings.content.briefs / f"{campaign}.yaml")  # its risk tier as it is now
+    brief = tiers.current_brief(settings, campaign)  # its risk tier as it is now (None: unreadable)
     held = {d["draft_id"]: why for d in drafts if (why := _approved(con, d) or tiers.unmet(con, brief, d))}
     vulnerable = tiers.vulnerable_ids(con, settings, brief) if len(held) < len(drafts) else set()
     ready = [d for d in drafts if d["draft_id"] not in held]

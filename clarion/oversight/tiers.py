@@ -125,8 +125,11 @@ def policy_refusal(brief: Brief, draft: dict[str, Any]) -> str | None:
     return None
 
 
-def unmet(con: duckdb.DuckDBPyConnection, brief: Brief, draft: dict[str, Any]) -> str | None:
-    """What the draft's risk tier (the brief's as it is now) still asks for before export, or None."""
+def unmet(con: duckdb.DuckDBPyConnection, brief: Brief | None, draft: dict[str, Any]) -> str | None:
+    """What the draft's risk tier (the brief's as it is now) still asks for before export, or None.
+    Without a readable brief its tier is unknown: nothing goes out."""
+    if brief is None:
+        return f"the brief {draft['campaign']}.yaml cannot be read: its risk tier is unknown"
     given = approvals(con, draft)
     people = {p for p, _, via in given if via != POLICY}
     if brief.risk_tier == "low" and any(via == POLICY for *_, via in given):
@@ -177,7 +180,7 @@ def approve_by_policy(settings: Settings, run_id: str) -> dict[str, int]:
         briefs: dict[str, Brief | None] = {}
         for did, campaign, channel, variant, content, sha, ai, checks in rows:
             if campaign not in briefs:
-                briefs[campaign] = _brief(settings, campaign)
+                briefs[campaign] = current_brief(settings, campaign)
             brief = briefs[campaign]
             draft = {
                 "draft_id": did,
@@ -240,8 +243,9 @@ def vulnerable_ids(con: duckdb.DuckDBPyConnection, settings: Settings, brief: Br
     return {int(r[0]) for r in rows}
 
 
-def _brief(settings: Settings, campaign: str) -> Brief | None:
+def current_brief(settings: Settings, campaign: str) -> Brief | None:
+    """The campaign's brief as it is now, or None when it cannot be read (removed, invalid)."""
     try:
         return load_brief(settings.content.briefs / f"{campaign}.yaml")
     except BriefError:
-        return None  # a brief that cannot be read approves nothing by policy
+        return None  # nothing is approved by policy or exported against it
