@@ -50,6 +50,40 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.0%}"
+
+
+def oversight_section(figures: dict[str, Any] | None) -> str:
+    """'Human oversight': how often people overrode drafts written for the segments of earlier
+    model versions, and policy approvals, when this version was registered (its own figures follow
+    in `clarion oversight` once content is drafted for its segments). Counts only."""
+    head = "## Human oversight\n\n"
+    if not figures or not figures.get("totals", {}).get("drafts"):
+        return head + "No drafts had been reviewed when this version was registered.\n"
+    t, a = figures["totals"], figures["automated"]
+    lines = [
+        f"Drafts reviewed by a person: {t['reviewed']} of {t['drafts']}; edited or rejected: {t['overridden']} "
+        f"(override rate {_pct(t['override_rate'])}"
+        + (f", trend {figures['direction']}" if figures.get("direction") else "")
+        + f"). Drafts approved by the low-risk policy: {a['policy_approvals']}, overridden by a person: "
+        f"{a['overridden']} ({_pct(a['override_rate'])}).",
+        "",
+        "| scoring model version | drafts | reviewed | edited | rejected | override rate |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {r['model_version']} | {r['drafts']} | {r['reviewed']} | {r['edited']} | {r['rejected']} "
+            f"| {_pct(r['override_rate'])} |"
+            for r in figures.get("by_scoring_model", [])
+        ),
+        "",
+        "Last content runs (oldest first): "
+        + ", ".join(f"{r['run_id']} {_pct(r['override_rate'])}" for r in figures.get("trend", []))
+        + ".",
+    ]
+    return head + "\n".join(lines) + "\n"
+
+
 METRICS = ("roc_auc", "pr_auc", "brier", "ece", "lift_top10", "capture_top10", "lift_top20", "capture_top20")
 
 
@@ -168,6 +202,9 @@ How the strongest drivers move the score (feature range -> mean SHAP, log-odds o
 {chr(10).join("- " + d for d in dep)}
 
 {fairness_section(fair)}
+
+{oversight_section(meta.get("oversight"))}
+
 ## Limitations
 
 - Trained on one business's history; a change in assortment, prices or e-mail cadence moves the
@@ -188,6 +225,7 @@ How the strongest drivers move the score (feature range -> mean SHAP, log-odds o
             "global_drivers": meta["global_drivers"],
             "fairness": fair,
             "customer_base": meta.get("customer_base", {}),
+            "oversight": meta.get("oversight", {}),
         }
     )
     return {

@@ -182,7 +182,7 @@ def rederive(warehouse: Path, briefs_folder: Path, cfg: dict[str, Any]) -> dict[
         used[campaign] += 1
 
     out = {}
-    tiers = {b["name"]: b.get("risk_tier", "low") for b in briefs}
+    tiers = {b["name"]: b.get("risk_tier", "standard") for b in briefs}
     for cid in scores:
         mine = [x for x in pairs if x[0] == cid]
         pick = chosen.get(cid)
@@ -199,7 +199,7 @@ def rederive(warehouse: Path, briefs_folder: Path, cfg: dict[str, Any]) -> dict[
                 ineligible[campaign] = "; ".join(dict.fromkeys(x[5] for x in of))
         status = "no action"
         if pick is not None:
-            status = "ready" if tiers[pick[1]] == "low" or pick[1] in approved else "needs approval"
+            status = "ready" if tiers[pick[1]] != "high" or pick[1] in approved else "needs approval"
         out[cid] = {
             "action": pick[1] if pick else "none",
             "channel": pick[2] if pick else None,

@@ -617,7 +617,7 @@ def test_next_best_action_fields_default_to_an_active_low_risk_campaign_without_
     tmp_path: Path,
 ) -> None:
     brief = load_brief(write(tmp_path, BASE))
-    assert (brief.active, brief.budget, brief.risk_tier) == (True, None, "low")
+    assert (brief.active, brief.budget, brief.risk_tier) == (True, None, "standard")
     chosen = load_brief(write(tmp_path / "b", brief_data(active=False, budget=500, risk_tier="high")))
     assert (chosen.active, chosen.budget, chosen.risk_tier) == (False, 500, "high")
     # delivery settings, not the copy: changing them does not void drafts approved against the brief

@@ -281,7 +281,7 @@ def test_a_high_risk_campaign_waits_for_an_approvers_approval(decided, fresh: Pa
     refused = CliRunner().invoke(cli, ["nba", "approve", "winback-summer", "--by", "someone-else"])
     assert refused.exit_code != 0 and "not an approver" in refused.output
     low = CliRunner().invoke(cli, ["nba", "approve", "reactivate", "--by", "marketing-lead"])
-    assert low.exit_code != 0 and "low risk" in low.output
+    assert low.exit_code != 0 and "not high risk" in low.output
     ok = CliRunner().invoke(cli, ["nba", "approve", "winback-summer", "--by", "marketing-lead", "--json"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["decisions_ready"] == len(waiting)

@@ -13,6 +13,7 @@ from clarion.cli import (  # noqa: F401  (importing the verb modules registers t
     governance,
     models,
     nba,
+    oversight,
     pipeline,
     results,
     retention,

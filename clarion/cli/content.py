@@ -97,12 +97,28 @@ def drafts_edit(app: AppContext, draft_id: str, part: str, text: str, by: str) -
 @click.option("--note", help="Why, or under which conditions.")
 @click.pass_obj
 def approve(app: AppContext, draft_id: str, by: str, note: str | None) -> None:
-    """Approve a draft for export. The approval is bound to the draft's current content."""
+    """Approve a draft for export. The approval is bound to the draft's current content.
+
+    It is recorded under your operating-system account beside NAME. The campaign's risk_tier says
+    how many approvals it needs: one (standard, or a low-risk campaign's model-written copy), or
+    two from different accounts (high). See docs/privacy.md, "Human oversight".
+
+    \b
+    Example:
+      clarion approve d1a2b3c4d5 --by marketing-lead --note "fine for July"
+    """
     from clarion.content.runner import decide
 
     r = decide(app.settings(), draft_id, "approve", by, note)
+    if r["waiting_for"]:  # a high-risk campaign: another person must approve too
+        click.echo(
+            f"{draft_id} approved by {r['by']} ({r['principal']}, content {r['content_sha256'][:12]}); "
+            f"1 more approval needed: {r['waiting_for']}"
+        )
+        return
     click.echo(
-        f"{draft_id} approved by {r['by']} (content {r['content_sha256'][:12]}); export: clarion export"
+        f"{draft_id} approved by {r['by']} ({r['principal']}, content {r['content_sha256'][:12]}); "
+        "export: clarion export"
     )
 
 

@@ -138,3 +138,15 @@ class OversightSettings(Section):
         description="record the operating-system user (or the API's authenticated principal) with "
         "every approval, beside the name typed with --by",
     )
+
+    @field_validator("vulnerable_rule")
+    @classmethod
+    def _one_condition(cls, value: str | None) -> str | None:
+        """The rule is pasted into a WHERE clause: one condition, not a statement or a comment."""
+        if value is not None and (not value.strip() or ";" in value or "--" in value or "/*" in value):
+            raise ValueError(
+                "vulnerable_rule is one SQL condition over c (marts.dim_customers) and f "
+                "(marts.customer_features), e.g. 'f.negative_tickets_90d >= 2', without ';' or comments; "
+                "or null"
+            )
+        return value

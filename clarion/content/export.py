@@ -23,10 +23,11 @@ import pyarrow as pa
 from clarion import audit, experiments, fairness, lineage
 from clarion.config import Settings
 from clarion.content.store import DRAFT_COLUMNS, RULE_SEGMENT, ContentError, draft_row, ensure_tables, utc_now
+from clarion.oversight import tiers
 from clarion.runs import CONTENT_UNFINISHED
 from clarion.runtime import checkpoint
 from clarion.warehouse import Warehouse
-from models.content.brief import Brief, load_brief
+from models.content.brief import Brief
 from models.content.drafts import AI_DISCLOSURE, content_hash
 
 CHANNEL_ADDRESS = {"email": "email", "sms": "phone", "push": None}
@@ -135,7 +136,9 @@ def _export_channel(
     drafts: list[dict],
     subset: Subset | None = None,
 ) -> dict[str, Any]:
-    held = {d["draft_id"]: why for d in drafts if (why := _approved(con, d))}
+    brief = tiers.current_brief(settings, campaign)  # its risk tier as it is now (None: unreadable)
+    held = {d["draft_id"]: why for d in drafts if (why := _approved(con, d) or tiers.unmet(con, brief, d))}
+    vulnerable = tiers.vulnerable_ids(con, settings, brief) if len(held) < len(drafts) else set()
     ready = [d for d in drafts if d["draft_id"] not in held]
     by_segment: dict[str, list[dict]] = {}
     for d in ready:
@@ -147,7 +150,6 @@ def _export_channel(
     excluded: dict[str, int] = {}
     assigned: list[tuple[int, str, str | None]] = []  # every eligible member: (contact_id, arm, variant)
     recipients = 0
-    brief = load_brief(settings.content.briefs / f"{campaign}.yaml") if by_segment else None
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -179,7 +181,7 @@ def _export_channel(
             ).fetchall()
             eligible = []
             for member in members:
-                why = _exclusion(channel, *member[2:])
+                why = _exclusion(channel, *member[2:], vulnerable=member[0] in vulnerable)
                 if why:
                     excluded[why] = excluded.get(why, 0) + 1
                 else:
@@ -328,11 +330,14 @@ def _exclusion(
     sms_ok: Any,
     objection: bool,
     erased: bool,
+    vulnerable: bool = False,
 ) -> str | None:
     if erased:
         return "erased"
     if objection:
         return "marketing objection"
+    if vulnerable:  # a high-risk campaign never reaches them (oversight.vulnerable_rule)
+        return tiers.VULNERABLE
     if channel == "push":
         return "no push permission recorded in the CRM"
     if not (email_ok if channel == "email" else sms_ok):

@@ -11,6 +11,7 @@ import duckdb
 from clarion import audit
 from clarion.config import Settings
 from clarion.content.store import ContentError, ensure_tables, get_draft, unfinished_run, utc_now
+from clarion.oversight import tiers
 from clarion.warehouse import Warehouse
 from models.content.brief import Brief, BriefError, load_brief
 from models.content.drafts import SAMPLE_FIRST_NAME, content_hash
@@ -53,9 +54,20 @@ def _finished(con: duckdb.DuckDBPyConnection, draft: dict[str, Any]) -> None:
 
 
 def decide(
-    settings: Settings, did: str, decision: str, by: str, note: str | None, via: str = "cli"
+    settings: Settings,
+    did: str,
+    decision: str,
+    by: str,
+    note: str | None,
+    via: str = "cli",
+    principal: str | None = None,
 ) -> dict[str, Any]:
-    """Approve or reject one draft; an approval binds the draft's current content hash."""
+    """Approve or reject one draft; an approval binds the draft's current content hash.
+
+    ``principal`` is the authenticated principal of a caller that has one (the API); without it the
+    approval is recorded under the operating-system account. The campaign's risk tier says how many
+    distinct principals must approve before the draft is ``approved`` (clarion.oversight.tiers); a
+    person may reject a draft that only the low-tier policy approved (an override)."""
     if decision not in ("approve", "reject"):
         raise ValueError(decision)
     if not by.strip():
@@ -73,28 +85,33 @@ def decide(
                 f"draft {did} failed blocking checks ({', '.join(failed)}) and cannot be approved; edit it "
                 "(`clarion drafts edit`) or draft again"
             )
-        if draft["status"] in ("approved", "rejected"):
+        brief = _brief_for(settings, draft)
+        who = tiers.principal_for(settings, principal)
+        tiers.ensure_columns(con)
+        if _closed(con, brief, draft, decision):
             last = con.execute(
                 "select decided_by, decided_at from content.decisions where draft_id = ? "
                 "order by decided_at desc limit 1",
                 [did],
             ).fetchone()
-            who = f" by {last[0]} at {last[1]}" if last else ""
-            raise ContentError(f"draft {did} is already {draft['status']}{who}; an edit reopens it")
-        brief = _brief_for(settings, draft)
-        if decision == "approve" and by not in brief.approvers:
-            raise ContentError(
-                f"{by!r} is not an approver of campaign {brief.name}: its brief lists {list(brief.approvers)}"
-            )
+            said = f" by {last[0]} at {last[1]}" if last else ""
+            raise ContentError(f"draft {did} is already {draft['status']}{said}; an edit reopens it")
+        if decision == "approve":
+            if by not in brief.approvers:
+                raise ContentError(
+                    f"{by!r} is not an approver of campaign {brief.name}: its brief lists "
+                    f"{list(brief.approvers)}"
+                )
+            tiers.refuse_repeat(con, draft, who, by)
         now = utc_now()
         ran_by = audit.os_identity()
-        _ensure_os_user(con)
         con.execute(
             "insert into content.decisions (draft_id, decision, decided_by, note, content_sha256, via, "
-            "decided_at, os_user) values (?, ?, ?, ?, ?, ?, ?, ?)",
-            [did, decision, by, note, draft["content_sha256"], via, now, ran_by["os_user"]],
+            "decided_at, os_user, principal) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [did, decision, by, note, draft["content_sha256"], via, now, ran_by["os_user"], who],
         )
-        status = "approved" if decision == "approve" else "rejected"
+        waiting = tiers.unmet(con, brief, draft) if decision == "approve" else None
+        status = "rejected" if decision == "reject" else ("pending" if waiting else "approved")
         con.execute(
             "update content.drafts set status = ?, updated_at = ? where draft_id = ?", [status, now, did]
         )
@@ -109,6 +126,9 @@ def decide(
                 "campaign": draft["campaign"],
                 "channel": draft["channel"],
                 "variant": draft["variant"],
+                "principal": who,
+                "risk_tier": brief.risk_tier,
+                **({"waiting_for": waiting} if waiting else {}),
                 **ran_by,
             },
         )
@@ -117,9 +137,25 @@ def decide(
         "status": status,
         "by": by,
         "os_user": ran_by["os_user"],
+        "principal": who,
+        "risk_tier": brief.risk_tier,
+        "waiting_for": waiting,
         "content_sha256": draft["content_sha256"],
         "via": via,
     }
+
+
+def _closed(con, brief: Brief, draft: dict[str, Any], decision: str) -> bool:
+    """Whether the draft takes no more decisions of this kind: a rejected one none (an edit reopens
+    it); an approved one no further approval unless its tier (the brief's now) still asks for one,
+    and no rejection unless only the low-tier policy approved it (a person overriding automation)."""
+    if draft["status"] == "rejected":
+        return True
+    if draft["status"] != "approved":
+        return False
+    if decision == "approve":
+        return tiers.unmet(con, brief, draft) is None
+    return not tiers.policy_only(con, draft)
 
 
 def edit(settings: Settings, did: str, part: str, text: str, by: str) -> dict[str, Any]:
@@ -169,11 +205,11 @@ def edit(settings: Settings, did: str, part: str, text: str, by: str) -> dict[st
                 did,
             ],
         )
-        _ensure_os_user(con)
+        tiers.ensure_columns(con)
         con.execute(
             "insert into content.decisions (draft_id, decision, decided_by, note, content_sha256, via, "
-            "decided_at, os_user) values (?, 'edit', ?, ?, ?, 'cli', ?, ?)",
-            [did, by, f"edited {part}", sha, now, ran_by["os_user"]],
+            "decided_at, os_user, principal) values (?, 'edit', ?, ?, ?, 'cli', ?, ?, ?)",
+            [did, by, f"edited {part}", sha, now, ran_by["os_user"], tiers.os_principal()],
         )
         audit.AuditLog.for_settings(settings).record(
             con,
@@ -191,12 +227,6 @@ def edit(settings: Settings, did: str, part: str, text: str, by: str) -> dict[st
             },
         )
     return {"draft_id": did, "status": status, "content_sha256": sha, "checks": checks.to_json()}
-
-
-def _ensure_os_user(con) -> None:
-    """content.decisions records the operating-system user beside the claimed ``decided_by``
-    (warehouses made before it have no such column: add it, empty for their old rows)."""
-    con.execute("alter table content.decisions add column if not exists os_user varchar")
 
 
 def _as_template(content: dict[str, str], brief: Brief) -> dict[str, str]:

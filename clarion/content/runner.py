@@ -42,6 +42,7 @@ from clarion.content.store import (
     supersede_unfinished,
     utc_now,
 )
+from clarion.oversight import tiers
 from clarion.results import retired_variants
 from clarion.runtime import checkpoint
 from clarion.segment.scoring import run_thresholds
@@ -261,6 +262,7 @@ def generate(
             }
         )
     summary["load_seconds"] = round(load_s, 1)
+    summary["approved_by_policy"] = tiers.approve_by_policy(settings, run_id)  # low-tier briefs' own copy
     return summary
 
 

@@ -33,7 +33,10 @@ def approve(settings: Settings, campaign: str, by: str) -> dict[str, Any]:
     except BriefError as exc:
         raise NbaError(str(exc)) from None
     if brief.risk_tier != "high":
-        raise NbaError(f"campaign {campaign} is low risk (risk_tier: low): its decisions need no approval")
+        raise NbaError(
+            f"campaign {campaign} is not high risk (risk_tier: {brief.risk_tier}): its decisions need no "
+            "approval"
+        )
     if by not in brief.approvers:
         raise NbaError(
             f"{by!r} is not an approver of campaign {campaign}: its brief lists {list(brief.approvers)}"

@@ -123,7 +123,7 @@ def decide(settings: Settings, nba_run_id: str) -> dict[str, Any]:
         f = read_facts(con, settings, run_id, as_of, briefs)
         measured = values.measured_uplift(con, settings, [b.name for b in briefs])
         model = values.model_uplift(con, f)
-        ok = [b.risk_tier == "low" or approved(con, b) for b in briefs]
+        ok = [b.risk_tier != "high" or approved(con, b) for b in briefs]
         order_value, own, shop = values.order_values(f)
         pairs = _pairs(f, settings, briefs, actions, discounts, measured, order_value, model)
         result = arbitrate(

@@ -23,6 +23,7 @@ from clarion.report.fmt import (
     pct,
     signed,
 )
+from clarion.report.oversight import html as oversight_html
 from clarion.report.pdf import pdf
 
 __all__ = ["email_html", "eur", "html", "label", "pdf", "text"]
@@ -365,6 +366,7 @@ def html(data: dict[str, Any]) -> str:
         + _profiles(data)
         + content_html(data)
         + results_html(data)
+        + oversight_html(data)
         + quality_html(data)
         + fairness_html(data)
         + f"<footer>Clarion \u00b7 run {e(run['run_id'])}"

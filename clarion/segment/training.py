@@ -16,6 +16,7 @@ import pandas as pd
 from clarion import audit
 from clarion import fairness as fair
 from clarion.config import Settings
+from clarion.oversight.rates import card_figures as oversight_figures
 from clarion.quality.snapshot import gate_snapshots
 from clarion.runtime import checkpoint
 from clarion.segment import snapshots
@@ -192,6 +193,7 @@ def train(settings: Settings, p: Plan, scoring: pd.DataFrame, run_id: str | None
         "global_drivers": drivers,
         "dependence": {d["feature"]: dependence(expl, x_score, FEATURES, d["feature"]) for d in drivers[:3]},
         "fairness": fairness(settings, valid, checked["probabilities"]),
+        "oversight": oversight_figures(settings),  # human overrides so far (docs/privacy.md)
     }
     files = render({**meta, "version": "{version}", "model": "purchase_propensity", "registered_at": _now()})
     reg = registry(settings)

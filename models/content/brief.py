@@ -248,10 +248,12 @@ class Brief(_Strict):
     budget: int | None = Field(
         None, ge=0, description="most sends per next-best-action run (the highest-value customers first)"
     )
-    risk_tier: Literal["low", "high"] = Field(
-        "low",
-        description="high: a decision for this campaign waits for a person's approval "
-        "(`clarion nba approve NAME --by WHO`) before it is actionable",
+    risk_tier: Literal["low", "standard", "high"] = Field(
+        "standard",
+        description="how much human oversight the campaign needs (docs/privacy.md, 'Human oversight'): "
+        "low: the brief's own copy goes out after its checks, approved by policy; standard: one "
+        "approver; high: two approvals by distinct people, never to customers flagged vulnerable, and "
+        "next-best-action decisions wait for `clarion nba approve NAME --by WHO`",
     )
     trigger: Trigger | None = None
 
