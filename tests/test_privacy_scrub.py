@@ -43,7 +43,8 @@ def test_scrub_removes_emails_phones_and_personal_field_values() -> None:
 def test_scrub_keeps_what_a_message_needs_to_say_where_it_failed() -> None:
     keep = (
         "run 20261123T172301Z-1a2b3c4d, load 1733312345.123456 at 2026-08-31 12:30:01: 300 rows read, "
-        "contact 123456789 (line 42 of contacts.csv), EUR 1234.56, postgresql://postgres@127.0.0.1:5432/test, "
+        "contact 123456789 (line 42 of contacts.csv), EUR 1234.56, "
+        "postgresql://postgres@127.0.0.1:5432/test, "
         "http://127.0.0.1:4200/api/flow_runs, phone: null"
     )
     assert scrub(keep) == keep
@@ -129,7 +130,8 @@ def test_a_failed_pipeline_run_leaves_no_personal_data_in_audit_prefect_state_or
             raise RuntimeError(DRIVER_ERROR) from cause
 
     project()
-    monkeypatch.setattr(pipeline_module, "STAGES", [*pipeline_module.STAGES[:1], Stage("extract", failing, "")])
+    stages = [*pipeline_module.STAGES[:1], Stage("extract", failing, "")]
+    monkeypatch.setattr(pipeline_module, "STAGES", stages)
     with pytest.raises(RuntimeError) as raised:
         pipeline(config_path=str(Path.cwd() / "clarion.yaml"))
     assert EMAIL not in str(raised.value)
@@ -141,7 +143,8 @@ def test_a_failed_pipeline_run_leaves_no_personal_data_in_audit_prefect_state_or
     assert error.startswith("RuntimeError: duplicate key") and "[redacted email]" in error
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(flow_run_id))
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)])))
+        only_this_run = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(flow_run_id)]))
+        logs = client.read_logs(log_filter=only_this_run)
     assert run.state.is_failed() and "duplicate key" in run.state.message
     text = run.state.message + "\n".join(log.message for log in logs)
     assert "duplicate key" in "\n".join(log.message for log in logs)  # the failure was logged
