@@ -329,6 +329,23 @@ def test_the_pack_names_customers_by_the_keyed_pseudonym_only(canary_run) -> Non
     assert sorted(explanations["pseudonym"]) == want
     assert meta["key_id"] == hashlib.sha256(b"clarion-pseudonym-key-id:" + key).hexdigest()[:8]
     assert meta["key_source"] == "warehouse" and key.hex() not in (folder / "pseudonyms.json").read_text()
+    # `clarion explain ID --json` (privileged, by contact id) names the same pseudonym as the pack
+    cid = next(iter(canary_run["planted"]))
+    import os
+
+    cwd = Path.cwd()
+    os.chdir(canary_run["root"])
+    try:
+        out = CliRunner().invoke(cli, ["explain", str(cid), "--json"])
+    finally:
+        os.chdir(cwd)
+    assert out.exit_code == 0, out.output
+    shown = json.loads(out.output)
+    assert shown["contact_id"] == cid
+    assert (
+        shown["pseudonym"] == "p_" + hmac.new(key, f"contact:{cid}".encode(), hashlib.sha256).hexdigest()[:16]
+    )
+    assert shown["pseudonym"] in set(explanations["pseudonym"])
 
 
 def test_the_scanner_finds_a_canary_planted_in_each_kind_of_place(canary_run, tmp_path: Path) -> None:
