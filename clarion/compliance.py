@@ -6,7 +6,8 @@ which data and model put them there, that consent was respected, and that the re
 | file | what |
 |---|---|
 | model_card.md, model_card.json, calibration.svg | the card of the model version that scored the run |
-| explanations.parquet | per customer (pseudonymous id): probabilities, segment, reasons, model version |
+| explanations.parquet | per customer (by `pseudonym`): probabilities, segment, reasons, model version |
+| pseudonyms.json | which key made the pseudonyms (`key_id`, where the key came from; never the key) |
 | manifest.json | the run's lineage manifest as it stands now (its latest revision; a new one if it changed) |
 | audit_events.jsonl, audit_verification.json | the run's audit events, and the whole chain's check |
 | quality_results.csv | every quality check of the run |
@@ -14,7 +15,10 @@ which data and model put them there, that consent was respected, and that the re
 | content_provenance.jsonl | the provenance record of every exported draft |
 | SHA256SUMS | the sha256 of each file above |
 
-Customers appear by id only: no names, e-mails, phones or free text.
+Customers appear by keyed pseudonym only (``p_`` + 16 hex digits, docs/privacy.md "Pseudonyms"):
+no contact ids, names, e-mails, phones or free text. The same key gives the same pseudonym in every
+pack, report and artifact; only inside the warehouse can a pseudonym be mapped back to a customer
+(`clarion explain ID --json` names the pseudonym of a contact id).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from clarion import lineage
 from clarion.audit import AuditLog
 from clarion.config import Settings
 from clarion.content.export import ARMS
+from clarion.privacy import pseudonym
 from clarion.warehouse import Warehouse, relation_exists
 
 FILES_README = __doc__
@@ -71,16 +76,31 @@ def export_pack(settings: Settings, run_id: str, make_zip: bool = True) -> dict[
         manifest = lineage.write(settings, run_id, con, reason="compliance export")  # raises: unknown run
         shutil.copy(manifest, folder / "manifest.json")
         counts: dict[str, Any] = {}
+        pseudonyms = pseudonym.for_settings(settings, con)
+        (folder / "pseudonyms.json").write_text(
+            json.dumps(
+                {
+                    "key_id": pseudonyms.key_id,
+                    "key_source": pseudonyms.source,
+                    "format": f"{pseudonym.PREFIX} + {pseudonym.DIGITS} hex digits of HMAC-SHA256(key, "
+                    f"'{pseudonym.DOMAIN}' || contact_id)",
+                    "columns": {"explanations.parquet": "pseudonym"},
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
         if relation_exists(con, "ml", "customer_scores"):
-            con.execute(
+            expr, params = pseudonyms.sql("contact_id")
+            con.execute(  # ordered by pseudonym: the row order says nothing about the ids either
                 f"""
                 copy (
-                    select contact_id, as_of, horizon_days, model_version, purchase_probability, churn_risk,
-                           expected_value_eur, segment, reasons, reasons_text, scored_at
-                    from ml.customer_scores where run_id = ? order by contact_id
+                    select {expr} as pseudonym, as_of, horizon_days, model_version, purchase_probability,
+                           churn_risk, expected_value_eur, segment, reasons, reasons_text, scored_at
+                    from ml.customer_scores where run_id = ? order by pseudonym
                 ) to '{folder / "explanations.parquet"}' (format parquet)
                 """,
-                [run_id],
+                [*params, run_id],
             )
             (counts["customers_explained"], version) = con.execute(
                 "select count(*), any_value(model_version) from ml.customer_scores where run_id = ?", [run_id]
@@ -160,6 +180,7 @@ def export_pack(settings: Settings, run_id: str, make_zip: bool = True) -> dict[
         "audit_ok": verification["ok"],
         "audit_events": len(events),
         "exported_drafts": len(provenance),
+        "pseudonym_key_id": pseudonyms.key_id,
         **counts,
     }
 

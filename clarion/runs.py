@@ -22,6 +22,7 @@ import duckdb
 
 import clarion
 from clarion.errors import ClarionError
+from clarion.privacy.scrub import scrub
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,6 +82,8 @@ def finish_run(
 ) -> None:
     if status not in {"completed", "failed"}:
         raise ValueError(f"a run finishes as completed or failed, not {status!r}")
+    # the error text of a failure quotes whatever the failing code quoted: scrubbed before it is kept
+    error = scrub(error)[:2000] if error else None
     con.execute(
         "update audit.runs set status = ?, finished_at = now(), stages = ?, error = ? where run_id = ?",
         [status, json.dumps(stages, default=str, sort_keys=True), error, run_id],

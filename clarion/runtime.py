@@ -11,6 +11,7 @@ from pathlib import Path
 
 from clarion.config import Settings
 from clarion.errors import ClarionError, unwritable_folder
+from clarion.privacy import scrub
 
 
 def prepare_prefect(settings: Settings) -> None:
@@ -138,6 +139,7 @@ def configure_logging(level: str) -> None:
         )
         root.addHandler(handler)
     root.setLevel(level)
+    scrub.install()  # no e-mail, phone or quoted personal field in any log line (docs/privacy.md)
     # printed once, by this handler; without it (a Prefect worker) the lines reach the root console
     root.propagate = False
 

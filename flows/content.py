@@ -60,7 +60,10 @@ def drafts_markdown(drafts: list[dict[str, Any]]) -> str:
             f"| `{d['draft_id']}` | {d['campaign']} | {d['segment']} | {d['channel']} | {d['variant']} "
             f"| {d['status']} | {source} | {failed} |"
         )
+    withheld = [d for d in drafts if not shows_copy(d)]
     for d in drafts:
+        if d in withheld:
+            continue
         lines += [
             "",
             f"## `{d['draft_id']}` {d['campaign']} / {d['segment']} / {d['channel']} {d['variant']}",
@@ -68,7 +71,21 @@ def drafts_markdown(drafts: list[dict[str, Any]]) -> str:
         ]
         for part, text in d["content"].items():
             lines += [f"**{part}**", "", "> " + text.replace("\n", "\n> "), ""]
+    if withheld:
+        lines += [
+            "",
+            f"The copy of {len(withheld)} blocked draft(s) is not shown here: a blocked draft may quote "
+            "personal data (the pii check) and is never offered for approval. `clarion drafts show` shows it "
+            "to whoever may read the warehouse.",
+        ]
     return "\n".join(lines)
+
+
+def shows_copy(draft: dict[str, Any]) -> bool:
+    """Whether an artifact may quote a draft's text: not when it is blocked. Why all blocked drafts
+    and not only those the pii check failed: a check can miss what another caught, and nobody
+    reviews blocked copy in Prefect anyway (Prefect's database is outside the warehouse)."""
+    return draft["status"] != "blocked" and all(c["passed"] for c in draft["checks"] if c["name"] == "pii")
 
 
 class ApprovalInput(RunInput):

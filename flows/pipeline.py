@@ -23,6 +23,7 @@ from clarion import audit, lineage, runs
 from clarion.config import Settings, load_settings
 from clarion.errors import ClarionError, storage_error
 from clarion.meter import measure_stage
+from clarion.privacy import scrub
 from clarion.runtime import check_writable, checkpoint
 from clarion.warehouse import Warehouse
 from flows.content import content
@@ -140,6 +141,7 @@ def pipeline(
     completed are kept (each is checkpointed as it finishes), the rest are run again. Stages redo
     cleanly (each replaces what it wrote for the run), so either way the outputs equal a clean run's.
     """
+    scrub.install()  # a deployment's run starts here, not in the CLI: no PII in its log lines either
     logger = get_run_logger()
     settings = load_settings(config_path)
     check_writable(settings)  # a deployment's run meets a read-only var/ here (the CLI checked before)
@@ -255,7 +257,7 @@ def pipeline(
                         run_id,
                         status="failed",
                         stages=summaries,
-                        error=f"{type(exc).__name__}: {exc}"[:2000],
+                        error=scrub.scrub_exception(exc),
                     )
                     events.record(  # the error's class only: its message may quote data
                         con,
@@ -271,9 +273,10 @@ def pipeline(
                     run_id,
                     type(unrecorded).__name__,
                 )
+            scrub.scrub_chain(exc)  # the failure state and the logged traceback quote it: no PII there
             failure = None if isinstance(exc, ClarionError) else storage_error(exc, f"stage {current}")
             if failure is not None:
-                raise failure from exc
+                raise scrub.scrub_chain(failure) from exc
             raise
         with warehouse.connect(command) as con:
             runs.finish_run(con, run_id, status="completed", stages=summaries)

@@ -19,6 +19,8 @@ from prefect.cache_policies import NO_CACHE
 
 from clarion.config import Settings
 from clarion.extract.publish import ensure_tables as ensure_raw_tables
+from clarion.privacy import pseudonym
+from clarion.privacy.scrub import PII_FIELDS
 from clarion.quality import reference
 from clarion.quality.gate import GateResult, QualityGateError, ensure_tables, run_gate
 from clarion.quality.suites import load_suite
@@ -122,7 +124,7 @@ def transform(settings: Settings, run_id: str, as_of: date | None = None) -> dic
         published = publish_marts(settings, run_id, day)
     finally:
         create_markdown_artifact(
-            key="quality-gates", markdown=gates_markdown(gates), description="Quality gates"
+            key="quality-gates", markdown=gates_markdown(gates, settings), description="Quality gates"
         )
     return {"as_of": day.isoformat(), "gates": [g.summary() for g in gates], "published": published["tables"]}
 
@@ -138,14 +140,19 @@ def check(settings: Settings, run_id: str) -> dict[str, Any]:
         gate(settings, run_id, "raw"),
         gate(settings, run_id, "marts", candidate="staging" if staged else "marts"),
     ]
-    create_markdown_artifact(key="quality-gates", markdown=gates_markdown(gates), description="Quality gates")
+    create_markdown_artifact(
+        key="quality-gates", markdown=gates_markdown(gates, settings), description="Quality gates"
+    )
     failed = [g for g in gates if not g.passed]
     if failed:
         raise QualityGateError(failed[0])
     return {"gates": [g.summary() for g in gates]}
 
 
-def gates_markdown(gates: list[GateResult]) -> str:
+def gates_markdown(gates: list[GateResult], settings: Settings | None = None) -> str:
+    """The gates' table; a failing row's sample names the customer by pseudonym (``settings`` give
+    the key), never by contact id, and a personal column's value is withheld."""
+    shown = _SampleView(settings)
     lines = ["# Quality gates", ""]
     for g in gates:
         verdict = "passed" if g.passed else "FAILED"
@@ -157,7 +164,44 @@ def gates_markdown(gates: list[GateResult]) -> str:
             where = ".".join(x for x in (r.table, r.column) if x)
             observed = ", ".join(f"{k} {v}" for k, v in r.observed.items() if v is not None)
             lines.append(
-                f"| {r.check_id} | {r.severity} | {r.status} | {where} | {observed} | {r.sample[:3]} |"
+                f"| {r.check_id} | {r.severity} | {r.status} | {where} | {observed} "
+                f"| {shown(r.sample[:3], r.column)} |"
             )
         lines.append("")
     return "\n".join(lines)
+
+
+class _SampleView:
+    """Failing rows as an artifact may show them: ``contact_id`` becomes ``customer`` (the keyed
+    pseudonym, docs/privacy.md), a personal column's value ``[withheld]``. The key is read once, and
+    only when a sample names a customer."""
+
+    def __init__(self, settings: Settings | None) -> None:
+        self.settings = settings
+        self._p: Any = None
+
+    def _pseudonym(self, contact_id: Any) -> str:
+        if self.settings is None:
+            return "[withheld]"
+        if self._p is None:
+            self._p = pseudonym.for_settings(self.settings)
+        return self._p(contact_id)
+
+    def __call__(self, sample: list[Any], column: str | None) -> str:
+        out = []
+        for row in sample:
+            if isinstance(row, dict):
+                row = {
+                    ("customer" if k == "contact_id" else k): (
+                        self._pseudonym(v)
+                        if k == "contact_id"
+                        else "[withheld]"
+                        if (k in PII_FIELDS or column in PII_FIELDS) and v is not None
+                        else v
+                    )
+                    for k, v in row.items()
+                }
+            elif column in PII_FIELDS and row is not None:
+                row = "[withheld]"
+            out.append(row)
+        return str(out)

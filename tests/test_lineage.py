@@ -129,6 +129,7 @@ def test_the_compliance_pack_holds_what_a_reviewer_needs_and_no_personal_data(fi
         "quality_results.csv",
         "consent_summary.json",
         "content_provenance.jsonl",
+        "pseudonyms.json",
         "README.md",
     }
     assert expected <= set(pack["files"])
@@ -146,7 +147,11 @@ def test_the_compliance_pack_holds_what_a_reviewer_needs_and_no_personal_data(fi
         con.close()
     explanations = pd.read_parquet(folder / "explanations.parquet")
     assert len(explanations) == scored == pack["customers_explained"]
-    assert {"contact_id", "segment", "reasons", "model_version", "churn_risk"} <= set(explanations.columns)
+    assert {"pseudonym", "segment", "reasons", "model_version", "churn_risk"} <= set(explanations.columns)
+    assert (
+        "contact_id" not in explanations.columns
+        and explanations["pseudonym"].str.match(r"^p_[0-9a-f]{16}$").all()
+    )
     assert not {"first_name", "last_name", "email", "phone"} & set(explanations.columns)
     summary = json.loads((folder / "consent_summary.json").read_text())
     assert (summary["contacts"]["contacts"], summary["contacts"]["email_consent"]) == consent

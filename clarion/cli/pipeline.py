@@ -465,4 +465,17 @@ def explain(app: AppContext, contact_id: int, as_json: bool) -> None:
     e = explanation(settings, contact_id)
     d = decision(settings, contact_id)
     text = explanation_text(e) + ("\n" + decision_text(d) if d else "")
-    _emit({**e, "next_best_action": d}, as_json, text)
+    # privileged and raw (the contact id), but it names the pseudonym that packs and reports use
+    _emit({**e, "pseudonym": pseudonym_of(settings, contact_id), "next_best_action": d}, as_json, text)
+
+
+def pseudonym_of(settings: Any, contact_id: int) -> str:
+    """The contact's pseudonym, read from a snapshot when the key is already kept (no writer lock)."""
+    from clarion.privacy import pseudonym
+    from clarion.warehouse import Warehouse
+
+    try:
+        with Warehouse.from_settings(settings).read() as con:
+            return pseudonym.for_settings(settings, con)(contact_id)
+    except Exception:  # no key kept yet (or no snapshot): the writer creates it
+        return pseudonym.for_settings(settings)(contact_id)

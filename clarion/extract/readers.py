@@ -43,6 +43,7 @@ from clarion.extract.formats import (
 )
 from clarion.extract.jsonl import read_jsonl
 from clarion.extract.scan import Head, TextScan, scan_file
+from clarion.privacy.scrub import scrub
 
 FILE = "_clarion_file"
 ROW = "_clarion_row"
@@ -484,7 +485,8 @@ def _raw_batches(
             )
             yield from reader
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
-        raise ExtractError(f"cannot read {f.rel}: {str(exc).splitlines()[0]}") from None
+        # the parser quotes the row it choked on: name the file, never the row's values
+        raise ExtractError(f"cannot read {f.rel}: {scrub(str(exc).splitlines()[0])}") from None
 
 
 def _conform(

@@ -8,8 +8,10 @@ yield Arrow tables, never Python dicts per row (dict rows are orders of magnitud
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +28,7 @@ from clarion.config import DatabaseSource, HubSpotSource, Settings
 from clarion.contract import ENTITIES
 from clarion.extract.readers import FILE, ROW, SEQ, EntityPlan, ExtractError, ReadStats, read_batches
 from clarion.extract.source_counts import CursorWindow, PageCount, table_spec
+from clarion.privacy.scrub import scrub
 
 
 @dataclass
@@ -56,7 +59,13 @@ def land(settings: Settings, source: str, entity: str, resources: list[Any]) -> 
     try:
         info = pipeline.run(resources, loader_file_format="parquet")
     except Exception as exc:  # dlt wraps the cause in step errors: show the cause
+        # the half-done package holds the rows: abort it (dlt restores its state), then delete it;
+        # if dlt cannot (nothing pending), the folders go all the same
+        with contextlib.suppress(Exception):
+            pipeline.abort_packages()
+        discard_packages(settings, source)
         raise ExtractError(f"source {source}: extracting {entity} failed: {root_cause(exc)}") from exc
+    discard_packages(settings, source)  # the landing zone holds the rows now; dlt's copy goes
     load_id = info.loads_ids[-1] if info.loads_ids else ""
     tables: dict[str, list[str]] = {}
     folders = []
@@ -66,6 +75,35 @@ def land(settings: Settings, source: str, entity: str, resources: list[Any]) -> 
         if load_id:
             tables[resource.table_name] = sorted(str(p) for p in folder.glob(f"{load_id}.*.parquet"))
     return Landed(load_id or datetime.now().strftime("%s.%f"), tables, folders)
+
+
+def dlt_dir(settings: Settings, source: str) -> Path:
+    """dlt's working folder of a source's pipeline (its state, schemas and load packages)."""
+    return settings.var_dir / "dlt" / f"clarion_{source}"
+
+
+def discard_packages(settings: Settings, source: str) -> list[str]:
+    """Delete every load package of the source's dlt pipeline, and its run trace; return the load ids.
+
+    Why: dlt keeps each loaded package (``load/loaded/<load_id>/completed_jobs/*.parquet``, with a
+    ``.restore`` copy of the state) forever, so without this every e-mail address, phone number and
+    ticket body ever extracted would sit under var/dlt in plain Parquet, out of reach of erasure
+    and retention. Once dlt has written the landing zone, which is what Clarion publishes from, the
+    package is a second copy nobody reads. dlt's own ``load.delete_completed_jobs`` setting would
+    remove only the ``completed_jobs`` folder; the extract and normalize folders are empty after a
+    successful load, and after a failed one :func:`land` aborts the pending package first. What
+    remains is the pipeline's state (incremental cursors) and schema: no row values."""
+    root = dlt_dir(settings, source)
+    gone: list[str] = []
+    for stage in ("load/loaded", "load/normalized", "normalize/extracted"):
+        folder = root / stage
+        if folder.is_dir():
+            for package in folder.iterdir():
+                if package.is_dir():
+                    shutil.rmtree(package, ignore_errors=True)
+                    gone.append(package.name)
+    (root / "trace.pickle").unlink(missing_ok=True)  # the last run's trace: step details, kept
+    return sorted(set(gone))
 
 
 def root_cause(exc: BaseException) -> str:
@@ -88,9 +126,10 @@ def root_cause(exc: BaseException) -> str:
 
 
 def redact(text: str) -> str:
+    """Secrets masked, then personal data scrubbed: a driver's message may quote the row it refused."""
     text = re.sub(r"(://[^:/@\s]+:)[^@\s]*@", r"\1***@", text)
     text = re.sub(r"(?i)(password\s*=\s*)\S+", r"\1***", text)
-    return re.sub(r"(?i)(bearer\s+)\S+", r"\1***", text)
+    return scrub(re.sub(r"(?i)(bearer\s+)\S+", r"\1***", text))
 
 
 def secret(env_name: str | None, block_name: str | None, what: str, source: str) -> str:
