@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from clarion.cli import content, governance, models, nba, pipeline, results, subject  # noqa: F401  (registers the verbs)
+from clarion.cli import content, erase, governance, models, nba, pipeline, results, subject  # noqa: F401  (registers the verbs)
 from clarion.cli.app import AppContext, cli
 from clarion.cli.text import _run_text
 

@@ -1,0 +1,1 @@
+"""Data-subject rights over the warehouse: access, correct, erase, object (docs/privacy.md)."""
