@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import json
 import shutil
@@ -31,7 +32,7 @@ from clarion.config import GenerateSettings, load_settings
 from clarion.content import runner
 from clarion.synth.generator import generate
 
-PERSON_ID = 918273645
+PERSON_ID = 918273647  # in the treatment arm of vip-thank-you (not its 10% holdout)
 FIRST, LAST = "Zebedeea", "Quillfeatherstone"
 EMAIL = "zebedeea.quill@erasure-test.example"
 PHONE = "+44 7700 900417"
@@ -116,7 +117,8 @@ def scan(root: Path) -> dict[str, list[str]]:
 
 
 def _plant(crm: Path) -> dict[str, int]:
-    """Give one contact with orders and tickets the distinctive values; returns their rows per file."""
+    """Give the consenting contact with the most orders (and tickets and e-mail events: a champion,
+    in vip-thank-you's audience) the distinctive values; returns their rows per file."""
     read = {
         e: pd.read_csv(crm / f"{e}.csv", dtype=str, keep_default_na=False)
         for e in (*ENTITIES_WITH_CONTACT, "order_items")
@@ -129,7 +131,8 @@ def _plant(crm: Path) -> dict[str, int]:
     consenting = contacts[
         (contacts["email_consent"] == "true") & (contacts["marketing_objection"] == "false")
     ]
-    old = sorted((c for c in consenting["contact_id"] if c in with_both), key=int)[0]
+    counts = orders["contact_id"].value_counts()
+    old = max((c for c in consenting["contact_id"] if c in with_both), key=lambda c: (counts[c], -int(c)))
     new = str(PERSON_ID)
     for e in ENTITIES_WITH_CONTACT:
         read[e].loc[read[e]["contact_id"] == old, "contact_id"] = new
@@ -159,6 +162,7 @@ def planted(tmp_path: Path) -> tuple[Path, dict[str, int]]:
     root.mkdir()
     (root / "clarion.yaml").write_text(
         "warehouse:\n  path: var/warehouse.duckdb\nsources:\n  crm:\n    kind: files\n    path: crm\n"
+        "content:\n  candidates: 1\n  max_new_tokens: 16\n"  # drafting is not what is tested here
     )
     shutil.copytree(Path(__file__).parents[1] / "campaigns", root / "campaigns")
     generate(GenerateSettings(customers=300, seed=5, defects=0.0), out=root / "crm")  # outside var/
@@ -212,7 +216,7 @@ def test_an_erased_person_leaves_no_trace_and_does_not_come_back(
     root, rows = planted
     monkeypatch.chdir(root)
     started = time.perf_counter()
-    first = run_pipeline_in(root)
+    first = run_pipeline_in(root, campaigns=["vip-thank-you"])  # champions: the person is one
     assert first["status"] == "completed"
     settings = load_settings(root / "clarion.yaml", env={})
     _cli(root, "report", "--no-send")
@@ -222,9 +226,17 @@ def test_an_erased_person_leaves_no_trace_and_does_not_come_back(
     before = scan(root)
     # the person was really everywhere the scan looks: raw, marts, scores, the dlt/landing files
     assert {"table raw.contacts", "table marts.dim_customers", "table ml.customer_scores"} <= set(before)
-    assert any(k.startswith("file var/exports") for k in before)  # an approved export listed them
+
+    exports_before = _exports(settings)
 
     result = _cli(root, "subject", "erase", EMAIL.upper(), "--reference", "GDPR-1", "--yes", "--json")
+
+    assert sum(was[3] for was in exports_before.values()) >= 1  # an export listed them
+    for export_id, (path, recipients, lines, mine) in _exports(settings).items():
+        was = exports_before[export_id]
+        assert mine == 0 and lines == was[2] - was[3]  # their line, and only it, left the file
+        assert recipients == was[1] - was[3] and lines == recipients  # the row tells the file's truth
+        assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == _sha(settings, export_id)
 
     assert result["rows"]["raw.contacts"] == 1 and result["rows"]["raw.orders"] == rows["orders"]
     assert scan(root) == {}
@@ -246,7 +258,7 @@ def test_an_erased_person_leaves_no_trace_and_does_not_come_back(
     assert latest["reason"] == "erasure" or verified["revisions"] >= 2
 
     _reexport(root / "crm")
-    second = run_pipeline_in(root)
+    second = run_pipeline_in(root, stages=["prepare", "extract", "transform", "segment", "report"])
 
     assert second["status"] == "completed"
     con = duckdb.connect(str(settings.warehouse.path), read_only=True)
@@ -272,6 +284,32 @@ def test_an_erased_person_leaves_no_trace_and_does_not_come_back(
     assert promoted != "v0001"  # the flagged version was not reused: a new one was trained
     assert scan(root) == {}
     print(f"erase scan test: {time.perf_counter() - started:.0f} s")
+
+
+def _exports(settings) -> dict[str, tuple[str, int, int, int]]:
+    """export id -> (path, recipients recorded, lines in the file, lines naming the person)."""
+    con = duckdb.connect(str(settings.warehouse.path), read_only=True)
+    try:
+        rows = con.execute("select export_id, path, recipients from content.exports").fetchall()
+    finally:
+        con.close()
+    out = {}
+    for export_id, path, recipients in rows:
+        with Path(path).open(newline="", encoding="utf-8") as fh:
+            lines = list(csv.DictReader(fh))
+        mine = sum(r["contact_id"] == str(PERSON_ID) for r in lines)
+        out[export_id] = (path, recipients, len(lines), mine)
+    return out
+
+
+def _sha(settings, export_id: str) -> str:
+    con = duckdb.connect(str(settings.warehouse.path), read_only=True)
+    try:
+        return con.execute(
+            "select file_sha256 from content.exports where export_id = ?", [export_id]
+        ).fetchone()[0]
+    finally:
+        con.close()
 
 
 def _approve_all(settings) -> None:

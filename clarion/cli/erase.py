@@ -35,9 +35,10 @@ def erase_cmd(
     retrain_required and not reused. Only counts are printed and logged; the audit event names the
     reference, never the person.
 
-    Example:
-
-        clarion subject erase 1042 --reference GDPR-2026-117 --yes
+    \b
+    Examples:
+      clarion subject erase 1042 --reference GDPR-2026-117 --dry-run
+      clarion subject erase ana@example.org --reference GDPR-2026-117 --yes
     """
     from clarion.subject.erase import erase
 
