@@ -133,6 +133,7 @@ def erase(
                 "working_files_deleted": len(files),
                 "model_versions_flagged": [v for v, _ in versions],
                 "runs": sorted((runs | {e["run_id"] for e in exports}) - {""}),
+                "prefect_rows_mentioning": locate.prefect_mentions(person),  # checked, not changed
             }
             if dry_run:
                 return plan | {"dry_run": True}

@@ -281,3 +281,49 @@ def summary(con: duckdb.DuckDBPyConnection, p: Person) -> dict[str, Any]:
 
 def dumps(data: Any) -> str:
     return json.dumps(data, sort_keys=True, default=str)
+
+
+PREFECT_TEXT = {  # Prefect's own tables and the columns where a value could be written
+    "log": "message",
+    "artifact": "data",
+    "flow_run": "parameters",
+    "flow_run_state": "message",
+    "task_run_state": "message",
+}
+
+
+def prefect_mentions(p: Person) -> int | None:
+    """Rows of the local Prefect database (logs, artifacts, flow-run parameters, state messages)
+    holding the person's e-mail or phone, counted, not changed: Prefect's database is Prefect's, and
+    Clarion's log lines and artifacts carry no personal data, so this is a check that they did not.
+    None when Prefect's database is not a local SQLite file."""
+    import sqlite3
+
+    try:
+        from prefect.settings import get_current_settings
+
+        url = get_current_settings().server.database.connection_url
+        url = url.get_secret_value() if url is not None else ""
+    except Exception:  # no Prefect settings: nothing to check
+        return None
+    if not url.startswith("sqlite") or ":///" not in url:
+        return None
+    path = Path(url.split(":///", 1)[1])
+    if not path.is_file() or not p.needles():
+        return None if not path.is_file() else 0
+    found = 0
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
+        for table, column in PREFECT_TEXT.items():
+            if table in tables:
+                for needle in p.needles():
+                    found += con.execute(
+                        f'select count(*) from "{table}" where instr(lower("{column}"), ?) > 0',
+                        [needle.lower()],
+                    ).fetchone()[0]
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+    return found
