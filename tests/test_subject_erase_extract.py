@@ -15,8 +15,9 @@ from nba_oracle import erased_ids
 from clarion.config import GenerateSettings
 from clarion.content.store import ensure_tables
 from clarion.privacy import suppression
-from clarion.subject.erase import EraseError, erase
+from clarion.subject.erase import EraseError, compact_file, erase
 from clarion.synth.generator import generate
+from clarion.warehouse import Warehouse
 
 ENTITIES = ("contacts", "orders", "order_items", "email_events", "support_tickets", "consents")
 
@@ -126,3 +127,21 @@ def test_erase_refuses_an_unknown_person_a_missing_reference_and_a_second_erasur
     with pytest.raises(EraseError, match="erased already") as err:
         erase(settings, str(person), "REQ-3")
     assert err.value.exit_code == 2
+
+
+def test_deleted_rows_stay_in_the_file_until_it_is_compacted(extracted) -> None:
+    settings, _, person = extracted
+    [(email,)] = query(settings, "select email from raw.contacts where contact_id = ?", [person])
+    [(contacts,)] = query(settings, "select count(*) from raw.contacts")
+    path = settings.warehouse.path
+    assert email.encode() in path.read_bytes()
+
+    erase(settings, str(person), "REQ-4", compact=False)
+    assert email.encode() in path.read_bytes()  # a plain delete leaves it readable in a copy of the file
+    warehouse = Warehouse.from_settings(settings)
+    with warehouse.writing("test compact"):
+        compact_file(warehouse)
+
+    assert email.encode() not in path.read_bytes()
+    assert query(settings, "select count(*) from raw.contacts") == [(contacts - 1,)]  # the rest intact
+    assert query(settings, "select count(*) from privacy.suppressions where reference = 'REQ-4'")[0][0] >= 2
