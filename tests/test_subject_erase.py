@@ -172,7 +172,7 @@ def planted(tmp_path: Path) -> tuple[Path, dict[str, int]]:
 def _cli(root: Path, *args: str) -> dict:
     result = CliRunner().invoke(cli, ["--config", str(root / "clarion.yaml"), *args])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output) if "--json" in args else {}
+    return json.loads(result.stdout) if "--json" in args else {}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ def test_an_erased_person_leaves_no_trace_and_does_not_come_back(
     verified = _cli(root, "lineage", "verify", first["run_id"], "--json")
     assert verified["ok"], verified
     latest = json.loads(Path(verified["manifest"]).read_text())
-    assert latest["reason"] == "erasure" or verified["revisions"] >= 2
+    assert latest["reason"] == "erasure"  # and verify says why the files changed
 
     _reexport(root / "crm")
     second = run_pipeline_in(root, stages=["prepare", "extract", "transform", "segment", "report"])

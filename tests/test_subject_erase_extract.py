@@ -82,6 +82,18 @@ def test_a_suppressed_person_is_dropped_before_raw_and_quarantine_and_counted(ex
     assert query(settings, "select count(*) from quarantine.email_events") == [(0,)]  # not even quarantined
     others = int(frames["contacts"]["contact_id"].ne(str(person)).sum())
     assert query(settings, "select count(*) from raw.contacts") == [(others,)]
+    # nor do the working files of the load keep them (dlt's load packages, the landing zone)
+    landed = sorted(settings.var_dir.rglob("*.parquet"))
+    assert landed  # the packages of other loads are there: the check below reads real files
+    con = duckdb.connect()
+    try:
+        for path in landed:
+            columns = [r[0] for r in con.execute(f"describe select * from read_parquet('{path}')").fetchall()]
+            if "contact_id" in columns:
+                sql = f"select count(*) from read_parquet('{path}') where cast(contact_id as varchar) = ?"
+                assert con.execute(sql, [str(person)]).fetchone()[0] == 0, path
+    finally:
+        con.close()
 
 
 def test_without_suppressions_the_accounting_is_unchanged(extracted) -> None:

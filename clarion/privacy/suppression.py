@@ -15,7 +15,9 @@ Two uses: the extract drops suppressed rows before anything lands in ``raw`` or 
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Iterable
+from pathlib import Path
 
 import duckdb
 
@@ -126,3 +128,11 @@ def drop_suppressed(con: duckdb.DuckDBPyConnection, landed: str, view: str, colu
         return 0
     con.execute(f"create temp view {view} as select * from {landed} where not ({condition})")
     return con.execute(f"select count(*) from {landed} where {condition}").fetchone()[0]
+
+
+def purge_landed(var_dir: Path, source: str, load_id: str, folders: list[Path]) -> None:
+    """After a load that suppressed rows: its working files (dlt's load package of that load, the
+    landing folders, even with extract.keep_landing) still hold them as they arrived, so they go."""
+    package = var_dir / "dlt" / f"clarion_{source}" / "load" / "loaded" / load_id
+    for folder in [package, *folders]:
+        shutil.rmtree(folder, ignore_errors=True)
