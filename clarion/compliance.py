@@ -198,7 +198,7 @@ def _consent(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
         )[0]
     if relation_exists(con, "audit", "erasures"):
         out["erasure_requests"] = con.execute(
-            "select count(distinct contact_id) from audit.erasures"
+            "select count(distinct reference) from audit.erasures"  # requests, never who
         ).fetchone()[0]
     if relation_exists(con, "content", "exports"):
         arms = (

@@ -2,7 +2,7 @@
 
 A task lands and publishes one entity (retried with backoff when the source fails). Parents go
 first; when a parent fails, its children are skipped rather than loaded as orphans. The accounting
-table (read = loaded + quarantined per source and entity) is published as a Prefect artifact. If
+table (read = loaded + quarantined + suppressed per source and entity) is published as a Prefect artifact. If
 any entity failed, the stage fails after the others finish, naming the source, so later stages do
 not run on partial data; what was published stays consistent and ``raw`` keeps its last good rows.
 """
@@ -20,7 +20,7 @@ from clarion.extract.readers import ExtractError
 from clarion.extract.runner import Step, extract_step, parents_of, plan_steps
 from clarion.warehouse import Warehouse
 
-COLUMNS = ("read", "loaded", "quarantined", "inserted", "updated", "unchanged", "superseded")
+COLUMNS = ("read", "loaded", "quarantined", "suppressed", "inserted", "updated", "unchanged", "superseded")
 
 
 @task(name="extract-entity", task_run_name="{step.source}/{step.entity}", cache_policy=NO_CACHE)
@@ -82,7 +82,8 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "# Extract accounting",
         "",
-        "Every row read is either loaded into `raw` or quarantined with a reason (`quarantine.<entity>`).",
+        "Every row read is either loaded into `raw`, quarantined with a reason (`quarantine.<entity>`), "
+        "or suppressed (a person erased by `clarion subject erase`).",
         "",
         "| source | entity | status | " + " | ".join(COLUMNS) + " | reasons / notes |",
         "|---|---|---|" + "---:|" * len(COLUMNS) + "---|",

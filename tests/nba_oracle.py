@@ -27,6 +27,23 @@ CHECK_ORDER = (  # the first that holds is the reason
 )
 
 
+def erased_ids(con: duckdb.DuckDBPyConnection, contact_ids: list[int]) -> set[int]:
+    """The contacts on the suppression list, as docs/privacy.md defines it: sha256(salt ||
+    "contact_id:" || id) is among privacy.suppressions' hashes (salt: privacy.keys "suppression")."""
+    tables = {
+        f"{r[0]}.{r[1]}"
+        for r in con.execute("select schema_name, table_name from duckdb_tables()").fetchall()
+    }
+    if "privacy.suppressions" not in tables:
+        return set()
+    salt = bytes(con.execute("select key from privacy.keys where name = 'suppression'").fetchone()[0])
+    hashes = {
+        r[0]
+        for r in con.execute("select hash from privacy.suppressions where kind = 'contact_id'").fetchall()
+    }
+    return {c for c in contact_ids if hashlib.sha256(salt + f"contact_id:{c}".encode()).hexdigest() in hashes}
+
+
 def position(seed: str, key: str, contact_id: int) -> float:
     return int(hashlib.sha256(f"{seed}:{key}:{contact_id}".encode()).hexdigest()[:16], 16) / 2**64
 
@@ -89,10 +106,8 @@ def rederive(warehouse: Path, briefs_folder: Path, cfg: dict[str, Any]) -> dict[
             f"{r[0]}.{r[1]}"
             for r in con.execute("select schema_name, table_name from duckdb_tables()").fetchall()
         }
-        erased = (
-            {r[0] for r in con.execute("select contact_id from audit.erasures").fetchall()}
-            if "audit.erasures" in tables
-            else set()
+        erased = erased_ids(
+            con, [r[0] for r in con.execute("select contact_id from raw.contacts").fetchall()]
         )
         now = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
         sends: dict[int, list[datetime]] = {}

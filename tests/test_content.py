@@ -22,12 +22,13 @@ import duckdb
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from nba_oracle import position
+from nba_oracle import erased_ids, position
 from project_helpers import run_pipeline_in
 
 from clarion.cli import cli
 from clarion.config import GenerateSettings, Settings, load_settings
 from clarion.content import runner
+from clarion.privacy import suppression
 from clarion.synth.generator import generate
 from models.content.brief import CHANNEL_LIMITS, load_brief, load_briefs
 from models.content.drafts import SAMPLE_FIRST_NAME, content_hash
@@ -273,7 +274,7 @@ def test_approval_exports_only_consenting_recipients_of_the_segment(copy: Settin
     held = {m[0] for m in members if position(copy.experiments.seed, "winback-summer", m[0]) < 0.1}
     erased = next(m[0] for m in members if m[0] not in held)  # an erased customer is in no arm
     con = duckdb.connect(str(copy.warehouse.path))
-    con.execute("insert into audit.erasures values (?, now(), 'ticket 1')", [erased])
+    suppression.add(con, "contact_id", [erased], "ticket 1")  # what `clarion subject erase` leaves
     con.close()
 
     result = runner.export(copy, "winback-summer")
@@ -391,7 +392,7 @@ def _approve_email_drafts(settings: Settings, campaigns: tuple[str, ...]) -> Non
 def _eligible(settings: Settings, scoring_run: str, segments: list[str]) -> set[int]:
     """The audience members export may write to, from the consent, objection, erasure and address
     data alone."""
-    return {
+    members = {
         r[0]
         for r in _query(
             settings,
@@ -400,12 +401,16 @@ def _eligible(settings: Settings, scoring_run: str, segments: list[str]) -> set[
             join marts.dim_customers c using (contact_id)
             where s.run_id = ? and s.segment in (select unnest(?)) and c.email_consent
               and not c.marketing_objection
-              and s.contact_id not in (select contact_id from audit.erasures)
               and s.contact_id in (select contact_id from raw.contacts where coalesce(trim(email), '') <> '')
             """,
             [scoring_run, segments],
         )
     }
+    con = duckdb.connect(str(settings.warehouse.path), read_only=True)
+    try:
+        return members - erased_ids(con, sorted(members))
+    finally:
+        con.close()
 
 
 def test_holdout_and_global_control_are_recorded_never_exported_and_add_up(copy: Settings) -> None:

@@ -23,6 +23,7 @@ from project_helpers import run_pipeline_in
 from clarion.cli import cli
 from clarion.config import load_settings
 from clarion.nba import decision
+from clarion.privacy import suppression
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
@@ -230,11 +231,7 @@ def test_each_eligibility_rule_removes_a_crafted_customer(decided, fresh: Path) 
         con.execute(
             "update marts.dim_customers set marketing_objection = true where contact_id = ?", [objecting]
         )
-        con.execute(
-            "create table if not exists audit.erasures "
-            "(contact_id bigint, requested_at timestamptz, reference varchar)"
-        )
-        con.execute("insert into audit.erasures values (?, now(), 'request 1')", [erased])
+        suppression.add(con, "contact_id", [erased], "request 1")  # what `clarion subject erase` leaves
         day, at = timedelta(days=1), midnight + timedelta(hours=10)
         sends = [
             (capped, at - 6 * day), (capped, at - 5 * day), (capped, at - 3 * day),  # 3 in 7 days

@@ -177,6 +177,10 @@ def accounting_text(rows: list[dict[str, Any]]) -> str:
             notes.append(
                 f"{where}: quarantined " + ", ".join(f"{k} {v:,}" for k, v in sorted(r["reasons"].items()))
             )
+        if r.get("suppressed"):
+            notes.append(
+                f"{where}: suppressed {r['suppressed']:,} rows of erased people (see docs/privacy.md)"
+            )
         if r.get("findings"):
             notes.append(
                 f"{where}: loaded with a field nulled "

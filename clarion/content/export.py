@@ -24,6 +24,7 @@ from clarion import audit, experiments, fairness, lineage
 from clarion.config import Settings
 from clarion.content.store import DRAFT_COLUMNS, RULE_SEGMENT, ContentError, draft_row, ensure_tables, utc_now
 from clarion.oversight import tiers
+from clarion.privacy.suppression import erased_sql
 from clarion.runs import CONTENT_UNFINISHED
 from clarion.runtime import checkpoint
 from clarion.warehouse import Warehouse
@@ -160,7 +161,7 @@ def _export_channel(
             members = con.execute(
                 f"""
                 select s.contact_id, c.first_name, c.email, c.phone, d.email_consent, d.sms_consent,
-                       coalesce(d.marketing_objection, false), e.contact_id is not null
+                       coalesce(d.marketing_objection, false), {erased_sql(con, "s.contact_id")}
                 from ml.customer_scores s
                 left join marts.dim_customers d using (contact_id)
                 left join (
@@ -168,7 +169,6 @@ def _export_channel(
                            any_value(phone) phone
                     from raw.contacts group by contact_id
                 ) c using (contact_id)
-                left join (select distinct contact_id from audit.erasures) e using (contact_id)
                 where s.run_id = ? and ({audience})
                   and (? or s.contact_id in (select unnest(?::bigint[])))
                 order by s.contact_id

@@ -48,7 +48,8 @@ CONTENT_DDL = (
     """,
     """
     create table if not exists audit.erasures (
-        contact_id bigint, requested_at timestamptz, reference varchar
+        reference varchar, requested_at timestamptz, requested_by varchar, rows_removed bigint,
+        files_changed bigint, compacted boolean
     )
     """,
 )
@@ -62,6 +63,9 @@ class ContentError(ClarionError):
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     for ddl in CONTENT_DDL:
         con.execute(ddl)
+    from clarion.subject.erase import ensure_erasures
+
+    ensure_erasures(con)  # an audit.erasures of raw ids (before suppression) moves to the list
 
 
 def utc_now() -> datetime:

@@ -1,11 +1,12 @@
-"""The accounting of one load: read = loaded + quarantined, from counts each side made on its own.
+"""The accounting of one load: read = loaded + quarantined + suppressed, from counts each side made.
 
 ``read`` is what the source holds for the load, counted apart from the parser: for files, an
 independent scan of each text file's records, or a Parquet file's own row count; for a database, a
 count the database makes on its own connection of the rows in the range the load reads; for an API,
 the records in its raw HTTP pages (and, where the API says how many match, that total). Each is
 checked against what the reader produced. ``loaded`` is what the insert or merge into raw reported;
-``quarantined`` what the inserts into quarantine wrote. When two sides disagree,
+``quarantined`` what the inserts into quarantine wrote; ``suppressed`` the rows of erased people the
+load left out before either (``privacy.suppressions``, counted from the landed rows). When two sides disagree,
 :class:`AccountingError` stops the load inside its transaction, so it rolls back.
 """
 
@@ -106,15 +107,23 @@ AUDIT_DDL = (
         read bigint, loaded bigint, quarantined bigint, inserted bigint, updated bigint, unchanged bigint,
         superseded bigint,
         reasons varchar, files varchar, new_columns varchar, message varchar,
-        started_at timestamptz, finished_at timestamptz
+        started_at timestamptz, finished_at timestamptz, suppressed bigint default 0
     )
     """,
+    # warehouses made before erasure existed gain the column (their loads suppressed nothing)
+    "alter table audit.extract_loads add column if not exists suppressed bigint default 0",
     """
     create table if not exists audit.extract_files (
         source varchar, entity varchar, file varchar, size bigint, mtime_ns bigint, sha256 varchar,
         rows bigint, load_id varchar, run_id varchar, published_at timestamptz
     )
     """,
+)
+
+
+LOAD_COLUMNS = (
+    "run_id, load_id, source, entity, status, read, loaded, quarantined, inserted, updated, unchanged, "
+    "superseded, reasons, files, new_columns, message, started_at, finished_at"
 )
 
 
@@ -149,11 +158,12 @@ def account(
     are derived from); by default what the insert or merge into raw reported."""
     merged = result.inserted + result.updated + result.unchanged + result.superseded
     result.loaded = merged if loaded is None else loaded + result.superseded
-    if result.read != result.loaded + result.quarantined:  # the invariant, checked where it is made
+    if result.read != result.loaded + result.quarantined + result.suppressed:  # checked where it is made
         files = ", ".join(result.files) or "no file"
         raise AccountingError(
             f"source {job.source}, entity {result.entity} ({files}): read {result.read:,} records but "
-            f"{result.loaded:,} reached raw and {result.quarantined:,} went to quarantine; nothing was "
+            f"{result.loaded:,} reached raw, {result.quarantined:,} went to quarantine and "
+            f"{result.suppressed:,} were suppressed (erased people); nothing was "
             "published (the load rolled back). Keep the input, check raw for repeated keys "
             f"(raw.{result.entity} must hold each key once), and report it if raw is sound."
         )
@@ -187,7 +197,8 @@ def account(
             ]
         )
     con.execute(
-        "insert into audit.extract_loads values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+        f"insert into audit.extract_loads ({LOAD_COLUMNS}, suppressed) "
+        "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?)",
         [
             job.run_id,
             job.load_id,
@@ -206,6 +217,7 @@ def account(
             json.dumps(result.new_columns),
             result.message,
             job.started_at,
+            result.suppressed,
         ],
     )
 
@@ -215,7 +227,7 @@ def record_unchanged(
 ) -> None:
     """An accounting row for a step that found nothing new to read."""
     con.execute(
-        "insert into audit.extract_loads values "
+        f"insert into audit.extract_loads ({LOAD_COLUMNS}) values "
         "(?, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, 0, '{}', '[]', '[]', ?, ?, now())",
         [run_id, result.load_id, result.source, result.entity, result.status, result.message, started],
     )

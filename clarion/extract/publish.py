@@ -39,6 +39,7 @@ from clarion.extract.contract_sql import (
     typed_columns,
     typed_expr,
 )
+from clarion.privacy import suppression
 from clarion.runtime import checkpoint
 from clarion.subject.correct import apply_to_load
 
@@ -152,6 +153,7 @@ class PublishResult:
     updated: int = 0
     unchanged: int = 0
     superseded: int = 0  # valid rows replaced by a newer version of the same key
+    suppressed: int = 0  # rows of erased people, dropped before raw or quarantine (privacy.suppressions)
     findings: dict[str, int] = field(default_factory=dict)  # "field: reason" -> rows loaded with it nulled
     released: int = 0  # quarantined orphans loaded because their parent arrived
     reasons: dict[str, int] = field(default_factory=dict)
@@ -221,7 +223,7 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     finally:
         for temp in ("__bad", "__excluded", "__losers", "__fresh", "__ops", "__valid"):
             con.execute(f"drop table if exists temp.{temp}")
-        for view in ("__winners", "__checked", "__landing"):
+        for view in ("__winners", "__checked", "__landing", "__landed"):
             con.execute(f"drop view if exists temp.{view}")
 
 
@@ -242,12 +244,13 @@ def check_and_quarantine(
         result.read += keyed_read_count(job, 0) if job.keyed else read_count(job, {})
         result.status = "empty" if not result.quarantined else "loaded"
         return None
-    con.execute(f"create temp view __landing as {job.landing_sql}")
+    con.execute(f"create temp view __landed as {job.landing_sql}")
     landed = {
         name: dtype
-        for name, dtype, *_ in con.execute("describe temp.__landing").fetchall()
+        for name, dtype, *_ in con.execute("describe temp.__landed").fetchall()
         if name not in INTERNAL and not name.startswith("_dlt_")
     }
+    result.suppressed += suppression.drop_suppressed(con, "temp.__landed", "__landing", list(landed))
     job.check.landed = landed
     parents = {fk: (f"raw.{q(parent)}", ENTITIES[parent].primary_key) for fk, parent in e.parents.items()}
     con.execute(f"create temp view __checked as {check_sql(job.check, 'temp.__landing', parents)}")
@@ -265,9 +268,9 @@ def check_and_quarantine(
     result.findings = findings.record_job(con, job, loading)
     con.execute(f"create temp view __winners as {findings.nulled_sql(job.check, loading)}")
     if job.keyed:  # the database's or API's own count, checked against the rows that landed
-        result.read += keyed_read_count(job, con.execute("select count(*) from __landing").fetchone()[0])
+        result.read += keyed_read_count(job, con.execute("select count(*) from __landed").fetchone()[0])
     else:
-        by_file = dict(con.execute(f"select {q(FILE)}, count(*) from __landing group by 1").fetchall())
+        by_file = dict(con.execute(f"select {q(FILE)}, count(*) from __landed group by 1").fetchall())
         result.read += read_count(job, by_file)
     _quarantine(con, job, result, list(landed))
     (result.superseded,) = con.execute("select count(*) from __losers where why is null").fetchone()

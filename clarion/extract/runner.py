@@ -53,6 +53,7 @@ from clarion.extract.sources import (
     root_cause,
     secret,
 )
+from clarion.privacy import suppression
 from clarion.runtime import checkpoint
 from clarion.subject.correct import apply_to_load
 from clarion.warehouse import Warehouse
@@ -388,6 +389,8 @@ def _land_and_publish(
     if not settings.extract.keep_landing:
         for folder in landed.folders:
             shutil.rmtree(folder, ignore_errors=True)
+    if any(r.suppressed for r in results):  # the landed files hold erased people as they arrived
+        suppression.purge_landed(settings.var_dir, step.source, landed.load_id, landed.folders)
     for r in results:
         log.info(
             "%s/%s: published: read %d, loaded %d, quarantined %d (inserted %d, updated %d, unchanged %d)",

@@ -4,7 +4,7 @@ A (customer, campaign, channel) pair is eligible when the customer is in the cam
 (the brief's rule, else its segments, as the content stage reads them) and none of these holds,
 checked in this order (the first that holds is the pair's reason, in models.nba.REASONS):
 
-1. erased (``audit.erasures``); 2. marketing objection (``marts.dim_customers``);
+1. erased (the suppression list, ``privacy.suppressions``); 2. marketing objection (``marts.dim_customers``);
 3. no consent for the channel (``email_consent`` / ``sms_consent``; push has no permission in the
    CRM, as at export); 4. no address for it on record (``raw.contacts``: read as present or not);
 5. in the global control group; 6. in the campaign's holdout (both from clarion.experiments);
@@ -29,6 +29,7 @@ import numpy as np
 from clarion.config import Settings
 from clarion.errors import ClarionError
 from clarion.experiments import GLOBAL, held_out_sql
+from clarion.privacy.suppression import erased_sql
 from clarion.warehouse import relation_exists
 from models.content.brief import Brief
 from models.nba import REASON_CODE
@@ -99,11 +100,7 @@ def read_facts(
         for i, b in enumerate(briefs)
     )
     anyone = " or ".join(f"s.m{i}" for i in range(len(briefs))) or "false"
-    erasures = (
-        "select distinct contact_id from audit.erasures"
-        if relation_exists(con, "audit", "erasures")
-        else "select null::bigint as contact_id where false"
-    )
+    erased = erased_sql(con, "s.contact_id")  # the suppression list (salted hashes), see clarion.privacy
     cur = con.cursor()  # its own connection: a half-read result on `con` would block this one
     rel = cur.sql(
         f"""
@@ -122,11 +119,10 @@ def read_facts(
                    bool_or(coalesce(trim(email), '') <> '') as has_email,
                    bool_or(coalesce(trim(phone), '') <> '') as has_phone
             from raw.contacts group by contact_id
-        ),
-        erased as ({erasures})
+        )
         select s.contact_id, s.segment, s.purchase_probability, f.avg_order_value_eur,
                coalesce(d.email_consent, false), coalesce(d.sms_consent, false),
-               coalesce(d.marketing_objection, false), e.contact_id is not null,
+               coalesce(d.marketing_objection, false), {erased},
                coalesce(a.has_email, false), coalesce(a.has_phone, false),
                coalesce(t.sends, 0), timezone('UTC', t.last_sent), coalesce(t.last_sent >= ?, false),
                case when {anyone} then {held_out_sql("s.contact_id", GLOBAL, x.global_control_share, x.seed)}
@@ -137,7 +133,6 @@ def read_facts(
         left join marts.customer_features f on f.contact_id = s.contact_id and f.as_of = ?
         left join marts.dim_customers d on d.contact_id = s.contact_id
         left join addresses a on a.contact_id = s.contact_id
-        left join erased e on e.contact_id = s.contact_id
         left join sends t on t.contact_id = s.contact_id
         order by s.contact_id
         """,

@@ -76,6 +76,9 @@ def usable_version(settings: Settings, p: Plan) -> Version | None:
     if current.meta["features"] != list(FEATURES) or current.meta["horizon_days"] != p.horizon_days:
         log.info("promoted %s does not fit (features or horizon changed): training", current.name)
         return None
+    if current.meta.get("retrain_required"):  # flagged by an erasure: never reused
+        log.info("promoted %s learnt from people since erased (retrain_required): training", current.name)
+        return None
     if training.stale(settings, current, p.as_of):
         log.info(
             "promoted %s was trained for %s, over segment.max_model_age_days (%d) before %s: training",

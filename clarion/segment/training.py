@@ -294,6 +294,8 @@ def promote(
     unusable = None
     if current is None:
         unusable = "first version"
+    elif current.meta.get("retrain_required"):  # trained on people since erased (clarion subject erase)
+        unusable = f"{current.name} must be retrained (it learnt from erased people)"
     elif current.meta["features"] != candidate.meta["features"]:
         unusable = f"{current.name} reads other features"
     elif current.meta["horizon_days"] != candidate.meta["horizon_days"]:
