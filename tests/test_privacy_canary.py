@@ -241,13 +241,13 @@ def canary_run(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> dict
             pending = con.execute(
                 "select draft_id from content.drafts where status = 'pending' order by draft_id"
             ).fetchall()
-        exported = None
-        if pending:
-            out = runner.invoke(cli, ["approve", pending[0][0], "--by", "marketing-lead"])
-            assert out.exit_code == 0, out.output
-            out = runner.invoke(cli, ["export", "--json"])
-            assert out.exit_code == 0, out.output
-            exported = json.loads(out.output)
+        assert pending, "the content stage left no draft to approve: nothing would be exported"
+        out = runner.invoke(cli, ["approve", pending[0][0], "--by", "marketing-lead"])
+        assert out.exit_code == 0, out.output
+        out = runner.invoke(cli, ["export", "--json"])
+        assert out.exit_code == 0, out.output
+        exported = json.loads(out.output)
+        assert list((settings.var_dir / "exports").rglob("*.*")), "the export wrote no file to scan"
         out = runner.invoke(cli, ["compliance", "export", result["run_id"], "--json"])
         assert out.exit_code == 0, out.output
         pack = json.loads(out.output)
