@@ -70,3 +70,17 @@ def test_a_failing_gate_sample_names_the_customer_by_pseudonym_and_withholds_per
         assert for_settings(settings)(cid) == want
     assert EMAIL not in md and "[withheld]" in md
     assert "'value': 3.5" in md  # a measurement that is not personal stays readable
+
+
+def test_a_failing_gate_message_names_no_contact_id_and_withholds_personal_values() -> None:
+    """The message leaves the warehouse (CLI, Prefect's failure state, logs): no ids, no e-mails."""
+    sample = [{"contact_id": 424242, "email": EMAIL}, {"contact_id": 515151, "value": 7}]
+    text = CheckResult("raw.email", "fail", "failed", "expect_x", "contacts", "email", {}, sample).describe()
+    assert "424242" not in text and "515151" not in text and EMAIL not in text
+    assert "email=[withheld]" in text
+    plain = CheckResult("marts.x", "fail", "failed", "expect_y", "customer_features", "recency", {}, sample)
+    assert "value=7" in plain.describe()  # a feature's value still says what failed
+    single = CheckResult(
+        "raw.phone", "fail", "failed", "expect_z", "contacts", "phone", {}, ["+44 7700 900123"]
+    )
+    assert "7700" not in single.describe() and "[withheld]" in single.describe()

@@ -22,6 +22,7 @@ import pandas as pd
 from clarion import audit
 from clarion.config import Settings
 from clarion.errors import ClarionError
+from clarion.privacy.scrub import PII_FIELDS
 from clarion.quality import metrics as m
 from clarion.quality import reference as ref
 from clarion.quality.suites import Check, Suite, load_suite
@@ -95,7 +96,7 @@ class CheckResult:
             unit = "table" if measured == 1 else "tables"
             shown_observed["out of bounds"] = f"{outside} of {measured} {unit}"
         seen = ", ".join(f"{k} {v}" for k, v in shown_observed.items() if v is not None)
-        shown = [_sample_text(s) for s in self.sample[:5]]
+        shown = [_sample_text(s, self.column) for s in self.sample[:5]]
         sample = f"; e.g. {', '.join(shown)}" if shown else ""
         why = f". {self.why}" if self.why else ""
         if self.status == NOTHING:
@@ -439,16 +440,24 @@ class _Validator:
         return sites[0]["site_url"] if sites else None
 
 
-def _sample_text(sample: Any) -> str:
-    """A failing metric row as `table.column=value`; a failing table row as `contact_id=... value=...`."""
+def _sample_text(sample: Any, column: str | None = None) -> str:
+    """A failing metric row as `table.column=value`; a failing table row as `value=...`.
+
+    Messages leave the warehouse (the CLI, Prefect's failure state, logs), so a row's contact id is
+    not in them (the rows are in audit.quality_results; the artifact names them by pseudonym) and a
+    personal column's value is withheld."""
     if isinstance(sample, dict):
         value = sample.get("value")
         shown = f"{value:.4g}" if isinstance(value, float) else value
         if "table" in sample:
             where = ".".join(str(sample[k]) for k in ("table", "column") if sample.get(k))
             return f"{where}={shown}"
-        return " ".join(f"{k}={v}" for k, v in sample.items())
-    return str(sample)
+        return " ".join(
+            f"{k}={'[withheld]' if (k in PII_FIELDS or column in PII_FIELDS) and v is not None else v}"
+            for k, v in sample.items()
+            if k != "contact_id"
+        )
+    return "[withheld]" if column in PII_FIELDS and sample is not None else str(sample)
 
 
 def _joined(values: list[str] | None) -> str | None:
