@@ -36,6 +36,7 @@ from clarion.config import Settings
 from clarion.errors import ClarionError
 from clarion.privacy import suppression
 from clarion.subject import locate
+from clarion.subject.find import by_email
 from clarion.warehouse import Warehouse, relation_exists
 
 log = logging.getLogger(__name__)
@@ -53,19 +54,19 @@ class EraseError(ClarionError):
 
 
 def resolve(con: duckdb.DuckDBPyConnection, who: str) -> int:
-    """A contact id from an id or an e-mail (trimmed, case-insensitive), from raw.contacts."""
+    """A contact id from an id, or from an e-mail (trimmed, any case; as loaded or as corrected) through
+    the same lookup as the other rights (:func:`clarion.subject.find.by_email`). An id is taken as given:
+    a person erased already is no longer in raw.contacts, and must still get a clear answer."""
     text = who.strip()
     if text.isdigit():
         return int(text)
-    if "@" in text and relation_exists(con, "raw", "contacts"):
-        rows = con.execute(
-            "select distinct contact_id from raw.contacts where lower(trim(email)) = ?", [text.lower()]
-        ).fetchall()
-        if len(rows) == 1:
-            return int(rows[0][0])
-        if len(rows) > 1:
+    if "@" in text:
+        ids = by_email(con, text)
+        if len(ids) == 1:
+            return ids[0]
+        if len(ids) > 1:
             raise EraseError(
-                f"{len(rows)} contacts share that e-mail address: erase each by contact id "
+                f"{len(ids)} contacts share that e-mail address: erase each by contact id "
                 "(`clarion subject access EMAIL` lists them)"
             )
     raise EraseError(
