@@ -9,6 +9,7 @@ whose audience has an unsigned ``fail`` finding (`clarion fairness accept` signs
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,7 @@ SIGNOFFS_DDL = """
     )
 """
 VERSION_PLACEHOLDER = "{version}"  # the registry names a version when it registers it
+log = logging.getLogger(__name__)
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -56,8 +58,8 @@ def limits(settings: Settings) -> lib.Limits:
 
 
 def attributes(settings: Settings, con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The configured protected attributes, each checked to be a column of marts.dim_customers and
-    never a model input."""
+    """The configured protected attributes that marts.dim_customers has (never model inputs). One it
+    lacks cannot be judged: `missing` names it, the CLI and the report say so, the export logs it."""
     names = list(settings.fairness.attributes)
     inputs = sorted(set(names) & set(FEATURES))
     if inputs:
@@ -65,16 +67,16 @@ def attributes(settings: Settings, con: duckdb.DuckDBPyConnection) -> list[str]:
             f"fairness.attributes names model input(s) {inputs}: a protected attribute must never be a "
             "model input; remove it from fairness.attributes or from the model's features"
         )
-    if not names or not relation_exists(con, "marts", "dim_customers"):
-        return []
+    lacking = set(missing(settings, con))
+    return [a for a in names if a not in lacking]
+
+
+def missing(settings: Settings, con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Configured protected attributes that are not columns of marts.dim_customers."""
+    if not relation_exists(con, "marts", "dim_customers"):
+        return list(settings.fairness.attributes)
     columns = {r[0] for r in con.execute("describe marts.dim_customers").fetchall()}
-    missing = [a for a in names if a not in columns or not _COLUMN.match(a)]
-    if missing:
-        raise FairnessError(
-            f"fairness.attributes names {missing}, which marts.dim_customers does not have (its columns: "
-            f"{', '.join(sorted(columns))}); fix fairness.attributes in clarion.yaml"
-        )
-    return names
+    return [a for a in settings.fairness.attributes if a not in columns or not _COLUMN.match(a)]
 
 
 # -- the model ------------------------------------------------------------------------------------
@@ -178,6 +180,7 @@ def run_figures(settings: Settings, con: duckdb.DuckDBPyConnection, run_id: str)
         "run_id": run_id,
         "model_version": version,
         "attributes": names,
+        "missing_attributes": missing(settings, con),
         "limits": lim.__dict__,
     }
     try:
@@ -325,6 +328,9 @@ def gate_export(
     """Refuse the export when an approved draft's audience has a fail finding nobody signed off.
     ``latest`` is the (campaign, content run) pairs to export; ``scoring_run`` overrides the drafts'
     own scoring run (a trigger's subset export)."""
+    lacking = missing(settings, con)
+    if lacking:
+        log.warning("fairness.attributes %s are not columns of marts.dim_customers: not judged", lacking)
     blocking: list[dict[str, Any]] = []
     for campaign, run_id in latest:
         pairs = con.execute(

@@ -413,11 +413,22 @@ def _eligible(settings: Settings, scoring_run: str, segments: list[str]) -> set[
         con.close()
 
 
+def _sign_off_audience_fails(settings: Settings) -> None:
+    """The synthetic CRM tilts personas by age on purpose, so an audience may fail the fairness gate
+    (docs/privacy.md#fairness); a person signs its findings off, as an operator would after review."""
+    from clarion import fairness
+
+    for f in fairness.report(settings)["findings"]:
+        if f["severity"] == "fail" and f["id"].startswith("audience:") and not f["signed_off"]:
+            fairness.accept(settings, f["id"], "compliance-lead", "planted age tilt of the synthetic CRM")
+
+
 def test_holdout_and_global_control_are_recorded_never_exported_and_add_up(copy: Settings) -> None:
     settings = copy.model_copy(
         update={"experiments": copy.experiments.model_copy(update={"global_control_share": 0.1})}
     )
     _approve_email_drafts(settings, ("winback-summer", "vip-thank-you"))
+    _sign_off_audience_fails(settings)
     result = runner.export(settings)
     email = [e for e in result["exports"] if e["channel"] == "email" and e["recipients"]]
     assert {e["campaign"] for e in email} == {"winback-summer", "vip-thank-you"}

@@ -260,3 +260,16 @@ def test_a_tiny_audience_is_not_a_finding_by_chance_alone() -> None:
         assert next(r for r in rows if r["group"] == "B")["di"] == 0.0
         assert (_p(chosen, 200, 0, 200) < 0.05) == bool(expect)
         assert {f.group for f in lib.selection_findings(rows, "s", "age", LIMITS)} == expect
+
+
+def test_an_attribute_the_warehouse_lacks_is_named_as_not_judged(tmp_path) -> None:
+    import duckdb
+
+    from clarion.fairness import attributes, missing
+
+    settings = load_settings(None, env={"CLARION_FAIRNESS__ATTRIBUTES": '["age_band", "region"]'})
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("create schema marts")
+    con.execute("create table marts.dim_customers (contact_id bigint, age_band varchar)")
+    assert attributes(settings, con) == ["age_band"] and missing(settings, con) == ["region"]
+    con.close()

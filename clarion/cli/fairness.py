@@ -75,6 +75,8 @@ def _text(d: dict[str, Any]) -> str:
         f"fairness of scoring run {d['run_id']} (model {d['model_version']}); attributes: "
         f"{', '.join(d['attributes']) or 'none configured'}; groups under {lim['min_group']} suppressed",
     ]
+    if d.get("missing_attributes"):
+        out.append(f"not judged (not columns of marts.dim_customers): {', '.join(d['missing_attributes'])}")
     model = d["model"]
     if "attributes" in model:
         out.append(f"\nmodel {d['model_version']}: {model['decision']}")

@@ -85,6 +85,9 @@ def html(data: dict[str, Any]) -> str:
     parts = ['<section id="fairness"><h2>Fairness</h2>']
     if "error" in d:
         return "".join(parts) + f'<p class="note">{e(d["error"])}</p></section>'
+    if d.get("missing_attributes"):
+        lacking = ", ".join(d["missing_attributes"])
+        parts.append(f'<p class="note">Not judged (not columns of marts.dim_customers): {e(lacking)}.</p>')
     if not d["attributes"]:
         none = "No protected attribute is configured (fairness.attributes)."
         return "".join(parts) + f'<p class="note">{none}</p></section>'
