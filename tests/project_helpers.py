@@ -118,3 +118,12 @@ def run_outputs(root: Path, run_id: str) -> dict[str, Any]:
     report = json.loads((root / "var" / "reports" / run_id / "report.json").read_text())
     out["report"] = {k: report[k] for k in REPORT_KEYS}
     return out
+
+
+def query(settings: Any, sql: str, params: list | None = None) -> list[tuple]:
+    """Rows of ``sql`` on the project's warehouse, read-only (a test looking, never writing)."""
+    con = duckdb.connect(str(settings.warehouse.path), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()

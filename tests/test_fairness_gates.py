@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
-from project_helpers import run_pipeline_in, write_tiny_brief
+from project_helpers import query, run_pipeline_in, write_tiny_brief
 
 from clarion.cli import cli
 from clarion.config import Settings, load_settings
@@ -36,14 +36,6 @@ def _copy(small_run: dict, to: Path, extra: str = "") -> Settings:
     return load_settings(to / "clarion.yaml", env={})
 
 
-def _query(settings: Settings, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(settings.warehouse.path), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
 def _invoke(*args: str):
     return CliRunner().invoke(cli, list(args))
 
@@ -63,10 +55,10 @@ def test_card_report_and_cli_show_the_runs_figures_as_the_warehouse_says(
     # every segment's per-group rates, recomputed here from ml.customer_scores and marts.dim_customers
     band = "coalesce(d.age_band, 'unknown')"
     frm = "from ml.customer_scores s left join marts.dim_customers d using (contact_id) where s.run_id = ?"
-    size = dict(_query(settings, f"select {band}, count(*) {frm} group by 1", [run_id]))
+    size = dict(query(settings, f"select {band}, count(*) {frm} group by 1", [run_id]))
     inside = {
         (seg, g): k
-        for seg, g, k in _query(settings, f"select s.segment, {band}, count(*) {frm} group by 1, 2", [run_id])
+        for seg, g, k in query(settings, f"select s.segment, {band}, count(*) {frm} group by 1, 2", [run_id])
     }
     segments = {seg for seg, _ in inside}
     shown = {s["name"]: s["attributes"][0]["groups"] for s in fair["selections"] if s["kind"] == "segment"}
@@ -131,7 +123,7 @@ def test_a_version_with_a_fail_finding_is_not_promoted_and_the_decision_names_it
     assert event["action"] == "held" and event["version"] == "v0002"
     assert all(f in event["note"] for f in fails) and "clarion models promote v0002" in event["note"]
     assert all(f in (reg.get("v0002").path / "card.md").read_text() for f in fails)
-    (details,) = _query(
+    (details,) = query(
         settings,
         "select details from audit.events where action = 'model.kept' and run_id = ?",
         [result["run_id"]],
@@ -150,7 +142,7 @@ def test_a_first_version_with_a_fail_finding_is_held_and_nothing_scores(small_ru
         segment_runner.run(settings, "held-run", retrain=True)
     reg = Registry(settings.var_dir / "registry")
     assert reg.promoted() is None and [v.name for v in reg.versions()] == ["v0001"]
-    assert _query(settings, "select count(*) from ml.customer_scores where run_id = 'held-run'") == [(0,)]
+    assert query(settings, "select count(*) from ml.customer_scores where run_id = 'held-run'") == [(0,)]
 
 
 # -- the export gate ----------------------------------------------------------------------------------
@@ -210,7 +202,7 @@ def test_a_biased_audience_is_not_exported_until_its_finding_is_signed_off(
     runner.decide(settings, d["draft_id"], "approve", "marketing-lead", "ok")
     finding = f"audience:{d['scoring_run_id']}:{CAMPAIGN}:{SEGMENT}:age_band:di:65+"
     # independent: the audience's share of each planted group, from the warehouse
-    (rates,) = _query(
+    (rates,) = query(
         settings,
         """
         select avg((s.segment = ?)::int) filter (where d.age_band = '25-34'),
@@ -228,7 +220,7 @@ def test_a_biased_audience_is_not_exported_until_its_finding_is_signed_off(
         runner.export(settings, CAMPAIGN)
     assert finding in str(refused.value) and "clarion fairness accept" in str(refused.value)
     assert f"{rates[1] / rates[0]:.3f}" in str(refused.value)
-    assert _query(settings, "select count(*) from content.exports") == [(0,)]
+    assert query(settings, "select count(*) from content.exports") == [(0,)]
     assert not (settings.var_dir / "exports").exists() or not list(
         (settings.var_dir / "exports").rglob("*.csv")
     )
@@ -251,10 +243,10 @@ def test_a_biased_audience_is_not_exported_until_its_finding_is_signed_off(
         "fairness", "accept", finding, "--by", "Dana Ruiz", "--because", "age mix reviewed: seasonal offer"
     )
     assert ok.exit_code == 0, ok.output
-    assert _query(
+    assert query(
         settings, "select finding_id, severity, accepted_by, os_user, reason from privacy.fairness_signoffs"
     ) == [(finding, "fail", "Dana Ruiz", getpass.getuser(), "age mix reviewed: seasonal offer")]
-    ((actor, subject, details),) = _query(
+    ((actor, subject, details),) = query(
         settings, "select actor, subject, details from audit.events where action = 'fairness.accepted'"
     )
     details = json.loads(details)
