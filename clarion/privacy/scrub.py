@@ -73,8 +73,9 @@ def _phone(match: re.Match[str]) -> str:
 
 def _field(match: re.Match[str]) -> str:
     field = match.group("field").lower()
-    if (match.group("bare") or "").lower() in _EMPTY:
-        return match.group(0)  # "phone: null" says nothing about anyone
+    bare = (match.group("bare") or "").lower()
+    if bare in _EMPTY or bare.startswith("[redacted"):
+        return match.group(0)  # "phone: null" says nothing about anyone; a redacted value stays as it is
     redacted = f"[redacted {field}]"
     if match.group("paren") is not None:
         return f"{match.group('head')}({redacted})"
