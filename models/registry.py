@@ -114,7 +114,7 @@ class Registry:
         return self.get(name)
 
     def promote(self, name: str, note: str = "") -> Version:
-        version = self.get(name)
+        version = _usable(self.get(name))
         index = self.index()
         index["promoted"] = name
         self._write_index(index)
@@ -149,6 +149,7 @@ class Registry:
                 f"({' -> '.join(stack) or current}); `clarion models promote VERSION` picks any version"
             )
         target = stack[-2]
+        _usable(self.get(target))
         index["promoted"] = target
         self._write_index(index)
         self._event("rolled_back_to", target, f"from {current}")
@@ -167,6 +168,20 @@ class Registry:
         tmp = self.root / "index.json.tmp"
         tmp.write_text(json.dumps(index, indent=2))
         tmp.replace(self.root / "index.json")
+
+
+def _usable(version: Version) -> Version:
+    """A version flagged ``retrain_required`` (it learnt from a person since erased) never scores
+    again: promoting it, by hand or by rollback, would bring what it learnt from them back."""
+    flag = version.meta.get("retrain_required")
+    if flag:
+        why = flag.get("reason", "flagged") if isinstance(flag, dict) else "flagged"
+        ref = f" (reference {flag['reference']})" if isinstance(flag, dict) and flag.get("reference") else ""
+        raise RegistryError(
+            f"{version.name} may not score customers again: it learnt from data removed since ({why}{ref}); "
+            "train a new version with `clarion segment --retrain`"
+        )
+    return version
 
 
 def _now() -> str:

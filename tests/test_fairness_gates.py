@@ -145,6 +145,24 @@ def test_a_first_version_with_a_fail_finding_is_held_and_nothing_scores(small_ru
     assert query(settings, "select count(*) from ml.customer_scores where run_id = 'held-run'") == [(0,)]
 
 
+@pytest.mark.slow  # retrains on a copy of the small run (about 30 s)
+def test_a_version_erased_people_taught_never_scores_when_its_successor_is_held(
+    small_run: dict, tmp_path
+) -> None:
+    """v0001 learnt from a person since erased; its successor is held by the fairness gate: the stage
+    stops rather than score with v0001, and names both reasons."""
+    root = tmp_path / "p"
+    settings = _copy(small_run, root, STRICT)
+    meta = settings.var_dir / "registry" / "purchase_propensity" / "v0001" / "meta.json"
+    data = json.loads(meta.read_text())
+    data["retrain_required"] = {"reason": "erasure", "reference": "T-1"}
+    meta.write_text(json.dumps(data))
+    with pytest.raises(SegmentError, match=r"not promoted v0002: .*v0001 may not score either"):
+        segment_runner.run(settings, "flagged-run")
+    assert Registry(settings.var_dir / "registry").promoted().name == "v0001"
+    assert query(settings, "select count(*) from ml.customer_scores where run_id = 'flagged-run'") == [(0,)]
+
+
 # -- the export gate ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def drafted(small_run: dict, tmp_path_factory) -> Path:

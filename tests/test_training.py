@@ -3,6 +3,7 @@ customer-base features, segment thresholds and the registry's promotion history.
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 
 import lightgbm as lgb
@@ -240,3 +241,25 @@ def test_rollback_walks_back_through_the_promotion_history(tmp_path) -> None:
     reg.promote(names[2])
     assert reg.rollback().name == names[0]
     assert reg.promotion_history() == [names[0]]
+
+
+def test_a_version_flagged_retrain_required_is_never_promoted_again(tmp_path) -> None:
+    """An erasure flags the versions that learnt from the person: neither `clarion models promote` nor
+    a rollback may bring one back to score customers."""
+    reg = Registry(tmp_path)
+    model = tiny_fitted()
+    first, second = (
+        reg.register(model, model, {"features": [], "horizon_days": 90}, {}).name for _ in range(2)
+    )
+    reg.promote(first)
+    reg.promote(second)
+    path = tmp_path / reg.model / first / "meta.json"
+    data = json.loads(path.read_text())
+    data["retrain_required"] = {"reason": "erasure", "reference": "GDPR-7"}
+    path.write_text(json.dumps(data))
+    with pytest.raises(RegistryError, match=rf"{first} may not score.*erasure.*GDPR-7"):
+        reg.rollback()
+    with pytest.raises(RegistryError, match="clarion segment --retrain"):
+        reg.promote(first)
+    assert reg.promoted().name == second  # nothing changed
+    assert reg.promotion_history() == [first, second]

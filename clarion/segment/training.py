@@ -223,8 +223,14 @@ def train(settings: Settings, p: Plan, scoring: pd.DataFrame, run_id: str | None
             },
         )
         events.record(con, outcome.pop("action"), outcome["version"], run_id=run_id, details=outcome)
-    if reg.promoted() is None:  # the first version was held back (fairness): nothing may score
+    promoted = reg.promoted()
+    if promoted is None:  # the first version was held back (fairness): nothing may score
         raise SegmentError(f"{decision}; nothing scores until a version is promoted")
+    if promoted.meta.get("retrain_required"):  # held back, and the one promoted learnt from erased people
+        raise SegmentError(
+            f"{decision}; {promoted.name} may not score either (it learnt from people since erased): "
+            "nothing scores until a new version is promoted"
+        )
     return {
         "version": candidate.name,
         "decision": decision,
