@@ -130,7 +130,8 @@ def rederive(warehouse: Path, briefs_folder: Path, cfg: dict[str, Any]) -> dict[
         )
     finally:
         con.close()
-    shop = sum(aov.values()) / len(aov)
+    run_aov = [v for c, v in aov.items() if c in scores]  # the run's customers (objectors not scored)
+    shop = sum(run_aov) / len(run_aov)
     seed, holdout_share, gc_share = cfg["seed"], cfg["holdout_share"], cfg["global_control_share"]
 
     def reason(cid: int, campaign: str, channel: str) -> str | None:

@@ -62,7 +62,9 @@ def _project(small_run: dict, target: Path) -> Path:
     shutil.copytree(REPO / "campaigns", root / "campaigns")
     (root / "campaigns" / "reactivate.yaml").write_text(yaml.safe_dump(EXTRA_BRIEF))
     _edit_brief(root, "vip-thank-you", budget=5)
-    _edit_brief(root, "winback-summer", risk_tier="high")
+    # high risk, and an offer small enough to win some of the at-risk customers it competes for
+    winback = yaml.safe_load((root / "campaigns" / "winback-summer.yaml").read_text())
+    _edit_brief(root, "winback-summer", risk_tier="high", offer={**winback["offer"], "discount": "EUR 2"})
     return root
 
 
