@@ -177,20 +177,37 @@ def selection_findings(
     rows: list[dict[str, Any]], scope: str, attribute: str, limits: Limits
 ) -> list[Finding]:
     """A warn or fail finding for each judged group whose disparate-impact ratio is under a limit
-    and whose rate differs from the reference group's beyond chance (p < limits.alpha)."""
+    and whose rate differs from the reference group's beyond chance: a z-test, p under limits.alpha
+    after Holm's correction over the groups compared (several groups give several chances to find a
+    difference that is only noise)."""
     by_name = {r["group"]: r for r in rows}
-    out = []
+    tests = []
     for r in rows:
-        if not r["judged"] or r.get("di") is None:
+        if not r["judged"] or r.get("di") is None or r["group"] == r["reference"]:
             continue
-        severity = "fail" if r["di"] < limits.di_fail else "warn" if r["di"] < limits.di_warn else None
         ref = by_name[r["reference"]]
-        p = p_value(r["selected"], r["customers"], ref["selected"], ref["customers"])
-        if severity and p < limits.alpha:
+        tests.append((r, p_value(r["selected"], r["customers"], ref["selected"], ref["customers"])))
+    out = []
+    for (r, p), significant in zip(tests, holm([p for _, p in tests], limits.alpha), strict=True):
+        severity = "fail" if r["di"] < limits.di_fail else "warn" if r["di"] < limits.di_warn else None
+        if severity and significant:
             limit = limits.di_fail if severity == "fail" else limits.di_warn
             out.append(
                 _finding(scope, attribute, "di", r["group"], r["di"], limit, severity, r["reference"], p)
             )
+    return out
+
+
+def holm(p_values: Sequence[float], alpha: float) -> list[bool]:
+    """Which of the tests reject at family-wise error rate ``alpha`` (Holm-Bonferroni): the k-th
+    smallest p must be under alpha / (m - k), and every smaller one under its own bound."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    out = [False] * m
+    for k, i in enumerate(order):
+        if not p_values[i] < alpha / (m - k):
+            break
+        out[i] = True
     return out
 
 
@@ -262,6 +279,7 @@ def model_findings(rows: list[dict[str, Any]], scope: str, attribute: str, limit
         n = r["positives"] if metric == "tpr" else r["customers"] - r["positives"]
         return (r[metric] or 0.0) * n, n
 
+    tests = []  # every comparison made, whether or not its gap is over a limit: the family Holm corrects
     for r in rows:
         if not r["judged"]:
             continue
@@ -271,19 +289,21 @@ def model_findings(rows: list[dict[str, Any]], scope: str, attribute: str, limit
             ("fpr", limits.rate_gap_warn, limits.rate_gap_fail),
         ):
             gap = r.get(f"{metric}_gap")
-            severity = None if gap is None else "fail" if gap > fail else "warn" if gap > warn else None
-            if not severity:
+            ref = r.get(f"{metric}_reference")
+            if gap is None or ref is None or ref == r["group"]:
                 continue
-            ref = r[f"{metric}_reference"]
             if metric == "ece":
                 p = r["calibration_p"]  # the group itself is miscalibrated beyond chance
+                p = 1.0 if p is None else p
             else:
                 p = p_value(*counts(r, metric), *counts(by_name[ref], metric))
-            if p < limits.alpha:
-                limit = fail if severity == "fail" else warn
-                out.append(
-                    _finding(scope, attribute, f"{metric}_gap", r["group"], gap, limit, severity, ref, p)
-                )
+            severity = "fail" if gap > fail else "warn" if gap > warn else None
+            tests.append((r["group"], metric, gap, ref, p, severity, fail if severity == "fail" else warn))
+    for (group, metric, gap, ref, p, severity, limit), significant in zip(
+        tests, holm([t[4] for t in tests], limits.alpha), strict=True
+    ):
+        if severity and significant:
+            out.append(_finding(scope, attribute, f"{metric}_gap", group, gap, limit, severity, ref, p))
     return out
 
 

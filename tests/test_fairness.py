@@ -273,3 +273,39 @@ def test_an_attribute_the_warehouse_lacks_is_named_as_not_judged(tmp_path) -> No
     con.execute("create table marts.dim_customers (contact_id bigint, age_band varchar)")
     assert attributes(settings, con) == ["age_band"] and missing(settings, con) == ["region"]
     con.close()
+
+
+def test_holm_keeps_the_family_error_rate_when_many_groups_are_compared() -> None:
+    """Six groups, three metrics: eighteen chances to see noise as a gap. A finding needs its p under
+    alpha / (tests left), smallest first (Holm-Bonferroni), worked out here by hand."""
+    assert lib.holm([0.01, 0.04, 0.03], 0.05) == [True, False, False]  # 0.01 < 0.05/3; 0.03 > 0.05/2
+    assert lib.holm([0.001, 0.02, 0.04], 0.05) == [True, True, True]  # 0.001, 0.02 < 0.025, 0.04 < 0.05
+    assert lib.holm([0.2, 0.004], 0.05) == [False, True]
+    assert lib.holm([], 0.05) == []
+    # one group of five selected at 40% against 60%: alone (two groups) a finding, among five not
+    rng = np.random.default_rng(11)
+    n = 200
+    two = ["a"] * n + ["b"] * n
+    chosen = np.r_[rng.random(n) < 0.6, rng.random(n) < 0.4]
+    rows = lib.selection(two, chosen, LIMITS)
+    found = lib.selection_findings(rows, "s", "age", LIMITS)
+    (alone,) = [r for r in rows if r["group"] == "b"]
+    ref = next(r for r in rows if r["group"] == "a")
+    p = lib.p_value(alone["selected"], alone["customers"], ref["selected"], ref["customers"])
+    assert alone["di"] < LIMITS.di_warn and p < 0.05 / 1 and [f.group for f in found] == ["b"]
+    many = two + [g for g in "cde" for _ in range(n)]
+    chosen_many = np.r_[chosen, rng.random(3 * n) < 0.6]
+    rows_many = lib.selection(many, chosen_many, LIMITS)
+    ps = {
+        r["group"]: lib.p_value(
+            r["selected"],
+            r["customers"],
+            *next((x["selected"], x["customers"]) for x in rows_many if x["group"] == r["reference"]),
+        )
+        for r in rows_many
+        if r["judged"] and r["group"] != r["reference"]
+    }
+    want = {g for g, ok in zip(ps, lib.holm(list(ps.values()), LIMITS.alpha), strict=True) if ok}
+    got = {f.group for f in lib.selection_findings(rows_many, "s", "age", LIMITS) if f.group in ps}
+    di = {r["group"]: r["di"] for r in rows_many}
+    assert got == {g for g in want if di[g] < LIMITS.di_warn}
