@@ -202,6 +202,8 @@ def holm(p_values: Sequence[float], alpha: float) -> list[bool]:
     """Which of the tests reject at family-wise error rate ``alpha`` (Holm-Bonferroni): the k-th
     smallest p must be under alpha / (m - k), and every smaller one under its own bound."""
     m = len(p_values)
+    if alpha >= 1:  # fairness.significance: 1 judges every gap, by chance or not
+        return [True] * m
     order = sorted(range(m), key=lambda i: p_values[i])
     out = [False] * m
     for k, i in enumerate(order):

@@ -282,6 +282,7 @@ def test_holm_keeps_the_family_error_rate_when_many_groups_are_compared() -> Non
     assert lib.holm([0.001, 0.02, 0.04], 0.05) == [True, True, True]  # 0.001, 0.02 < 0.025, 0.04 < 0.05
     assert lib.holm([0.2, 0.004], 0.05) == [False, True]
     assert lib.holm([], 0.05) == []
+    assert lib.holm([0.9, 0.5], 1) == [True, True]  # fairness.significance: 1 judges every gap
     # one group of five selected at 40% against 60%: alone (two groups) a finding, among five not
     rng = np.random.default_rng(11)
     n = 200

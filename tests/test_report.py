@@ -370,6 +370,12 @@ def smtp_server():
         controller.stop()
 
 
+def _profiled(project) -> int:
+    """The project's customers less those who objected (counted in the CRM rows, not by the report)."""
+    [(objecting,)] = _query(project.settings, "select count(*) from raw.contacts where marketing_objection")
+    return 600 - objecting
+
+
 def _parts(msg: EmailMessage) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     for part in msg.walk():
@@ -402,11 +408,14 @@ def test_the_report_is_delivered_to_a_real_smtp_server(project: Project, smtp_se
     assert msg["From"] == "clarion@example.com"
     assert msg["To"] == "marketing@example.com, Head of CRM <crm.lead@example.net>"
     assert msg["Subject"] == result["subject"]
-    assert re.fullmatch(r"Clarion segment report 2026-07-01: 600 customers, \d+\.\d% at risk", msg["Subject"])
+    scored = _profiled(project)  # objectors are not profiled
+    assert re.fullmatch(
+        rf"Clarion segment report 2026-07-01: {scored} customers, \d+\.\d% at risk", msg["Subject"]
+    )
     parts = _parts(msg)
     (plain,) = parts["text/plain"]
     (body,) = parts["text/html"]
-    assert "600 customers scored" in plain.get_content() and "<table" in body.get_content()
+    assert f"{scored} customers scored" in plain.get_content() and "<table" in body.get_content()
     attachments = {p.get_filename(): p for p in parts["attachment"]}
     (pdf_name,) = [n for n in attachments if n.endswith(".pdf")]
     assert attachments[pdf_name].get_content_type() == "application/pdf"
@@ -543,12 +552,15 @@ def test_report_outbox_delivers_the_real_message_into_a_folder(project: Project,
     assert f"sent to the local outbox {eml}; open it with any mail client" in result.stdout
     msg = _eml(eml)
     assert msg["From"] == "clarion@localhost" and msg["To"] == "marketing@localhost"  # no recipients set
-    assert re.fullmatch(r"Clarion segment report 2026-07-01: 600 customers, \d+\.\d% at risk", msg["Subject"])
+    scored = _profiled(project)  # objectors are not profiled
+    assert re.fullmatch(
+        rf"Clarion segment report 2026-07-01: {scored} customers, \d+\.\d% at risk", msg["Subject"]
+    )
     assert f"to marketing@localhost: {msg['Subject']}" in result.stdout
     parts = _parts(msg)
     (plain,) = parts["text/plain"]
     (body,) = parts["text/html"]
-    assert "600 customers scored" in plain.get_content() and "<table" in body.get_content()
+    assert f"{scored} customers scored" in plain.get_content() and "<table" in body.get_content()
     (pdf,) = [p for p in parts["attachment"] if p.get_content_type() == "application/pdf"]
     folder = project.settings.var_dir / "reports" / project.second_run
     assert pdf.get_content() == (folder / "report.pdf").read_bytes()
