@@ -106,9 +106,11 @@ def test_a_run_killed_at_every_stage_boundary_and_inside_every_stage_resumes_to_
     # No duplicates: raw holds each CSV record once, each customer is scored once.
     for entity in RAW_FROM_CSV:
         assert cli.sql(f"select count(*) from raw.{entity}") == [(csv_rows(crm / f"{entity}.csv"),)], entity
+    [(objecting,)] = cli.sql("select count(*) from raw.contacts where marketing_objection")
+    profiled = SMALL_CUSTOMERS - objecting  # objectors are not scored (docs/privacy.md)
     assert cli.sql(
         "select count(*), count(distinct contact_id) from ml.customer_scores where run_id = ?", [run_id]
-    ) == [(SMALL_CUSTOMERS, SMALL_CUSTOMERS)]
+    ) == [(profiled, profiled)]
     assert cli.sql("select count(*) from audit.publications where run_id = ?", [run_id]) == [(1,)]
     assert (cli.root / "var" / "reports" / run_id / "report.pdf").stat().st_size > 0
     cli.assert_audit_verifies()
