@@ -16,7 +16,8 @@ neither shown nor judged (small cells identify people and swing by chance). Memb
 A rate difference becomes a finding only when it is also unlikely by chance (two-sided
 two-proportion z-test against the reference group, p < ``alpha``, 0.05): a tiny audience of three
 customers from one group is not evidence against the others; an ECE gap counts when the group's own
-calibration fails a Hosmer-Lemeshow test at the same level. A finding's id is stable:
+calibration fails a Hosmer-Lemeshow test at the same level. The level holds for all the comparisons of
+one scope and attribute together (Holm-Bonferroni, :func:`holm`). A finding's id is stable:
 ``<scope>:<attribute>:<metric>:<group>``, so a sign-off can name it.
 """
 
@@ -270,9 +271,9 @@ def model(
 
 def model_findings(rows: list[dict[str, Any]], scope: str, attribute: str, limits: Limits) -> list[Finding]:
     """A warn or fail finding for each judged group whose ECE, TPR or FPR gap is over a limit and
-    beyond chance (p < limits.alpha): a z-test against the reference group, and for a calibration
-    gap, a Hosmer-Lemeshow test of the group's own calibration. The share flagged (and its DI) is
-    shown, not judged: groups' churn rates differ, so equal shares flagged would mean unequal
+    beyond chance (p < limits.alpha, Holm-corrected): a z-test against the reference group, and for
+    a calibration gap, a Hosmer-Lemeshow test of the group's own calibration. The share flagged (and
+    its DI) is shown, not judged: groups' churn rates differ, so equal shares flagged would mean unequal
     errors; TPR and FPR compare like with like (equalised odds)."""
     out: list[Finding] = []
     by_name = {r["group"]: r for r in rows}
@@ -372,7 +373,8 @@ def card_section(fair: dict[str, Any] | list[dict[str, Any]] | None) -> str:
         "customers without a value are shown, not judged. Limits: "
         f"ECE gap warn > {lim['ece_gap_warn']:g}, fail > {lim['ece_gap_fail']:g}; TPR/FPR gap warn > "
         f"{lim['rate_gap_warn']:g}, fail > {lim['rate_gap_fail']:g}; a gap counts only beyond chance "
-        f"(two-proportion z-test; for ECE a Hosmer-Lemeshow test; p < {lim.get('alpha', 0.05):g}).\n"
+        f"(two-proportion z-test; for ECE a Hosmer-Lemeshow test; p < {lim.get('alpha', 0.05):g}, "
+        "Holm-corrected over the comparisons made).\n"
     ]
     for a in fair["attributes"]:
         rows = [
