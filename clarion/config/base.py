@@ -31,3 +31,16 @@ ProjectPath = Annotated[Path, AfterValidator(_under_root)]
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # the name of an environment variable
+
+
+def not_a_setting(value: str | None, what: str, example: str) -> str | None:
+    """A variable holding a secret must not start with CLARION_: Clarion reads those as settings."""
+    if value is not None and value.upper().startswith("CLARION_"):
+        raise ValueError(
+            f"{value} starts with CLARION_, which Clarion reads as a setting override: name the "
+            f"{what}'s variable without that prefix (e.g. {example})"
+        )
+    return value

@@ -6,9 +6,9 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from clarion.config.base import Section
+from clarion.config.base import ENV_NAME, Section, not_a_setting
 
-_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_ENV_NAME = ENV_NAME
 _COLUMN = _ENV_NAME  # a column of marts.dim_customers
 
 
@@ -33,12 +33,7 @@ class PrivacySettings(Section):
     @field_validator("pseudonym_key_env")
     @classmethod
     def _not_a_setting(cls, value: str | None) -> str | None:
-        if value is not None and value.upper().startswith("CLARION_"):
-            raise ValueError(
-                f"{value} starts with CLARION_, which Clarion reads as a setting override: name the "
-                "pseudonym key's variable without that prefix (e.g. PSEUDONYM_KEY)"
-            )
-        return value
+        return not_a_setting(value, "pseudonym key", "PSEUDONYM_KEY")
 
 
 class RetentionSettings(Section):

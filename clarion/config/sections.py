@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from clarion.config.base import SHIPPED, ProjectPath, Section
+from clarion.config.base import ENV_NAME, SHIPPED, ProjectPath, Section, not_a_setting
 from clarion.config.loop import ExperimentsSettings, NbaSettings
 from clarion.config.privacy import FairnessSettings, OversightSettings, PrivacySettings, RetentionSettings
 from clarion.config.sources import ExtractSettings, SourceName, SourceSpec
@@ -211,7 +211,7 @@ REPORT_SUBJECT_FIELDS = (
     "expected_value_eur",
     "model_version",
 )
-_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_ENV_NAME = ENV_NAME
 
 
 def _address(value: str) -> str:
@@ -329,12 +329,7 @@ class AuditSettings(Section):
     @field_validator("hmac_key_env")
     @classmethod
     def _not_a_setting(cls, value: str | None) -> str | None:
-        if value is not None and value.upper().startswith("CLARION_"):
-            raise ValueError(
-                f"{value} starts with CLARION_, which Clarion reads as a setting override: name the "
-                "audit key's variable without that prefix (e.g. AUDIT_HMAC_KEY)"
-            )
-        return value
+        return not_a_setting(value, "audit key", "AUDIT_HMAC_KEY")
 
 
 class Settings(Section):
