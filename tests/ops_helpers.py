@@ -28,6 +28,21 @@ QUIET = {
     "HF_HUB_OFFLINE": "1",
 }
 
+# two deployments of the tests' own: names that `clarion serve`'s tests on the same server do not use
+PREFECT_YAML = """
+deployments:
+  - name: ops-writer
+    entrypoint: flows/pipeline.py:pipeline
+    parameters: {config_path: clarion.yaml, stages: [prepare], wait_seconds: 300}
+    tags: [clarion-warehouse]
+    schedules: [{cron: "0 5 * * *", timezone: UTC}]
+    work_pool: {name: clarion}
+  - name: ops-reader
+    entrypoint: flows/content.py:content_approval
+    parameters: {config_path: clarion.yaml}
+    work_pool: {name: clarion}
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -8,22 +8,9 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+from ops_helpers import PREFECT_YAML
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-
-PREFECT_YAML = """
-deployments:
-  - name: ops-writer
-    entrypoint: flows/pipeline.py:pipeline
-    parameters: {config_path: clarion.yaml, stages: [prepare], wait_seconds: 300}
-    tags: [clarion-warehouse]
-    schedules: [{cron: "0 5 * * *", timezone: UTC}]
-    work_pool: {name: clarion}
-  - name: ops-reader
-    entrypoint: flows/content.py:content_approval
-    parameters: {config_path: clarion.yaml}
-    work_pool: {name: clarion}
-"""
 
 
 @pytest.fixture
