@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from api_helpers import free_port
+from serve_helpers import interrupt
 
 BIN = Path(sys.executable).parent
 CLARION = str(BIN / "clarion")
@@ -42,25 +42,6 @@ deployments:
     parameters: {config_path: clarion.yaml}
     work_pool: {name: clarion}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen, what: str, log: Path) -> None:
-    """SIGINT, as Ctrl-C (a Prefect worker ignores SIGTERM while it has runs); kill after 60 s."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=30)
-        pytest.fail(f"{what} did not stop on Ctrl-C within 60 s:\n{log.read_text()[-3000:]}")
 
 
 @contextlib.contextmanager
@@ -106,7 +87,7 @@ def prefect_server(home: Path, log: Path, slot_wait_seconds: int = 1) -> Iterato
             time.sleep(0.5)
         yield url
     finally:
-        _stop(server, "prefect server", log)
+        interrupt(server, "prefect server", log)
 
 
 def cli_env(api_url: str, **extra: str) -> dict[str, str]:
@@ -133,4 +114,4 @@ def worker(cwd: Path, api_url: str, log: Path) -> Iterator[subprocess.Popen]:
     try:
         yield process
     finally:
-        _stop(process, "clarion worker", log)
+        interrupt(process, "clarion worker", log)

@@ -156,7 +156,7 @@ def test_a_principal_that_is_not_a_plain_name_is_refused(deployed) -> None:
 
 
 def test_no_reachable_server_says_how_to_start_one(deployed) -> None:
-    from ops_helpers import free_port
+    from api_helpers import free_port
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from clarion.ops.deployments import listing, trigger
