@@ -185,3 +185,31 @@ def test_a_worker_needs_the_pool_deploy_makes(deployed) -> None:
     argv = command("clarion", limit=2)
     assert argv[1:6] == ["-m", "prefect", "worker", "start", "--pool"]
     assert argv[7:9] == ["--type", "process"] and argv[-2:] == ["--limit", "2"]
+
+
+def test_the_commands_print_what_they_did(deployed, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from clarion.cli import cli
+
+    monkeypatch.setenv("PREFECT_HOME", str(deployed["root"] / "prefect-home"))  # not the project's var/
+    runner = CliRunner()
+    done = runner.invoke(cli, ["deploy", "--paused"], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    assert "work pool       clarion (process, exists)" in done.output
+    assert "limit           clarion-warehouse (1 slot, exists)" in done.output
+    assert "clarion-pipeline/ops-writer" in done.output and "limited: clarion-warehouse" in done.output
+    assert "Start a worker: clarion worker" in done.output
+    started = runner.invoke(
+        cli, ["deployments", "run", "ops-writer", "--param", 'stages=["prepare"]', "--by", "oncall"]
+    )
+    assert started.exit_code == 0, started.output
+    assert (
+        started.output.startswith("clarion-pipeline/ops-writer: flow run ")
+        and "(Scheduled)" in started.output
+    )
+    listed = runner.invoke(cli, ["deployments", "list"])
+    assert "clarion-pipeline/ops-writer\n  schedule   0 5 * * * (UTC) (paused)" in listed.output
+    assert "limit clarion-warehouse" in listed.output and "last run   Scheduled" in listed.output
+    wrong = runner.invoke(cli, ["deployments", "run", "ops-writer", "--param", "stagez=x"])
+    assert wrong.exit_code == 1 and "error: " in wrong.output and "'stagez'" in wrong.output
