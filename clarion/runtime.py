@@ -155,8 +155,16 @@ def flow_run_logging(settings: Settings) -> None:
     if logger.level == logging.NOTSET:  # else the root's WARNING would drop every INFO line
         logger.setLevel(settings.logging.level)
     if not any(isinstance(h, APILogHandler) for h in logger.handlers):
-        logger.addHandler(APILogHandler())
+        handler = APILogHandler()
+        handler.addFilter(_in_a_run)  # a line logged between runs is not the API's (nor a warning)
+        logger.addHandler(handler)
     scrub.install()
+
+
+def _in_a_run(record: logging.LogRecord) -> bool:
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
 
 
 def quiet_shutdown() -> None:
