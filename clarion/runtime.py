@@ -144,6 +144,29 @@ def configure_logging(level: str) -> None:
     root.propagate = False
 
 
+def flow_run_logging(settings: Settings) -> None:
+    """At the start of a flow run that no CLI set up (a worker's or `clarion serve`'s process): the
+    library's log lines (clarion.*) at the configured level, scrubbed, and sent to the flow run's
+    logs in the Prefect API as well. Under the CLI this changes nothing: `configure_logging` and
+    PREFECT_LOGGING_EXTRA_LOGGERS did it already."""
+    from prefect.logging.handlers import APILogHandler
+
+    logger = logging.getLogger("clarion")
+    if logger.level == logging.NOTSET:  # else the root's WARNING would drop every INFO line
+        logger.setLevel(settings.logging.level)
+    if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+        handler = APILogHandler()
+        handler.addFilter(_in_a_run)  # a line logged between runs is not the API's (nor a warning)
+        logger.addHandler(handler)
+    scrub.install()
+
+
+def _in_a_run(record: logging.LogRecord) -> bool:
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
 def quiet_shutdown() -> None:
     """The duckdb 2.0 binding lists 'leaked' objects on stderr while the interpreter shuts down,
     after all work is done (harmless, see ../shared/stack.md). Register this exit hook first, so it

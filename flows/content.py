@@ -19,6 +19,7 @@ from pydantic import Field
 
 from clarion.config import Settings, load_settings
 from clarion.content import runner
+from clarion.runtime import flow_run_logging
 
 
 @task(name="draft-campaigns", cache_policy=NO_CACHE)
@@ -107,6 +108,7 @@ def content_approval(
     """Wait for a person's decision on the pending drafts; record it as `clarion approve/reject` do."""
     logger = get_run_logger()
     settings = load_settings(config_path)
+    flow_run_logging(settings)  # under a worker: clarion.* lines at their level, in the run's logs
     pending = runner.list_drafts(settings, status="pending", campaign=campaign)
     if not pending:
         logger.info("no drafts are waiting for approval")

@@ -24,7 +24,7 @@ from clarion.config import Settings, load_settings
 from clarion.errors import ClarionError, storage_error
 from clarion.meter import measure_stage
 from clarion.privacy import scrub
-from clarion.runtime import check_writable, checkpoint
+from clarion.runtime import check_writable, checkpoint, flow_run_logging
 from clarion.warehouse import Warehouse
 from flows.content import content
 from flows.extract import extract
@@ -144,6 +144,7 @@ def pipeline(
     scrub.install()  # a deployment's run starts here, not in the CLI: no PII in its log lines either
     logger = get_run_logger()
     settings = load_settings(config_path)
+    flow_run_logging(settings)  # under a worker: clarion.* lines at their level, in the run's logs
     check_writable(settings)  # a deployment's run meets a read-only var/ here (the CLI checked before)
     warehouse = Warehouse.from_settings(settings)
     if resume is not None and any(

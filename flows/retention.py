@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from clarion.config import Settings, load_settings
 from clarion.privacy import retention as policy
+from clarion.runtime import flow_run_logging
 
 
 @task(name="apply-retention", cache_policy=NO_CACHE)
@@ -30,6 +31,7 @@ def retention(
     ``dry_run`` only list it. Waits up to ``wait_seconds`` for a run holding the warehouse."""
     logger = get_run_logger()
     settings = load_settings(config_path)
+    flow_run_logging(settings)  # under a worker: clarion.* lines at their level, in the run's logs
     result = apply_retention(settings, dry_run, wait_seconds)
     verb = "would remove" if dry_run else "removed"
     logger.info("retention %s: %s %d item(s) %s", result["today"], verb, result["total"], result["counts"])

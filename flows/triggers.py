@@ -20,6 +20,7 @@ from prefect.events import emit_event
 
 from clarion import triggers
 from clarion.config import Settings, load_settings
+from clarion.runtime import flow_run_logging
 
 
 @task(name="detect-triggers", cache_policy=NO_CACHE)
@@ -63,6 +64,7 @@ def triggered_campaign(
     pipeline run that emitted the event to release the warehouse."""
     logger = get_run_logger()
     settings = load_settings(config_path)
+    flow_run_logging(settings)  # under a worker: clarion.* lines at their level, in the run's logs
     result = triggers.run(settings, trigger_id, wait_seconds)
     logger.info("trigger %s (%s): %s", trigger_id, result["campaign"], result["status"])
     create_markdown_artifact(

@@ -41,13 +41,21 @@ def serving(cwd: Path, log: Path) -> Iterator[subprocess.Popen]:
     try:
         yield server
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
-            pytest.fail(f"clarion serve did not stop on Ctrl-C within 60 s:\n{log.read_text()}")
+        interrupt(server, "clarion serve", log)
+
+
+def interrupt(process: subprocess.Popen, what: str, log: Path) -> None:
+    """SIGINT, as a person's Ctrl-C (a Prefect worker ignores SIGTERM while it has runs); kill it and
+    fail the test if it has not stopped within 60 s."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+        pytest.fail(f"{what} did not stop on Ctrl-C within 60 s:\n{log.read_text()[-4000:]}")
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float, log: Path, server: subprocess.Popen) -> Any:

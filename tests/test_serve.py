@@ -208,7 +208,8 @@ def test_serve_registers_the_deployments_and_runs_one_on_demand(served_project) 
             "clarion-pipeline/daily", parameters={"stages": ["prepare"]}, timeout=180, poll_interval=2
         )
         assert run.state is not None and run.state.is_completed(), f"{run.state}\n{log.read_text()}"
-        assert run.parameters["stages"] == ["prepare"] and run.parameters["wait_seconds"] == 3600
+        assert run.parameters["stages"] == ["prepare"]
+        assert run.parameters["wait_seconds"] == by_name["daily"]["parameters"]["wait_seconds"] == 300
         assert (served_project / "var" / "warehouse.duckdb").is_file()
     assert server.returncode == 0, log.read_text()
     assert "Pausing all deployments" in log.read_text()  # Prefect turns the schedules off on the way out

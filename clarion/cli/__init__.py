@@ -15,6 +15,7 @@ from clarion.cli import (  # noqa: F401  (importing the verb modules registers t
     governance,
     models,
     nba,
+    ops,
     oversight,
     pipeline,
     results,
