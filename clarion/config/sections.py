@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from clarion.config.alerts import AlertsSettings
 from clarion.config.base import ENV_NAME, SHIPPED, ProjectPath, Section, not_a_setting
 from clarion.config.loop import ExperimentsSettings, NbaSettings
 from clarion.config.privacy import FairnessSettings, OversightSettings, PrivacySettings, RetentionSettings
@@ -361,6 +362,7 @@ class Settings(Section):
     retention: RetentionSettings = RetentionSettings()
     fairness: FairnessSettings = FairnessSettings()
     oversight: OversightSettings = OversightSettings()
+    alerts: AlertsSettings = AlertsSettings()
     prefect: PrefectSettings = PrefectSettings()
     logging: LoggingSettings = LoggingSettings()
 

@@ -1,0 +1,1 @@
+"""Operations: alerts, work pool and worker helpers, deployment triggers."""
