@@ -79,7 +79,7 @@ def http_receiver(status: int = 200) -> Iterator[tuple[Received, str]]:
     received = Received(status)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's hook name)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             received.requests.append((self.path, dict(self.headers.items()), body))
             self.send_response(received.status)
