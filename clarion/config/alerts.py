@@ -8,16 +8,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from clarion.config.base import ENV_NAME, Section, not_a_setting
+from clarion.config.base import ENV_NAME, Section, comma_list, email_address, not_a_setting
 
 AlertEvent = Literal["failed_run", "late_run", "gate_failed", "model_not_promoted", "fairness_flag"]
 EVENTS: tuple[str, ...] = AlertEvent.__args__  # type: ignore[attr-defined]
-
-
-def _list(value: Any) -> Any:
-    if isinstance(value, str):  # CLARION_ALERTS__EMAIL=a@x.com,b@y.com
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return value
 
 
 class AlertsSettings(Section):
@@ -63,14 +57,12 @@ class AlertsSettings(Section):
     @field_validator("email", "webhooks", "events", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
-        return _list(value)
+        return comma_list(value)  # CLARION_ALERTS__EMAIL=a@x.com,b@y.com
 
     @field_validator("email")
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
-        from clarion.config.sections import _address
-
-        return [_address(v) for v in value]
+        return [email_address(v) for v in value]
 
     @field_validator("webhooks")
     @classmethod
