@@ -14,6 +14,7 @@ report itself. The body's schema is documented in docs/alerts.md.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -224,8 +225,6 @@ def from_run(settings: Settings, con: duckdb.DuckDBPyConnection, run_id: str, **
         "select action, details from audit.events where run_id = ? and action in (?, ?) order by seq",
         [run_id, audit.MODEL_KEPT, audit.MODEL_REGISTERED],
     ).fetchall()
-    import json
-
     decoded = [(a, json.loads(d) if isinstance(d, str) else (d or {})) for a, d in events]
     if "model_not_promoted" in wanted:
         out += [model_not_promoted(run_id, d, **where) for a, d in decoded if a == audit.MODEL_KEPT]
