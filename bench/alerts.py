@@ -3,12 +3,13 @@
 Data: a scoring run written straight into a warehouse (no pipeline run), seven segments in the
 demo's shares and the protected attribute ``age_band`` in six groups on marts.dim_customers, one
 ``model.kept`` audit event. *Gather*: `clarion.ops.alerts.from_run` with every event on, what the
-pipeline calls once at the end of a run: the run's audit events, and the fairness findings of what it
-scored and selected (clarion.fairness.run_figures: each segment's selection rate per group); in
-brackets without the imports, which a pipeline run has done already. *Floor*: one SQL pass over the same join counting customers per segment and group, which any per-group
-figure needs. *Deliver*: one alert by e-mail to a local SMTP server (aiosmtpd) and by webhook to a
-local HTTP server, recorded in alerts.sqlite; the same at every size. Each measurement in its own
-process on the same warehouse (read only).
+pipeline calls once at the end of a run: the run's audit events, and the fairness findings of what
+it scored and selected (clarion.fairness.run_figures: each segment's selection rate per group); in
+brackets without the imports, which a pipeline run has done already. *Floor*: one SQL pass over the
+same join counting customers per segment and group, which any per-group figure needs. *Deliver*: one
+alert by e-mail to a local SMTP server (aiosmtpd) and by webhook to a local HTTP server, recorded in
+alerts.sqlite; the same at every size. Each measurement in its own process on the same warehouse
+(read only).
 """
 
 from __future__ import annotations
