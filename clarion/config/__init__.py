@@ -13,6 +13,7 @@ Layout: `base` (the section base class, project-relative paths), `sources` (the 
 """
 
 from clarion.config.alerts import AlertsSettings
+from clarion.config.api import ApiSettings
 from clarion.config.base import CONFIG_ENV, DEFAULT_FILE, ENV_PREFIX, SHIPPED, ProjectPath, Section
 from clarion.config.loading import describe, find_config_file, load_settings
 from clarion.config.loop import ExperimentsSettings, NbaSettings
@@ -54,6 +55,7 @@ __all__ = [
     "SHIPPED",
     "SOURCE_KINDS",
     "AlertsSettings",
+    "ApiSettings",
     "AuditSettings",
     "ContentSettings",
     "DatabaseSource",

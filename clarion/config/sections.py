@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from clarion.config.alerts import AlertsSettings
+from clarion.config.api import ApiSettings
 from clarion.config.base import (
     ENV_NAME,
     SHIPPED,
@@ -358,6 +359,7 @@ class Settings(Section):
     fairness: FairnessSettings = FairnessSettings()
     oversight: OversightSettings = OversightSettings()
     alerts: AlertsSettings = AlertsSettings()
+    api: ApiSettings = ApiSettings()
     prefect: PrefectSettings = PrefectSettings()
     logging: LoggingSettings = LoggingSettings()
 
