@@ -34,6 +34,7 @@ def collect(settings: Settings, *, config_file: Path | None, n_runs: int = 5) ->
             "home": os.environ.get("PREFECT_HOME") or str(settings.prefect.home),
         },
     }
+    report["alerts"] = _alerts(settings)
     if warehouse.path.exists() and holder is None:
         try:
             report["warehouse"].update(warehouse.inventory())
@@ -45,6 +46,20 @@ def collect(settings: Settings, *, config_file: Path | None, n_runs: int = 5) ->
             if run["status"] == "running":
                 run["status"] = "interrupted"  # nobody holds the lock, so that process is gone
     return report
+
+
+def _alerts(settings: Settings) -> dict[str, Any]:
+    from clarion.ops.alerts_send import recent
+
+    a = settings.alerts
+    last = recent(settings, 50)
+    return {
+        "configured": a.configured,
+        "channels": a.channels(),
+        "events": list(a.events),
+        "failed_recently": sum(r["status"] == "failed" for r in last),
+        "last": last[0] if last else None,
+    }
 
 
 def _generated(folder: Path) -> dict[str, Any] | None:
@@ -100,6 +115,13 @@ def render(report: dict[str, Any]) -> str:
         )
     else:
         lines.append("Synthetic CRM  none yet (clarion generate)")
+    a = report["alerts"]
+    if not a["configured"]:
+        lines.append("Alerts     off (alerts.email / alerts.webhooks not set; see docs/alerts.md)")
+    else:
+        lines.append(f"Alerts     on: {', '.join(a['channels'])} for {', '.join(a['events'])}")
+        if a["failed_recently"]:
+            lines.append(f"  {a['failed_recently']} recent delivery(ies) FAILED: clarion alerts list")
     p = report["prefect"]
     if p["api_url"]:
         lines.append(f"Prefect    runs report to {p['api_url']}")

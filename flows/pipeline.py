@@ -23,6 +23,7 @@ from clarion import audit, lineage, runs
 from clarion.config import Settings, load_settings
 from clarion.errors import ClarionError, storage_error
 from clarion.meter import measure_stage
+from clarion.ops import alerts
 from clarion.privacy import scrub
 from clarion.runtime import check_writable, checkpoint, flow_run_logging
 from clarion.warehouse import Warehouse
@@ -142,9 +143,34 @@ def pipeline(
     cleanly (each replaces what it wrote for the run), so either way the outputs equal a clean run's.
     """
     scrub.install()  # a deployment's run starts here, not in the CLI: no PII in its log lines either
-    logger = get_run_logger()
     settings = load_settings(config_path)
     flow_run_logging(settings)  # under a worker: clarion.* lines at their level, in the run's logs
+    watch = alerts.Watch(settings, str(flow_run.get_id() or ""))
+    try:
+        result = _run(
+            settings, watch, wait_seconds, stages, source, as_of, horizon_days, retrain, campaigns, resume
+        )
+    except Exception as exc:  # a crash or a cancellation is told by the late-run automation instead
+        watch.failed(exc)
+        raise
+    finally:
+        told = watch.send()  # after the lock is released; never raises, never hides the run's result
+    return result | {"alerts": told}
+
+
+def _run(
+    settings: Settings,
+    watch: alerts.Watch,
+    wait_seconds: float | None,
+    stages: list[StageName] | None,
+    source: str | None,
+    as_of: date | None,
+    horizon_days: int | None,
+    retrain: bool | None,
+    campaigns: list[str] | None,
+    resume: str | None,
+) -> dict[str, Any]:
+    logger = get_run_logger()
     check_writable(settings)  # a deployment's run meets a read-only var/ here (the CLI checked before)
     warehouse = Warehouse.from_settings(settings)
     if resume is not None and any(
@@ -154,7 +180,7 @@ def pipeline(
             "resume continues the interrupted `clarion run` as it was started: "
             "give no stages or other options with it"
         )
-    run_id = runs.new_run_id()
+    run_id = watch.run_id = runs.new_run_id()
     chosen = [
         s
         for s in STAGES + ON_DEMAND
@@ -190,6 +216,7 @@ def pipeline(
             if resume is not None:
                 target = runs.resumable(con, None if resume == "latest" else resume, config_hash)
                 run_id, done = target["run_id"], target["stages"]
+                watch.run_id = run_id
                 runs.reopen(con, run_id, flow_run_id)
                 events.record(
                     con,
@@ -231,7 +258,7 @@ def pipeline(
         current: str | None = None
         try:
             for stage in chosen:
-                current = stage.name
+                current = watch.stage = stage.name
                 if stage.name in done and stage.name != "prepare":
                     logger.info("stage %s completed before the interruption: kept", stage.name)
                     summaries[stage.name] = done[stage.name]
@@ -267,6 +294,7 @@ def pipeline(
                         run_id=run_id,
                         details={"status": "failed", "error": type(exc).__name__, "stage": current},
                     )
+                    watch.recorded(con)  # a model kept before the failure is told too
             except Exception as unrecorded:  # e.g. the disk that failed the stage is still full
                 logger.warning(
                     "run %s failed and its failure could not be recorded (%s); the next run marks it "
@@ -294,6 +322,7 @@ def pipeline(
                     "manifest_sha256": runs.sha256_file(manifest),
                 },
             )
+            watch.recorded(con)
         logger.info("lineage manifest %s", manifest)
     create_markdown_artifact(
         key="clarion-run-summary",

@@ -15,7 +15,7 @@ from clarion.cli import cli
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ["daily", "content-approval", "weekly-report", "content", "triggered-campaign", "retention"]
+NAMES = ["daily", "content-approval", "weekly-report", "content", "triggered-campaign", "retention", "alert"]
 
 
 def invoke(*args: str):
@@ -40,7 +40,7 @@ def served_project(project, monkeypatch, tmp_path) -> Path:
 def test_list_shows_every_deployment_of_prefect_yaml_with_its_schedule(served_project) -> None:
     result = invoke("serve", "--list")
     assert result.exit_code == 0, result.output
-    assert f"6 deployments from {REPO / 'prefect.yaml'}" in result.output
+    assert f"7 deployments from {REPO / 'prefect.yaml'}" in result.output
     for name in ("clarion-pipeline/daily", "content-approval/content-approval"):
         assert name in result.output
     for name in ("clarion-pipeline/weekly-report", "clarion-pipeline/content"):
@@ -181,6 +181,7 @@ def test_serve_registers_the_deployments_and_runs_one_on_demand(served_project) 
                 ("clarion-pipeline", "content"),
                 ("triggered-campaign", "triggered-campaign"),
                 ("retention", "retention"),
+                ("clarion-alert", "alert"),
             ]
         }
         by_name = {e["name"]: e for e in repo_deployments()}

@@ -73,8 +73,20 @@ def _run_text(result: dict[str, Any]) -> str:
         lines.append(f"  time       {times}; peak RSS {peak:,.0f} MB")
     if result.get("manifest"):
         lines.append(f"  lineage    {result['manifest']}  (clarion lineage verify {result['run_id']})")
+    if "alerts" in result:
+        lines.append(f"  alerts     {alerts_text(result['alerts'])}")
     lines.append("  see it:    clarion status")
     return "\n".join(lines)
+
+
+def alerts_text(told: dict[str, Any]) -> str:
+    """One line on what the run's alerts did (the pipeline's ``alerts`` summary)."""
+    if not told.get("configured"):
+        return "off (no alerts.email or alerts.webhooks in clarion.yaml; see docs/alerts.md)"
+    if "events" not in told:
+        return "on; nothing to tell"
+    failed = f", {told['failed']} FAILED (clarion alerts list)" if told.get("failed") else ""
+    return f"on; sent {', '.join(told['events'])}: {told['sent']} delivery(ies){failed}"
 
 
 def segment_text(s: dict[str, Any]) -> str:

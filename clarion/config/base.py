@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -42,5 +42,23 @@ def not_a_setting(value: str | None, what: str, example: str) -> str | None:
         raise ValueError(
             f"{value} starts with CLARION_, which Clarion reads as a setting override: name the "
             f"{what}'s variable without that prefix (e.g. {example})"
+        )
+    return value
+
+
+def comma_list(value: Any) -> Any:
+    """A list setting given as one string (an environment override): a,b -> [a, b]."""
+    if isinstance(value, str):  # CLARION_REPORT__RECIPIENTS=a@x.com,b@y.com
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+def email_address(value: str) -> str:
+    from email.utils import parseaddr
+
+    _, addr = parseaddr(value)
+    if "@" not in addr or addr.startswith("@") or addr.endswith("@") or " " in addr:
+        raise ValueError(
+            f"{value!r} is not an e-mail address (name@example.com or 'Name <name@example.com>')"
         )
     return value

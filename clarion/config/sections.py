@@ -14,8 +14,17 @@ from pydantic import (
     model_validator,
 )
 
+from clarion.config.alerts import AlertsSettings
 from clarion.config.api import ApiSettings
-from clarion.config.base import ENV_NAME, SHIPPED, ProjectPath, Section, not_a_setting
+from clarion.config.base import (
+    ENV_NAME,
+    SHIPPED,
+    ProjectPath,
+    Section,
+    comma_list,
+    email_address,
+    not_a_setting,
+)
 from clarion.config.loop import ExperimentsSettings, NbaSettings
 from clarion.config.privacy import FairnessSettings, OversightSettings, PrivacySettings, RetentionSettings
 from clarion.config.sources import ExtractSettings, SourceName, SourceSpec
@@ -215,17 +224,6 @@ REPORT_SUBJECT_FIELDS = (
 _ENV_NAME = ENV_NAME
 
 
-def _address(value: str) -> str:
-    from email.utils import parseaddr
-
-    _, addr = parseaddr(value)
-    if "@" not in addr or addr.startswith("@") or addr.endswith("@") or " " in addr:
-        raise ValueError(
-            f"{value!r} is not an e-mail address (name@example.com or 'Name <name@example.com>')"
-        )
-    return value
-
-
 class ReportSettings(Section):
     """The marketer report (`clarion report`) and its delivery by SMTP. Credentials are never in the
     file: ``username_env`` / ``password_env`` name the environment variables that hold them."""
@@ -262,19 +260,17 @@ class ReportSettings(Section):
     @field_validator("recipients", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):  # CLARION_REPORT__RECIPIENTS=a@x.com,b@y.com
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
+        return comma_list(value)
 
     @field_validator("recipients")
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
-        return [_address(v) for v in value]
+        return [email_address(v) for v in value]
 
     @field_validator("sender")
     @classmethod
     def _sender(cls, value: str) -> str:
-        return _address(value)
+        return email_address(value)
 
     @field_validator("subject")
     @classmethod
@@ -362,6 +358,7 @@ class Settings(Section):
     retention: RetentionSettings = RetentionSettings()
     fairness: FairnessSettings = FairnessSettings()
     oversight: OversightSettings = OversightSettings()
+    alerts: AlertsSettings = AlertsSettings()
     api: ApiSettings = ApiSettings()
     prefect: PrefectSettings = PrefectSettings()
     logging: LoggingSettings = LoggingSettings()

@@ -122,7 +122,7 @@ def send(
     for attempt in range(1, attempts + 1):
         try:
             refused = _deliver(rs, msg, login)
-            log.info("report sent to %d recipient(s) via %s (attempt %d)", len(rs.recipients), where, attempt)
+            log.info("e-mail sent to %d recipient(s) via %s (attempt %d)", len(rs.recipients), where, attempt)
             return Delivery(attempt, {r: f"{c} {_text(m)}" for r, (c, m) in refused.items()})
         except MailError as exc:
             exc.attempts = attempt
@@ -131,7 +131,7 @@ def send(
             last = exc
         if attempt < attempts:
             log.warning(
-                "sending the report via %s failed (attempt %d of %d): %s; retrying in %.1f s",
+                "sending the e-mail via %s failed (attempt %d of %d): %s; retrying in %.1f s",
                 where,
                 attempt,
                 attempts,
@@ -141,7 +141,7 @@ def send(
             sleep(rs.retry_seconds)
     assert last is not None
     raise MailError(
-        f"could not send the report via {where} after {attempts} attempt(s): {last}",
+        f"could not send the e-mail via {where} after {attempts} attempt(s): {last}",
         attempts=attempts,
         retryable=True,
     )
