@@ -85,7 +85,7 @@ def publish(warehouse_path: Path, config: dict[str, str] | None = None) -> Path 
         )
         return None
     removed = prune(source, keep=name)
-    log.info(
+    log.debug(  # not INFO: every CLI verb that writes would print it on stderr
         "read snapshot published: %s (%.1f MB, %.2f s; %d older removed)",
         name,
         (d / name).stat().st_size / 1e6,
