@@ -24,7 +24,7 @@ def make_api_project(root: Path, small_root: Path) -> dict[str, Any]:
     settings = load_settings(root / "clarion.yaml", env={})
     ((segment, _),) = query(
         settings,
-        "select segment, count(*) n from ml.customer_segments group by 1 order by n desc, segment limit 1",
+        "select segment, count(*) n from ml.customer_scores group by 1 order by n desc, segment limit 1",
     )
     write_tiny_brief(root / "campaigns", "api-test", segment, variants=1)
     result = run_pipeline_in(root, stages=["content"])
@@ -32,6 +32,16 @@ def make_api_project(root: Path, small_root: Path) -> dict[str, Any]:
     store = KeyStore.for_settings(settings)
     keys = {role: store.create(f"test-{role}", role, by="tests")[1] for role in ROLES}
     return {"root": root, "settings": settings, "keys": keys, "segment": segment, "campaign": "api-test"}
+
+
+def copy_api_project(project: dict[str, Any], root: Path, **api: Any) -> dict[str, Any]:
+    """A copy of the API project (warehouse, snapshot, key store, briefs) for tests that write; ``api``
+    overrides settings of the `api` section (e.g. write_wait_seconds). The same keys work on it."""
+    shutil.copytree(project["root"], root, dirs_exist_ok=True)
+    settings = load_settings(root / "clarion.yaml", env={})
+    if api:
+        settings = settings.model_copy(update={"api": settings.api.model_copy(update=api)})
+    return {**project, "root": root, "settings": settings, "keys": dict(project["keys"])}
 
 
 def free_port() -> int:
