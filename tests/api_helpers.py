@@ -35,6 +35,16 @@ def make_api_project(root: Path, small_root: Path) -> dict[str, Any]:
     return {"root": root, "settings": settings, "keys": keys, "segment": segment, "campaign": "api-test"}
 
 
+def copy_api_project(project: dict[str, Any], root: Path, **api: Any) -> dict[str, Any]:
+    """A copy of the API project (warehouse, snapshot, key store, briefs) for tests that write; ``api``
+    overrides settings of the `api` section (e.g. write_wait_seconds). The same keys work on it."""
+    shutil.copytree(project["root"], root, dirs_exist_ok=True)
+    settings = load_settings(root / "clarion.yaml", env={})
+    if api:
+        settings = settings.model_copy(update={"api": settings.api.model_copy(update=api)})
+    return {**project, "root": root, "settings": settings, "keys": dict(project["keys"])}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -68,6 +68,10 @@ class Reader:
         except (NoSnapshotError, OSError):
             return None
 
+    def invalidate(self) -> None:
+        """Look at CURRENT on the next use (after a write of this process published a snapshot)."""
+        self._checked = 0.0
+
     def close(self) -> None:
         with self._lock:
             if self._con is not None:

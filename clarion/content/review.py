@@ -10,12 +10,25 @@ import duckdb
 
 from clarion import audit
 from clarion.config import Settings
-from clarion.content.store import ContentError, ensure_tables, get_draft, unfinished_run, utc_now
+from clarion.content.store import (
+    ContentError,
+    DraftConflictError,
+    ensure_tables,
+    get_draft,
+    unfinished_run,
+    utc_now,
+)
 from clarion.oversight import tiers
 from clarion.warehouse import Warehouse
 from models.content.brief import Brief, BriefError, load_brief
 from models.content.drafts import SAMPLE_FIRST_NAME, content_hash
 from models.content.guardrails import check_copy
+
+
+class NotAnApproverError(ContentError):
+    """The one who approves is not among the approvers the campaign's brief names."""
+
+    http_status = 403
 
 
 def _brief_for(settings: Settings, draft: dict[str, Any]) -> Brief:
@@ -61,13 +74,16 @@ def decide(
     note: str | None,
     via: str = "cli",
     principal: str | None = None,
+    seen_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Approve or reject one draft; an approval binds the draft's current content hash.
 
     ``principal`` is the authenticated principal of a caller that has one (the API); without it the
-    approval is recorded under the operating-system account. The campaign's risk tier says how many
-    distinct principals must approve before the draft is ``approved`` (clarion.oversight.tiers); a
-    person may reject a draft that only the low-tier policy approved (an override)."""
+    approval is recorded under the operating-system account. ``seen_sha256`` is the content hash the
+    decider read (the API requires it): a draft edited since is refused, so nobody approves words
+    they did not see. The campaign's risk tier says how many distinct principals must approve before
+    the draft is ``approved`` (clarion.oversight.tiers); a person may reject a draft that only the
+    low-tier policy approved (an override)."""
     if decision not in ("approve", "reject"):
         raise ValueError(decision)
     if not by.strip():
@@ -79,9 +95,10 @@ def decide(
         draft = get_draft(con, did)
         _finished(con, draft)
         _intact(draft)
+        _as_seen(draft, seen_sha256, decision)
         if draft["status"] == "blocked":
             failed = [c["name"] for c in draft["checks"] if not c["passed"] and c["severity"] == "block"]
-            raise ContentError(
+            raise DraftConflictError(
                 f"draft {did} failed blocking checks ({', '.join(failed)}) and cannot be approved; edit it "
                 "(`clarion drafts edit`) or draft again"
             )
@@ -95,10 +112,10 @@ def decide(
                 [did],
             ).fetchone()
             said = f" by {last[0]} at {last[1]}" if last else ""
-            raise ContentError(f"draft {did} is already {draft['status']}{said}; an edit reopens it")
+            raise DraftConflictError(f"draft {did} is already {draft['status']}{said}; an edit reopens it")
         if decision == "approve":
             if by not in brief.approvers:
-                raise ContentError(
+                raise NotAnApproverError(
                     f"{by!r} is not an approver of campaign {brief.name}: its brief lists "
                     f"{list(brief.approvers)}"
                 )
@@ -145,6 +162,15 @@ def decide(
     }
 
 
+def _as_seen(draft: dict[str, Any], seen: str | None, decision: str) -> None:
+    if seen is not None and seen != draft["content_sha256"]:
+        raise DraftConflictError(
+            f"draft {draft['draft_id']}'s content is now sha256 {draft['content_sha256'][:12]}..., not "
+            f"the {seen[:12]}... you read: it was edited since; read it again (GET the draft) and "
+            f"{decision} what it says now, with its current content_sha256"
+        )
+
+
 def _closed(con, brief: Brief, draft: dict[str, Any], decision: str) -> bool:
     """Whether the draft takes no more decisions of this kind: a rejected one none (an edit reopens
     it); an approved one no further approval unless its tier (the brief's now) still asks for one,
@@ -158,9 +184,19 @@ def _closed(con, brief: Brief, draft: dict[str, Any], decision: str) -> bool:
     return not tiers.policy_only(con, draft)
 
 
-def edit(settings: Settings, did: str, part: str, text: str, by: str) -> dict[str, Any]:
+def edit(
+    settings: Settings,
+    did: str,
+    part: str,
+    text: str,
+    by: str,
+    via: str = "cli",
+    principal: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
     """A person's change to one part of a draft: checked again, and back to pending (a new approval
-    is needed; the old one stays on record, bound to the old content)."""
+    is needed; the old one stays on record, bound to the old content). ``principal`` and ``via`` as
+    in :func:`decide`; ``reason`` is kept with the decision row (free text: not in the audit log)."""
     with Warehouse.from_settings(settings).connect("content edit") as con:
         ensure_tables(con)
         draft = get_draft(con, did)
@@ -169,6 +205,7 @@ def edit(settings: Settings, did: str, part: str, text: str, by: str) -> dict[st
         if part not in draft["content"]:
             raise ContentError(f"draft {did} has parts {list(draft['content'])}, not {part!r}")
         brief = _brief_for(settings, draft)
+        who = tiers.principal_for(settings, principal) if principal else tiers.os_principal()
         content = {**draft["content"], part: text}
         preview = {k: v.replace("{first_name}", SAMPLE_FIRST_NAME) for k, v in content.items()}
         checks = check_copy(preview, brief, draft["channel"], templates=_as_template(content, brief))
@@ -208,8 +245,17 @@ def edit(settings: Settings, did: str, part: str, text: str, by: str) -> dict[st
         tiers.ensure_columns(con)
         con.execute(
             "insert into content.decisions (draft_id, decision, decided_by, note, content_sha256, via, "
-            "decided_at, os_user, principal) values (?, 'edit', ?, ?, ?, 'cli', ?, ?, ?)",
-            [did, by, f"edited {part}", sha, now, ran_by["os_user"], tiers.os_principal()],
+            "decided_at, os_user, principal) values (?, 'edit', ?, ?, ?, ?, ?, ?, ?)",
+            [
+                did,
+                by,
+                f"edited {part}" + (f": {reason.strip()}" if (reason or "").strip() else ""),
+                sha,
+                via,
+                now,
+                ran_by["os_user"],
+                who,
+            ],
         )
         audit.AuditLog.for_settings(settings).record(
             con,
@@ -223,10 +269,18 @@ def edit(settings: Settings, did: str, part: str, text: str, by: str) -> dict[st
                 "status": status,
                 "campaign": draft["campaign"],
                 "channel": draft["channel"],
+                "via": via,
+                "principal": who,
                 **ran_by,
             },
         )
-    return {"draft_id": did, "status": status, "content_sha256": sha, "checks": checks.to_json()}
+    return {
+        "draft_id": did,
+        "status": status,
+        "content_sha256": sha,
+        "previous_sha256": draft["content_sha256"],
+        "checks": checks.to_json(),
+    }
 
 
 def _as_template(content: dict[str, str], brief: Brief) -> dict[str, str]:

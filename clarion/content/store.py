@@ -60,6 +60,19 @@ class ContentError(ClarionError):
     pass
 
 
+class DraftNotFoundError(ContentError):
+    """No draft has the id asked for."""
+
+    http_status = 404
+
+
+class DraftConflictError(ContentError):
+    """The draft is not in a state that takes the decision: its content changed since the caller
+    read it, it was decided on already, or it failed blocking checks."""
+
+    http_status = 409
+
+
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     for ddl in CONTENT_DDL:
         con.execute(ddl)
@@ -155,7 +168,7 @@ def get_draft(con: duckdb.DuckDBPyConnection, did: str) -> dict[str, Any]:
             f"select {', '.join(DRAFT_COLUMNS)} from content.drafts where draft_id = ?", [did]
         ).fetchone()
     if row is None:
-        raise ContentError(f"no draft {did!r}: `clarion drafts list` shows the drafts and their ids")
+        raise DraftNotFoundError(f"no draft {did!r}: `clarion drafts list` shows the drafts and their ids")
     return draft_row(row)
 
 

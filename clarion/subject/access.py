@@ -300,8 +300,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def produce(settings: Any, who: str, fmt: str = "json") -> tuple[str, dict[str, Any]]:
-    """The access report as text in ``fmt`` (json|html) and its counts; audits it by pseudonym."""
+def produce(
+    settings: Any, who: str, fmt: str = "json", actor: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The access report as text in ``fmt`` (json|html) and its counts; audits it by pseudonym.
+    ``actor``: who asked (the API's principal; default the OS user)."""
     from clarion.audit import AuditLog
     from clarion.audit.events import SUBJECT_ACCESSED
     from clarion.privacy.pseudonym import for_settings
@@ -318,6 +321,7 @@ def produce(settings: Any, who: str, fmt: str = "json") -> tuple[str, dict[str, 
             con,
             SUBJECT_ACCESSED,
             pseudonym,
+            actor=actor,
             details={
                 "format": fmt,
                 "tables": len(counts),

@@ -18,7 +18,7 @@ import duckdb
 
 from clarion.contract import ENTITIES
 from clarion.extract.contract_sql import DUCKDB_TYPES, CheckSpec, check_sql, field_findings, q
-from clarion.subject.find import SubjectError, ensure_tables, find, record_request
+from clarion.subject.find import SubjectError, ensure_tables, find, record_request, requester
 from clarion.warehouse import relation_exists
 
 CONTACTS = ENTITIES["contacts"]
@@ -28,6 +28,8 @@ CORRECTABLE = tuple(c for c in CONTACTS.column_names if c not in FIXED)
 
 class CorrectionError(SubjectError):
     """A correction the contract refuses: nothing was recorded."""
+
+    http_status = 422
 
 
 @dataclass(frozen=True)
@@ -138,10 +140,15 @@ def _current_row(con: duckdb.DuckDBPyConnection, contact_id: int) -> dict[str, s
 
 
 def record(
-    settings: Any, who: str, pairs: tuple[str, ...] | list[str], reference: str | None = None
+    settings: Any,
+    who: str,
+    pairs: tuple[str, ...] | list[str],
+    reference: str | None = None,
+    actor: str | None = None,
 ) -> dict[str, Any]:
-    """Validate and keep a correction; audit it by pseudonym (counts only). Returns what was kept."""
-    from clarion.audit.events import SUBJECT_CORRECTED, default_actor
+    """Validate and keep a correction; audit it by pseudonym (counts only). Returns what was kept.
+    ``actor``: who asked (the API's principal; default the OS user)."""
+    from clarion.audit.events import SUBJECT_CORRECTED
     from clarion.privacy.pseudonym import for_settings
     from clarion.warehouse import Warehouse
 
@@ -151,7 +158,7 @@ def record(
         corrections = validate(con, subject.contact_id, values)
         ensure_tables(con)
         pseudonym = for_settings(settings, con)(subject.contact_id)
-        now, by = datetime.now(UTC), default_actor()
+        now, by = datetime.now(UTC), requester(actor)
 
         def write() -> dict[str, int]:
             con.executemany(
@@ -160,7 +167,7 @@ def record(
             )
             return {"fields": len(corrections)}
 
-        record_request(settings, con, SUBJECT_CORRECTED, pseudonym, write)
+        record_request(settings, con, SUBJECT_CORRECTED, pseudonym, write, actor)
     return {
         "contact_id": subject.contact_id,
         "pseudonym": pseudonym,

@@ -53,6 +53,12 @@ class EraseError(ClarionError):
     exit_code = 2
 
 
+class NothingHeldError(EraseError):
+    """Nothing of the person is held (never known, or erased already)."""
+
+    http_status = 404
+
+
 def resolve(con: duckdb.DuckDBPyConnection, who: str) -> int:
     """A contact id from an id, or from an e-mail (trimmed, any case; as loaded or as corrected) through
     the same lookup as the other rights (:func:`clarion.subject.find.by_email`). An id is taken as given:
@@ -107,8 +113,10 @@ def erase(
     *,
     compact: bool = True,
     dry_run: bool = False,
+    actor: str | None = None,
 ) -> dict[str, Any]:
-    """Erase the person ``who`` (contact id or e-mail); returns counts only (safe to print or log)."""
+    """Erase the person ``who`` (contact id or e-mail); returns counts only (safe to print or log).
+    ``actor``: who asked (the API's principal; default the OS user), in audit.erasures and the events."""
     if not reference.strip():
         raise EraseError("--reference is required: the request's ticket or case number")
     warehouse = Warehouse.from_settings(settings)
@@ -120,8 +128,10 @@ def erase(
             rows = {pl.name: n for pl, n in places if n}
             if not rows:
                 if is_erased(con, contact_id):
-                    raise EraseError(f"contact {contact_id} was erased already: nothing of them is held")
-                raise EraseError(f"no contact {contact_id} in the warehouse: nothing to erase")
+                    raise NothingHeldError(
+                        f"contact {contact_id} was erased already: nothing of them is held"
+                    )
+                raise NothingHeldError(f"no contact {contact_id} in the warehouse: nothing to erase")
             runs = _runs_touched(con, [pl for pl, n in places if n])
             exports = _exports(con, contact_id, person)
             files = locate.working_files(settings.var_dir, person)
@@ -154,7 +164,7 @@ def erase(
                     _rewrite_export(con, e, contact_id, person)
                 con.execute(
                     "insert into audit.erasures values (?, now(), ?, ?, ?, ?)",
-                    [reference, _user(), plan["rows_removed"], len(exports) + len(files), compact],
+                    [reference, actor or _user(), plan["rows_removed"], len(exports) + len(files), compact],
                 )
                 con.execute("commit")
             except BaseException:
@@ -167,12 +177,14 @@ def erase(
                     con,
                     audit.MODEL_RETRAIN_REQUIRED,
                     name,
+                    actor=actor,
                     details={"reason": "erasure", "reference": reference},
                 )
             log_.record(
                 con,
                 audit.SUBJECT_ERASED,
                 reference,
+                actor=actor,
                 details={
                     "rows_removed": plan["rows_removed"],
                     "tables": len(rows),

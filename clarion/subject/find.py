@@ -43,6 +43,12 @@ class SubjectError(ClarionError):
     exit_code = 2
 
 
+class UnknownSubjectError(SubjectError):
+    """Nobody in the warehouse is the person asked about."""
+
+    http_status = 404
+
+
 @dataclass(frozen=True)
 class Subject:
     contact_id: int
@@ -61,7 +67,7 @@ def find(con: duckdb.DuckDBPyConnection, who: str) -> Subject:
     if _ID.match(text):
         contact_id = int(text)
         if not _known(con, contact_id):
-            raise SubjectError(
+            raise UnknownSubjectError(
                 f"no contact with id {contact_id} in raw.contacts or marts.dim_customers: check the id "
                 "(`clarion explain ID` shows a scored customer), or look the person up by e-mail"
             )
@@ -72,7 +78,7 @@ def find(con: duckdb.DuckDBPyConnection, who: str) -> Subject:
         )
     ids = by_email(con, text)
     if not ids:
-        raise SubjectError(
+        raise UnknownSubjectError(
             f"no contact has the e-mail {text!r} (compared trimmed and in lower case) in raw.contacts "
             "or among recorded corrections: check the address, or use the contact id"
         )
@@ -106,6 +112,33 @@ def by_email(con: duckdb.DuckDBPyConnection, email: str) -> list[int]:
     ]
 
 
+def by_pseudonym(
+    con: duckdb.DuckDBPyConnection, pseudonymize: Callable[[Any], str], pseudonym: str
+) -> int | None:
+    """The contact id a pseudonym stands for, or None: the pseudonym of every known contact is
+    computed (in SQL, the key bound as a parameter) and compared; nothing maps back without the key."""
+    sources = [
+        f"select contact_id from {schema}.{table}"
+        for schema, table in (("raw", "contacts"), ("marts", "dim_customers"))
+        if relation_exists(con, schema, table)
+    ]
+    if not sources:
+        return None
+    expr, params = pseudonymize.sql("contact_id")  # type: ignore[attr-defined]
+    row = con.execute(
+        f"select contact_id from ({' union '.join(sources)}) where {expr} = ? limit 1",
+        [*params, pseudonym],
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def requester(actor: str | None) -> str:
+    """Who a request is recorded under: the caller that authenticated one (the API) or the OS user."""
+    from clarion.audit.events import default_actor
+
+    return actor if actor else default_actor()
+
+
 def _known(con: duckdb.DuckDBPyConnection, contact_id: int) -> bool:
     for schema, table in (("raw", "contacts"), ("marts", "dim_customers")):
         if relation_exists(con, schema, table):
@@ -123,16 +156,19 @@ def record_request(
     action: str,
     pseudonym: str,
     write: Callable[[], dict[str, int]],
+    actor: str | None = None,
 ) -> None:
     """``write`` the request's rows and its audit event (subject: the pseudonym; details: the counts
-    ``write`` returns) in one transaction: both are kept, or neither."""
+    ``write`` returns) in one transaction: both are kept, or neither. ``actor``: see
+    :func:`requester`."""
     from clarion.audit import AuditLog
-    from clarion.audit.events import default_actor
 
     con.execute("begin transaction")
     try:
         details = write()
-        AuditLog.for_settings(settings).record(con, action, pseudonym, actor=default_actor(), details=details)
+        AuditLog.for_settings(settings).record(
+            con, action, pseudonym, actor=requester(actor), details=details
+        )
         con.execute("commit")
     except BaseException:
         con.execute("rollback")

@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 
-from clarion.subject.find import ensure_tables, find, record_request
+from clarion.subject.find import ensure_tables, find, record_request, requester
 from clarion.warehouse import relation_exists
 
 NOT_PROFILED_OBJECTION = "objection"  # the stage summary's "not profiled" reason
@@ -46,10 +46,10 @@ def not_profiled(con: duckdb.DuckDBPyConnection, relation: str) -> int:
     return int(n)
 
 
-def record(settings: Any, who: str, reference: str | None = None) -> dict[str, Any]:
+def record(settings: Any, who: str, reference: str | None = None, actor: str | None = None) -> dict[str, Any]:
     """Keep an objection (once per person; a repeat is acknowledged, not duplicated) and audit it by
-    pseudonym with counts only."""
-    from clarion.audit.events import SUBJECT_OBJECTED, default_actor
+    pseudonym with counts only. ``actor``: who asked (the API's principal; default the OS user)."""
+    from clarion.audit.events import SUBJECT_OBJECTED
     from clarion.privacy.pseudonym import for_settings
     from clarion.warehouse import Warehouse
 
@@ -65,11 +65,11 @@ def record(settings: Any, who: str, reference: str | None = None) -> dict[str, A
             if not before:
                 con.execute(
                     "insert into privacy.objections values (?, ?, ?, ?)",
-                    [subject.contact_id, reference, datetime.now(UTC), default_actor()],
+                    [subject.contact_id, reference, datetime.now(UTC), requester(actor)],
                 )
             return {"objections": 1, "already_recorded": int(before)}
 
-        record_request(settings, con, SUBJECT_OBJECTED, pseudonym, write)
+        record_request(settings, con, SUBJECT_OBJECTED, pseudonym, write, actor)
     return {
         "contact_id": subject.contact_id,
         "pseudonym": pseudonym,
