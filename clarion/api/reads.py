@@ -61,6 +61,12 @@ class Reader:
         finally:
             cur.close()
 
+    def refresh(self) -> None:
+        """Look for a newer snapshot now, not up to half a second later: after a write of this
+        process published one, the page that follows must show it."""
+        self._checked = 0.0
+        self._refresh()
+
     def published_at(self) -> float | None:
         """When the current snapshot was published (epoch seconds), None before the first one."""
         try:

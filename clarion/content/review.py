@@ -158,9 +158,20 @@ def _closed(con, brief: Brief, draft: dict[str, Any], decision: str) -> bool:
     return not tiers.policy_only(con, draft)
 
 
-def edit(settings: Settings, did: str, part: str, text: str, by: str) -> dict[str, Any]:
+def edit(
+    settings: Settings,
+    did: str,
+    part: str,
+    text: str,
+    by: str,
+    *,
+    reason: str | None = None,
+    via: str = "cli",
+    principal: str | None = None,
+) -> dict[str, Any]:
     """A person's change to one part of a draft: checked again, and back to pending (a new approval
-    is needed; the old one stays on record, bound to the old content)."""
+    is needed; the old one stays on record, bound to the old content). ``reason`` is kept with the
+    decision row (free text: never in the audit log); ``principal`` as in `decide`."""
     with Warehouse.from_settings(settings).connect("content edit") as con:
         ensure_tables(con)
         draft = get_draft(con, did)
@@ -208,8 +219,17 @@ def edit(settings: Settings, did: str, part: str, text: str, by: str) -> dict[st
         tiers.ensure_columns(con)
         con.execute(
             "insert into content.decisions (draft_id, decision, decided_by, note, content_sha256, via, "
-            "decided_at, os_user, principal) values (?, 'edit', ?, ?, ?, 'cli', ?, ?, ?)",
-            [did, by, f"edited {part}", sha, now, ran_by["os_user"], tiers.os_principal()],
+            "decided_at, os_user, principal) values (?, 'edit', ?, ?, ?, ?, ?, ?, ?)",
+            [
+                did,
+                by,
+                f"edited {part}" + (f": {reason.strip()}" if reason and reason.strip() else ""),
+                sha,
+                via,
+                now,
+                ran_by["os_user"],
+                tiers.principal_for(settings, principal) if principal else tiers.os_principal(),
+            ],
         )
         audit.AuditLog.for_settings(settings).record(
             con,
@@ -223,6 +243,8 @@ def edit(settings: Settings, did: str, part: str, text: str, by: str) -> dict[st
                 "status": status,
                 "campaign": draft["campaign"],
                 "channel": draft["channel"],
+                "via": via,
+                **({"principal": principal} if principal else {}),
                 **ran_by,
             },
         )

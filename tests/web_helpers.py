@@ -1,0 +1,55 @@
+"""Driving the web app over HTTP as a browser would: sign in with a key, read the forms' tokens."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import httpx
+
+TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def token(html: str) -> str:
+    """The CSRF token of the first form on the page."""
+    found = TOKEN.search(html)
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+def sign_in(base_url: str, key: str) -> httpx.Client:
+    """A client holding the session cookie of ``key`` (raises if the login is refused)."""
+    client = httpx.Client(base_url=base_url, timeout=60, follow_redirects=False)
+    form = client.get("/login")
+    answer = client.post("/login", data={"api_key": key, "csrf_token": token(form.text)})
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+class Links(HTMLParser):
+    """Every URL a page refers to (links, forms, images, styles, scripts) and its visible ids."""
+
+    ATTRS = ("href", "src", "action", "formaction", "srcset", "poster", "data", "xlink:href")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.ids: set[str] = set()
+        self.forms: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in self.ATTRS and value is not None:
+                self.urls.append(value)
+            if name == "style" and value and "url(" in value:
+                self.urls.append(value)
+            if name == "id" and value:
+                self.ids.add(value)
+        if tag == "form":
+            self.forms.append(dict(attrs).get("action") or "")
+
+
+def links(html: str) -> Links:
+    parser = Links()
+    parser.feed(html)
+    return parser
