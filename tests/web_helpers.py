@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+import shutil
 from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
 
+import duckdb
 import httpx
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -53,3 +57,38 @@ def links(html: str) -> Links:
     parser = Links()
     parser.feed(html)
     return parser
+
+
+def draft_form(html: str, action: str) -> dict[str, str]:
+    """The hidden fields (CSRF token, content sha256, part) of the form posting to ``action``."""
+    start = html.find(f'action="{action}"')
+    assert start >= 0, f"the page has no form posting to {action}"
+    form = html[start : html.find("</form>", start)]
+    return dict(re.findall(r'<input type="hidden" name="([a-z_0-9]+)" value="([^"]*)"', form))
+
+
+def copy_project(source: Path, target: Path, extra_yaml: str = "") -> Path:
+    """A copy of an API project to write to (the session's is shared). The language model files are
+    linked, not copied (half a gigabyte, only read)."""
+    models = source / "var" / "models"
+    shutil.copytree(
+        source,
+        target,
+        ignore=lambda folder, _: ["models"] if Path(folder) == models.parent else [],
+        symlinks=True,
+    )
+    if models.exists():
+        (target / "var" / "models").symlink_to(models, target_is_directory=True)
+    if extra_yaml:
+        with (target / "clarion.yaml").open("a") as fh:
+            fh.write("\n" + extra_yaml)
+    return target
+
+
+def warehouse_rows(settings: Any, sql: str, params: list[Any] | None = None) -> list[tuple]:
+    """Rows of the writer's warehouse file, read-only (the test looking, never the app's snapshot)."""
+    con = duckdb.connect(str(settings.warehouse.path), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from clarion.api.auth import Principal
-from clarion.api.web.pages import HtmlRoute, WebError, check_csrf, need, principal
+from clarion.api.web.pages import HtmlRoute, WebError, check_csrf, signed_in
 from clarion.content import review
 from clarion.content.store import ContentError, get_draft
 from clarion.errors import WarehouseBusyError
@@ -95,7 +95,10 @@ def _write(
                     "Reload the draft, read the new text, then decide again.",
                     back,
                 )
-            result = change(settings)
+            try:
+                result = change(settings)
+            except ContentError as exc:  # refused as the CLI refuses it: its message says why
+                raise WebError(400, "Not recorded", str(exc), "", back) from None
     finally:
         _writes.release()
     request.app.state.reader.refresh()  # show the snapshot this change just published
@@ -118,8 +121,7 @@ Text = Annotated[str, Form()]
 def approve(
     request: Request, draft_id: str, content_sha256: Text = "", note: Text = "", csrf_token: Text = ""
 ) -> Response:
-    who = principal(request)
-    need(who, "draft:decide")
+    who = signed_in(request, "draft:decide")
     check_csrf(request, csrf_token)
     by = _by(who)
     result = _write(
@@ -137,8 +139,7 @@ def approve(
 def reject(
     request: Request, draft_id: str, content_sha256: Text = "", reason: Text = "", csrf_token: Text = ""
 ) -> Response:
-    who = principal(request)
-    need(who, "draft:decide")
+    who = signed_in(request, "draft:decide")
     check_csrf(request, csrf_token)
     todo = "Say why the draft is rejected (the reason is kept with the decision)."
     why = _field(reason, "reason", todo, f"/drafts/{draft_id}")
@@ -163,8 +164,7 @@ def edit(
     reason: Text = "",
     csrf_token: Text = "",
 ) -> Response:
-    who = principal(request)
-    need(who, "draft:edit")
+    who = signed_in(request, "draft:edit")
     check_csrf(request, csrf_token)
     back = f"/drafts/{draft_id}"
     part = _field(part, "part", "Edit the draft from its page (each part has its own form).", back)

@@ -21,7 +21,8 @@ from clarion.content.store import ContentError, get_draft, list_drafts, show_dra
 from clarion.errors import ClarionError, NotFoundError
 from clarion.privacy import pseudonym
 from clarion.report import build, charts
-from clarion.report.fmt import BLUE, SEGMENT_COLOURS, label, n, pct
+from clarion.report.fmt import BLUE, label
+from clarion.report.render import segment_chart
 from clarion.results import ResultsError, load
 from clarion.results.views import measured
 from clarion.segment.views import explanation
@@ -51,20 +52,7 @@ def overview(reader: Reader) -> dict[str, Any]:
     data = build.collect(reader.settings())
     segments = data["segments"]
     data["charts"] = {
-        "segments": _inline(
-            charts.hbars(
-                [
-                    (
-                        label(s["segment"]),
-                        s["customers"],
-                        f"{n(s['customers'])} ({pct(s['share'])})",
-                        SEGMENT_COLOURS.get(s["segment"], BLUE),
-                    )
-                    for s in segments
-                ],
-                "customers per segment",
-            )
-        ),
+        "segments": _inline(segment_chart(segments)),
         "drivers": _inline(
             charts.hbars(
                 [

@@ -97,6 +97,13 @@ def principal(request: Request) -> Principal:
     return who
 
 
+def signed_in(request: Request, permission: str) -> Principal:
+    """The signed-in key, which must hold ``permission`` (else the login page, or a 403 page)."""
+    who = principal(request)
+    need(who, permission)
+    return who
+
+
 def need(who: Principal, permission: str) -> None:
     """Refuse (403 page) a role that lacks ``permission``, naming both."""
     if not who.may(permission):

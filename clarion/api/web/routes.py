@@ -29,6 +29,7 @@ from clarion.api.web.pages import (
     render,
     safe_next,
     set_cookie,
+    signed_in,
 )
 from clarion.errors import ClarionError, NotFoundError
 
@@ -110,15 +111,13 @@ def logout(request: Request, csrf_token_: Annotated[str, Form(alias="csrf_token"
 # -- pages ------------------------------------------------------------------------------------------
 @router.get("/segments")
 def segments(request: Request) -> Response:
-    who = principal(request)
-    need(who, "read:aggregates")
+    who = signed_in(request, "read:aggregates")
     return render(request, "segments.html", who, d=data.overview(request.app.state.reader))
 
 
 @router.get("/customers")
 def customers(request: Request, pseudonym: str = "", contact_id: str = "") -> Response:
-    who = principal(request)
-    need(who, "read:customer")
+    who = signed_in(request, "read:customer")
     pseudonym, contact_id = pseudonym.strip(), contact_id.strip()
     if contact_id:
         need(who, "read:contact_id")
@@ -151,8 +150,7 @@ def customers(request: Request, pseudonym: str = "", contact_id: str = "") -> Re
 
 @router.get("/drafts")
 def drafts(request: Request, status: str = "pending") -> Response:
-    who = principal(request)
-    need(who, "read:drafts")
+    who = signed_in(request, "read:drafts")
     if status not in (*data.STATUSES, "all"):
         raise WebError(
             400,
@@ -167,8 +165,7 @@ def drafts(request: Request, status: str = "pending") -> Response:
 
 @router.get("/drafts/{draft_id}")
 def draft(request: Request, draft_id: str, done: str = "") -> Response:
-    who = principal(request)
-    need(who, "read:drafts")
+    who = signed_in(request, "read:drafts")
     found = data.draft(request.app.state.reader, draft_id)
     return render(
         request,
@@ -185,8 +182,7 @@ def draft(request: Request, draft_id: str, done: str = "") -> Response:
 
 @router.get("/results")
 def results(request: Request) -> Response:
-    who = principal(request)
-    need(who, "read:aggregates")
+    who = signed_in(request, "read:aggregates")
     return render(request, "results.html", who, r=data.results(request.app.state.reader))
 
 
