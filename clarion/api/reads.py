@@ -61,18 +61,16 @@ class Reader:
         finally:
             cur.close()
 
-    def refresh(self) -> None:
-        """Look for a newer snapshot now, not up to half a second later: after a write of this
-        process published one, the page that follows must show it."""
-        self._checked = 0.0
-        self._refresh()
-
     def published_at(self) -> float | None:
         """When the current snapshot was published (epoch seconds), None before the first one."""
         try:
             return self.path.stat().st_mtime
         except (NoSnapshotError, OSError):
             return None
+
+    def invalidate(self) -> None:
+        """Look at CURRENT on the next use (after a write of this process published a snapshot)."""
+        self._checked = 0.0
 
     def close(self) -> None:
         with self._lock:

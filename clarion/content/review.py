@@ -164,14 +164,13 @@ def edit(
     part: str,
     text: str,
     by: str,
-    *,
-    reason: str | None = None,
     via: str = "cli",
     principal: str | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """A person's change to one part of a draft: checked again, and back to pending (a new approval
-    is needed; the old one stays on record, bound to the old content). ``reason`` is kept with the
-    decision row (free text: never in the audit log); ``principal`` as in `decide`."""
+    is needed; the old one stays on record, bound to the old content). ``principal`` and ``via`` as
+    in :func:`decide`; ``reason`` is kept with the decision row (free text: not in the audit log)."""
     with Warehouse.from_settings(settings).connect("content edit") as con:
         ensure_tables(con)
         draft = get_draft(con, did)
@@ -180,6 +179,7 @@ def edit(
         if part not in draft["content"]:
             raise ContentError(f"draft {did} has parts {list(draft['content'])}, not {part!r}")
         brief = _brief_for(settings, draft)
+        who = tiers.principal_for(settings, principal) if principal else tiers.os_principal()
         content = {**draft["content"], part: text}
         preview = {k: v.replace("{first_name}", SAMPLE_FIRST_NAME) for k, v in content.items()}
         checks = check_copy(preview, brief, draft["channel"], templates=_as_template(content, brief))
@@ -223,12 +223,12 @@ def edit(
             [
                 did,
                 by,
-                f"edited {part}" + (f": {reason.strip()}" if reason and reason.strip() else ""),
+                f"edited {part}" + (f": {reason.strip()}" if (reason or "").strip() else ""),
                 sha,
                 via,
                 now,
                 ran_by["os_user"],
-                tiers.principal_for(settings, principal) if principal else tiers.os_principal(),
+                who,
             ],
         )
         audit.AuditLog.for_settings(settings).record(
@@ -244,11 +244,17 @@ def edit(
                 "campaign": draft["campaign"],
                 "channel": draft["channel"],
                 "via": via,
-                **({"principal": principal} if principal else {}),
+                "principal": who,
                 **ran_by,
             },
         )
-    return {"draft_id": did, "status": status, "content_sha256": sha, "checks": checks.to_json()}
+    return {
+        "draft_id": did,
+        "status": status,
+        "content_sha256": sha,
+        "previous_sha256": draft["content_sha256"],
+        "checks": checks.to_json(),
+    }
 
 
 def _as_template(content: dict[str, str], brief: Brief) -> dict[str, str]:

@@ -101,7 +101,7 @@ def _write(
                 raise WebError(400, "Not recorded", str(exc), "", back) from None
     finally:
         _writes.release()
-    request.app.state.reader.refresh()  # show the snapshot this change just published
+    request.app.state.reader.invalidate()  # the next page reads the snapshot this change published
     return result
 
 

@@ -125,7 +125,7 @@ def _pseudonymizer(reader: Reader, base: Any) -> pseudonym.Pseudonymizer:
     except duckdb.Error:
         with Warehouse.from_settings(base).writing("pseudonym key", base.api.write_wait_seconds):
             made = pseudonym.for_settings(base)
-        reader.refresh()
+        reader.invalidate()
         return made
 
 
