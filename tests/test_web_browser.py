@@ -25,8 +25,6 @@ CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts" / "web"
 MAX_TABS = 80
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
