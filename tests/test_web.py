@@ -266,6 +266,23 @@ def test_no_page_or_asset_loads_anything_from_another_host(web, live_api) -> Non
         assert "@import" not in asset.text
 
 
+@pytest.mark.parametrize("role", ["approver", "engineer"])
+def test_every_field_is_labelled_and_every_page_has_landmarks_and_headings_in_order(web, role: str) -> None:
+    client = web["clients"][role]
+    login = links(httpx.get(f"{client.base_url}/login").text)
+    pages = {"/login": login}
+    for template, permission in PAGES.items():
+        if allowed(role, permission):
+            pages[template] = links(client.get(_path(template, web)).text)
+    assert any(p.fields for p in pages.values())
+    for template, page in pages.items():
+        assert {"main", "header", "footer"} <= page.landmarks, template
+        assert page.headings[0] == 1 and page.headings.count(1) == 1, template
+        assert all(b - a <= 1 for a, b in zip(page.headings, page.headings[1:], strict=False)), template
+        unlabelled = [f for f in page.fields if not f or f not in page.labels]
+        assert not unlabelled, (template, unlabelled)
+
+
 # -- writes, on a copy of the project ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def copy(api_project, tmp_path_factory) -> dict[str, Any]:

@@ -40,6 +40,10 @@ class Links(HTMLParser):
         self.urls: list[str] = []
         self.ids: set[str] = set()
         self.forms: list[str] = []
+        self.fields: list[str] = []  # ids of the visible form fields
+        self.labels: set[str] = set()  # the ids labels name
+        self.headings: list[int] = []
+        self.landmarks: set[str] = set()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         for name, value in attrs:
@@ -51,6 +55,15 @@ class Links(HTMLParser):
                 self.ids.add(value)
         if tag == "form":
             self.forms.append(dict(attrs).get("action") or "")
+        a = dict(attrs)
+        if tag in ("input", "select", "textarea") and a.get("type") != "hidden":
+            self.fields.append(a.get("id") or "")
+        if tag == "label" and a.get("for"):
+            self.labels.add(a["for"] or "")
+        if tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            self.headings.append(int(tag[1]))
+        if tag in ("main", "nav", "header", "footer"):
+            self.landmarks.add(tag)
 
 
 def links(html: str) -> Links:
