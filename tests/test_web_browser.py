@@ -74,6 +74,16 @@ def _shot(driver: Any, name: str, height: int = 1000) -> Path:
     return path
 
 
+def _arrive(driver: Any, url: str) -> None:
+    """Wait for the browser to land on ``url`` (a form's answer takes a write and a redirect)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def there(d: Any) -> bool:
+        return d.current_url.startswith(url) and d.execute_script("return document.readyState") == "complete"
+
+    WebDriverWait(driver, 60).until(there)
+
+
 def _sign_in(driver: Any, url: str, key: str, then: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -85,13 +95,14 @@ def _sign_in(driver: Any, url: str, key: str, then: str) -> None:
     assert driver.find_element(By.CSS_SELECTOR, "label[for=api_key]").text == "API key"
     field.send_keys(key)
     field.send_keys(Keys.ENTER)
-    assert driver.current_url == f"{url}{then}", driver.current_url
+    _arrive(driver, f"{url}{then}")
 
 
 def test_an_approver_approves_a_draft_with_the_keyboard_and_a_marketer_cannot(browser, site) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
     url, did = site["url"], site["draft"]["draft_id"]
 
@@ -106,6 +117,7 @@ def test_an_approver_approves_a_draft_with_the_keyboard_and_a_marketer_cannot(br
     browser.delete_all_cookies()
     browser.get(f"{url}/login")
     browser.find_element(By.ID, "api_key").send_keys("clk_00000000_" + "x" * 43 + Keys.ENTER)
+    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.ID, "login-error"))
     assert "was not accepted" in browser.find_element(By.ID, "login-error").text
     _shot(browser, "login-refused")
 
@@ -114,7 +126,7 @@ def test_an_approver_approves_a_draft_with_the_keyboard_and_a_marketer_cannot(br
     row = browser.find_element(By.LINK_TEXT, did)
     _shot(browser, "queue")
     row.click()
-    assert browser.current_url == f"{url}/drafts/{did}"
+    _arrive(browser, f"{url}/drafts/{did}")
     assert browser.find_element(By.ID, "ai-label").text.startswith(("AI-generated", "not AI-generated"))
     _shot(browser, "draft-as-approver", 1800)
     browser.set_window_size(1280, 1000)
@@ -127,6 +139,7 @@ def test_an_approver_approves_a_draft_with_the_keyboard_and_a_marketer_cannot(br
     outline = browser.switch_to.active_element.value_of_css_property("outline-style")
     assert outline not in ("none", ""), "the focused button shows where the focus is"
     ActionChains(browser).send_keys(Keys.ENTER).perform()
+    _arrive(browser, f"{url}/drafts/{did}?done=")
     assert f"/drafts/{did}?done=approved" in browser.current_url
     assert browser.find_element(By.ID, "draft-status").text == "approved"
     assert browser.find_element(By.ID, "export-eligibility").get_attribute("data-eligible") == "yes"
