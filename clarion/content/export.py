@@ -128,6 +128,13 @@ def _approved(con: duckdb.DuckDBPyConnection, draft: dict[str, Any]) -> str | No
     return None
 
 
+def held_back(con: duckdb.DuckDBPyConnection, brief: Brief | None, draft: dict[str, Any]) -> str | None:
+    """Why the export would hold ``draft`` back now (not approved, changed since, an approval its
+    risk tier still asks for), or None when it would go out. ``brief``: the campaign's brief as it
+    is now (`tiers.current_brief`). Read-only: the web app shows it on the draft's page."""
+    return _approved(con, draft) or tiers.unmet(con, brief, draft)
+
+
 def _export_channel(
     settings: Settings,
     con: duckdb.DuckDBPyConnection,
@@ -138,7 +145,7 @@ def _export_channel(
     subset: Subset | None = None,
 ) -> dict[str, Any]:
     brief = tiers.current_brief(settings, campaign)  # its risk tier as it is now (None: unreadable)
-    held = {d["draft_id"]: why for d in drafts if (why := _approved(con, d) or tiers.unmet(con, brief, d))}
+    held = {d["draft_id"]: why for d in drafts if (why := held_back(con, brief, d))}
     vulnerable = tiers.vulnerable_ids(con, settings, brief) if len(held) < len(drafts) else set()
     ready = [d for d in drafts if d["draft_id"] not in held]
     by_segment: dict[str, list[dict]] = {}

@@ -83,8 +83,16 @@ def principal_for(settings: Settings, given: str | None) -> str:
 def ensure_columns(con: duckdb.DuckDBPyConnection) -> None:
     """content.decisions records the OS user and the principal beside the claimed ``decided_by``
     (warehouses made before have neither column: added, empty for their old rows)."""
-    con.execute("alter table content.decisions add column if not exists os_user varchar")
-    con.execute("alter table content.decisions add column if not exists principal varchar")
+    have = {
+        r[0]
+        for r in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = 'content' and table_name = 'decisions'"
+        ).fetchall()
+    }
+    for column in ("os_user", "principal"):
+        if column not in have:  # only then: a read-only snapshot can still count approvals
+            con.execute(f"alter table content.decisions add column {column} varchar")
 
 
 def approvals(con: duckdb.DuckDBPyConnection, draft: dict[str, Any]) -> list[tuple[str, str, str]]:

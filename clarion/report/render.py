@@ -132,9 +132,9 @@ def _headline(d: dict[str, Any]) -> str:
     )
 
 
-def _segments(d: dict[str, Any]) -> str:
-    segs = d["segments"]
-    bars = hbars(
+def segment_chart(segments: list[dict[str, Any]]) -> str:
+    """Customers per segment as horizontal bars (the report's and the web app's)."""
+    return hbars(
         [
             (
                 label(s["segment"]),
@@ -142,10 +142,15 @@ def _segments(d: dict[str, Any]) -> str:
                 f"{n(s['customers'])} ({pct(s['share'])})",
                 SEGMENT_COLOURS.get(s["segment"], BLUE),
             )
-            for s in segs
+            for s in segments
         ],
         "customers per segment",
     )
+
+
+def _segments(d: dict[str, Any]) -> str:
+    segs = d["segments"]
+    bars = segment_chart(segs)
     has_prev = d.get("previous_run") is not None
     rows = []
     for s in segs:
