@@ -4,7 +4,8 @@ The warehouse's writer lock is re-entrant within a process (the stages of one ru
 requests served by two threads of this process would both get in. A process-wide gate serializes the
 API's own writes first; then the writer lock keeps out every other process (a pipeline run). Either
 wait longer than ``api.write_wait_seconds`` -> a 409 problem that says who is writing; nothing was
-changed. When the session ends without an error, the warehouse publishes a new read snapshot
+changed. The web app's forms go through the same gate.
+When the session ends without an error, the warehouse publishes a new read snapshot
 (clarion.snapshot) before the lock is released, and the Reader is told to look at it at once, so the
 next read shows the write.
 
@@ -22,7 +23,6 @@ from typing import Any
 
 from fastapi import Request
 
-from clarion.api.problems import Problem
 from clarion.errors import WarehouseBusyError
 from clarion.warehouse import Warehouse
 
@@ -51,11 +51,10 @@ def session(request: Request, purpose: str) -> Iterator[Any]:
         request.app.state.reader.invalidate()
 
 
-def _busy(waited: float, who: str) -> Problem:
-    return Problem(
-        409,
+def _busy(waited: float, who: str) -> WarehouseBusyError:
+    """A 409 problem from the API, a "a run is writing" page from the web app."""
+    return WarehouseBusyError(
         f"the warehouse is being written by {who}; this request waited {waited:g} s "
         "(api.write_wait_seconds) and changed nothing: try again when it finishes "
-        "(GET /api/v1/runs shows a pipeline run in progress)",
-        title="Warehouse busy",
+        "(GET /api/v1/runs shows a pipeline run in progress)"
     )

@@ -12,18 +12,17 @@ released, and the page that follows shows the new state.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from clarion.api import writes
 from clarion.api.auth import Principal
 from clarion.api.web.pages import HtmlRoute, WebError, check_csrf, signed_in
 from clarion.content import review
 from clarion.content.store import ContentError, get_draft
-from clarion.errors import WarehouseBusyError
 from clarion.warehouse import Warehouse
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
@@ -40,8 +39,6 @@ DONE = {
     "edited": "Your edit is saved and checked again. The draft needs a new approval.",
     "blocked": "Your edit is saved, but the new text fails a blocking check (see Checks): edit it again.",
 }
-
-_writes = threading.Lock()  # one web write at a time in this process (the writer lock is per process)
 
 
 def _field(value: str, name: str, todo: str, back: str) -> str:
@@ -72,36 +69,28 @@ def _write(
             "Reload the draft and submit the form on it.",
             back,
         )
-    settings = request.app.state.settings
-    wait = settings.api.write_wait_seconds
-    if not _writes.acquire(timeout=wait):
-        raise WarehouseBusyError("another change from the web app is being written")
-    try:
+    with writes.session(request, f"web app: {purpose} by api:{who.name}") as settings:
         wh = Warehouse.from_settings(settings)
-        with wh.writing(f"web app: {purpose} by api:{who.name}", wait):
-            with wh.read() as con:
-                try:
-                    current = get_draft(con, draft_id)
-                except ContentError as exc:
-                    raise WebError(
-                        404, "No such draft", str(exc), "Pick a draft in the queue.", "/drafts"
-                    ) from None
-            if current["content_sha256"] != shown:
-                raise WebError(
-                    409,
-                    "The draft changed since you opened it",
-                    f"Someone changed draft {draft_id} after you loaded the page (you read content "
-                    f"{shown[:12]}, it is now {current['content_sha256'][:12]}), so nothing was recorded.",
-                    "Reload the draft, read the new text, then decide again.",
-                    back,
-                )
+        with wh.read() as con:
             try:
-                result = change(settings)
-            except ContentError as exc:  # refused as the CLI refuses it: its message says why
-                raise WebError(400, "Not recorded", str(exc), "", back) from None
-    finally:
-        _writes.release()
-    request.app.state.reader.invalidate()  # the next page reads the snapshot this change published
+                current = get_draft(con, draft_id)
+            except ContentError as exc:
+                raise WebError(
+                    404, "No such draft", str(exc), "Pick a draft in the queue.", "/drafts"
+                ) from None
+        if current["content_sha256"] != shown:
+            raise WebError(
+                409,
+                "The draft changed since you opened it",
+                f"Someone changed draft {draft_id} after you loaded the page (you read content "
+                f"{shown[:12]}, it is now {current['content_sha256'][:12]}), so nothing was recorded.",
+                "Reload the draft, read the new text, then decide again.",
+                back,
+            )
+        try:
+            result = change(settings)
+        except ContentError as exc:  # refused as the CLI refuses it: its message says why
+            raise WebError(400, "Not recorded", str(exc), "", back) from None
     return result
 
 
