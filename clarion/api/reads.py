@@ -38,6 +38,7 @@ class Reader:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._settings: Any = None
         self._checked = 0.0
+        self._users: dict[int, int] = {}  # id(connection) -> requests using it now
 
     @property
     def path(self) -> Path:
@@ -53,13 +54,33 @@ class Reader:
     @contextlib.contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor on the current snapshot; safe to use from any thread, one per request."""
-        self._refresh()
-        assert self._con is not None
-        cur = self._con.cursor()
-        try:
+        with self.pinned() as (_, cur):
             yield cur
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[tuple[Any, duckdb.DuckDBPyConnection]]:
+        """The settings and a cursor of one snapshot, kept open together until the block ends: a
+        snapshot published meanwhile does not close it under the request (its connection is closed
+        when its last user leaves), and view functions given these settings read the same file (its
+        database stays open, so DuckDB serves them even once the file is unlinked)."""
+        self._refresh()
+        with self._lock:
+            con, settings = self._con, self._settings
+            assert con is not None
+            self._users[id(con)] = self._users.get(id(con), 0) + 1
+        try:
+            cur = con.cursor()
+            try:
+                yield settings, cur
+            finally:
+                cur.close()
         finally:
-            cur.close()
+            with self._lock:
+                self._users[id(con)] -= 1
+                if not self._users[id(con)]:
+                    del self._users[id(con)]
+                    if con is not self._con:
+                        con.close()  # retired while in use: its last user closes it
 
     def published_at(self) -> float | None:
         """When the current snapshot was published (epoch seconds), None before the first one."""
@@ -98,5 +119,5 @@ class Reader:
                     "api": self._base.api.model_copy(update={"snapshot": False}),
                 }
             )
-            if old is not None:
-                old.close()
+            if old is not None and not self._users.get(id(old)):
+                old.close()  # else the last request using it closes it
