@@ -227,7 +227,17 @@ def load(built: dict[str, Any], workdir: Path, with_writer: bool) -> dict[str, A
 
     port = _port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "clarion.cli", "--config", built["config"], "api", "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "clarion.cli",
+            "--config",
+            built["config"],
+            "api",
+            "serve",
+            "--port",
+            str(port),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
