@@ -215,25 +215,36 @@ def test_quality_is_the_latest_gate_run_with_customers_by_pseudonym_only(api_pro
 
 
 def test_results_are_the_latest_measurement(api_project, live_api) -> None:
-    latest = _sql(
-        api_project,
-        "select results_run_id from ml.campaign_experiments order by measured_at desc limit 1",
+    ((results_run,),) = _sql(
+        api_project, "select results_run_id from ml.campaign_experiments order by measured_at desc limit 1"
     )
+    every = [c for (c,) in _sql(
+        api_project,
+        "select campaign from ml.campaign_experiments where results_run_id = ? order by 1",
+        [results_run],
+    )]  # fmt: skip
+    # measured: a control group, or more than one variant (what `clarion results` lists)
+    measured = [c for (c,) in _sql(
+        api_project,
+        "select campaign from ml.campaign_results where results_run_id = ? group by 1 "
+        "having bool_or(arm = 'control') or count(*) filter (where arm = 'treatment') > 1 order by 1",
+        [results_run],
+    )]  # fmt: skip
     with live_api.client(api_project["keys"]["marketer"]) as c:
         body = c.get("/api/v1/results").json()
-        if latest:
-            campaigns = _sql(
-                api_project,
-                "select campaign from ml.campaign_experiments where results_run_id = ? order by 1",
-                [latest[0][0]],
-            )
-            assert body["results_run_id"] == latest[0][0]
-            assert [x["campaign"] for x in body["campaigns"]] == [x for (x,) in campaigns]
-            one = c.get("/api/v1/results", params={"campaign": campaigns[0][0]}).json()
-            assert [x["campaign"] for x in one["campaigns"]] == [campaigns[0][0]]
-            _problem(c.get("/api/v1/results", params={"campaign": "no-such-campaign"}), 404)
-        else:
-            assert body["campaigns"] == [] and body["results_run_id"] is None
+        assert body["results_run_id"] == results_run and body["total"] == len(measured)
+        assert [x["campaign"] for x in body["campaigns"]] == measured[:50]
+        listed, offset = [], 0
+        while True:
+            page = c.get("/api/v1/results", params={"all": "true", "limit": 100, "offset": offset}).json()
+            listed += [x["campaign"] for x in page["campaigns"]]
+            offset += 100
+            if offset >= page["total"]:
+                break
+        assert listed == every
+        one = c.get("/api/v1/results", params={"campaign": every[0]}).json()
+        assert [x["campaign"] for x in one["campaigns"]] == [every[0]] and one["campaigns"][0]["arms"]
+        _problem(c.get("/api/v1/results", params={"campaign": "no-such-campaign"}), 404)
         _no_contact_id(body)
 
 

@@ -10,8 +10,9 @@ from pydantic import BaseModel, Field
 from clarion import results as campaign_results
 from clarion.api.auth import require
 from clarion.api.problems import Problem, responses
-from clarion.api.routers.common import plain, reader
+from clarion.api.routers.common import Limit, Offset, plain, reader
 from clarion.results import ResultsError
+from clarion.results.views import measured
 from clarion.warehouse import relation_exists
 
 router = APIRouter(
@@ -27,23 +28,47 @@ class Results(BaseModel):
         "unsubscribed, converters, rate with interval, uplift, incremental revenue, verdict), "
         "experiment, sample-ratio check, uplift by segment, notes"
     )
+    total: int = Field(description="campaigns matching (before limit and offset)")
+    limit: int
+    offset: int
 
 
 @router.get(
     "",
     response_model=Results,
     summary="What each campaign did against its control group",
-    responses=responses(401, 403, 404),
+    responses=responses(401, 403, 404, 422),
 )
 def results(
     request: Request,
     campaign: Annotated[str | None, Query(max_length=100, description="one campaign only")] = None,
+    every: Annotated[
+        bool,
+        Query(
+            alias="all",
+            description="also campaigns without a control group and with one variant (counts only), "
+            "as `clarion results --all`",
+        ),
+    ] = False,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     with reader(request).pinned() as (settings, cur):
         if not relation_exists(cur, "ml", "campaign_experiments"):
-            return {"results_run_id": None, "alpha": settings.experiments.alpha, "campaigns": []}
-        try:
-            summary = campaign_results.load(settings, campaign)
-        except ResultsError as exc:
-            raise Problem(404, str(exc)) from None
-    return plain({**summary, "results_run_id": summary["results_run_id"] or None})
+            summary = {"results_run_id": None, "alpha": settings.experiments.alpha, "campaigns": []}
+        else:
+            try:
+                summary = campaign_results.load(settings, campaign)
+            except ResultsError as exc:
+                raise Problem(404, str(exc)) from None
+    shown = [c for c in summary["campaigns"] if every or campaign is not None or measured(c)]
+    return plain(
+        {
+            "results_run_id": summary["results_run_id"] or None,
+            "alpha": summary["alpha"],
+            "campaigns": shown[offset : offset + limit],
+            "total": len(shown),
+            "limit": limit,
+            "offset": offset,
+        }
+    )
