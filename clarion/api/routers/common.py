@@ -10,7 +10,13 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request
 
+from clarion.api.problems import responses
 from clarion.api.reads import Reader
+
+# The errors a read can answer (problem+json), for the OpenAPI document: no or bad credentials, a
+# role without the permission, invalid parameters, nothing published yet; ERRORS_404: also not found.
+ERRORS = responses(401, 403, 422, 503)
+ERRORS_404 = responses(401, 403, 404, 422, 503)
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="how many items to return")]
 Offset = Annotated[int, Query(ge=0, le=10**9, description="how many items to skip")]

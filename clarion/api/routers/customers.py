@@ -15,8 +15,9 @@ from pydantic import BaseModel, Field
 
 from clarion.api.auth import Principal, require
 from clarion.api.customer_index import CustomerIndex, pseudonymizer
-from clarion.api.problems import Problem, responses
+from clarion.api.problems import Problem
 from clarion.api.reads import Reader
+from clarion.api.routers.common import ERRORS_404
 from clarion.currency import rates
 from clarion.nba.views import latest_decision
 from clarion.segment.views import latest_score, score_columns
@@ -181,7 +182,7 @@ _UNKNOWN = (
     response_model=Customer,
     response_model_exclude_unset=True,
     summary="One customer by CRM contact id (read:contact_id)",
-    responses=responses(401, 403, 404, 503),
+    responses=ERRORS_404,
 )
 def by_contact_id(
     request: Request,
@@ -196,7 +197,7 @@ def by_contact_id(
     response_model=Customer,
     response_model_exclude_unset=True,
     summary="One customer by pseudonym: score, segment, reasons, next best action",
-    responses=responses(401, 403, 404, 503),
+    responses=ERRORS_404,
 )
 def by_pseudonym(
     request: Request,

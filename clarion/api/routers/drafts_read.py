@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from clarion.api.auth import Principal, require
-from clarion.api.problems import Problem, responses
-from clarion.api.routers.common import Limit, Offset, plain, reader, without_contact_ids
+from clarion.api.problems import Problem
+from clarion.api.routers.common import ERRORS, ERRORS_404, Limit, Offset, plain, reader, without_contact_ids
 from clarion.content.store import ContentError, list_drafts, show_draft
 from models.content.brief import BriefError, load_brief
 
@@ -71,9 +71,7 @@ def _shown(draft: dict[str, Any], principal: Principal) -> dict[str, Any]:
     return draft if principal.may("read:contact_id") else without_contact_ids(draft)
 
 
-@router.get(
-    "", response_model=Drafts, summary="Drafts, newest first", responses=responses(401, 403, 422, 503)
-)
+@router.get("", response_model=Drafts, summary="Drafts, newest first", responses=ERRORS)
 def drafts(
     request: Request,
     principal: Annotated[Principal, Depends(require("read:drafts"))],
@@ -98,7 +96,7 @@ def drafts(
     "/{draft_id}",
     response_model=DraftDetail,
     summary="One draft with its decisions",
-    responses=responses(401, 403, 404, 503),
+    responses=ERRORS_404,
 )
 def draft(
     request: Request,

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
 from clarion.api.auth import require
-from clarion.api.problems import Problem, responses
-from clarion.api.routers.common import plain, reader
+from clarion.api.problems import Problem
+from clarion.api.routers.common import ERRORS, ERRORS_404, plain, reader
 from clarion.segment.views import models_listing
 from models.registry import Registry
 
@@ -45,7 +45,7 @@ class ModelCard(BaseModel):
     card: dict[str, Any] = Field(description="intended use, data, metrics, calibration, drivers, fairness")
 
 
-@router.get("", response_model=Models, summary="Every model version", responses=responses(401, 403))
+@router.get("", response_model=Models, summary="Every model version", responses=ERRORS)
 def models(request: Request) -> dict[str, Any]:
     listing = models_listing(reader(request).settings())
     return plain({k: v for k, v in listing.items() if k != "registry"})
@@ -55,7 +55,7 @@ def models(request: Request) -> dict[str, Any]:
     "/{version}",
     response_model=ModelCard,
     summary="The model card of one version",
-    responses=responses(401, 403, 404),
+    responses=ERRORS_404,
 )
 def model(request: Request, version: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
     reg = Registry(reader(request).settings().var_dir / "registry")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from clarion.api.auth import require
 from clarion.api.customer_index import pseudonymizer
-from clarion.api.routers.common import plain, reader
+from clarion.api.routers.common import ERRORS, plain, reader
 from clarion.privacy.scrub import PII_FIELDS
 from clarion.report.activity import quality as gate_summary
 from clarion.warehouse import relation_exists
@@ -71,7 +71,7 @@ def shown(sample: list[Any], column: str | None, name: Any) -> list[Any]:
     return out
 
 
-@router.get("", response_model=Quality, summary="The latest quality gate results")
+@router.get("", response_model=Quality, summary="The latest quality gate results", responses=ERRORS)
 def quality(request: Request) -> dict[str, Any]:
     with reader(request).pinned() as (settings, cur):
         if not relation_exists(cur, "audit", "quality_results"):

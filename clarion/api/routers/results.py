@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field
 
 from clarion import results as campaign_results
 from clarion.api.auth import require
-from clarion.api.problems import Problem, responses
-from clarion.api.routers.common import Limit, Offset, plain, reader
+from clarion.api.problems import Problem
+from clarion.api.routers.common import ERRORS_404, Limit, Offset, plain, reader
 from clarion.results import ResultsError
 from clarion.results.views import measured
 from clarion.warehouse import relation_exists
@@ -37,7 +37,7 @@ class Results(BaseModel):
     "",
     response_model=Results,
     summary="What each campaign did against its control group",
-    responses=responses(401, 403, 404, 422),
+    responses=ERRORS_404,
 )
 def results(
     request: Request,

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
 from clarion.api.auth import require
-from clarion.api.problems import Problem, responses
-from clarion.api.routers.common import Limit, Offset, plain, reader
+from clarion.api.problems import Problem
+from clarion.api.routers.common import ERRORS, ERRORS_404, Limit, Offset, plain, reader
 from clarion.lineage import LineageError, latest_manifest
 from clarion.privacy.scrub import scrub
 from clarion.runs import recent_runs
@@ -41,7 +41,7 @@ def _run(run: dict[str, Any]) -> dict[str, Any]:
     return plain({**run, "error": scrub(run["error"]) if run["error"] else None})
 
 
-@router.get("", response_model=Runs, summary="The newest runs first", responses=responses(401, 403, 422, 503))
+@router.get("", response_model=Runs, summary="The newest runs first", responses=ERRORS)
 def runs(request: Request, limit: Limit = 20, offset: Offset = 0) -> dict[str, Any]:
     with reader(request).cursor() as cur:
         found = recent_runs(cur, limit, offset)
@@ -56,7 +56,7 @@ def _one(request: Request, run_id: str) -> dict[str, Any]:
     return found[0]
 
 
-@router.get("/{run_id}", response_model=Run, summary="One run", responses=responses(401, 403, 404, 503))
+@router.get("/{run_id}", response_model=Run, summary="One run", responses=ERRORS_404)
 def run(request: Request, run_id: RunId) -> dict[str, Any]:
     return _run(_one(request, run_id))
 
@@ -71,7 +71,7 @@ class Lineage(BaseModel):
     "/{run_id}/lineage",
     response_model=Lineage,
     summary="The run's lineage manifest (its latest revision)",
-    responses=responses(401, 403, 404, 503),
+    responses=ERRORS_404,
 )
 def lineage(request: Request, run_id: RunId) -> dict[str, Any]:
     _one(request, run_id)

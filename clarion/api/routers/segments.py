@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
 from clarion.api.auth import require
-from clarion.api.problems import Problem, responses
-from clarion.api.routers.common import plain, reader
+from clarion.api.problems import Problem
+from clarion.api.routers.common import ERRORS, ERRORS_404, plain, reader
 from clarion.segment.views import segments_listing
 
 router = APIRouter(
@@ -45,7 +45,7 @@ class OneSegment(Segment):
     "",
     response_model=Segments,
     summary="Every segment of the latest scoring run",
-    responses=responses(401, 403, 503),
+    responses=ERRORS,
 )
 def segments(request: Request) -> dict[str, Any]:
     with reader(request).cursor() as cur:
@@ -56,7 +56,7 @@ def segments(request: Request) -> dict[str, Any]:
     "/{name}",
     response_model=OneSegment,
     summary="One segment of the latest scoring run",
-    responses=responses(401, 403, 404, 503),
+    responses=ERRORS_404,
 )
 def segment(request: Request, name: Annotated[str, Path(max_length=100)]) -> dict[str, Any]:
     with reader(request).cursor() as cur:
