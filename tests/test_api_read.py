@@ -313,3 +313,33 @@ def test_a_write_in_progress_never_shows_and_a_published_one_does(api_project, t
         assert after == {**before, seg: before[seg] + 1000}
         assert c.get(f"/api/v1/customers/{name(gone)}").status_code == 404
         assert c.get(f"/api/v1/customers/by-contact-id/{gone}").status_code == 404
+
+
+@pytest.mark.slow
+def test_next_best_action_is_the_stored_decision_with_its_reasons(api_project, tmp_path: Path) -> None:
+    """After `clarion nba` on a copy of the project: every customer's next best action in the API is
+    their stored decision, explained in the words `clarion explain` prints."""
+    from project_helpers import run_pipeline_in
+
+    from clarion.api import create_app
+    from clarion.config import load_settings
+    from clarion.nba.views import decision
+
+    root = tmp_path / "project"
+    shutil.copytree(api_project["root"], root, ignore=shutil.ignore_patterns("*.snapshots"))
+    assert run_pipeline_in(root, stages=["nba"])["status"] == "completed"
+    settings = load_settings(root / "clarion.yaml", env={})
+    project = {"settings": settings}
+    stored = _sql(
+        project,
+        "select contact_id, action, channel, nba_run_id, reason from ml.next_best_action "
+        "qualify row_number() over (partition by contact_id order by decided_at desc) = 1 order by 1",
+    )
+    assert len({reason for *_, reason in stored}) > 1  # decided for several reasons
+    name = _pseudonyms(project)
+    with LiveServer(create_app(settings)) as server, server.client(api_project["keys"]["marketer"]) as c:
+        for cid, action, channel, nba_run, _ in stored:
+            got = c.get(f"/api/v1/customers/{name(cid)}").json()["next_best_action"]
+            assert (got["action"], got["channel"], got["nba_run_id"]) == (action, channel, nba_run)
+            assert got["explanation"] == decision(settings, cid)["explanation"]
+            _no_contact_id(got)
