@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-SUITES = ("generate", "extract", "transform", "segment", "content", "e2e", "clv", "nba", "experiments")
+SUITES = ("generate", "extract", "transform", "segment", "content", "e2e", "clv", "nba", "experiments", "api")
 
 
 def main() -> None:
@@ -54,6 +54,10 @@ def main() -> None:
         from bench import experiments
 
         print(experiments.main(sizes))  # results statistics and the uplift learner on simulated customers
+    if "api" in args.suites:
+        from bench import api
+
+        print(api.main(sizes))  # customer lookups through the REST API, idle and while a writer publishes
 
 
 if __name__ == "__main__":

@@ -102,16 +102,27 @@ class Reader:
             return
         with self._lock:
             self._checked = now
-            latest = snapshot.current(self._base.warehouse.path)
-            if latest is None:
-                raise NoSnapshotError(
-                    "nothing has been published to read yet: run the pipeline once (`clarion run` or "
-                    "`make demo`); every run publishes the read snapshot the API serves"
-                )
-            if latest == self._path and self._con is not None:
-                return
-            w = self._base.warehouse
-            con = Warehouse(latest, threads=w.threads, memory_limit=w.memory_limit)._open(read_only=True)
+            for attempt in range(3):
+                latest = snapshot.current(self._base.warehouse.path)
+                if latest is None:
+                    raise NoSnapshotError(
+                        "nothing has been published to read yet: run the pipeline once (`clarion run` "
+                        "or `make demo`); every run publishes the read snapshot the API serves"
+                    )
+                if latest == self._path and self._con is not None:
+                    return
+                w = self._base.warehouse
+                try:
+                    con = Warehouse(latest, threads=w.threads, memory_limit=w.memory_limit)._open(
+                        read_only=True
+                    )
+                    break
+                except (duckdb.Error, OSError):
+                    # a writer published again and pruned this one between the pointer and the open
+                    if latest.exists() or attempt == 2:
+                        if self._con is not None:
+                            return  # keep serving the open snapshot; look again at the next check
+                        raise
             old, self._con, self._path = self._con, con, latest
             self._settings = self._base.model_copy(
                 update={
