@@ -24,7 +24,8 @@ def make_api_project(root: Path, small_root: Path) -> dict[str, Any]:
     settings = load_settings(root / "clarion.yaml", env={})
     ((segment, _),) = query(
         settings,
-        "select segment, count(*) n from ml.customer_segments group by 1 order by n desc, segment limit 1",
+        "select segment, count(*) n from ml.customer_scores where run_id = (select max(run_id) from "
+        "ml.customer_scores) group by 1 order by n desc, segment limit 1",
     )
     write_tiny_brief(root / "campaigns", "api-test", segment, variants=1)
     result = run_pipeline_in(root, stages=["content"])
