@@ -353,3 +353,25 @@ def test_next_best_action_is_the_stored_decision_with_its_reasons(api_project, t
             assert (got["action"], got["channel"], got["nba_run_id"]) == (action, channel, nba_run)
             assert got["explanation"] == decision(settings, cid)["explanation"]
             _no_contact_id(got)
+
+
+def test_a_request_keeps_its_snapshot_while_a_newer_one_is_published(project) -> None:
+    """A cursor taken before a snapshot switch keeps working (the switch used to close it under the
+    request: "Connection already closed")."""
+    from clarion.api.reads import Reader
+
+    settings = project()
+    wh = Warehouse.from_settings(settings)
+    with wh.connect() as con:
+        con.execute("create table audit.t as select 1 as x")
+    reader = Reader(settings)
+    first = reader.path
+    with reader.cursor() as cur:
+        with wh.connect() as con:
+            con.execute("insert into audit.t values (2)")
+        time.sleep(0.6)  # the reader looks at CURRENT at most twice a second
+        with reader.cursor() as fresh:
+            assert fresh.execute("select count(*) from audit.t").fetchone() == (2,)
+        assert cur.execute("select count(*) from audit.t").fetchone() == (1,)
+        assert not first.exists()  # pruned, and still readable while open
+    reader.close()
