@@ -15,6 +15,7 @@ SUITES = (
     "nba",
     "experiments",
     "alerts",
+    "api",
 )
 
 
@@ -69,6 +70,10 @@ def main() -> None:
         from bench import alerts
 
         print(alerts.main(sizes))  # gathering a run's alerts (fairness figures) and delivering one
+    if "api" in args.suites:
+        from bench import api
+
+        print(api.main(sizes))  # customer lookups through the REST API, idle and while a writer publishes
 
 
 if __name__ == "__main__":

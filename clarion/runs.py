@@ -176,13 +176,16 @@ def reopen(con: duckdb.DuckDBPyConnection, run_id: str, flow_run_id: str | None 
     )
 
 
-def recent_runs(con: duckdb.DuckDBPyConnection, limit: int = 5) -> list[dict[str, Any]]:
+def recent_runs(
+    con: duckdb.DuckDBPyConnection, limit: int = 5, offset: int = 0, run_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The newest runs first (``offset``: skip that many); ``run_id``: that run only."""
     rows = con.execute(
         """
         select run_id, flow_run_id, command, status, started_at, finished_at, stages, error
-        from audit.runs order by started_at desc limit ?
+        from audit.runs where (? is null or run_id = ?) order by started_at desc limit ? offset ?
         """,
-        [limit],
+        [run_id, run_id, limit, offset],
     ).fetchall()
     keys = ("run_id", "flow_run_id", "command", "status", "started_at", "finished_at", "stages", "error")
     runs = []

@@ -73,6 +73,8 @@ def store_path(var_dir: Path) -> Path:
 class KeyStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._ready = False  # folder, WAL mode and tables made (once: every request reads the store)
+        self._touched: dict[str, str] = {}  # key id -> the minute this process last recorded its use
 
     @classmethod
     def for_settings(cls, settings: Any) -> KeyStore:
@@ -80,12 +82,16 @@ class KeyStore:
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ready = self._ready and self.path.exists()
+        if not ready:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         try:
-            con.execute("pragma journal_mode=wal")
-            for ddl in _DDL:
-                con.execute(ddl)
+            if not ready:
+                con.execute("pragma journal_mode=wal")
+                for ddl in _DDL:
+                    con.execute(ddl)
+                self._ready = True
             yield con
         finally:
             con.close()
@@ -163,8 +169,12 @@ class KeyStore:
         return key if key and not key.revoked_at else None
 
     def touch(self, key_id: str) -> None:
-        """Record that a key was used (at most once a minute per key, to spare the file)."""
+        """Record that a key was used (at most once a minute per key, to spare the file: concurrent
+        requests would otherwise queue on SQLite's write lock, whose busy wait sleeps)."""
         now = _now()
+        if self._touched.get(key_id) == now[:16]:
+            return
+        self._touched[key_id] = now[:16]
         with self._db() as con:
             con.execute(
                 "update keys set last_used_at = ? where key_id = ? "

@@ -38,6 +38,7 @@ class Reader:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._settings: Any = None
         self._checked = 0.0
+        self._users: dict[int, int] = {}  # id(connection) -> requests using it now
 
     @property
     def path(self) -> Path:
@@ -53,13 +54,33 @@ class Reader:
     @contextlib.contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor on the current snapshot; safe to use from any thread, one per request."""
-        self._refresh()
-        assert self._con is not None
-        cur = self._con.cursor()
-        try:
+        with self.pinned() as (_, cur):
             yield cur
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[tuple[Any, duckdb.DuckDBPyConnection]]:
+        """The settings and a cursor of one snapshot, kept open together until the block ends: a
+        snapshot published meanwhile does not close it under the request (its connection is closed
+        when its last user leaves), and view functions given these settings read the same file (its
+        database stays open, so DuckDB serves them even once the file is unlinked)."""
+        self._refresh()
+        with self._lock:
+            con, settings = self._con, self._settings
+            assert con is not None
+            self._users[id(con)] = self._users.get(id(con), 0) + 1
+        try:
+            cur = con.cursor()
+            try:
+                yield settings, cur
+            finally:
+                cur.close()
         finally:
-            cur.close()
+            with self._lock:
+                self._users[id(con)] -= 1
+                if not self._users[id(con)]:
+                    del self._users[id(con)]
+                    if con is not self._con:
+                        con.close()  # retired while in use: its last user closes it
 
     def published_at(self) -> float | None:
         """When the current snapshot was published (epoch seconds), None before the first one."""
@@ -85,16 +106,27 @@ class Reader:
             return
         with self._lock:
             self._checked = now
-            latest = snapshot.current(self._base.warehouse.path)
-            if latest is None:
-                raise NoSnapshotError(
-                    "nothing has been published to read yet: run the pipeline once (`clarion run` or "
-                    "`make demo`); every run publishes the read snapshot the API serves"
-                )
-            if latest == self._path and self._con is not None:
-                return
-            w = self._base.warehouse
-            con = Warehouse(latest, threads=w.threads, memory_limit=w.memory_limit)._open(read_only=True)
+            for attempt in range(3):
+                latest = snapshot.current(self._base.warehouse.path)
+                if latest is None:
+                    raise NoSnapshotError(
+                        "nothing has been published to read yet: run the pipeline once (`clarion run` "
+                        "or `make demo`); every run publishes the read snapshot the API serves"
+                    )
+                if latest == self._path and self._con is not None:
+                    return
+                w = self._base.warehouse
+                try:
+                    con = Warehouse(latest, threads=w.threads, memory_limit=w.memory_limit)._open(
+                        read_only=True
+                    )
+                    break
+                except (duckdb.Error, OSError):
+                    # a writer published again and pruned this one between the pointer and the open
+                    if latest.exists() or attempt == 2:
+                        if self._con is not None:
+                            return  # keep serving the open snapshot; look again at the next check
+                        raise
             old, self._con, self._path = self._con, con, latest
             self._settings = self._base.model_copy(
                 update={
@@ -102,5 +134,5 @@ class Reader:
                     "api": self._base.api.model_copy(update={"snapshot": False}),
                 }
             )
-            if old is not None:
-                old.close()
+            if old is not None and not self._users.get(id(old)):
+                old.close()  # else the last request using it closes it

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import duckdb
+
 from clarion.config import Settings
 from clarion.nba.decide import as_json
 from clarion.runs import NOT_SETTLED
@@ -17,20 +19,26 @@ def decision(settings: Settings, contact_id: int) -> dict[str, Any] | None:
     with Warehouse.from_settings(settings).read() as con:
         if not relation_exists(con, "ml", "next_best_action"):
             return None
-        cur = con.execute(
-            f"""
-            select n.*, s.reasons_text, s.vs_average
-            from ml.next_best_action n
-            left join ml.customer_scores s on s.run_id = n.run_id and s.contact_id = n.contact_id
-            where n.contact_id = ? and n.nba_run_id not in ({NOT_SETTLED})
-            order by n.decided_at desc limit 1
-            """,
-            [contact_id],
-        )
-        row = cur.fetchone()
-        if row is None:
-            return None
-        names = [d[0] for d in cur.description]
+        return latest_decision(con, contact_id)
+
+
+def latest_decision(con: duckdb.DuckDBPyConnection, contact_id: int) -> dict[str, Any] | None:
+    """`decision` on an open connection that has ml.next_best_action (the API's read snapshot)."""
+    cur = con.execute(
+        f"""
+        select n.*, s.reasons_text, s.vs_average
+        from ml.next_best_action n
+        left join (select run_id, contact_id, reasons_text, vs_average from ml.customer_scores
+                   where contact_id = ?) s on s.run_id = n.run_id and s.contact_id = n.contact_id
+        where n.contact_id = ? and n.nba_run_id not in ({NOT_SETTLED})
+        order by n.decided_at desc limit 1
+        """,
+        [contact_id, contact_id],  # filtered on both sides: a point lookup, not a join of the tables
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    names = [d[0] for d in cur.description]
     out = as_json(dict(zip(names, row, strict=True)))
     out["explanation"] = explain(out)
     return out

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import duckdb
+
 from clarion.config import Settings
 from clarion.currency import rates
 from clarion.errors import ClarionError
@@ -18,22 +20,41 @@ def explanation(settings: Settings, contact_id: int) -> dict[str, Any]:
     with Warehouse.from_settings(settings).read() as con:
         if not relation_exists(con, "ml", "customer_scores"):
             raise ClarionError("no customer has been scored yet: run `clarion segment` (or `clarion run`)")
-        columns = {r[0] for r in con.execute("describe ml.customer_scores").fetchall()}
-        standing = [c for c in STANDING if c in columns]  # older runs did not record these
-        row = con.execute(
-            f"""
-            select run_id, contact_id, as_of, horizon_days, model_version, purchase_probability,
-                   churn_risk, expected_value_eur, segment, to_json(reasons), scored_at
-                   {"".join(", " + c for c in standing)}
-            from ml.customer_scores where contact_id = ? order by scored_at desc limit 1
-            """,
-            [contact_id],
-        ).fetchone()
-    if row is None:
+        out = latest_score(con, contact_id, rates(settings))
+    if out is None:
         raise ClarionError(
             f"customer {contact_id} was not scored in any run: is the id right, and had they signed up "
             "before the scoring day? (`clarion status` shows the last runs)"
         )
+    return out
+
+
+def score_columns(con: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
+    """The STANDING columns ml.customer_scores has (older runs did not record them)."""
+    columns = {r[0] for r in con.execute("describe ml.customer_scores").fetchall()}
+    return tuple(c for c in STANDING if c in columns)
+
+
+def latest_score(
+    con: duckdb.DuckDBPyConnection,
+    contact_id: int,
+    units_per_eur: dict[str, float],
+    standing: tuple[str, ...] | None = None,
+) -> dict[str, Any] | None:
+    """`explanation` on an open connection (the API's cursor on the read snapshot): the customer's
+    latest score, or None when they were never scored. ``standing``: `score_columns(con)`, when known."""
+    standing = score_columns(con) if standing is None else standing
+    row = con.execute(
+        f"""
+        select run_id, contact_id, as_of, horizon_days, model_version, purchase_probability,
+               churn_risk, expected_value_eur, segment, to_json(reasons), scored_at
+               {"".join(", " + c for c in standing)}
+        from ml.customer_scores where contact_id = ? order by scored_at desc limit 1
+        """,
+        [contact_id],
+    ).fetchone()
+    if row is None:
+        return None
     keys = (
         "run_id",
         "contact_id",
@@ -53,7 +74,7 @@ def explanation(settings: Settings, contact_id: int) -> dict[str, Any]:
     out["as_of"] = str(out["as_of"])
     out["scored_at"] = str(out["scored_at"])
     out["currency"] = out.get("currency") or "EUR"  # runs before currencies were recorded wrote EUR
-    out["expected_value"] = out["expected_value_eur"] * rates(settings).get(out["currency"], 1.0)
+    out["expected_value"] = out["expected_value_eur"] * units_per_eur.get(out["currency"], 1.0)
     return out
 
 
@@ -138,3 +159,32 @@ def models_text(listing: dict[str, Any]) -> str:
         )
     lines.append("  * promoted: scores customers. Cards: clarion models show VERSION")
     return "\n".join(lines)
+
+
+def segments_listing(con: duckdb.DuckDBPyConnection, name: str | None = None) -> dict[str, Any]:
+    """The segments of the latest scoring run that finished (as the report picks it): size, share,
+    mean churn risk and value, profile, drivers; ``name``: that segment only (empty list if absent)."""
+    from clarion.runs import NOT_SETTLED
+
+    if not relation_exists(con, "ml", "segments"):
+        return {"run_id": None, "as_of": None, "model_version": None, "segments": []}
+    latest = con.execute(
+        "select run_id, any_value(as_of)::varchar, any_value(model_version) from ml.segments "
+        f"where run_id not in ({NOT_SETTLED}) group by run_id order by max(scored_at) desc limit 1"
+    ).fetchone()
+    if latest is None:
+        return {"run_id": None, "as_of": None, "model_version": None, "segments": []}
+    cur = con.execute(
+        "select segment, customers, share, mean_churn_risk, mean_expected_value_eur, profile, top_drivers, "
+        "high_value_from_eur from ml.segments where run_id = ? and (? is null or segment = ?) "
+        "order by customers desc, segment",
+        [latest[0], name, name],
+    )
+    keys = [d[0] for d in cur.description]
+    segments = []
+    for row in cur.fetchall():
+        seg = dict(zip(keys, row, strict=True))
+        seg["profile"] = json.loads(seg["profile"]) if seg["profile"] else {}
+        seg["top_drivers"] = json.loads(seg["top_drivers"]) if seg["top_drivers"] else []
+        segments.append(seg)
+    return {"run_id": latest[0], "as_of": latest[1], "model_version": latest[2], "segments": segments}
