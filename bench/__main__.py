@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-SUITES = ("generate", "extract", "transform", "segment", "content", "e2e", "clv", "nba", "experiments")
+SUITES = (
+    "generate",
+    "extract",
+    "transform",
+    "segment",
+    "content",
+    "e2e",
+    "clv",
+    "nba",
+    "experiments",
+    "ondemand",
+)
 
 
 def main() -> None:
@@ -54,6 +65,10 @@ def main() -> None:
         from bench import experiments
 
         print(experiments.main(sizes))  # results statistics and the uplift learner on simulated customers
+    if "ondemand" in args.suites:
+        from bench import ondemand
+
+        print(ondemand.main())  # one on-demand draft's latency with the model warm (no data size)
 
 
 if __name__ == "__main__":
