@@ -7,9 +7,12 @@ from pathlib import Path
 
 
 class ClarionError(Exception):
-    """Base for every error the CLI shows as a message instead of a traceback."""
+    """Base for every error the CLI shows as a message instead of a traceback.
+
+    ``http_status`` is what the REST API answers with it (a problem+json body carrying the message)."""
 
     exit_code = 1
+    http_status = 400
 
 
 class ConfigError(ClarionError):
@@ -29,6 +32,13 @@ class WarehouseBusyError(ClarionError):
     """Another process holds the warehouse for writing."""
 
     exit_code = 3
+    http_status = 409
+
+
+class NotFoundError(ClarionError):
+    """What was asked for does not exist (a draft, a run, a customer, a model version)."""
+
+    http_status = 404
 
 
 class GenerateError(ClarionError):

@@ -215,28 +215,47 @@ class Warehouse:
     """Opens the DuckDB file with the project's settings and knows its schemas."""
 
     def __init__(
-        self, path: Path, *, lock_wait_seconds: float = 0.0, threads: int = 2, memory_limit: str = "4GB"
+        self,
+        path: Path,
+        *,
+        lock_wait_seconds: float = 0.0,
+        threads: int = 2,
+        memory_limit: str = "4GB",
+        snapshot: bool = False,
     ):
         self.path = Path(path)
         self.lock_wait_seconds = lock_wait_seconds
         self.threads = threads
         self.memory_limit = memory_limit
+        self.snapshot = snapshot
         self.lock = WriterLock(self.path)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Warehouse:
         w = settings.warehouse
         return cls(
-            w.path, lock_wait_seconds=w.lock_wait_seconds, threads=w.threads, memory_limit=w.memory_limit
+            w.path,
+            lock_wait_seconds=w.lock_wait_seconds,
+            threads=w.threads,
+            memory_limit=w.memory_limit,
+            snapshot=settings.api.snapshot,
         )
 
     # ---------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def writing(self, purpose: str, wait_seconds: float | None = None) -> Iterator[None]:
-        """Hold the writer lock (re-entrant within a process) for a run or a stage."""
+        """Hold the writer lock (re-entrant within a process) for a run or a stage.
+
+        When the outermost session of the process ends without an error, the read snapshot is
+        published (clarion.snapshot), still under the lock, so readers see the whole session or none."""
         wait = self.lock_wait_seconds if wait_seconds is None else wait_seconds
+        outermost = not self.lock.held_here()
         with self.lock.hold(purpose, wait):
             yield
+            if outermost and self.snapshot:
+                from clarion import snapshot
+
+                snapshot.publish(self.path, self.duckdb_config())
 
     @contextlib.contextmanager
     def connect(

@@ -157,3 +157,20 @@ def small_run(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> dict:
         "result": result,
         "outputs": run_outputs(root, result["run_id"]),
     }
+
+
+@pytest.fixture(scope="session")
+def api_project(tmp_path_factory: pytest.TempPathFactory, small_run) -> dict:
+    """The small run's project copied, drafted for its largest segment (the tiny brief `api-test`,
+    the real model), with one API key per role: ``keys[role]``. Tests that write copy it further."""
+    from api_helpers import make_api_project
+
+    return make_api_project(tmp_path_factory.mktemp("api_project"), small_run["root"])
+
+
+@pytest.fixture(scope="session")
+def live_api(api_project) -> Iterator:
+    """A real uvicorn server (a thread of this process) serving the API project."""
+    from api_helpers import serve
+
+    yield from serve(api_project["settings"])

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from clarion.cli import (  # noqa: F401  (importing the verb modules registers their commands)
+    api,
     content,
     erase,
     fairness,

@@ -12,6 +12,7 @@ Layout: `base` (the section base class, project-relative paths), `sources` (the 
 -> Settings, messages naming the wrong key, `describe()`). Import from `clarion.config`.
 """
 
+from clarion.config.api import ApiSettings
 from clarion.config.base import CONFIG_ENV, DEFAULT_FILE, ENV_PREFIX, SHIPPED, ProjectPath, Section
 from clarion.config.loading import describe, find_config_file, load_settings
 from clarion.config.loop import ExperimentsSettings, NbaSettings
@@ -52,6 +53,7 @@ __all__ = [
     "REPORT_SUBJECT_FIELDS",
     "SHIPPED",
     "SOURCE_KINDS",
+    "ApiSettings",
     "AuditSettings",
     "ContentSettings",
     "DatabaseSource",

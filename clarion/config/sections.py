@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from clarion.config.api import ApiSettings
 from clarion.config.base import ENV_NAME, SHIPPED, ProjectPath, Section, not_a_setting
 from clarion.config.loop import ExperimentsSettings, NbaSettings
 from clarion.config.privacy import FairnessSettings, OversightSettings, PrivacySettings, RetentionSettings
@@ -372,6 +373,7 @@ class Settings(Section):
     retention: RetentionSettings = RetentionSettings()
     fairness: FairnessSettings = FairnessSettings()
     oversight: OversightSettings = OversightSettings()
+    api: ApiSettings = ApiSettings()
     prefect: PrefectSettings = PrefectSettings()
     logging: LoggingSettings = LoggingSettings()
 
