@@ -25,7 +25,7 @@ from typing import Any
 
 import duckdb
 
-from clarion import audit, runs
+from clarion import audit, runs, snapshot
 from clarion.config import Settings
 from clarion.content.runner import (
     draft_context,
@@ -236,18 +236,14 @@ def resolve_brief(settings: Settings, brief: str | dict[str, Any]) -> tuple[Brie
 def reading(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection on the published read snapshot (clarion.snapshot) when there is one,
     so drafting never waits for a running pipeline; else on the warehouse itself."""
-    path = None
-    with contextlib.suppress(ImportError):
-        from clarion import snapshot  # the API's read snapshot (issue 23)
-
-        path = snapshot.current(settings)
+    path = snapshot.current(settings.warehouse.path)
     if path is None:
         with Warehouse.from_settings(settings).read() as con:
             yield con
         return
-    con = duckdb.connect(str(path), read_only=True)
+    w = settings.warehouse  # the API's Reader opens the snapshot with these: DuckDB wants one config
+    con = Warehouse(path, threads=w.threads, memory_limit=w.memory_limit)._open(read_only=True)
     try:
-        con.execute("set TimeZone = 'UTC'")
         yield con
     finally:
         con.close()

@@ -126,18 +126,21 @@ def _customer_segment(
             f"a pseudonym is {pseudonyms.PREFIX} followed by {pseudonyms.DIGITS} hex digits (as exports and "
             "the API show customers)",
         )
-    expr, key = pseudonyms.for_settings(settings, con).sql("s.contact_id")
+    nobody = OnDemandError(
+        "pseudonym",
+        "no customer of the latest scoring run has that pseudonym, or they may not receive marketing on "
+        "this channel (no consent, an objection or an erasure): no draft is made for them",
+    )
+    try:
+        expr, key = pseudonyms.for_settings(settings, con).sql("s.contact_id")
+    except duckdb.Error:  # a read-only snapshot without a kept key: no pseudonym was ever handed out
+        raise nobody from None
     in_rule = f"({brief.audience.rule})" if brief.audience.rule else "true"
     row = con.execute(
         f"select s.contact_id, s.segment, {in_rule} from ml.customer_scores s "
         f"where s.run_id = ? and {expr} = ?",
         [scoring_run, *key, pseudonym],
     ).fetchone()
-    nobody = OnDemandError(
-        "pseudonym",
-        "no customer of the latest scoring run has that pseudonym, or they may not receive marketing on "
-        "this channel (no consent, an objection or an erasure): no draft is made for them",
-    )
     if row is None or not _reachable(con, int(row[0]), channel):
         raise nobody
     _, segment, matches = row
@@ -159,7 +162,9 @@ def _reachable(con: duckdb.DuckDBPyConnection, contact_id: int, channel: str) ->
     objecting = con.execute(
         f"select count(*) from ({objectors_sql(con)}) where contact_id = ?", [contact_id]
     ).fetchone()[0]
-    erased = con.execute(f"select {erased_sql(con, '?')}", [contact_id]).fetchone()[0]
+    erased = con.execute(
+        f"select {erased_sql(con, 'c.id')} from (select ?::bigint as id) c", [contact_id]
+    ).fetchone()[0]
     if objecting or erased:
         return False
     column = CONSENT_COLUMN.get(channel)
