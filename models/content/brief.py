@@ -369,6 +369,8 @@ def load_brief(path: Path) -> Brief:
         raise BriefError(f"{path}: not valid YAML ({exc}); fix the file") from None
     except OSError as exc:
         raise BriefError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not isinstance(data, dict):
+        raise BriefError(f"{path}: a brief is a YAML mapping (name:, goal:, audience:, offer:, ...)")
     brief = validate_brief(data, str(path))
     if brief.name != path.stem:
         raise BriefError(f"{path}: name is {brief.name!r} but the file is {path.name}: make them the same")
