@@ -16,6 +16,7 @@ SUITES = (
     "experiments",
     "alerts",
     "api",
+    "ondemand",
 )
 
 
@@ -74,6 +75,10 @@ def main() -> None:
         from bench import api
 
         print(api.main(sizes))  # customer lookups through the REST API, idle and while a writer publishes
+    if "ondemand" in args.suites:
+        from bench import ondemand
+
+        print(ondemand.main())  # one on-demand draft's latency with the model warm (no data size)
 
 
 if __name__ == "__main__":

@@ -209,6 +209,17 @@ class ContentSettings(Section):
     min_meaning: float = Field(
         0.6, ge=-1, le=1, description="a rewritten slot must keep this cosine similarity to the brief's seed"
     )
+    # on-demand drafts (one segment, one channel, one variant, while someone waits): fewer candidates
+    # and shorter slots than the batch stage, both slots in one generate call (bench/ondemand.py)
+    on_demand_candidates: int = Field(
+        2, ge=1, le=16, description="sampled candidates per slot of an on-demand draft"
+    )
+    on_demand_max_new_tokens: int = Field(
+        24, ge=4, le=256, description="longest slot of an on-demand draft, in tokens"
+    )
+    on_demand_wait_seconds: float = Field(
+        5.0, ge=0, le=600, description="how long an on-demand draft waits for the writer lock to store it"
+    )
 
 
 # fields a report subject may name (clarion/report/mail.py fills them)

@@ -20,7 +20,7 @@ from clarion.content.store import (
 )
 from clarion.oversight import tiers
 from clarion.warehouse import Warehouse
-from models.content.brief import Brief, BriefError, load_brief
+from models.content.brief import Brief, BriefError, load_brief, validate_brief
 from models.content.drafts import SAMPLE_FIRST_NAME, content_hash
 from models.content.guardrails import check_copy
 
@@ -33,15 +33,33 @@ class NotAnApproverError(ContentError):
 
 def _brief_for(settings: Settings, draft: dict[str, Any]) -> Brief:
     path = settings.content.briefs / f"{draft['campaign']}.yaml"
+    provenance = draft["provenance"] or {}
+    drafted = provenance.get("brief", {}).get("sha256")
+    if not path.exists() and "brief_document" in provenance:
+        return _inline_brief(draft, provenance["brief_document"], drafted)
     try:
         brief = load_brief(path)
     except BriefError as exc:
         raise ContentError(f"the brief of draft {draft['draft_id']} cannot be read: {exc}") from None
-    drafted = (draft["provenance"] or {}).get("brief", {}).get("sha256")
     if drafted and drafted != brief.sha256():
         raise ContentError(
             f"{path} changed since draft {draft['draft_id']} was written (brief sha256 {drafted[:12]} -> "
             f"{brief.sha256()[:12]}): draft again with `clarion content --campaign {brief.name}`"
+        )
+    return brief
+
+
+def _inline_brief(draft: dict[str, Any], document: Any, drafted: str | None) -> Brief:
+    """The brief an on-demand draft was given inline (no file of that name), from its provenance,
+    validated again and bound to the sha256 recorded when it was drafted."""
+    try:
+        brief = validate_brief(document, f"the inline brief of draft {draft['draft_id']}")
+    except BriefError as exc:
+        raise ContentError(str(exc)) from None
+    if brief.sha256() != drafted:
+        raise ContentError(
+            f"the inline brief stored with draft {draft['draft_id']} no longer matches its recorded sha256: "
+            "it was changed outside Clarion; draft again"
         )
     return brief
 

@@ -186,15 +186,7 @@ def generate(
         ensure_tables(con)
         scoring_run, as_of = latest_scoring_run(con)
         targets = {b.name: audiences(con, b, scoring_run) for b in briefs}
-        retired = {b.name: retired_variants(con, b.name) for b in briefs}
-        thresholds = run_thresholds(con, settings, scoring_run) if scoring_run else {}
-        definitions = {
-            r[0]: r[1:]
-            for r in con.execute(
-                "select segment, model_version, high_value_from_eur from ml.segments where run_id = ?",
-                [scoring_run],
-            ).fetchall()
-        }
+        contexts = {b.name: draft_context(con, settings, b, run_id, scoring_run, as_of) for b in briefs}
     started = time.perf_counter()
     if lm is None:
         lm = load_generator(settings)
@@ -204,7 +196,6 @@ def generate(
         meaning = default_meaning_model()
     load_s = time.perf_counter() - started
     params = draft_params(settings)
-    s = settings.segment
     summary: dict[str, Any] = {
         "scoring_run_id": scoring_run,
         "as_of": as_of,
@@ -218,18 +209,8 @@ def generate(
                 {"campaign": brief.name, "drafts": 0, "note": "no customers in its audience"}
             )
             continue
-        context = {
-            "run_id": run_id,
-            "scoring_run_id": scoring_run,
-            "as_of": as_of,
-            "retired_variants": retired[brief.name],
-            "segment_definition": {
-                "rule": brief.audience.rule,
-                "segments": list(brief.audience.segments),
-                "thresholds": {**thresholds, "new_days": s.new_days},
-                "scoring_model": {g: definitions.get(g, (None, None))[0] for g in brief.audience.segments},
-            },
-        }
+        context = contexts[brief.name]
+        retired = context["retired_variants"]
         started = time.perf_counter()
         before = dict(lm.stats()) if hasattr(lm, "stats") else {}
         drafts, prompts = draft_brief(
@@ -239,7 +220,7 @@ def generate(
             meaning,
             params,
             context,
-            retired[brief.name],
+            retired,
         )
         seconds = time.perf_counter() - started
         after = dict(lm.stats()) if hasattr(lm, "stats") else {}
@@ -249,7 +230,7 @@ def generate(
         summary["campaigns"].append(
             {
                 "campaign": brief.name,
-                **({"retired_variants": retired[brief.name]} if retired[brief.name] else {}),
+                **({"retired_variants": retired} if retired else {}),
                 "segments": {g.segment: g.customers for g in groups},
                 "drafts": len(drafts),
                 "pending": sum(not d.blocked for d in drafts),
@@ -266,6 +247,36 @@ def generate(
     return summary
 
 
+def draft_context(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    brief: Brief,
+    run_id: str,
+    scoring_run: str,
+    as_of: str,
+) -> dict[str, Any]:
+    """What every draft of ``brief`` records about where it came from (its provenance's context):
+    the runs, the variants retired by a measured experiment, and the segment definition it targets."""
+    thresholds = run_thresholds(con, settings, scoring_run) if scoring_run else {}
+    models = dict(
+        con.execute(
+            "select segment, model_version from ml.segments where run_id = ?", [scoring_run]
+        ).fetchall()
+    )
+    return {
+        "run_id": run_id,
+        "scoring_run_id": scoring_run,
+        "as_of": as_of,
+        "retired_variants": retired_variants(con, brief.name),
+        "segment_definition": {
+            "rule": brief.audience.rule,
+            "segments": list(brief.audience.segments),
+            "thresholds": {**thresholds, "new_days": settings.segment.new_days},
+            "scoring_model": {g: models.get(g) for g in brief.audience.segments},
+        },
+    }
+
+
 def draft_id(run_id: str, campaign: str, segment: str, channel: str, variant: str, sha: str) -> str:
     return (
         "d"
@@ -276,51 +287,68 @@ def draft_id(run_id: str, campaign: str, segment: str, channel: str, variant: st
 def _store(
     wh: Warehouse, run_id: str, scoring_run: str, brief: Brief, drafts: list[Any], prompts: list[Any]
 ) -> None:
-    now = utc_now()
     with wh.connect("content write") as con:
         ensure_tables(con)
         con.execute("begin transaction")
         try:
-            # a rerun of the same run replaces what nobody has decided on yet
-            con.execute(
-                "delete from content.drafts where run_id = ? and campaign = ? "
-                "and status in ('pending', 'blocked') "
-                "and draft_id not in (select draft_id from content.decisions)",
-                [run_id, brief.name],
-            )
-            con.execute("delete from content.prompts where run_id = ? and campaign = ?", [run_id, brief.name])
-            # and what a run that stopped before its drafting finished left of this campaign
-            supersede_unfinished(con, run_id, brief.name)
-            con.executemany(
-                "insert into content.prompts values (?, ?, ?, ?, ?, ?, ?, ?)",
-                [[run_id, brief.name, p.segment, p.slot, p.sha256(), p.system, p.user, now] for p in prompts],
-            )
-            for d in drafts:
-                sha = d.content_sha256
-                did = draft_id(run_id, brief.name, d.segment, d.channel, d.variant, sha)
-                con.execute(
-                    "insert into content.drafts values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "on conflict (draft_id) do nothing",
-                    [
-                        did,
-                        run_id,
-                        scoring_run,
-                        brief.name,
-                        d.segment,
-                        d.channel,
-                        d.variant,
-                        "blocked" if d.blocked else "pending",
-                        json.dumps(d.content),
-                        sha,
-                        d.fallback,
-                        d.ai_generated,
-                        json.dumps(d.checks.to_json()),
-                        json.dumps({**d.provenance, "draft_id": did}),
-                        now,
-                        now,
-                    ],
-                )
+            write_drafts(con, run_id, scoring_run, brief, drafts, prompts)
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
             raise
+
+
+def write_drafts(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    scoring_run: str,
+    brief: Brief,
+    drafts: list[Any],
+    prompts: list[Any],
+) -> list[str]:
+    """Store one brief's drafts of ``run_id`` and the prompts sent for them, in the caller's
+    transaction; returns the drafts' ids in order. Blocked drafts are stored too, with their failed
+    checks, and are never offered for approval."""
+    now = utc_now()
+    ids = []
+    # a rerun of the same run replaces what nobody has decided on yet
+    con.execute(
+        "delete from content.drafts where run_id = ? and campaign = ? "
+        "and status in ('pending', 'blocked') "
+        "and draft_id not in (select draft_id from content.decisions)",
+        [run_id, brief.name],
+    )
+    con.execute("delete from content.prompts where run_id = ? and campaign = ?", [run_id, brief.name])
+    # and what a run that stopped before its drafting finished left of this campaign
+    supersede_unfinished(con, run_id, brief.name)
+    con.executemany(
+        "insert into content.prompts values (?, ?, ?, ?, ?, ?, ?, ?)",
+        [[run_id, brief.name, p.segment, p.slot, p.sha256(), p.system, p.user, now] for p in prompts],
+    )
+    for d in drafts:
+        sha = d.content_sha256
+        did = draft_id(run_id, brief.name, d.segment, d.channel, d.variant, sha)
+        con.execute(
+            "insert into content.drafts values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "on conflict (draft_id) do nothing",
+            [
+                did,
+                run_id,
+                scoring_run,
+                brief.name,
+                d.segment,
+                d.channel,
+                d.variant,
+                "blocked" if d.blocked else "pending",
+                json.dumps(d.content),
+                sha,
+                d.fallback,
+                d.ai_generated,
+                json.dumps(d.checks.to_json()),
+                json.dumps({**d.provenance, "draft_id": did}),
+                now,
+                now,
+            ],
+        )
+        ids.append(did)
+    return ids

@@ -58,6 +58,10 @@ REQUIRED = {  # placeholders each channel's copy must carry so the offer is stat
 class BriefError(ClarionError):
     exit_code = 2
 
+    def __init__(self, message: str, problems: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []  # [{field, message}] when a brief's fields are invalid
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -367,17 +371,31 @@ def load_brief(path: Path) -> Brief:
         raise BriefError(f"{path}: cannot be read ({exc.strerror})") from None
     if not isinstance(data, dict):
         raise BriefError(f"{path}: a brief is a YAML mapping (name:, goal:, audience:, offer:, ...)")
-    try:
-        brief = Brief.model_validate(data)
-    except ValidationError as exc:
-        lines = [f"{path}: the brief is invalid ({exc.error_count()} problem(s)):"]
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  - {where}: {_message(err)}")
-        raise BriefError("\n".join(lines)) from None
+    brief = validate_brief(data, str(path))
     if brief.name != path.stem:
         raise BriefError(f"{path}: name is {brief.name!r} but the file is {path.name}: make them the same")
     return brief
+
+
+def validate_brief(data: Any, where: str) -> Brief:
+    """A brief from its parsed document (a brief file's YAML, or a brief sent inline to the API),
+    validated exactly as a brief file is; ``where`` names it in the messages. The error's ``problems``
+    list each field path and what to write instead."""
+    if not isinstance(data, dict):
+        raise BriefError(
+            f"{where}: a brief is a mapping (name:, goal:, audience:, offer:, ...)",
+            problems=[{"field": "(top level)", "message": "a brief is a mapping of its fields"}],
+        )
+    try:
+        return Brief.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in err["loc"]) or "(top level)", "message": _message(err)}
+            for err in exc.errors()
+        ]
+        lines = [f"{where}: the brief is invalid ({exc.error_count()} problem(s)):"]
+        lines += [f"  - {p['field']}: {p['message']}" for p in problems]
+        raise BriefError("\n".join(lines), problems=problems) from None
 
 
 def load_briefs(folder: Path, names: tuple[str, ...] = ()) -> list[Brief]:

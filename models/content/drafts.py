@@ -63,6 +63,7 @@ class DraftParams:
     max_new_tokens: int = 40
     temperature: float = 0.8
     top_p: float = 0.95
+    one_call: bool = False  # headline and hook in one generate call: one wait instead of two (on demand)
 
 
 @dataclass
@@ -120,40 +121,47 @@ def draft_brief(
     params: DraftParams,
     context: dict[str, Any],
     retired: Collection[str] = (),
+    *,
+    channels: Sequence[str] | None = None,
+    variants: int | None = None,
 ) -> tuple[list[Draft], list[SlotPrompt]]:
     """Every draft of one brief for the given segments (dicts with `segment`, `top_drivers`).
     `context` goes into each draft's provenance (run id, segment definition, ...). ``retired``:
     variants a measured experiment retired (`clarion results`): their letters are skipped, so the
-    winner keeps its letter and a new challenger takes the next free one. Returns the drafts and the
-    prompts actually sent."""
-    names = [n for n in VARIANT_NAMES if n not in set(retired)][: brief.variants]
-    if len(names) < brief.variants:
+    winner keeps its letter and a new challenger takes the next free one. ``channels`` and
+    ``variants`` narrow the drafts to some of the brief's channels and its first variants (an
+    on-demand draft: one channel, one variant). Returns the drafts and the prompts actually sent."""
+    count = brief.variants if variants is None else variants
+    names = [n for n in VARIANT_NAMES if n not in set(retired)][:count]
+    if len(names) < count:
         raise ValueError(f"campaign {brief.name}: every variant letter {VARIANT_NAMES} has been retired")
     prompts = [
         slot_prompt(brief, s["segment"], slot, s.get("top_drivers"))
         for s in segments
         for slot in ("headline", "hook")
     ]
-    n = brief.variants * params.candidates
+    n = count * params.candidates
     chosen: dict[tuple[str, str], list[Slot]] = {}
-    for slot in ("headline", "hook"):  # a headline needs far fewer tokens than a sentence
-        asked = [p for p in prompts if p.slot == slot]
+    # a headline needs far fewer tokens than a sentence: two calls, unless one wait matters more
+    groups = [("headline", "hook")] if params.one_call else [("headline",), ("hook",)]
+    for slots in groups:
+        asked = [p for p in prompts if p.slot in slots]
         outputs = lm.generate(
             [lm.chat_prompt(p.system, p.user) for p in asked],
             candidates=n,
-            max_new_tokens=min(params.max_new_tokens, SLOT_TOKENS[slot]),
+            max_new_tokens=min(params.max_new_tokens, max(SLOT_TOKENS[slot] for slot in slots)),
             ban=SLOT_BANS,
             seed=params.seed,
         )
         for prompt, generations in zip(asked, outputs, strict=True):
-            chosen[(prompt.segment, prompt.slot)] = _pick(brief, prompt, generations, meaning, params)
+            chosen[(prompt.segment, prompt.slot)] = _pick(brief, prompt, generations, meaning, params, count)
     facts = brief.facts()
     drafts: list[Draft] = []
     now = datetime.now(UTC).isoformat(timespec="seconds")
     for s in segments:
-        for channel in brief.channels:
+        for channel in channels or brief.channels:
             earlier: list[dict[str, str]] = []
-            for v in range(brief.variants):
+            for v in range(count):
                 slots = {slot: chosen[(s["segment"], slot)][v] for slot in ("headline", "hook")}
                 draft = _assemble(brief, s["segment"], channel, names[v], slots, facts, earlier)
                 if draft.blocked and not draft.fallback:
@@ -177,7 +185,12 @@ def fallback_problems(brief: Brief) -> list[str]:
 
 
 def _pick(
-    brief: Brief, prompt: SlotPrompt, generations: list[Any], meaning: Similarity, params: DraftParams
+    brief: Brief,
+    prompt: SlotPrompt,
+    generations: list[Any],
+    meaning: Similarity,
+    params: DraftParams,
+    variants: int,
 ) -> list[Slot]:
     """One slot per variant: the passing candidates with the closest meaning, distinct, best first;
     the seed sentence where too few pass."""
@@ -190,8 +203,8 @@ def _pick(
         key=lambda pair: -pair[0],
     )
     out: list[Slot] = []
-    per_variant = max(1, len(generations) // brief.variants)
-    for v in range(brief.variants):
+    per_variant = max(1, len(generations) // variants)
+    for v in range(variants):
         if v < len(ranked):
             score, text = ranked[v]
             out.append(Slot(text, False, prompt.sha256(), score, per_variant, len(ranked)))
