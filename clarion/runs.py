@@ -100,6 +100,9 @@ NOT_SETTLED = "select run_id from audit.runs where status in ('failed', 'interru
 # the next content run replaces those nobody decided on. Drafts of a run that is not in audit.runs
 # (drafted by a direct call of the library) count as finished.
 CONTENT_UNFINISHED = "select run_id from audit.runs where json_extract(stages, '$.content') is null"
+# Content runs of one on-demand draft each (clarion.content.ondemand): reviewed like any draft, but
+# never a campaign's batch export, which a pending on-demand draft would otherwise displace.
+ON_DEMAND_RUNS = "select run_id from audit.runs where command = 'draft on-demand'"
 
 
 def record_stage(con: duckdb.DuckDBPyConnection, run_id: str, stage: str, summary: dict[str, Any]) -> None:

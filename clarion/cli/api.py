@@ -27,6 +27,11 @@ def api() -> None:
 @click.pass_obj
 def api_serve(app: AppContext, host: str | None, port: int | None) -> None:
     """Serve the REST API (/api/v1, OpenAPI at /docs) and the web app (/) until Ctrl-C."""
+    import os
+
+    # torch's OpenMP threads spin while they wait: on busy cores that made on-demand drafts 5-10x
+    # slower (bench/RESULTS.md, On-demand drafts). Set before torch is imported; a user's value wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
     from clarion.api import create_app

@@ -25,7 +25,7 @@ from clarion.config import Settings
 from clarion.content.store import DRAFT_COLUMNS, RULE_SEGMENT, ContentError, draft_row, ensure_tables, utc_now
 from clarion.oversight import tiers
 from clarion.privacy.suppression import erased_sql
-from clarion.runs import CONTENT_UNFINISHED
+from clarion.runs import CONTENT_UNFINISHED, ON_DEMAND_RUNS
 from clarion.runtime import checkpoint
 from clarion.warehouse import Warehouse
 from models.content.brief import Brief
@@ -63,6 +63,7 @@ def export(settings: Settings, campaign: str | None = None, subset: Subset | Non
         latest = con.execute(
             "select campaign, arg_max(run_id, created_at) from content.drafts "
             f"where (? is null or campaign = ?) and run_id not in ({CONTENT_UNFINISHED}) "
+            f"and run_id not in ({ON_DEMAND_RUNS}) "
             "and (? or status = 'approved') "
             "group by campaign order by campaign",
             [campaign, campaign, subset is None],

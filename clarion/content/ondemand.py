@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["COMMAND", "Drafter", "OnDemandError", "reading", "resolve_brief"]
 
-COMMAND = "draft on-demand"  # audit.runs.command of an on-demand draft's run
+COMMAND = "draft on-demand"  # audit.runs.command of an on-demand draft's run (runs.ON_DEMAND_RUNS)
 
 
 class Drafter:
