@@ -4,6 +4,7 @@ get a checked draft stored pending (201), the others 403, bad requests a problem
 from __future__ import annotations
 
 import pytest
+from api_helpers import copy_api_project, serve
 from project_helpers import query
 
 from clarion.content import runner
@@ -14,7 +15,16 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 ROUTE = "/api/v1/drafts/on-demand"
 
 
-def test_a_marketer_gets_a_checked_draft_stored_pending_under_their_key(api_project: dict, live_api) -> None:
+@pytest.fixture(scope="module")
+def own(api_project: dict, tmp_path_factory):
+    """A copy of the API project and its own server: a stored draft must not change the shared one."""
+    project = copy_api_project(api_project, tmp_path_factory.mktemp("ondemand_api"))
+    for server in serve(project["settings"]):
+        yield project, server
+
+
+def test_a_marketer_gets_a_checked_draft_stored_pending_under_their_key(own) -> None:
+    api_project, live_api = own
     body = {"brief": api_project["campaign"], "segment": api_project["segment"], "channel": "email"}
     with live_api.client(api_project["keys"]["marketer"]) as client:
         r = client.post(ROUTE, json=body)

@@ -222,6 +222,12 @@ def test_an_on_demand_draft_is_approved_as_a_batch_draft_is_and_never_displaces_
     ]
     after = _exported_ids(project, campaign)
     assert out["draft_id"] not in after and after == before
+    from clarion.content.export import held_back
+    from clarion.content.store import get_draft
+    from clarion.warehouse import Warehouse
+
+    with Warehouse.from_settings(project).read() as con:  # what the web app's draft page says of it
+        assert "drafted on demand" in (held_back(con, None, get_draft(con, out["draft_id"])) or "")
 
 
 def test_an_inline_brief_is_drafted_and_reviewed_from_the_brief_stored_with_the_draft(
