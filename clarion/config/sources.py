@@ -54,6 +54,26 @@ class FileEntity(Section):
         le=MAX_RECORD_BYTES,
         description="a line of a CSV/JSON-lines file longer than this is quarantined (oversized_record)",
     )
+    values: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="contract column -> {value as the export writes it: contract value}, e.g. "
+        "status: {paid: completed, refunded: returned}; values not listed are checked as they are",
+    )
+    sql: str | None = Field(
+        None,
+        description="a DuckDB SELECT over the source's files (each file is a table named after it: "
+        "orders_export.csv -> orders_export) whose columns are the contract's; replaces files/columns",
+    )
+    inputs: dict[str, str] | None = Field(
+        None,
+        description="with sql: table name -> glob under the source path [default: every data file "
+        "of the folder, named after its file]",
+    )
+
+    @field_validator("values")
+    @classmethod
+    def _value_maps(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
+        return {col: {str(k): str(v) for k, v in (m or {}).items()} for col, m in value.items()}
 
     @field_validator("delimiter")
     @classmethod
@@ -62,6 +82,23 @@ class FileEntity(Section):
         if value != "whitespace" and len(value) != 1:
             raise ValueError("must be one character, '\\t' or 'whitespace'")
         return value
+
+    @model_validator(mode="after")
+    def _sql_alone(self):
+        if self.sql is not None:
+            if not self.sql.strip():
+                raise ValueError("sql: is empty; give a SELECT, or remove it")
+            clash = [k for k in ("files", "column_names") if getattr(self, k)]
+            if self.columns:
+                clash.append("columns")
+            if clash:
+                raise ValueError(
+                    f"sql: names its output columns itself; drop {', '.join(clash)} (use inputs: to "
+                    "choose the files it reads)"
+                )
+        elif self.inputs is not None:
+            raise ValueError("inputs: names the tables of a sql: mapping; add sql: or remove inputs:")
+        return self
 
     @model_validator(mode="after")
     def _header_or_names(self):

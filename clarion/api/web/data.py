@@ -49,7 +49,8 @@ def overview(reader: Reader) -> dict[str, Any]:
     with _overview_lock:
         if path in _overview:
             return _overview[path]
-    data = build.collect(reader.settings())
+    with reader.pinned() as (settings, _):  # the file stays open even if a newer snapshot replaces it
+        data = build.collect(settings)
     segments = data["segments"]
     data["charts"] = {
         "segments": _inline(segment_chart(segments)),
@@ -80,8 +81,9 @@ def customer(reader: Reader, base: Any, *, by_pseudonym: str = "", by_contact_id
     carries the contact id; the page shows it only to roles with read:contact_id. ``base``: the
     app's settings (the writer's warehouse, for the one-time pseudonym key)."""
     pz = _pseudonymizer(reader, base)
-    settings = reader.settings()
-    with reader.cursor() as cur:
+    # one snapshot for the lookup and the explanation: a snapshot published meanwhile (and the old
+    # file deleted) does not pull the file from under the explanation
+    with reader.pinned() as (settings, cur):
         if not relation_exists(cur, "ml", "customer_scores"):
             raise NotFoundError("no customer has been scored yet: run the pipeline once")
         if by_contact_id:
@@ -104,13 +106,13 @@ def customer(reader: Reader, base: Any, *, by_pseudonym: str = "", by_contact_id
                 [*params, by_pseudonym],
             ).fetchone()
             contact_id = scored[0] if scored else None
-    if scored is None:
-        asked = f"the contact id {by_contact_id}" if by_contact_id else f"the pseudonym {by_pseudonym}"
-        raise NotFoundError(
-            f"no scored customer has {asked}: check it (a customer who joined after the last scoring "
-            "day, objected to profiling or was erased has no score)"
-        )
-    found = explanation(settings, contact_id)
+        if scored is None:
+            asked = f"the contact id {by_contact_id}" if by_contact_id else f"the pseudonym {by_pseudonym}"
+            raise NotFoundError(
+                f"no scored customer has {asked}: check it (a customer who joined after the last scoring "
+                "day, objected to profiling or was erased has no score)"
+            )
+        found = explanation(settings, contact_id)
     found["pseudonym"] = pz(contact_id)
     return found
 
@@ -120,8 +122,8 @@ def _pseudonymizer(reader: Reader, base: Any) -> pseudonym.Pseudonymizer:
     (and cannot make one: it is read-only): the writer's warehouse makes it once, under the writer
     lock, and publishes a snapshot holding it."""
     try:
-        with reader.cursor() as cur:
-            return pseudonym.for_settings(reader.settings(), cur)
+        with reader.pinned() as (settings, cur):
+            return pseudonym.for_settings(settings, cur)
     except duckdb.Error:
         with Warehouse.from_settings(base).writing("pseudonym key", base.api.write_wait_seconds):
             made = pseudonym.for_settings(base)
@@ -131,13 +133,18 @@ def _pseudonymizer(reader: Reader, base: Any) -> pseudonym.Pseudonymizer:
 
 # -- drafts -----------------------------------------------------------------------------------------
 def queue(reader: Reader, status: str) -> list[dict[str, Any]]:
-    return list_drafts(reader.settings(), status=None if status == "all" else status)
+    with reader.pinned() as (settings, _):
+        return list_drafts(settings, status=None if status == "all" else status)
 
 
 def draft(reader: Reader, draft_id: str) -> dict[str, Any]:
     """A draft with its decisions, its brief (as it is now; None when unreadable, with why), and
     why the export would hold it back (None: it would go out)."""
-    settings = reader.settings()
+    with reader.pinned() as (settings, cur):
+        return _draft(settings, cur, draft_id)
+
+
+def _draft(settings: Any, cur: duckdb.DuckDBPyConnection, draft_id: str) -> dict[str, Any]:
     try:
         d = show_draft(settings, draft_id)
     except ContentError as exc:
@@ -155,8 +162,7 @@ def draft(reader: Reader, draft_id: str) -> dict[str, Any]:
             f"the brief {path.name} changed since this draft was written: the draft cannot be approved; "
             "draft the campaign again"
         )
-    with reader.cursor() as cur:
-        held = export.held_back(cur, brief, get_draft(cur, draft_id)) if _tiers_ready(cur) else "not approved"
+    held = export.held_back(cur, brief, get_draft(cur, draft_id)) if _tiers_ready(cur) else "not approved"
     return {"draft": d, "brief": brief, "brief_problem": brief_problem, "held_back": held}
 
 
@@ -224,7 +230,8 @@ def results(reader: Reader) -> dict[str, Any] | None:
     """The latest campaign results as `clarion results` shows them (the campaigns with a control group
     or several variants; ``left_out`` counts the others), or None when nothing was measured yet."""
     try:
-        summary = load(reader.settings())
+        with reader.pinned() as (settings, _):
+            summary = load(settings)
     except ResultsError:
         return None
     if not summary["campaigns"]:
