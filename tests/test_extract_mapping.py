@@ -1,4 +1,4 @@
-"""SQL mappings, value maps and `load_time` defaults: an export in another shape loads, checked like a file."""
+"""SQL mappings, value maps and `load_time` defaults: an export in its own shape loads, checked as a file."""
 
 from __future__ import annotations
 
