@@ -42,6 +42,7 @@ from clarion.extract.contract_sql import (
     typed_columns,
     typed_expr,
 )
+from clarion.extract.readers import consent_unknown_note
 from clarion.privacy import suppression
 from clarion.runtime import checkpoint
 from clarion.subject.correct import apply_to_load
@@ -187,6 +188,7 @@ class PublishJob:
     counted: dict[str, int] = field(default_factory=dict)  # per file: records an independent scan found
     swallowed: dict[str, list[dict]] = field(default_factory=dict)  # per file: lines after a lone quote
     source_count: SourceCount | None = None  # keyed: what the database or API counted for the load
+    consent_unknown: list[str] = field(default_factory=list)  # contacts: consent columns the export lacks
 
 
 def publish(con: duckdb.DuckDBPyConnection, job: PublishJob) -> PublishResult:
@@ -199,6 +201,10 @@ def publish(con: duckdb.DuckDBPyConnection, job: PublishJob) -> PublishResult:
             if job.extras is not None:  # only columns of files that can load become raw columns
                 extras = [c for c in extras if c in job.extras]
             _load(con, job, result, extras)
+            if job.consent_unknown:
+                (n,) = con.execute("select count(*) from __winners").fetchone()
+                job.notes.append(consent_unknown_note(job.consent_unknown, n))
+        if job.entity.name == "contacts":  # corrections and objections win over the source (Art. 16, 21)
             apply_to_load(con, job.notes)
         account(con, job, result)
     return result
