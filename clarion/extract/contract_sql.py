@@ -103,8 +103,53 @@ def _text(col: Column, landed_type: str) -> str:
     return f"nullif(trim({expr}), '')"
 
 
-def typed_expr(col: Column, landed_type: str, formats: Formats) -> str:
-    """The contract-typed value of a landed column (NULL when it does not parse)."""
+WHOLE_NUMBER = r"[+-]?[0-9]{1,18}(\.0*)?"  # 12402, 12402.0, 12402.00 (a spreadsheet's float): 12402
+FRACTION = r"[+-]?[0-9]*\.[0-9]+"  # a number that is not whole: never an id
+FLOATING = ("DOUBLE", "FLOAT", "REAL", "DECIMAL")
+
+
+def whole_number(text: str) -> str:
+    """A whole number written as text (``12402`` or ``12402.0``), as BIGINT; NULL otherwise.
+    (``try_cast('1.5' AS BIGINT)`` rounds to 2: a whole number must look like one first.)"""
+    return (
+        f"CASE WHEN regexp_full_match({text}, {lit(WHOLE_NUMBER)}) "
+        f"THEN try_cast(regexp_extract({text}, '^[+-]?[0-9]+') AS BIGINT) END"
+    )
+
+
+def text_key(text: str) -> str:
+    """A stable 63-bit number from a text id (``C536379``, ``K-1042``): equal text, equal key."""
+    return f"CAST(hash({text}) >> 1 AS BIGINT)"
+
+
+def id_key(text: str, *, any_text: bool = False) -> str:
+    """The numeric key of an id written as text (trimmed, NULL when empty): the number itself when it
+    is a whole one (``12402``, ``12402.0``), else a stable number from the text (:func:`text_key`), so
+    one id in two files, or in two loads, is one key. A fraction (``12402.5``) is no id: NULL (the row
+    is ``wrong_type``), unless ``any_text`` (a transactions file's customer id is any text)."""
+    fraction = "" if any_text else f"WHEN regexp_full_match({text}, {lit(FRACTION)}) THEN NULL "
+    return (
+        f"CASE WHEN {text} IS NULL THEN NULL "
+        f"WHEN regexp_full_match({text}, {lit(WHOLE_NUMBER)}) "
+        f"THEN try_cast(regexp_extract({text}, '^[+-]?[0-9]+') AS BIGINT) "
+        f"{fraction}ELSE {text_key(text)} END"
+    )
+
+
+def id_source(text: str) -> str:
+    """The original text of an id that is not a number (kept as ``source_<column>``), else NULL."""
+    return f"CASE WHEN NOT regexp_full_match({text}, {lit(WHOLE_NUMBER)}) THEN {text} END"
+
+
+def id_columns(entity: Entity) -> list[str]:
+    """The int columns that are keys: the primary key and the foreign keys. Their text may be any id."""
+    keys = [entity.primary_key, *entity.parents]
+    return [c.name for c in entity.columns if c.type == "int" and c.name in keys]
+
+
+def typed_expr(col: Column, landed_type: str, formats: Formats, *, id_column: bool = False) -> str:
+    """The contract-typed value of a landed column (NULL when it does not parse). An ``id_column``
+    (see :func:`id_columns`) also takes text that is not a number, as :func:`id_key`."""
     target = DUCKDB_TYPES[col.type]
     name = q(col.name)
     pairs = formats.value_map(col.name)
@@ -113,6 +158,8 @@ def typed_expr(col: Column, landed_type: str, formats: Formats) -> str:
             return name if landed_type == target else f"CAST({name} AS VARCHAR)"
         if col.type == "timestamp" and landed_type.startswith("TIMESTAMP"):
             return f"CAST({name} AS TIMESTAMPTZ)"  # naive database times are UTC (session zone)
+        if col.type == "int" and landed_type.startswith(FLOATING):  # 12402.0 is 12402; 1.5 is no int
+            return f"CASE WHEN {name} = floor({name}) THEN try_cast({name} AS BIGINT) END"
         return f"try_cast({name} AS {target})"
     text = _mapped(_text(col, landed_type), pairs)
     if col.type == "string":
@@ -120,8 +167,7 @@ def typed_expr(col: Column, landed_type: str, formats: Formats) -> str:
     if col.type == "decimal":
         text = _decimal_text(text, formats)
     if col.type == "int":
-        # try_cast('1.5' AS BIGINT) rounds to 2: a whole number must look like one first
-        return f"CASE WHEN regexp_full_match({text}, '[+-]?[0-9]+') THEN try_cast({text} AS BIGINT) END"
+        return id_key(text) if id_column else whole_number(text)
     if col.type == "timestamp":
         # the configured format first, then ISO 8601, then a bare date (midnight UTC)
         tries = []
@@ -172,7 +218,10 @@ def typed_columns(spec: CheckSpec) -> list[str]:
     cols = []
     for c in spec.entity.columns:
         if c.name in spec.landed:
-            cols.append(f"{typed_expr(c, spec.landed[c.name], spec.formats)} AS {typed(c.name)}")
+            ids = c.name in id_columns(spec.entity)
+            cols.append(
+                f"{typed_expr(c, spec.landed[c.name], spec.formats, id_column=ids)} AS {typed(c.name)}"
+            )
         else:
             cols.append(f"CAST(NULL AS {DUCKDB_TYPES[c.type]}) AS {typed(c.name)}")
     return cols
@@ -303,6 +352,9 @@ __all__ = [
     "Formats",
     "check_sql",
     "field_findings",
+    "id_columns",
+    "id_key",
+    "id_source",
     "lit",
     "q",
     "row_hash",

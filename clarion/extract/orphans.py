@@ -20,7 +20,18 @@ import duckdb
 from clarion.contract import ENTITIES, Entity
 from clarion.extract import findings
 from clarion.extract.accounting import account
-from clarion.extract.contract_sql import FILE, ROW, SEQ, CheckSpec, Formats, check_sql, lit, q, typed_columns
+from clarion.extract.contract_sql import (
+    FILE,
+    ROW,
+    SEQ,
+    CheckSpec,
+    Formats,
+    check_sql,
+    id_key,
+    lit,
+    q,
+    typed_columns,
+)
 from clarion.extract.publish import PublishJob, PublishResult, _load, _versions, transaction
 
 log = logging.getLogger(__name__)
@@ -47,10 +58,11 @@ def _waiting(child: Entity, parent: str) -> str:
     pk = q(ENTITIES[parent].primary_key)
     fks = [fk for fk, p in child.parents.items() if p == parent]
     fields = ", ".join(lit(fk) for fk in fks)
+    text = "nullif(trim(json_extract_string(w.record, '$.\"' || w.field || '\"')), '')"
     return (
         f"from quarantine.{q(child.name)} w where w.reason = 'orphan' and w.field in ({fields}) "
         f"and exists (select 1 from raw.{q(parent)} p where p.{pk} = "
-        f"try_cast(trim(json_extract_string(w.record, '$.\"' || w.field || '\"')) as bigint))"
+        f"{id_key(text)})"
     )
 
 

@@ -31,14 +31,18 @@ from clarion.extract.contract_sql import (
     LINE_REASONS,
     ROW,
     SEQ,
+    TEXT_TYPES,
     CheckSpec,
     check_sql,
+    id_columns,
+    id_source,
     lit,
     q,
     typed,
     typed_columns,
     typed_expr,
 )
+from clarion.extract.readers import consent_unknown_note
 from clarion.privacy import suppression
 from clarion.runtime import checkpoint
 from clarion.subject.correct import apply_to_load
@@ -184,6 +188,7 @@ class PublishJob:
     counted: dict[str, int] = field(default_factory=dict)  # per file: records an independent scan found
     swallowed: dict[str, list[dict]] = field(default_factory=dict)  # per file: lines after a lone quote
     source_count: SourceCount | None = None  # keyed: what the database or API counted for the load
+    consent_unknown: list[str] = field(default_factory=list)  # contacts: consent columns the export lacks
 
 
 def publish(con: duckdb.DuckDBPyConnection, job: PublishJob) -> PublishResult:
@@ -196,6 +201,9 @@ def publish(con: duckdb.DuckDBPyConnection, job: PublishJob) -> PublishResult:
             if job.extras is not None:  # only columns of files that can load become raw columns
                 extras = [c for c in extras if c in job.extras]
             _load(con, job, result, extras)
+            if job.consent_unknown:
+                (n,) = con.execute("select count(*) from __winners").fetchone()
+                job.notes.append(consent_unknown_note(job.consent_unknown, n))
         if job.entity.name == "contacts":  # corrections and objections win over the source (Art. 16, 21)
             apply_to_load(con, job.notes)
         account(con, job, result)
@@ -289,7 +297,8 @@ def _versions(con: duckdb.DuckDBPyConnection, job: PublishJob, landed: dict[str,
         return
     if e.cursor not in landed:
         return  # a required column: every row is already in __bad
-    key = typed_expr(e.column(e.primary_key), landed[e.primary_key], job.check.formats)
+    key_is_id = e.primary_key in id_columns(e)
+    key = typed_expr(e.column(e.primary_key), landed[e.primary_key], job.check.formats, id_column=key_is_id)
     cursor = typed_expr(e.column(e.cursor), landed[e.cursor], job.check.formats)
     con.execute(
         f"""
@@ -412,10 +421,17 @@ def _load(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult
     e = job.entity
     raw = f"raw.{q(e.name)}"
     _add_extra_columns(con, raw, extras, result)
-    values = [f"{typed(c)} as {q(c)}" for c in e.column_names] + [
-        f"cast({q(x)} as varchar) as {q(x)}" for x in extras
-    ]
+    sources = _id_sources(con, job, raw, extras)
+    _add_extra_columns(con, raw, list(sources), result)
+    values = (
+        [f"{typed(c)} as {q(c)}" for c in e.column_names]
+        + [f"cast({q(x)} as varchar) as {q(x)}" for x in extras]
+        + [f"{expr} as {q(name)}" for name, expr in sources.items()]
+    )
+    # the source text of an id is a function of its key: left out of the fingerprint, so a raw table
+    # that gained source_<column> from another file does not see every later row as changed
     hashed = ", ".join([typed(c) for c in e.column_names] + [f"cast({q(x)} as varchar)" for x in extras])
+    extras = [*extras, *sources]
     select = (
         f"select {', '.join(values)}, {lit(job.source)} as _source, {lit(job.load_id)} as _load_id, "
         f"now() as _loaded_at, hash({hashed}) as _row_hash from __winners"
@@ -437,6 +453,23 @@ def _load(con: duckdb.DuckDBPyConnection, job: PublishJob, result: PublishResult
         return
     con.execute(f"create temp table __fresh as {select}")
     merge_fresh(con, e, result, extras, insert_only=job.insert_only, load_id=job.load_id)
+
+
+def _id_sources(
+    con: duckdb.DuckDBPyConnection, job: PublishJob, raw: str, extras: list[str]
+) -> dict[str, str]:
+    """``source_<column>`` -> the original text of each id column whose value is not a number
+    (``C536379``; NULL for a numeric id): kept when a loading row has one, or raw already has it."""
+    existing = {r[0] for r in con.execute(f"describe {raw}").fetchall()}
+    sources = {}
+    for c in id_columns(job.entity):
+        name = f"source_{c}"
+        if job.check.landed.get(c) not in TEXT_TYPES or name in job.check.landed or name in extras:
+            continue  # typed (a number already), or the file has such a column of its own
+        expr = id_source(f"nullif(trim({q(c)}), '')")
+        if name in existing or con.execute(f"select count({expr}) from __winners").fetchone()[0]:
+            sources[name] = expr
+    return sources
 
 
 def _add_extra_columns(

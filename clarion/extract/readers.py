@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -110,6 +111,7 @@ class EntityPlan:
     columns: list[str]  # landing columns, canonical order first, then extras
     types: dict[str, pa.DataType]
     extras: list[str] = field(default_factory=list)
+    consent_unknown: list[str] = field(default_factory=list)  # consent columns no file has: loaded false
     # what `defaults: {column: load_time}` gives: one moment for the whole load
     load_time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -241,6 +243,9 @@ def plan_entity(
                 oversized=oversized,
             )
         )
+    unknown = consent_unknown(entity, set(types), spec.defaults) if types else []
+    if unknown:  # no file has them: consent unknown, so false (no content goes to these contacts)
+        spec = spec.model_copy(update={"defaults": {**spec.defaults, **dict.fromkeys(unknown, "false")}})
     # A file is rejected when it lacks a required column, or one its sibling files have (the export
     # changed shape). A column no file has is simply absent from this source.
     for fp in plans:
@@ -250,7 +255,37 @@ def plan_entity(
         fp.missing = [c for c in canonical if c not in have and (c in required or c in types)]
     columns = [c for c in canonical if c in types or c in spec.defaults] + extras
     landing_types = {c: _one_type(types.get(c, [pa.string()])) for c in columns}
-    return EntityPlan(entity, spec, plans, columns, landing_types, extras)
+    return EntityPlan(entity, spec, plans, columns, landing_types, extras, unknown)
+
+
+CONSENT_COLUMNS = ("email_consent", "sms_consent", "marketing_objection")
+
+
+def consent_unknown(entity: str, have: set[str], defaults: dict[str, Any]) -> list[str]:
+    """The consent columns of a contacts export that none of its files has and no default gives:
+    a shop export without consent (a CRM that never recorded it). They load as false, consent
+    unknown: no content goes to these contacts until a consent is recorded (the consent log, a
+    later export with the columns, a correction). One file lacking a column its siblings have is
+    still ``missing_column``: that export changed shape."""
+    if entity != "contacts":
+        return []
+    return [c for c in CONSENT_COLUMNS if c not in have and c not in defaults]
+
+
+def consent_unknown_note(columns: list[str], contacts: int) -> str:
+    """The load's message for :func:`consent_unknown` columns: what is missing, for how many."""
+    consent = [c for c in columns if c != "marketing_objection"]
+    parts = []
+    if consent:
+        parts.append(
+            f"the export has no consent columns ({', '.join(consent)}): {contacts:,} contacts load with "
+            "consent unknown: no content goes to them until a consent is recorded"
+        )
+    if "marketing_objection" in columns:
+        parts.append(
+            "the export has no marketing_objection column: no objection is recorded for its contacts"
+        )
+    return "; ".join(parts)
 
 
 def _name_blanks(names: list[str]) -> tuple[list[str], list[int]]:

@@ -347,6 +347,7 @@ def _read_files(
         ledger=ledger,
         currency=getattr(spec, "currency", None),
         extras=plan.loadable_extras,
+        consent_unknown=plan.consent_unknown,
     )
 
 
@@ -407,6 +408,7 @@ def _land_and_publish(
     bad_files: dict[str, tuple[str, str]] | None = None,
     notes: list[str] | None = None,
     source_count: Callable[[], SourceCount] | None = None,
+    consent_unknown: list[str] | None = None,
 ) -> list[PublishResult]:
     """``source_count``: what the database or API counts for the load, asked once it has landed."""
     if resources:
@@ -444,6 +446,7 @@ def _land_and_publish(
         extras=extras,
         notes=notes or [],
         source_count=source_count() if source_count else None,
+        consent_unknown=consent_unknown or [],
     )
     with warehouse.connect(f"extract {step.name}") as con:
         if step.entity == "transactions":

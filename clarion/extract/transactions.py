@@ -15,7 +15,7 @@ import duckdb
 
 from clarion.contract import AMOUNT, CURRENCIES, ENTITIES, ORDER_STATUSES, Column, Entity
 from clarion.extract.accounting import account
-from clarion.extract.contract_sql import DUCKDB_TYPES, FILE, SEQ, lit, q, typed
+from clarion.extract.contract_sql import DUCKDB_TYPES, FILE, SEQ, id_key, lit, q, typed
 from clarion.extract.publish import (
     PublishJob,
     PublishResult,
@@ -68,11 +68,10 @@ def publish_transactions(
 
 
 def contact_key(expr: str) -> str:
-    """A numeric contact id from the shop's customer id: the number itself, or a hash of the text."""
-    return (
-        f"CASE WHEN regexp_full_match({expr}, '[0-9]{{1,18}}') THEN CAST({expr} AS BIGINT) "
-        f"ELSE CAST(hash({expr}) >> 1 AS BIGINT) END"
-    )
+    """A numeric contact id from the shop's customer id: the number itself (``12402`` and a
+    spreadsheet's ``12402.0`` are one customer), or a stable hash of the text, as a contacts file's
+    id is read (:func:`clarion.extract.contract_sql.id_key`): one customer in both files is one contact."""
+    return id_key(expr, any_text=True)
 
 
 def _fresh(
