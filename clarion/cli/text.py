@@ -179,6 +179,7 @@ COUNTS = ("read", "loaded", "quarantined", "inserted", "updated", "unchanged")
 def accounting_text(rows: list[dict[str, Any]]) -> str:
     """The extract accounting as a table; every row read is loaded or quarantined."""
     from clarion.extract.advice import rejected_files_advice
+
     header = f"{'source':<10} {'entity':<16} {'status':<9}" + "".join(f"{c:>12}" for c in COUNTS)
     lines = [header]
     notes = []

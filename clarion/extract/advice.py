@@ -73,11 +73,12 @@ def unusable_entities(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], d
             "select table_name from information_schema.tables where table_schema = 'quarantine'"
         ).fetchall()
     }
-    for entity in ENTITIES:
+    for entity in [*ENTITIES, "transactions"]:  # a transactions-only file loads into raw.orders
         if entity not in tables:
             continue
+        target = "orders" if entity == "transactions" else entity
         try:
-            (loaded,) = con.execute(f'select count(*) from raw."{entity}"').fetchone()
+            (loaded,) = con.execute(f'select count(*) from raw."{target}"').fetchone()
         except duckdb.CatalogException:
             loaded = 0
         if loaded:

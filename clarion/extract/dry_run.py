@@ -110,7 +110,7 @@ def _entity(
     out: dict[str, Any] = {
         "source": source,
         "entity": entity,
-        "status": ", ".join(dict.fromkeys(r.get("status", "") for r in rows)),
+        "status": ", ".join(dict.fromkeys(r.get("status", "") for r in rows)),  # the extract's word
         "read": sum(r.get("read", 0) for r in rows),
         "would_load": sum(r.get("loaded", 0) for r in rows),
         "would_quarantine": sum(r.get("quarantined", 0) for r in rows),
@@ -198,8 +198,9 @@ def dry_run_text(report: dict[str, Any]) -> str:
         f"{'source':<10} {'entity':<16} {'status':<10} {'read':>10} {'would load':>12} {'quarantine':>12}",
     ]
     for e in report["entities"]:
+        status = "rejected" if e["read"] and not e["would_load"] else e["status"]  # read, none loads
         lines.append(
-            f"{e['source']:<10} {e['entity']:<16} {e['status'][:10]:<10} {e['read']:>10,} "
+            f"{e['source']:<10} {e['entity']:<16} {status[:10]:<10} {e['read']:>10,} "
             f"{e['would_load']:>12,} {e['would_quarantine']:>12,}"
         )
     for e in report["entities"]:
