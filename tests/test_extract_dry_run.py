@@ -217,6 +217,23 @@ def test_before_the_raw_gate_nothing_to_build_on_is_one_message(tmp_path: Path) 
         stop_if_unusable(con)
 
 
+def test_a_transactions_file_without_amounts_stops_the_run_too(tmp_path: Path) -> None:
+    folder = tmp_path / "crm"
+    folder.mkdir()
+    (folder / "sales.csv").write_text("customer,when,item\n1,2026-01-01,x\n2,2026-01-02,y\n")
+    transactions = {"files": ["sales.csv"], "columns": {"customer": "contact_id", "when": "ordered_at"}}
+    sources = {"crm": {"kind": "files", "path": str(folder), "transactions": transactions}}
+    settings = make_settings(tmp_path / "project", sources)
+    report = by_entity(dry_run(settings))
+    assert report["transactions"]["rejected_files"] == {"sales.csv": ["total_amount"]}
+    assert report["transactions"]["would_quarantine"] == 2 and report["transactions"]["would_load"] == 0
+    assert "under sources.crm.transactions:" in dry_run_text({"entities": list(report.values())})
+    run_extract(settings)
+    with Warehouse.from_settings(settings).connect("test") as con, pytest.raises(ExtractError) as err:
+        stop_if_unusable(con)
+    assert "crm/transactions loaded nothing: sales.csv lacks total_amount" in str(err.value)
+
+
 @pytest.mark.slow
 def test_clarion_run_stops_with_one_clean_message(tmp_path: Path) -> None:
     lacking(tmp_path)

@@ -54,7 +54,8 @@ def rejected_files_advice(
         for file, cols in rejected.items()
     ]
     columns = list(dict.fromkeys(c for cols in rejected.values() for c in cols))
-    lines.append(f"{indent}supply them in clarion.yaml under sources.{source}.entities.{entity}:")
+    where = f"sources.{source}." + ("transactions" if entity == "transactions" else f"entities.{entity}")
+    lines.append(f"{indent}supply them in clarion.yaml under {where}:")
     lines += [f"{indent}  {c}: {how_to_supply(entity, c)}" for c in columns]
     lines.append(
         f"{indent}or let `clarion init --from DIR` propose a mapping; "
