@@ -25,7 +25,7 @@ from clarion.config import Settings
 from clarion.contract import ENTITIES
 from clarion.extract.advice import rejected_files_advice
 from clarion.extract.readers import ExtractError
-from clarion.extract.runner import extract_step, plan_steps
+from clarion.extract.runner import Step, extract_step, parents_of, plan_steps
 from clarion.warehouse import Warehouse
 
 SAMPLES = 3  # rows shown per entity and reason
@@ -64,17 +64,27 @@ def dry_run(
         run_id = f"dry-run-{uuid.uuid4().hex[:8]}"
         rows: list[dict[str, Any]] = []
         with warehouse.writing("extract --dry-run"):
+            failed: set[str] = set()
             for step in plan_steps(dry, source):
+                broken = sorted(p for p in parents_of(step) if f"{step.source}/{p}" in failed)
+                if broken:  # as the extract flow does: no children of a parent that did not load
+                    failed.add(step.name)
+                    rows.append(_row(step, "skipped", f"skipped: {', '.join(broken)} did not load"))
+                    continue
                 try:
                     rows += [r.as_dict() for r in extract_step(dry, warehouse, run_id, step)]
                 except ExtractError as exc:
-                    failed = {"status": "failed", "message": str(exc)}
-                    rows.append({"source": step.source, "entity": step.entity, **failed})
+                    failed.add(step.name)
+                    rows.append(_row(step, "failed", str(exc)))
             with warehouse.connect("extract --dry-run") as con:
                 entities = [_entity(con, run_id, rows_of, values) for rows_of in _grouped(rows)]
         return {"dry_run": True, "fresh": fresh, "values_shown": values, "entities": entities}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _row(step: Step, status: str, message: str) -> dict[str, Any]:
+    return {"source": step.source, "entity": step.entity, "status": status, "message": message}
 
 
 def _copy_warehouse(settings: Settings, target: Path, wait_seconds: float | None) -> Path:
