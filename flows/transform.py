@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from clarion.config import Settings
+from clarion.extract.advice import stop_if_unusable
 from clarion.extract.publish import ensure_tables as ensure_raw_tables
 from clarion.privacy import pseudonym
 from clarion.privacy.scrub import PII_FIELDS
@@ -107,6 +108,7 @@ def transform(settings: Settings, run_id: str, as_of: date | None = None) -> dic
     with Warehouse.from_settings(settings).connect("transform") as con:
         ensure_tables(con)
         ensure_raw_tables(con)  # a warehouse older than a contract column gains it (empty) before dbt
+        stop_if_unusable(con)  # files without the required columns: one message, not a failed gate
         day = resolve_as_of(settings, con, as_of)
     logger.info("features as of %s, labels over %d days", day, settings.transform.horizon_days)
     gates: list[GateResult] = []

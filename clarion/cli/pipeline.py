@@ -321,8 +321,29 @@ def serve(app: AppContext, limit: int | None, paused: bool, list_only: bool, as_
 @click.option("--source", metavar="NAME", help="Only this source from clarion.yaml `sources:` [all].")
 @WAIT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary (with accounting) as JSON.")
+@click.option(
+    "--dry-run",
+    "dry_run",
+    is_flag=True,
+    help="Show what would load and what would be quarantined (per entity, reason, sample rows); "
+    "write nothing: the extract runs on a temporary copy of the warehouse.",
+)
+@click.option(
+    "--values", is_flag=True, help="With --dry-run: show the sample rows' values of personal fields too."
+)
+@click.option(
+    "--fresh", is_flag=True, help="With --dry-run: read every file as new (e.g. to check a changed mapping)."
+)
 @click.pass_obj
-def extract(app: AppContext, source: str | None, wait_seconds: float | None, as_json: bool) -> None:
+def extract(
+    app: AppContext,
+    source: str | None,
+    wait_seconds: float | None,
+    as_json: bool,
+    dry_run: bool,
+    values: bool,
+    fresh: bool,
+) -> None:
     """Bring CRM data into the warehouse's raw schema; quarantine rows that break the contract.
 
     Sources (clarion.yaml `sources:`): CSV/Parquet/JSON-lines files with a column mapping, a
@@ -336,7 +357,17 @@ def extract(app: AppContext, source: str | None, wait_seconds: float | None, as_
       clarion extract
       clarion extract --source crm --json
       clarion quarantine orders --reason orphan      # what was rejected, and why
+      clarion extract --dry-run --source crm         # what would load; writes nothing
     """
+    if dry_run:
+        from clarion.extract.dry_run import dry_run as run_dry
+        from clarion.extract.dry_run import dry_run_text
+
+        report = run_dry(app.settings(), source, values=values, fresh=fresh, wait_seconds=wait_seconds)
+        _emit(report, as_json, dry_run_text(report))
+        return
+    if values or fresh:
+        raise click.UsageError("--values and --fresh go with --dry-run")
     result = _run_pipeline(app, wait_seconds, stages=["extract"], source=source)
     _emit(result, as_json, _run_text(result))
 

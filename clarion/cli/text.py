@@ -178,6 +178,8 @@ COUNTS = ("read", "loaded", "quarantined", "inserted", "updated", "unchanged")
 
 def accounting_text(rows: list[dict[str, Any]]) -> str:
     """The extract accounting as a table; every row read is loaded or quarantined."""
+    from clarion.extract.advice import rejected_files_advice
+
     header = f"{'source':<10} {'entity':<16} {'status':<9}" + "".join(f"{c:>12}" for c in COUNTS)
     lines = [header]
     notes = []
@@ -198,8 +200,13 @@ def accounting_text(rows: list[dict[str, Any]]) -> str:
                 f"{where}: loaded with a field nulled "
                 + ", ".join(f"{k} {v:,}" for k, v in sorted(r["findings"].items()))
             )
-        if r.get("message") and r.get("status") != "unchanged":
-            notes.append(f"{where}: {r['message']}")
+        if r.get("rejected_files"):  # which columns a whole file lacks, and how to supply them
+            notes += rejected_files_advice(r["source"], r["entity"], r["rejected_files"])
+        message = "; ".join(
+            m for m in (r.get("message") or "").split("; ") if not m.endswith("(missing_column)")
+        )
+        if message and r.get("status") != "unchanged":
+            notes.append(f"{where}: {message}")
         if r.get("new_columns"):
             notes.append(f"{where}: new columns kept in raw: {', '.join(r['new_columns'])}")
     if notes:
