@@ -30,7 +30,6 @@ PAYMENTS = [  # order, cents, status
     (13, 0, "failed"),
     (14, 100, "succeeded"),
 ]
-NO_CONSENT = {"email_consent": False, "sms_consent": False, "marketing_objection": False}
 STATES = {"paid": "completed", "refunded": "returned", "voided": "cancelled"}
 
 CONTACTS_SQL = """
@@ -67,7 +66,7 @@ def _source(folder: Path, **orders: object) -> dict:
             "kind": "files",
             "path": str(folder),
             "entities": {
-                "contacts": {"sql": CONTACTS_SQL, "defaults": {"updated_at": "load_time", **NO_CONSENT}},
+                "contacts": {"sql": CONTACTS_SQL, "defaults": {"updated_at": "load_time"}},
                 "orders": {
                     "sql": ORDERS_SQL,
                     "values": {"status": STATES},
@@ -107,8 +106,12 @@ def test_a_shop_export_in_its_own_shape_loads_through_sql_mappings(tmp_path: Pat
     # the orphan is quarantined with its place in the mapping's output, never dropped
     (orphan,) = query(settings, "select file, reason, field from quarantine.orders")
     assert orphan == ("orders.sql", "orphan", "contact_id")
-    # signup = first order, updated_at = the load's time
+    # signup = first order, updated_at = the load's time, consent unknown (the export has none)
     contacts = query(settings, "select contact_id, signup_date, updated_at from raw.contacts order by 1")
+    assert query(settings, "select distinct email_consent, sms_consent from raw.contacts") == [(False, False)]
+    assert (
+        "3 contacts load with consent unknown" in next(r for r in results if r.entity == "contacts").message
+    )
     first = {c: min(t for _, cc, t, _ in ORDERS if cc == c)[:10] for c, *_ in CUSTOMERS}
     assert [(c, str(s)) for c, s, _ in contacts] == sorted(first.items())
     assert all(u >= before for *_, u in contacts)
@@ -241,3 +244,22 @@ def test_inputs_name_the_tables_and_a_glob_matching_nothing_is_an_error(tmp_path
     assert {r[0] for r in query(settings, "select order_id from raw.orders")} == set(_truth())
     with pytest.raises(ClarionError, match="input 'payments' matches no file"):
         make_settings(tmp_path / "q", _source(folder, inputs={**inputs, "payments": "nothing*.csv"}))
+
+
+def test_fixing_the_mapping_of_a_rejected_file_reads_it_again_on_the_next_run(tmp_path: Path) -> None:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "contacts.csv").write_text(
+        "Customer Number,Joined,changed\n1,2026-01-01,2026-01-02\n2,2026-01-03,2026-01-04\n"
+    )
+    source = {"kind": "files", "path": str(folder), "entities": {"contacts": {}}}
+    first = make_settings(tmp_path / "p", {"crm": source})
+    (loaded,) = run_extract(first, run_id="r1")
+    assert (loaded.loaded, loaded.quarantined) == (0, 2)  # no contact_id, signup_date, updated_at
+    unchanged = run_extract(first, run_id="r2")
+    assert unchanged[0].status == "unchanged"  # the same settings: the file is not read again
+    mapped = {"columns": {"Customer Number": "contact_id", "Joined": "signup_date", "changed": "updated_at"}}
+    fixed = make_settings(tmp_path / "p", {"crm": {**source, "entities": {"contacts": mapped}}})
+    (again,) = run_extract(fixed, run_id="r3")
+    assert (again.loaded, again.quarantined) == (2, 0)
+    assert query(fixed, "select count(*) from quarantine.contacts") == [(0,)]  # the re-read supersedes

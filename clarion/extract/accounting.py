@@ -118,6 +118,8 @@ AUDIT_DDL = (
         rows bigint, load_id varchar, run_id varchar, published_at timestamptz
     )
     """,
+    # how the entity's settings read the file (mapping, formats, defaults): a change reads it again
+    "alter table audit.extract_files add column if not exists settings_sha256 varchar",
 )
 
 
@@ -173,7 +175,8 @@ def account(
             [job.source, job.entity.name, f.file],
         )
         con.execute(
-            "insert into audit.extract_files values (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+            "insert into audit.extract_files (source, entity, file, size, mtime_ns, sha256, rows, load_id, "
+            "run_id, published_at, settings_sha256) values (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?)",
             [
                 job.source,
                 job.entity.name,
@@ -184,6 +187,7 @@ def account(
                 f.rows,
                 job.load_id,
                 job.run_id,
+                f.settings_sha256,
             ],
         )
     if result.rejected_files or job.notes:

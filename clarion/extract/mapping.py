@@ -56,7 +56,7 @@ class Mapped:
 
     path: Path
     rel: str  # what quarantine and accounting show as the file: "<entity>.sql"
-    digest: str  # the SQL and every input file's sha256: the ledger's record of what was read
+    digest: str  # the settings and every input file's sha256: the ledger's record of what was read
     rows: int
     inputs: dict[str, list[str]]  # table -> its files (relative to the source folder)
 
@@ -234,11 +234,12 @@ def problems(source: str, entity: str, root: Path, spec: FileEntity, contract: E
 CONSENT_UNKNOWN_OK = ("email_consent", "sms_consent", "marketing_objection")
 
 
-def digest(sql: str, tables: dict[str, list[Path]], root: Path) -> str:
-    """sha256 of the SQL and of every input file (name and content): it changes when either does."""
+def digest(settings: str, tables: dict[str, list[Path]], root: Path) -> str:
+    """sha256 of the entity's settings (the SQL among them) and of every input file (name and
+    content): it changes when either does."""
     from clarion.extract.runner import sha256_of  # one definition of a file's hash
 
-    h = hashlib.sha256(sql.strip().encode())
+    h = hashlib.sha256(settings.encode())
     for name in sorted(tables):
         for path in tables[name]:
             h.update(f"\0{name}\0{_rel(path, root)}\0{sha256_of(path)}".encode())
@@ -267,7 +268,7 @@ def run(source: str, entity: str, root: Path, spec: FileEntity, out_dir: Path) -
     finally:
         con.close()
     inputs = {name: [_rel(p, root) for p in paths] for name, paths in tables.items()}
-    return Mapped(out, f"{entity}.sql", digest(spec.sql or "", tables, root), rows, inputs)
+    return Mapped(out, f"{entity}.sql", digest(spec.model_dump_json(), tables, root), rows, inputs)
 
 
 def _portable(name: str, kind: str) -> str:

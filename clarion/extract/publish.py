@@ -142,6 +142,7 @@ class LedgerFile:
     mtime_ns: int
     sha256: str
     rows: int
+    settings_sha256: str = ""  # the entity's settings it was read with (see runner.settings_digest)
 
 
 @dataclass

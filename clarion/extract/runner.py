@@ -247,7 +247,7 @@ def _mapped_step(
     if found:
         raise mapping.MappingError("; ".join(found))
     tables = mapping.input_tables(source.path, spec)
-    digest = mapping.digest(spec.sql or "", tables, source.path)
+    digest = mapping.digest(spec.model_dump_json(), tables, source.path)  # the SQL and every setting
     rel = f"{step.entity}.sql"
     with warehouse.connect(f"extract {step.name}") as con:
         (before,) = con.execute(
@@ -281,13 +281,15 @@ def _read_files(
     """Publish the files of a step that are new or changed (a mapping's output is always new: an
     unchanged mapping comes here with no file)."""
     with warehouse.connect(f"extract {step.name}") as con:
+        read_with = settings_digest(spec)
         published = {
             file: (size, mtime, digest)
-            for file, size, mtime, digest in con.execute(
-                "select file, size, mtime_ns, sha256 from audit.extract_files "
+            for file, size, mtime, digest, how in con.execute(
+                "select file, size, mtime_ns, sha256, settings_sha256 from audit.extract_files "
                 "where source = ? and entity = ?",
                 [step.source, step.entity],
             ).fetchall()
+            if how == read_with  # read with other settings (a fixed mapping, format): read again
         }
         if mapped is not None or files:  # an unchanged mapping keeps its ledger entry
             retire_missing_files(con, step, [f.rel for f in files])
@@ -325,7 +327,14 @@ def _read_files(
 
     def ledger() -> list[LedgerFile]:
         return [
-            LedgerFile(fp.file.rel, fp.file.size, fp.file.mtime_ns, fp.sha256, stats.rows.get(fp.file.rel, 0))
+            LedgerFile(
+                fp.file.rel,
+                fp.file.size,
+                fp.file.mtime_ns,
+                fp.sha256,
+                stats.rows.get(fp.file.rel, 0),
+                read_with,
+            )
             for fp in plan.files
             if not fp.unreadable  # not on record as read: it is tried again next run
         ]
@@ -349,6 +358,13 @@ def _read_files(
         extras=plan.loadable_extras,
         consent_unknown=plan.consent_unknown,
     )
+
+
+def settings_digest(spec: FileEntity) -> str:
+    """sha256 of how an entity's settings read its files (columns, formats, defaults, value maps): a
+    file read with other settings is read again, so fixing a mapping takes effect on the next run.
+    (A `load_time` default is the word, not the time: the same settings give the same digest.)"""
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
 
 
 def unchanged(f: SourceFile, published: tuple[int, int, str] | None) -> bool:
