@@ -88,9 +88,29 @@ def load_settings(
         if isinstance(spec.annotation, type) and issubclass(spec.annotation, BaseModel):
             data.setdefault(name, {})
     try:
-        return Settings.model_validate(data, context={"root": root})
+        settings = Settings.model_validate(data, context={"root": root})
     except ValidationError as exc:
         raise ConfigError(_explain(exc, origin), source=source_name) from None
+    found = _mapping_problems(settings)
+    if found:
+        raise ConfigError(found, source=source_name)
+    return settings
+
+
+def _mapping_problems(settings: Settings) -> list[str]:
+    """Every `sql:` mapping parses, and (when its folder is there) reads its tables and gives the
+    entity's required columns in types the contract can take: checked before anything runs."""
+    from clarion.contract import ENTITIES
+    from clarion.extract import mapping
+
+    found: list[str] = []
+    for name, source in settings.sources.items():
+        if not isinstance(source, FilesSource):
+            continue
+        for entity, spec in (source.entities or {}).items():
+            if spec.sql is not None:
+                found += mapping.problems(name, entity, source.path, spec, ENTITIES[entity])
+    return found
 
 
 def _read_yaml(file: Path) -> dict[str, Any]:

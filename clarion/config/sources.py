@@ -20,6 +20,7 @@ EntityName = Literal[
 SOURCE_KINDS = ("files", "postgres", "mariadb", "hubspot")
 _NAME = r"^[a-z][a-z0-9_]{0,40}$"
 NULL_MARKERS = ("", "NULL", "\\N", "N/A")
+LOAD_TIME = "load_time"  # a default meaning the time of the load (updated_at of an export without one)
 MAX_RECORD_BYTES = 8 << 20  # the text readers' block is 16 MiB: a longer record could not be read at all
 
 
@@ -38,7 +39,9 @@ class FileEntity(Section):
     encoding: str = Field("utf-8", description="text encoding of CSV/JSON files, e.g. latin-1, cp1252")
     decimal_separator: Literal[".", ","] = "."
     defaults: dict[str, Any] = Field(
-        default_factory=dict, description="canonical column -> value used when the files lack that column"
+        default_factory=dict,
+        description="canonical column -> value used when the files lack that column "
+        "('load_time': the time of the load, for a date or timestamp column)",
     )
     header: bool = Field(True, description="false: CSV files have no header line; give column_names")
     column_names: list[str] | None = Field(

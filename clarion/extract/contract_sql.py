@@ -61,6 +61,25 @@ class Formats:
     date_format: str | None = None
     timestamp_format: str | None = None
     decimal_separator: str = "."
+    # column -> ((value as the export writes it, contract value), ...): the entity's `values:` maps
+    values: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+
+    @classmethod
+    def of(cls, spec) -> Formats:
+        """The formats a files entity's settings declare (a FileEntity)."""
+        values = tuple(sorted((col, tuple(sorted(m.items()))) for col, m in spec.values.items()))
+        return cls(spec.date_format, spec.timestamp_format, spec.decimal_separator, values)
+
+    def value_map(self, column: str) -> tuple[tuple[str, str], ...]:
+        return next((m for col, m in self.values if col == column), ())
+
+
+def _mapped(text: str, pairs: tuple[tuple[str, str], ...]) -> str:
+    """The text with the export's words replaced by the contract's (exact match after trimming)."""
+    if not pairs:
+        return text
+    whens = " ".join(f"WHEN {lit(src)} THEN {lit(dst)}" for src, dst in pairs)
+    return f"(CASE {text} {whens} ELSE {text} END)"
 
 
 @dataclass
@@ -88,13 +107,14 @@ def typed_expr(col: Column, landed_type: str, formats: Formats) -> str:
     """The contract-typed value of a landed column (NULL when it does not parse)."""
     target = DUCKDB_TYPES[col.type]
     name = q(col.name)
-    if landed_type not in TEXT_TYPES:
+    pairs = formats.value_map(col.name)
+    if landed_type not in TEXT_TYPES and not pairs:
         if landed_type == target or (col.type == "string"):
             return name if landed_type == target else f"CAST({name} AS VARCHAR)"
         if col.type == "timestamp" and landed_type.startswith("TIMESTAMP"):
             return f"CAST({name} AS TIMESTAMPTZ)"  # naive database times are UTC (session zone)
         return f"try_cast({name} AS {target})"
-    text = _text(col, landed_type)
+    text = _mapped(_text(col, landed_type), pairs)
     if col.type == "string":
         return f"lower({text})" if col.name == "email" else text
     if col.type == "decimal":

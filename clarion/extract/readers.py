@@ -16,6 +16,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -27,6 +28,7 @@ import pyarrow.parquet as pq
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from clarion.config import FileEntity
+from clarion.config.sources import LOAD_TIME
 from clarion.errors import ClarionError
 from clarion.extract.formats import (
     OVERSIZED,
@@ -108,6 +110,13 @@ class EntityPlan:
     columns: list[str]  # landing columns, canonical order first, then extras
     types: dict[str, pa.DataType]
     extras: list[str] = field(default_factory=list)
+    # what `defaults: {column: load_time}` gives: one moment for the whole load
+    load_time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def default(self, column: str) -> str:
+        """The text of a column's configured default (``load_time``: the time of this load)."""
+        value = self.spec.defaults[column]
+        return self.load_time if value == LOAD_TIME else str(value)
 
     @property
     def streamed(self) -> list[FilePlan]:
@@ -501,7 +510,7 @@ def _conform(
             arr = by_target[name]
             arrays.append(arr if arr.type == target_type else arr.cast(target_type))
         elif name in plan.spec.defaults:
-            arrays.append(pa.repeat(pa.scalar(str(plan.spec.defaults[name])), n).cast(target_type))
+            arrays.append(pa.repeat(pa.scalar(plan.default(name)), n).cast(target_type))
         else:
             arrays.append(pa.nulls(n, target_type))
     arrays.append(pa.repeat(pa.scalar(fp.file.rel), n))
@@ -549,7 +558,7 @@ def imported_select(fp: FilePlan, plan: EntityPlan, landed_path: str) -> str:
             if fp.types[by_target[c]] != target_type:
                 expr = f"CAST({expr} AS {duckdb_type(target_type)})"
         elif c in plan.spec.defaults:
-            expr = f"CAST({text(str(plan.spec.defaults[c]))} AS {duckdb_type(target_type)})"
+            expr = f"CAST({text(plan.default(c))} AS {duckdb_type(target_type)})"
         else:
             expr = f"CAST(NULL AS {duckdb_type(target_type)})"
         cols.append(f"{expr} AS {quote(c)}")

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from clarion.config import DatabaseSource, FileEntity, FilesSource, HubSpotSource, Settings
 from clarion.contract import ENTITIES, load_order
-from clarion.extract import orphans, transactions
+from clarion.extract import mapping, orphans, transactions
 from clarion.extract.accounting import SourceCount, record_unchanged
 from clarion.extract.contract_sql import CheckSpec, Formats, q
 from clarion.extract.publish import (
@@ -133,7 +133,7 @@ def formats_of(settings: Settings, source_name: str, entity: str) -> Formats:
     if not isinstance(source, FilesSource):
         return Formats()
     spec = (source.entities or {}).get(entity) or FileEntity()
-    return Formats(spec.date_format, spec.timestamp_format, spec.decimal_separator)
+    return Formats.of(spec)
 
 
 def release_orphans(
@@ -222,9 +222,64 @@ def _files_step(
         spec, contract = source.transactions, transactions.TRANSACTIONS
     else:
         spec, contract = (source.entities or {}).get(step.entity) or FileEntity(), ENTITIES[step.entity]
+    if spec.sql is not None:  # the entity is a SELECT over the folder's files: its output is the file
+        return _mapped_step(settings, warehouse, run_id, step, source, spec, contract, started)
     files = discover(source.path, step.entity, spec)
     if not files:
         raise ExtractError(f"source {step.source}: no files for {step.entity} under {source.path}")
+    return _read_files(settings, warehouse, run_id, step, spec, contract, files, started, None)
+
+
+def _mapped_step(
+    settings: Settings,
+    warehouse: Warehouse,
+    run_id: str,
+    step: Step,
+    source: FilesSource,
+    spec: FileEntity,
+    contract,
+    started: datetime,
+) -> list[PublishResult]:
+    """An entity mapped by SQL: unchanged when neither the SQL nor an input file changed since the
+    ledger's record; else the SELECT's output is read like a Parquet file of the entity, and the
+    ledger records it under ``<entity>.sql`` with the digest of the SQL and the inputs."""
+    found = mapping.problems(step.source, step.entity, source.path, spec, contract)
+    if found:
+        raise mapping.MappingError("; ".join(found))
+    tables = mapping.input_tables(source.path, spec)
+    digest = mapping.digest(spec.sql or "", tables, source.path)
+    rel = f"{step.entity}.sql"
+    with warehouse.connect(f"extract {step.name}") as con:
+        (before,) = con.execute(
+            "select max(sha256) from audit.extract_files where source = ? and entity = ? and file = ?",
+            [step.source, step.entity, rel],
+        ).fetchone()
+    if before == digest:
+        return _read_files(settings, warehouse, run_id, step, spec, contract, [], started, None)
+    out_dir = settings.var_dir / "mapped" / step.source / step.entity
+    try:
+        mapped = mapping.run(step.source, step.entity, source.path, spec, out_dir)
+        stat = mapped.path.stat()
+        file = SourceFile(mapped.path, rel, "parquet", stat.st_size, stat.st_mtime_ns)
+        plain = spec.model_copy(update={"sql": None, "inputs": None})
+        return _read_files(settings, warehouse, run_id, step, plain, contract, [file], started, mapped)
+    finally:  # the output holds the entity's rows, personal data included
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _read_files(
+    settings: Settings,
+    warehouse: Warehouse,
+    run_id: str,
+    step: Step,
+    spec: FileEntity,
+    contract,
+    files: list[SourceFile],
+    started: datetime,
+    mapped: mapping.Mapped | None,
+) -> list[PublishResult]:
+    """Publish the files of a step that are new or changed (a mapping's output is always new: an
+    unchanged mapping comes here with no file)."""
     with warehouse.connect(f"extract {step.name}") as con:
         published = {
             file: (size, mtime, digest)
@@ -234,8 +289,9 @@ def _files_step(
                 [step.source, step.entity],
             ).fetchall()
         }
-        retire_missing_files(con, step, [f.rel for f in files])
-    changed = [f for f in files if not unchanged(f, published.get(f.rel))]
+        if mapped is not None or files:  # an unchanged mapping keeps its ledger entry
+            retire_missing_files(con, step, [f.rel for f in files])
+    changed = [f for f in files if mapped is not None or not unchanged(f, published.get(f.rel))]
     if not changed:
         log.info("%s: %d file(s) unchanged since they were published", step.name, len(files))
         result = PublishResult(
@@ -251,12 +307,20 @@ def _files_step(
             record_unchanged(con, run_id, result, started)
         return [result]
     plan = plan_entity(step.entity, spec, changed, contract.column_names, contract.required)
-    for note in plan.notes:
+    notes = plan.notes
+    for note in notes:
         log.warning("source %s: %s", step.source, note)
+    if mapped is not None:  # the ledger records what the mapping read, not its output file
+        for fp in plan.files:
+            fp.sha256 = mapped.digest
+        notes.append(
+            f"{step.entity} mapped by SQL from "
+            + ", ".join(f"{t} ({', '.join(fs)})" for t, fs in sorted(mapped.inputs.items()))
+        )
     stats = ReadStats()
     for fp in plan.imported:  # a Parquet file's own row count: what landing must give back
         stats.counted[fp.file.rel] = pq.ParquetFile(fp.file.path).metadata.num_rows
-    formats = Formats(spec.date_format, spec.timestamp_format, spec.decimal_separator)
+    formats = Formats.of(spec)
     resources = file_resources(plan, settings.extract.batch_rows, stats)
 
     def ledger() -> list[LedgerFile]:
@@ -278,7 +342,7 @@ def _files_step(
         formats=formats,
         rejected=plan.rejected,
         bad_files=plan.bad_files,
-        notes=plan.notes,
+        notes=notes,
         stats=stats,
         ledger=ledger,
         currency=getattr(spec, "currency", None),
