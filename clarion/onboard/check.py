@@ -41,11 +41,13 @@ def file_views(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, list[P
 
 
 def run_mapping(folder: Path, sql: str) -> tuple[list[str], list[tuple]]:
-    """(columns, rows) of one mapping over the folder's files."""
-    con = duckdb.connect()
+    """(columns, rows) of one mapping over the folder's files, with the extract's own views."""
+    from clarion.config.sources import FileEntity
+    from clarion.extract.mapping import connect
+
+    con, _ = connect("init", "check", folder, FileEntity(sql=sql))
     try:
         con.execute("set TimeZone = 'UTC'")
-        file_views(con, folder)
         cur = con.execute(sql)
         cols = [d[0] for d in cur.description]
         return cols, cur.fetchall()
@@ -54,29 +56,30 @@ def run_mapping(folder: Path, sql: str) -> tuple[list[str], list[tuple]]:
 
 
 def check_proposal(prop: Proposal, folder: Path) -> None:
-    """Run every sql: mapping of the proposal; failures and missing columns become questions."""
+    """Check every sql: mapping of the proposal as the settings loader does, and run it; what fails
+    becomes a question (the file is still written, with the question beside the mapping)."""
+    from clarion.config.sources import FileEntity
+    from clarion.extract.mapping import problems
+
     for plan in prop.entities:
         key = plan.keys.get("sql")
         if key is None:
             continue
-        try:
-            cols, rows = run_mapping(folder, key.value)
-        except duckdb.Error as exc:
-            first = str(exc).splitlines()[0][:200]
-            prop.ask(key, f"{plan.entity}: the proposed SQL does not run ({first}); fix it by hand")
+        defaults = plan.keys.get("defaults")
+        spec = FileEntity(
+            sql=key.value, defaults={k: v.value for k, v in (defaults.value if defaults else {}).items()}
+        )
+        found = problems(prop.source_name, plan.entity, folder, spec, ENTITIES[plan.entity])
+        for problem in found:
+            prop.ask(key, problem)
+        if found:
             plan.confidence = min(plan.confidence, 0.3)
             continue
-        defaults = plan.keys.get("defaults")
-        given = set(cols) | set(defaults.value if defaults else {})
-        missing = [
-            c for c in ENTITIES[plan.entity].required if c not in given and not _consent(plan.entity, c)
-        ]
-        if missing:
-            prop.ask(key, f"{plan.entity}: the mapping gives no {', '.join(missing)}; add them")
+        try:
+            _, rows = run_mapping(folder, key.value)
+        except duckdb.Error as exc:
+            prop.ask(key, f"{plan.entity}: the proposed SQL does not run ({str(exc).splitlines()[0][:200]})")
+            plan.confidence = min(plan.confidence, 0.3)
+            continue
         if not rows:
             prop.ask(key, f"{plan.entity}: the mapping returns no rows")
-
-
-def _consent(entity: str, column: str) -> bool:
-    """Contacts without any consent column load with consent unknown (docs/extract.md)."""
-    return entity == "contacts" and column in ("email_consent", "sms_consent", "marketing_objection")

@@ -20,7 +20,7 @@ ROLE_ENTITY = {"contacts": "contacts", "orders": "orders", "payments": None}
 # role of a column (clarion.onboard.roles) -> contract column, per entity
 ROLE_COLUMN = {
     "contacts": {"id": "contact_id", "customer_id": "contact_id", "email": "email", "country": "country",
-                 "first_name": "first_name", "last_name": "last_name"},
+                 "first_name": "first_name", "last_name": "last_name", "when": "signup_date"},
     "orders": {"order_id": "order_id", "customer_id": "contact_id", "when": "ordered_at", "status": "status",
                "currency": "currency", "total": "total_amount", "subtotal": "subtotal_amount",
                "discount": "discount_amount", "discount_code": "discount_code"},
@@ -95,11 +95,11 @@ def propose_database(
                 (
                     ROLE_COLUMN.get(entity, {}).get(x.role)
                     for x in r.roles(c)
-                    if ROLE_COLUMN.get(entity, {}).get(x.role)
+                    if ROLE_COLUMN.get(entity, {}).get(x.role) and x.confidence >= 0.5
                 ),
                 None,
             )
-            if target and target not in columns.values():
+            if target and target not in {k.value for k in columns.values()}:
                 x = r.roles(c)[0]
                 columns[c.name] = Key(target, x.confidence, x.evidence)
         plan.keys["table"] = Key(p.path, conf, reason)

@@ -209,14 +209,15 @@ def profile_file(con: duckdb.DuckDBPyConnection, path: Path, root: Path) -> File
         )
     rows = _one(con, f"select count(*) from {source}")[0]
     con.execute(f"create or replace temp table _p as select * from {source} limit {SAMPLE_ROWS}")
-    cols = [r[0] for r in con.execute("describe _p").fetchall()]
+    native = {r[0]: str(r[1]) for r in con.execute("describe _p").fetchall()}
+    cols = list(native)
     con.execute(
         "create or replace temp table _s as select "
         + ", ".join(f"nullif(trim(cast({_q(c)} as varchar)), '') as {_q(c)}" for c in cols)
         + " from _p"
     )
     sampled = _one(con, "select count(*) from _s")[0]
-    profiles = [_profile_column(con, c, sampled) for c in cols]
+    profiles = [_profile_column(con, c, sampled, native[c]) for c in cols]
     return FileProfile(
         path=rel,
         table=table_name(path),
@@ -234,18 +235,19 @@ def profile_relation(con: duckdb.DuckDBPyConnection, name: str, relation: str, t
     """Profile any DuckDB relation (e.g. a database table attached to ``con``)."""
     rows = _one(con, f"select count(*) from {relation}")[0]
     con.execute(f"create or replace temp table _p as select * from {relation} limit {SAMPLE_ROWS}")
-    cols = [r[0] for r in con.execute("describe _p").fetchall()]
+    native = {r[0]: str(r[1]) for r in con.execute("describe _p").fetchall()}
+    cols = list(native)
     con.execute(
         "create or replace temp table _s as select "
         + ", ".join(f"nullif(trim(cast({_q(c)} as varchar)), '') as {_q(c)}" for c in cols)
         + " from _p"
     )
     sampled = _one(con, "select count(*) from _s")[0]
-    profiles = [_profile_column(con, c, sampled) for c in cols]
+    profiles = [_profile_column(con, c, sampled, native[c]) for c in cols]
     return FileProfile(name, table, "table", rows, sampled, profiles)
 
 
-def _profile_column(con: duckdb.DuckDBPyConnection, name: str, sampled: int) -> ColumnProfile:
+def _profile_column(con: duckdb.DuckDBPyConnection, name: str, sampled: int, native: str) -> ColumnProfile:
     c = _q(name)
     aggs = [f"count({c})", f"count(distinct {c})"]
     aggs += [f"count(*) filter (where regexp_full_match({c}, {_lit(rx)}))" for rx in PATTERNS.values()]
@@ -279,7 +281,9 @@ def _profile_column(con: duckdb.DuckDBPyConnection, name: str, sampled: int) -> 
     )
     if nonnull == 0:
         return prof
-    if formats:
+    if native.startswith(("TIMESTAMP", "DATE")):  # a typed column (Parquet, a database): no format
+        prof.type = "date" if native == "DATE" else "timestamp"
+    elif formats:
         prof.date_formats = formats
         prof.date_format = formats[0]
         prof.type = "date" if formats[0] in DATE_FORMATS else "timestamp"

@@ -137,7 +137,19 @@ def propose_files(profiles: list[FileProfile], folder: str, source_name: str) ->
         _contacts(prop, None, contacts)
     else:
         prop.questions.append("no file looks like orders or customers: map them by hand (docs/onboarding.md)")
+    for plan in prop.entities:
+        if plan.entity == "contacts":
+            _consent_unknown(plan)
     return prop
+
+
+def _consent_unknown(plan: EntityPlan) -> None:
+    """The shapes carry no consent: consent unknown, so no content ever goes to these contacts until
+    a CRM with consent says otherwise (written out, so the file says it)."""
+    defaults = plan.keys.setdefault("defaults", _defaults())
+    why = "no consent column in the files: consent unknown, so no marketing goes to them"
+    for col in ("email_consent", "sms_consent", "marketing_objection"):
+        defaults.value[col] = Key(False, 0.9, why)
 
 
 def _date_question(prop: Proposal, key: Key, col: ColumnProfile) -> None:
@@ -340,9 +352,10 @@ def _orders(prop: Proposal, p: FileProfile, found: dict, payments: tuple | None)
     if p.encoding and p.encoding != "utf-8":
         keys["encoding"] = Key(p.encoding, 0.8, "the bytes are not UTF-8")
     keys["columns"] = Key(columns)
-    fmt_key = "date_format" if when.type == "date" else "timestamp_format"
-    keys[fmt_key] = Key(when.date_format, 0.9, f"every {when.name} parses with it")
-    _date_question(prop, keys[fmt_key], when)
+    if when.date_format:
+        fmt_key = "date_format" if when.type == "date" else "timestamp_format"
+        keys[fmt_key] = Key(when.date_format, 0.9, f"every {when.name} parses with it")
+        _date_question(prop, keys[fmt_key], when)
     if "status" in found:
         mapping, skey = _status(prop, found["status"][0], f"{p.path} {found['status'][0].name}")
         changed = {k: Key(v) for k, v in mapping.items() if k != v}

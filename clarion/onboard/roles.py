@@ -58,7 +58,8 @@ def roles(col: ColumnProfile) -> list[Role]:
         conf = 0.9 if w & {"created", "date", "ordered", "invoicedate", "order_date", "created_at"} else 0.5
         if w & {"paid", "updated", "modified", "shipped"}:
             conf = 0.3
-        out.append(Role("when", conf, f"{col.type}s written {col.date_format}"))
+        written = f"written {col.date_format}" if col.date_format else "typed by the source"
+        out.append(Role("when", conf, f"{col.type}s {written}"))
     if col.has("status_like") or (col.enum_like and w & {"status", "state"}):
         conf = 0.9 if w & {"status", "state"} else 0.5
         out.append(Role("status", conf, f"{len(col.values or [])} distinct values: status-like"))
@@ -155,6 +156,8 @@ def email_key(expr: str) -> str:
 
 def when(col: ColumnProfile) -> str:
     """The parsed time; a column the CSV sniffer already typed (ISO text) is cast as it is."""
+    if col.date_format is None:
+        return f"try_cast({txt(col.name)} as timestamptz)"
     fmt = lit(col.date_format or "%Y-%m-%d %H:%M:%S")
     return f"coalesce(try_strptime({txt(col.name)}, {fmt}), try_cast({txt(col.name)} as timestamp))"
 
