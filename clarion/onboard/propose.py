@@ -10,63 +10,23 @@ cents, an order per invoice). What the profile cannot settle becomes a question,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 from clarion.onboard import roles as r
+from clarion.onboard.lines import invoice_lines, order_lines
+from clarion.onboard.plan import (  # noqa: F401  (Key, FileRole: the proposal's pieces, imported from here)
+    SEP,
+    EntityPlan,
+    FileRole,
+    Key,
+    Proposal,
+    country_sql,
+    currency,
+    date_question,
+    default_keys,
+    sql_key,
+    status_map,
+)
 from clarion.onboard.profile import ColumnProfile, FileProfile
 from clarion.onboard.roles import find, lit, q, txt
-
-SEP = ",\n       "
-SWAPPABLE = {
-    ("%d/%m/%Y", "%m/%d/%Y"),
-    ("%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M"),
-    ("%d/%m/%Y %H:%M:%S", "%m/%d/%Y %H:%M:%S"),
-}
-
-
-@dataclass
-class Key:
-    """One key of the proposed YAML: its value (a scalar, a ``dict[str, Key]``, or SQL text when
-    ``sql`` is set), the confidence and evidence written beside it, and a question if any."""
-
-    value: Any
-    confidence: float | None = None
-    evidence: str = ""
-    question: str | None = None
-    sql: bool = False
-
-
-@dataclass
-class EntityPlan:
-    entity: str
-    confidence: float
-    reason: str
-    keys: dict[str, Key] = field(default_factory=dict)
-
-
-@dataclass
-class FileRole:
-    path: str
-    role: str  # orders | order_lines | invoice_lines | contacts | payments | unknown
-    confidence: float
-    reason: str
-
-
-@dataclass
-class Proposal:
-    kind: str  # files | postgres | mariadb
-    source_name: str
-    location: str  # folder, or "schema" of the database
-    profiles: list[FileProfile]
-    files: list[FileRole] = field(default_factory=list)
-    entities: list[EntityPlan] = field(default_factory=list)
-    questions: list[str] = field(default_factory=list)
-    settings: dict[str, Key] = field(default_factory=dict)  # source-level keys (dsn_env, schema)
-
-    def ask(self, key: Key, question: str) -> None:
-        key.question = question if key.question is None else f"{key.question} {question}"
-        self.questions.append(question)
 
 
 def _lines(p: FileProfile, key: ColumnProfile) -> bool:
@@ -124,9 +84,9 @@ def propose_files(profiles: list[FileProfile], folder: str, source_name: str) ->
             prop.questions.append(f"{names} all look like {role}; only {items[0][0].path} is used")
     orders = next(iter(kinds.get("orders", [])), None)
     if lines := next(iter(kinds.get("order_lines", [])), None):
-        _order_lines(prop, *lines)
+        order_lines(prop, *lines)
     elif inv := next(iter(kinds.get("invoice_lines", [])), None):
-        _invoice_lines(prop, *inv)
+        invoice_lines(prop, *inv)
     elif orders is not None:
         contacts = next(iter(kinds.get("contacts", [])), None)
         payments = next(iter(kinds.get("payments", [])), None)
@@ -146,149 +106,10 @@ def propose_files(profiles: list[FileProfile], folder: str, source_name: str) ->
 def _consent_unknown(plan: EntityPlan) -> None:
     """The shapes carry no consent: consent unknown, so no content ever goes to these contacts until
     a CRM with consent says otherwise (written out, so the file says it)."""
-    defaults = plan.keys.setdefault("defaults", _defaults())
+    defaults = plan.keys.setdefault("defaults", default_keys())
     why = "no consent column in the files: consent unknown, so no marketing goes to them"
     for col in ("email_consent", "sms_consent", "marketing_objection"):
         defaults.value[col] = Key(False, 0.9, why)
-
-
-def _date_question(prop: Proposal, key: Key, col: ColumnProfile) -> None:
-    fmts = set(col.date_formats)
-    if any(a in fmts and b in fmts for a, b in SWAPPABLE):
-        prop.ask(key, f"{col.name}: every day is 12 or less, so dates may be day/month or month/day; "
-                 f"{col.date_format} assumed")  # fmt: skip
-
-
-def _status(prop: Proposal, col: ColumnProfile, where: str) -> tuple[dict[str, str], Key]:
-    mapping, unclear = r.map_status(col.values or [])
-    key = Key(None, 0.9 if not unclear else 0.6, f"{col.name}: {', '.join(col.values or [])}")
-    if unclear:
-        prop.ask(key, f"{where}: {', '.join(unclear)} mapped to completed; is that right?")
-    return mapping, key
-
-
-def _defaults(conf_updated: str = "the export has no change time") -> Key:
-    return Key({"updated_at": Key("load_time", 0.9, conf_updated)})
-
-
-def _currency(prop: Proposal, found: dict, where: str) -> tuple[str, Key | None]:
-    """SQL for the currency, and a Key carrying the question when the files name none."""
-    if "currency" in found:
-        col = found["currency"][0]
-        return f"max({txt(col.name)})", None
-    key = Key(None)
-    prop.ask(key, f"{where}: the files name no currency; EUR assumed")
-    return "'EUR'", key
-
-
-def _sql_key(prop: Proposal, sql: str, conf: float, evidence: str, *questions: Key | None) -> Key:
-    key = Key(sql.strip() + "\n", conf, evidence, sql=True)
-    for qk in questions:
-        if qk is not None and qk.question:
-            key.question = qk.question if key.question is None else f"{key.question} {qk.question}"
-    return key
-
-
-def _country(found: dict) -> str | None:
-    if "country" in found:
-        return r.country(txt(found["country"][0].name), names=False)
-    if "country_name" in found:
-        return r.country(txt(found["country_name"][0].name), names=True)
-    return None
-
-
-def _order_lines(prop: Proposal, p: FileProfile, found: dict) -> None:
-    """Shopify-style: one row per line item, order fields on the first row; customers are e-mails."""
-    key, email, when = found["order_id"][0], found["email"][0], found["when"][0]
-    t = q(p.table)
-    mapping, skey = _status(prop, found["status"][0], f"{p.path} {found['status'][0].name}")
-    status = r.status_case(f"max({txt(found['status'][0].name)})", mapping)
-    cur, ckey = _currency(prop, found, p.path)
-    cols = [
-        f"{r.any_id(f'min({txt(key.name)})')} as order_id",
-        f"min({txt(key.name)}) as source_order_id",
-        f"{r.email_key(f'max({txt(email.name)})')} as contact_id",
-        f"min({r.when(when)}) as ordered_at",
-        f"{status} as status",
-        f"{cur} as currency",
-        f"{r.money('max(' + txt(found['total'][0].name) + ')')} as total_amount",
-    ]
-    for role, out in (("subtotal", "subtotal_amount"), ("discount", "discount_amount")):
-        if role in found:
-            cols.append(f"{r.money(f'max({txt(found[role][0].name)})')} as {out}")
-    if "discount_code" in found:
-        cols.append(f"max({txt(found['discount_code'][0].name)}) as discount_code")
-    orders = f"select {SEP.join(cols)}\nfrom {t}\ngroup by {txt(key.name)}"
-    ev = f"{p.path}: one order per {key.name}, order fields from its first row; status {skey.evidence}"
-    plan = EntityPlan("orders", 0.85, f"{p.path}: {key.name} groups the line items of one order")
-    plan.keys = {"sql": _sql_key(prop, orders, 0.85, ev, skey, ckey), "defaults": _defaults()}
-    country = _country(found)
-    country_out = SEP + "max(country) as country" if country else ""
-    contacts = (
-        f"select {r.email_key('email')} as contact_id, email,\n"
-        f"       min(signup_date) as signup_date{country_out}\n"
-        f"from (select lower({txt(email.name)}) as email, "
-        f"{r.utc_date(r.when(when), when)} as signup_date{f', {country} as country' if country else ''}\n"
-        f"      from {t}) where email is not null\ngroup by email"
-    )
-    cplan = EntityPlan("contacts", 0.8, f"{p.path}: no customer file; a customer is an e-mail ({email.name})")
-    cplan.keys = {
-        "sql": _sql_key(
-            prop, contacts, 0.8, f"one contact per distinct {email.name}; signup = first order date"
-        ),
-        "defaults": _defaults(),
-    }
-    prop.entities += [cplan, plan]
-
-
-def _invoice_lines(prop: Proposal, p: FileProfile, found: dict) -> None:
-    """Online-Retail-style invoice lines: one order per invoice; C-prefix cancels, negative returns."""
-    key, cust, when = found["order_id"][0], found["customer_id"][0], found["when"][0]
-    qty, price, t = found["quantity"][0], found["unit_price"][0], q(p.table)
-    inv = txt(key.name)
-    amount = f"try_cast({txt(qty.name)} as decimal(18,4)) * try_cast({txt(price.name)} as decimal(18,4))"
-    status_ev = []
-    arms = []
-    if key.has("letter_prefixed", 0.001):
-        arms.append(f"WHEN {inv} LIKE 'C%' THEN 'cancelled'")
-        status_ev.append(
-            f"{key.patterns['letter_prefixed']:.0%} of {key.name} start with a letter (C = cancellation)"
-        )
-    if qty.negative:
-        arms.append(f"WHEN min(try_cast({txt(qty.name)} as bigint)) < 0 THEN 'returned'")
-        status_ev.append(f"some {qty.name} are negative (returns)")
-    status = f"CASE {' '.join(arms)} ELSE 'completed' END" if arms else "'completed'"
-    cur, ckey = _currency(prop, found, p.path)
-    orders = (
-        f"select {r.any_id(inv)} as order_id, {inv} as source_order_id,\n"
-        f"       {r.int_id(f'max({txt(cust.name)})')} as contact_id,\n"
-        f"       min({r.when(when)}) as ordered_at,\n"
-        f"       {status} as status,\n       {cur} as currency,\n"
-        f"       cast(abs(sum({amount})) as decimal(14,2)) as total_amount\n"
-        f"from {t}\ngroup by {inv}"
-    )
-    plan = EntityPlan("orders", 0.85, f"{p.path}: one order per {key.name}")
-    plan.keys = {
-        "sql": _sql_key(prop, orders, 0.85, "; ".join(status_ev) or "one order per invoice", ckey),
-        "defaults": _defaults(),
-    }
-    if cust.null_rate > 0:
-        why = f"{cust.null_rate:.0%} of rows have no {cust.name}: their orders are quarantined (no contact)"
-        plan.keys["sql"].evidence += f"; {why}"
-    country = _country(found)
-    country_out = f"{SEP}max({country}) as country" if country else ""
-    contacts = (
-        f"select {r.int_id(txt(cust.name))} as contact_id,\n"
-        f"       min({r.utc_date(r.when(when), when)}) as signup_date"
-        f"{country_out}\n"
-        f"from {t}\nwhere {txt(cust.name)} is not null\ngroup by 1"
-    )
-    cplan = EntityPlan("contacts", 0.8, f"{p.path}: no customer file; customers are {cust.name}")
-    cplan.keys = {
-        "sql": _sql_key(prop, contacts, 0.8, f"one contact per {cust.name}; signup = first invoice date"),
-        "defaults": _defaults(),
-    }
-    prop.entities += [cplan, plan]
 
 
 def _orders(prop: Proposal, p: FileProfile, found: dict, payments: tuple | None) -> None:
@@ -316,7 +137,7 @@ def _orders(prop: Proposal, p: FileProfile, found: dict, payments: tuple | None)
         if "currency" not in pf and "currency" not in found:
             ckey = Key(None)
             prop.ask(ckey, f"{pp.path}: no currency column; EUR assumed")
-        mapping, skey = _status(prop, found["status"][0], f"{p.path} {found['status'][0].name}")
+        mapping, skey = status_map(prop, found["status"][0], f"{p.path} {found['status'][0].name}")
         status = r.status_case(txt(found["status"][0].name), mapping)
         cust = found.get("customer_id")
         customer = r.int_id(txt(cust[0].name)) if cust else r.email_key(txt(found["email"][0].name))
@@ -331,7 +152,7 @@ def _orders(prop: Proposal, p: FileProfile, found: dict, payments: tuple | None)
             f"  on pay._order = {r.int_id(txt(key.name))}"
         )
         ev = f"total = {unit} from {pp.path} ({ref.name}); status {skey.evidence}"
-        plan.keys = {"sql": _sql_key(prop, sql, 0.8, ev, skey, ckey), "defaults": _defaults()}
+        plan.keys = {"sql": sql_key(prop, sql, 0.8, ev, skey, ckey), "defaults": default_keys()}
         plan.reason += f"; amounts from {pp.path}"
         prop.entities.append(plan)
         return
@@ -355,13 +176,13 @@ def _orders(prop: Proposal, p: FileProfile, found: dict, payments: tuple | None)
     if when.date_format:
         fmt_key = "date_format" if when.type == "date" else "timestamp_format"
         keys[fmt_key] = Key(when.date_format, 0.9, f"every {when.name} parses with it")
-        _date_question(prop, keys[fmt_key], when)
+        date_question(prop, keys[fmt_key], when)
     if "status" in found:
-        mapping, skey = _status(prop, found["status"][0], f"{p.path} {found['status'][0].name}")
+        mapping, skey = status_map(prop, found["status"][0], f"{p.path} {found['status'][0].name}")
         changed = {k: Key(v) for k, v in mapping.items() if k != v}
         if changed:
             keys["values"] = Key({"status": Key(changed, skey.confidence, skey.evidence, skey.question)})
-    defaults = _defaults()
+    defaults = default_keys()
     if "currency" not in found:
         defaults.value["currency"] = Key("EUR")
         prop.ask(defaults.value["currency"], f"{p.path}: no currency column; EUR assumed")
@@ -384,7 +205,7 @@ def _contacts(prop: Proposal, orders: tuple | None, contacts: tuple | None) -> N
         for role in ("first_name", "last_name"):
             if role in cf:
                 cols.append(f"{txt(cf[role][0].name)} as {role}")
-        if (country := _country(cf)) is not None:
+        if (country := country_sql(cf)) is not None:
             cols.append(f"{country} as country")
         plan = EntityPlan("contacts", 0.85, f"{cp.path}: one row per {key.name} with an e-mail")
         if orders is not None:
@@ -406,11 +227,11 @@ def _contacts(prop: Proposal, orders: tuple | None, contacts: tuple | None) -> N
                 ev += (
                     f"; {key.patterns['float_written']:.0%} of {key.name} written as floats (12402.0 = 12402)"
                 )
-            plan.keys = {"sql": _sql_key(prop, sql, 0.8, ev), "defaults": _defaults()}
+            plan.keys = {"sql": sql_key(prop, sql, 0.8, ev), "defaults": default_keys()}
             plan.keys["sql"].evidence += "; customers without orders have no signup date and are quarantined"
         else:
             plan.keys = {
-                "sql": _sql_key(prop, f"select {', '.join(cols)} from {q(cp.table)}", 0.6, "no orders")
+                "sql": sql_key(prop, f"select {', '.join(cols)} from {q(cp.table)}", 0.6, "no orders")
             }
             prop.ask(plan.keys["sql"], f"{cp.path}: no signup date and no orders to derive it from")
         prop.entities.insert(0, plan)
@@ -423,13 +244,13 @@ def _contacts(prop: Proposal, orders: tuple | None, contacts: tuple | None) -> N
     cols = [f"{r.int_id(txt(cust[0].name))} as contact_id"]
     if "email" in of:
         cols.append(f"lower(max({txt(of['email'][0].name)})) as email")
-    if (country := _country(of)) is not None:
+    if (country := country_sql(of)) is not None:
         cols.append(f"max({country}) as country")
     cols.append(f"min({r.utc_date(r.when(when), when)}) as signup_date")
     sql = f"select {SEP.join(cols)}\nfrom {q(op.table)}\ngroup by 1"
     plan = EntityPlan("contacts", 0.8, f"{op.path}: no customer file; one contact per {cust[0].name}")
     plan.keys = {
-        "sql": _sql_key(prop, sql, 0.8, f"one contact per {cust[0].name}; signup = first order date"),
-        "defaults": _defaults(),
+        "sql": sql_key(prop, sql, 0.8, f"one contact per {cust[0].name}; signup = first order date"),
+        "defaults": default_keys(),
     }
     prop.entities.insert(0, plan)
