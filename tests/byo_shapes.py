@@ -17,7 +17,7 @@ from pathlib import Path
 
 COUNTRIES = ("GB", "DE", "FR", "NL", "SE")
 COUNTRY_NAMES = {"GB": "United Kingdom", "DE": "Germany", "FR": "France", "NL": "Netherlands", "SE": "Sweden"}
-START = datetime(2026, 1, 5, 9, 0)
+START = datetime(2024, 9, 2, 9, 0)  # about two years of history: enough to train on
 CENT = Decimal("0.01")
 
 
@@ -53,10 +53,11 @@ def _plan(rng: random.Random, n_customers: int) -> list[tuple[int, list[datetime
     """Customers 0..n-1, each with 1-4 order times (increasing), all distinct across customers."""
     plan = []
     for c in range(n_customers):
-        first = START + timedelta(days=rng.randint(0, 60), minutes=rng.randint(0, 600) + c)
-        times = [
-            first + timedelta(days=7 * k + rng.randint(0, 5), minutes=k) for k in range(rng.randint(1, 4))
-        ]
+        t = START + timedelta(days=rng.randint(0, 420), minutes=rng.randint(0, 600) + c)
+        times = [t]
+        for _ in range(rng.randint(0, 3)):
+            t = t + timedelta(days=rng.randint(15, 90), minutes=rng.randint(1, 300))
+            times.append(t)
         plan.append((c, times))
     return plan
 

@@ -235,3 +235,29 @@ def test_views_are_named_like_the_extract_names_tables(tmp_path):
     con = duckdb.connect()
     assert {k: len(v) for k, v in file_views(con, folder).items()} == {"orders_export": 2}
     assert con.execute("select sum(x) from orders_export").fetchall() == [(6,)]
+
+
+def test_profile_reads_compressed_cp1252_tab_files_and_parquet(tmp_path):
+    import gzip
+
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    lines = ["id\tcity\tprice\tstatus"] + [
+        f"{i}\tMünchen Straße {i % 2}\t{i},50\t{('open', 'done')[i % 2]}" for i in range(20)
+    ]
+    (folder / "stores.tsv.gz").write_bytes(gzip.compress("\n".join(lines).encode("cp1252")))
+    duckdb.execute(f"copy (select range as id, 'x' as s from range(7)) to '{folder / 'extra.parquet'}'")
+    prof = {p.path: p for p in profile_folder(folder)}
+    stores = prof["stores.tsv.gz"]
+    assert (stores.delimiter, stores.encoding, stores.compression, stores.rows) == (
+        "\t",
+        "cp1252",
+        "gzip",
+        20,
+    )
+    cols = {c.name: c for c in stores.columns}
+    assert cols["id"].type == "int" and cols["id"].has("id_like")
+    assert (
+        cols["status"].values == ["done", "open"] and cols["city"].values is None
+    )  # an address: never shown
+    assert prof["extra.parquet"].rows == 7 and prof["extra.parquet"].table == "extra"
