@@ -261,3 +261,16 @@ def test_profile_reads_compressed_cp1252_tab_files_and_parquet(tmp_path):
         cols["status"].values == ["done", "open"] and cols["city"].values is None
     )  # an address: never shown
     assert prof["extra.parquet"].rows == 7 and prof["extra.parquet"].table == "extra"
+
+
+def test_user_errors_are_one_line_without_a_traceback(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.md").write_text("not data\n")
+    out = tmp_path / "clarion.yaml"
+    res = CliRunner().invoke(cli, ["--config", str(out), "init", "--from", str(empty), "--yes"])
+    assert res.exit_code != 0 and "holds no data files" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(cli, ["--config", str(out), "init", "--yes"])
+    assert res.exit_code != 0 and "--from DIR or --from-dsn-env VAR" in res.output
+    res = CliRunner().invoke(cli, ["--config", str(out), "init", "--from-dsn-env", "NO_SUCH_VAR_24", "--yes"])
+    assert res.exit_code != 0 and "NO_SUCH_VAR_24 is not set" in res.output and not out.exists()
