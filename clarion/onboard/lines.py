@@ -16,13 +16,13 @@ from clarion.onboard.plan import (
     status_map,
 )
 from clarion.onboard.profile import FileProfile
-from clarion.onboard.roles import q, txt
+from clarion.onboard.roles import txt
 
 
 def order_lines(prop: Proposal, p: FileProfile, found: dict) -> None:
     """Shopify-style: one row per line item, order fields on the first row; customers are e-mails."""
     key, email, when = found["order_id"][0], found["email"][0], found["when"][0]
-    t = q(p.table)
+    t = r.clean(p.table)
     mapping, skey = status_map(prop, found["status"][0], f"{p.path} {found['status'][0].name}")
     status = r.status_case(f"max({txt(found['status'][0].name)})", mapping)
     cur, ckey = currency(prop, found, p.path)
@@ -66,7 +66,7 @@ def order_lines(prop: Proposal, p: FileProfile, found: dict) -> None:
 def invoice_lines(prop: Proposal, p: FileProfile, found: dict) -> None:
     """Online-Retail-style invoice lines: one order per invoice; C-prefix cancels, negative returns."""
     key, cust, when = found["order_id"][0], found["customer_id"][0], found["when"][0]
-    qty, price, t = found["quantity"][0], found["unit_price"][0], q(p.table)
+    qty, price, t = found["quantity"][0], found["unit_price"][0], r.clean(p.table)
     inv = txt(key.name)
     amount = f"try_cast({txt(qty.name)} as decimal(18,4)) * try_cast({txt(price.name)} as decimal(18,4))"
     status_ev = []

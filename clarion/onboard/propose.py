@@ -26,7 +26,7 @@ from clarion.onboard.plan import (  # noqa: F401  (Key, FileRole: the proposal's
     status_map,
 )
 from clarion.onboard.profile import ColumnProfile, FileProfile
-from clarion.onboard.roles import find, lit, q, txt
+from clarion.onboard.roles import find, lit, txt
 
 
 def _lines(p: FileProfile, key: ColumnProfile) -> bool:
@@ -117,7 +117,7 @@ def _orders(prop: Proposal, p: FileProfile, found: dict, payments: tuple | None)
     plan = EntityPlan("orders", 0.9, f"{p.path}: one row per {key.name}")
     if "total" not in found and payments is not None:
         pp, pf = payments
-        ref, t = pf["order_ref"][0], q(p.table)
+        ref, t = pf["order_ref"][0], r.clean(p.table)
         if "amount_cents" in pf:
             amount, unit = (
                 f"sum(try_cast({txt(pf['amount_cents'][0].name)} as bigint)){{paid}} / 100",
@@ -148,7 +148,7 @@ def _orders(prop: Proposal, p: FileProfile, found: dict, payments: tuple | None)
             f"       coalesce(pay._currency, 'EUR') as currency,\n"
             f"       cast(coalesce(pay._amount, 0) as decimal(14,2)) as total_amount\n"
             f"from {t}\nleft join (select {r.int_id(txt(ref.name))} as _order, {amount} as _amount,\n"
-            f"                 {cur} as _currency\n          from {q(pp.table)} group by 1) pay\n"
+            f"                 {cur} as _currency\n          from {r.clean(pp.table)} group by 1) pay\n"
             f"  on pay._order = {r.int_id(txt(key.name))}"
         )
         ev = f"total = {unit} from {pp.path} ({ref.name}); status {skey.evidence}"
@@ -216,10 +216,10 @@ def _contacts(prop: Proposal, orders: tuple | None, contacts: tuple | None) -> N
                 return
             cols.append("fo.signup_date")
             sql = (
-                f"select {SEP.join(cols)}\nfrom {q(cp.table)}\n"
+                f"select {SEP.join(cols)}\nfrom {r.clean(cp.table)}\n"
                 f"left join (select {r.int_id(txt(okey[0].name))} as customer,\n"
                 f"                  min({r.utc_date(r.when(when), when)}) as signup_date\n"
-                f"           from {q(op.table)} group by 1) fo\n"
+                f"           from {r.clean(op.table)} group by 1) fo\n"
                 f"  on fo.customer = {r.int_id(txt(key.name))}"
             )
             ev = f"{cp.path} has no signup date: signup = first order date in {op.path}"
@@ -231,7 +231,7 @@ def _contacts(prop: Proposal, orders: tuple | None, contacts: tuple | None) -> N
             plan.keys["sql"].evidence += "; customers without orders have no signup date and are quarantined"
         else:
             plan.keys = {
-                "sql": sql_key(prop, f"select {', '.join(cols)} from {q(cp.table)}", 0.6, "no orders")
+                "sql": sql_key(prop, f"select {', '.join(cols)} from {r.clean(cp.table)}", 0.6, "no orders")
             }
             prop.ask(plan.keys["sql"], f"{cp.path}: no signup date and no orders to derive it from")
         prop.entities.insert(0, plan)
@@ -247,7 +247,7 @@ def _contacts(prop: Proposal, orders: tuple | None, contacts: tuple | None) -> N
     if (country := country_sql(of)) is not None:
         cols.append(f"max({country}) as country")
     cols.append(f"min({r.utc_date(r.when(when), when)}) as signup_date")
-    sql = f"select {SEP.join(cols)}\nfrom {q(op.table)}\ngroup by 1"
+    sql = f"select {SEP.join(cols)}\nfrom {r.clean(op.table)}\ngroup by 1"
     plan = EntityPlan("contacts", 0.8, f"{op.path}: no customer file; one contact per {cust[0].name}")
     plan.keys = {
         "sql": sql_key(prop, sql, 0.8, f"one contact per {cust[0].name}; signup = first order date"),

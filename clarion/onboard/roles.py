@@ -132,7 +132,14 @@ def lit(value: str) -> str:
 
 
 def txt(col: str) -> str:
-    return f"nullif(trim(cast({q(col)} as varchar)), '')"
+    """A column of a table read through :func:`clean`: trimmed text, NULL when empty."""
+    return q(col)
+
+
+def clean(table: str) -> str:
+    """A file's table with every column as trimmed text (NULL when empty), under the table's name:
+    the mapping then reads the same whether DuckDB's sniffer typed a column or not."""
+    return f"(select nullif(trim(cast(columns(*) as varchar)), '') from {q(table)}) as {q(table)}"
 
 
 def int_id(expr: str) -> str:
