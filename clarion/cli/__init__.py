@@ -14,6 +14,7 @@ from clarion.cli import (  # noqa: F401  (importing the verb modules registers t
     erase,
     fairness,
     governance,
+    init,
     models,
     nba,
     ops,

@@ -77,6 +77,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 
     \b
     Start here:
+      clarion init --from DIR profile your own CRM export and write a proposed clarion.yaml
       clarion generate        write a synthetic CRM with planted truth (var/crm)
       clarion run             run the pipeline (a Prefect flow) into var/warehouse.duckdb
       clarion status          what the warehouse holds and how the last runs went
