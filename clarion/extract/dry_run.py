@@ -229,7 +229,7 @@ def dry_run_text(report: dict[str, Any]) -> str:
             lines += ["", f"{e['source']}/{e['entity']}:", *detail]
     idle = all(e["status"] == "unchanged" and not e["read"] for e in report["entities"])
     if idle and not report.get("fresh"):
-        lines += ["", "No new or changed file to read; --fresh reads every file as new (a changed mapping)."]
+        lines += ["", "No new or changed file (or settings) to read; --fresh reads every file as new."]
     if not report.get("values_shown"):
         lines += ["", "Values of personal and unknown fields are shown as ***; --values shows them."]
     return "\n".join(lines)

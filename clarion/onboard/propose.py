@@ -97,19 +97,9 @@ def propose_files(profiles: list[FileProfile], folder: str, source_name: str) ->
         _contacts(prop, None, contacts)
     else:
         prop.questions.append("no file looks like orders or customers: map them by hand (docs/onboarding.md)")
-    for plan in prop.entities:
-        if plan.entity == "contacts":
-            _consent_unknown(plan)
+    # contacts without consent columns need no default: the extract loads them with consent
+    # unknown (no content goes to them) and its summary says how many
     return prop
-
-
-def _consent_unknown(plan: EntityPlan) -> None:
-    """The shapes carry no consent: consent unknown, so no content ever goes to these contacts until
-    a CRM with consent says otherwise (written out, so the file says it)."""
-    defaults = plan.keys.setdefault("defaults", default_keys())
-    why = "no consent column in the files: consent unknown, so no marketing goes to them"
-    for col in ("email_consent", "sms_consent", "marketing_objection"):
-        defaults.value[col] = Key(False, 0.9, why)
 
 
 def _orders(prop: Proposal, p: FileProfile, found: dict, payments: tuple | None) -> None:
