@@ -17,6 +17,7 @@ SUITES = (
     "alerts",
     "api",
     "ondemand",
+    "onboard",
 )
 
 
@@ -79,6 +80,10 @@ def main() -> None:
         from bench import ondemand
 
         print(ondemand.main())  # one on-demand draft's latency with the model warm (no data size)
+    if "onboard" in args.suites:
+        from bench import onboard
+
+        print(onboard.main(sizes))  # clarion init and an extract through SQL mappings
 
 
 if __name__ == "__main__":

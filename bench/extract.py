@@ -65,11 +65,15 @@ def ensure_postgres(customers: int) -> str:
 def run_extract(source: dict[str, Any], workdir: str) -> dict[str, Any]:
     import os
 
+    os.environ["BENCH_PG_DSN"] = PG_DSN
+    return extract_totals(workdir_settings(workdir, sources={"crm": source}))
+
+
+def extract_totals(settings: Any) -> dict[str, Any]:
+    """Every step of the settings' sources, as the extract flow runs them; read/loaded/quarantined."""
     from clarion.extract.runner import extract_step, plan_steps
     from clarion.warehouse import Warehouse
 
-    os.environ["BENCH_PG_DSN"] = PG_DSN
-    settings = workdir_settings(workdir, sources={"crm": source})
     warehouse = Warehouse.from_settings(settings)
     totals = {"read": 0, "loaded": 0, "quarantined": 0}
     with warehouse.writing("bench"):

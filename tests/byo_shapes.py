@@ -70,14 +70,14 @@ def _first(orders: dict[str, tuple[datetime, str]]) -> dict[str, date]:
     return out
 
 
-def shopify(folder: Path, seed: int = 0) -> Truth:
+def shopify(folder: Path, seed: int = 0, customers: int = 40) -> Truth:
     """`orders_export.csv`: one row per line item, order-level fields on an order's first row only."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     statuses = {"paid": "completed", "refunded": "returned", "voided": "cancelled", "pending": "completed"}
     truth, when_of = Truth(), {}
     rows, number = [], 1001
-    for c, times in _plan(rng, 40):
+    for c, times in _plan(rng, customers):
         email = f"buyer{c:03d}@shop{seed}.example"
         truth.emails.append(email)
         country = COUNTRIES[c % len(COUNTRIES)]
@@ -127,14 +127,14 @@ def shopify(folder: Path, seed: int = 0) -> Truth:
     return truth
 
 
-def woocommerce(folder: Path, seed: int = 0) -> Truth:
+def woocommerce(folder: Path, seed: int = 0, customers: int = 50) -> Truth:
     """`woocommerce_orders.csv`, ';'-delimited, dd/mm/yyyy HH:MM dates, wc-* statuses."""
     rng = random.Random(seed + 1)
     folder.mkdir(parents=True, exist_ok=True)
     statuses = {"wc-completed": "completed", "wc-refunded": "returned", "wc-cancelled": "cancelled",
                 "wc-processing": "completed"}  # fmt: skip
     truth, when_of, rows, number = Truth(), {}, [], 5000
-    for c, times in _plan(rng, 50):
+    for c, times in _plan(rng, customers):
         cid, email = str(300 + c), f"client{c:03d}@woo{seed}.example"
         truth.emails.append(email)
         for t in times:
@@ -152,19 +152,19 @@ def woocommerce(folder: Path, seed: int = 0) -> Truth:
     return truth
 
 
-def payments_cents(folder: Path, seed: int = 0) -> Truth:
+def payments_cents(folder: Path, seed: int = 0, customers: int = 60) -> Truth:
     """customers.csv (ids sometimes '12402.0'), orders.csv (ISO timestamps), payments.csv (cents)."""
     rng = random.Random(seed + 2)
     folder.mkdir(parents=True, exist_ok=True)
     states = {"complete": "completed", "refunded": "returned", "canceled": "cancelled"}
     truth, when_of = Truth(), {}
-    customers, orders, payments, oid = [], [], [], 90000
-    for c, times in _plan(rng, 60):
+    people, orders, payments, oid = [], [], [], 90000
+    for c, times in _plan(rng, customers):
         cid = 12400 + c
         email = f"person{c:03d}@cents{seed}.example"
         truth.emails.append(email)
         written = f"{cid}.0" if c % 7 == 3 else str(cid)  # a spreadsheet wrote some ids as floats
-        customers.append([written, email, f"Name{c}", COUNTRIES[c % 5]])
+        people.append([written, email, f"Name{c}", COUNTRIES[c % 5]])
         for t in times:
             oid += 1
             state = rng.choice(list(states))
@@ -179,7 +179,7 @@ def payments_cents(folder: Path, seed: int = 0) -> Truth:
             truth.orders[str(oid)] = (str(cid), states[state], total)
             when_of[str(oid)] = (t, str(cid))
     rng.shuffle(payments)
-    _write(folder / "customers.csv", ["id", "email", "first_name", "country"], customers)
+    _write(folder / "customers.csv", ["id", "email", "first_name", "country"], people)
     _write(folder / "orders.csv", ["id", "customer_id", "created", "state"], orders)
     _write(folder / "payments.csv", ["order_id", "amount_cents", "currency", "status"], payments)
     truth.customers = _first(when_of)
@@ -190,12 +190,12 @@ def _mdy(t: datetime) -> str:
     return f"{t.month}/{t.day}/{t.year} {t.hour}:{t.minute:02d}"
 
 
-def invoices(folder: Path, seed: int = 0) -> Truth:
+def invoices(folder: Path, seed: int = 0, customers: int = 45) -> Truth:
     """invoices.csv, Online-Retail style: C-prefixed cancellations, negative quantities, float ids."""
     rng = random.Random(seed + 3)
     folder.mkdir(parents=True, exist_ok=True)
     truth, when_of, rows, number = Truth(), {}, [], 536365
-    for c, times in _plan(rng, 45):
+    for c, times in _plan(rng, customers):
         cid = str(17800 + c)
         country = COUNTRY_NAMES[COUNTRIES[c % 5]]
         for t in times:

@@ -89,6 +89,27 @@ def test_reader_follows_the_current_snapshot(project) -> None:
     reader.close()
 
 
+def test_a_snapshot_replaced_within_the_check_interval_is_never_handed_out(project) -> None:
+    """A publish deletes the snapshot it replaces at once. Settings handed out right after (before
+    the twice-a-second look at CURRENT) must name a file that exists: the views open it by path."""
+    from clarion.api.reads import Reader
+
+    settings = project()
+    wh = Warehouse.from_settings(settings)
+    with wh.connect() as con:
+        con.execute("create table audit.t (x int)")
+    reader = Reader(settings)
+    first = reader.settings().warehouse.path
+    with wh.connect() as con:  # another writer publishes: `first` is deleted
+        con.execute("insert into audit.t values (1)")
+    assert not first.exists()
+    now = reader.settings().warehouse.path  # well within the check interval
+    assert now != first and now.exists()
+    with Warehouse.from_settings(reader.settings()).read() as con:  # what a view function does
+        assert con.execute("select count(*) from audit.t").fetchone() == (1,)
+    reader.close()
+
+
 # ----------------------------------------------------------------------------------------------
 def test_key_store_keeps_only_a_hash(tmp_path: Path) -> None:
     store = KeyStore(tmp_path / "keys.sqlite")

@@ -58,6 +58,7 @@ def _has_input(operation: Any) -> bool:
     return bool(list(operation.iter_parameters())) or bool(operation.body)
 
 
+@pytest.mark.slow  # schemathesis fuzzes every operation (about 15 s): in the slow set, run by CI
 def test_every_operation_answers_as_its_schema_says(fuzzed_api) -> None:
     schema = schemathesis.openapi.from_url(fuzzed_api["server"].url + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]

@@ -28,7 +28,8 @@ from clarion.subject import objection
 from models.content.brief import load_brief
 from models.content.drafts import AI_DISCLOSURE, content_hash
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
+# the real model drafts in every test (about a minute in all): in the slow set, run by CI
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -738,3 +739,79 @@ def test_mariadb_rows_whose_cursor_is_null_are_read_and_quarantined(
     [second] = run_extract(settings)
     assert second.quarantined == 1 and second.read == second.loaded + 1
     assert quarantined_keys(settings) == {("contacts", str(max_id + 1)): "missing_required"}
+
+
+# -- a mapping in the database's own SQL ------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_a_sql_mapping_in_the_databases_own_sql_loads_joined_and_converted_rows(
+    tmp_path: Path, pg_schema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Orders without amounts and payments in cents in their own table, read through a PostgreSQL
+    SELECT: the totals are the succeeded payments' cents / 100, computed here from the rows inserted."""
+    dsn, schema = pg_schema
+    changed = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+    customers = [(1, "a@shop.example"), (2, "b@shop.example")]
+    orders = [(10, 1, "paid"), (11, 1, "refunded"), (12, 2, "paid"), (13, 3, "paid")]  # 3: no customer
+    payments = [(10, 1999, "succeeded"), (10, 500, "failed"), (11, 4250, "succeeded"), (12, 700, "succeeded")]
+    with pg_connect(dsn) as con:
+        con.execute(f'create schema "{schema}"')
+        con.execute(f'create table "{schema}".shop_customers (id bigint primary key, email text)')
+        con.execute(
+            f'create table "{schema}".shop_orders (id bigint primary key, customer_id bigint, '
+            "state text, created_at timestamptz, updated_at timestamptz)"
+        )
+        con.execute(f'create table "{schema}".shop_payments (order_id bigint, amount_cents int, status text)')
+        with con.cursor() as cur:
+            cur.executemany(f'insert into "{schema}".shop_customers values (%s, %s)', customers)
+            cur.executemany(
+                f'insert into "{schema}".shop_orders values (%s, %s, %s, %s, %s)',
+                [(o, c, s, changed - timedelta(days=o), changed) for o, c, s in orders],
+            )
+            cur.executemany(f'insert into "{schema}".shop_payments values (%s, %s, %s)', payments)
+    contacts_sql = f"""
+        select c.id as contact_id, c.email, min(o.created_at)::date as signup_date,
+               false as email_consent, false as sms_consent, false as marketing_objection,
+               max(o.updated_at) as updated_at
+        from "{schema}".shop_customers c join "{schema}".shop_orders o on o.customer_id = c.id
+        group by c.id, c.email"""
+    orders_sql = f"""
+        select o.id as order_id, o.customer_id as contact_id, o.created_at as ordered_at,
+               case o.state when 'paid' then 'completed' when 'refunded' then 'returned' end as status,
+               'EUR' as currency,
+               coalesce(sum(p.amount_cents) filter (where p.status = 'succeeded'), 0) / 100.0 as total_amount,
+               o.updated_at
+        from "{schema}".shop_orders o left join "{schema}".shop_payments p on p.order_id = o.id
+        group by o.id"""
+    entities = {"contacts": {"sql": contacts_sql}, "orders": {"sql": orders_sql}}
+    monkeypatch.setenv(DSN_ENV, dsn)
+    settings = project(tmp_path, {"shop": db_source("postgres", schema, entities=entities)})
+    loaded = by_entity(run_extract(settings))
+    assert (loaded["orders"].read, loaded["orders"].loaded, loaded["orders"].quarantined) == (4, 3, 1)
+    truth = {}
+    for oid, cid, state in orders:
+        if cid in dict(customers):
+            cents = sum(c for o, c, s in payments if o == oid and s == "succeeded")
+            truth[oid] = (cid, {"paid": "completed", "refunded": "returned"}[state], Decimal(cents) / 100)
+    got = query(settings, "select order_id, contact_id, status, total_amount from raw.orders")
+    assert {o: (c, s, t) for o, c, s, t in got} == truth
+    assert query(settings, "select reason, field, key from quarantine.orders") == [
+        ("orphan", "contact_id", "13")
+    ]
+    again = by_entity(run_extract(settings))["orders"]
+    assert (again.inserted, again.updated) == (0, 0)
+
+
+@pytest.mark.postgres
+def test_a_sql_mapping_the_database_refuses_names_its_key(
+    tmp_path: Path, pg_schema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn, schema = pg_schema
+    with pg_connect(dsn) as con:
+        con.execute(f'create schema "{schema}"')
+    entities = {"orders": {"sql": f'select id as order_id from "{schema}".no_such_table'}}
+    monkeypatch.setenv(DSN_ENV, dsn)
+    settings = project(tmp_path, {"shop": db_source("postgres", schema, entities=entities)})
+    with pytest.raises(ExtractError, match=r"sources\.shop\.entities\.orders\.sql failed in the database"):
+        run_extract(settings)

@@ -81,6 +81,7 @@ def test_a_clean_run_publishes_and_keeps_every_gate_result(published) -> None:
     assert docs.is_file()
 
 
+@pytest.mark.slow  # a whole transform with dbt and gates (make test stays under 15 minutes)
 def test_defective_data_stops_the_run_at_the_raw_gate_and_marts_keep_the_last_good_build(published):
     settings = published
     tmp_path = settings.var_dir.parent
@@ -185,6 +186,7 @@ def test_a_failing_dbt_test_stops_publication(published) -> None:
     assert marts_fingerprint(settings) == before
 
 
+@pytest.mark.slow  # a whole transform with dbt and gates (make test stays under 15 minutes)
 def test_clarion_check_runs_the_gates_alone_and_exits_4_on_a_failure(published) -> None:
     tmp_path = published.var_dir.parent
     ok = CliRunner().invoke(cli, ["check", "--json"], catch_exceptions=False)
@@ -212,6 +214,7 @@ def test_publishing_is_all_or_nothing(published, monkeypatch) -> None:
     assert marts_fingerprint(settings) == before  # the tables published before the failure rolled back
 
 
+@pytest.mark.slow  # a whole transform with dbt and gates (make test stays under 15 minutes)
 def test_without_keep_staging_the_build_is_dropped_once_published(published) -> None:
     config = published.var_dir.parent / "clarion.yaml"
     config.write_text(config.read_text() + "transform:\n  keep_staging: false\n")
@@ -406,6 +409,7 @@ def test_a_fail_check_with_nothing_to_measure_fails_and_a_warn_one_warns(publish
     assert gate.summary()["nothing_to_measure"] == 2
 
 
+@pytest.mark.slow  # a whole transform with dbt and gates (make test stays under 15 minutes)
 def test_clarion_check_compares_the_published_marts_with_the_publication_before(published) -> None:
     """A shift published under a lenient suite is caught by `clarion check` with the strict one: the
     published marts are compared with the previous publication, not with themselves."""

@@ -162,6 +162,7 @@ def pg_environment(
 
 
 @pytest.mark.postgres
+@pytest.mark.slow  # a whole dbt build on PostgreSQL, twice (two time zones): in the slow set, run by CI
 def test_the_dbt_project_builds_the_same_features_on_postgresql(
     built: Settings, pg_environment: tuple[str, str], tmp_path: Path
 ) -> None:

@@ -102,7 +102,10 @@ class Reader:
     # ------------------------------------------------------------------------------------------
     def _refresh(self) -> None:
         now = time.monotonic()
-        if self._con is not None and now - self._checked < CHECK_EVERY_SECONDS:
+        fresh = now - self._checked < CHECK_EVERY_SECONDS
+        # a snapshot another process replaced is deleted at once (an erasure must not survive in a
+        # copy): view functions that open the file by its path would not find it, so look again now
+        if self._con is not None and fresh and self._path is not None and self._path.exists():
             return
         with self._lock:
             self._checked = now

@@ -346,8 +346,9 @@ def extract(
 ) -> None:
     """Bring CRM data into the warehouse's raw schema; quarantine rows that break the contract.
 
-    Sources (clarion.yaml `sources:`): CSV/Parquet/JSON-lines files with a column mapping, a
-    PostgreSQL or MariaDB CRM database (incremental by its updated_at-style cursor), or a
+    Sources (clarion.yaml `sources:`): CSV/Parquet/JSON-lines files with a column mapping, value
+    maps or a SQL mapping over the files (`clarion init --from DIR` proposes one), a PostgreSQL or
+    MariaDB CRM database (incremental by its updated_at-style cursor; a table or a SELECT), or a
     HubSpot-v3-style API. Every row read is either loaded into raw.<entity> (inserted, updated or
     unchanged) or put in quarantine.<entity> with a reason; the accounting table shows both.
     Running it again only reads what changed: new or modified files, rows past the cursor.

@@ -136,6 +136,20 @@ class TableSpec(Section):
     table: str | None = Field(None, description="table name in the source [default: the entity name]")
     columns: dict[str, str] = Field(default_factory=dict, description="source column -> canonical column")
     cursor: str | None = Field(None, description="source column to load incrementally by [contract cursor]")
+    sql: str | None = Field(
+        None,
+        description="a SELECT in the source database's own SQL whose columns are the contract's, read "
+        "instead of a table (joins, sums, unit conversions); incremental by its cursor column",
+    )
+
+    @model_validator(mode="after")
+    def _sql_or_table(self):
+        if self.sql is not None:
+            if not self.sql.strip():
+                raise ValueError("sql: is empty; give a SELECT, or remove it")
+            if self.table or self.columns:
+                raise ValueError("sql: names its output columns itself; drop table and columns")
+        return self
 
 
 class SecretRef(Section):

@@ -12,10 +12,13 @@ hold no personal data (contract columns not marked ``pii``), unless ``values`` i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +66,7 @@ def dry_run(
                 con.execute("delete from audit.extract_files")
         run_id = f"dry-run-{uuid.uuid4().hex[:8]}"
         rows: list[dict[str, Any]] = []
-        with warehouse.writing("extract --dry-run"):
+        with warehouse.writing("extract --dry-run"), _quiet():
             failed: set[str] = set()
             for step in plan_steps(dry, source):
                 broken = sorted(p for p in parents_of(step) if f"{step.source}/{p}" in failed)
@@ -81,6 +84,19 @@ def dry_run(
         return {"dry_run": True, "fresh": fresh, "values_shown": values, "entities": entities}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The extract's own progress lines ("published: read ...") would say that something was
+    published: in a dry run only its warnings are shown."""
+    logger = logging.getLogger("clarion.extract")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _row(step: Step, status: str, message: str) -> dict[str, Any]:

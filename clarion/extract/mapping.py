@@ -145,35 +145,23 @@ def describe(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, str]:
 
 
 # contract type -> the DuckDB types an output column may have for it (text is always fine: typed later)
+_NUMBERS = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "DOUBLE",
+    "FLOAT",
+    "DECIMAL",
+)
 _COMPATIBLE = {
-    "int": (
-        "TINYINT",
-        "SMALLINT",
-        "INTEGER",
-        "BIGINT",
-        "HUGEINT",
-        "UTINYINT",
-        "USMALLINT",
-        "UINTEGER",
-        "UBIGINT",
-        "DOUBLE",
-        "FLOAT",
-        "DECIMAL",
-    ),
-    "decimal": (
-        "TINYINT",
-        "SMALLINT",
-        "INTEGER",
-        "BIGINT",
-        "HUGEINT",
-        "UTINYINT",
-        "USMALLINT",
-        "UINTEGER",
-        "UBIGINT",
-        "DOUBLE",
-        "FLOAT",
-        "DECIMAL",
-    ),
+    "int": _NUMBERS,
+    "decimal": _NUMBERS,
     "bool": ("BOOLEAN",),
     "date": ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"),
     "timestamp": (

@@ -26,17 +26,20 @@ from clarion.config import DatabaseSource
 from clarion.contract import ENTITIES
 from clarion.extract.accounting import SourceCount
 from clarion.extract.readers import ExtractError
+from clarion.privacy.scrub import scrub
 
 # -- SQL databases ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class TableSpec:
-    """Where an entity lives in a source database: table, cursor column, source -> canonical names."""
+    """Where an entity lives in a source database: table (or a SELECT), cursor column, source ->
+    canonical names."""
 
     table: str
     cursor: str
     mapping: dict[str, str]
+    sql: str | None = None  # a mapping in the database's own SQL, read instead of the table
 
 
 def table_spec(source: DatabaseSource, entity: str) -> TableSpec:
@@ -46,7 +49,15 @@ def table_spec(source: DatabaseSource, entity: str) -> TableSpec:
     cursor = (spec.cursor if spec and spec.cursor else None) or reverse.get(
         ENTITIES[entity].cursor, ENTITIES[entity].cursor
     )
-    return TableSpec((spec.table if spec and spec.table else None) or entity, cursor, mapping)
+    sql = spec.sql.strip().rstrip(";").strip() if spec and spec.sql else None
+    return TableSpec((spec.table if spec and spec.table else None) or entity, cursor, mapping, sql)
+
+
+def mapped_query(con: Any, sql: str) -> Any:
+    """A SQL mapping as a SQLAlchemy subquery with its output columns (asked of the database with a
+    query that returns no row), so it is filtered and counted like a table."""
+    names = list(con.execute(sa.text(f"select * from ({sql}) clarion_mapped where 1 = 0")).keys())
+    return sa.text(sql).columns(*(sa.column(n) for n in names)).subquery("clarion_mapped")
 
 
 @dataclass(frozen=True)
@@ -83,18 +94,31 @@ class TableCount:
         self.spec = table_spec(source, entity)
         self.schema = source.schema_name
         self.engine = sa.create_engine(sa_url, poolclass=sa.pool.NullPool)  # nothing left open
+        key = f"sources.{source_name}.entities.{entity}"
         try:
             with self.engine.connect() as con:
-                table = sa.Table(self.spec.table, sa.MetaData(), schema=self.schema, autoload_with=con)
+                if self.spec.sql is not None:
+                    table = mapped_query(con, self.spec.sql)
+                else:
+                    table = sa.Table(self.spec.table, sa.MetaData(), schema=self.schema, autoload_with=con)
         except sa.exc.NoSuchTableError:
             raise ExtractError(
                 f"source {source_name}: no table {self.schema}.{self.spec.table} for {entity}; "
-                f"set sources.{source_name}.entities.{entity}.table in clarion.yaml"
+                f"set {key}.table in clarion.yaml"
             ) from None
-        if self.spec.cursor not in table.c:
+        except sa.exc.DBAPIError as exc:  # the mapping's SQL, as the database refused it
+            if self.spec.sql is None:
+                raise
             raise ExtractError(
-                f"source {source_name}: table {self.spec.table} has no cursor column {self.spec.cursor!r}; "
-                f"set sources.{source_name}.entities.{entity}.cursor in clarion.yaml"
+                f"source {source_name}: {key}.sql failed in the database: {_first_line(exc)}"
+            ) from None
+        named = f"table {self.schema}.{self.spec.table}"
+        self.what = f"rows of {key}.sql" if self.spec.sql else f"rows of {named}"
+        if self.spec.cursor not in table.c:
+            where = f"the output of {key}.sql" if self.spec.sql else f"table {self.spec.table}"
+            raise ExtractError(
+                f"source {source_name}: {where} has no cursor column {self.spec.cursor!r}; "
+                f"set {key}.cursor in clarion.yaml"
             )
         self.table = table
         self.column = table.c[self.spec.cursor]
@@ -131,8 +155,14 @@ class TableCount:
     def source_count(self, window: CursorWindow) -> SourceCount:
         """The count after the read, with the one before it."""
         after = self.count(window)
-        what = f"rows of table {self.schema}.{self.spec.table} {window.describe(self.spec.cursor)}"
+        what = f"{self.what} {window.describe(self.spec.cursor)}"
         return SourceCount(after, what, kind="database", before=self.before)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The database's own message, first line only (a driver may quote parameters after it)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return scrub((text.splitlines()[0] if text else type(exc).__name__)[:300])
 
 
 # -- HubSpot-v3-like REST API -----------------------------------------------------------------------

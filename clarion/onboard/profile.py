@@ -207,17 +207,7 @@ def profile_file(con: duckdb.DuckDBPyConnection, path: Path, root: Path) -> File
             f"read_csv({_lit(str(path))}, all_varchar=true, header=true, delim={_lit(delimiter)}, "
             f"encoding={_lit(duck_enc)}, compression={_lit(compression or 'none')}, quote='\"')"
         )
-    rows = _one(con, f"select count(*) from {source}")[0]
-    con.execute(f"create or replace temp table _p as select * from {source} limit {SAMPLE_ROWS}")
-    native = {r[0]: str(r[1]) for r in con.execute("describe _p").fetchall()}
-    cols = list(native)
-    con.execute(
-        "create or replace temp table _s as select "
-        + ", ".join(f"nullif(trim(cast({_q(c)} as varchar)), '') as {_q(c)}" for c in cols)
-        + " from _p"
-    )
-    sampled = _one(con, "select count(*) from _s")[0]
-    profiles = [_profile_column(con, c, sampled, native[c]) for c in cols]
+    rows, sampled, profiles = _profile_rows(con, source)
     return FileProfile(
         path=rel,
         table=table_name(path),
@@ -233,6 +223,13 @@ def profile_file(con: duckdb.DuckDBPyConnection, path: Path, root: Path) -> File
 
 def profile_relation(con: duckdb.DuckDBPyConnection, name: str, relation: str, table: str) -> FileProfile:
     """Profile any DuckDB relation (e.g. a database table attached to ``con``)."""
+    rows, sampled, profiles = _profile_rows(con, relation)
+    return FileProfile(name, table, "table", rows, sampled, profiles)
+
+
+def _profile_rows(con: duckdb.DuckDBPyConnection, relation: str) -> tuple[int, int, list[ColumnProfile]]:
+    """(rows, rows sampled, each column's profile) of a relation: counted whole, profiled on a
+    sample of its first rows, values as trimmed text."""
     rows = _one(con, f"select count(*) from {relation}")[0]
     con.execute(f"create or replace temp table _p as select * from {relation} limit {SAMPLE_ROWS}")
     native = {r[0]: str(r[1]) for r in con.execute("describe _p").fetchall()}
@@ -243,8 +240,7 @@ def profile_relation(con: duckdb.DuckDBPyConnection, name: str, relation: str, t
         + " from _p"
     )
     sampled = _one(con, "select count(*) from _s")[0]
-    profiles = [_profile_column(con, c, sampled, native[c]) for c in cols]
-    return FileProfile(name, table, "table", rows, sampled, profiles)
+    return rows, sampled, [_profile_column(con, c, sampled, native[c]) for c in cols]
 
 
 def _profile_column(con: duckdb.DuckDBPyConnection, name: str, sampled: int, native: str) -> ColumnProfile:
