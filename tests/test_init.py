@@ -274,3 +274,16 @@ def test_user_errors_are_one_line_without_a_traceback(tmp_path):
     assert res.exit_code != 0 and "--from DIR or --from-dsn-env VAR" in res.output
     res = CliRunner().invoke(cli, ["--config", str(out), "init", "--from-dsn-env", "NO_SUCH_VAR_24", "--yes"])
     assert res.exit_code != 0 and "NO_SUCH_VAR_24 is not set" in res.output and not out.exists()
+
+
+def test_a_file_longer_than_the_profiles_sample_is_judged_on_the_sample(tmp_path):
+    """Distinct values are counted on the first 50,000 rows: an orders file of 60,000 unique ids must
+    still read as one row per order (compared with the rows sampled, not the whole file)."""
+    from clarion.onboard.profile import SAMPLE_ROWS
+
+    folder = tmp_path / "exports"
+    truth = SHAPES["payments_cents"](folder, customers=24_000)
+    assert len(truth.orders) > SAMPLE_ROWS
+    prop = propose_files(profile_folder(folder), "exports", "shop")
+    assert [p.entity for p in prop.entities] == ["contacts", "orders"], prop.questions
+    assert not prop.questions

@@ -40,14 +40,18 @@ def file_views(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, list[P
     return tables
 
 
-def run_mapping(folder: Path, sql: str) -> tuple[list[str], list[tuple]]:
-    """(columns, rows) of one mapping over the folder's files, with the extract's own views."""
+def run_mapping(folder: Path, sql: str, *, count_only: bool = False) -> tuple[list[str], list[tuple] | int]:
+    """(columns, rows) of one mapping over the folder's files, with the extract's own views;
+    ``count_only``: the number of rows instead (the mapping still runs whole, in DuckDB)."""
     from clarion.config.sources import FileEntity
     from clarion.extract.mapping import connect
 
     con, _ = connect("init", "check", folder, FileEntity(sql=sql))
     try:
         con.execute("set TimeZone = 'UTC'")
+        if count_only:
+            cols = [d[0] for d in con.execute(f"select * from ({sql}) limit 0").description]
+            return cols, con.execute(f"select count(*) from ({sql})").fetchone()[0]
         cur = con.execute(sql)
         cols = [d[0] for d in cur.description]
         return cols, cur.fetchall()
@@ -76,7 +80,7 @@ def check_proposal(prop: Proposal, folder: Path) -> None:
             plan.confidence = min(plan.confidence, 0.3)
             continue
         try:
-            _, rows = run_mapping(folder, key.value)
+            _, rows = run_mapping(folder, key.value, count_only=True)  # a count: no rows in Python
         except duckdb.Error as exc:
             prop.ask(key, f"{plan.entity}: the proposed SQL does not run ({str(exc).splitlines()[0][:200]})")
             plan.confidence = min(plan.confidence, 0.3)
