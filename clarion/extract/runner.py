@@ -24,6 +24,7 @@ from clarion.config import DatabaseSource, FileEntity, FilesSource, HubSpotSourc
 from clarion.contract import ENTITIES, load_order
 from clarion.extract import mapping, orphans, transactions
 from clarion.extract.accounting import SourceCount, record_unchanged
+from clarion.extract.batches import ReadStats, imported_select
 from clarion.extract.contract_sql import CheckSpec, Formats, q
 from clarion.extract.publish import (
     LedgerFile,
@@ -35,10 +36,8 @@ from clarion.extract.publish import (
 from clarion.extract.readers import (
     EntityPlan,
     ExtractError,
-    ReadStats,
     SourceFile,
     discover,
-    imported_select,
     plan_entity,
 )
 from clarion.extract.source_counts import PageCount, TableCount

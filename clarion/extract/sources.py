@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 
 from clarion.config import DatabaseSource, HubSpotSource, Settings
 from clarion.contract import ENTITIES
-from clarion.extract.readers import FILE, ROW, SEQ, EntityPlan, ExtractError, ReadStats, read_batches
+from clarion.extract.batches import ReadStats, read_batches
+from clarion.extract.readers import FILE, ROW, SEQ, EntityPlan, ExtractError
 from clarion.extract.source_counts import CursorWindow, PageCount, table_spec
 from clarion.privacy.scrub import scrub
 
