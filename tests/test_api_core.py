@@ -111,6 +111,21 @@ def test_a_snapshot_replaced_within_the_check_interval_is_never_handed_out(proje
 
 
 # ----------------------------------------------------------------------------------------------
+def test_two_sign_ins_with_one_key_in_one_second_are_two_sessions(tmp_path: Path) -> None:
+    """A session (and a bearer token) carries a nonce: without it, two sign-ins with the same key in
+    the same second were the same cookie, and one browser's CSRF token was good for the other."""
+    from clarion.api.auth import TOKEN_PREFIX, Authenticator
+
+    store = KeyStore(tmp_path / "keys.sqlite")
+    record, _ = store.create("lead", "approver", by="os:tester")
+    auth = Authenticator(store, token_minutes=5, session_minutes=5)
+    first, second = auth.issue_session(record), auth.issue_session(record)
+    assert first != second
+    assert auth.sessions.verify(first)["k"] == auth.sessions.verify(second)["k"] == record.key_id
+    assert auth.issue_token(record) != auth.issue_token(record)
+    assert auth.tokens.verify(auth.issue_token(record)[len(TOKEN_PREFIX) :])["k"] == record.key_id
+
+
 def test_key_store_keeps_only_a_hash(tmp_path: Path) -> None:
     store = KeyStore(tmp_path / "keys.sqlite")
     record, key = store.create("crm-sync", "service", by="os:tester")

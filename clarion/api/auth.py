@@ -16,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,6 +73,10 @@ class Signer:
         return body if isinstance(body, dict) and body.get("exp", 0) > time.time() else None
 
 
+def _nonce() -> str:
+    return secrets.token_urlsafe(12)
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -89,10 +94,12 @@ class Authenticator:
         self.csrf = Signer(secret, "csrf")
 
     def issue_token(self, key: ApiKey) -> str:
-        return TOKEN_PREFIX + self.tokens.sign({"k": key.key_id}, self.token_minutes)
+        return TOKEN_PREFIX + self.tokens.sign({"k": key.key_id, "n": _nonce()}, self.token_minutes)
 
     def issue_session(self, key: ApiKey) -> str:
-        return self.sessions.sign({"k": key.key_id}, self.session_minutes)
+        """A session of its own: two sign-ins with one key in the same second are two sessions, so
+        one's CSRF tokens (bound to its session) are refused by the other."""
+        return self.sessions.sign({"k": key.key_id, "n": _nonce()}, self.session_minutes)
 
     def from_request(self, request: Request) -> Principal | None:
         header = request.headers.get("authorization", "")
