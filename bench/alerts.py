@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from bench.bench_nba import SEGMENT_SHARES
+from bench.bench_nba import segment_case
 from bench.harness import OUT, measure, report, workdir_settings
 
 DATA = OUT / "alerts"
@@ -30,10 +30,6 @@ def build(workdir: str, customers: int) -> dict[str, Any]:
 
     settings = workdir_settings(workdir)
     Warehouse.from_settings(settings).ensure()
-    cuts, total = [], 0.0
-    for name, share in SEGMENT_SHARES.items():
-        total += share
-        cuts.append(f"when u < {total:.4f} then '{name}'")
     groups = ", ".join(f"'{g}'" for g in GROUPS)
     with Warehouse.from_settings(settings).connect("bench alerts build") as con:
         con.execute("select setseed(0.42)")
@@ -41,7 +37,7 @@ def build(workdir: str, customers: int) -> dict[str, Any]:
             f"""
             create or replace table ml.customer_scores as
             select 'bench-run' as run_id, i as contact_id, 'v0001' as model_version,
-                   case {" ".join(cuts)} else 'promising' end as segment, now() as scored_at
+                   {segment_case()} as segment, now() as scored_at
             from (select i, random() as u from range(1, {customers} + 1) t(i))
             """
         )

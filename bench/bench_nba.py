@@ -68,17 +68,22 @@ def _briefs(folder: Path) -> None:
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(brief))
 
 
+def segment_case(draw: str = "u") -> str:
+    """A SQL CASE giving each customer a segment from a uniform draw ``draw``, in SEGMENT_SHARES."""
+    cuts, total = [], 0.0
+    for name, share in SEGMENT_SHARES.items():
+        total += share
+        cuts.append(f"when {draw} < {total:.4f} then '{name}'")
+    return f"case {' '.join(cuts)} else 'promising' end"
+
+
 def build(workdir: str, customers: int) -> dict[str, Any]:
     """The inputs of the stage for `customers` customers, in SQL (seeded: the same every time)."""
     from clarion.warehouse import Warehouse
 
     settings = workdir_settings(workdir)
     Warehouse.from_settings(settings).ensure()
-    cuts, total = [], 0.0
-    for name, share in SEGMENT_SHARES.items():
-        total += share
-        cuts.append(f"when u < {total:.4f} then '{name}'")
-    segment = f"case {' '.join(cuts)} else 'promising' end"
+    segment = segment_case()
     with Warehouse.from_settings(settings).connect("bench nba build") as con:
         con.execute("select setseed(0.42)")
         con.execute(

@@ -72,6 +72,17 @@ class CustomerIndex:
         # (sorted hashes, the contact id of each, the contact ids sorted): replaced as one
         self._state: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._updating = False
+        self._made: tuple[Path, Any] | None = None  # (snapshot, its pseudonym function)
+
+    def pseudonymizer(self, app_settings: Any, settings: Any, cur: duckdb.DuckDBPyConnection) -> Any:
+        """The pseudonym function of the snapshot ``settings`` name, made once per snapshot (its key
+        is read from the snapshot) rather than once per request."""
+        made = self._made
+        if made is not None and made[0] == settings.warehouse.path:
+            return made[1]
+        p = pseudonymizer(app_settings, settings, cur)
+        self._made = (settings.warehouse.path, p)
+        return p
 
     def contact_id(self, reader: Any, value: str, app_settings: Any) -> int | None:
         """The contact id of a pseudonym in the reader's current snapshot (or the one before while
@@ -104,7 +115,7 @@ class CustomerIndex:
             path = settings.warehouse.path
             if path == self._path:
                 return
-            p = pseudonymizer(app_settings, settings, cur)
+            p = self.pseudonymizer(app_settings, settings, cur)
             now = cur.execute(
                 f"select distinct contact_id from ({universe_sql(cur)}) order by 1"
             ).fetchnumpy()

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
 from clarion.api.auth import Principal, require
-from clarion.api.customer_index import CustomerIndex, pseudonymizer
+from clarion.api.customer_index import CustomerIndex
 from clarion.api.problems import Problem
 from clarion.api.reads import Reader
 from clarion.api.routers.common import ERRORS_404
@@ -136,7 +136,7 @@ def customer_body(request: Request, contact_id: int, principal: Principal, pseud
                 else "not scored in any run yet (signed up after the scoring day, or no run has scored)"
             )
         if pseudo is None:
-            pseudo = pseudonymizer(request.app.state.settings, settings, cur)(contact_id)
+            pseudo = _index(request).pseudonymizer(request.app.state.settings, settings, cur)(contact_id)
     body: dict[str, Any] = {
         "pseudonym": pseudo,
         "profiled": score is not None,
