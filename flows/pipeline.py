@@ -30,10 +30,12 @@ from clarion.warehouse import Warehouse
 from flows.content import content
 from flows.extract import extract
 from flows.nba import nba
+from flows.recommend import recommend
 from flows.report import report
 from flows.results import results
 from flows.segment import segment
 from flows.transform import check, transform
+from flows.voc import voc
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,14 @@ def _prepare(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
 def _extract(settings: Settings, run_id: str, source: str | None = None, **_: Any) -> dict[str, Any]:
     summary = extract(settings, run_id, source)
     return {k: v for k, v in summary.items() if k != "entities"} | {"accounting": summary["entities"]}
+
+
+def _voc(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
+    return voc(settings, run_id)
+
+
+def _recommend(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
+    return recommend(settings, run_id)
 
 
 def _transform(settings: Settings, run_id: str, as_of: date | None = None, **_: Any) -> dict[str, Any]:
@@ -104,8 +114,10 @@ def _check(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
 STAGES: list[Stage] = [
     Stage("prepare", _prepare, "warehouse file, schemas and core tables"),
     Stage("extract", _extract, "CRM sources into raw, rejected rows into quarantine"),
+    Stage("voc", _voc, "support tickets into topics and sentiment (scrubbed of PII before embedding)"),
     Stage("transform", _transform, "gate raw, dbt build into staging, gate it, publish to marts"),
     Stage("segment", _segment, "train or reuse the promoted model; score, explain, segment customers"),
+    Stage("recommend", _recommend, "top products per customer, with reasons; recommender card"),
     Stage("results", _results, "campaign results against control groups; variant experiments decided"),
     Stage("nba", _nba, "next best action per customer: eligibility, expected incremental value, budgets"),
     Stage("content", _content, "draft copy per brief and target segment, check it, queue it for approval"),
@@ -113,7 +125,17 @@ STAGES: list[Stage] = [
 ]
 ON_DEMAND = [Stage("check", _check, "the quality gates alone")]  # not part of `clarion run`
 StageName = Literal[
-    "prepare", "extract", "transform", "segment", "results", "nba", "content", "report", "check"
+    "prepare",
+    "extract",
+    "voc",
+    "transform",
+    "segment",
+    "recommend",
+    "results",
+    "nba",
+    "content",
+    "report",
+    "check",
 ]
 
 

@@ -100,7 +100,16 @@ def test_a_run_killed_at_every_stage_boundary_and_inside_every_stage_resumes_to_
     done = json.loads(cli.run("run", "--resume", "--json").stdout)
     times["final resume"] = time.perf_counter() - started
     assert done["run_id"] == run_id and done["status"] == "completed"
-    assert done["kept_stages"] == ["extract", "transform", "segment", "results", "nba", "content"]
+    assert done["kept_stages"] == [
+        "extract",
+        "voc",
+        "transform",
+        "segment",
+        "recommend",
+        "results",
+        "nba",
+        "content",
+    ]
     assert_same_outputs(run_outputs(cli.root, run_id), small_run["outputs"])
 
     # No duplicates: raw holds each CSV record once, each customer is scored once.

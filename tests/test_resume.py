@@ -114,16 +114,31 @@ def test_killed_runs_are_resumed_or_redone_to_the_clean_runs_outputs(tmp_path, e
     cli.kill_run_when("scoring customers as of")
     [killed] = cli.runs()
     assert killed["status"] == "interrupted"  # no process holds the lock: status says so at once
-    assert set(killed["stages"]) == {"prepare", "extract", "transform"}
+    assert set(killed["stages"]) == {"prepare", "extract", "voc", "transform"}
     a = killed["run_id"]
 
     # 2. Resumed, and killed again once its scores are committed (the report stage has begun).
     cli.kill_run_when("for flow 'report'", "--resume")
     [again] = cli.runs()
     assert again["run_id"] == a and again["status"] == "interrupted"
-    assert set(again["stages"]) == {"prepare", "extract", "transform", "segment", "results", "nba", "content"}
+    assert set(again["stages"]) == {
+        "prepare",
+        "extract",
+        "voc",
+        "transform",
+        "segment",
+        "recommend",
+        "results",
+        "nba",
+        "content",
+    }
     [(subject, details)] = cli.events("run.interrupted")  # the first kill, found by the resume
-    assert subject == a and json.loads(details)["completed_stages"] == ["extract", "prepare", "transform"]
+    assert subject == a and json.loads(details)["completed_stages"] == [
+        "extract",
+        "prepare",
+        "transform",
+        "voc",
+    ]
     assert [s for s, _ in cli.events("run.resumed")] == [a]
 
     # 3. Resuming is refused under other settings or for an unknown run; refusals change nothing.
@@ -159,7 +174,16 @@ def test_killed_runs_are_resumed_or_redone_to_the_clean_runs_outputs(tmp_path, e
     # 6. A resumed by id: only its report stage is left; its outputs are the clean run's too.
     resumed = json.loads(cli.run("run", "--resume-run", a, "--json").stdout)
     assert resumed["run_id"] == a and resumed["resumed"] is True
-    assert resumed["kept_stages"] == ["extract", "transform", "segment", "results", "nba", "content"]
+    assert resumed["kept_stages"] == [
+        "extract",
+        "voc",
+        "transform",
+        "segment",
+        "recommend",
+        "results",
+        "nba",
+        "content",
+    ]
     assert {r["run_id"]: r["status"] for r in cli.runs()} == {a: "completed", b["run_id"]: "completed"}
     assert_same_outputs(run_outputs(cli.root, a), clean)
 

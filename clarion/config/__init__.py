@@ -17,6 +17,7 @@ from clarion.config.api import ApiSettings
 from clarion.config.base import CONFIG_ENV, DEFAULT_FILE, ENV_PREFIX, SHIPPED, ProjectPath, Section
 from clarion.config.loading import describe, find_config_file, load_settings
 from clarion.config.loop import ExperimentsSettings, NbaSettings
+from clarion.config.ml import MlSettings, RecommendationSettings, VocSettings
 from clarion.config.privacy import FairnessSettings, OversightSettings, PrivacySettings, RetentionSettings
 from clarion.config.sections import (
     REPORT_SUBJECT_FIELDS,
@@ -68,12 +69,14 @@ __all__ = [
     "GenerateSettings",
     "HubSpotSource",
     "LoggingSettings",
+    "MlSettings",
     "NbaSettings",
     "OversightSettings",
     "PrefectSettings",
     "PrivacySettings",
     "ProjectPath",
     "QualitySettings",
+    "RecommendationSettings",
     "ReportSettings",
     "RetentionSettings",
     "SecretRef",
@@ -85,6 +88,7 @@ __all__ = [
     "TableSpec",
     "TransactionsFile",
     "TransformSettings",
+    "VocSettings",
     "WarehouseSettings",
     "describe",
     "find_config_file",

@@ -26,6 +26,7 @@ from clarion.config.base import (
     not_a_setting,
 )
 from clarion.config.loop import ExperimentsSettings, NbaSettings
+from clarion.config.ml import MlSettings
 from clarion.config.privacy import FairnessSettings, OversightSettings, PrivacySettings, RetentionSettings
 from clarion.config.sources import ExtractSettings, SourceName, SourceSpec
 
@@ -365,6 +366,7 @@ class Settings(Section):
     audit: AuditSettings = AuditSettings()
     experiments: ExperimentsSettings = ExperimentsSettings()
     nba: NbaSettings = NbaSettings()
+    ml: MlSettings = MlSettings()
     privacy: PrivacySettings = PrivacySettings()
     retention: RetentionSettings = RetentionSettings()
     fairness: FairnessSettings = FairnessSettings()
