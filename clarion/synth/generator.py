@@ -177,7 +177,12 @@ def _run(
     destination_fmt: str,
     progress: Progress | None,
 ) -> dict[str, Any]:
-    catalog = make_catalog(np.random.default_rng(np.random.SeedSequence([g.seed, 0])), g.products, tl)
+    catalog = make_catalog(
+        np.random.default_rng(np.random.SeedSequence([g.seed, 0])),
+        g.products,
+        tl,
+        rng_companions=np.random.default_rng(np.random.SeedSequence([g.seed, 3])),
+    )
     campaigns = make_campaigns(tl)
     counters = Counters()
     ids = dfx.Ids({"contacts": g.customers + 1, "products": g.products + 1})
