@@ -106,6 +106,7 @@ class OrderResult:
     future_eur: np.ndarray
     future_cancelled: np.ndarray
     planted_ids: np.ndarray  # the order id of each planted order, in the order they were given
+    favourite: np.ndarray  # each contact's favourite category (index into PRODUCT_CATEGORIES)
 
 
 def make_catalog(
@@ -198,6 +199,18 @@ def _companions(
     return out, count
 
 
+def companion_table(catalog: Catalog) -> pa.Table:
+    """truth/product_companions: each product's companions (product ids), the pairs that taste plants."""
+    product = np.repeat(np.arange(len(catalog.n_companions)), catalog.n_companions)
+    slot = np.concatenate([np.arange(k) for k in catalog.n_companions]) if len(product) else product
+    return pa.table(
+        {
+            "product_id": pa.array(product + 1, pa.int64()),
+            "companion_product_id": pa.array(catalog.companions[product, slot] + 1, pa.int64()),
+        }
+    )
+
+
 def draw_products(
     rng_items: np.random.Generator,
     catalog: Catalog,
@@ -205,11 +218,12 @@ def draw_products(
     item_owner: np.ndarray,
     first_of: np.ndarray,
     is_first: np.ndarray,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Each item's product (index), with the contact's taste: see P_FIRST_FAVOURITE and P_NEXT.
 
     ``item_owner``: each item's contact; ``first_of``: the position of its order's first item;
-    ``is_first``: whether it is the first. All draws come from ``rng_items`` alone."""
+    ``is_first``: whether it is the first. All draws come from ``rng_items`` alone. Returns the
+    products and each contact's favourite category (for the truth)."""
     n_cat = len(catalog.category_mix)
     favourite = choice_cdf(rng_items, catalog.category_mix, n_contacts)
     k = len(item_owner)
@@ -229,7 +243,7 @@ def draw_products(
     companion = catalog.companions[first_product, slot]
     companion = np.where(companion >= 0, companion, glob)
     further = np.where(u_mode < P_NEXT[0], companion, np.where(u_mode < P_NEXT[0] + P_NEXT[1], in_fav, glob))
-    return np.where(is_first, product, further)
+    return np.where(is_first, product, further), favourite
 
 
 def simulate_orders(
@@ -325,7 +339,7 @@ def simulate_orders(
     item_order, item_pos = group_positions(n_items)
     ri = rng_items
     first_of = (np.cumsum(n_items) - n_items)[item_order]
-    product = draw_products(ri, catalog, n, owner[item_order], first_of, item_pos == 0)
+    product, favourite = draw_products(ri, catalog, n, owner[item_order], first_of, item_pos == 0)
     qty = 1 + ri.poisson(0.25, len(item_order))
     unit = np.round(catalog.price_cents[product] * FX[currency[item_order]]).astype(np.int64)
     line = qty * unit
@@ -399,6 +413,7 @@ def simulate_orders(
         future_eur=total[fut] / FX[currency[fut]] / 100.0,
         future_cancelled=status[fut] == 2,
         planted_ids=order_ids[np.argsort(planted_seq)[m - len(planted_owner) :]],
+        favourite=favourite,
     )
 
 
