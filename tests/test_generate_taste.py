@@ -164,22 +164,37 @@ def test_topics_are_said_in_many_wordings(tickets) -> None:
     assert messages["message"].nunique() >= 300, messages["message"].nunique()
 
 
-def test_every_earlier_sentence_is_still_a_wording_of_a_topic_in_its_category() -> None:
+def test_every_earlier_sentence_and_subject_is_still_used_by_a_topic_in_its_category() -> None:
     for (category, sentiment), sentences in vocab.TICKET_BODIES.items():
         for sentence in sentences:
             homes = [t for (t, s), cores in tt.CORES.items() if s == sentiment and sentence in cores]
             assert len(homes) == 1 and tt.TOPICS[homes[0]][0] == category, (sentence, homes)
+    for category, subjects in vocab.TICKET_SUBJECTS.items():
+        for subject in subjects:
+            assert any(subject in tt.SUBJECTS[t] for t, (c, _) in tt.TOPICS.items() if c == category), subject
     for topic in tt.TOPICS:
         for sentiment in ("negative", "neutral", "positive"):
             assert tt.CORES[(topic, sentiment)], (topic, sentiment)
 
 
-def test_order_references_come_in_the_forms_a_scrubber_must_catch(tickets) -> None:
-    """ "#123", "order no. 123", "order 123" and "order number 123" all occur, and each names the
-    ticket's own order id range (never a made-up number outside the export)."""
+def test_order_references_come_in_the_forms_a_scrubber_must_catch(crm, tickets) -> None:
+    """ "#123", "order no. 123", "order 123" and "order number 123" all occur, and every number so
+    written is an order of the ticket's own contact (never a made-up or another person's order)."""
     body = tickets["body"]
     for pattern in (r"#\d+", r"order no\. \d+", r"order \d+", r"order number \d+"):
         assert body.str.contains(pattern, case=False, regex=True).sum() > 10, pattern
+    refs = body.str.extractall(r"(?i)(?:#|order no\. |order number |order )(\d+)")[0]
+    named = pd.DataFrame(
+        {
+            "contact_id": tickets["contact_id"].to_numpy()[refs.index.get_level_values(0)],
+            "order_id": refs.astype(int),
+        }
+    )
+    owner = named.merge(
+        crm["orders"][["order_id", "contact_id"]], on="order_id", how="left", suffixes=("", "_of")
+    )
+    assert len(owner) > 500
+    assert (owner["contact_id_of"] == owner["contact_id"]).all()
 
 
 def test_late_and_lost_parcel_complaints_are_about_that_order(crm, tickets) -> None:
