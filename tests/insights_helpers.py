@@ -100,8 +100,8 @@ def plant_voc(con: duckdb.DuckDBPyConnection, run_id: str, min_customers: int = 
         select ?, ticket_id, contact_id, created_at,
                dense_rank() over (order by category)::int - 1,
                (select unnest(map_extract(?::map(varchar, varchar), category))),
-               case when satisfaction_score <= 2 then 'negative' when satisfaction_score = 3 then 'neutral'
-                    else 'positive' end,
+               case when satisfaction_score <= 2 then 'negative' when satisfaction_score >= 4 then 'positive'
+                    else 'neutral' end,
                case when satisfaction_score <= 2 then 0.9 else 0.1 end, 'voc-v0001'
         from raw.support_tickets
         """,
@@ -120,7 +120,8 @@ def plant_voc(con: duckdb.DuckDBPyConnection, run_id: str, min_customers: int = 
         phrases = con.execute(
             """
             select lower(s.subject), count(distinct s.contact_id) from raw.support_tickets s
-            where s.category = ? group by 1 having count(distinct s.contact_id) >= ? order by 2 desc, 1 limit 2
+            where s.category = ? group by 1 having count(distinct s.contact_id) >= ?
+            order by 2 desc, 1 limit 2
             """,
             [category, min_customers],
         ).fetchall()
@@ -166,7 +167,12 @@ def register_recommender_card(registry: Path, version: str = "v0001") -> dict[st
             "methods": {
                 "popularity": {"recall_at_10": 0.041, "ndcg_at_10": 0.020, "coverage": 0.02, "customers": 97},
                 "category": {"recall_at_10": 0.063, "ndcg_at_10": 0.031, "coverage": 0.05, "customers": 97},
-                "cooccurrence": {"recall_at_10": 0.118, "ndcg_at_10": 0.064, "coverage": 0.31, "customers": 97},
+                "cooccurrence": {
+                    "recall_at_10": 0.118,
+                    "ndcg_at_10": 0.064,
+                    "coverage": 0.31,
+                    "customers": 97,
+                },
                 "als": {"recall_at_10": 0.090, "ndcg_at_10": 0.047, "coverage": 0.22, "customers": 97},
             }
         },
