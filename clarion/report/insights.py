@@ -305,9 +305,9 @@ def recommendations_html(d: dict[str, Any]) -> str:
             if ev.get("cut_day")
             else ""
         )
-        why = f" {e(ev['why'])}" if ev.get("why") else ""
+        why = f" ({e(ev['why'])})" if ev.get("why") else ""
         parts.append(
-            f"<p>Evaluated by time:{cut}; chosen: <b>{e(ev.get('chosen'))}</b>.{why}</p>"
+            f"<p>Evaluated by time:{cut}; chosen: <b>{e(ev.get('chosen'))}</b>{why}.</p>"
             '<table class="evaluation"><tr><th>method</th><th class="num">recall@10</th>'
             '<th class="num">NDCG@10</th><th class="num">catalogue coverage</th>'
             '<th class="num">customers measured</th></tr>'
