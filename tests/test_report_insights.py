@@ -99,6 +99,7 @@ def test_voc_section_shows_topics_trend_and_only_k_anonymous_phrases(planted: Se
     assert "only two people wrote this" not in page  # planted below k in every topic
     months = _frame(planted, "select count(*) n from ml.voc_trend where run_id = ?", [RUN]).n[0]
     assert len(v["trend"]) == months and "Tickets per month" in section
+    assert f"most about {v['topics'][0]['topic']} ({v['topics'][0]['tickets']})" in render.text(data)
 
 
 def test_the_report_names_no_person_and_quotes_no_ticket(planted: Settings, report) -> None:

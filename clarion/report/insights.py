@@ -283,6 +283,21 @@ def _json_list(value: Any) -> list[Any]:
 
 
 # -- render -----------------------------------------------------------------------------------------
+def summary_lines(d: dict[str, Any]) -> list[str]:
+    """One line per section for the e-mail's short versions (aggregates: counts and a topic name)."""
+    lines = []
+    r, v = d.get("recommendations"), d.get("voc")
+    if r:
+        lines.append(f"Recommendations: {n(r['customers'])} customers, by {r['method']}.")
+    if v and v.get("topics"):
+        top = v["topics"][0]
+        lines.append(
+            f"Voice of the customer: {n(v['tickets'])} tickets; most about {top['topic']} "
+            f"({n(top['tickets'])})."
+        )
+    return lines
+
+
 def recommendations_html(d: dict[str, Any]) -> str:
     r = d.get("recommendations")
     head = '<section id="recommendations"><h2>Recommendations</h2>'

@@ -411,7 +411,8 @@ def email_html(data: dict[str, Any]) -> str:
         f"<th {td}>share</th><th {td}>change</th></tr>{rows}</table>"
         f"<p>Drafted content: {drafts} draft(s), {pending} waiting for approval. "
         f"Data quality: {e(data['quality']['verdict'])}.</p>"
-        "<p>The full report with charts, segment profiles and the drafts is attached as PDF (and as HTML "
+        + "".join(f"<p>{e(line)}</p>" for line in insights.summary_lines(data))
+        + "<p>The full report with charts, segment profiles and the drafts is attached as PDF (and as HTML "
         "to open in a browser). It holds aggregates only, no customer data.</p></body></html>"
     )
 
@@ -443,6 +444,7 @@ def text(data: dict[str, Any]) -> str:
         f"Campaign results: {len(results)} campaign(s) measured against control groups, "
         f"{decided} variant experiment(s) decided.",
         f"Data quality: {data['quality']['verdict']}.",
+        *insights.summary_lines(data),
         "",
         "The full report is attached (PDF, and HTML to open in a browser). "
         "Aggregates only, no customer data.",
