@@ -1,11 +1,11 @@
-"""One customer's product recommendations and support-ticket topics, for the people allowed to see a
-single customer: `clarion explain ID` (the recommendations, after the score and reasons) and
-`clarion subject access ID` (both, for the person themself).
+"""One customer's product recommendations, for the people allowed to see a single customer:
+`clarion explain ID` shows them after the score and reasons. (`clarion subject access ID` reads every
+``ml`` table with a contact id for the person, so their ``ml.recommendations`` and
+``ml.ticket_topics`` rows are in it without a read here; see clarion/subject/access.py.)
 
-Only that customer's rows are read (by contact id, from the latest settled run of each stage);
-topic names are aggregates over many tickets, and no other customer's text or phrase is shown.
-The reads of part REC's ``ml.recommendations`` and part VOC's ``ml.ticket_topics`` are the two
-functions below, so a change of their schema is a change here only.
+Only that customer's rows are read, from the newest settled recommend run.
+The read of part REC's ``ml.recommendations`` is the one function below, so a change of its schema
+is a change here only.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ def recommendations_of(settings: Settings, contact_id: int) -> list[dict[str, An
 
 
 def recommendations(con: duckdb.DuckDBPyConnection, contact_id: int) -> list[dict[str, Any]]:
-    """The customer's recommendations of the newest settled recommend run that has any for them,
-    best first: rank, product, reason (its sentence), method, as of, whether still on sale."""
+    """The customer's recommendations in the newest settled recommend run (as the export fills them;
+    none when that run has none for them), best first: rank, product, reason (its sentence), method,
+    as of, whether still on sale."""
     if not relation_exists(con, "ml", "recommendations"):
         return []
     products = (
@@ -42,34 +43,17 @@ def recommendations(con: duckdb.DuckDBPyConnection, contact_id: int) -> list[dic
     )
     cur = con.execute(
         f"""
-        with mine as (
-            select * from ml.recommendations
-            where contact_id = ? and run_id not in ({NOT_SETTLED})
-            qualify run_id = first_value(run_id) over (order by created_at desc, run_id desc)
+        with latest as (
+            select run_id from ml.recommendations where run_id not in ({NOT_SETTLED})
+            group by run_id order by max(created_at) desc, run_id desc limit 1
+        ),
+        mine as (
+            select * from ml.recommendations where contact_id = ? and run_id = (select run_id from latest)
         )
         select m.run_id, m.as_of::varchar as_of, m.rank, m.product_id, p.name product, p.category,
                coalesce(p.active, false) active, m.method, m.reason_kind, m.reason, m.model_version
         from mine m left join ({products}) p using (product_id)
         order by m.rank, m.product_id
-        """,
-        [contact_id],
-    )
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-
-def ticket_topics(con: duckdb.DuckDBPyConnection, contact_id: int) -> list[dict[str, Any]]:
-    """The topic and tone of each of the customer's tickets, from the newest settled voc run that
-    read them: ticket id, created, topic, sentiment, p(negative). No ticket text."""
-    if not relation_exists(con, "ml", "ticket_topics"):
-        return []
-    cur = con.execute(
-        f"""
-        select run_id, ticket_id, created_at, topic_id, topic, sentiment, p_negative, model_version
-        from ml.ticket_topics
-        where contact_id = ? and run_id not in ({NOT_SETTLED})
-        qualify run_id = max(run_id) over ()
-        order by created_at, ticket_id
         """,
         [contact_id],
     )

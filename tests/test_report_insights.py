@@ -143,6 +143,10 @@ def test_explain_lists_the_customers_recommendations_with_their_reasons(planted:
     tail = out[out.index("Recommended (") :]
     lines = [line.strip() for line in tail.splitlines()[1:]]
     assert lines == [f"{r.rank}. {names[r.product_id]} \u2014 {r.reason}" for r in mine.itertuples()]
+    scored = set(_frame(planted, "select contact_id from ml.customer_scores").contact_id)
+    without = sorted(scored - set(recs.contact_id))
+    assert without  # customers with no orders have no co-purchase to go on
+    assert "Recommended: none" in _invoke(planted, "explain", str(without[0]))
     as_json = json.loads(_invoke(planted, "explain", str(cid), "--json"))
     assert [(r["rank"], r["product_id"]) for r in as_json["recommendations"]] == list(
         zip(mine["rank"], mine.product_id, strict=True)
