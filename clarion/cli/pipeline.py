@@ -478,8 +478,9 @@ def segment(
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_obj
 def explain(app: AppContext, contact_id: int, as_json: bool) -> None:
-    """Why a customer is where they are: the latest score, segment, reasons and model version, and
-    their latest next best action with the figures that decided it (`clarion nba`).
+    """Why a customer is where they are: the latest score, segment, reasons and model version,
+    their latest next best action with the figures that decided it (`clarion nba`), and the products
+    recommended to them with the reason for each (`clarion recommend`).
 
     Says whether the customer is less likely to buy than the average customer (the reasons are what
     raises the risk), more likely (what keeps them), or close to average; amounts in the shop's
@@ -490,15 +491,23 @@ def explain(app: AppContext, contact_id: int, as_json: bool) -> None:
       clarion explain 1042
       clarion explain 1042 --json    # reasons as fields: feature, family, direction, effect, value, text
     """
+    from clarion.customer_insights import recommendations_of, recommendations_text
     from clarion.nba.views import decision, decision_text
     from clarion.segment.views import explanation, explanation_text
 
     settings = app.settings()
     e = explanation(settings, contact_id)
     d = decision(settings, contact_id)
-    text = explanation_text(e) + ("\n" + decision_text(d) if d else "")
+    recs = recommendations_of(settings, contact_id)
+    text = explanation_text(e) + ("\n" + decision_text(d) if d else "") + "\n" + recommendations_text(recs)
     # privileged and raw (the contact id), but it names the pseudonym that packs and reports use
-    _emit({**e, "pseudonym": pseudonym_of(settings, contact_id), "next_best_action": d}, as_json, text)
+    data = {
+        **e,
+        "pseudonym": pseudonym_of(settings, contact_id),
+        "next_best_action": d,
+        "recommendations": recs,
+    }
+    _emit(data, as_json, text)
 
 
 def pseudonym_of(settings: Any, contact_id: int) -> str:

@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
+import string
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from clarion.config.base import Section
 
@@ -27,6 +28,24 @@ class RecommendationSettings(Section):
     eval_holdout_days: int = Field(
         60, ge=7, le=365, description="the evaluation fits before (latest order - this) and measures after"
     )
+    product_url: str = Field(
+        "https://shop.example.com/products/{sku}",
+        pattern=r"^https://[^\s]+$",
+        description="the link a brief's {recommended_product_url} is filled with at export: the products "
+        "table has no url column, so it is built from this pattern with {sku} and/or {product_id}",
+    )
+
+    @field_validator("product_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        """Only {sku} and {product_id} may be filled in: anything else would stay a brace in the copy."""
+        names = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
+        if names - {"sku", "product_id"} or not names:
+            raise ValueError(
+                f"product_url {v!r} must name the product with {{sku}} and/or {{product_id}} and nothing "
+                "else, e.g. https://shop.example.com/products/{sku}"
+            )
+        return v
 
 
 class VocSettings(Section):

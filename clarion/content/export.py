@@ -22,6 +22,8 @@ import pyarrow as pa
 
 from clarion import audit, experiments, fairness, lineage
 from clarion.config import Settings
+from clarion.content import recommended
+from clarion.content.review import _as_template
 from clarion.content.store import DRAFT_COLUMNS, RULE_SEGMENT, ContentError, draft_row, ensure_tables, utc_now
 from clarion.oversight import tiers
 from clarion.privacy.suppression import erased_sql
@@ -29,7 +31,7 @@ from clarion.runs import CONTENT_UNFINISHED, ON_DEMAND_RUNS
 from clarion.runtime import checkpoint
 from clarion.warehouse import Warehouse
 from models.content.brief import Brief
-from models.content.drafts import AI_DISCLOSURE, content_hash
+from models.content.drafts import AI_DISCLOSURE, content_hash, fill
 
 CHANNEL_ADDRESS = {"email": "email", "sms": "phone", "push": None}
 CHANNEL_CONSENT = {"email": "email_consent", "sms": "sms_consent", "push": None}
@@ -71,13 +73,18 @@ def export(settings: Settings, campaign: str | None = None, subset: Subset | Non
         if not latest:
             raise ContentError(_nothing_to_export(con, campaign))
         fairness.gate_export(settings, con, latest, subset.scoring_run if subset else None)  # sign-offs
+        by_campaign = {}
         for name, run_id in latest:
             rows = con.execute(
                 f"select {', '.join(DRAFT_COLUMNS)} from content.drafts where campaign = ? and run_id = ? "
                 "order by segment, channel, variant",
                 [name, run_id],
             ).fetchall()
-            drafts = [draft_row(r) for r in rows]
+            by_campaign[name] = [draft_row(r) for r in rows]
+            if any(d["status"] == "approved" and recommended.uses(d["content"]) for d in by_campaign[name]):
+                recommended.require(settings, con, name)  # before any file is written
+        for name, run_id in latest:
+            drafts = by_campaign[name]
             channels = sorted({d["channel"] for d in drafts})
             for channel in channels:
                 exports.append(
@@ -157,6 +164,16 @@ def _export_channel(
     by_segment: dict[str, list[dict]] = {}
     for d in ready:
         by_segment.setdefault(d["segment"], []).append(d)
+    # {recommended_product}: filled from the latest recommend run, each product checked (recommended.py)
+    needs = any(recommended.uses(d["content"]) for d in ready)
+    rec_run = recommended.require(settings, con, campaign) if needs and brief is not None else None
+    checks = (
+        recommended.FillChecks(
+            settings, brief, channel, {d["draft_id"]: _as_template(d["content"], brief) for d in ready}
+        )
+        if rec_run
+        else None
+    )
     export_id = f"{run_id}-{campaign}-{channel}" + (f"-{subset.label}" if subset else "")
     folder = settings.var_dir / "exports" / run_id / campaign / (subset.label if subset else "")
     folder.mkdir(parents=True, exist_ok=True)
@@ -168,7 +185,10 @@ def _export_channel(
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         parts = ["email_subject", "email_body"] if channel == "email" else [channel]
-        writer.writerow(["contact_id", "to", "draft_id", "variant", *parts, "ai_generated", "ai_disclosure"])
+        extra = ["recommended_product_id"] if rec_run else []
+        writer.writerow(
+            ["contact_id", "to", "draft_id", "variant", *parts, "ai_generated", "ai_disclosure", *extra]
+        )
         for segment, variants in by_segment.items():
             audience = _audience_sql(brief, segment)
             members = con.execute(
@@ -193,8 +213,15 @@ def _export_channel(
                 ],
             ).fetchall()
             eligible = []
+            products = (
+                recommended.top_active(con, rec_run, [m[0] for m in members]) if rec_run and members else {}
+            )
             for member in members:
                 why = _exclusion(channel, *member[2:], vulnerable=member[0] in vulnerable)
+                if not why and checks is not None:
+                    why = _without_product(
+                        checks, variants[_bucket(member[0], len(variants))], products.get(member[0])
+                    )
                 if why:
                     excluded[why] = excluded.get(why, 0) + 1
                 else:
@@ -208,7 +235,9 @@ def _export_channel(
                 d = variants[_bucket(contact_id, len(variants))]
                 assigned.append((contact_id, arm_, d["variant"]))
                 name = (first_name or "").strip() or "there"
-                texts = [d["content"][p].replace("{first_name}", name) for p in parts]
+                product = products.get(contact_id) if recommended.uses(d["content"]) else None
+                fills = {"first_name": name, **recommended.values(settings, product)}
+                texts = [fill(d["content"][p], fills) for p in parts]
                 to = email if channel == "email" else phone
                 disclosure = AI_DISCLOSURE if d["ai_generated"] else ""
                 writer.writerow(
@@ -220,6 +249,7 @@ def _export_channel(
                         *texts,
                         str(d["ai_generated"]).lower(),
                         disclosure,
+                        *([product.product_id if product else ""] if rec_run else []),
                     ]
                 )
                 recipients += 1
@@ -236,7 +266,13 @@ def _export_channel(
                 export_id,
                 campaign,
                 channel,
-                json.dumps({"exported": [d["draft_id"] for d in ready], "held": held}),
+                json.dumps(
+                    {
+                        "exported": [d["draft_id"] for d in ready],
+                        "held": held,
+                        **({"recommend_run": rec_run} if rec_run else {}),
+                    }
+                ),
                 recipients,
                 json.dumps(excluded),
                 str(path),
@@ -262,6 +298,7 @@ def _export_channel(
             "drafts_exported": [d["draft_id"] for d in ready],
             "drafts_held": sorted(held),
             "file_sha256": file_sha,
+            **({"recommend_run": rec_run} if rec_run else {}),
         },
     )
     return {
@@ -273,6 +310,11 @@ def _export_channel(
         "excluded": excluded,
         "arms": arm_counts,
         "path": str(path),
+        **(
+            {"recommendations": {"run_id": rec_run, "blocked_products": checks.blocked()}}
+            if rec_run and checks
+            else {}
+        ),
     }
 
 
@@ -358,6 +400,18 @@ def _exclusion(
     if not (email if channel == "email" else phone):
         return f"no {CHANNEL_ADDRESS[channel]} on record"
     return None
+
+
+def _without_product(
+    checks: recommended.FillChecks, draft: dict[str, Any], product: recommended.Product | None
+) -> str | None:
+    """Why a member cannot get a draft that names their recommended product (none, or one whose
+    copy fails the guardrails), or None; a draft without the placeholder needs none."""
+    if not recommended.uses(draft["content"]):
+        return None
+    if product is None:
+        return recommended.NO_RECOMMENDATION
+    return recommended.PRODUCT_BLOCKED if checks.problems(draft, product) else None
 
 
 def _bucket(contact_id: int, variants: int) -> int:

@@ -21,7 +21,7 @@ from clarion.content.store import (
 from clarion.oversight import tiers
 from clarion.warehouse import Warehouse
 from models.content.brief import Brief, BriefError, load_brief, validate_brief
-from models.content.drafts import SAMPLE_FIRST_NAME, content_hash
+from models.content.drafts import content_hash, preview
 from models.content.guardrails import check_copy
 
 
@@ -225,8 +225,7 @@ def edit(
         brief = _brief_for(settings, draft)
         who = tiers.principal_for(settings, principal) if principal else tiers.os_principal()
         content = {**draft["content"], part: text}
-        preview = {k: v.replace("{first_name}", SAMPLE_FIRST_NAME) for k, v in content.items()}
-        checks = check_copy(preview, brief, draft["channel"], templates=_as_template(content, brief))
+        checks = check_copy(preview(content), brief, draft["channel"], templates=_as_template(content, brief))
         sha = content_hash(content)
         now = utc_now()
         ran_by = audit.os_identity()

@@ -28,6 +28,7 @@ import duckdb
 
 from clarion import runs
 from clarion.config import Settings
+from clarion.content import recommended
 from clarion.content.export import export
 from clarion.content.review import decide, edit
 from clarion.content.store import (
@@ -173,6 +174,7 @@ def generate(
         log.info("no campaign briefs in %s: nothing to draft", settings.content.briefs)
         return {"campaigns": [], "note": f"no campaign briefs in {settings.content.briefs}"}
     for brief in briefs:
+        recommended.check_brief(settings, brief)
         problems = fallback_problems(brief)
         if problems:
             raise ContentError(

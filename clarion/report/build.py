@@ -20,7 +20,7 @@ from clarion import runs
 from clarion.config import Settings
 from clarion.currency import shop_currency
 from clarion.errors import ClarionError
-from clarion.report import fairness, oversight
+from clarion.report import fairness, insights, oversight
 from clarion.report.activity import campaign_results, content, quality, ts
 from clarion.segment.scoring import run_thresholds
 from clarion.warehouse import Warehouse, relation_exists
@@ -161,6 +161,8 @@ def collect(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
             "quality": quality(con, run),
             "fairness": fairness.collect(settings, con, run),
             "oversight": oversight.collect(con),
+            "recommendations": insights.recommendations(settings, con),
+            "voc": insights.voc(settings, con),
         }
     data.update(_model(settings, run["model_version"]))
     return data

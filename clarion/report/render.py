@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from clarion.report import insights
 from clarion.report.activity import content_html, quality_html, results_html
 from clarion.report.charts import _heat, calibration, hbars, histogram
 from clarion.report.fairness import html as fairness_html
@@ -369,6 +370,8 @@ def html(data: dict[str, Any]) -> str:
         + _scores(data)
         + _drivers(data)
         + _profiles(data)
+        + insights.recommendations_html(data)
+        + insights.voc_html(data)
         + content_html(data)
         + results_html(data)
         + oversight_html(data)
@@ -408,7 +411,8 @@ def email_html(data: dict[str, Any]) -> str:
         f"<th {td}>share</th><th {td}>change</th></tr>{rows}</table>"
         f"<p>Drafted content: {drafts} draft(s), {pending} waiting for approval. "
         f"Data quality: {e(data['quality']['verdict'])}.</p>"
-        "<p>The full report with charts, segment profiles and the drafts is attached as PDF (and as HTML "
+        + "".join(f"<p>{e(line)}</p>" for line in insights.summary_lines(data))
+        + "<p>The full report with charts, segment profiles and the drafts is attached as PDF (and as HTML "
         "to open in a browser). It holds aggregates only, no customer data.</p></body></html>"
     )
 
@@ -440,6 +444,7 @@ def text(data: dict[str, Any]) -> str:
         f"Campaign results: {len(results)} campaign(s) measured against control groups, "
         f"{decided} variant experiment(s) decided.",
         f"Data quality: {data['quality']['verdict']}.",
+        *insights.summary_lines(data),
         "",
         "The full report is attached (PDF, and HTML to open in a browser). "
         "Aggregates only, no customer data.",

@@ -41,6 +41,8 @@ TITLES = {
     "ml.next_best_action": "Next-best-action decisions about you",
     "ml.trigger_hits": "Campaign triggers that found you",
     "ml.customer_uplift": "Estimated effect of campaigns on you (uplift)",
+    "ml.recommendations": "Products we would recommend to you, and why (every run)",
+    "ml.ticket_topics": "What your customer-service tickets were about and their tone, as we read them",
     "content.assignments": "Campaigns and exports that included you",
     "audit.erasures": "Erasure requests",
 }
@@ -65,10 +67,16 @@ def gather(con: duckdb.DuckDBPyConnection, contact_id: int, pseudonym: str) -> d
         if (schema, table) in SKIP or schema == "quarantine":
             continue
         sql = f'select * from "{schema}"."{table}" where contact_id = ?'
+        if (schema, table) == ("ml", "recommendations") and relation_exists(con, "raw", "products"):
+            sql = (  # the product's name beside its id: a person cannot read an id
+                "select r.*, p.name as product_name from ml.recommendations r left join (select product_id, "
+                "arg_max(name, updated_at) as name from raw.products group by 1) p using (product_id) "
+                "where r.contact_id = ? order by r.created_at, r.rank"
+            )
         if (schema, table) == ("marts", "customer_features"):
             sql += " and as_of = (select max(as_of) from marts.customer_features where contact_id = $1)"
             sql = sql.replace("?", "$1")
-        order = _order_column(con, schema, table)
+        order = None if " order by " in sql else _order_column(con, schema, table)
         rows = _rows(con, sql + (f' order by "{order}"' if order else ""), [contact_id])
         if rows:
             tables[f"{schema}.{table}"] = rows

@@ -4,7 +4,8 @@ A brief is one YAML file under ``campaigns/``. Its **offer facts** (discount, co
 URL, conditions) are the only figures, codes, dates and links the final copy may contain: the model
 writes short slots of plain words, the channel templates around them hold placeholders
 (``{offer}``, ``{code}``, ``{expiry}``, ``{url}``, ``{conditions}``, ``{first_name}``...), and the
-renderer fills those from the brief (offer) or from the recipient (first name) at export.
+renderer fills those from the brief (offer) or from the recipient (first name, and the product
+recommended to them: ``{recommended_product}``, ``{recommended_product_url}``) at export.
 
 Errors name the file and the field path and say what to write instead.
 """
@@ -29,7 +30,17 @@ CHANNELS = ("email", "sms", "push")
 CHANNEL_LIMITS = {"sms": 160, "push": 100, "email_subject": 78}
 # placeholders filled from the brief's offer (at render) and from the recipient (at export)
 OFFER_FIELDS = ("offer", "code", "expiry", "url", "conditions")
-RECIPIENT_FIELDS = ("first_name",)
+# the recipient's rank-1 active product recommendation (ml.recommendations): its name, and its link
+# built from the setting ml.recommendations.product_url; only consenting recipients with one get the copy
+RECOMMENDATION_FIELDS = ("recommended_product", "recommended_product_url")
+RECIPIENT_FIELDS = ("first_name", *RECOMMENDATION_FIELDS)
+# what drafts are checked with in place of the recipient's own values: long on purpose, so the length
+# checks hold for real ones (the export checks every product it fills in again, with its real name)
+SAMPLE_RECIPIENT = {
+    "first_name": "Maximilian-Alexander",
+    "recommended_product": "Merino Wool Trail Sweater",
+    "recommended_product_url": "https://shop.example.com/products/SKU-APP-00000",
+}
 SLOTS = ("headline", "hook")  # what the language model writes, per segment and variant
 PLACEHOLDERS = (*OFFER_FIELDS, *RECIPIENT_FIELDS, *SLOTS, "disclaimer")
 # where a rule on scores may look (ml.customer_scores columns)
@@ -335,6 +346,16 @@ class Brief(_Strict):
     def parts(self, channel: str) -> tuple[str, ...]:
         """The templates a channel's copy is made of."""
         return ("email_subject", "email_body") if channel == "email" else (channel,)
+
+    def uses_recommendations(self) -> bool:
+        """Whether any of its channels' templates asks for the recipient's recommended product: the
+        campaign then needs the recommend stage (`ml.recommendations`), and reaches only recipients
+        who have a recommendation."""
+        return any(
+            set(RECOMMENDATION_FIELDS) & _placeholders(self.template(part), part)
+            for channel in self.channels
+            for part in self.parts(channel)
+        )
 
     def facts(self) -> dict[str, str]:
         """Placeholder -> text for everything the brief states (the offer and the disclaimer)."""

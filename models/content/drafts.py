@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from models.content.brief import Brief
+from models.content.brief import SAMPLE_RECIPIENT, Brief
 from models.content.guardrails import CheckReport, check_copy, check_slot
 from models.content.llm import DEFAULT_BANS
 from models.content.prompts import TEMPLATE_VERSION, SlotPrompt, slot_prompt, template_sha256
@@ -249,11 +249,24 @@ def _assemble(
     )
 
 
-SAMPLE_FIRST_NAME = "Maximilian-Alexander"  # long on purpose: lengths are checked with it
+SAMPLE_FIRST_NAME = SAMPLE_RECIPIENT["first_name"]  # long on purpose: lengths are checked with it
 
 
-def _preview(content: dict[str, str]) -> dict[str, str]:
-    return {part: text.replace("{first_name}", SAMPLE_FIRST_NAME) for part, text in content.items()}
+def preview(content: dict[str, str]) -> dict[str, str]:
+    """A draft as the checks read it: the recipient's placeholders filled with the samples."""
+    return {part: fill(text, SAMPLE_RECIPIENT) for part, text in content.items()}
+
+
+_preview = preview
+
+
+def fill(text: str, values: dict[str, str]) -> str:
+    """The recipient's placeholders ({first_name}, {recommended_product}, ...) replaced in one pass,
+    so a value that happens to hold a brace-name is never filled again."""
+    return _RECIPIENT.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+_RECIPIENT = re.compile(r"\{(" + "|".join(SAMPLE_RECIPIENT) + r")\}")
 
 
 class _Keep(dict):

@@ -19,7 +19,15 @@ import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from models.content.brief import CHANNEL_LIMITS, CHANNELS, PLACEHOLDERS, REQUIRED, SLOTS, Brief
+from models.content.brief import (
+    CHANNEL_LIMITS,
+    CHANNELS,
+    PLACEHOLDERS,
+    REQUIRED,
+    SAMPLE_RECIPIENT,
+    SLOTS,
+    Brief,
+)
 
 CHECKS: dict[str, str] = {
     "empty": "block",
@@ -291,8 +299,9 @@ def check_copy(
     channel: str,
     *,
     templates: Mapping[str, str],
-    sample_first_name: str = "Maximilian-Alexander",
+    sample_first_name: str = SAMPLE_RECIPIENT["first_name"],
     other_variants: Sequence[Mapping[str, str]] = (),
+    fills: Sequence[str] | None = None,
 ) -> CheckReport:
     """Checks on a channel's final copy.
 
@@ -302,12 +311,20 @@ def check_copy(
     and the placeholders still in. Everything the brief states (``brief.facts()``) and the sample name
     are taken out before the scans for invented facts and personal data: they are the approved part.
     Banned words and claims are looked for everywhere: the avoid lists bind the brief's own text too.
+
+    ``fills``: other texts filled in from an approved source and taken out like the facts; default the
+    sample recommended product and its link (``SAMPLE_RECIPIENT``), which drafts are previewed with.
+    The export checks each real product it fills in with ``fills=(its link,)``: the link comes from
+    the shop's own setting, the product name from the catalogue, so the name is scanned like model
+    words (a name that smuggles in "50% off" is an invented fact).
     """
+    if fills is None:
+        fills = (SAMPLE_RECIPIENT["recommended_product"], SAMPLE_RECIPIENT["recommended_product_url"])
     if channel not in CHANNELS:
         raise ValueError(f"channel {channel!r}: channels are {list(CHANNELS)}")
     parts = brief.parts(channel)
     texts = {part: rendered.get(part, "") for part in parts}
-    stripped = {part: _strip_facts(text, brief, sample_first_name) for part, text in texts.items()}
+    stripped = {part: _strip_facts(text, brief, sample_first_name, fills) for part, text in texts.items()}
     prose = _prose(stripped.values())
     empty = [f"{part} is empty" for part, text in texts.items() if not text.strip()]
     invented = [
@@ -317,7 +334,7 @@ def check_copy(
     ]
     pii = [problem for part, text in stripped.items() for problem in _pii(text, part)]
     others = [
-        _prose(_strip_facts(other.get(part, ""), brief, sample_first_name) for part in parts)
+        _prose(_strip_facts(other.get(part, ""), brief, sample_first_name, fills) for part in parts)
         for other in other_variants
     ]
     return CheckReport(
@@ -515,13 +532,13 @@ def _scan(text: str, patterns: tuple[tuple[str, re.Pattern[str]], ...]) -> list[
     return [(kind, token) for _, kind, token in sorted(found)]
 
 
-def _strip_facts(text: str, brief: Brief, first_name: str) -> str:
+def _strip_facts(text: str, brief: Brief, first_name: str, fills: Sequence[str] = ()) -> str:
     """The text without what the brief states and the sample name: what is left, the model wrote.
 
     Longest first (the disclaimer holds the expiry), and only where a fact stands alone: 'COMEBACK150'
     and '.../welcome-back-now' keep their tails, which the scans then report.
     """
-    for fact in sorted({*brief.facts().values(), first_name}, key=len, reverse=True):
+    for fact in sorted({*brief.facts().values(), first_name, *fills}, key=len, reverse=True):
         text = _remove(text, fact)
     return text
 
