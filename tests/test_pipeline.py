@@ -72,10 +72,12 @@ def test_a_run_prepares_the_warehouse_records_itself_and_publishes_a_summary(sma
         "extract",
         "nba",
         "prepare-warehouse",
+        "recommend",
         "report",
         "results",
         "segment",
         "transform",
+        "voc",
     ]
     # this project has no campaign briefs: the content stage says so and loads no model, and
     # next-best-action has nothing to decide
