@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -19,6 +21,7 @@ from sklearn.metrics import adjusted_rand_score, f1_score, silhouette_score
 
 from clarion.config import GenerateSettings
 from clarion.synth.generator import generate
+from clarion.transform.dbt import run_dbt
 from clarion.voc import report_section, run, topics
 from clarion.voc.stage import lexicon_words, read_tickets, scrubbed_texts
 from clarion.warehouse import Warehouse
@@ -247,3 +250,101 @@ def test_too_few_tickets_means_no_topics_and_a_clear_note(tmp_path: Path) -> Non
     assert "k" not in summary and "too few for topics" in summary["note"]
     with duckdb.connect(str(settings.warehouse.path), read_only=True) as con:
         assert con.execute("select count(*) from ml.ticket_topics").fetchone() == (0,)  # the table exists
+    # a warehouse where voc never ran (no ml.ticket_topics at all) still builds, without complaints
+    with Warehouse.from_settings(settings).connect("drop") as con:
+        con.execute("drop table ml.ticket_topics")
+    run_dbt(settings, "build", AS_OF)
+    with duckdb.connect(str(settings.warehouse.path), read_only=True) as con:
+        [(rows, complaints, topics_named)] = con.execute(
+            "select count(*), sum(complaints_90d), count(top_complaint_topic_90d) "
+            "from staging.customer_features"
+        ).fetchall()
+    assert rows > 0 and complaints == 0 and topics_named == 0
+
+
+AS_OF = date(2025, 12, 1)
+
+
+@pytest.fixture(scope="module")
+def features(stage: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The stage's warehouse copied, one negative ticket planted exactly at as_of 00:00 UTC (it must
+    not count), and the dbt project built as of AS_OF."""
+    root = tmp_path_factory.mktemp("voc_features")
+    settings = make_settings(root / "project", {"crm": {"kind": "files", "path": str(stage["crm"])}})
+    settings.warehouse.path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(stage["settings"].warehouse.path, settings.warehouse.path)
+    with Warehouse.from_settings(settings).connect("plant") as con:
+        [(contact_id,)] = con.execute(
+            "select min(contact_id) from ml.ticket_topics "
+            f"where run_id = '{RERUN}' and sentiment = 'negative'"
+        ).fetchall()
+        con.execute(
+            "insert into ml.ticket_topics select run_id, 999999999, contact_id, ?::timestamptz, topic_id, "
+            "topic, 'negative', 0.99, model_version from ml.ticket_topics "
+            f"where run_id = '{RERUN}' and contact_id = ? limit 1",
+            [f"{AS_OF} 00:00:00+00", contact_id],
+        )
+        tt = con.execute(f"select * from ml.ticket_topics where run_id = '{RERUN}'").df()
+    run_dbt(settings, "build", AS_OF)
+    with duckdb.connect(str(settings.warehouse.path), read_only=True) as con:
+        cf = con.execute(
+            "select contact_id, complaints_90d, top_complaint_topic_90d, top_complaint_topic_count_90d, "
+            "top_topic_share_365d from staging.customer_features"
+        ).df()
+    return {"topics": tt, "features": cf.set_index("contact_id"), "planted": contact_id}
+
+
+def expected_features(tt: pd.DataFrame, as_of: date) -> pd.DataFrame:
+    """The four features recomputed from the ticket topics with pandas, strictly before as_of."""
+    cut = pd.Timestamp(as_of, tz="UTC")
+    known = tt[pd.to_datetime(tt["created_at"], utc=True) < cut].copy()
+    known["created_at"] = pd.to_datetime(known["created_at"], utc=True)
+    d90, d365 = cut - pd.Timedelta(days=90), cut - pd.Timedelta(days=365)
+    rows = {}
+    for contact_id, g in known.groupby("contact_id"):
+        neg = g[(g["sentiment"] == "negative") & (g["created_at"] >= d90)]
+        year = g[g["created_at"] >= d365]
+        top, count = None, 0
+        if len(neg):
+            per = (
+                neg.groupby("topic").agg(n=("ticket_id", "size"), latest=("created_at", "max")).reset_index()
+            )
+            per = per.sort_values(["n", "latest", "topic"], ascending=[False, False, True])
+            top, count = per.iloc[0]["topic"], int(per.iloc[0]["n"])
+        share = year["topic"].value_counts().iloc[0] / len(year) if len(year) else None
+        rows[contact_id] = (len(neg), top, count, share)
+    return pd.DataFrame.from_dict(
+        rows,
+        orient="index",
+        columns=[
+            "complaints_90d",
+            "top_complaint_topic_90d",
+            "top_complaint_topic_count_90d",
+            "top_topic_share_365d",
+        ],
+    )
+
+
+def test_complaint_features_are_point_in_time_for_every_customer(features: dict) -> None:
+    cf, tt = features["features"], features["topics"]
+    want = expected_features(tt, AS_OF)
+    assert (cf["complaints_90d"] > 0).sum() > 10  # features that say something
+    assert (pd.to_datetime(tt["created_at"], utc=True) >= pd.Timestamp(AS_OF, tz="UTC")).sum() > 10
+    for contact_id, row in cf.iterrows():
+        exp = want.loc[contact_id] if contact_id in want.index else None
+        if exp is None:
+            assert row["complaints_90d"] == 0 and pd.isna(row["top_complaint_topic_90d"])
+            assert row["top_complaint_topic_count_90d"] == 0 and pd.isna(row["top_topic_share_365d"])
+            continue
+        assert row["complaints_90d"] == exp["complaints_90d"], contact_id
+        topic = None if pd.isna(row["top_complaint_topic_90d"]) else row["top_complaint_topic_90d"]
+        expected = None if pd.isna(exp["top_complaint_topic_90d"]) else exp["top_complaint_topic_90d"]
+        assert topic == expected, contact_id
+        assert row["top_complaint_topic_count_90d"] == exp["top_complaint_topic_count_90d"], contact_id
+        if pd.isna(exp["top_topic_share_365d"]):
+            assert pd.isna(row["top_topic_share_365d"])
+        else:
+            assert row["top_topic_share_365d"] == pytest.approx(exp["top_topic_share_365d"])
+    # the negative ticket planted at as_of 00:00 was there to be counted, and was not (loop above)
+    planted = tt[tt["ticket_id"] == 999999999]
+    assert len(planted) == 1 and pd.Timestamp(planted["created_at"].iloc[0]) == pd.Timestamp(AS_OF, tz="UTC")
