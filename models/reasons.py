@@ -48,9 +48,26 @@ class Wording:
     currency: str = "EUR"
     units_per_eur: float = 1.0
     horizon_days: int = 90
+    topics: tuple[tuple[int, str], ...] = ()  # (voc topic id, name) of the run's customer features
 
     def money(self, eur: float) -> str:
         return f"{self.currency} {eur * self.units_per_eur:,.0f}"
+
+    def topic(self, topic_id: Value) -> str | None:
+        if topic_id is None:
+            return None
+        return dict(self.topics).get(int(topic_id))
+
+
+def topic_names(ids: Any, names: Any) -> tuple[tuple[int, str], ...]:
+    """The (id, name) pairs of the voc topics in the features' columns top_complaint_topic_id_90d and
+    top_complaint_topic_90d, for Wording.topics (one voc run: one name per id)."""
+    pairs = {
+        (int(i), str(n))
+        for i, n in zip(ids, names, strict=True)
+        if i == i and i is not None and isinstance(n, str)
+    }
+    return tuple(sorted(pairs))
 
 
 def whole(x: float) -> int:
@@ -258,6 +275,28 @@ def _satisfaction(w: Wording, x: Value) -> str:
     return f"support satisfaction {tenth(x):.1f} of 5 over the last 12 months"
 
 
+def _complaints(w: Wording, about: Value, topic_id: Value) -> str:
+    """ "(2 complaints about “late · delivery”)": the voc topic the customer complained about most in
+    the 90 days (classifier-negative tickets), said beside the support figures; nothing without."""
+    name = w.topic(topic_id)
+    if not about or name is None:
+        return ""
+    return f" ({count(about, 'complaint')} about “{name}”)"
+
+
+def _support_count(feature: str, noun: str, window: str) -> Sentence:
+    def text(w: Wording, n: Value, about: Value, topic_id: Value) -> str:
+        return f"{count(n or 0, noun)} {window}" + _complaints(w, about, topic_id)
+
+    return Sentence((feature, "top_complaint_topic_count_90d", "top_complaint_topic_id_90d"), text)
+
+
+def _topic_share(share: Value) -> str:
+    if share is None:
+        return "no support tickets on record in the last 12 months"
+    return f"{percent(share)}% of their support tickets in the last 12 months on one topic"
+
+
 def _one(feature: str, render: Callable[[Wording, Value], str]) -> Sentence:
     return Sentence((feature,), render)
 
@@ -320,10 +359,13 @@ CATALOGUE: dict[str, Sentence] = {
     "unsubscribed": _one(
         "unsubscribed", lambda w, x: "unsubscribed from e-mail" if x else "has not unsubscribed from e-mail"
     ),
-    "tickets_90d": _one("tickets_90d", lambda w, x: f"{count(x or 0, 'support ticket')} in the last 90 days"),
-    "negative_tickets_90d": _one(
-        "negative_tickets_90d", lambda w, x: f"{count(x or 0, 'negative support ticket')} in the last 90 days"
+    "tickets_90d": _support_count("tickets_90d", "support ticket", "in the last 90 days"),
+    "negative_tickets_90d": _support_count(
+        "negative_tickets_90d", "negative support ticket", "in the last 90 days"
     ),
+    "complaints_90d": _support_count("complaints_90d", "complaint", "in the last 90 days"),
+    "top_complaint_topic_count_90d": _support_count("complaints_90d", "complaint", "in the last 90 days"),
+    "top_topic_share_365d": Sentence(("top_topic_share_365d",), lambda w, x: _topic_share(x)),
     "negative_tickets_365d": _one(
         "negative_tickets_365d",
         lambda w, x: f"{count(x or 0, 'negative support ticket')} in the last 12 months",
@@ -362,6 +404,7 @@ SHARES = {
     "return_rate",
     "top_category_share",
     "delivery_problem_share_180d",
+    "top_topic_share_365d",
     "open_rate_60d",
     "open_rate_prior_120d",
     "click_rate_60d",

@@ -360,6 +360,7 @@ topics_opened as (
         customers.d365_ts,
         topics.contact_id,
         topics.topic,
+        topics.topic_id,
         topics.created_at,
         case when topics.sentiment = 'negative' then 1 else 0 end as is_negative
     from {{ ref('stg_ticket_topics') }} as topics
@@ -375,11 +376,12 @@ complaint_topics as (
         as_of,
         contact_id,
         topic,
+        topic_id,
         count(*) as complaints,
         max(created_at) as latest_at
     from topics_opened
     where is_negative = 1 and created_at >= d90_ts
-    group by as_of, contact_id, topic
+    group by as_of, contact_id, topic, topic_id
 
 ),
 
@@ -390,6 +392,7 @@ top_complaint as (
         as_of,
         contact_id,
         topic,
+        topic_id,
         complaints
     from (
         select
@@ -583,6 +586,7 @@ final as (
         ----------  what they complain about (voc topics and classifier sentiment of the ticket text)
         coalesce(topic_stats.complaints_90d, 0) as complaints_90d,
         top_complaint.topic as top_complaint_topic_90d,
+        top_complaint.topic_id as top_complaint_topic_id_90d,
         coalesce(top_complaint.complaints, 0) as top_complaint_topic_count_90d,
         topic_stats.top_topic_share_365d,
 
