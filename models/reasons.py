@@ -62,11 +62,13 @@ class Wording:
 def topic_names(ids: Any, names: Any) -> tuple[tuple[int, str], ...]:
     """The (id, name) pairs of the voc topics in the features' columns top_complaint_topic_id_90d and
     top_complaint_topic_90d, for Wording.topics (one voc run: one name per id)."""
-    pairs = {
-        (int(i), str(n))
-        for i, n in zip(ids, names, strict=True)
-        if i == i and i is not None and isinstance(n, str)
-    }
+    pairs = set()
+    for i, n in zip(ids, names, strict=True):
+        if isinstance(n, str):  # customers without complaints have neither (NULL, NaN or NA)
+            try:
+                pairs.add((int(i), n))
+            except (TypeError, ValueError):
+                continue
     return tuple(sorted(pairs))
 
 

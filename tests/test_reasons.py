@@ -11,11 +11,12 @@ import math
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from reason_oracle import COVERED, Shop, check
 
 from models.features import FAMILIES, FEATURES
-from models.reasons import CATALOGUE, FIGURES, Wording, lean, reason_codes, reason_table
+from models.reasons import CATALOGUE, FIGURES, Wording, lean, reason_codes, reason_table, topic_names
 
 EUR = Shop("EUR", 1.0, 90)
 
@@ -362,5 +363,7 @@ def test_support_reasons_name_the_topic_the_customer_complains_about() -> None:
     quiet = {**values, "top_complaint_topic_count_90d": 0, "complaints_90d": 0}
     _, figures = one_customer({}, quiet)
     assert CATALOGUE["tickets_90d"](value_of(figures), wording) == "4 support tickets in the last 90 days"
+    frame = pd.DataFrame({"id": pd.array([3, None, 5, 3], dtype="Int64"), "name": ["a", None, "b", "a"]})
+    assert topic_names(frame["id"], frame["name"]) == ((3, "a"), (5, "b"))
     _, figures = one_customer({}, {**values, "top_complaint_topic_id_90d": 9})
     assert CATALOGUE["tickets_90d"](value_of(figures), wording) == "4 support tickets in the last 90 days"

@@ -241,6 +241,7 @@ def test_the_report_section_holds_aggregates_and_no_personal_data(stage: dict) -
     assert not any(b.lower()[:40] in text for b in bodies if len(b) > 40)  # no ticket text, only phrases
 
 
+@pytest.mark.slow  # a dbt build
 def test_too_few_tickets_means_no_topics_and_a_clear_note(tmp_path: Path) -> None:
     crm = tmp_path / "crm"
     generate(GenerateSettings(customers=40, seed=2, defects=0.0, format="parquet"), out=crm)
@@ -325,6 +326,7 @@ def expected_features(tt: pd.DataFrame, as_of: date) -> pd.DataFrame:
     )
 
 
+@pytest.mark.slow  # a dbt build
 def test_complaint_features_are_point_in_time_for_every_customer(features: dict) -> None:
     cf, tt = features["features"], features["topics"]
     want = expected_features(tt, AS_OF)
