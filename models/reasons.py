@@ -277,20 +277,30 @@ def _satisfaction(w: Wording, x: Value) -> str:
     return f"support satisfaction {tenth(x):.1f} of 5 over the last 12 months"
 
 
-def _complaints(w: Wording, about: Value, topic_id: Value) -> str:
+def _complaints(w: Wording, about: Value, topic_id: Value, window: str) -> str:
     """ "(2 complaints about “late · delivery”)": the voc topic the customer complained about most in
-    the 90 days (classifier-negative tickets), said beside the support figures; nothing without."""
+    the last 90 days (classifier-negative tickets), said beside the support figures (with its window
+    where the sentence's own is another); nothing without such complaints or a named topic."""
     name = w.topic(topic_id)
     if not about or name is None:
         return ""
-    return f" ({count(about, 'complaint')} about “{name}”)"
+    when = "" if window == COMPLAINT_WINDOW else f" {COMPLAINT_WINDOW}"
+    return f" ({count(about, 'complaint')} about “{name}”{when})"
+
+
+COMPLAINT_WINDOW = "in the last 90 days"
+COMPLAINT_FIGURES = ("top_complaint_topic_count_90d", "top_complaint_topic_id_90d")
 
 
 def _support_count(feature: str, noun: str, window: str) -> Sentence:
     def text(w: Wording, n: Value, about: Value, topic_id: Value) -> str:
-        return f"{count(n or 0, noun)} {window}" + _complaints(w, about, topic_id)
+        return f"{count(n or 0, noun)} {window}" + _complaints(w, about, topic_id, window)
 
-    return Sentence((feature, "top_complaint_topic_count_90d", "top_complaint_topic_id_90d"), text)
+    return Sentence((feature, *COMPLAINT_FIGURES), text)
+
+
+def _satisfaction_topic(w: Wording, x: Value, about: Value, topic_id: Value) -> str:
+    return _satisfaction(w, x) + _complaints(w, about, topic_id, "over the last 12 months")
 
 
 def _topic_share(share: Value) -> str:
@@ -368,11 +378,10 @@ CATALOGUE: dict[str, Sentence] = {
     "complaints_90d": _support_count("complaints_90d", "complaint", "in the last 90 days"),
     "top_complaint_topic_count_90d": _support_count("complaints_90d", "complaint", "in the last 90 days"),
     "top_topic_share_365d": Sentence(("top_topic_share_365d",), lambda w, x: _topic_share(x)),
-    "negative_tickets_365d": _one(
-        "negative_tickets_365d",
-        lambda w, x: f"{count(x or 0, 'negative support ticket')} in the last 12 months",
+    "negative_tickets_365d": _support_count(
+        "negative_tickets_365d", "negative support ticket", "in the last 12 months"
     ),
-    "avg_satisfaction_365d": _one("avg_satisfaction_365d", _satisfaction),
+    "avg_satisfaction_365d": Sentence(("avg_satisfaction_365d", *COMPLAINT_FIGURES), _satisfaction_topic),
 }
 
 # how "other <family> figures pull the other way" names each family

@@ -125,7 +125,13 @@ def _complaint_topic(text: str, v: Value, problems: list[str]) -> None:
     """ "(N complaints about “topic”)": N is the customer's complaints about their top complaint topic
     in 90 days, and the topic is theirs (its name, from the features' text column); a customer with
     such complaints and a known topic must have it said."""
-    m = re.search(r"\((no|\d[\d,]*) (complaints?) about “([^”]+)”\)", text)
+    m = re.search(r"\((no|\d[\d,]*) (complaints?) about “([^”]+)”(?: in the last 90 days)?\)", text)
+    if (
+        m
+        and not text.endswith("in the last 90 days)")
+        and not text.split(" (")[0].endswith("in the last 90 days")
+    ):
+        problems.append(f"{text!r}: the complaints' window (90 days) is not said")
     name = v("top_complaint_topic_90d")
     about = v("top_complaint_topic_count_90d") or 0
     if m is None:
@@ -336,8 +342,7 @@ def check(feature: str, text: str, v: Value, shop: Shop) -> list[str]:
     elif feature in ("tickets_90d", "negative_tickets_90d", "negative_tickets_365d"):
         noun = "support ticket" if feature == "tickets_90d" else "negative support ticket"
         _count_words(text, noun, noun + "s", v(feature), problems)
-        if feature != "negative_tickets_365d":
-            _complaint_topic(text, v, problems)
+        _complaint_topic(text, v, problems)
     elif feature in ("complaints_90d", "top_complaint_topic_count_90d"):
         _count_words(text, "complaint", "complaints", v("complaints_90d"), problems)
         _complaint_topic(text, v, problems)
@@ -357,6 +362,7 @@ def check(feature: str, text: str, v: Value, shop: Shop) -> list[str]:
             m = re.search(rf"satisfaction {NUM} of 5", text)
             if not m or not _close(_num(m.group(1)), v(feature), 0.1):
                 problems.append(f"{text!r} against {v(feature)}")
+        _complaint_topic(text, v, problems)
     else:
         problems.append(f"the oracle has no rule for {feature}")
     return problems

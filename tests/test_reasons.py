@@ -359,6 +359,17 @@ def test_support_reasons_name_the_topic_the_customer_complains_about() -> None:
     assert check("negative_tickets_90d", text, {**data, "top_complaint_topic_90d": "refund · weeks"}.get, EUR)
     assert check("negative_tickets_90d", text, {**data, "top_complaint_topic_count_90d": 1}.get, EUR)
     assert check("negative_tickets_90d", "3 negative support tickets in the last 90 days", data.get, EUR)
+    # a 12-month sentence says the complaints' own window
+    year = CATALOGUE["negative_tickets_365d"](
+        lambda n: {**values, "negative_tickets_365d": 5}.get(n), wording
+    )
+    assert year == (
+        "5 negative support tickets in the last 12 months "
+        "(2 complaints about “late · delivery · parcel” in the last 90 days)"
+    )
+    assert check("negative_tickets_365d", year, {**data, "negative_tickets_365d": 5}.get, EUR) == []
+    unsaid = year.replace(" in the last 90 days", "")
+    assert check("negative_tickets_365d", unsaid, {**data, "negative_tickets_365d": 5}.get, EUR)
     # no complaints, or a topic the run does not name: the figures alone
     quiet = {**values, "top_complaint_topic_count_90d": 0, "complaints_90d": 0}
     _, figures = one_customer({}, quiet)
