@@ -182,6 +182,12 @@ def fit_topics(x: np.ndarray, texts: list[str], k_min: int, k_max: int, seed: in
     return Topics(k=k, labels=labels, silhouette=curve, names=topic_names(terms), terms=terms)
 
 
+def sentences(text: str) -> list[str]:
+    """A text's sentences, lower-cased: split at line ends, ! and ?, and at a full stop before a
+    capital (so "order no. [order]" stays one sentence with its token)."""
+    return [s.lower() for s in re.split(r"[!?\n]+|\.\s+(?=[A-Z])|\.$", text) if s.strip()]
+
+
 def example_phrases(
     texts: list[str],
     labels: np.ndarray,
@@ -193,12 +199,15 @@ def example_phrases(
 ) -> list[list[str]]:
     """Per topic, up to ``per_topic`` word n-grams of its scrubbed texts that at least
     ``min_customers`` distinct customers wrote (k-anonymous), with no scrub token, no digit and no
-    word in ``forbidden`` (e.g. every contact's first and last name). Longest and most shared
-    first; a phrase sharing two words in a row with one already chosen is skipped."""
+    word in ``forbidden`` (e.g. every contact's first and last name), and characteristic of the
+    topic: most of the customers who wrote it wrote it there (a greeting shared by every topic is
+    no example of any). Longest and most shared first; a phrase sharing two words in a row with
+    one already chosen is skipped."""
     k = int(labels.max()) + 1 if len(labels) else 0
     writers: list[dict[str, set]] = [defaultdict(set) for _ in range(k)]
+    everywhere: dict[str, set] = defaultdict(set)
     for text, label, customer in zip(texts, labels, customers, strict=True):
-        for sentence in re.split(r"[.!?\n]+", text.lower()):
+        for sentence in sentences(text):
             if _TOKEN.search(sentence) or any(ch.isdigit() for ch in sentence):
                 continue  # a sentence that held personal data or an order number gives no phrase
             tokens = re.findall(r"[a-z']+", sentence)
@@ -207,9 +216,14 @@ def example_phrases(
             for n in sizes:
                 for i in range(len(tokens) - n + 1):
                     writers[label][" ".join(tokens[i : i + n])].add(customer)
+                    everywhere[" ".join(tokens[i : i + n])].add(customer)
     out = []
     for t in range(k):
-        shared = [(p, len(c)) for p, c in writers[t].items() if len(c) >= min_customers]
+        shared = [
+            (p, len(c))
+            for p, c in writers[t].items()
+            if len(c) >= min_customers and len(c) > len(everywhere[p]) / 2
+        ]
         shared.sort(key=lambda pc: (-len(pc[0].split()), -pc[1], pc[0]))
         chosen: list[str] = []
         seen: set[tuple[str, ...]] = set()  # the 2-word runs of the phrases chosen: no near-repeats

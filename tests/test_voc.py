@@ -91,7 +91,7 @@ def test_scrub_removes_names_emails_phones_and_order_numbers() -> None:
 
 
 def test_example_phrases_need_enough_distinct_customers_and_hold_no_names_or_tokens() -> None:
-    texts = [f"the parcel never arrived at all. hello {n}" for n in range(6)] + [
+    texts = [f"The parcel never arrived at all. Hello {n}" for n in range(6)] + [
         "the parcel never arrived at all",  # the same customer twice counts once
         "call me on [phone] the parcel never arrived",
     ]
@@ -149,3 +149,12 @@ def test_cross_fitted_probabilities_never_see_their_own_label() -> None:
     # the fold holding ticket 0 fitted on the same other tickets in both: same probabilities
     assert a == pytest.approx(b)
     assert np.argmax(a) == 0
+
+
+def test_a_phrase_every_topic_shares_is_no_example_of_any() -> None:
+    """A greeting written by as many customers in another topic is not characteristic of either."""
+    texts = ["I hope you can help. My refund is late"] * 6 + ["I hope you can help. Password reset fails"] * 6
+    customers = np.arange(12)
+    labels = np.array([0] * 6 + [1] * 6)
+    phrases = example_phrases(texts, labels, customers, min_customers=5)
+    assert phrases == [["my refund is late"], ["password reset fails"]]

@@ -25,7 +25,7 @@ from clarion.transform.dbt import run_dbt
 from clarion.voc import report_section, run, topics
 from clarion.voc.stage import lexicon_words, read_tickets, scrubbed_texts
 from clarion.warehouse import Warehouse
-from models.voc import lexicon_sentiment
+from models.voc import lexicon_sentiment, sentences
 
 RUN, RERUN = "20261201T000000Z-voc00001", "20261202T000000Z-voc00002"
 CUSTOMERS = 600  # about 380 tickets: ~10 s of embedding on two busy cores
@@ -237,8 +237,7 @@ def test_example_phrases_come_from_enough_customers_and_name_nobody(stage: dict)
         vt = con.execute(f"select topic_id, examples from ml.voc_topics where run_id = '{RUN}'").fetchall()
     # each sentence as its words (what phrases are cut from), sentences apart
     tickets["text"] = [
-        " | ".join(" ".join(re.findall(r"[a-z']+", s)) for s in re.split(r"[.!?\n]+", t.lower()))
-        for t in scrubbed_texts(tickets)
+        " | ".join(" ".join(re.findall(r"[a-z']+", s)) for s in sentences(t)) for t in scrubbed_texts(tickets)
     ]
     tickets = tickets.merge(tt, on="ticket_id")
     shown = 0
@@ -248,6 +247,8 @@ def test_example_phrases_come_from_enough_customers_and_name_nobody(stage: dict)
             own = tickets[tickets["topic_id"] == topic_id]
             writers = own[own["text"].str.contains(phrase, regex=False)]["contact_id"].nunique()
             assert writers >= k, phrase
+            anywhere = tickets[tickets["text"].str.contains(phrase, regex=False)]["contact_id"].nunique()
+            assert writers > anywhere / 2, phrase  # characteristic of its topic
             assert not set(re.findall(r"[a-z']+", phrase)) & names, phrase
             assert not re.search(r"\d|@|\[", phrase)
     assert shown > 0
