@@ -158,3 +158,11 @@ def test_a_phrase_every_topic_shares_is_no_example_of_any() -> None:
     labels = np.array([0] * 6 + [1] * 6)
     phrases = example_phrases(texts, labels, customers, min_customers=5)
     assert phrases == [["my refund is late"], ["password reset fails"]]
+
+
+def test_a_k_range_the_wrong_way_round_fails_to_load_with_the_fix(tmp_path) -> None:
+    from clarion.config import load_settings
+
+    (tmp_path / "clarion.yaml").write_text("ml:\n  voc:\n    k_min: 9\n    k_max: 5\n")
+    with pytest.raises(Exception, match=r"k_min \(9\) is above ml.voc.k_max \(5\): set k_min <= k_max"):
+        load_settings(tmp_path / "clarion.yaml", env={})

@@ -21,7 +21,6 @@ import json
 import logging
 import re
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -384,7 +383,3 @@ def write(
     )
     con.unregister("voc_rows")
     con.unregister("voc_meta")
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
