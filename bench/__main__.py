@@ -18,6 +18,7 @@ SUITES = (
     "api",
     "ondemand",
     "onboard",
+    "voc",
 )
 
 
@@ -84,6 +85,10 @@ def main() -> None:
         from bench import onboard
 
         print(onboard.main(sizes))  # clarion init and an extract through SQL mappings
+    if "voc" in args.suites:
+        from bench import voc
+
+        print(voc.main())  # tickets scrubbed, embedded, clustered (sizes in tickets, not customers)
 
 
 if __name__ == "__main__":

@@ -60,8 +60,17 @@ FEATURES: tuple[str, ...] = tuple(f for family in FAMILIES.values() for f in fam
 FAMILY_OF: dict[str, str] = {f: family for family, fs in FAMILIES.items() for f in fs}
 LIFECYCLE = FAMILIES["lifecycle"]
 
-# columns reasons may quote beside the model's features (never model inputs themselves)
-CONTEXT = ("purchase_days", "email_sends_prior_120d", "tickets_365d")
+# columns reasons may quote beside the model's features (never model inputs themselves); the voc
+# complaint figures name the topic a customer complains about most (the names: Wording.topics)
+CONTEXT = (
+    "purchase_days",
+    "email_sends_prior_120d",
+    "tickets_365d",
+    "complaints_90d",
+    "top_complaint_topic_count_90d",
+    "top_complaint_topic_id_90d",
+)
+TOPIC_ID, TOPIC_NAME = "top_complaint_topic_id_90d", "top_complaint_topic_90d"  # the name: text, not a figure
 SEASON = "shop_season_index"  # the calibrator's covariate
 
 # the synthetic CRM's planted churn drivers and the feature family that should reveal each

@@ -48,9 +48,28 @@ class Wording:
     currency: str = "EUR"
     units_per_eur: float = 1.0
     horizon_days: int = 90
+    topics: tuple[tuple[int, str], ...] = ()  # (voc topic id, name) of the run's customer features
 
     def money(self, eur: float) -> str:
         return f"{self.currency} {eur * self.units_per_eur:,.0f}"
+
+    def topic(self, topic_id: Value) -> str | None:
+        if topic_id is None:
+            return None
+        return dict(self.topics).get(int(topic_id))
+
+
+def topic_names(ids: Any, names: Any) -> tuple[tuple[int, str], ...]:
+    """The (id, name) pairs of the voc topics in the features' columns top_complaint_topic_id_90d and
+    top_complaint_topic_90d, for Wording.topics (one voc run: one name per id)."""
+    pairs = set()
+    for i, n in zip(ids, names, strict=True):
+        if isinstance(n, str):  # customers without complaints have neither (NULL, NaN or NA)
+            try:
+                pairs.add((int(i), n))
+            except (TypeError, ValueError):
+                continue
+    return tuple(sorted(pairs))
 
 
 def whole(x: float) -> int:
@@ -258,6 +277,38 @@ def _satisfaction(w: Wording, x: Value) -> str:
     return f"support satisfaction {tenth(x):.1f} of 5 over the last 12 months"
 
 
+def _complaints(w: Wording, about: Value, topic_id: Value, window: str) -> str:
+    """ "(2 complaints about “late · delivery”)": the voc topic the customer complained about most in
+    the last 90 days (classifier-negative tickets), said beside the support figures (with its window
+    where the sentence's own is another); nothing without such complaints or a named topic."""
+    name = w.topic(topic_id)
+    if not about or name is None:
+        return ""
+    when = "" if window == COMPLAINT_WINDOW else f" {COMPLAINT_WINDOW}"
+    return f" ({count(about, 'complaint')} about “{name}”{when})"
+
+
+COMPLAINT_WINDOW = "in the last 90 days"
+COMPLAINT_FIGURES = ("top_complaint_topic_count_90d", "top_complaint_topic_id_90d")
+
+
+def _support_count(feature: str, noun: str, window: str) -> Sentence:
+    def text(w: Wording, n: Value, about: Value, topic_id: Value) -> str:
+        return f"{count(n or 0, noun)} {window}" + _complaints(w, about, topic_id, window)
+
+    return Sentence((feature, *COMPLAINT_FIGURES), text)
+
+
+def _satisfaction_topic(w: Wording, x: Value, about: Value, topic_id: Value) -> str:
+    return _satisfaction(w, x) + _complaints(w, about, topic_id, "over the last 12 months")
+
+
+def _topic_share(share: Value) -> str:
+    if share is None:
+        return "no support tickets on record in the last 12 months"
+    return f"{percent(share)}% of their support tickets in the last 12 months on one topic"
+
+
 def _one(feature: str, render: Callable[[Wording, Value], str]) -> Sentence:
     return Sentence((feature,), render)
 
@@ -320,15 +371,17 @@ CATALOGUE: dict[str, Sentence] = {
     "unsubscribed": _one(
         "unsubscribed", lambda w, x: "unsubscribed from e-mail" if x else "has not unsubscribed from e-mail"
     ),
-    "tickets_90d": _one("tickets_90d", lambda w, x: f"{count(x or 0, 'support ticket')} in the last 90 days"),
-    "negative_tickets_90d": _one(
-        "negative_tickets_90d", lambda w, x: f"{count(x or 0, 'negative support ticket')} in the last 90 days"
+    "tickets_90d": _support_count("tickets_90d", "support ticket", "in the last 90 days"),
+    "negative_tickets_90d": _support_count(
+        "negative_tickets_90d", "negative support ticket", "in the last 90 days"
     ),
-    "negative_tickets_365d": _one(
-        "negative_tickets_365d",
-        lambda w, x: f"{count(x or 0, 'negative support ticket')} in the last 12 months",
+    "complaints_90d": _support_count("complaints_90d", "complaint", "in the last 90 days"),
+    "top_complaint_topic_count_90d": _support_count("complaints_90d", "complaint", "in the last 90 days"),
+    "top_topic_share_365d": Sentence(("top_topic_share_365d",), lambda w, x: _topic_share(x)),
+    "negative_tickets_365d": _support_count(
+        "negative_tickets_365d", "negative support ticket", "in the last 12 months"
     ),
-    "avg_satisfaction_365d": _one("avg_satisfaction_365d", _satisfaction),
+    "avg_satisfaction_365d": Sentence(("avg_satisfaction_365d", *COMPLAINT_FIGURES), _satisfaction_topic),
 }
 
 # how "other <family> figures pull the other way" names each family
@@ -362,6 +415,7 @@ SHARES = {
     "return_rate",
     "top_category_share",
     "delivery_problem_share_180d",
+    "top_topic_share_365d",
     "open_rate_60d",
     "open_rate_prior_120d",
     "click_rate_60d",

@@ -121,6 +121,34 @@ ORDER_WINDOWS = {
 }
 
 
+def _complaint_topic(text: str, v: Value, problems: list[str]) -> None:
+    """ "(N complaints about “topic”)": N is the customer's complaints about their top complaint topic
+    in 90 days, and the topic is theirs (its name, from the features' text column); a customer with
+    such complaints and a known topic must have it said."""
+    m = re.search(r"\((no|\d[\d,]*) (complaints?) about “([^”]+)”(?: in the last 90 days)?\)", text)
+    if (
+        m
+        and not text.endswith("in the last 90 days)")
+        and not text.split(" (")[0].endswith("in the last 90 days")
+    ):
+        problems.append(f"{text!r}: the complaints' window (90 days) is not said")
+    name = v("top_complaint_topic_90d")
+    about = v("top_complaint_topic_count_90d") or 0
+    if m is None:
+        if "“" in text:
+            problems.append(f"unreadable complaint clause in {text!r}")
+        elif about and name is not None:
+            problems.append(f"{text!r} does not name their complaint topic {name!r}")
+        return
+    n = 0.0 if m.group(1) == "no" else _num(m.group(1))
+    if (n == 1) != (m.group(2) == "complaint"):
+        problems.append(f"{m.group(0)!r}: singular/plural disagree")
+    if not _close(n, about, 1) or n == 0:
+        problems.append(f"printed {n:g} complaints about the topic, data {about}")
+    if m.group(3) != name:
+        problems.append(f"topic {m.group(3)!r} is not the customer's ({name!r})")
+
+
 def check(feature: str, text: str, v: Value, shop: Shop) -> list[str]:
     problems: list[str] = []
     text = re.sub(r" \(other [a-z-]+ figures pull the other way\)$", "", text)
@@ -314,6 +342,18 @@ def check(feature: str, text: str, v: Value, shop: Shop) -> list[str]:
     elif feature in ("tickets_90d", "negative_tickets_90d", "negative_tickets_365d"):
         noun = "support ticket" if feature == "tickets_90d" else "negative support ticket"
         _count_words(text, noun, noun + "s", v(feature), problems)
+        _complaint_topic(text, v, problems)
+    elif feature in ("complaints_90d", "top_complaint_topic_count_90d"):
+        _count_words(text, "complaint", "complaints", v("complaints_90d"), problems)
+        _complaint_topic(text, v, problems)
+    elif feature == "top_topic_share_365d":
+        if v(feature) is None:
+            if not text.startswith("no support tickets on record"):
+                problems.append(f"{text!r} without tickets")
+        else:
+            _percent(text, v(feature), problems, "topic share")
+            if "on one topic" not in text:
+                problems.append(f"{text!r} does not say the share is of one topic")
     elif feature == "avg_satisfaction_365d":
         if v(feature) is None:
             if not text.startswith("no support survey answers"):
@@ -322,6 +362,7 @@ def check(feature: str, text: str, v: Value, shop: Shop) -> list[str]:
             m = re.search(rf"satisfaction {NUM} of 5", text)
             if not m or not _close(_num(m.group(1)), v(feature), 0.1):
                 problems.append(f"{text!r} against {v(feature)}")
+        _complaint_topic(text, v, problems)
     else:
         problems.append(f"the oracle has no rule for {feature}")
     return problems
@@ -338,7 +379,8 @@ COVERED = {
     "delivery_problems_180d", "delivery_problem_share_180d", "email_sends_60d", "open_rate_60d",
     "open_rate_prior_120d", "open_rate_change", "click_rate_60d", "click_rate_prior_120d",
     "click_rate_change", "days_since_last_open", "unsubscribed", "tickets_90d", "negative_tickets_90d",
-    "negative_tickets_365d", "avg_satisfaction_365d",
+    "negative_tickets_365d", "avg_satisfaction_365d", "complaints_90d", "top_complaint_topic_count_90d",
+    "top_topic_share_365d",
 }  # fmt: skip
 
 
@@ -353,7 +395,7 @@ def check_run(scores: Iterable[Any], figures: pd.DataFrame, shop: Shop) -> tuple
 
         def value(name: str, row: pd.Series = row) -> float | None:
             x = row[name]
-            return None if pd.isna(x) else float(x)
+            return None if pd.isna(x) else x if isinstance(x, str) else float(x)  # a topic's name: text
 
         for r in rec.reasons:
             checked += 1

@@ -11,11 +11,12 @@ import math
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from reason_oracle import COVERED, Shop, check
 
 from models.features import FAMILIES, FEATURES
-from models.reasons import CATALOGUE, FIGURES, Wording, lean, reason_codes, reason_table
+from models.reasons import CATALOGUE, FIGURES, Wording, lean, reason_codes, reason_table, topic_names
 
 EUR = Shop("EUR", 1.0, 90)
 
@@ -32,6 +33,8 @@ def one_customer(shap: dict[str, float], values: dict[str, float]) -> tuple[np.n
 
 def value_of(figures: np.ndarray, i: int = 0):
     def v(name: str) -> float | None:
+        if name not in FIGURES:  # text columns (a topic's name): none in these hand-made figures
+            return None
         x = figures[i, FIGURES.index(name)]
         return None if math.isnan(x) else float(x)
 
@@ -329,3 +332,49 @@ def test_reason_columns_match_the_catalogue_sentence_by_sentence() -> None:
         assert joined[i] == "; ".join(r["text"] for r in reasons)
         assert first[i] == (reasons[0]["family"] if reasons else None)
     assert {r["family"] for rs in rows for r in rs} <= set(FAMILIES)
+
+
+def test_support_reasons_name_the_topic_the_customer_complains_about() -> None:
+    """voc: a support reason says what the customer complained about, from their own complaint
+    figures (classifier-negative tickets of 90 days by topic) and the topic names of the run."""
+    wording = Wording(topics=((3, "late · delivery · parcel"), (5, "refund · weeks")))
+    values = {
+        "negative_tickets_90d": 3,
+        "tickets_90d": 4,
+        "complaints_90d": 3,
+        "top_complaint_topic_count_90d": 2,
+        "top_complaint_topic_id_90d": 3,
+    }
+    contributions, figures = one_customer({"negative_tickets_90d": -0.8}, values)
+    (reasons,) = reason_codes(contributions, figures, np.array([-1.0]), 0.0, set(FEATURES), wording=wording)
+    assert [r["family"] for r in reasons] == ["support"]
+    text = reasons[0]["text"]
+    assert (
+        text
+        == "3 negative support tickets in the last 90 days (2 complaints about “late · delivery · parcel”)"
+    )
+    data = {**values, "top_complaint_topic_90d": "late · delivery · parcel"}
+    assert check("negative_tickets_90d", text, data.get, EUR) == []
+    # the oracle catches the wrong topic, the wrong count, and a topic left unsaid
+    assert check("negative_tickets_90d", text, {**data, "top_complaint_topic_90d": "refund · weeks"}.get, EUR)
+    assert check("negative_tickets_90d", text, {**data, "top_complaint_topic_count_90d": 1}.get, EUR)
+    assert check("negative_tickets_90d", "3 negative support tickets in the last 90 days", data.get, EUR)
+    # a 12-month sentence says the complaints' own window
+    year = CATALOGUE["negative_tickets_365d"](
+        lambda n: {**values, "negative_tickets_365d": 5}.get(n), wording
+    )
+    assert year == (
+        "5 negative support tickets in the last 12 months "
+        "(2 complaints about “late · delivery · parcel” in the last 90 days)"
+    )
+    assert check("negative_tickets_365d", year, {**data, "negative_tickets_365d": 5}.get, EUR) == []
+    unsaid = year.replace(" in the last 90 days", "")
+    assert check("negative_tickets_365d", unsaid, {**data, "negative_tickets_365d": 5}.get, EUR)
+    # no complaints, or a topic the run does not name: the figures alone
+    quiet = {**values, "top_complaint_topic_count_90d": 0, "complaints_90d": 0}
+    _, figures = one_customer({}, quiet)
+    assert CATALOGUE["tickets_90d"](value_of(figures), wording) == "4 support tickets in the last 90 days"
+    frame = pd.DataFrame({"id": pd.array([3, None, 5, 3], dtype="Int64"), "name": ["a", None, "b", "a"]})
+    assert topic_names(frame["id"], frame["name"]) == ((3, "a"), (5, "b"))
+    _, figures = one_customer({}, {**values, "top_complaint_topic_id_90d": 9})
+    assert CATALOGUE["tickets_90d"](value_of(figures), wording) == "4 support tickets in the last 90 days"

@@ -23,6 +23,7 @@ from clarion.cli import (  # noqa: F401  (importing the verb modules registers t
     results,
     retention,
     subject,
+    voc,
 )
 from clarion.cli.app import AppContext, cli
 from clarion.cli.text import _run_text

@@ -58,6 +58,10 @@ def _run_text(result: dict[str, Any]) -> str:
             from clarion.nba.views import summary_text
 
             lines += ["  " + line for line in summary_text(summary).splitlines()]
+        elif name == "voc":
+            from clarion.voc.views import summary_text as voc_text
+
+            lines += ["  " + line for line in voc_text(summary).splitlines()]
         elif name == "content":
             lines += ["  " + line for line in content_text(summary).splitlines()]
         elif name == "report":

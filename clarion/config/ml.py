@@ -7,7 +7,7 @@ from __future__ import annotations
 import string
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from clarion.config.base import Section
 
@@ -57,6 +57,15 @@ class VocSettings(Section):
     min_customers_per_phrase: int = Field(
         5, ge=2, description="an example phrase is shown only when this many distinct customers wrote it"
     )
+
+    @model_validator(mode="after")
+    def _k_range(self) -> VocSettings:
+        if self.k_min > self.k_max:
+            raise ValueError(
+                f"ml.voc.k_min ({self.k_min}) is above ml.voc.k_max ({self.k_max}): "
+                "set k_min <= k_max (the topics tried are k_min..k_max)"
+            )
+        return self
 
 
 class MlSettings(Section):

@@ -20,8 +20,8 @@ from clarion.runtime import checkpoint
 from clarion.segment.snapshots import Plan
 from clarion.warehouse import Warehouse
 from models.explain import chunks, explain
-from models.features import FEATURES
-from models.reasons import FIGURES, ReasonCodes, Wording, reason_table
+from models.features import FEATURES, TOPIC_ID, TOPIC_NAME
+from models.reasons import FIGURES, ReasonCodes, Wording, reason_table, topic_names
 from models.registry import Version
 from models.segments import Thresholds, assign, profiles
 from models.train import matrix, season_term
@@ -131,7 +131,8 @@ def score(
     with Warehouse.from_settings(settings).connect("segment write") as con:
         ensure_tables(con)
         currency = shop_currency(settings, con)
-        wording = Wording(currency.code, currency.units_per_eur, p.horizon_days)
+        topics = topic_names(scoring[TOPIC_ID], scoring[TOPIC_NAME])  # the voc topics reasons name
+        wording = Wording(currency.code, currency.units_per_eur, p.horizon_days, topics)
         previous = con.execute(
             "select run_id from ml.customer_scores where run_id <> ? "
             f"and run_id not in ({runs.NOT_SETTLED}) group by run_id order by max(scored_at) desc limit 1",

@@ -351,6 +351,95 @@ tickets as (
 
 ),
 
+topics_opened as (
+
+    {#- each ticket's topic and classifier sentiment (voc): text-derived, known from creation -#}
+    select
+        customers.as_of,
+        customers.d90_ts,
+        customers.d365_ts,
+        topics.contact_id,
+        topics.topic,
+        topics.topic_id,
+        topics.created_at,
+        case when topics.sentiment = 'negative' then 1 else 0 end as is_negative
+    from {{ ref('stg_ticket_topics') }} as topics
+    inner join customers
+        on topics.contact_id = customers.contact_id
+        and topics.created_at < customers.as_of_ts
+
+),
+
+complaint_topics as (
+
+    select
+        as_of,
+        contact_id,
+        topic,
+        topic_id,
+        count(*) as complaints,
+        max(created_at) as latest_at
+    from topics_opened
+    where is_negative = 1 and created_at >= d90_ts
+    group by as_of, contact_id, topic, topic_id
+
+),
+
+top_complaint as (
+
+    {#- the topic with the most complaints in 90 days; ties: the latest complaint, then the name -#}
+    select
+        as_of,
+        contact_id,
+        topic,
+        topic_id,
+        complaints
+    from (
+        select
+            complaint_topics.*,
+            row_number() over (
+                partition by as_of, contact_id order by complaints desc, latest_at desc, topic
+            ) as most_first
+        from complaint_topics
+    ) as ranked
+    where most_first = 1
+
+),
+
+topic_year as (
+
+    select
+        as_of,
+        contact_id,
+        topic,
+        count(*) as tickets
+    from topics_opened
+    where created_at >= d365_ts
+    group by as_of, contact_id, topic
+
+),
+
+topic_stats as (
+
+    select
+        topic_year.as_of,
+        topic_year.contact_id,
+        cast(max(topic_year.tickets) as double precision) / sum(topic_year.tickets) as top_topic_share_365d,
+        max(complaints_90d.complaints) as complaints_90d
+    from topic_year
+    left join (
+        select
+            as_of,
+            contact_id,
+            sum(complaints) as complaints
+        from complaint_topics
+        group by as_of, contact_id
+    ) as complaints_90d
+        on topic_year.as_of = complaints_90d.as_of and topic_year.contact_id = complaints_90d.contact_id
+    group by topic_year.as_of, topic_year.contact_id
+
+),
+
 shop_daily_orders as (
 
     {#- the shop's demand per UTC day: every order placed, whatever became of it -#}
@@ -494,6 +583,13 @@ final as (
         coalesce(tickets.negative_tickets_365d, 0) as negative_tickets_365d,
         tickets.avg_satisfaction_365d,
 
+        ----------  what they complain about (voc topics and classifier sentiment of the ticket text)
+        coalesce(topic_stats.complaints_90d, 0) as complaints_90d,
+        top_complaint.topic as top_complaint_topic_90d,
+        top_complaint.topic_id as top_complaint_topic_id_90d,
+        coalesce(top_complaint.complaints, 0) as top_complaint_topic_count_90d,
+        topic_stats.top_topic_share_365d,
+
         ----------  the shop's season: context for calibration, the same for every customer of a day
         season.shop_season_index,
 
@@ -515,6 +611,10 @@ final as (
         on customers.contact_id = tickets.contact_id and customers.as_of = tickets.as_of
     left join consent
         on customers.contact_id = consent.contact_id and customers.as_of = consent.as_of
+    left join topic_stats
+        on customers.contact_id = topic_stats.contact_id and customers.as_of = topic_stats.as_of
+    left join top_complaint
+        on customers.contact_id = top_complaint.contact_id and customers.as_of = top_complaint.as_of
     left join season on customers.as_of = season.as_of
 
 )
