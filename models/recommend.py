@@ -179,15 +179,15 @@ def _fit_als(b: Basis, factors: int, iterations: int, num_threads: int, seed: in
     user_items = recency_weights(b)
     user_items.data = np.ones_like(user_items.data) + user_items.data  # bought: 1, recently: up to 2
     weighted = bm25_weight(user_items.T.tocsr(), K1=100, B=0.8).T.tocsr().astype(np.float32)
-    model = AlternatingLeastSquares(
-        factors=factors,
-        iterations=iterations,
-        regularization=0.05,
-        num_threads=num_threads,
-        random_state=seed,
-        calculate_training_loss=False,
-    )
     with threadpool_limits(1, "blas"):  # implicit parallelises itself; BLAS threads would contend
+        model = AlternatingLeastSquares(
+            factors=factors,
+            iterations=iterations,
+            regularization=0.05,
+            num_threads=num_threads,
+            random_state=seed,
+            calculate_training_loss=False,
+        )
         model.fit(weighted, show_progress=False)
     params = {"factors": factors, "iterations": iterations, "weighting": "bm25(K1=100, B=0.8)"}
     return Fitted(
