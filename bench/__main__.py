@@ -18,6 +18,7 @@ SUITES = (
     "api",
     "ondemand",
     "onboard",
+    "recommend",
 )
 
 
@@ -84,6 +85,10 @@ def main() -> None:
         from bench import onboard
 
         print(onboard.main(sizes))  # clarion init and an extract through SQL mappings
+    if "recommend" in args.suites:
+        from bench import recommend
+
+        print(recommend.main(sizes))  # evaluation, fit and top 5 with reasons for every customer
 
 
 if __name__ == "__main__":

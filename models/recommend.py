@@ -140,8 +140,9 @@ class Fitted:
     def scores(self, rows: np.ndarray) -> np.ndarray | None:
         if self.method == "cooccurrence":
             return np.asarray(self.weights[rows] @ self.similarity)
-        if self.method == "als":
-            return self.user_factors[rows] @ self.item_factors.T
+        if self.method == "als":  # nothing learnt about a customer without purchases: no score
+            known = np.diff(self.basis.bought.indptr)[rows] > 0
+            return (self.user_factors[rows] @ self.item_factors.T) * known[:, None]
         return None
 
 
@@ -253,24 +254,22 @@ def _chunk(
     b = model.basis
     m = rows.size
     fav = b.favourite[rows]
-    tier = np.full((m, pop_key.size), float(TIER_POPULAR))
-    tier[fav >= 0] += b.category_top[fav[fav >= 0]]
+    n_p = pop_key.size
+    key = np.broadcast_to(pop_key + TIER_POPULAR, (m, n_p)).copy()  # tier + a sub-key in (0, 1)
+    if model.method != "popularity":
+        with_fav = fav >= 0
+        key[with_fav] += b.category_top[fav[with_fav]]
     raw = model.scores(rows)
-    sub = np.broadcast_to(pop_key, tier.shape).copy()
-    if model.method == "popularity":
-        tier[:] = TIER_POPULAR
     if raw is not None:
         positive = raw > 1e-12
         top = raw.max() if positive.any() else 1.0
-        tier = np.where(positive, TIER_MODEL, tier)
-        sub = np.where(positive, raw / (top * (1 + 1e-9)), sub)
-    key = tier + sub  # tier, then within it the method's score or popularity
+        np.copyto(key, raw * (1.0 / (top * (1 + 1e-9))) + TIER_MODEL, where=positive)
     key[:, ~catalogue.active] = -np.inf
     recent = b.bought[rows]
     r_rows = np.repeat(np.arange(m), np.diff(recent.indptr))
     too_recent = recent.data >= b.day - exclude_days
     key[r_rows[too_recent], recent.indices[too_recent]] = -np.inf
-    pick = np.argpartition(-key, n - 1, axis=1)[:, :n]
+    pick = np.argpartition(key, n_p - n, axis=1)[:, n_p - n :]
     picked = np.take_along_axis(key, pick, axis=1)
     order = np.lexsort((pick, -picked), axis=1)
     pick, picked = np.take_along_axis(pick, order, axis=1), np.take_along_axis(picked, order, axis=1)
@@ -319,20 +318,21 @@ def _strongest(
         return np.zeros(0, np.int64), np.zeros(0)
     starts, ends = bought.indptr[customer], bought.indptr[customer + 1]
     lengths = ends - starts
-    pair = np.repeat(np.arange(customer.size), lengths)
-    at = (
-        np.arange(lengths.sum())
-        - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        + np.repeat(starts, lengths)
-    )
-    items = bought.indices[at]
+    pair = np.repeat(np.arange(customer.size), lengths)  # grouped: each pair's items are contiguous
+    offset = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    at = offset + np.repeat(starts, lengths)
+    items = bought.indices[at]  # ascending within a customer's row
     value = contribution[items, product[pair]]
     if weights is not None:
         value = value * weights.data[at]
-    order = np.lexsort((-items, value, pair))  # per pair ascending value; the last is the strongest
-    last = np.r_[np.flatnonzero(pair[order][1:] != pair[order][:-1]), order.size - 1]
-    chosen = order[last]
-    return items[chosen].astype(np.int64), value[chosen]
+    best = np.full(customer.size, -np.inf)
+    has = lengths > 0
+    best[has] = np.maximum.reduceat(value, (np.cumsum(lengths) - lengths)[has])
+    top = np.flatnonzero(value == best[pair])
+    _, first = np.unique(pair[top], return_index=True)  # the first, so the lowest product index
+    chosen = np.full(customer.size, -1, dtype=np.int64)
+    chosen[pair[top[first]]] = items[top[first]]
+    return chosen, best
 
 
 def popular_rank(counts: np.ndarray) -> np.ndarray:
