@@ -88,6 +88,10 @@ def test_the_stage_ran_as_a_flow_and_wrote_top_n_for_every_customer(shop) -> Non
     )
     assert len(per) == customers and summary["recommended"] == customers * n
     assert all(c == d == n and r == list(range(1, n + 1)) for _, c, d, r in per)
+    manifest = json.loads(Path(shop["result"]["manifest"]).read_text())  # the run's lineage names them
+    assert sum(r["rows"] for r in manifest["recommendations"]) == summary["recommended"]
+    card = str(shop["root"] / "var" / "registry" / "recommender" / summary["model_version"] / "card.md")
+    assert card in {o["path"] for o in manifest["outputs"]}
     e = summary["evaluation"]
     assert set(e["methods"]) == {"popularity", "category", "cooccurrence", "als"} and e["customers"] > 300
     best = max(f["ndcg_at_k"] for f in e["methods"].values())
