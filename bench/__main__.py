@@ -19,6 +19,7 @@ SUITES = (
     "ondemand",
     "onboard",
     "voc",
+    "recommend",
 )
 
 
@@ -89,6 +90,10 @@ def main() -> None:
         from bench import voc
 
         print(voc.main())  # tickets scrubbed, embedded, clustered (sizes in tickets, not customers)
+    if "recommend" in args.suites:
+        from bench import recommend
+
+        print(recommend.main(sizes))  # evaluation, fit and top 5 with reasons for every customer
 
 
 if __name__ == "__main__":

@@ -113,6 +113,25 @@ class Registry:
         self._event("registered", name)
         return self.get(name)
 
+    def register_files(self, meta: dict[str, Any], files: dict[str, str]) -> Version:
+        """A version that is only its card and metadata (the recommender refits on every run: what
+        it keeps is the evaluation and what it chose, not a model file)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        existing = [int(v.name[1:]) for v in self.versions()]
+        name = f"v{(max(existing) if existing else 0) + 1:04d}"
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.root))
+        try:
+            meta = {**meta, "version": name, "model": self.model, "registered_at": _now()}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+            for filename, text in files.items():
+                (tmp / filename).write_text(text.replace("{version}", name))
+            tmp.rename(self.root / name)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._event("registered", name)
+        return self.get(name)
+
     def promote(self, name: str, note: str = "") -> Version:
         version = _usable(self.get(name))
         index = self.index()

@@ -20,6 +20,7 @@ from clarion.cli import (  # noqa: F401  (importing the verb modules registers t
     ops,
     oversight,
     pipeline,
+    recommend,
     results,
     retention,
     subject,

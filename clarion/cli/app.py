@@ -88,6 +88,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
       clarion check           the quality gates alone
       clarion segment         score, explain and segment every customer (trains if needed)
       clarion nba             the next best action of every customer (or none), and why
+      clarion recommend       each customer's top products with reasons (show ID: one list)
       clarion quarantine      what was rejected, where from, and why
     \b
     Why is a customer where they are:

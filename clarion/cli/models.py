@@ -27,16 +27,39 @@ def models_list(app: AppContext, as_json: bool) -> None:
 
 @models.command("show")
 @click.argument("version", required=False)
+@click.option(
+    "--model",
+    "model",
+    default="purchase_propensity",
+    show_default=True,
+    metavar="NAME",
+    help="Which model's registry: purchase_propensity (the churn model), recommender, ...",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
 @click.pass_obj
-def models_show(app: AppContext, version: str | None, as_json: bool) -> None:
-    """The model card of VERSION [the promoted one]: use, data, metrics, calibration, drivers, fairness."""
+def models_show(app: AppContext, version: str | None, model: str, as_json: bool) -> None:
+    """The model card of VERSION [the promoted one]: use, data, metrics, calibration, drivers, fairness.
+
+    \b
+    Examples:
+      clarion models show
+      clarion models show --model recommender     # the recommender's evaluation and choice
+    """
     from models.registry import Registry, RegistryError
 
-    reg = Registry(app.settings().var_dir / "registry")
+    root = app.settings().var_dir / "registry"
+    if not (root / model).is_dir():
+        known = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise RegistryError(
+            f"no model {model!r} in the registry {root}; models there: {', '.join(known) or 'none yet'} "
+            "(`clarion segment` registers purchase_propensity, `clarion recommend` the recommender)"
+        )
+    reg = Registry(root, model=model)
     chosen = reg.get(version) if version else reg.promoted()
     if chosen is None:
-        raise RegistryError("no model is promoted yet: `clarion segment` trains and promotes the first")
+        raise RegistryError(
+            f"no {model} version is promoted yet: `clarion run` registers and promotes the first"
+        )
     if as_json:
         click.echo((chosen.path / "card.json").read_text())
     else:

@@ -62,6 +62,10 @@ def _run_text(result: dict[str, Any]) -> str:
             from clarion.voc.views import summary_text as voc_text
 
             lines += ["  " + line for line in voc_text(summary).splitlines()]
+        elif name == "recommend":
+            from clarion.recommend import summary_text as recommend_text
+
+            lines += ["  " + line for line in recommend_text(summary).splitlines()]
         elif name == "content":
             lines += ["  " + line for line in content_text(summary).splitlines()]
         elif name == "report":

@@ -17,10 +17,10 @@ class RecommendationSettings(Section):
 
     enabled: bool = Field(True, description="run the recommend stage in `clarion run`")
     top_n: int = Field(5, ge=1, le=50, description="products recommended per customer")
-    method: Literal["auto", "cooccurrence", "als", "popularity"] = Field(
+    method: Literal["auto", "cooccurrence", "als", "category", "popularity"] = Field(
         "auto",
-        description="the recommender: item-item co-occurrence, implicit ALS, or popularity; auto takes "
-        "the best NDCG@10 of the time-split evaluation",
+        description="the recommender: item-item co-occurrence, implicit ALS, popular in the customer's "
+        "favourite category, or popularity; auto takes the best NDCG@10 of the time-split evaluation",
     )
     exclude_bought_days: int = Field(
         180, ge=0, description="a product the customer bought within this many days is not recommended"
@@ -28,6 +28,9 @@ class RecommendationSettings(Section):
     eval_holdout_days: int = Field(
         60, ge=7, le=365, description="the evaluation fits before (latest order - this) and measures after"
     )
+    als_factors: int = Field(64, ge=2, le=512, description="implicit ALS: latent factors")
+    als_iterations: int = Field(15, ge=1, le=200, description="implicit ALS: alternating passes")
+    num_threads: int = Field(0, ge=0, description="implicit ALS threads (0: every core)")
     product_url: str = Field(
         "https://shop.example.com/products/{sku}",
         pattern=r"^https://[^\s]+$",

@@ -182,6 +182,17 @@ def collect(settings: Settings, con: duckdb.DuckDBPyConnection, run_id: str) -> 
         "sum(value_eur) value_eur from ml.next_best_action where nba_run_id = ? group by all order by all",
         [run_id],
     )
+    recommended = _rows(
+        con,
+        "ml",
+        "recommendations",
+        "select any_value(model_version) model_version, any_value(as_of) as_of, method, reason_kind, "
+        "count(*) rows from ml.recommendations where run_id = ? group by all order by all",
+        [run_id],
+    )
+    if recommended:  # the recommender card the rows were written under
+        card = settings.var_dir / "registry" / "recommender" / recommended[0]["model_version"]
+        outputs += sorted(p for p in card.glob("*") if p.is_file())
     reports = settings.var_dir / "reports" / run_id
     outputs += sorted(p for p in reports.glob("*") if p.is_file()) if reports.exists() else []
     return {
@@ -202,6 +213,7 @@ def collect(settings: Settings, con: duckdb.DuckDBPyConnection, run_id: str) -> 
         "audit": {"head": audit_head(con)},
         "content": {"drafts": drafts, "decisions": decisions, "prompts": prompts, "exports": exports},
         "next_best_action": decided,
+        "recommendations": recommended,
         "outputs": [
             {"path": str(p), "sha256": sha256_file(p), "bytes": p.stat().st_size}
             for p in outputs

@@ -1,0 +1,226 @@
+"""The recommender's arithmetic (models/recommend.py) against independent computations in pandas:
+the baselines' lists, the exact co-purchase shares, the evaluation's recall@10 and NDCG@10, the
+filters, and the time split (nothing on or after the cut day reaches the fit)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models import recommend as rec
+
+N_CUSTOMERS, N_PRODUCTS, CATEGORIES = 400, 40, ["apparel", "beauty", "home", "kids"]
+DAY = 20_000  # the day recommendations are made for (a day number)
+
+
+def _shop(seed: int = 1) -> tuple[rec.Lines, rec.Catalogue]:
+    """Customers with a favourite category and a companion habit (product p with p + 1), over 400 days."""
+    rng = np.random.default_rng(seed)
+    category = (np.arange(N_PRODUCTS) % len(CATEGORIES)).astype(np.int16)
+    active = np.ones(N_PRODUCTS, dtype=bool)
+    active[[3, 17]] = False
+    popularity = 1.0 / np.arange(1, N_PRODUCTS + 1) ** 0.8
+    popularity /= popularity.sum()
+    customer, product, day = [], [], []
+    for c in range(N_CUSTOMERS - 20):  # the last 20 customers never buy
+        fav = rng.integers(len(CATEGORIES))
+        for _ in range(rng.integers(1, 6)):
+            d = DAY - rng.integers(1, 400)
+            first = (
+                rng.choice(np.flatnonzero(category == fav))
+                if rng.random() < 0.6
+                else rng.choice(N_PRODUCTS, p=popularity)
+            )
+            customer.append(c), product.append(first), day.append(d)
+            if rng.random() < 0.5:
+                customer.append(c), product.append((first + 1) % N_PRODUCTS), day.append(d)
+    lines = rec.Lines(
+        np.array(customer, np.int32),
+        np.array(product, np.int32),
+        np.array(day, np.int32),
+        N_CUSTOMERS,
+        N_PRODUCTS,
+    )
+    return lines, rec.Catalogue(category, active, CATEGORIES)
+
+
+def _frame(lines: rec.Lines) -> pd.DataFrame:
+    return pd.DataFrame({"customer": lines.customer, "product": lines.product, "day": lines.day})
+
+
+def _popularity_order(df: pd.DataFrame, day: int) -> list[int]:
+    """Products by lines in the 90 days before ``day``, then all lines, then id."""
+    before = df[df.day < day]
+    recent = before[before.day >= day - 90].groupby("product").size()
+    every = before.groupby("product").size()
+    table = pd.DataFrame({"product": range(N_PRODUCTS)})
+    table["recent"] = table["product"].map(recent).fillna(0)
+    table["every"] = table["product"].map(every).fillna(0)
+    return table.sort_values(["recent", "every", "product"], ascending=[False, False, True])[
+        "product"
+    ].tolist()
+
+
+def _excluded(df: pd.DataFrame, customer: int, day: int, exclude_days: int) -> set[int]:
+    mine = df[(df.customer == customer) & (df.day < day) & (df.day >= day - exclude_days)]
+    return set(mine["product"])
+
+
+def _favourite(df: pd.DataFrame, customer: int, day: int, catalogue: rec.Catalogue) -> int | None:
+    mine = df[(df.customer == customer) & (df.day < day)]
+    if mine.empty:
+        return None
+    counts = pd.Series(catalogue.category[mine["product"]]).value_counts()
+    return int(min(c for c, n in counts.items() if n == counts.max()))  # ties: the first category name
+
+
+def _popularity_list(df, catalogue, customer, day, n, exclude_days) -> list[int]:
+    banned = _excluded(df, customer, day, exclude_days)
+    return [p for p in _popularity_order(df, day) if catalogue.active[p] and p not in banned][:n]
+
+
+def _category_list(df, catalogue, customer, day, n, exclude_days) -> list[int]:
+    order = _popularity_order(df, day)
+    fav = _favourite(df, customer, day, catalogue)
+    top = [p for p in order if catalogue.category[p] == fav][: rec.CATEGORY_TOP] if fav is not None else []
+    banned = _excluded(df, customer, day, exclude_days)
+    chosen = [p for p in top if catalogue.active[p] and p not in banned]
+    chosen += [p for p in order if catalogue.active[p] and p not in banned and p not in chosen]
+    return chosen[:n]
+
+
+def _lists(r: rec.Recommended) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for c, _, p in sorted(zip(r.customer.tolist(), r.rank.tolist(), r.product.tolist(), strict=True)):
+        out.setdefault(c, []).append(p)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("method", "oracle"), [("popularity", _popularity_list), ("category", _category_list)]
+)
+def test_baselines_equal_their_independent_computation(method, oracle) -> None:
+    lines, catalogue = _shop()
+    df = _frame(lines)
+    b = rec.basis(lines, catalogue, DAY)
+    got = _lists(rec.recommend(rec.fit(method, b), catalogue, np.arange(N_CUSTOMERS), 5, 60))
+    for c in range(N_CUSTOMERS):
+        assert got[c] == oracle(df, catalogue, c, DAY, 5, 60), c
+
+
+def test_shares_are_exact_shares_of_buyers() -> None:
+    lines, catalogue = _shop()
+    df = _frame(lines).drop_duplicates(["customer", "product"])
+    share = rec.shares(rec.basis(lines, catalogue, DAY + 1))
+    buyers = df.groupby("product")["customer"].apply(set)
+    for i in range(0, N_PRODUCTS, 3):
+        for j in range(N_PRODUCTS):
+            want = (
+                0.0 if i == j or i not in buyers else len(buyers[i] & buyers.get(j, set())) / len(buyers[i])
+            )
+            assert share[i, j] == pytest.approx(want, abs=1e-12), (i, j)
+
+
+@pytest.mark.parametrize("method", ["cooccurrence", "als"])
+def test_never_inactive_never_recently_bought_and_everyone_gets_n(method) -> None:
+    lines, catalogue = _shop()
+    df = _frame(lines)
+    b = rec.basis(lines, catalogue, DAY)
+    r = rec.recommend(rec.fit(method, b, factors=8, iterations=5), catalogue, np.arange(N_CUSTOMERS), 6, 90)
+    lists = _lists(r)
+    assert set(lists) == set(range(N_CUSTOMERS)) and all(len(v) == len(set(v)) == 6 for v in lists.values())
+    assert catalogue.active[r.product].all()
+    for c, products in lists.items():
+        assert not set(products) & _excluded(df, c, DAY, 90), c
+    # the co-purchase reason names a product the customer bought, with its exact share
+    share = rec.shares(b)
+    said = r.kind == 0
+    assert said.any()
+    for c, p, a, s in zip(r.customer[said], r.product[said], r.because[said], r.support[said], strict=True):
+        assert ((df.customer == c) & (df["product"] == a) & (df.day < DAY)).any()
+        assert s == share[a, p] > 0
+    if method == "als":
+        assert (r.support[said] >= rec.ALS_REASON_SHARE).all()
+
+
+def test_the_fit_sees_nothing_on_or_after_its_day() -> None:
+    lines, catalogue = _shop()
+    cut = DAY - 60
+    # after the cut, everyone buys product 30 (an unpopular one) again and again
+    flood = rec.Lines(
+        np.repeat(np.arange(N_CUSTOMERS, dtype=np.int32), 5),
+        np.full(N_CUSTOMERS * 5, 30, np.int32),
+        np.tile(np.arange(cut, cut + 5, dtype=np.int32), N_CUSTOMERS),
+        N_CUSTOMERS,
+        N_PRODUCTS,
+    )
+    flooded = rec.Lines(
+        np.r_[lines.customer, flood.customer],
+        np.r_[lines.product, flood.product],
+        np.r_[lines.day, flood.day],
+        N_CUSTOMERS,
+        N_PRODUCTS,
+    )
+    everyone = np.arange(N_CUSTOMERS)
+    for method in ("popularity", "cooccurrence"):
+        before = _lists(
+            rec.recommend(rec.fit(method, rec.basis(lines, catalogue, cut)), catalogue, everyone, 5, 0)
+        )
+        same = _lists(
+            rec.recommend(rec.fit(method, rec.basis(flooded, catalogue, cut)), catalogue, everyone, 5, 0)
+        )
+        later = _lists(
+            rec.recommend(rec.fit(method, rec.basis(flooded, catalogue, cut + 5)), catalogue, everyone, 5, 0)
+        )
+        assert same == before, method
+        assert later != before, method  # the flood would change the lists: the split is what kept it out
+    e1 = rec.evaluate(lines, catalogue, cut, DAY, 60, methods=("popularity", "cooccurrence"))
+    assert e1["methods"]["popularity"]["ndcg_at_k"] > 0
+
+
+def test_evaluation_figures_equal_an_independent_computation() -> None:
+    lines, catalogue = _shop(seed=2)
+    df = _frame(lines)
+    cut, k, exclude = DAY - 60, 10, 60
+    e = rec.evaluate(lines, catalogue, cut, DAY, exclude, methods=("popularity", "category"))
+    after = df[(df.day >= cut) & (df.day < DAY)]
+    recalls: dict[str, list[float]] = {"popularity": [], "category": []}
+    ndcgs: dict[str, list[float]] = {"popularity": [], "category": []}
+    shown: dict[str, set[int]] = {"popularity": set(), "category": set()}
+    for c, bought in after.groupby("customer")["product"]:
+        truth = set(bought) - _excluded(df, c, cut, exclude)
+        if not truth:
+            continue
+        for method, oracle in (("popularity", _popularity_list), ("category", _category_list)):
+            top = oracle(df, catalogue, c, cut, k, exclude)
+            shown[method] |= set(top)
+            hits = [p in truth for p in top]
+            recalls[method].append(sum(hits) / len(truth))
+            dcg = sum(1 / math.log2(i + 2) for i, h in enumerate(hits) if h)
+            ideal = sum(1 / math.log2(i + 2) for i in range(min(len(truth), k)))
+            ndcgs[method].append(dcg / ideal)
+    assert e["customers"] == len(recalls["popularity"]) > 50
+    for method in recalls:
+        got = e["methods"][method]
+        assert got["recall_at_k"] == pytest.approx(np.mean(recalls[method]), abs=1e-4)
+        assert got["ndcg_at_k"] == pytest.approx(np.mean(ndcgs[method]), abs=1e-4)
+        assert got["coverage"] == pytest.approx(len(shown[method]) / catalogue.active.sum(), abs=1e-4)
+
+
+def test_the_best_ndcg_wins_and_ties_go_to_the_simpler() -> None:
+    figures = {
+        "popularity": {"ndcg_at_k": 0.2},
+        "cooccurrence": {"ndcg_at_k": 0.2},
+        "als": {"ndcg_at_k": 0.1},
+    }
+    assert rec.choose({"k": 10, "methods": figures})[0] == "popularity"
+    figures["cooccurrence"]["ndcg_at_k"] = 0.21
+    method, why = rec.choose({"k": 10, "methods": figures})
+    assert method == "cooccurrence" and "0.2100" in why
+
+
+def test_a_share_above_zero_never_reads_zero_percent() -> None:
+    assert rec.percent(0.004) == "under 1%" and rec.percent(0.31) == "31%" and rec.percent(0.0) == "0%"
