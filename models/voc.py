@@ -196,13 +196,13 @@ def example_phrases(
     forbidden: frozenset[str] = frozenset(),
     per_topic: int = 3,
     sizes: tuple[int, ...] = (5, 4, 3),
-) -> list[list[str]]:
-    """Per topic, up to ``per_topic`` word n-grams of its scrubbed texts that at least
-    ``min_customers`` distinct customers wrote (k-anonymous), with no scrub token, no digit and no
-    word in ``forbidden`` (e.g. every contact's first and last name), and characteristic of the
-    topic: most of the customers who wrote it wrote it there (a greeting shared by every topic is
-    no example of any). Longest and most shared first; a phrase sharing two words in a row with
-    one already chosen is skipped."""
+) -> list[list[tuple[str, int]]]:
+    """Per topic, up to ``per_topic`` (phrase, distinct writers) pairs: word n-grams of its
+    scrubbed texts that at least ``min_customers`` distinct customers wrote (k-anonymous), with no
+    scrub token, no digit and no word in ``forbidden`` (e.g. every contact's first and last name),
+    and characteristic of the topic: most of the customers who wrote it wrote it there (a greeting
+    shared by every topic is no example of any). Longest and most shared first; a phrase sharing
+    two words in a row with one already chosen is skipped."""
     k = int(labels.max()) + 1 if len(labels) else 0
     writers: list[dict[str, set]] = [defaultdict(set) for _ in range(k)]
     everywhere: dict[str, set] = defaultdict(set)
@@ -225,15 +225,15 @@ def example_phrases(
             if len(c) >= min_customers and len(c) > len(everywhere[p]) / 2
         ]
         shared.sort(key=lambda pc: (-len(pc[0].split()), -pc[1], pc[0]))
-        chosen: list[str] = []
+        chosen: list[tuple[str, int]] = []
         seen: set[tuple[str, ...]] = set()  # the 2-word runs of the phrases chosen: no near-repeats
-        for phrase, _ in shared:
+        for phrase, writers_of in shared:
             if len(chosen) == per_topic:
                 break
             tokens = phrase.split()
             runs = {tuple(tokens[i : i + 2]) for i in range(len(tokens) - 1)}
             if not runs & seen:
-                chosen.append(phrase)
+                chosen.append((phrase, writers_of))
                 seen |= runs
         out.append(chosen)
     return out

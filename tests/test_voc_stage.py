@@ -20,9 +20,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import adjusted_rand_score, f1_score, silhouette_score
 
 from clarion.config import GenerateSettings
+from clarion.report.insights import voc_from_tables
 from clarion.synth.generator import generate
 from clarion.transform.dbt import run_dbt
-from clarion.voc import report_section, run, topics
+from clarion.voc import run, topics
 from clarion.voc.stage import lexicon_words, read_tickets, scrubbed_texts
 from clarion.warehouse import Warehouse
 from models.voc import lexicon_sentiment, sentences
@@ -242,11 +243,13 @@ def test_example_phrases_come_from_enough_customers_and_name_nobody(stage: dict)
     tickets = tickets.merge(tt, on="ticket_id")
     shown = 0
     for topic_id, examples in vt:
-        for phrase in json.loads(examples):
+        for example in json.loads(examples):
+            phrase = example["phrase"]
             shown += 1
             own = tickets[tickets["topic_id"] == topic_id]
             writers = own[own["text"].str.contains(phrase, regex=False)]["contact_id"].nunique()
             assert writers >= k, phrase
+            assert example["customers"] <= writers, phrase  # within sentences <= anywhere in the text
             anywhere = tickets[tickets["text"].str.contains(phrase, regex=False)]["contact_id"].nunique()
             assert writers > anywhere / 2, phrase  # characteristic of its topic
             assert not set(re.findall(r"[a-z']+", phrase)) & names, phrase
@@ -256,12 +259,12 @@ def test_example_phrases_come_from_enough_customers_and_name_nobody(stage: dict)
 
 def test_the_report_section_holds_aggregates_and_no_personal_data(stage: dict) -> None:
     with Warehouse.from_settings(stage["settings"]).read() as con:
-        section = report_section(con)
+        section = voc_from_tables(con)
         listed = topics(con)
     assert section is not None and section["run_id"] == RERUN  # the newest run
     assert section["tickets"] == stage["second"]["tickets"] == sum(t["tickets"] for t in listed)
-    assert section["k"] == stage["second"]["k"]
-    assert sum(m["tickets"] for m in section["trend"]["total"]) == section["tickets"]
+    assert len(listed) == stage["second"]["k"]
+    assert sum(m["tickets"] for m in section["trend"]) == section["tickets"]
     assert [t["tickets"] for t in section["topics"]] == sorted(
         (t["tickets"] for t in section["topics"]), reverse=True
     )

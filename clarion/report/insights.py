@@ -6,7 +6,7 @@ customers have each, and at rank 1) and the mix of reason kinds. No per-customer
 sentence (a reason names a product the customer bought: it is theirs, so only its kind is counted).
 
 Voice of the customer: topics of support tickets with their volume, negative share, satisfaction,
-a monthly trend and example phrases, as ``clarion.voc.report_section(con)`` gives them (part VOC);
+a monthly trend and example phrases, read from the voc stage's tables (:func:`voc_from_tables`);
 the dict's shape is :data:`VOC_SHAPE`. No ticket text is read here, and an example phrase is shown
 only when it came from at least ``ml.voc.min_customers_per_phrase`` distinct customers and passes
 the PII scrub again (a second lock on a door VOC already closed).
@@ -95,16 +95,6 @@ def recommender_card(settings: Settings, model_version: str | None) -> dict[str,
         versions = reg.versions()
         version = versions[-1] if versions else None
     return version.meta if version else None
-
-
-def voc_report_section(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
-    """The VoC section's data: part VOC's ``clarion.voc.report_section(con)`` when it is installed,
-    else the same figures read from its tables here (:func:`voc_from_tables`)."""
-    try:
-        from clarion.voc import report_section  # part VOC
-    except ImportError:
-        return voc_from_tables(con)
-    return report_section(con)
 
 
 def voc_from_tables(con: duckdb.DuckDBPyConnection, top: int = TOP_TOPICS) -> dict[str, Any] | None:
@@ -251,7 +241,7 @@ def card_evaluation(meta: dict[str, Any]) -> dict[str, Any]:
 
 def voc(settings: Settings, con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     """The VoC section's data (:data:`VOC_SHAPE`), examples held to k customers and the scrub."""
-    data = voc_report_section(con)
+    data = voc_from_tables(con)
     if not data:
         return None
     k = data.get("min_customers_per_phrase") or settings.ml.voc.min_customers_per_phrase

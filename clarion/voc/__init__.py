@@ -8,6 +8,6 @@ and the report show). The clustering, naming and the classifier are pure, in mod
 """
 
 from clarion.voc.stage import VocError, run
-from clarion.voc.views import report_section, summary_markdown, summary_text, topics, topics_text
+from clarion.voc.views import summary_markdown, summary_text, topics, topics_text
 
-__all__ = ["VocError", "report_section", "run", "summary_markdown", "summary_text", "topics", "topics_text"]
+__all__ = ["VocError", "run", "summary_markdown", "summary_text", "topics", "topics_text"]

@@ -325,7 +325,7 @@ def write(
     version: str,
     frame: pd.DataFrame,
     topics: Any,
-    examples: list[list[str]],
+    examples: list[list[tuple[str, int]]],
 ) -> None:
     rows = pa.table(
         {
@@ -345,7 +345,9 @@ def write(
         {
             "topic_id": pa.array(range(topics.k), pa.int32()),
             "terms": pa.array([json.dumps([{"term": w, "weight": s} for w, s in t]) for t in topics.terms]),
-            "examples": pa.array([json.dumps(e) for e in examples]),
+            "examples": pa.array(
+                [json.dumps([{"phrase": p, "customers": c} for p, c in e]) for e in examples]
+            ),
         }
     )
     con.register("voc_rows", rows)

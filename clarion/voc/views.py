@@ -1,6 +1,6 @@
-"""What people see of the voice of the customer: the stage's summary (CLI, Prefect artifact), the
-topics of the latest run (`clarion voc topics`) and the report's section data
-(:func:`report_section`). Aggregates only: topic names, counts, scores, and example phrases that
+"""What people see of the voice of the customer: the stage's summary (CLI, Prefect artifact) and
+the topics of the latest run (`clarion voc topics`); the marketer report reads the same tables
+(clarion.report.insights). Aggregates only: topic names, counts, scores, and example phrases that
 passed the scrub and were written by at least ``min_customers_per_phrase`` distinct customers."""
 
 from __future__ import annotations
@@ -67,51 +67,6 @@ def topics(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> list[di
     ]
 
 
-def report_section(con: duckdb.DuckDBPyConnection, top: int = 8) -> dict[str, Any] | None:
-    """The marketer report's "Voice of the customer" data, or None when no voc run has topics.
-
-    ``topics``: the ``top`` largest topics (name, terms, tickets, customers, negative share, average
-    satisfaction, k-anonymous example phrases); ``trend``: tickets, negative tickets and average
-    satisfaction per month, per topic and in total; ``tickets`` / ``customers``: the run's totals."""
-    run_id = latest_run(con)
-    if run_id is None:
-        return None
-    found = topics(con, run_id)
-    monthly: dict[str, dict[str, Any]] = {}
-    for t in found:
-        for m in t["trend"]:
-            total = monthly.setdefault(m["month"], {"month": m["month"], "tickets": 0, "negative": 0})
-            total["tickets"] += m["tickets"]
-            total["negative"] += m["negative"]
-    [(tickets, customers, neg, version)] = con.execute(
-        """
-        select count(*), count(distinct contact_id),
-               avg(case when sentiment = 'negative' then 1.0 else 0.0 end), any_value(model_version)
-        from ml.ticket_topics where run_id = ?
-        """,
-        [run_id],
-    ).fetchall()
-    [(sat,)] = con.execute(
-        "select sum(avg_satisfaction * tickets) / nullif(sum(case when avg_satisfaction is not null "
-        "then tickets end), 0) from ml.voc_trend where run_id = ?",
-        [run_id],
-    ).fetchall()
-    return {
-        "run_id": run_id,
-        "model_version": version,
-        "tickets": tickets,
-        "customers": customers,
-        "negative_share": None if neg is None else round(neg, 4),
-        "avg_satisfaction": None if sat is None else round(sat, 3),
-        "k": len(found),
-        "topics": [{k: v for k, v in t.items() if k not in ("run_id", "trend")} for t in found[:top]],
-        "trend": {
-            "total": sorted(monthly.values(), key=lambda m: m["month"]),
-            "by_topic": {t["topic"]: t["trend"] for t in found[:top]},
-        },
-    }
-
-
 def summary_text(s: dict[str, Any]) -> str:
     if "k" not in s:
         return f"voc         {s.get('note', 'no topics')}"
@@ -142,6 +97,9 @@ def topics_text(rows: list[dict[str, Any]]) -> str:
         )
         if t["terms"]:
             lines.append(f"     terms: {', '.join(t['terms'])}")
+        if t["examples"]:
+            said = "; ".join(f"\u201c{x['phrase']}\u201d ({x['customers']} customers)" for x in t["examples"])
+            lines.append(f"     said: {said}")
     return "\n".join(lines)
 
 
