@@ -4,8 +4,10 @@ Output folder (CSV shown; Parquet has the same names)::
 
     contacts.csv products.csv orders.csv order_items.csv email_events.csv support_tickets.csv consents.csv
     contacts.part2.csv contacts.part3.csv orders.part2.csv   schema-drifted part files (only with --defects)
-    truth/contacts.csv          persona, planted drivers and onset, what each contact buys after the cutoff
-    truth/tickets.csv           true sentiment, PII and prompt-injection flags per ticket
+    truth/contacts.csv          persona, planted drivers and onset, what each contact buys after the cutoff,
+                                favourite product category (taste)
+    truth/tickets.csv           true sentiment, planted topic, PII and prompt-injection flags per ticket
+    truth/product_companions.csv  the products bought together (each product's 2-3 companions)
     truth/future_orders.csv     the orders after the cutoff (never in the export), and their items
     truth/campaign_effects.csv  the planted uplift of each experiment's variants, per persona
     truth/campaign_assignment.csv  every experiment's audience: arm, variant, send time, planted order
@@ -42,7 +44,7 @@ from clarion.errors import GenerateError
 from clarion.synth import defects as dfx
 from clarion.synth.arrays import Counters, Timeline
 from clarion.synth.campaigns import make_campaigns
-from clarion.synth.orders import FX_PER_EUR, make_catalog
+from clarion.synth.orders import FX_PER_EUR, companion_table, make_catalog
 from clarion.synth.personas import DRIVERS, PERSONAS
 from clarion.synth.simulate import ChunkSimulator
 from clarion.synth.sinks import FileSink, MariaDbSink, PostgresSink, redact_dsn, sha256_file
@@ -51,7 +53,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_CONTACTS = 50_000  # fixed: changing it changes the data a seed produces
 GENERATOR = "clarion-synth"
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 DEFECTS_FILE = "defects.csv"
 MANIFEST_FILE = "manifest.json"
 DEFECT_COLUMNS = ("kind", "entity", "file", "row", "key", "column", "expected", "reason", "value")
@@ -177,7 +179,12 @@ def _run(
     destination_fmt: str,
     progress: Progress | None,
 ) -> dict[str, Any]:
-    catalog = make_catalog(np.random.default_rng(np.random.SeedSequence([g.seed, 0])), g.products, tl)
+    catalog = make_catalog(
+        np.random.default_rng(np.random.SeedSequence([g.seed, 0])),
+        g.products,
+        tl,
+        rng_companions=np.random.default_rng(np.random.SeedSequence([g.seed, 3])),
+    )
     campaigns = make_campaigns(tl)
     counters = Counters()
     ids = dfx.Ids({"contacts": g.customers + 1, "products": g.products + 1})
@@ -261,6 +268,7 @@ def _run(
 
     future.write_renumbered(counters, side_sink)
     side_sink.write("truth/campaign_effects", campaigns.effects_table())
+    side_sink.write("truth/product_companions", companion_table(catalog))
     infos = {**data_sink.close(), **side_sink.close()}
     defects_out.close()
     by_kind = defects_out.by_kind
@@ -291,6 +299,7 @@ def _run(
         "truth": {
             "contacts": side_sink.path_of("truth/contacts"),
             "tickets": side_sink.path_of("truth/tickets"),
+            "product_companions": side_sink.path_of("truth/product_companions"),
             "future_orders": side_sink.path_of("truth/future_orders"),
             "future_order_items": side_sink.path_of("truth/future_order_items"),
             "campaign_effects": side_sink.path_of("truth/campaign_effects"),

@@ -55,6 +55,23 @@ STATUS_WEIGHT = np.array([0.91, 0.06, 0.03])  # completed, returned, cancelled (
 P_ORDER_AT_SIGNUP = 0.85  # most people sign up at checkout
 SIGNUP_ORDER_DELAY = 0.5 * DAY  # mean
 STRAW_DAYS = (7, 60)  # the delivery that went wrong, this many days before a delivery-driven decline
+CATEGORY_MIX = np.array([0.22, 0.14, 0.16, 0.14, 0.12, 0.08, 0.06, 0.08])  # PRODUCT_CATEGORIES order
+# Taste: a contact's favourite category, and products bought together (companions). An order's
+# first item comes from the favourite category this often (else from global popularity); each
+# further item is a companion of the first, from the favourite category, or global popularity.
+P_FIRST_FAVOURITE = 0.55
+P_NEXT = np.array([0.40, 0.35, 0.25])  # companion, favourite category, global
+# Companions come from the product's own category and the ones bought alongside it.
+RELATED_CATEGORIES = {
+    "apparel": ("accessories", "footwear"),
+    "footwear": ("apparel", "outdoor"),
+    "accessories": ("apparel", "beauty"),
+    "home": ("beauty", "kids"),
+    "beauty": ("home", "accessories"),
+    "outdoor": ("footwear", "electronics"),
+    "electronics": ("outdoor", "home"),
+    "kids": ("home", "apparel"),
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,14 @@ class Catalog:
     table: pa.Table
     price_cents: np.ndarray  # EUR cents per product index
     popularity_cdf: np.ndarray
+    category: np.ndarray  # index into PRODUCT_CATEGORIES per product index
+    category_mix: np.ndarray  # each category's share of the popularity (favourites are drawn by it)
+    # products by category, and within a category by index, with the popularity's cdf within its
+    # category plus the category's index: a draw in category c is searchsorted(.., c + u)
+    by_category: np.ndarray
+    category_key: np.ndarray
+    companions: np.ndarray  # (products, 3) product indexes, -1 where a product has only 2
+    n_companions: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -81,10 +106,18 @@ class OrderResult:
     future_eur: np.ndarray
     future_cancelled: np.ndarray
     planted_ids: np.ndarray  # the order id of each planted order, in the order they were given
+    favourite: np.ndarray  # each contact's favourite category (index into PRODUCT_CATEGORIES)
 
 
-def make_catalog(rng: np.random.Generator, n_products: int, tl: Timeline) -> Catalog:
-    cat = choice_cdf(rng, np.array([0.22, 0.14, 0.16, 0.14, 0.12, 0.08, 0.06, 0.08]), n_products)
+def make_catalog(
+    rng: np.random.Generator,
+    n_products: int,
+    tl: Timeline,
+    rng_companions: np.random.Generator | None = None,
+) -> Catalog:
+    """The products. ``rng_companions`` (its own stream, so the catalogue's draws stay as they were)
+    fixes which products are bought together; without it a fixed default seed is used."""
+    cat = choice_cdf(rng, CATEGORY_MIX, n_products)
     medians = np.array([vocab.PRODUCT_WORDS[c][0] for c in PRODUCT_CATEGORIES])
     price = medians[cat] * rng.lognormal(0.0, 0.35, n_products)
     price_cents = (np.round(price) * 100 - 1).astype(np.int64)  # 44.99-style prices
@@ -113,9 +146,104 @@ def make_catalog(rng: np.random.Generator, n_products: int, tl: Timeline) -> Cat
         },
         schema=ENTITIES["products"].arrow_schema(),
     )
-    return Catalog(
-        table=table, price_cents=price_cents, popularity_cdf=np.cumsum(popularity / popularity.sum())
+    popularity = popularity / popularity.sum()
+    by_category = np.lexsort((np.arange(n_products), cat))
+    within = popularity[by_category]
+    sums = np.bincount(cat, weights=popularity, minlength=len(PRODUCT_CATEGORIES))
+    cdf = np.cumsum(within)
+    starts = np.searchsorted(cat[by_category], np.arange(len(PRODUCT_CATEGORIES)))
+    before = np.concatenate([[0.0], cdf])[starts]  # popularity of the categories before each one
+    cat_sorted = cat[by_category]
+    key = cat_sorted + (cdf - before[cat_sorted]) / np.maximum(sums[cat_sorted], 1e-300)
+    companions, n_companions = _companions(
+        rng_companions if rng_companions is not None else np.random.default_rng(3), cat, popularity
     )
+    return Catalog(
+        table=table,
+        price_cents=price_cents,
+        popularity_cdf=np.cumsum(popularity),
+        category=cat,
+        category_mix=sums / sums.sum(),
+        by_category=by_category,
+        category_key=key,
+        companions=companions,
+        n_companions=n_companions,
+    )
+
+
+def _companions(
+    rng: np.random.Generator, cat: np.ndarray, popularity: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two or three products bought with each product: one from its own category, the others from
+    its related categories, chosen with a mild lean to popular products (sqrt of popularity)."""
+    n = len(cat)
+    out = np.full((n, 3), -1, dtype=np.int64)
+    count = 2 + (rng.random(n) < 0.5)
+    weight = np.sqrt(popularity)
+    members = {c: np.flatnonzero(cat == c) for c in range(len(PRODUCT_CATEGORIES))}
+    for i in range(n):
+        own = PRODUCT_CATEGORIES[cat[i]]
+        sources = [cat[i], *(PRODUCT_CATEGORIES.index(r) for r in RELATED_CATEGORIES[own])]
+        for slot in range(count[i]):
+            pool = members[sources[slot]]
+            pool = pool[(pool != i) & ~np.isin(pool, out[i, :slot])]
+            if len(pool) == 0:  # a tiny catalogue: any other product
+                pool = np.setdiff1d(np.arange(n), np.concatenate([[i], out[i, :slot]]))
+            if len(pool) == 0:
+                count[i] = slot
+                break
+            w = weight[pool]
+            out[i, slot] = pool[
+                min(np.searchsorted(np.cumsum(w / w.sum()), rng.random(), side="right"), len(pool) - 1)
+            ]
+    return out, count
+
+
+def companion_table(catalog: Catalog) -> pa.Table:
+    """truth/product_companions: each product's companions (product ids), the pairs that taste plants."""
+    product = np.repeat(np.arange(len(catalog.n_companions)), catalog.n_companions)
+    slot = np.concatenate([np.arange(k) for k in catalog.n_companions]) if len(product) else product
+    return pa.table(
+        {
+            "product_id": pa.array(product + 1, pa.int64()),
+            "companion_product_id": pa.array(catalog.companions[product, slot] + 1, pa.int64()),
+        }
+    )
+
+
+def draw_products(
+    rng_items: np.random.Generator,
+    catalog: Catalog,
+    n_contacts: int,
+    item_owner: np.ndarray,
+    first_of: np.ndarray,
+    is_first: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's product (index), with the contact's taste: see P_FIRST_FAVOURITE and P_NEXT.
+
+    ``item_owner``: each item's contact; ``first_of``: the position of its order's first item;
+    ``is_first``: whether it is the first. All draws come from ``rng_items`` alone. Returns the
+    products and each contact's favourite category (for the truth)."""
+    n_cat = len(catalog.category_mix)
+    favourite = choice_cdf(rng_items, catalog.category_mix, n_contacts)
+    k = len(item_owner)
+    u_mode, u_pick, u_comp = rng_items.random(k), rng_items.random(k), rng_items.random(k)
+    last = len(catalog.price_cents) - 1
+    glob = np.minimum(np.searchsorted(catalog.popularity_cdf, u_pick, side="right"), last)
+    fav = favourite[item_owner]
+    # a category without products (tiny catalogues) falls back to global popularity
+    has = np.bincount(catalog.category, minlength=n_cat)[fav] > 0
+    pos = np.searchsorted(catalog.category_key, fav + u_pick, side="right")
+    pos = np.minimum(pos, last)
+    in_fav = np.where(has, catalog.by_category[pos], glob)
+    in_fav = np.where(catalog.category[in_fav] == fav, in_fav, glob)
+    product = np.where(u_mode < P_FIRST_FAVOURITE, in_fav, glob)
+    first_product = product[first_of]
+    slot = np.minimum((u_comp * catalog.n_companions[first_product]).astype(np.int64), 2)
+    companion = catalog.companions[first_product, slot]
+    companion = np.where(companion >= 0, companion, glob)
+    further = np.where(u_mode < P_NEXT[0], companion, np.where(u_mode < P_NEXT[0] + P_NEXT[1], in_fav, glob))
+    return np.where(is_first, product, further), favourite
 
 
 def simulate_orders(
@@ -208,10 +336,10 @@ def simulate_orders(
 
     # items, amounts in exact cents
     n_items = 1 + rng.poisson(EXTRA_ITEMS[persona])
-    item_order, _ = group_positions(n_items)
+    item_order, item_pos = group_positions(n_items)
     ri = rng_items
-    product = np.searchsorted(catalog.popularity_cdf, ri.random(len(item_order)), side="right")
-    product = np.minimum(product, len(catalog.price_cents) - 1)
+    first_of = (np.cumsum(n_items) - n_items)[item_order]
+    product, favourite = draw_products(ri, catalog, n, owner[item_order], first_of, item_pos == 0)
     qty = 1 + ri.poisson(0.25, len(item_order))
     unit = np.round(catalog.price_cents[product] * FX[currency[item_order]]).astype(np.int64)
     line = qty * unit
@@ -285,6 +413,7 @@ def simulate_orders(
         future_eur=total[fut] / FX[currency[fut]] / 100.0,
         future_cancelled=status[fut] == 2,
         planted_ids=order_ids[np.argsort(planted_seq)[m - len(planted_owner) :]],
+        favourite=favourite,
     )
 
 

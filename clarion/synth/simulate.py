@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from clarion.contract import AGE_BANDS, CONSENT_SOURCES, COUNTRIES, ENTITIES, LAWFUL_BASES
+from clarion.contract import AGE_BANDS, CONSENT_SOURCES, COUNTRIES, ENTITIES, LAWFUL_BASES, PRODUCT_CATEGORIES
 from clarion.synth.arrays import DAY, NEVER, Counters, Timeline, pick, ts_array
 from clarion.synth.campaigns import Campaigns, assignment_table, plant_conversions, simulate_email
 from clarion.synth.orders import Catalog, simulate_orders
@@ -250,5 +250,6 @@ class ChunkSimulator:
                 "future_spend_90d_eur": pa.array(np.round(spend_90, 2)),
                 "future_orders": pa.array(orders_all, pa.int64()),
                 "future_spend_eur": pa.array(np.round(spend_all, 2)),
+                "favourite_category": pick(PRODUCT_CATEGORIES, self.order_result.favourite),
             }
         )

@@ -1,6 +1,7 @@
 """Support tickets: a baseline of questions, complaints after bad deliveries, and the unhappy run of
 tickets before a support-driven decline. Their text quotes names, e-mails and phones (PII) and a few
-carry prompt injections; the truth records which, and each ticket's true sentiment.
+carry prompt injections; the truth records which, each ticket's true sentiment and its planted topic
+(ticket_topics.py: finer than the category, with many wordings per topic and sentiment).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from clarion.contract import ENTITIES, TICKET_CATEGORIES, TICKET_CHANNELS
+from clarion.synth import ticket_topics as tt
 from clarion.synth import vocab
 from clarion.synth.arrays import DAY, YEAR, Counters, Timeline, choice_cdf, pick, ts_array
 from clarion.synth.orders import OrderResult
@@ -80,8 +82,9 @@ def simulate_tickets(
     updated = np.minimum(when_a + rng.integers(3600, 5 * DAY, m), tl.cutoff - 1)
     injected = rng.random(m) < 0.03
     with_pii = rng.random(m) < 0.75
-    subjects, bodies, pii_flags = _ticket_text(
-        rng, names, owner_a, cat_a, sent_a, order_ref, injected, with_pii
+    linked_delivery = np.where(linked_a >= 0, orders.delivery[np.maximum(linked_a, 0)], 0)
+    subjects, bodies, pii_flags, topics = _ticket_text(
+        rng, names, owner_a, cat_a, sent_a, order_ref, injected, with_pii, linked_delivery
     )
 
     ids = np.arange(counters.support_tickets, counters.support_tickets + m)
@@ -105,6 +108,7 @@ def simulate_tickets(
         {
             "ticket_id": pa.array(ids, pa.int64()),
             "sentiment": pick(("negative", "neutral", "positive"), sent_a),
+            "topic": pick(tt.TOPIC_NAMES, topics),
             "contains_pii": pa.array(pii_flags),
             "is_prompt_injection": pa.array(injected),
         }
@@ -121,25 +125,32 @@ def _ticket_text(
     order_ref: np.ndarray,
     injected: np.ndarray,
     with_pii: np.ndarray,
-) -> tuple[list[str], list[str], list[bool]]:
+    linked_delivery: np.ndarray,
+) -> tuple[list[str], list[str], list[bool], np.ndarray]:
+    """Subjects, bodies, PII flags and topics (index into ticket_topics.TOPIC_NAMES).
+
+    The draws that existed before topics come first and in the same order; the topic and the
+    wording's parts are drawn after them, so the stream's earlier draws are unchanged."""
     first, last = names.first, names.last
     email, phone = names.emails, names.phones
-    greet = rng.integers(0, len(vocab.GREETINGS), len(owner))
-    sign = rng.integers(0, len(vocab.SIGN_OFFS), len(owner))
-    extra = rng.integers(0, len(vocab.PII_LINES) + 2, len(owner))  # some tickets give no contact data
-    pick_body = rng.random(len(owner))
-    pick_subject = rng.random(len(owner))
-    pick_inj = rng.integers(0, len(vocab.PROMPT_INJECTIONS), len(owner))
+    m = len(owner)
+    greet = rng.integers(0, len(vocab.GREETINGS), m)
+    sign = rng.integers(0, len(vocab.SIGN_OFFS), m)
+    extra = rng.integers(0, len(vocab.PII_LINES) + 2, m)  # some tickets give no contact data
+    pick_body = rng.random(m)
+    pick_subject = rng.random(m)
+    pick_inj = rng.integers(0, len(vocab.PROMPT_INJECTIONS), m)
+    topics = _topics(rng.random(m), cat, linked_delivery)
+    parts_u = rng.random((m, 4))  # opening, closing, reference form, synonyms
+    slot_pick = rng.integers(0, 1 << 30, (m, len(tt.SLOTS)))
     sentiments = ("negative", "neutral", "positive")
     subjects, bodies, pii = [], [], []
-    for i in range(len(owner)):
-        category = TICKET_CATEGORIES[cat[i]]
-        options = vocab.TICKET_BODIES[(category, sentiments[sentiment[i]])]
-        ref = f"#{order_ref[i]}" if order_ref[i] > 0 else "my last order"
-        body = options[int(pick_body[i] * len(options))].format(order=ref)
+    for i in range(m):
+        topic, feeling = tt.TOPIC_NAMES[topics[i]], sentiments[sentiment[i]]
+        message = _message(topic, feeling, order_ref[i], pick_body[i], parts_u[i], slot_pick[i])
         o = owner[i]
         known = {"first": first[o], "last": last[o], "email": email[o], "phone": phone[o]}
-        parts = [vocab.GREETINGS[greet[i]], body]
+        parts = [vocab.GREETINGS[greet[i]], message]
         has_pii = False
         if with_pii[i]:
             if extra[i] < len(vocab.PII_LINES):
@@ -148,8 +159,41 @@ def _ticket_text(
             has_pii = True
         if injected[i]:
             parts.insert(2, vocab.PROMPT_INJECTIONS[pick_inj[i]])
-        subject_options = vocab.TICKET_SUBJECTS[category]
+        subject_options = tt.SUBJECTS[topic]
         subjects.append(subject_options[int(pick_subject[i] * len(subject_options))])
         bodies.append("\n".join(p for p in parts if p))
         pii.append(has_pii)
-    return subjects, bodies, pii
+    return subjects, bodies, pii, topics
+
+
+def _topics(u: np.ndarray, cat: np.ndarray, linked_delivery: np.ndarray) -> np.ndarray:
+    """Each ticket's topic: a complaint about a late or lost parcel is about that; the others are
+    drawn within their category by the topics' weights."""
+    topics = np.zeros(len(cat), dtype=np.int64)
+    for c, category in enumerate(TICKET_CATEGORIES):
+        mine = [i for i, (tc, _) in enumerate(tt.TOPICS.values()) if tc == category]
+        weights = np.array([tt.TOPICS[tt.TOPIC_NAMES[i]][1] for i in mine])
+        cdf = np.cumsum(weights / weights.sum())
+        sel = cat == c
+        topics[sel] = np.array(mine)[np.minimum(np.searchsorted(cdf, u[sel], side="right"), len(mine) - 1)]
+    for status, topic in tt.TOPIC_OF_DELIVERY.items():
+        topics[linked_delivery == status] = tt.TOPIC_NAMES.index(topic)
+    return topics
+
+
+def _message(topic: str, feeling: str, order_id: int, u_core: float, u: np.ndarray, slots: np.ndarray) -> str:
+    """One line: opening + core + closing, the core's {slots} filled from synonyms."""
+    cores = tt.CORES[(topic, feeling)]
+    core = cores[int(u_core * len(cores))]
+    has_order = order_id > 0
+    legacy = f"#{order_id}" if has_order else "my last order"
+    if has_order:
+        ref = tt.REF_FORMS[int(u[2] * len(tt.REF_FORMS))].format(n=order_id)
+    else:
+        ref = tt.NO_ORDER_REFS[int(u[2] * len(tt.NO_ORDER_REFS))]
+    words = {name: options[slots[j] % len(options)] for j, (name, options) in enumerate(tt.SLOTS.items())}
+    core = core.format(order=legacy, ref=ref, **words)
+    core = core[0].upper() + core[1:]
+    opening = tt.OPENINGS[feeling][int(u[0] * len(tt.OPENINGS[feeling]))]
+    closing = tt.CLOSINGS[feeling][int(u[1] * len(tt.CLOSINGS[feeling]))]
+    return " ".join(p for p in (opening, core, closing) if p)

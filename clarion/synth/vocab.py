@@ -487,6 +487,8 @@ PRODUCT_WORDS: dict[str, tuple[float, list[str], list[str]]] = {
 }
 
 # Support tickets -------------------------------------------------------------------------------
+# The subjects and sentences of generator version 2, by category. Tickets are now written from
+# ticket_topics.py (topics, many wordings), which keeps every one of these (tests/test_generate_taste.py).
 TICKET_SUBJECTS: dict[str, list[str]] = {
     "delivery": ["Where is my parcel?", "Late delivery", "Order not received", "Delivery question"],
     "refund": ["Refund request", "Money back please", "Return and refund", "Refund status"],
@@ -495,7 +497,6 @@ TICKET_SUBJECTS: dict[str, list[str]] = {
     "billing": ["Charged twice", "Invoice request", "Payment failed", "Wrong amount charged"],
 }
 
-# {order} is replaced with an order reference. Bodies are grouped by category and sentiment.
 TICKET_BODIES: dict[tuple[str, str], list[str]] = {
     ("delivery", "negative"): [
         "My order {order} was due last week and still hasn't arrived. This is the second time. Really disappointed.",

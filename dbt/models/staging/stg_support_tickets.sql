@@ -4,7 +4,9 @@
 {%- set negative = ["disappoint", "terrible", "not acceptable", "unhappy", "faulty", "broke",
                     "losing patience", "escalat", "misleading", "charged twice", "never works",
                     "still no", "hasn't arrived", "nobody", "soaked", "cheap quality",
-                    "shopping elsewhere", "immediately"] -%}
+                    "shopping elsewhere", "immediately", "complain", "ridiculous", "not happy",
+                    "sort this out", "expect an answer", "still have not", "stopped working",
+                    "never arrived", "heard nothing", "late again"] -%}
 {%- set positive = ["thank", "love", "great", "arrived a day early", "went through fine"] -%}
 
 with
