@@ -157,24 +157,26 @@ def plant_voc(con: duckdb.DuckDBPyConnection, run_id: str, min_customers: int = 
 def register_recommender_card(registry: Path, version: str = "v0001") -> dict[str, Any]:
     """A recommender card as part REC registers it (models.registry layout: <root>/recommender/vNNNN/
     meta.json), with evaluation figures in the shape the report reads (insights.card_evaluation)."""
+
+    def figures(recall: float, ndcg: float, coverage: float) -> dict[str, float]:
+        return {"recall_at_k": recall, "ndcg_at_k": ndcg, "coverage": coverage}
+
     meta = {
         "model": "recommender",
         "version": version,
-        "chosen": "cooccurrence",
+        "method": "cooccurrence",
         "why": "best NDCG@10 in the time split",
-        "data": {"cut_day": "2026-05-02", "customers": 300, "products": 500},
-        "metrics": {
+        "data": {"customers": 300, "products": 500},
+        "evaluation": {
+            "k": 10,
+            "customers": 97,
+            "cut": "2026-05-02",
             "methods": {
-                "popularity": {"recall_at_10": 0.041, "ndcg_at_10": 0.020, "coverage": 0.02, "customers": 97},
-                "category": {"recall_at_10": 0.063, "ndcg_at_10": 0.031, "coverage": 0.05, "customers": 97},
-                "cooccurrence": {
-                    "recall_at_10": 0.118,
-                    "ndcg_at_10": 0.064,
-                    "coverage": 0.31,
-                    "customers": 97,
-                },
-                "als": {"recall_at_10": 0.090, "ndcg_at_10": 0.047, "coverage": 0.22, "customers": 97},
-            }
+                "popularity": figures(0.041, 0.020, 0.02),
+                "category": figures(0.063, 0.031, 0.05),
+                "cooccurrence": figures(0.118, 0.064, 0.31),
+                "als": figures(0.090, 0.047, 0.22),
+            },
         },
     }
     folder = registry / "recommender" / version

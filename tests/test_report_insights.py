@@ -74,10 +74,14 @@ def test_recommendations_section_counts_match_the_table(planted: Settings, repor
     # the evaluation comes from the recommender card, every method beside the baselines
     card = json.loads((planted.var_dir / "registry" / "recommender" / "v0001" / "meta.json").read_text())
     ev = r["evaluation"]
-    assert ev["chosen"] == card["chosen"] and ev["cut_day"] == card["data"]["cut_day"]
-    assert {m["method"]: {k: m[k] for k in insights.EVAL_KEYS} for m in ev["methods"]} == card["metrics"][
-        "methods"
-    ]
+    assert ev["chosen"] == card["method"] and ev["cut_day"] == card["evaluation"]["cut"]
+    assert {
+        m["method"]: (m["recall_at_10"], m["ndcg_at_10"], m["coverage"], m["customers"])
+        for m in ev["methods"]
+    } == {
+        name: (f["recall_at_k"], f["ndcg_at_k"], f["coverage"], card["evaluation"]["customers"])
+        for name, f in card["evaluation"]["methods"].items()
+    }
     section = page[page.index('<section id="recommendations">') : page.index('<section id="voc">')]
     assert 'data-method="popularity"' in section and "cooccurrence (chosen)" in section
 

@@ -38,7 +38,6 @@ REASON_TEXT = {
     "category": "popular in their favourite category",
     "popular": "one of the shop's most bought products",
 }
-EVAL_KEYS = ("recall_at_10", "ndcg_at_10", "coverage", "customers")
 
 VOC_SHAPE = """
 {
@@ -213,28 +212,24 @@ def recommendations(settings: Settings, con: duckdb.DuckDBPyConnection) -> dict[
 
 
 def card_evaluation(meta: dict[str, Any]) -> dict[str, Any]:
-    """The time-split evaluation from a recommender card's meta: per method recall@10, NDCG@10,
-    coverage and customers measured, the chosen method and why, the cut day.
-
-    Reads ``meta["metrics"]["methods"]`` (or ``meta["metrics"]`` itself) as {method: {recall_at_10,
-    ndcg_at_10, coverage, customers}} (``recall@10``/``ndcg@10`` spellings are accepted), the choice
-    from ``meta["chosen"]`` or ``meta["metrics"]["chosen"]``, its reason from ``why``, and the cut day
-    from ``meta["data"]["cut_day"]``."""
-    metrics = meta.get("metrics") or {}
-    methods = metrics.get("methods", metrics)
-    rows = []
-    for name, m in methods.items():
-        if not isinstance(m, dict):
-            continue
-        row = {"method": name}
-        for key in EVAL_KEYS:
-            row[key] = m.get(key, m.get(key.replace("_at_", "@")))
-        rows.append(row)
-    chosen = meta.get("chosen") or metrics.get("chosen")
+    """The time-split evaluation from a recommender card's meta (clarion.recommend registers it):
+    per method recall@10, NDCG@10, catalogue coverage and the customers measured, the chosen method
+    and why, the cut day. The card keeps ``evaluation.methods[m].recall_at_k`` with ``k`` beside it."""
+    evaluation = meta.get("evaluation") or {}
+    rows = [
+        {
+            "method": name,
+            "recall_at_10": m.get("recall_at_k"),
+            "ndcg_at_10": m.get("ndcg_at_k"),
+            "coverage": m.get("coverage"),
+            "customers": evaluation.get("customers"),
+        }
+        for name, m in (evaluation.get("methods") or {}).items()
+    ]
     return {
-        "chosen": chosen,
-        "why": meta.get("why") or metrics.get("why"),
-        "cut_day": (meta.get("data") or {}).get("cut_day"),
+        "chosen": meta.get("method"),
+        "why": meta.get("why"),
+        "cut_day": evaluation.get("cut"),
         "methods": rows,
     }
 
