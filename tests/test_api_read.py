@@ -63,6 +63,15 @@ def test_every_customer_by_pseudonym_has_their_stored_reasons(api_project, live_
         "qualify row_number() over (partition by contact_id order by scored_at desc) = 1 order by 1",
     )
     assert len(stored) > 250
+    recommended: dict[int, list] = {}  # the newest recommend run's lists, read here in SQL
+    for cid, rank, product_id, reason in _sql(
+        api_project,
+        "select contact_id, rank, product_id, reason from ml.recommendations where run_id = "
+        "(select run_id from ml.recommendations group by 1 order by max(created_at) desc limit 1) "
+        "order by contact_id, rank",
+    ):
+        recommended.setdefault(cid, []).append([rank, product_id, reason])
+    assert len(recommended) > 250
     with live_api.client(api_project["keys"]["marketer"]) as c:
         for cid, segment, version, reasons in stored:
             r = c.get(f"/api/v1/customers/{name(cid)}")
@@ -71,7 +80,10 @@ def test_every_customer_by_pseudonym_has_their_stored_reasons(api_project, live_
             assert body["reasons"] == json.loads(reasons), cid
             assert body["segment"] == segment and body["score"]["model_version"] == version
             assert body["pseudonym"] == name(cid) and body["profiled"] is True
-            assert body["recommendations"] == [] and body["recommendations_available"] is False
+            assert [[r["rank"], r["product_id"], r["reason"]] for r in body["recommendations"]] == (
+                recommended.get(cid, [])
+            )
+            assert body["recommendations_available"] is (cid in recommended)
             _no_contact_id(body)
         for cid, *_ in stored[::30]:
             expected = explanation(api_project["settings"], cid)

@@ -491,15 +491,15 @@ def explain(app: AppContext, contact_id: int, as_json: bool) -> None:
       clarion explain 1042
       clarion explain 1042 --json    # reasons as fields: feature, family, direction, effect, value, text
     """
-    from clarion.customer_insights import recommendations_of, recommendations_text
     from clarion.nba.views import decision, decision_text
+    from clarion.recommend import customer, customer_text
     from clarion.segment.views import explanation, explanation_text
 
     settings = app.settings()
     e = explanation(settings, contact_id)
     d = decision(settings, contact_id)
-    recs = recommendations_of(settings, contact_id)
-    text = explanation_text(e) + ("\n" + decision_text(d) if d else "") + "\n" + recommendations_text(recs)
+    recs = customer(settings, contact_id)
+    text = explanation_text(e) + ("\n" + decision_text(d) if d else "") + "\n" + customer_text(recs)
     # privileged and raw (the contact id), but it names the pseudonym that packs and reports use
     data = {
         **e,

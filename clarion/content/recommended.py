@@ -22,8 +22,7 @@ import duckdb
 
 from clarion.config import Settings
 from clarion.content.store import ContentError
-from clarion.runs import NOT_SETTLED
-from clarion.warehouse import relation_exists
+from clarion.recommend.views import PRODUCTS_NOW, latest_run
 from models.content.brief import RECOMMENDATION_FIELDS, SAMPLE_RECIPIENT, Brief
 from models.content.drafts import fill
 from models.content.guardrails import check_copy
@@ -45,27 +44,13 @@ def uses(content: dict[str, str]) -> bool:
     return any("{" + f + "}" in text for text in content.values() for f in RECOMMENDATION_FIELDS)
 
 
-def latest_run(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The newest recommend run that settled (not failed or interrupted), or None."""
-    if not relation_exists(con, "ml", "recommendations"):
-        return None
-    row = con.execute(
-        f"select run_id from ml.recommendations where run_id not in ({NOT_SETTLED}) "
-        "group by run_id order by max(created_at) desc, run_id desc limit 1"
-    ).fetchone()
-    return row[0] if row else None
-
-
 def top_active(con: duckdb.DuckDBPyConnection, run_id: str, contact_ids: list[int]) -> dict[int, Product]:
     """Per contact, their best-ranked recommendation of ``run_id`` whose product is active in the
     catalogue now (raw.products, latest version): a product taken off sale since the recommend run
     is skipped, not sent."""
     rows = con.execute(
-        """
-        with products as (
-            select product_id, sku, name, active from raw.products
-            qualify row_number() over (partition by product_id order by updated_at desc nulls last) = 1
-        )
+        f"""
+        with products as ({PRODUCTS_NOW})
         select r.contact_id, r.product_id, p.sku, p.name, r.rank
         from ml.recommendations r join products p using (product_id)
         where r.run_id = ? and p.active and r.contact_id in (select unnest(?::bigint[]))

@@ -137,31 +137,58 @@ def summary_markdown(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# the catalogue as it is now: raw keeps every load's version of a product
+PRODUCTS_NOW = """
+select product_id, sku, name, category, active from raw.products
+qualify row_number() over (partition by product_id order by updated_at desc nulls last) = 1
+"""
+
+
+def latest_run(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The newest recommend run that settled (not failed or interrupted), or None: what explain,
+    the export, the report and the API read."""
+    if not relation_exists(con, "ml", "recommendations"):
+        return None
+    row = con.execute(
+        f"select run_id from ml.recommendations where run_id not in ({NOT_SETTLED}) "
+        "group by run_id order by max(created_at) desc, run_id desc limit 1"
+    ).fetchone()
+    return row[0] if row else None
+
+
 def customer(settings: Settings, contact_id: int) -> dict[str, Any] | None:
     """The customer's latest recommendations (of a run that finished) with product names, or None."""
     with Warehouse.from_settings(settings).read() as con:
-        if not relation_exists(con, "ml", "recommendations"):
-            return None
         return latest_for(con, contact_id)
 
 
-def latest_for(con: duckdb.DuckDBPyConnection, contact_id: int) -> dict[str, Any] | None:
-    """`customer` on an open connection (the API's read snapshot)."""
+def latest_for(
+    con: duckdb.DuckDBPyConnection, contact_id: int, run_id: str | None = None
+) -> dict[str, Any] | None:
+    """`customer` on an open connection (the API's read snapshot): the rows of the newest settled
+    run (or ``run_id``, when the caller looked it up once) for this customer, best first, with the
+    product's name, category and whether it is still on sale now; None when that run has none for
+    them (the export fills nothing then either)."""
+    run_id = run_id or latest_run(con)
+    if run_id is None:
+        return None
+    products = (
+        PRODUCTS_NOW
+        if relation_exists(con, "raw", "products")
+        else "select null::bigint product_id, null sku, null name, null category, null::boolean active "
+        "where false"
+    )
     cur = con.execute(
         f"""
-        with latest as (
-            select run_id from ml.recommendations
-            where run_id not in ({NOT_SETTLED}) group by run_id order by max(created_at) desc limit 1
-        )
-        select r.run_id, r.as_of, r.rank, r.product_id, p.name as product, p.category, r.score, r.method,
-               r.reason_kind, r.reason, r.because_product_id, r.support, r.model_version
+        select r.run_id, r.as_of, r.rank, r.product_id, p.name as product, p.category,
+               coalesce(p.active, false) as active, r.score, r.method, r.reason_kind, r.reason,
+               r.because_product_id, r.support, r.model_version
         from ml.recommendations r
-        join latest using (run_id)
-        left join raw.products p on p.product_id = r.product_id
-        where r.contact_id = ?
-        order by r.rank
+        left join ({products}) p using (product_id)
+        where r.run_id = ? and r.contact_id = ?
+        order by r.rank, r.product_id
         """,
-        [contact_id],
+        [run_id, contact_id],
     )
     names = [d[0] for d in cur.description]
     rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
@@ -173,13 +200,20 @@ def latest_for(con: duckdb.DuckDBPyConnection, contact_id: int) -> dict[str, Any
         "run_id": head["run_id"],
         "as_of": str(head["as_of"]),
         "model_version": head["model_version"],
+        "method": head["method"],
         "recommendations": [
             {k: v for k, v in r.items() if k not in ("run_id", "as_of", "model_version")} for r in rows
         ],
     }
 
 
-def customer_text(c: dict[str, Any]) -> str:
+def customer_text(c: dict[str, Any] | None) -> str:
+    """`Recommended (run R, as of D, recommender V):` then `  1. Trail Boots — bought with ...`."""
+    if not c:
+        return "Recommended: none (the recommend stage has not run, or found nothing for this customer)"
     lines = [f"Recommended (run {c['run_id']}, as of {c['as_of']}, recommender {c['model_version']}):"]
-    lines += [f"  {r['rank']}. {r['product']} ({r['category']}): {r['reason']}" for r in c["recommendations"]]
+    for r in c["recommendations"]:
+        name = r["product"] or f"product {r['product_id']}"
+        off = "" if r["active"] else " (no longer on sale: not sent)"
+        lines.append(f"  {r['rank']}. {name} \u2014 {r['reason']}{off}")
     return "\n".join(lines)

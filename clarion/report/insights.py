@@ -25,8 +25,9 @@ import duckdb
 
 from clarion.config import Settings
 from clarion.privacy.scrub import scrub
+from clarion.recommend.views import latest_run
 from clarion.report.fmt import e, n, num, pct
-from clarion.runs import NOT_SETTLED
+from clarion.voc.views import latest_run as latest_voc_run
 from clarion.warehouse import relation_exists
 from models.registry import Registry, RegistryError
 
@@ -66,17 +67,6 @@ VOC_SHAPE = """
 
 
 # -- reads (one per table; integration with parts REC and VOC happens here) ------------------------
-def latest_recommend_run(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The newest settled run of ml.recommendations (part REC's table), or None."""
-    if not relation_exists(con, "ml", "recommendations"):
-        return None
-    row = con.execute(
-        f"select run_id from ml.recommendations where run_id not in ({NOT_SETTLED}) "
-        "group by run_id order by max(created_at) desc, run_id desc limit 1"
-    ).fetchone()
-    return row[0] if row else None
-
-
 def recommender_card(settings: Settings, model_version: str | None) -> dict[str, Any] | None:
     """The recommender card's meta (registry model "recommender"): the version that wrote the rows,
     else the promoted one, else the newest; None when there is none."""
@@ -98,15 +88,9 @@ def recommender_card(settings: Settings, model_version: str | None) -> dict[str,
 
 def voc_from_tables(con: duckdb.DuckDBPyConnection, top: int = TOP_TOPICS) -> dict[str, Any] | None:
     """:data:`VOC_SHAPE` from ml.voc_topics and ml.voc_trend of the newest settled voc run."""
-    if not relation_exists(con, "ml", "voc_topics"):
+    run_id = latest_voc_run(con)
+    if run_id is None:
         return None
-    row = con.execute(
-        f"select run_id from ml.voc_topics where run_id not in ({NOT_SETTLED}) "
-        "group by run_id order by run_id desc limit 1"
-    ).fetchone()
-    if row is None:
-        return None
-    run_id = row[0]
     rows = con.execute(
         "select topic_id, topic, terms, tickets, customers, negative_share, avg_satisfaction, examples "
         "from ml.voc_topics where run_id = ? order by tickets desc, topic_id",
@@ -159,7 +143,7 @@ def voc_from_tables(con: duckdb.DuckDBPyConnection, top: int = TOP_TOPICS) -> di
 # -- collect ----------------------------------------------------------------------------------------
 def recommendations(settings: Settings, con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     """The Recommendations section's data, or None when the recommend stage has not run."""
-    run_id = latest_recommend_run(con)
+    run_id = latest_run(con)
     if run_id is None:
         return None
     (as_of, customers, rows, version, method) = con.execute(

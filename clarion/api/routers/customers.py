@@ -20,6 +20,7 @@ from clarion.api.reads import Reader
 from clarion.api.routers.common import ERRORS_404
 from clarion.currency import rates
 from clarion.nba.views import latest_decision
+from clarion.recommend.views import latest_for, latest_run
 from clarion.segment.views import latest_score, score_columns
 from clarion.subject.objection import objectors_sql
 from clarion.warehouse import relation_exists
@@ -90,8 +91,14 @@ class Customer(BaseModel):
     segment: str | None = None
     reasons: list[Reason]
     next_best_action: NextBestAction | None = None
-    recommendations: list[dict[str, Any]] = Field(default_factory=list)
-    recommendations_available: bool = Field(False, description="product recommendations (issue 19)")
+    recommendations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="the products recommended to them in the newest settled recommend run, best first, "
+        "each with its reason (a fact about their own purchases)",
+    )
+    recommendations_available: bool = Field(
+        False, description="false: no recommend run has a list for them (stage not run, or off)"
+    )
 
 
 def _index(request: Request) -> CustomerIndex:
@@ -125,6 +132,7 @@ def customer_body(request: Request, contact_id: int, principal: Principal, pseud
         if not known:
             raise Problem(404, _UNKNOWN)
         nba = latest_decision(cur, contact_id) if has["next_best_action"] and score is not None else None
+        recs = latest_for(cur, contact_id, _recommend_run(request, settings, cur)) if score else None
         reason = None
         if score is None:
             objector = cur.execute(
@@ -145,8 +153,8 @@ def customer_body(request: Request, contact_id: int, principal: Principal, pseud
         "segment": score["segment"] if score else None,
         "reasons": score["reasons"] if score else [],
         "next_best_action": {k: v for k, v in nba.items() if k != "contact_id"} if nba else None,
-        "recommendations": [],
-        "recommendations_available": False,
+        "recommendations": recs["recommendations"] if recs else [],
+        "recommendations_available": recs is not None,
     }
     if nba:
         for key in ("as_of", "decided_at"):
@@ -154,6 +162,16 @@ def customer_body(request: Request, contact_id: int, principal: Principal, pseud
     if principal.may("read:contact_id"):
         body["contact_id"] = contact_id
     return body
+
+
+def _recommend_run(request: Request, settings: Any, cur: Any) -> str | None:
+    """The newest settled recommend run of the snapshot, looked up once per snapshot."""
+    state = request.app.state
+    cached = getattr(state, "recommend_run", None)
+    if cached is None or cached[0] != settings.warehouse.path:
+        cached = (settings.warehouse.path, latest_run(cur))
+        state.recommend_run = cached
+    return cached[1]
 
 
 _TABLES = (("ml", "customer_scores"), ("marts", "dim_customers"), ("ml", "next_best_action"))
