@@ -505,7 +505,8 @@ def explain(app: AppContext, contact_id: int, as_json: bool) -> None:
         **e,
         "pseudonym": pseudonym_of(settings, contact_id),
         "next_best_action": d,
-        "recommendations": recs,
+        "recommendations": recs["recommendations"] if recs else [],
+        "recommendations_run_id": recs["run_id"] if recs else None,
     }
     _emit(data, as_json, text)
 

