@@ -28,6 +28,17 @@ from models.content.brief import (
     SLOTS,
     Brief,
 )
+from models.content.copy_patterns import (
+    ENGLISH,
+    FACT_PATTERNS,
+    LETTERS,
+    OTHER_LANGUAGES,
+    PII_PATTERNS,
+    SENTENCE_END,
+    SLOT_MARKUP,
+    URL,
+    WORD,
+)
 
 CHECKS: dict[str, str] = {
     "empty": "block",
@@ -60,166 +71,6 @@ HEADLINE_MAX_WORDS = 8
 HOOK_WORDS = (5, 35)
 NEAR_DUPLICATE = 0.8  # Jaccard similarity of word 3-shingles from which two variants are one
 ENGLISH_MIN_SHARE = 0.1  # below this share of common English words, 4+ words do not read as English
-
-# -- what a fact looks like ---------------------------------------------------------------------------
-_MONTH = (
-    r"(?:January|February|March|April|May|June|July|August|September|October|November|December"
-    r"|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)\.?"
-)
-_NUM = r"\d+(?:[.,]\d+)*"
-_CURRENCY = r"(?:(?<![A-Za-z])(?:EUR|USD|GBP|CHF)(?![A-Za-z])|[€$£¥])"
-_TLD = (
-    "com|net|org|info|biz|io|co|uk|de|fr|es|it|nl|at|ch|eu|us|ca|au|shop|store|online|site|app|xyz|top|"
-    "club|deals|sale|me|ly|tv|ai"
-)
-_STREET = r"(?:Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Boulevard|Blvd|Way|Court|Ct|Place|Pl|Square|Sq)"
-
-_URL = re.compile(r"(?i)(?:https?://|www\.)[^\s<>\"']*[^\s<>\"'.,;:!?)]")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_DOMAIN = re.compile(rf"(?i)(?<![\w@.-])(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+(?:{_TLD})(?![\w-])(?:/\S*)?")
-_DATE = re.compile(
-    rf"(?i)(?<!\d)\d{{4}}-\d{{1,2}}-\d{{1,2}}(?!\d)"  # 2026-08-31
-    rf"|(?<![\d.])\d{{1,2}}\.\d{{1,2}}\.\d{{2,4}}(?!\d)"  # 31.08.2026
-    rf"|(?<![\d/])\d{{1,2}}/\d{{1,2}}(?:/\d{{2,4}})?(?![\d/])"  # 31/08, 08/31/26
-    rf"|(?<!\d)\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}(?![a-z])(?:,?\s+\d{{4}})?"  # 31 August 2026
-    rf"|\b{_MONTH}(?![a-z])\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?(?!\d)"  # August 31, 2026
-)
-# 7 to 15 digits with single separators, optionally +country code or (area code); not a date
-_PHONE = re.compile(
-    r"(?<![\w+])(?!\d{4}-\d{1,2}-\d{1,2}(?!\d))(?!\d{1,2}[./]\d{1,2}[./]\d{2,4}(?!\d))"
-    r"(?:\+\d{1,3}[ .-]?(?:\(0\)[ .-]?)?|\(\d{2,5}\)[ .-]?)?\d(?:[ .\-/]?\d){6,14}(?!\w)"
-)
-_TIME = re.compile(
-    r"(?i)(?<!\d)\d{1,2}(?::\d{2})?\s?(?:am|pm|a\.m\.|p\.m\.)(?!\w)|(?<!\d)\d{1,2}:\d{2}(?!\d)"
-)
-_AMOUNT = re.compile(
-    rf"(?i){_CURRENCY}\s?{_NUM}|{_NUM}\s?(?:{_CURRENCY}|euros?|dollars?|pounds?|cents?|bucks)(?![A-Za-z])"
-)
-_PERCENT = re.compile(rf"(?i){_NUM}\s?(?:%|percent\b|per\s?cent\b)")
-_SPELLED = re.compile(
-    r"(?i)\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty"
-    r"|fifty|sixty|seventy|eighty|ninety|(?:a|one)\s+hundred)(?:[\s-](?:one|two|three|four|five|six|seven"
-    r"|eight|nine))?\s+(?:percent|per\s+cent|euros?|dollars?|pounds?)\b|\bhalf[\s-](?:price|off)\b"
-)
-_CODE = re.compile(r"(?<![\w-])(?=[A-Z0-9_-]*\d)(?=[A-Z0-9_-]*[A-Z])[A-Z0-9][A-Z0-9_-]{2,}(?![\w-])")
-_CODE_AFTER_WORD = re.compile(r"(?i:\b(?:code|coupon|voucher|promo))\s*:?\s*(?P<t>[A-Z]{4,})(?![\w-])")
-# deadlines in words; "May" is left out (a verb far more often than a month), with a number it is a date
-_DATE_WORD = re.compile(
-    r"\b(?:January|February|March|April|June|July|August|September|October|November|December)\b"
-    r"|(?i:\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|tonight|midnight)\b)"
-)
-_NUMBER = re.compile(r"\d+(?:[.,:/-]\d+)*")
-_CURRENCY_SIGN = re.compile(r"[€$£¥]")
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])")
-_STREET_ADDRESS = re.compile(  # 12 Baker Street, Baker Street 12, Hauptstraße 12
-    rf"(?<!\w)\d{{1,5}}[A-Za-z]?,?[ \t]+(?:[A-Z][\w'-]*[ \t]+){{1,3}}{_STREET}\b\.?"
-    rf"|(?:[A-Z][\w'-]*[ \t]+){{1,3}}{_STREET}\.?[ \t]+\d{{1,5}}[a-z]?(?!\w)"
-    r"|\b[A-ZÄÖÜ][\wäöüß-]*(?:straße|strasse|str\.|weg|allee|platz|gasse)[ \t]+\d{1,4}[a-z]?(?!\w)"
-)
-# first match wins: each pattern blanks what it found, so '20%' is one percentage, not also a number
-_FACT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("link", _URL),
-    ("e-mail address", _EMAIL),
-    ("domain", _DOMAIN),
-    ("IBAN", _IBAN),
-    ("date", _DATE),
-    ("phone number", _PHONE),
-    ("street address", _STREET_ADDRESS),
-    ("time", _TIME),
-    ("amount", _AMOUNT),
-    ("percentage", _PERCENT),
-    ("amount in words", _SPELLED),
-    ("code", _CODE),
-    ("code", _CODE_AFTER_WORD),
-    ("date", _DATE_WORD),
-    ("number", _NUMBER),
-    ("currency sign", _CURRENCY_SIGN),
-)
-_PII_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("e-mail address", _EMAIL),
-    ("IBAN", _IBAN),
-    ("phone number", _PHONE),
-    ("street address", _STREET_ADDRESS),
-)
-
-
-def _vocabulary(words: str) -> frozenset[str]:
-    return frozenset(words.split())
-
-
-# -- what a word and a sentence are -------------------------------------------------------------------
-_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")  # "it's", "full-price" and "20" are one word each
-_LETTERS = re.compile(r"[^\W\d_]+")  # letter runs: "it's" -> "it", "s"
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
-_SLOT_MARKUP = re.compile(
-    r"\{[^{}]*\}|[{}]|\[[^\]]*\]|<[^>]*>"
-)  # {first_name}, [Name], <name>: a model's fill-ins
-
-_ENGLISH = _vocabulary(  # function words, then the everyday words of shop copy
-    """
-    a about after again against all almost also always am an and another any anyone anything are around as
-    at away back be because been before being below best better between both but by can come comes coming
-    could d day days did do does doing done down during each early enjoy enough even ever every everyone
-    everything few find first for found from full get gets give go goes going good great had has have
-    having he her here hers him his how i if in inside into is it its just keep know last least less let
-    like little ll long look looking lot love loved m made make many may me might more most much must my
-    myself need never new next no nor not nothing now of off often on once one only or other our ours out
-    over own per please quite rather re ready really right s same see seen she should since so some
-    someone something soon still such sure t take than thank thanks that the their theirs them then there
-    these they thing things think this those though through time times to today together too under until
-    up upon us ve very want wanted was way we well were what when where which while who whole why will
-    with within without would year years yes yet you your yours yourself
-    account autumn bit choose choosing code collection customer customers dear discover end ends
-    especially explore extra favourite favourites favorite favorites fresh gift hello hi home item items
-    miss missed minimum moment offer order orders picked picks preview price season shop shopping special
-    spring style summer treat unsubscribe use valid visit waiting welcome winter
-    """
-)
-# function words of the languages a draft most likely slips into (none of them also English)
-_OTHER_LANGUAGES: dict[str, frozenset[str]] = {
-    "German": _vocabulary(
-        """
-        und der die das ist nicht ein eine einen dem den des mit sich auf für von zu wir ihr sie es uns
-        dich dir du ich auch noch schon nur bei nach wie aber oder wenn wieder bald hier jetzt sehr mehr
-        gibt haben sind werden wird würden freuen kein keine hallo danke ihre ihren unser unsere dein
-        deine etwas weile zum zur im vom neue neuen lange zeit
-        """
-    ),
-    "French": _vocabulary(
-        """
-        le la les un une des du et est sont nous vous ils elle pour avec dans sur pas que qui ce cette ces
-        mais ou votre vos notre nos très plus bientôt depuis encore bonjour merci été avons avez être
-        avoir je tu il au aux leur en de revoir temps nouvelle
-        """
-    ),
-    "Spanish": _vocabulary(
-        """
-        el la los las un una unos y es que de del en con por para nos te tu su sus muy más pero como hace
-        tiempo hola gracias nuestro nuestra volver verte pronto está estamos queremos hemos ya lo le se al
-        nueva nuevo desde
-        """
-    ),
-    "Dutch": _vocabulary(
-        """
-        de het een en van ik je dat die niet zijn op aan met voor er maar om dan zou wat mijn dit zo ze zich
-        bij ook kan nog al worden wij zouden graag weer zien tijdje geleden jullie onze ons uw bent heeft
-        hebben naar nieuwe
-        """
-    ),
-    "Italian": _vocabulary(
-        """
-        il lo gli la le un una di da del della dei che e è non con su ci ti vi mi sono siamo abbiamo
-        vorremmo tempo presto ancora nuovo nuova nostra nostro vostro tuo tua grazie ciao rivederti passato
-        molto più anche questo questa ma
-        """
-    ),
-    "Portuguese": _vocabulary(
-        """
-        o os um uma uns de da dos das em na nos que e é para com por não mais muito você vocês seu sua
-        nosso nossa tempo saudades voltar obrigado olá ainda novo nova também está estamos queremos
-        """
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -258,8 +109,8 @@ def check_slot(text: str, brief: Brief, slot: str) -> CheckReport:
         raise ValueError(f"slot {slot!r}: the model writes {list(SLOTS)}")
     if not text.strip():
         return CheckReport((_check("empty", [f"the {slot} is empty"], ""),))
-    markup = [repr(m.group()) for m in _SLOT_MARKUP.finditer(text)]
-    facts = [f"{token!r} ({kind})" for kind, token in _scan(text, _FACT_PATTERNS)]
+    markup = [repr(m.group()) for m in SLOT_MARKUP.finditer(text)]
+    facts = [f"{token!r} ({kind})" for kind, token in _scan(text, FACT_PATTERNS)]
     if slot == "hook":
         readability = _readability(text, brief, slot)
     else:
@@ -330,7 +181,7 @@ def check_copy(
     invented = [
         f"{part}: {token!r} ({kind}) is not an offer fact of the brief"
         for part, text in stripped.items()
-        for kind, token in _scan(text, _FACT_PATTERNS)
+        for kind, token in _scan(text, FACT_PATTERNS)
     ]
     pii = [problem for part, text in stripped.items() for problem in _pii(text, part)]
     others = [
@@ -362,7 +213,7 @@ def _check(name: str, problems: list[str], ok: str, severity: str | None = None)
 
 
 def _shape(text: str, slot: str) -> list[str]:
-    words = _WORD.findall(text)
+    words = WORD.findall(text)
     problems = [f"the {slot} spans several lines: it is one line"] if "\n" in text.strip() else []
     if slot == "headline":
         if len(words) > HEADLINE_MAX_WORDS:
@@ -413,7 +264,7 @@ def _placeholders(texts: Mapping[str, str], templates: Mapping[str, str]) -> lis
 
 
 def _pii(text: str, where: str) -> list[str]:
-    return [f"{where}: {kind} {token!r}" for kind, token in _scan(text, _PII_PATTERNS)]
+    return [f"{where}: {kind} {token!r}" for kind, token in _scan(text, PII_PATTERNS)]
 
 
 def _banned_words(brief: Brief, texts: Mapping[str, str]) -> Check:
@@ -471,10 +322,10 @@ def _language(text: str, where: str, severity: str) -> Check:
     """
     problems, english_words, words_seen = [], 0, 0
     for sentence in _sentences(text):
-        words = [w.lower() for w in _LETTERS.findall(sentence)]
-        english = sum(w in _ENGLISH for w in words)
+        words = [w.lower() for w in LETTERS.findall(sentence)]
+        english = sum(w in ENGLISH for w in words)
         english_words, words_seen = english_words + english, words_seen + len(words)
-        share, language = max((sum(w in v for w in words), name) for name, v in _OTHER_LANGUAGES.items())
+        share, language = max((sum(w in v for w in words), name) for name, v in OTHER_LANGUAGES.items())
         if share > english or (len(words) >= 4 and english < ENGLISH_MIN_SHARE * len(words)):
             other = f", {share} {language} function words" if share else ""
             problems.append(
@@ -492,7 +343,7 @@ def _copy_readability(texts: Mapping[str, str], brief: Brief, channel: str, firs
         return _check("readability", [], "push is too short to score")
     part = "email_body" if channel == "email" else channel
     # what a reader reads: not the link, not the sample name standing in for theirs
-    text = _remove(_URL.sub(" ", texts[part]), first_name)
+    text = _remove(URL.sub(" ", texts[part]), first_name)
     return _readability(text, brief, part)
 
 
@@ -569,7 +420,7 @@ def _prose(parts: Iterable[str]) -> str:
 
 
 def _sentences(text: str) -> list[str]:
-    return [s for s in _SENTENCE_END.split(text.strip()) if _LETTERS.search(s)]
+    return [s for s in SENTENCE_END.split(text.strip()) if LETTERS.search(s)]
 
 
 def _syllables(word: str) -> int:
@@ -587,7 +438,7 @@ def _flesch(text: str) -> float | None:
     Paragraph breaks end a sentence as much as a full stop does: 'Hi Anna,' is read on its own.
     """
     sentences = _sentences(text)
-    words = [w for s in sentences for w in _WORD.findall(s) if _LETTERS.search(w)]
+    words = [w for s in sentences for w in WORD.findall(s) if LETTERS.search(w)]
     if not words:
         return None
     syllables = sum(_syllables(w) for w in words)
@@ -596,7 +447,7 @@ def _flesch(text: str) -> float | None:
 
 
 def _shingles(text: str) -> set[tuple[str, ...]]:
-    words = [w.lower() for w in _WORD.findall(text)]
+    words = [w.lower() for w in WORD.findall(text)]
     return {tuple(words[i : i + 3]) for i in range(max(len(words) - 2, 1))} if words else set()
 
 
