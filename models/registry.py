@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,11 +87,7 @@ class Registry:
         meta: dict[str, Any],
         files: dict[str, str],
     ) -> Version:
-        self.root.mkdir(parents=True, exist_ok=True)
-        existing = [int(v.name[1:]) for v in self.versions()]
-        name = f"v{(max(existing) if existing else 0) + 1:04d}"
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.root))
-        try:
+        def save(tmp: Path) -> None:
             production.propensity.save_model(str(tmp / "propensity.txt"))
             production.value.save_model(str(tmp / "value.txt"))
             validation.propensity.save_model(str(tmp / "propensity_validation.txt"))
@@ -102,25 +99,25 @@ class Registry:
                 "validation_choice": validation.calibration,
             }
             (tmp / "calibrators.json").write_text(json.dumps(calibrators, indent=2))
-            meta = {**meta, "version": name, "model": self.model, "registered_at": _now()}
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
-            for filename, text in files.items():
-                (tmp / filename).write_text(text.replace("{version}", name))
-            tmp.rename(self.root / name)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        self._event("registered", name)
-        return self.get(name)
+
+        return self._write_version(meta, files, save)
 
     def register_files(self, meta: dict[str, Any], files: dict[str, str]) -> Version:
         """A version that is only its card and metadata (the recommender refits on every run: what
         it keeps is the evaluation and what it chose, not a model file)."""
+        return self._write_version(meta, files, lambda tmp: None)
+
+    def _write_version(
+        self, meta: dict[str, Any], files: dict[str, str], save: Callable[[Path], None]
+    ) -> Version:
+        """The next version: ``save`` writes its model files, then meta.json and the text files
+        (``{version}`` filled in) go beside them, in a temporary folder renamed into place."""
         self.root.mkdir(parents=True, exist_ok=True)
         existing = [int(v.name[1:]) for v in self.versions()]
         name = f"v{(max(existing) if existing else 0) + 1:04d}"
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=self.root))
         try:
+            save(tmp)
             meta = {**meta, "version": name, "model": self.model, "registered_at": _now()}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
             for filename, text in files.items():
