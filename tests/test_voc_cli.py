@@ -50,6 +50,8 @@ def test_clarion_voc_runs_the_stage_as_a_flow_and_topics_lists_what_it_found(
     assert rows == summary["tickets"] and topics == summary["k"] and status == "completed"
     card = project / "var" / "registry" / "voc" / summary["model_version"] / "card.md"
     assert f"k = {summary['k']}" in card.read_text()
+    shown_card = invoke(project, monkeypatch, "models", "show", "--model", "voc")
+    assert shown_card.exit_code == 0 and f"k = {summary['k']}" in shown_card.output, shown_card.output
 
     text = invoke(project, monkeypatch, "voc")  # again: every embedding now comes from the cache
     assert text.exit_code == 0, text.output

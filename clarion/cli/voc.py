@@ -29,7 +29,7 @@ def voc(ctx: click.Context, wait_seconds: float | None, as_json: bool) -> None:
       clarion voc
       clarion voc --json
       clarion voc topics            # name, terms, tickets, customers, negative share, trend
-      cat var/registry/voc/v0001/card.md   # the card: k, silhouettes, F1s
+      clarion models show --model voc   # the card: k, silhouettes, F1s
     """
     if ctx.invoked_subcommand is not None:
         return

@@ -33,6 +33,7 @@ def register(settings: Settings, topics: Any, evaluation: dict[str, Any], ticket
         "sentiment": evaluation,
     }
     version = reg.register_files(meta, {"card.md": card_markdown({**meta, "version": "{version}"})})
+    reg.promote(version.name, f"voc run {run_id}")  # the card `clarion models show --model voc` shows
     return version.name
 
 
