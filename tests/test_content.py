@@ -240,10 +240,20 @@ def test_when_the_model_fails_the_briefs_own_copy_is_used_and_flagged(
 
 # -- approval and export -----------------------------------------------------------------------
 def _pending(settings: Settings, campaign: str, channel: str) -> dict[str, Any]:
-    for d in _drafts(settings, status="pending", campaign=campaign):
-        if d["channel"] == channel:
-            return d
-    pytest.fail(f"no pending {campaign}/{channel} draft")
+    """A pending draft of the campaign and channel, for its largest segment (a small project's
+    at_risk_high_value can hold one customer or none who may be written to)."""
+    pending = [d for d in _drafts(settings, status="pending", campaign=campaign) if d["channel"] == channel]
+    if not pending:
+        pytest.fail(f"no pending {campaign}/{channel} draft")
+
+    def size(d: dict[str, Any]) -> int:
+        return _query(
+            settings,
+            "select count(*) from ml.customer_scores where run_id = ? and segment = ?",
+            [d["scoring_run_id"], d["segment"]],
+        )[0][0]
+
+    return max(pending, key=lambda d: (size(d), d["draft_id"]))
 
 
 def _export_rows(path: str) -> list[dict[str, str]]:
