@@ -41,7 +41,12 @@ from clarion.synth.generator import generate
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
-CONFIG = "warehouse:\n  path: var/warehouse.duckdb\ngenerate:\n  out: var/crm\n"
+# 600 customers: an age band's true-positive rate can differ from another's by more than the fail
+# gap (0.20) here, and the gate would then keep the model from scoring; this project is about the
+# report, so a rate gap only warns (the gate has its own tests: test_fairness_gates.py)
+CONFIG = (
+    "warehouse:\n  path: var/warehouse.duckdb\ngenerate:\n  out: var/crm\nfairness:\n  rate_gap_fail: 0.5\n"
+)
 APPROVER = "Erika Mustermann-Approver"  # a member of staff: the report says a draft is approved, not by whom
 LEAKED_EMAIL_IN_DRAFT = "leaked.person@example.org"
 
