@@ -25,6 +25,8 @@ from clarion.cli import cli
 from clarion.config import Settings, load_settings
 from clarion.report import build, insights, render
 
+pytestmark = pytest.mark.slow  # a copy of the pipeline run and two reports: end to end
+
 RUN = "20990301T000000Z-insights"
 
 

@@ -28,6 +28,8 @@ from clarion.voc.stage import lexicon_words, read_tickets, scrubbed_texts
 from clarion.warehouse import Warehouse
 from models.voc import lexicon_sentiment, sentences
 
+pytestmark = pytest.mark.slow  # a generated CRM, its extract and two voc runs: end to end
+
 RUN, RERUN = "20261201T000000Z-voc00001", "20261202T000000Z-voc00002"
 CUSTOMERS = 600  # about 380 tickets: ~10 s of embedding on two busy cores
 
