@@ -221,6 +221,31 @@ class ContentSettings(Section):
     on_demand_wait_seconds: float = Field(
         5.0, ge=0, le=600, description="how long an on-demand draft waits for the writer lock to store it"
     )
+    # a model server instead of the embedded model: content.source set to an http(s) URL of an
+    # OpenAI-compatible API (vLLM, llama.cpp server, TGI, Ollama, `transformers serve`), e.g.
+    # http://127.0.0.1:8000/v1 (models/content/remote.py)
+    model: str | None = Field(
+        None, description="the model name a model server is asked for [the server's only/first model]"
+    )
+    api_key_env: str | None = Field(
+        None, pattern=ENV_NAME, description="environment variable holding the model server's API key"
+    )
+    api_key_secret: str | None = Field(
+        None, description="name of a Prefect Secret block holding the model server's API key"
+    )
+    concurrency: int = Field(4, ge=1, le=256, description="requests in flight to a model server at once")
+    request_timeout: float = Field(
+        60.0, gt=0, le=3600, description="seconds one model-server request may take"
+    )
+    retries: int = Field(3, ge=0, le=20, description="retries of a failed model-server request, with backoff")
+    # the brand: LoRA adapters learned from approved drafts, edits and a corpus (`clarion content tune`)
+    adapter: str = Field(
+        "auto",
+        description="auto: the promoted adapter from the registry, if any; none; or a local adapter folder",
+    )
+    brand_corpus: ProjectPath | None = Field(
+        Path("campaigns/brand"), description="folder of approved brand copy for `clarion content tune`"
+    )
 
 
 # fields a report subject may name (clarion/report/mail.py fills them)
