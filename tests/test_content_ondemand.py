@@ -111,7 +111,7 @@ def test_a_draft_for_a_segment_is_checked_stored_pending_with_its_provenance(
         "email",
         "A",
     )
-    assert set(out["content"]) == {"email_subject", "email_body"}
+    assert set(out["content"]) == {"email_subject", "email_preheader", "email_body"}
     assert (
         brief.offer.code in out["content"]["email_body"] and brief.offer.url in out["content"]["email_body"]
     )
@@ -122,7 +122,7 @@ def test_a_draft_for_a_segment_is_checked_stored_pending_with_its_provenance(
     assert p["brief"]["sha256"] == brief.sha256()
     assert p["model"]["weights_sha256"] == drafter._lm.weights_sha256
     assert p["generation"]["candidates_per_slot"] == project.content.on_demand_candidates
-    assert {q["slot"] for q in p["prompts"]} == {"headline", "hook"}
+    assert {q["slot"] for q in p["prompts"]} == set(brief.slots(("email",)))
     assert p["on_demand"]["requested_by"] == "api:marketer"
     assert out["timings"]["tokens"] > 0
 
@@ -136,7 +136,7 @@ def test_a_draft_for_a_segment_is_checked_stored_pending_with_its_provenance(
     assert row[:2] == (COMMAND, "completed") and json.loads(row[2])["content"]["draft_id"] == out["draft_id"]
     assert out["draft_id"] in {d["draft_id"] for d in runner.list_drafts(project, status="pending")}
     prompts = query(project, "select slot from content.prompts where run_id = ?", [out["run_id"]])
-    assert sorted(r[0] for r in prompts) == ["headline", "hook"]
+    assert sorted(r[0] for r in prompts) == sorted(brief.slots(("email",)))
 
 
 def test_a_pseudonym_drafts_for_that_customers_segment_and_no_personal_data_reaches_the_prompt(

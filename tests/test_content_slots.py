@@ -176,7 +176,8 @@ def lm(tmp_path_factory: pytest.TempPathFactory) -> LocalLM:
 
 
 def test_fluency_scores_nonsense_below_fluent_copy(lm: LocalLM) -> None:
-    fluent, nonsense = "We have saved something special for you.", "We save from the back of your phone."
+    fluent = "It has been a while, and we would love to welcome you back."
+    nonsense = "We save from the back of your phone."
     a, b = lm.score([fluent, nonsense], select.FLUENCY_PREFIX)
     assert a > b
     f_a, f_b = select.fluency(lm, [fluent, nonsense])

@@ -17,11 +17,12 @@ from clarion.cli.text import _run_text
 def content(app: AppContext, campaigns: tuple[str, ...], wait_seconds: float | None, as_json: bool) -> None:
     """Draft campaign copy for the latest segments: per brief, target segment, channel and variant.
 
-    The local language model (content.source; the embedded SmolLM2-135M-Instruct by default) only
-    rewrites the brief's headline and hook for each segment's audience; offer facts come from the
-    brief. Every draft is checked (invented facts, banned words and claims, lengths, PII,
-    placeholders, disclaimer, language, readability, near-duplicates), carries its provenance and
-    an AI-generated label, and waits in content.drafts for a person's approval.
+    The local language model (content.source; the embedded SmolLM2-135M-Instruct by default) writes
+    each slot (subject, preheader, headline, body, call to action, SMS, push) from the brief's seeds
+    for each segment's audience; offer facts come from the brief's templates. Every draft is
+    checked (invented facts, banned words and claims, lengths, PII, placeholders, disclaimer,
+    language, readability, near-duplicates), carries its provenance and an AI-generated label, and
+    waits in content.drafts for a person's approval.
 
     \b
     Examples:
@@ -73,7 +74,7 @@ def drafts_show(app: AppContext, draft_id: str, as_json: bool) -> None:
 
 @drafts.command("edit")
 @click.argument("draft_id")
-@click.option("--part", required=True, help="email_subject, email_body, sms or push.")
+@click.option("--part", required=True, help="email_subject, email_preheader, email_body, sms or push.")
 @click.option("--text", required=True, help="The new text ({first_name} is filled at export).")
 @click.option("--by", required=True, metavar="NAME", help="Who edits.")
 @click.pass_obj

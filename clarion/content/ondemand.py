@@ -2,13 +2,13 @@
 
 The same path as the batch stage (``runner.generate``), narrowed to one segment, one channel and
 one variant: the segment's aggregated profile grounds the prompts (never a customer's data), the
-local model writes the headline and hook, the same guardrails check every candidate and the whole
-copy, and the draft is stored with its provenance in ``content.drafts`` as ``pending`` (or
-``blocked``, with its failed checks), in a content run of its own in ``audit.runs``, so approve,
-reject, edit and export treat it exactly like a batch draft.
+local model writes the channel's slots (models/content/slots.py), the same guardrails check every
+candidate and the whole copy, and the draft is stored with its provenance in ``content.drafts`` as
+``pending`` (or ``blocked``, with its failed checks), in a content run of its own in ``audit.runs``,
+so approve, reject, edit and export treat it exactly like a batch draft.
 
 What makes it fast enough to wait for: the models are loaded once per process and kept warm
-(`Drafter`), both slots are generated in one ``generate`` call, with fewer candidates and shorter
+(`Drafter`), all its slots are generated in one ``generate`` call, with fewer candidates and shorter
 slots than the batch stage (``content.on_demand_candidates`` / ``on_demand_max_new_tokens``).
 One generation runs at a time (a lock): two at once would only share the same cores.
 """

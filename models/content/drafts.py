@@ -17,6 +17,7 @@ Cost grows with segments x variants, not with customers.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -149,14 +150,16 @@ def draft_brief(
     groups = [wanted] if params.one_call else [(slot,) for slot in wanted]
     for slots in groups:
         asked = [p for p in prompts if p.slot in slots]
+        prefill = _prefills(lm)
         outputs = lm.generate(
-            [lm.chat_prompt(p.system, p.user) for p in asked],
+            [lm.chat_prompt(p.system, p.user) + prefill(p.slot) for p in asked],
             candidates=n,
             max_new_tokens=min(params.max_new_tokens, max(SLOT_TOKENS[slot] for slot in slots)),
             ban=SLOT_BANS,
             seed=params.seed,
         )
         for prompt, generations in zip(asked, outputs, strict=True):
+            generations = [dataclasses.replace(g, text=prefill(prompt.slot) + g.text) for g in generations]
             chosen[(prompt.segment, prompt.slot)] = _pick(
                 brief, prompt, generations, meaning, params, count, lm
             )
@@ -176,6 +179,13 @@ def draft_brief(
                 earlier.append(_preview(draft.content))
                 drafts.append(draft)
     return drafts, prompts
+
+
+def _prefills(lm: Any) -> Any:
+    """The start of each slot's answer, written for the model: the embedded model answers with one
+    quoted phrase when its answer opens with a quote. A remote chat API takes no partial answer."""
+    local = getattr(lm, "backend", "local") == "local"
+    return lambda slot: SPECS[slot].prefill if local else ""
 
 
 def fallback_problems(brief: Brief) -> list[str]:

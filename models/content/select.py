@@ -34,10 +34,13 @@ from models.content.slots import SlotSpec
 WEIGHTS = {"meaning": 0.30, "novelty": 0.20, "readability": 0.15, "length": 0.10, "fluency": 0.25}
 NEAR_COPY = 0.95  # cosine from which a candidate is a copy of the seed or of a chosen variant
 READABILITY_FALLOFF = 20.0  # Flesch points outside the band at which readability reaches 0
-# mean token log-probability (nats) of SmolLM2-135M on a line after FLUENCY_PREFIX: plain shop copy
-# scores about -2.5 to -3.5, word salad about -5 to -7 (measured on the embedded model)
-FLUENCY_FLOOR = -6.0
-FLUENCY_CEILING = -2.5
+# mean token log-probability (nats) of SmolLM2-135M on a line after FLUENCY_PREFIX (measured, float32):
+# "It has been a while, and we would love to welcome you back." -3.0, "We have saved something special
+# for you." -4.3, "We save from the back of your phone." -4.4, short phrases -5 to -8 ("See what is
+# new" -6.0), word salad ("Phone back the from save of we your.") -9.3. It ranks candidates of one
+# slot against each other; it separates word salad clearly, odd-but-grammatical lines only a little.
+FLUENCY_FLOOR = -9.0
+FLUENCY_CEILING = -3.0
 FLUENCY_PREFIX = "Here is a line from an online shop's newsletter:"
 
 

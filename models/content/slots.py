@@ -11,7 +11,9 @@ asked for exactly one thing of a known size, so every slot has its own :class:`S
 * ``words`` / ``sentences`` -- the hard shape :func:`models.content.guardrails.check_slot` enforces,
 * ``ideal_words`` -- the length the candidate ranking prefers inside that shape (select.py),
 * ``ends`` -- the end punctuation allowed ("" = none: the template adds ': 15% off' or ': link'),
-* ``max_chars`` -- so the rendered part stays within its channel limit with the longest offer.
+* ``max_chars`` -- so the rendered part stays within its channel limit with the longest offer,
+* ``prefill`` -- the start of the answer, written into the prompt for the model: an opening quote
+  makes a small model answer with one quoted phrase and close it, instead of rambling on.
 
 Decoding bans digits, %, braces, currency signs and links and stops at the first newline for every
 slot (models/content/llm.py); :func:`clean` then turns a generation into the slot's shape (labels and
@@ -40,6 +42,7 @@ class SlotSpec:
     max_chars: int
     readability: bool  # scored against the brief's Flesch band (too short to score otherwise)
     max_seed_chars: int  # a seed longer than this cannot be the fallback copy
+    prefill: str = '"'  # the answer's first characters, written for the model (a local backend)
 
 
 SPECS: dict[str, SlotSpec] = {
@@ -176,8 +179,8 @@ def clean(text: str, slot: str) -> str:
     line = _LABEL.sub("", line, count=1).strip()
     if _ECHO.match(line) or "->" in line:
         return ""
-    if line[:1] in _QUOTES:  # a quoted answer: what is inside the first pair of quotes
-        inner = re.match(r"^[\"“'‘«](.+?)[\"”'’»](?:\s|$|[.!?,])", line + " ")
+    if line[:1] in '"“«':  # a quoted answer: what is inside the first pair of quotes
+        inner = re.match(r"^[\"“«](.+?)[\"”»]", line)
         line = inner.group(1) if inner else line
     line = line.strip().strip(_QUOTES).strip()
     line = re.sub(r"\s+", " ", line)

@@ -53,7 +53,7 @@ class Rejection(BaseModel):
 
 
 class EditRequest(BaseModel):
-    part: Literal["email_subject", "email_body", "sms", "push"] = Field(
+    part: Literal["email_subject", "email_preheader", "email_body", "sms", "push"] = Field(
         description="the part of the draft to replace (one its channel has)"
     )
     text: str = Field(
