@@ -88,7 +88,7 @@ def run_series(root: str, candidates: int, tokens: int, drafts: int) -> dict[str
     load = others.cores()
     # floor: the raw model, the same rows and limit in one call, in this process
     lm = drafter._lm
-    prompts = [slot_prompt(brief, segment, slot, None) for slot in ("headline", "hook")]
+    prompts = [slot_prompt(brief, segment, slot, None) for slot in brief.slots((CHANNEL,))]
     texts = [lm.chat_prompt(p.system, p.user) for p in prompts]
     limit = min(tokens, max(SLOT_TOKENS.values()))
     floors, floor_tokens = [], []

@@ -220,7 +220,7 @@ def provenance_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     for name, slot in (p.get("slots") or {}).items():
         origin = "the brief (fallback)" if slot["fallback"] else f"the model, meaning {slot['meaning']:.2f}"
-        passed = f"{slot['passing']} of {slot['candidates']} candidates passed"
+        passed = f"{slot.get('usable', slot.get('passing'))} of {slot['candidates']} candidates usable"
         rows.append((f"Slot {name}", f"{origin}; {passed}"))
     for edit in p.get("edits") or []:
         rows.append(("Edited", f"{edit.get('part')} by {edit.get('by')} at {edit.get('at')}"))
