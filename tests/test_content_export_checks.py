@@ -195,8 +195,8 @@ def test_the_export_greets_a_bad_or_missing_name_neutrally_and_counts_it_without
         assert r["email_body"].startswith(f"Hi {NAMES[int(r['contact_id'])][1]},\n\n"), r["email_body"][:80]
     invalid = sum(1 for cid, (_, want) in NAMES.items() if want == "there" and cid not in MISSING)
     assert email["notes"] == {
-        "no first name on record: neutral greeting": len(MISSING),
-        "first name failed validation: neutral greeting": invalid,
+        "neutral greeting: no first name on record": len(MISSING),
+        "neutral greeting: first name failed validation": invalid,
     }
     assert email["excluded"] == {}  # a neutral greeting is sent, not left out
     (record,) = _query(settings, "select drafts from content.exports")

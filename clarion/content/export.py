@@ -42,8 +42,8 @@ ARMS = (TREATMENT, HOLDOUT, GLOBAL_CONTROL)
 ARM_EXCLUSION = {HOLDOUT: "holdout", GLOBAL_CONTROL: "global control"}  # as the exclusion counts name them
 # recipients who got the neutral greeting ("Hi there,"): counted in the export's notes, never named
 GREETING_NOTES = {
-    greeting.MISSING: "no first name on record: neutral greeting",
-    greeting.INVALID: "first name failed validation: neutral greeting",
+    greeting.MISSING: "neutral greeting: no first name on record",
+    greeting.INVALID: "neutral greeting: first name failed validation",
 }
 
 
