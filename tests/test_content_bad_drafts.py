@@ -45,8 +45,10 @@ class _Keep(dict):
 
 
 def _seeds(brief: Brief) -> dict[str, str]:
-    seeds = brief.seeds.model_dump()
-    return {slot: seeds[slot] for slot in SLOTS if seeds.get(slot)}
+    """Every slot's seed: what the brief's own copy fills its templates with."""
+    if hasattr(brief.seeds, "all"):  # slots without a seed of their own derive one
+        return brief.seeds.all()
+    return {slot: getattr(brief.seeds, slot) for slot in SLOTS}
 
 
 def report(entry: dict[str, Any]) -> CheckReport:
@@ -117,3 +119,20 @@ def test_meaning_drift_passes_the_slot_checks_and_fails_the_meaning_floor(entry:
     seed = _seeds(brief)[slot]
     (score,) = _meaning().similarity([entry["text"]], seed)
     assert score < DraftParams().min_meaning, (entry["text"], seed, float(score))
+
+
+def test_a_finding_names_what_it_found_its_kind_and_where() -> None:
+    entry = {
+        "id": "x",
+        "where": "email",
+        "text": "Take sixteen percent off and get free shipping with SUMMERFUN.",
+    }
+    (invented,) = [c for c in report(entry).failed if c.name == "invented_facts"]
+    for found in (
+        "'sixteen percent' (amount in words)",
+        "'free shipping' (offer in words)",
+        "'SUMMERFUN' (code)",
+    ):
+        assert f"email_body: {found} is not an offer fact of the brief" in invented.detail, invented.detail
+    (offensive,) = report({"id": "y", "where": "headline", "text": "Stupid good treats"}).failed
+    assert (offensive.name, offensive.detail) == ("offensive", "headline: 'Stupid' is offensive")
