@@ -26,9 +26,12 @@ BRIEFS = {b.name: b for b in load_briefs(REPO / "campaigns")}
 MEANING = "meaning"
 
 
+CHANNEL_SLOT = {"email": "body", "sms": "sms", "push": "push"}  # the slot a channel's copy is made around
+_BEFORE = {"body": "hook", "sms": "hook", "push": "headline"}  # the slots before each part had its own
+
+
 def _slot(name: str) -> str:
-    """The corpus names the slots as drafting does; `body` was called `hook` before it."""
-    return "hook" if name == "body" and "body" not in SLOTS else name
+    return name if name in SLOTS else _BEFORE[name]
 
 
 def _brief(entry: dict[str, Any]) -> Brief:
@@ -56,7 +59,7 @@ def report(entry: dict[str, Any]) -> CheckReport:
     brief, where = _brief(entry), entry["where"]
     if where not in CHANNELS:
         return check_slot(entry["text"], brief, _slot(where))
-    words = {**_seeds(brief), _slot(entry.get("slot", "body")): entry["text"]}
+    words = {**_seeds(brief), _slot(entry.get("slot", CHANNEL_SLOT[where])): entry["text"]}
     templates, content = {}, {}
     for part in brief.parts(where):
         template = brief.template(part)
@@ -115,7 +118,10 @@ def _meaning():
 def test_meaning_drift_passes_the_slot_checks_and_fails_the_meaning_floor(entry: dict[str, Any]) -> None:
     brief, slot = _brief(entry), _slot(entry["where"])
     assert entry["where"] not in CHANNELS, "meaning is checked on a slot against its seed"
-    assert not check_slot(entry["text"], brief, slot).blocked  # only the meaning check can catch it
+    failed = {c.name for c in check_slot(entry["text"], brief, slot).failed if c.severity == "block"}
+    if slot != entry["where"]:
+        failed.discard("shape")  # a body of two sentences was a hook of one
+    assert not failed, failed  # only the meaning check can catch it
     seed = _seeds(brief)[slot]
     (score,) = _meaning().similarity([entry["text"]], seed)
     assert score < DraftParams().min_meaning, (entry["text"], seed, float(score))

@@ -84,11 +84,12 @@ def settings(project) -> Settings:
 
 
 def _draft(settings: Settings, run_id: str, campaign: str, minutes: int, headline: str) -> str:
+    brief = load_brief(settings.content.briefs / f"{campaign}.yaml")
     content = {
         "email_subject": headline,
         "email_body": f"Hi {{first_name}}, {headline}. Use COMEBACK15 for 15% off.\n\n{AI_DISCLOSURE}",
     }
-    brief = load_brief(settings.content.briefs / f"{campaign}.yaml")
+    content = {part: content.get(part, headline) for part in brief.parts("email")}  # a preheader too
     did = runner.draft_id(run_id, campaign, "promising", "email", "A", content_hash(content))
     at = T0 + timedelta(minutes=minutes)
     values = {
