@@ -32,7 +32,7 @@ from clarion.runs import CONTENT_UNFINISHED, ON_DEMAND_RUNS
 from clarion.runtime import checkpoint
 from clarion.warehouse import Warehouse
 from models.content import greeting
-from models.content.brief import Brief
+from models.content.brief import CHANNEL_PARTS, Brief
 from models.content.drafts import AI_DISCLOSURE, fill
 
 CHANNEL_ADDRESS = {"email": "email", "sms": "phone", "push": None}
@@ -164,7 +164,7 @@ def _export_channel(
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        parts = list(brief.parts(channel)) if brief is not None else _parts_of(drafts)
+        parts = list(brief.parts(channel) if brief is not None else CHANNEL_PARTS[channel])
         extra = ["recommended_product_id"] if rec_run else []
         writer.writerow(
             ["contact_id", "to", "draft_id", "variant", *parts, "ai_generated", "ai_disclosure", *extra]
@@ -219,7 +219,7 @@ def _export_channel(
                     notes[GREETING_NOTES[replaced]] = notes.get(GREETING_NOTES[replaced], 0) + 1
                 product = products.get(contact_id) if recommended.uses(d["content"]) else None
                 fills = {"first_name": name, **recommended.values(settings, product)}
-                texts = [fill(d["content"][p], fills) for p in parts]
+                texts = [fill(d["content"][p], fills) for p in parts]  # holds.py holds a draft lacking one
                 to = email if channel == "email" else phone
                 disclosure = AI_DISCLOSURE if d["ai_generated"] else ""
                 writer.writerow(
@@ -301,11 +301,6 @@ def _export_channel(
             else {}
         ),
     }
-
-
-def _parts_of(drafts: list[dict[str, Any]]) -> list[str]:
-    """The parts of drafts whose brief cannot be read (none of them goes out: the header only)."""
-    return list(dict.fromkeys(p for d in drafts for p in d["content"]))
 
 
 def _arms(settings: Settings, campaign: str, contact_ids: list[int]) -> list[str]:
