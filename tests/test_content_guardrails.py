@@ -209,6 +209,9 @@ CORPUS: list[Case] = [
     ),
     bad_slot("hook-fill-in", "placeholders", "Dear [Name], we have missed you and would love to see you."),
     bad_slot("headline-banned-word", "banned_words", "Cheap treats for you", "headline"),
+    # offensive words (more, with offers in words and meaning drift, in tests/data/bad_drafts.yaml)
+    bad_slot("headline-offensive", "offensive", "Damn good treats for you", "headline"),
+    bad_copy("offensive-copy", "offensive", "Only an idiot would miss the new collection this season."),
 ]
 
 

@@ -7,6 +7,7 @@ tests/test_reliability_content.py kills the real `clarion content` and `clarion 
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from clarion.content.store import DRAFT_COLUMNS
 from clarion.report.activity import content as report_content
 from clarion.warehouse import Warehouse
 from models.content.brief import load_brief
-from models.content.drafts import Draft, content_hash
+from models.content.drafts import AI_DISCLOSURE, Draft, content_hash
 from models.content.guardrails import CheckReport
 from models.content.prompts import slot_prompt
 
@@ -83,10 +84,12 @@ def settings(project) -> Settings:
 
 
 def _draft(settings: Settings, run_id: str, campaign: str, minutes: int, headline: str) -> str:
+    brief = load_brief(settings.content.briefs / f"{campaign}.yaml")
     content = {
         "email_subject": headline,
-        "email_body": f"Hi {{first_name}}, {headline}. Use COMEBACK15 for 15% off.",
+        "email_body": f"Hi {{first_name}}, {headline}. Use COMEBACK15 for 15% off.\n\n{AI_DISCLOSURE}",
     }
+    content = {part: content.get(part, headline) for part in brief.parts("email")}  # a preheader too
     did = runner.draft_id(run_id, campaign, "promising", "email", "A", content_hash(content))
     at = T0 + timedelta(minutes=minutes)
     values = {
@@ -103,7 +106,7 @@ def _draft(settings: Settings, run_id: str, campaign: str, minutes: int, headlin
         "fallback": False,
         "ai_generated": True,
         "checks": "[]",
-        "provenance": json.dumps({"run_id": run_id}),
+        "provenance": json.dumps({"run_id": run_id, "brief": {"sha256": brief.sha256()}}),
         "created_at": at,
         "updated_at": at,
     }
@@ -143,8 +146,8 @@ def test_export_passes_over_a_later_run_that_stopped_before_its_drafting_finishe
     [email] = runner.export(settings, "kill-a")["exports"]
 
     assert email["drafts_exported"] == [approved] and half not in email["drafts_held"]
-    with Path(email["path"]).open() as fh:
-        exported = {int(line.split(",")[0]) for line in fh.readlines()[1:]}
+    with Path(email["path"]).open(newline="") as fh:
+        exported = {int(row["contact_id"]) for row in csv.DictReader(fh)}
     assert exported == _consenting("promising") and email["recipients"] == len(exported)
     assert _rows(settings, "select export_id from content.exports") == [(f"{FINISHED}-kill-a-email",)]
 

@@ -144,7 +144,9 @@ def export_cmd(app: AppContext, campaign: str | None, as_json: bool) -> None:
     """Approved drafts to var/exports: one row per consenting recipient, merge fields filled.
 
     Contacts without consent for the channel, with a marketing objection, or erased get nothing;
-    the counts left out and why are printed and kept in content.exports.
+    the counts left out and why are printed and kept in content.exports, as are the recipients
+    greeted "Hi there," because their first name was missing or not a name. A draft whose brief
+    changed since approval, or AI-written copy without its disclosure line, is held back.
     """
     from clarion.content.runner import export
     from clarion.content.views import export_text

@@ -23,6 +23,7 @@ import pyarrow as pa
 from clarion import audit, experiments, fairness, lineage
 from clarion.config import Settings
 from clarion.content import recommended
+from clarion.content.holds import held_back
 from clarion.content.review import _as_template
 from clarion.content.store import DRAFT_COLUMNS, RULE_SEGMENT, ContentError, draft_row, ensure_tables, utc_now
 from clarion.oversight import tiers
@@ -30,14 +31,20 @@ from clarion.privacy.suppression import erased_sql
 from clarion.runs import CONTENT_UNFINISHED, ON_DEMAND_RUNS
 from clarion.runtime import checkpoint
 from clarion.warehouse import Warehouse
+from models.content import greeting
 from models.content.brief import CHANNEL_PARTS, Brief
-from models.content.drafts import AI_DISCLOSURE, content_hash, fill
+from models.content.drafts import AI_DISCLOSURE, fill
 
 CHANNEL_ADDRESS = {"email": "email", "sms": "phone", "push": None}
 CHANNEL_CONSENT = {"email": "email_consent", "sms": "sms_consent", "push": None}
 TREATMENT, HOLDOUT, GLOBAL_CONTROL = "treatment", "holdout", "global_control"
 ARMS = (TREATMENT, HOLDOUT, GLOBAL_CONTROL)
 ARM_EXCLUSION = {HOLDOUT: "holdout", GLOBAL_CONTROL: "global control"}  # as the exclusion counts name them
+# recipients who got the neutral greeting ("Hi there,"): counted in the export's notes, never named
+GREETING_NOTES = {
+    greeting.MISSING: "neutral greeting: no first name on record",
+    greeting.INVALID: "neutral greeting: first name failed validation",
+}
 
 
 @dataclass(frozen=True)
@@ -120,34 +127,6 @@ def _nothing_to_export(con: duckdb.DuckDBPyConnection, campaign: str | None) -> 
     return f"no drafts to export{where}: run `clarion content`"
 
 
-def _approved(con: duckdb.DuckDBPyConnection, draft: dict[str, Any]) -> str | None:
-    """Why a draft may not be exported, or None if it may."""
-    if draft["status"] != "approved":
-        return f"status {draft['status']}"
-    last = con.execute(
-        "select decision, content_sha256 from content.decisions where draft_id = ? and decision <> 'edit' "
-        "order by decided_at desc limit 1",
-        [draft["draft_id"]],
-    ).fetchone()
-    if last is None or last[0] != "approve":
-        return "no approval on record"
-    if last[1] != draft["content_sha256"] or content_hash(draft["content"]) != draft["content_sha256"]:
-        return "content changed after approval"
-    return None
-
-
-def held_back(con: duckdb.DuckDBPyConnection, brief: Brief | None, draft: dict[str, Any]) -> str | None:
-    """Why the export would hold ``draft`` back now (not approved, changed since, an approval its
-    risk tier still asks for), or None when it would go out. ``brief``: the campaign's brief as it
-    is now (`tiers.current_brief`). Read-only: the web app shows it on the draft's page. An on-demand
-    draft is never in a campaign's batch export (its requester reads it through the API)."""
-    if con.execute(f"select count(*) from ({ON_DEMAND_RUNS}) where run_id = ?", [draft["run_id"]]).fetchone()[
-        0
-    ]:
-        return "drafted on demand: not part of the campaign's export (its requester reads it once approved)"
-    return _approved(con, draft) or tiers.unmet(con, brief, draft)
-
-
 def _export_channel(
     settings: Settings,
     con: duckdb.DuckDBPyConnection,
@@ -179,12 +158,13 @@ def _export_channel(
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{channel}.csv"
     excluded: dict[str, int] = {}
+    notes: dict[str, int] = {}  # recipients written with something to know (a neutral greeting)
     assigned: list[tuple[int, str, str | None]] = []  # every eligible member: (contact_id, arm, variant)
     recipients = 0
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        parts = list(brief.parts(channel) if brief else CHANNEL_PARTS[channel])
+        parts = list(brief.parts(channel) if brief is not None else CHANNEL_PARTS[channel])
         extra = ["recommended_product_id"] if rec_run else []
         writer.writerow(
             ["contact_id", "to", "draft_id", "variant", *parts, "ai_generated", "ai_disclosure", *extra]
@@ -234,10 +214,12 @@ def _export_channel(
                     continue
                 d = variants[_bucket(contact_id, len(variants))]
                 assigned.append((contact_id, arm_, d["variant"]))
-                name = (first_name or "").strip() or "there"
+                name, replaced = greeting.first_name(first_name)
+                if replaced:
+                    notes[GREETING_NOTES[replaced]] = notes.get(GREETING_NOTES[replaced], 0) + 1
                 product = products.get(contact_id) if recommended.uses(d["content"]) else None
                 fills = {"first_name": name, **recommended.values(settings, product)}
-                texts = [fill(d["content"].get(p, ""), fills) for p in parts]
+                texts = [fill(d["content"][p], fills) for p in parts]  # holds.py holds a draft lacking one
                 to = email if channel == "email" else phone
                 disclosure = AI_DISCLOSURE if d["ai_generated"] else ""
                 writer.writerow(
@@ -270,6 +252,7 @@ def _export_channel(
                     {
                         "exported": [d["draft_id"] for d in ready],
                         "held": held,
+                        "notes": notes,
                         **({"recommend_run": rec_run} if rec_run else {}),
                     }
                 ),
@@ -294,6 +277,7 @@ def _export_channel(
             "content_run_id": run_id,
             "recipients": recipients,
             "excluded": excluded,
+            "notes": notes,
             "arms": arm_counts,
             "drafts_exported": [d["draft_id"] for d in ready],
             "drafts_held": sorted(held),
@@ -308,6 +292,7 @@ def _export_channel(
         "drafts_held": held,
         "recipients": recipients,
         "excluded": excluded,
+        "notes": notes,
         "arms": arm_counts,
         "path": str(path),
         **(

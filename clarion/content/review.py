@@ -21,7 +21,7 @@ from clarion.content.store import (
 from clarion.oversight import tiers
 from clarion.warehouse import Warehouse
 from models.content.brief import Brief, BriefError, load_brief, validate_brief
-from models.content.drafts import content_hash, preview
+from models.content.drafts import AI_DISCLOSURE, content_hash, preview
 from models.content.guardrails import check_copy
 
 
@@ -223,6 +223,7 @@ def edit(
         if part not in draft["content"]:
             raise ContentError(f"draft {did} has parts {list(draft['content'])}, not {part!r}")
         brief = _brief_for(settings, draft)
+        _keeps_disclosure(draft, brief, part, text)
         who = tiers.principal_for(settings, principal) if principal else tiers.os_principal()
         content = {**draft["content"], part: text}
         checks = check_copy(preview(content), brief, draft["channel"], templates=_as_template(content, brief))
@@ -298,6 +299,20 @@ def edit(
         "previous_sha256": draft["content_sha256"],
         "checks": checks.to_json(),
     }
+
+
+def _keeps_disclosure(draft: dict[str, Any], brief: Brief, part: str, text: str) -> None:
+    """An edit keeps the AI disclosure line: in the part that carried it, and in the e-mail body of
+    any draft the model helped write where the brief asks for it (`disclose_ai`). A person may
+    rewrite every other word; the line says the model helped, and it did."""
+    had = AI_DISCLOSURE in draft["content"][part]
+    due = part == "email_body" and draft["ai_generated"] and brief.disclose_ai
+    if (had or due) and AI_DISCLOSURE not in text:
+        raise ContentError(
+            f"draft {draft['draft_id']}: the edit removes the AI disclosure line from {part}; the model "
+            f"helped write this draft, so its {part} keeps the line {AI_DISCLOSURE!r} word for word: "
+            "edit the rest and leave that line in"
+        )
 
 
 def _as_template(content: dict[str, str], brief: Brief) -> dict[str, str]:

@@ -88,6 +88,8 @@ def export_text(result: dict[str, Any]) -> str:
         )
         for why, n in sorted(e["excluded"].items()):
             lines.append(f"    left out: {why:<40} {n:>8,}")
+        for what, n in sorted(e.get("notes", {}).items()):
+            lines.append(f"    note: {what:<44} {n:>8,}")
         if e.get("arms") and any(e["arms"].values()):
             arms = ", ".join(f"{arm.replace('_', ' ')} {n:,}" for arm, n in e["arms"].items())
             lines.append(f"    arms (content.assignments): {arms}")

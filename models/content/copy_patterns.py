@@ -1,6 +1,7 @@
 """What a fact, a word and a sentence look like in campaign copy: the patterns the guardrails
 (models.content.guardrails) scan for (links, e-mails, dates, phones, amounts, percentages, codes,
-addresses) and the word lists they read language by. Pure data and regular expressions."""
+addresses, offers in words), the offensive words no copy may use, and the word lists they read
+language by. Pure data and regular expressions."""
 
 from __future__ import annotations
 
@@ -41,13 +42,35 @@ _AMOUNT = re.compile(
     rf"(?i){_CURRENCY}\s?{_NUM}|{_NUM}\s?(?:{_CURRENCY}|euros?|dollars?|pounds?|cents?|bucks)(?![A-Za-z])"
 )
 _PERCENT = re.compile(rf"(?i){_NUM}\s?(?:%|percent\b|per\s?cent\b)")
+# offers written in words: a number word with a unit ("sixteen percent", "twenty-five euros", "ten
+# off"; not "one off", which is a one-off), a fraction off ("half price", "a third off"), multi-buys
+# ("buy one get one free", "BOGO", "two for one") and free extras ("free shipping", "delivery is free")
+_UNITS = r"(?:one|two|three|four|five|six|seven|eight|nine)"
+_TEENS = r"(?:ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen)"
+_TENS = r"(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)"
+_NUMBER_WORD = rf"(?:(?:a|one)\s+hundred|{_TENS}(?:[\s-]{_UNITS})?|{_TEENS}|{_UNITS}|zero)"
+_MONEY_WORD = r"(?:percent|per\s*cent|euros?|dollars?|pounds?|bucks|quid|cents?|pence)"
 _SPELLED = re.compile(
-    r"(?i)\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty"
-    r"|fifty|sixty|seventy|eighty|ninety|(?:a|one)\s+hundred)(?:[\s-](?:one|two|three|four|five|six|seven"
-    r"|eight|nine))?\s+(?:percent|per\s+cent|euros?|dollars?|pounds?)\b|\bhalf[\s-](?:price|off)\b"
+    rf"(?i)\b{_NUMBER_WORD}\s+{_MONEY_WORD}\b"
+    rf"|\b(?!one\s+off\b){_NUMBER_WORD}\s+off\b(?!-)"
+    r"|\bhalf[\s-](?:the\s+)?(?:price[ds]?|cost|off)\b|\b(?:a|one)\s+(?:third|quarter|fifth)\s+off\b"
+)
+_OFFER_WORDS = re.compile(
+    r"(?i)\bbuy\s+(?:one|two|three)\s*,?\s*(?:and\s+)?get\s+(?:one|another|a\s+second)"
+    r"(?:\s+(?:free|half[\s-]price))?\b"
+    r"|\bBOGOF?\b|\b(?:two|three)\s+for\s+(?:one|two|the\s+price\s+of\s+(?:one|two))\b"
+    r"|\b(?:free|complimentary)\s+(?:shipping|delivery|returns?|postage|gifts?|samples?|trial)\b"
+    r"|\b(?:shipping|delivery|returns|postage)\s+(?:is\s+|are\s+)?(?:always\s+)?(?:free|on\s+us)\b"
+    r"|\bships\s+free\b"
 )
 _CODE = re.compile(r"(?<![\w-])(?=[A-Z0-9_-]*\d)(?=[A-Z0-9_-]*[A-Z])[A-Z0-9][A-Z0-9_-]{2,}(?![\w-])")
 _CODE_AFTER_WORD = re.compile(r"(?i:\b(?:code|coupon|voucher|promo))\s*:?\s*(?P<t>[A-Z]{4,})(?![\w-])")
+# a code of capitals only ("WELCOMEBACK", "SUMMER-SALE"): five letters or more, so "EUR", "SMS" and
+# "FAQ" stay words; common acronyms of that length are let through
+ACRONYMS = frozenset({"ASEAN", "COVID", "LASER", "NASDAQ", "RADAR", "SCUBA", "UNESCO", "UNICEF"})
+_CODE_LETTERS = re.compile(
+    rf"(?<![\w-])(?!(?:{'|'.join(sorted(ACRONYMS))})(?![\w-]))[A-Z][A-Z_-]{{3,}}[A-Z](?![\w-])"
+)
 # deadlines in words; "May" is left out (a verb far more often than a month), with a number it is a date
 _DATE_WORD = re.compile(
     r"\b(?:January|February|March|April|June|July|August|September|October|November|December)\b"
@@ -74,8 +97,10 @@ FACT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("amount", _AMOUNT),
     ("percentage", _PERCENT),
     ("amount in words", _SPELLED),
+    ("offer in words", _OFFER_WORDS),
     ("code", _CODE),
     ("code", _CODE_AFTER_WORD),
+    ("code", _CODE_LETTERS),
     ("date", _DATE_WORD),
     ("number", _NUMBER),
     ("currency sign", _CURRENCY_SIGN),
@@ -90,6 +115,25 @@ PII_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 def _vocabulary(words: str) -> frozenset[str]:
     return frozenset(words.split())
+
+
+# words no brand copy uses, whatever its brief says: profanity, insults to the reader, slurs. Whole
+# words with their usual endings ("idiots", "fucking"); a team adds its own in a brief's avoid.words
+OFFENSIVE_WORDS = _vocabulary(
+    """
+    arse arsehole asshole bastard bitch bollocks bullshit crap cretin cunt damn dickhead dumb dumbass fag
+    faggot fuck fucker fucking idiot imbecile jackass loser moron motherfucker nigger piss pissed retard
+    retarded shit shitty slut stupid twat wanker whore worthless
+    """
+)
+OFFENSIVE_PHRASES = ("go to hell", "screw you", "shut up", "piss off", "sod off")
+OFFENSIVE = re.compile(
+    r"(?i)(?<![\w'’-])(?:"
+    + "|".join(re.escape(w) for w in sorted(OFFENSIVE_WORDS, key=lambda w: (-len(w), w)))
+    + r")(?:s|es|ed|ing|y)?(?![\w'’-])|(?<!\w)(?:"
+    + "|".join(r"[\s-]+".join(map(re.escape, p.split())) for p in OFFENSIVE_PHRASES)
+    + r")(?!\w)"
+)
 
 
 # -- what a word and a sentence are -------------------------------------------------------------------

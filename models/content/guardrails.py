@@ -33,6 +33,7 @@ from models.content.copy_patterns import (
     ENGLISH,
     FACT_PATTERNS,
     LETTERS,
+    OFFENSIVE,
     OTHER_LANGUAGES,
     PII_PATTERNS,
     SENTENCE_END,
@@ -51,6 +52,7 @@ CHECKS: dict[str, str] = {
     "pii": "block",
     "banned_words": "block",
     "banned_claims": "block",
+    "offensive": "block",
     "length": "block",
     "disclaimer": "block",
     # a slot in another language blocks (check_slot): it would be rewritten anyway; on copy it warns
@@ -140,6 +142,7 @@ def check_slot(text: str, brief: Brief, slot: str) -> CheckReport:
             _check("pii", _pii(text, slot), f"no personal data in the {slot}"),
             _banned_words(brief, {slot: text}),
             _banned_claims(brief, {slot: text}),
+            _offensive({slot: text}),
             _language(text, slot, severity="block"),
             readability,
         )
@@ -180,10 +183,12 @@ def check_copy(
     stripped = {part: _strip_facts(text, brief, sample_first_name, fills) for part, text in texts.items()}
     prose = _prose(stripped.values())
     empty = [f"{part} is empty" for part, text in texts.items() if not text.strip()]
+    stated = _stated(brief, channel)
     invented = [
         f"{part}: {token!r} ({kind}) is not an offer fact of the brief"
         for part, text in stripped.items()
         for kind, token in _scan(text, FACT_PATTERNS)
+        if not _states(stated, kind, token)
     ]
     pii = [problem for part, text in stripped.items() for problem in _pii(text, part)]
     others = [
@@ -200,6 +205,7 @@ def check_copy(
             _check("pii", pii, "no personal data besides the recipient's first name"),
             _banned_words(brief, texts),
             _banned_claims(brief, texts),
+            _offensive(texts),
             _length(texts),
             _disclaimer(texts, brief, channel),
             _language(prose, channel, severity=CHECKS["language"]),
@@ -304,6 +310,37 @@ def _banned_claims(brief: Brief, texts: Mapping[str, str]) -> Check:
         for found in _find_phrase(claim, text, plural=False)
     ]
     return _check("banned_claims", problems, f"none of {len(claims)} banned claims")
+
+
+def _offensive(texts: Mapping[str, str]) -> Check:
+    """Profanity, insults and slurs (copy_patterns.OFFENSIVE_WORDS): no brief allows them, and the
+    brief's own text is held to it too."""
+    problems = [
+        f"{where}: {m.group()!r} is offensive"
+        for where, text in texts.items()
+        for m in OFFENSIVE.finditer(text)
+    ]
+    return _check("offensive", problems, "no offensive words")
+
+
+# the findings a brief may state in words, so the copy may repeat them: "free shipping" when its
+# conditions say so, a word-code its conditions name. Figures are matched as the brief's facts are.
+_WORD_KINDS = ("amount in words", "offer in words", "code")
+
+
+def _stated(brief: Brief, channel: str) -> str:
+    """What the brief says around the copy: its facts and its own templates' words."""
+    templates = [brief.template(part) for part in brief.parts(channel)]
+    return "\n".join([*brief.facts().values(), *templates])
+
+
+def _states(stated: str, kind: str, token: str) -> bool:
+    """Whether the brief itself states a word-offer or code (a whole phrase; codes case-sensitive)."""
+    if kind not in _WORD_KINDS:
+        return False
+    words = [re.escape(w) for w in token.split()]
+    pattern = r"(?<![\w-])" + r"\s+".join(words) + r"(?![\w-])"
+    return re.search(pattern, stated, 0 if kind == "code" else re.IGNORECASE) is not None
 
 
 def _length(texts: Mapping[str, str]) -> Check:

@@ -60,11 +60,18 @@ class MeaningModel:
         return torch.nn.functional.normalize(mean, dim=1).numpy()
 
     def similarity(self, candidates: list[str], reference: str) -> np.ndarray:
-        """Cosine similarity of each candidate to the reference sentence, in [-1, 1]."""
+        """Cosine similarity of each candidate to the reference sentence, in [-1, 1].
+
+        A blank text keeps no meaning: it scores 0 (its embedding alone, of the [CLS] and [SEP]
+        tokens, lands near everything: 0.2 to 0.5 against ordinary sentences), as does every
+        candidate against a blank reference."""
         if not candidates:
             return np.zeros(0)
+        blank = np.array([not c.strip() for c in candidates])
+        if not reference.strip() or blank.all():
+            return np.zeros(len(candidates))
         vectors = self.embed([reference, *candidates])
-        return vectors[1:] @ vectors[0]
+        return np.where(blank, 0.0, np.clip(vectors[1:] @ vectors[0], -1.0, 1.0))
 
 
 @lru_cache(maxsize=1)
