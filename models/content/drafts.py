@@ -289,7 +289,7 @@ def _provenance(
     return {
         "ai_generated": draft.ai_generated,
         "disclosure": AI_DISCLOSURE if draft.ai_generated and brief.disclose_ai else None,
-        "model": {"name": lm.name, "weights_sha256": lm.weights_sha256},
+        "model": model_provenance(lm),
         "prompt_template": {"version": TEMPLATE_VERSION, "sha256": template_sha256()},
         "prompts": [
             {"slot": p.slot, "sha256": p.sha256(), "system": p.system, "user": p.user}
@@ -321,3 +321,12 @@ def _provenance(
         "created_at": now,
         **context,
     }
+
+
+def model_provenance(lm: Generator) -> dict[str, Any]:
+    """What a draft records about its model. A backend that knows more says so itself (a model
+    server: its endpoint and request parameters, never its key); the local model is its weights."""
+    own = getattr(lm, "provenance", None)
+    if callable(own):
+        return own()
+    return {"backend": "local", "name": lm.name, "weights_sha256": lm.weights_sha256}

@@ -91,6 +91,7 @@ class LMSettings:
 class Generation:
     text: str  # the decoded new text only (not the prompt), cut at its first newline, stripped
     new_tokens: int  # tokens the model generated for this row, up to and including its stop token
+    logprob: float | None = None  # mean log-probability per generated token; None when unknown
 
 
 def embedded_gguf() -> Path:
