@@ -247,7 +247,8 @@ def test_a_brief_drafted_through_a_real_model_server_behind_a_flaky_network(
 
     key = _key()
     monkeypatch.setenv(KEY_ENV, key)
-    brief = load_brief(write_tiny_brief(tmp_path / "campaigns", "remote-test", "at_risk_high_value", variants=1))
+    segment = "at_risk_high_value"
+    brief = load_brief(write_tiny_brief(tmp_path / "campaigns", "remote-test", segment, variants=1))
     failures = [(503, {"detail": "warming up"}, {}), (500, {"detail": "oops"}, {})]
     model = model_server["model"]
     with ProtocolServer(models=[model], script=failures, upstream=model_server["url"]) as proxy:
@@ -256,7 +257,7 @@ def test_a_brief_drafted_through_a_real_model_server_behind_a_flaky_network(
         params = DraftParams(candidates=2, max_new_tokens=12)
         with caplog.at_level(logging.INFO):
             drafts, prompts = draft_brief(
-                brief, [{"segment": "at_risk_high_value", "top_drivers": []}], lm, default_meaning_model(), params, {}
+                brief, [{"segment": segment, "top_drivers": []}], lm, default_meaning_model(), params, {}
             )
         sent = proxy.chat_requests()
     assert isinstance(lm, RemoteLM) and lm.name == model
