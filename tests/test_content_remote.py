@@ -128,6 +128,18 @@ def test_a_missing_key_variable_says_which(monkeypatch) -> None:
         server.connect(_settings("http://127.0.0.1:9/v1", api_key_env=KEY_ENV))
 
 
+def test_the_key_may_come_from_a_prefect_secret(prefect_server) -> None:
+    from prefect.blocks.system import Secret
+
+    from clarion.content.server import api_key
+
+    key = _key()
+    Secret(value=key).save("content-model-key-test", overwrite=True)
+    assert api_key(_settings("http://127.0.0.1:9/v1", api_key_secret="content-model-key-test")) == key
+    with pytest.raises(ModelServerError, match="'no-such-block', which does not exist"):
+        api_key(_settings("http://127.0.0.1:9/v1", api_key_secret="no-such-block"))
+
+
 # -- the protocol --------------------------------------------------------------------------------
 
 

@@ -123,6 +123,9 @@ class ServerSettings:
 class RemoteLM:
     """A model on an OpenAI-compatible server, behind the Generator protocol. Use `connect`."""
 
+    backend = BACKEND  # provenance: which kind of backend wrote the slots
+    adapter = None  # a server's own fine-tuning is invisible here: no Clarion adapter applies
+
     def __init__(self, settings: ServerSettings, client: Any, model: str, models: list[str]) -> None:
         self.settings = settings
         self.endpoint = settings.endpoint
