@@ -169,6 +169,18 @@ def test_retries_run_out_with_a_clear_message() -> None:
             lm.generate([lm.chat_prompt("s", "u")])
 
 
+def test_a_request_that_outlives_the_timeout_fails_at_once_with_what_to_change() -> None:
+    def slow(body: dict) -> tuple:
+        time.sleep(1.0)
+        return chat_answer(body)
+
+    with ProtocolServer(answer=slow) as server:
+        lm = RemoteLM.connect(ServerSettings(endpoint=server.url, request_timeout=0.3, retries=3))
+        with pytest.raises(ModelServerError, match=r"within 0\.3 s: raise content\.request_timeout"):
+            lm.generate([lm.chat_prompt("s", "u")])
+        assert len(server.chat_requests()) == 1  # not sent again: the server is still busy with it
+
+
 def test_a_server_that_ignores_n_gets_one_request_per_candidate_with_the_next_seeds() -> None:
     with ProtocolServer(answer=lambda body: chat_answer(body, honour_n=False)) as server:
         lm = RemoteLM.connect(ServerSettings(endpoint=server.url, concurrency=1, seed=100))

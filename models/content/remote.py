@@ -20,9 +20,10 @@ What differs, because a server hides its tokenizer and weights:
   becomes `Generation.logprob`); a server that ignores them gives None.
 
 Requests run ``concurrency`` at a time (a server that batches, like vLLM, batches them); connection
-errors, timeouts, 429 and 5xx answers are retried ``retries`` times with exponential backoff (a
-``Retry-After`` header is honoured); anything else fails at once. Every failure names the endpoint
-and what to do. The API key is sent as a bearer token and is never logged, shown or recorded:
+errors, 429 and 5xx answers are retried ``retries`` times with exponential backoff (a
+``Retry-After`` header is honoured); anything else fails at once, a request that outlives
+``request_timeout`` too (the server is still busy with it: sending it again would only queue a
+copy). Every failure names the endpoint and what to do. The API key is sent as a bearer token and is never logged, shown or recorded:
 error texts have it masked, and neither `repr` nor provenance holds it.
 """
 
@@ -331,7 +332,7 @@ class RemoteLM:
             raise
 
     def _call(self, method: str, path: str, body: Any = None, *, missing_ok: bool = False) -> Any:
-        """One API call with retries on connection errors, timeouts, 429 and 5xx; the JSON answer."""
+        """One API call with retries on connection errors, 429 and 5xx; the JSON answer."""
         import httpx
 
         s = self.settings
@@ -343,8 +344,15 @@ class RemoteLM:
                 self._requests += 1
             try:
                 response = self._client.request(method, url, json=body)
+            except httpx.ConnectTimeout:
+                reason = f"cannot connect within {s.request_timeout:g} s"
             except httpx.TimeoutException:
-                reason = f"no answer within {s.request_timeout:g} s"
+                # not retried: the server is still working on it, and a second copy only queues behind it
+                raise ModelServerError(
+                    f"model server {self.endpoint} did not answer {method} {path} within "
+                    f"{s.request_timeout:g} s: raise content.request_timeout, or lower content.concurrency (a server that generates "
+                    "one request at a time, like transformers serve, queues the others behind it)"
+                ) from None
             except httpx.TransportError as exc:
                 reason = f"cannot connect ({self._masked(str(exc)) or type(exc).__name__})"
             else:
