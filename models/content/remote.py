@@ -23,8 +23,9 @@ Requests run ``concurrency`` at a time (a server that batches, like vLLM, batche
 errors, 429 and 5xx answers are retried ``retries`` times with exponential backoff (a
 ``Retry-After`` header is honoured); anything else fails at once, a request that outlives
 ``request_timeout`` too (the server is still busy with it: sending it again would only queue a
-copy). Every failure names the endpoint and what to do. The API key is sent as a bearer token and is never logged, shown or recorded:
-error texts have it masked, and neither `repr` nor provenance holds it.
+copy). Every failure names the endpoint and what to do. The API key is sent as a bearer token
+and is never logged, shown or recorded: error texts have it masked, and neither `repr` nor
+provenance holds it.
 """
 
 from __future__ import annotations
@@ -350,8 +351,9 @@ class RemoteLM:
                 # not retried: the server is still working on it, and a second copy only queues behind it
                 raise ModelServerError(
                     f"model server {self.endpoint} did not answer {method} {path} within "
-                    f"{s.request_timeout:g} s: raise content.request_timeout, or lower content.concurrency (a server that generates "
-                    "one request at a time, like transformers serve, queues the others behind it)"
+                    f"{s.request_timeout:g} s: raise content.request_timeout, or lower content.concurrency "
+                    "(a server that generates one request at a time, like transformers serve, queues the "
+                    "others behind it)"
                 ) from None
             except httpx.TransportError as exc:
                 reason = f"cannot connect ({self._masked(str(exc)) or type(exc).__name__})"
