@@ -190,6 +190,7 @@ def test_a_server_that_ignores_n_gets_one_request_per_candidate_with_the_next_se
     assert sorted(r["body"]["seed"] for r in sent) == [100, 101, 102, 103, 104, 105]
     assert len({g.text for row in out for g in row}) == 6  # every candidate its own seed
     assert lm.provenance()["parameters"]["n_per_request"] == 1
+    assert lm.provenance()["parameters"]["logprobs"] == "asked for, not returned"
     assert all("n" not in r["body"] for r in sent[1:])  # learnt from the first answer
 
 
@@ -214,6 +215,7 @@ def test_banned_candidates_are_dropped_and_logprobs_become_the_mean_per_token() 
     assert [g.text for g in row] == ["", "We kept a seat for you", ""]  # counted, never usable
     assert row[1].logprob == pytest.approx((-0.5 - 1.5 - 1.0 - 3.0) / 4) and row[1].new_tokens == 4
     assert lm.stats()["dropped_for_bans"] == 2
+    assert lm.provenance()["parameters"]["logprobs"] == "returned"
 
 
 def test_the_key_is_sent_but_never_logged_shown_or_recorded(monkeypatch, caplog) -> None:

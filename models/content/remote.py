@@ -138,6 +138,7 @@ class RemoteLM:
         self._lock = threading.Lock()
         self._n_supported: bool | None = None  # learnt from the first answer asked for n > 1
         self._logprobs: bool | None = None  # False once the server refused the field
+        self._logprobs_returned = False  # True once an answer carried them (transformers serve: never)
         self._requests = self._retried = self._dropped = 0
         self._rows = self._tokens = 0
         self._seconds = 0.0
@@ -278,7 +279,9 @@ class RemoteLM:
                 "seed": s.seed,
                 "stop": STOP,
                 "n_per_request": "n" if self._n_supported is not False else 1,
-                "logprobs": self._logprobs is not False,
+                "logprobs": "returned"
+                if self._logprobs_returned
+                else ("refused" if self._logprobs is False else "asked for, not returned"),
                 "bans": "enforced by dropping candidates that contain a banned substring",
                 "concurrency": s.concurrency,
                 "request_timeout": s.request_timeout,
@@ -307,6 +310,8 @@ class RemoteLM:
             tokens = (answer.get("usage") or {}).get("completion_tokens")
             for c in choices[:ask]:
                 got.append(_generation(c, tokens, len(choices)))
+            if any(g.logprob is not None for g in got):
+                self._logprobs_returned = True
         return got
 
     def _chat(self, messages: list[dict[str, str]], n: int, seed: int, limit: int) -> dict[str, Any]:
