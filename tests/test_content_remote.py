@@ -313,3 +313,34 @@ def test_the_same_seed_gives_the_same_candidates_through_the_server(model_server
     again = lm.generate([prompt], 2, seed=3)
     assert [g.text for g in first[0]] == [g.text for g in again[0]]
     assert all(g.text and g.new_tokens > 0 for g in first[0])
+
+
+@pytest.mark.slow
+def test_clarion_content_drafts_through_the_model_server(small_run, model_server, tmp_path: Path) -> None:
+    import shutil
+
+    from project_helpers import query, run_pipeline_in
+
+    root = tmp_path / "project"
+    shutil.copytree(small_run["root"], root)
+    settings = load_settings(root / "clarion.yaml", env={})
+    ((segment, _),) = query(
+        settings,
+        "select segment, count(*) n from ml.customer_scores where run_id = (select max(run_id) from "
+        "ml.customer_scores) group by 1 order by n desc, segment limit 1",
+    )
+    write_tiny_brief(root / "campaigns", "remote-e2e", segment, variants=1)
+    with (root / "clarion.yaml").open("a") as f:
+        f.write(f"content:\n  source: {model_server['url']}\n  candidates: 1\n  max_new_tokens: 12\n")
+    result = run_pipeline_in(root, stages=["content"])
+    assert result["status"] == "completed", result
+    rows = query(
+        settings,
+        "select status, provenance from content.drafts where run_id = ? and campaign = 'remote-e2e'",
+        [result["run_id"]],
+    )
+    assert rows and all(status in ("pending", "blocked") for status, _ in rows)
+    for _, provenance in rows:
+        model = json.loads(provenance)["model"]
+        assert model["backend"] == "openai" and model["endpoint"] == model_server["url"]
+        assert model["name"] == model_server["model"]
