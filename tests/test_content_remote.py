@@ -169,6 +169,15 @@ def test_retries_run_out_with_a_clear_message() -> None:
             lm.generate([lm.chat_prompt("s", "u")])
 
 
+def test_the_first_failure_ends_the_call_without_sending_the_rest() -> None:
+    with ProtocolServer(script=[(400, {"error": {"message": "context too long"}}, {})]) as server:
+        lm = RemoteLM.connect(ServerSettings(endpoint=server.url, concurrency=1))
+        prompts = [lm.chat_prompt("s", f"u{k}") for k in range(6)]
+        with pytest.raises(ModelServerError, match=r"HTTP 400\): context too long"):
+            lm.generate(prompts, 1)
+        assert len(server.chat_requests()) <= 2  # of 6: the worker may have taken the next one already
+
+
 def test_a_request_that_outlives_the_timeout_fails_at_once_with_what_to_change() -> None:
     def slow(body: dict) -> tuple:
         time.sleep(1.0)

@@ -223,12 +223,15 @@ class RemoteLM:
             for j in range(0, candidates, per_job)
         ]
         started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=min(self.settings.concurrency, len(jobs))) as pool:
-            done = list(
-                pool.map(
-                    lambda job: self._candidates(_messages(prompts[job[0]]), job[1], job[2], limit), jobs
-                )
-            )
+        pool = ThreadPoolExecutor(max_workers=min(self.settings.concurrency, len(jobs)))
+        try:
+            futures = [
+                pool.submit(self._candidates, _messages(prompts[i]), n, job_seed, limit)
+                for i, n, job_seed in jobs
+            ]
+            done = [f.result() for f in futures]
+        finally:  # the first failure ends the call: requests not yet sent are never sent
+            pool.shutdown(wait=True, cancel_futures=True)
         out: list[list[Generation]] = [[] for _ in prompts]
         for (i, _, _), generations in zip(jobs, done, strict=True):
             out[i].extend(generations)
@@ -243,7 +246,7 @@ class RemoteLM:
             self._tokens += sum(g.new_tokens for row in out for g in row)
         return out
 
-    def score(self, texts: list[str], prefix: str) -> list[float] | None:
+    def score(self, texts: list[str], prefix: str = "") -> list[float] | None:
         """Fluency from the model's own likelihood of a given text needs prompt log-probabilities,
         which the chat-completions API does not return: unknown (the selection spreads its weight)."""
         return None
