@@ -34,6 +34,19 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session")
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A real OpenAI-compatible model server for the session: `transformers serve` on the embedded
+    weights (converted as LocalLM.load converts them), offline. ``url`` is its API (…/v1), ``model``
+    the name it serves the model under. Starting it costs the conversion (~20 s) and ~10 s."""
+    from model_server import served_copy, transformers_serve
+
+    root = tmp_path_factory.mktemp("model_server")
+    folder = served_copy(root)
+    with transformers_serve(folder, root / "serve.log") as url:
+        yield {"url": url, "model": str(folder), "log": root / "serve.log"}
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A fresh project folder with its own clarion.yaml, as the working directory."""

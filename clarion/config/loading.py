@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
@@ -259,8 +260,13 @@ def _explain(exc: ValidationError, origin: Mapping[tuple[str, ...], str]) -> lis
         if err["type"] == "missing" or isinstance(given, dict):
             problems.append(f"{dotted}{where_txt}: {_expected(err)}")
             continue
-        problems.append(f"{dotted}{where_txt}: {_expected(err)}, got {given!r}")
+        problems.append(f"{dotted}{where_txt}: {_expected(err)}, got {_masked(given)}")
     return problems
+
+
+def _masked(given: Any) -> str:
+    """A rejected value as the message shows it: a URL's user:password@ masked (never echo a secret)."""
+    return re.sub(r"(://)[^/@\s]*@", r"\1***@", repr(given))
 
 
 def _expected(err: Mapping[str, Any]) -> str:

@@ -6,10 +6,12 @@ import hashlib
 import json
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    BeforeValidator,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -21,6 +23,7 @@ from clarion.config.base import (
     SHIPPED,
     ProjectPath,
     Section,
+    _under_root,
     comma_list,
     email_address,
     not_a_setting,
@@ -191,11 +194,33 @@ class SegmentSettings(Section):
         return self
 
 
+def _model_source(value: Any, info: ValidationInfo) -> Any:
+    """content.source: a model server's URL (checked, kept as a string) or a project path."""
+    if isinstance(value, str) and value.strip():
+        from models.content.remote import endpoint, is_url, looks_like_address
+
+        if is_url(value.strip()):
+            return endpoint(value)
+        if looks_like_address(value) and not Path(value).exists():
+            raise ValueError(
+                f"{value!r} looks like a model server's address without its scheme: write "
+                f"http://{value.strip()} (or give a local model directory or .gguf file)"
+            )
+    if isinstance(value, str | Path):
+        return _under_root(Path(value), info)
+    return value
+
+
+# a local model (directory or .gguf, relative to the project) or an OpenAI-compatible server's URL
+ModelSource = Annotated[str | Path, BeforeValidator(_model_source)]
+
+
 class ContentSettings(Section):
     briefs: ProjectPath = Field(Path("campaigns"), description="folder of campaign briefs (*.yaml)")
-    source: ProjectPath | None = Field(
+    source: ModelSource | None = Field(
         None,
-        description="a local Hugging Face causal-LM directory or .gguf file [embedded SmolLM2-135M-Instruct]",
+        description="a local Hugging Face causal-LM directory or .gguf file, or the http(s) URL of an "
+        "OpenAI-compatible model server (…/v1) [embedded SmolLM2-135M-Instruct]",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses a GPU when torch sees one")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -248,6 +273,20 @@ class ContentSettings(Section):
     brand_corpus: ProjectPath | None = Field(
         Path("campaigns/brand"), description="folder of approved brand copy for `clarion content tune`"
     )
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_not_a_setting(cls, value: str | None) -> str | None:
+        return not_a_setting(value, "model server's API key", "CONTENT_API_KEY")
+
+    @model_validator(mode="after")
+    def _one_key(self):
+        if self.api_key_env and self.api_key_secret:
+            raise ValueError(
+                "content.api_key_env and content.api_key_secret are both set: give the model server's key "
+                "in one place (an environment variable or a Prefect Secret block)"
+            )
+        return self
 
 
 # fields a report subject may name (clarion/report/mail.py fills them)

@@ -143,6 +143,11 @@ def draft_params(settings: Settings) -> DraftParams:
 
 
 def load_generator(settings: Settings) -> Any:
+    """The content model content.source names: the embedded or a local model, or a model server."""
+    from clarion.content import server
+
+    if server.uses_server(settings):
+        return server.connect(settings)
     from models.content.llm import LMSettings, LocalLM
 
     c = settings.content

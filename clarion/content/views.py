@@ -46,7 +46,11 @@ def draft_text(d: dict[str, Any]) -> str:
         lines.append(f"    {mark} {c['name']:<15} {c['detail']}")
     model = p.get("model", {})
     lines.append("  provenance:")
-    lines.append(f"    model {model.get('name')} (weights sha256 {str(model.get('weights_sha256'))[:16]})")
+    sha = str(model.get("weights_sha256"))[:16]
+    if model.get("endpoint"):  # a model server shows no weights: the hash names endpoint and model
+        lines.append(f"    model {model.get('name')} on the model server {model['endpoint']} (id {sha})")
+    else:
+        lines.append(f"    model {model.get('name')} (weights sha256 {sha})")
     tpl = p.get("prompt_template", {})
     lines.append(f"    prompt template {tpl.get('version')} ({str(tpl.get('sha256'))[:16]})")
     brief = p.get("brief", {})

@@ -352,13 +352,7 @@ def _provenance(
     return {
         "ai_generated": draft.ai_generated,
         "disclosure": AI_DISCLOSURE if draft.ai_generated and brief.disclose_ai else None,
-        "model": {
-            "name": lm.name,
-            "weights_sha256": lm.weights_sha256,
-            "backend": getattr(lm, "backend", "local"),
-            **({"endpoint": lm.endpoint} if getattr(lm, "endpoint", None) else {}),
-            "adapter": getattr(lm, "adapter", None),
-        },
+        "model": model_provenance(lm),
         "prompt_template": {"version": TEMPLATE_VERSION, "sha256": template_sha256()},
         "prompts": [
             {"slot": p.slot, "sha256": p.sha256(), "system": p.system, "user": p.user}
@@ -396,3 +390,18 @@ def _provenance(
         "created_at": now,
         **context,
     }
+
+
+def model_provenance(lm: Generator) -> dict[str, Any]:
+    """What a draft records about its model: name, weights hash, backend ("local" | "openai"), the
+    endpoint of a model server and the adapter applied, if any. A backend that knows more adds it
+    itself (a model server: its request parameters and what its hash is; never its key)."""
+    base = {
+        "name": lm.name,
+        "weights_sha256": lm.weights_sha256,
+        "backend": getattr(lm, "backend", "local"),
+        **({"endpoint": lm.endpoint} if getattr(lm, "endpoint", None) else {}),
+        "adapter": getattr(lm, "adapter", None),
+    }
+    own = getattr(lm, "provenance", None)
+    return {**base, **own()} if callable(own) else base
