@@ -143,10 +143,11 @@ def draft_params(settings: Settings) -> DraftParams:
 
 
 def load_generator(settings: Settings) -> Any:
+    from clarion.content.tune import apply_configured
     from models.content.llm import LMSettings, LocalLM
 
     c = settings.content
-    return LocalLM.load(
+    lm = LocalLM.load(
         LMSettings(
             source=str(c.source) if c.source else None,
             device=c.device,
@@ -159,6 +160,7 @@ def load_generator(settings: Settings) -> Any:
             cache_dir=settings.var_dir / "models",
         )
     )
+    return apply_configured(settings, lm)  # content.adapter: the brand adapter merged in, or none
 
 
 def generate(

@@ -289,7 +289,11 @@ def _provenance(
     return {
         "ai_generated": draft.ai_generated,
         "disclosure": AI_DISCLOSURE if draft.ai_generated and brief.disclose_ai else None,
-        "model": {"name": lm.name, "weights_sha256": lm.weights_sha256},
+        "model": {
+            "name": lm.name,
+            "weights_sha256": lm.weights_sha256,
+            "adapter": getattr(lm, "adapter", None),  # {version, sha256} of a merged brand adapter
+        },
         "prompt_template": {"version": TEMPLATE_VERSION, "sha256": template_sha256()},
         "prompts": [
             {"slot": p.slot, "sha256": p.sha256(), "system": p.system, "user": p.user}
