@@ -398,7 +398,12 @@ def tune(
         }
         reg = Registry(settings.var_dir / "registry", model=MODEL)
         version = reg.register_files(
-            meta, {"card.md": card_markdown({**meta, "version": "{version}"})}, work / "adapter"
+            meta,
+            {
+                "card.md": card_markdown({**meta, "version": "{version}"}),
+                "card.json": json.dumps({**meta, "version": "{version}"}, indent=2) + "\n",
+            },
+            work / "adapter",
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -140,6 +140,7 @@ def train_adapter(lm: Any, examples: Sequence[Example], params: TuneParams, out:
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
+    (out / "README.md").unlink(missing_ok=True)  # peft's empty model-card template; the registry has the card
     _clean_config(out)
     hyper = {
         **asdict(params),
