@@ -230,3 +230,40 @@ def test_clarion_content_still_drafts_and_tune_is_its_subcommand() -> None:
     assert group.exit_code == 0 and "--campaign NAME" in group.output and "tune" in group.output
     tune = CliRunner().invoke(cli, ["content", "tune", "--help"])
     assert tune.exit_code == 0 and "clarion content tune" in tune.output and "held-out" in tune.output
+
+
+def test_read_drafts_takes_approved_and_edited_drafts_from_the_warehouse_tables() -> None:
+    import duckdb
+
+    from clarion.content.store import CONTENT_DDL
+    from clarion.content.tune import read_drafts
+
+    brief = load_brief(WINBACK)
+    con = duckdb.connect()
+    con.execute("create schema content")
+    for ddl in CONTENT_DDL[:3]:  # drafts, decisions, prompts
+        con.execute(ddl)
+    rows = {
+        "d1": _stored(brief, "approved", {"headline": "A", "hook": "B."}, "d1"),
+        "d2": _stored(brief, "pending", {"headline": "C", "hook": "D."}, "d2"),
+        "d3": _stored(brief, "pending", {"headline": "E", "hook": "F."}, "d3"),
+    }
+    for did, d in rows.items():
+        con.execute(
+            "insert into content.drafts (draft_id, campaign, segment, status, content, provenance, "
+            "created_at) values (?, ?, ?, ?, ?, ?, now())",
+            [
+                did,
+                d["campaign"],
+                d["segment"],
+                d["status"],
+                json.dumps(d["content"]),
+                json.dumps(d["provenance"]),
+            ],
+        )
+    con.execute("insert into content.decisions (draft_id, decision) values ('d2', 'edit'), ('d3', 'reject')")
+    drafts, edited = read_drafts(con)
+    assert [d["draft_id"] for d in drafts] == ["d1", "d2"] and edited == {"d2"}
+    assert (
+        drafts[1]["content"] == rows["d2"]["content"] and drafts[1]["provenance"] == rows["d2"]["provenance"]
+    )

@@ -216,7 +216,10 @@ def read_drafts(con: Any) -> tuple[list[dict[str, Any]], set[str]]:
     if not relation_exists(con, "content", "drafts"):
         return [], set()
     edited = {
-        r[0] for r in con.execute("select distinct draft_id from content.decisions where decision = 'edit'")
+        r[0]
+        for r in con.execute(
+            "select distinct draft_id from content.decisions where decision = 'edit'"
+        ).fetchall()
     }
     rows = con.execute(
         "select draft_id, campaign, segment, status, content, provenance from content.drafts "
