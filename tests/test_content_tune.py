@@ -95,24 +95,39 @@ def _stored(brief, status: str, slots: dict[str, str], did: str, segment: str = 
     }
 
 
+def _slots(**changed: str) -> dict[str, str]:
+    return {
+        "subject": "We kept something for you",
+        "preheader": "Your favourites are still here.",
+        "headline": "A gift for you",
+        "body": "We miss you around here. Come and see what is new.",
+        "cta": "Take a look",
+        **changed,
+    }
+
+
 def test_slot_texts_are_read_back_out_of_an_edited_part() -> None:
     brief = load_brief(WINBACK)
-    d = _stored(brief, "pending", {"headline": "A gift for you", "hook": "We miss you around here."}, "d1")
-    body = d["content"]["email_body"].replace("We miss you around here.", "Come and see what is new.")
+    d = _stored(brief, "pending", _slots(), "d1")
+    body = d["content"]["email_body"].replace("We miss you around here.", "It has been too long.")
     found = slot_texts({**d["content"], "email_body": body}, brief)
-    assert found == {"headline": "A gift for you", "hook": "Come and see what is new."}
+    assert found == _slots(body="It has been too long. Come and see what is new.")
     assert slot_texts({"email_body": "Completely rewritten by hand."}, brief) == {}
+    hook = brief.model_copy(update={"templates": {"email_body": "{hook}\n\n{code} {url}\n\n{disclaimer}"}})
+    facts = hook.facts()
+    text = f"Old words.\n\n{facts['code']} {facts['url']}\n\n{facts['disclaimer']}"
+    assert slot_texts({"email_body": text}, hook) == {"body": "Old words."}  # {hook} is the body
 
 
 def test_examples_come_from_approved_slots_and_edits_not_from_rejected_or_held_out_drafts() -> None:
     brief = load_brief(WINBACK)
-    approved = _stored(brief, "approved", {"headline": "A gift for you", "hook": "We miss you here."}, "d1")
-    edited = _stored(brief, "pending", {"headline": "Old headline", "hook": "It was nice."}, "d2")
-    edited["content"]["email_subject"] = edited["content"]["email_subject"].replace("Old headline", "New one")
-    rejected = _stored(brief, "rejected", {"headline": "Bad one", "hook": "Bad hook."}, "d3")
-    held = _stored(
-        brief, "approved", {"headline": "Held", "hook": "Held out."}, "d4", segment="at_risk_low_value"
+    approved = _stored(brief, "approved", {**_slots(), "cta": "Come and see"}, "d1")
+    edited = _stored(brief, "pending", _slots(subject="Old subject line"), "d2")
+    edited["content"]["email_subject"] = edited["content"]["email_subject"].replace(
+        "Old subject line", "New one"
     )
+    rejected = _stored(brief, "rejected", _slots(headline="Bad one"), "d3")
+    held = _stored(brief, "approved", _slots(headline="Held"), "d4", segment="at_risk_low_value")
     examples = draft_examples(
         [approved, edited, rejected, held],
         {"d2", "d3"},
@@ -120,10 +135,8 @@ def test_examples_come_from_approved_slots_and_edits_not_from_rejected_or_held_o
         {(brief.name, "at_risk_low_value")},
     )
     got = {(e.source, e.slot, e.text) for e in examples}
-    assert got == {
-        ("approved", "headline", "A gift for you"),
-        ("approved", "hook", "We miss you here."),
-        ("edit", "headline", "New one"),
+    assert got == {("approved", slot, text) for slot, text in {**_slots(), "cta": "Come and see"}.items()} | {
+        ("edit", "subject", "New one")
     }
     assert all(e.user == f"rewrite the {e.slot}" for e in examples)  # the prompt the model was given
 
@@ -147,7 +160,7 @@ def trained(tmp_path_factory) -> tuple[Path, list[Example], dict]:
     """A real adapter: a few steps on twenty corpus examples, on the embedded model."""
     cache = tmp_path_factory.mktemp("models")
     brief = load_brief(WINBACK)
-    examples = corpus_examples(load_corpus(CORPUS), brief, ("headline", "hook"), per_slot=10)
+    examples = corpus_examples(load_corpus(CORPUS), brief, ("headline", "body"), per_slot=10)
     lm = LocalLM.load(LMSettings(dtype="float32", cache_dir=_cache(cache)))
     out = tmp_path_factory.mktemp("adapter") / "adapter"
     result = train_adapter(lm, examples, TuneParams(max_steps=2, batch_size=4, learning_rate=5e-3), out)
@@ -244,9 +257,9 @@ def test_read_drafts_takes_approved_and_edited_drafts_from_the_warehouse_tables(
     for ddl in CONTENT_DDL[:3]:  # drafts, decisions, prompts
         con.execute(ddl)
     rows = {
-        "d1": _stored(brief, "approved", {"headline": "A", "hook": "B."}, "d1"),
-        "d2": _stored(brief, "pending", {"headline": "C", "hook": "D."}, "d2"),
-        "d3": _stored(brief, "pending", {"headline": "E", "hook": "F."}, "d3"),
+        "d1": _stored(brief, "approved", _slots(headline="A"), "d1"),
+        "d2": _stored(brief, "pending", _slots(headline="C"), "d2"),
+        "d3": _stored(brief, "pending", _slots(headline="E"), "d3"),
     }
     for did, d in rows.items():
         con.execute(

@@ -42,6 +42,7 @@ from models.content.adapter import apply_adapter, check_folder
 from models.content.brief import SLOTS, Brief, load_briefs
 from models.content.drafts import AI_DISCLOSURE, DraftParams, draft_brief
 from models.content.prompts import slot_prompt
+from models.content.slots import ALIASES
 from models.content.tune import (
     Example,
     TuneParams,
@@ -54,9 +55,7 @@ from models.registry import Registry
 log = logging.getLogger(__name__)
 
 MODEL = "content_adapter"  # its folder in the model registry
-CORPUS_SLOTS = ("subject", "preheader", "headline", "body", "cta", "sms", "push")
-# the drafting slots the corpus names otherwise: the one-sentence hook reads like an SMS line
-CORPUS_SOURCE = {"hook": "sms"}
+CORPUS_SLOTS = SLOTS  # subject, preheader, headline, body, cta, sms, push
 MAX_EXAMPLES = 300  # a few minutes of training on two CPU cores
 MIN_EXAMPLES = 8
 
@@ -117,10 +116,9 @@ def corpus_examples(
     rng = random.Random(seed)
     out: list[Example] = []
     for slot in slots:
-        source = slot if slot in CORPUS_SLOTS else CORPUS_SOURCE.get(slot)
         pairs = []
         for t_index, theme in enumerate(themes):
-            lines = [line for line in theme.lines.get(source or "", ()) if line.lower() not in exclude]
+            lines = [line for line in theme.lines.get(slot, ()) if line.lower() not in exclude]
             for i, seed_line in enumerate(lines):
                 for j, answer in enumerate(lines):
                     if i != j:
@@ -166,11 +164,12 @@ def _pattern(template: str, facts: dict[str, str]) -> tuple[str, list[str]]:
         out.append(re.escape(literal))
         if name is None:
             continue
-        if name in SLOTS and name in names:
-            out.append(f"(?P={name})")
-        elif name in SLOTS:
-            out.append(f"(?P<{name}>.+?)")
-            names.append(name)
+        slot = ALIASES.get(name, name)  # {hook} in a custom template is the body
+        if slot in SLOTS and slot in names:
+            out.append(f"(?P={slot})")
+        elif slot in SLOTS:
+            out.append(f"(?P<{slot}>.+?)")
+            names.append(slot)
         elif name in facts:
             out.append(re.escape(facts[name]))
         else:  # the recipient's placeholders stay in stored content until export
@@ -322,7 +321,7 @@ def tune(
     held = held_out(pairs, drafts)
     exclude_pairs = {(b.name, s["segment"]) for b, s in held}
     from_drafts = draft_examples(drafts, edited, by_name, exclude_pairs)
-    seeds = {str(getattr(b.seeds, slot)).lower() for b, _ in held for slot in SLOTS}
+    seeds = {b.seeds.seed(slot).lower() for b, _ in held for slot in SLOTS}
     themes = load_corpus(c.brand_corpus)
     room = max(0, max_examples - len(from_drafts))
     from_corpus = corpus_examples(
