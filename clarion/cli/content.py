@@ -46,10 +46,21 @@ def content(
 @click.option("--epochs", default=1, show_default=True, help="Passes over the examples.")
 @click.option("--rank", default=8, show_default=True, help="LoRA rank.")
 @click.option("--learning-rate", default=1e-3, show_default=True, help="AdamW learning rate.")
+@click.option(
+    "--candidates",
+    type=click.IntRange(1, 32),
+    help="Candidates per slot and variant when judging [content.candidates].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def content_tune(
-    app: AppContext, max_examples: int, epochs: int, rank: int, learning_rate: float, as_json: bool
+    app: AppContext,
+    max_examples: int,
+    epochs: int,
+    rank: int,
+    learning_rate: float,
+    candidates: int | None,
+    as_json: bool,
 ) -> None:
     """Learn the brand: fit a LoRA adapter on approved copy, promote it only if drafts get better.
 
@@ -76,7 +87,7 @@ def content_tune(
     params = TuneParams(
         rank=rank, alpha=2 * rank, epochs=epochs, learning_rate=learning_rate, seed=settings.content.seed
     )
-    result = tune(settings, params, max_examples=max_examples)
+    result = tune(settings, params, max_examples=max_examples, candidates=candidates)
     _emit(result, as_json, tune_text(result))
 
 

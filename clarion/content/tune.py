@@ -29,7 +29,7 @@ import shutil
 import string
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -290,9 +290,13 @@ def gate(before: dict[str, Any], after: dict[str, Any]) -> tuple[bool, str]:
 
 # -- the verb ---------------------------------------------------------------------------------------
 def tune(
-    settings: Settings, params: TuneParams | None = None, max_examples: int = MAX_EXAMPLES
+    settings: Settings,
+    params: TuneParams | None = None,
+    max_examples: int = MAX_EXAMPLES,
+    candidates: int | None = None,
 ) -> dict[str, Any]:
-    """Collect examples, fit the adapter, judge it on held-out briefs, register it; promote if better."""
+    """Collect examples, fit the adapter, judge it on held-out briefs, register it; promote if better.
+    ``candidates``: per slot and variant in the evaluation [content.candidates]."""
     from clarion.content.runner import audiences, draft_params, latest_scoring_run
     from models.content.llm import LMSettings, LocalLM
     from models.content.meaning import default_meaning_model
@@ -362,6 +366,8 @@ def tune(
         )
         meaning = default_meaning_model()
         dp = draft_params(settings)
+        if candidates:
+            dp = replace(dp, candidates=candidates)
         started = time.perf_counter()
         before = evaluate(lm, meaning, held, dp)
         apply_adapter(lm, work / "adapter", "candidate")
