@@ -102,10 +102,19 @@ class Registry:
 
         return self._write_version(meta, files, save)
 
-    def register_files(self, meta: dict[str, Any], files: dict[str, str]) -> Version:
-        """A version that is only its card and metadata (the recommender refits on every run: what
-        it keeps is the evaluation and what it chose, not a model file)."""
-        return self._write_version(meta, files, lambda tmp: None)
+    def register_files(
+        self, meta: dict[str, Any], files: dict[str, str], folder: Path | None = None
+    ) -> Version:
+        """A version that is its card and metadata (the recommender refits on every run: what it
+        keeps is the evaluation and what it chose, not a model file), plus the files of ``folder``
+        when given (a content adapter's weights)."""
+
+        def copy(tmp: Path) -> None:
+            for path in sorted(Path(folder).iterdir()) if folder else []:
+                if path.is_file():
+                    shutil.copy2(path, tmp / path.name)
+
+        return self._write_version(meta, files, copy)
 
     def _write_version(
         self, meta: dict[str, Any], files: dict[str, str], save: Callable[[Path], None]

@@ -1,4 +1,4 @@
-"""Campaign content verbs: content, drafts, approve, reject, export."""
+"""Campaign content verbs: content (and content tune), drafts, approve, reject, export."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from clarion.cli.pipeline import _run_pipeline
 from clarion.cli.text import _run_text
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--campaign", "campaigns", multiple=True, metavar="NAME", help="Only this brief (repeatable).")
 @WAIT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.pass_obj
-def content(app: AppContext, campaigns: tuple[str, ...], wait_seconds: float | None, as_json: bool) -> None:
+@click.pass_context
+def content(
+    ctx: click.Context, campaigns: tuple[str, ...], wait_seconds: float | None, as_json: bool
+) -> None:
     """Draft campaign copy for the latest segments: per brief, target segment, channel and variant.
 
     The local language model (content.source; the embedded SmolLM2-135M-Instruct by default) writes
@@ -31,9 +33,63 @@ def content(app: AppContext, campaigns: tuple[str, ...], wait_seconds: float | N
       clarion drafts list --status pending
       clarion approve d1a2b3c4d5 --by marketing-lead --note "fine for July"
       clarion export --campaign winback-summer
+      clarion content tune        # learn the brand: a LoRA adapter from approved copy
     """
+    if ctx.invoked_subcommand is not None:  # `clarion content tune`: the group only routes
+        return
+    app: AppContext = ctx.obj
     result = _run_pipeline(app, wait_seconds, stages=["content"], campaigns=list(campaigns) or None)
     _emit(result, as_json, _run_text(result))
+
+
+@content.command("tune")
+@click.option("--max-examples", default=300, show_default=True, help="Most training examples.")
+@click.option("--epochs", default=1, show_default=True, help="Passes over the examples.")
+@click.option("--rank", default=8, show_default=True, help="LoRA rank.")
+@click.option("--learning-rate", default=1e-3, show_default=True, help="AdamW learning rate.")
+@click.option(
+    "--candidates",
+    type=click.IntRange(1, 32),
+    help="Candidates per slot and variant when judging [content.candidates].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def content_tune(
+    app: AppContext,
+    max_examples: int,
+    epochs: int,
+    rank: int,
+    learning_rate: float,
+    candidates: int | None,
+    as_json: bool,
+) -> None:
+    """Learn the brand: fit a LoRA adapter on approved copy, promote it only if drafts get better.
+
+    Examples are (slot prompt -> approved text) from approved drafts, marketers' edits (the edited
+    slot text) and the brand corpus (content.brand_corpus, campaigns/brand). The embedded model is
+    tuned on the CPU (rank 8, the upper half of its layers: a few minutes for a few hundred
+    examples), then judged on held-out campaign x segment pairs, drafting as `clarion content` does
+    with and without the adapter. It is registered in var/registry/content_adapter with a card
+    (data counts and hash, settings, seconds, before/after) and promoted only if the usable-candidate
+    rate rises and guardrail findings do not. content.adapter: auto (default) drafts with the
+    promoted one; none drafts without; a folder names one.
+
+    \b
+    Examples:
+      clarion content tune
+      clarion content tune --epochs 2 --json
+      clarion models show --model content_adapter     # the card: data, training, before/after
+    """
+    from clarion.content.tune import tune
+    from clarion.content.views import tune_text
+    from models.content.tune import TuneParams
+
+    settings = app.settings()
+    params = TuneParams(
+        rank=rank, alpha=2 * rank, epochs=epochs, learning_rate=learning_rate, seed=settings.content.seed
+    )
+    result = tune(settings, params, max_examples=max_examples, candidates=candidates)
+    _emit(result, as_json, tune_text(result))
 
 
 @cli.group()

@@ -143,15 +143,17 @@ def draft_params(settings: Settings) -> DraftParams:
 
 
 def load_generator(settings: Settings) -> Any:
-    """The content model content.source names: the embedded or a local model, or a model server."""
+    """The content model content.source names: the embedded or a local model (with the brand
+    adapter content.adapter names merged in), or a model server."""
     from clarion.content import server
+    from clarion.content.tune import apply_configured
 
     if server.uses_server(settings):
         return server.connect(settings)
     from models.content.llm import LMSettings, LocalLM
 
     c = settings.content
-    return LocalLM.load(
+    lm = LocalLM.load(
         LMSettings(
             source=str(c.source) if c.source else None,
             device=c.device,
@@ -164,6 +166,7 @@ def load_generator(settings: Settings) -> Any:
             cache_dir=settings.var_dir / "models",
         )
     )
+    return apply_configured(settings, lm)  # content.adapter: the brand adapter merged in, or none
 
 
 def generate(

@@ -100,3 +100,23 @@ def export_text(result: dict[str, Any]) -> str:
         for did, why in e["drafts_held"].items():
             lines.append(f"    not exported: {did} ({why})")
     return "\n".join(lines) or "nothing exported"
+
+
+def tune_text(result: dict[str, Any]) -> str:
+    """`clarion content tune` in a few lines: data, training, before/after, the decision."""
+    by = result["examples"]["by_source"]
+    b, a, t = result["before"], result["after"], result["training"]
+    return "\n".join(
+        [
+            f"brand adapter {result['version']}: {result['examples']['examples']} examples "
+            f"({by['approved']} approved, {by['edit']} edited, {by['corpus']} corpus), "
+            f"{t['steps']} steps in {t['seconds']:.0f} s",
+            f"held out: {', '.join(result['held_out'])}",
+            f"usable-candidate rate {b['usable_rate']:.1%} ({b['usable']}/{b['candidates']}) -> "
+            f"{a['usable_rate']:.1%} ({a['usable']}/{a['candidates']}); "
+            f"guardrail findings {b['findings']} -> {a['findings']}",
+            ("promoted: content.adapter auto drafts with it" if result["promoted"] else "not promoted")
+            + f" ({result['reason']})",
+            f"card: clarion models show {result['version']} --model content_adapter",
+        ]
+    )

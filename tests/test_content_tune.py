@@ -1,0 +1,282 @@
+"""Learning the brand (`clarion content tune`): the shipped corpus, examples from approved and edited
+drafts, a real LoRA adapter on the embedded model, merging it, the registry card and the gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from clarion.cli import cli
+from clarion.content.tune import (
+    CORPUS_SLOTS,
+    adapter_folder,
+    corpus_examples,
+    draft_examples,
+    gate,
+    load_corpus,
+    slot_texts,
+)
+from clarion.errors import ClarionError
+from models.content.adapter import AdapterError, adapter_sha256, apply_adapter
+from models.content.brief import SLOTS, load_brief, load_briefs
+from models.content.drafts import AI_DISCLOSURE, _Keep
+from models.content.guardrails import check_slot
+from models.content.llm import LMSettings, LocalLM
+from models.content.tune import ADAPTER_META, Example, TuneParams, examples_sha256, train_adapter
+from models.registry import Registry
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "campaigns" / "brand"
+WINBACK = REPO / "campaigns" / "winback-summer.yaml"
+
+
+def test_the_shipped_corpus_has_every_slot_and_a_few_hundred_lines_of_plain_approved_copy() -> None:
+    themes = load_corpus(CORPUS)
+    assert len(themes) >= 8
+    lines = [line for t in themes for slot in CORPUS_SLOTS for line in t.lines[slot]]
+    assert len(lines) >= 250
+    for t in themes:
+        assert all(len(t.lines[slot]) >= 3 for slot in CORPUS_SLOTS), t.name
+    for brief in load_briefs(REPO / "campaigns"):
+        for slot in SLOTS:  # the slots drafting has, read from the corpus as tuning reads them
+            for ex in corpus_examples(themes, brief, (slot,), per_slot=10_000):
+                report = check_slot(ex.text, brief, slot)
+                assert not report.blocked, (brief.name, slot, ex.text, [c.detail for c in report.failed])
+
+
+def test_the_corpus_folder_is_not_read_as_briefs() -> None:
+    names = {b.name for b in load_briefs(REPO / "campaigns")}
+    assert names == {"winback-summer", "welcome-new", "vip-thank-you"}
+
+
+def test_a_corpus_file_with_an_unknown_field_is_named_with_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("theme: x\nheadlines: [Hello there]\n")
+    with pytest.raises(ClarionError, match=r"bad.yaml: \['headlines'\] not known"):
+        load_corpus(tmp_path)
+
+
+def test_corpus_examples_pair_lines_of_a_theme_and_leave_held_out_seeds_out() -> None:
+    brief = load_brief(WINBACK)
+    themes = load_corpus(CORPUS)
+    examples = corpus_examples(themes, brief, ("headline",), per_slot=10_000)
+    theme = themes[0]
+    n = sum(len(t.lines["headline"]) * (len(t.lines["headline"]) - 1) for t in themes)
+    assert len(examples) == n  # every ordered pair of different lines of one theme
+    one = next(e for e in examples if e.text == theme.lines["headline"][0])
+    assert f"Tone: {theme.tone}." in one.user and one.text not in one.user  # the seed is another line
+    assert any(line in one.user for line in theme.lines["headline"][1:])
+    held = theme.lines["headline"][1].lower()
+    kept = corpus_examples(themes, brief, ("headline",), exclude={held}, per_slot=10_000)
+    assert all(held not in e.user.lower() and e.text.lower() != held for e in kept)
+    assert len(kept) < len(examples)
+
+
+def _stored(brief, status: str, slots: dict[str, str], did: str, segment: str = "at_risk_high_value") -> dict:
+    facts = brief.facts()
+    content = {}
+    for part in brief.parts("email"):
+        text = brief.template(part).format_map(_Keep({**slots, **facts}))
+        content[part] = f"{text}\n\n{AI_DISCLOSURE}" if part == "email_body" else text
+    prompts = [{"slot": s, "system": "sys", "user": f"rewrite the {s}"} for s in slots]
+    provenance = {
+        "prompts": prompts,
+        "slots": {s: {"text": t, "fallback": False} for s, t in slots.items()},
+    }
+    return {
+        "draft_id": did,
+        "campaign": brief.name,
+        "segment": segment,
+        "status": status,
+        "content": content,
+        "provenance": provenance,
+    }
+
+
+def _slots(**changed: str) -> dict[str, str]:
+    return {
+        "subject": "We kept something for you",
+        "preheader": "Your favourites are still here.",
+        "headline": "A gift for you",
+        "body": "We miss you around here. Come and see what is new.",
+        "cta": "Take a look",
+        **changed,
+    }
+
+
+def test_slot_texts_are_read_back_out_of_an_edited_part() -> None:
+    brief = load_brief(WINBACK)
+    d = _stored(brief, "pending", _slots(), "d1")
+    body = d["content"]["email_body"].replace("We miss you around here.", "It has been too long.")
+    found = slot_texts({**d["content"], "email_body": body}, brief)
+    assert found == _slots(body="It has been too long. Come and see what is new.")
+    assert slot_texts({"email_body": "Completely rewritten by hand."}, brief) == {}
+    hook = brief.model_copy(update={"templates": {"email_body": "{hook}\n\n{code} {url}\n\n{disclaimer}"}})
+    facts = hook.facts()
+    text = f"Old words.\n\n{facts['code']} {facts['url']}\n\n{facts['disclaimer']}"
+    assert slot_texts({"email_body": text}, hook) == {"body": "Old words."}  # {hook} is the body
+
+
+def test_examples_come_from_approved_slots_and_edits_not_from_rejected_or_held_out_drafts() -> None:
+    brief = load_brief(WINBACK)
+    approved = _stored(brief, "approved", {**_slots(), "cta": "Come and see"}, "d1")
+    edited = _stored(brief, "pending", _slots(subject="Old subject line"), "d2")
+    edited["content"]["email_subject"] = edited["content"]["email_subject"].replace(
+        "Old subject line", "New one"
+    )
+    rejected = _stored(brief, "rejected", _slots(headline="Bad one"), "d3")
+    held = _stored(brief, "approved", _slots(headline="Held"), "d4", segment="at_risk_low_value")
+    examples = draft_examples(
+        [approved, edited, rejected, held],
+        {"d2", "d3"},
+        {brief.name: brief},
+        {(brief.name, "at_risk_low_value")},
+    )
+    got = {(e.source, e.slot, e.text) for e in examples}
+    assert got == {("approved", slot, text) for slot, text in {**_slots(), "cta": "Come and see"}.items()} | {
+        ("edit", "subject", "New one")
+    }
+    assert all(e.user == f"rewrite the {e.slot}" for e in examples)  # the prompt the model was given
+
+
+def _eval(rate: float, findings: int) -> dict:
+    return {"usable_rate": rate, "findings": findings}
+
+
+def test_the_gate_promotes_only_a_higher_usable_rate_without_more_findings() -> None:
+    assert gate(_eval(0.5, 3), _eval(0.6, 3))[0]
+    refused, why = gate(_eval(0.5, 3), _eval(0.5, 2))
+    assert not refused and "did not rise" in why
+    refused, why = gate(_eval(0.5, 3), _eval(0.45, 0))
+    assert not refused
+    refused, why = gate(_eval(0.5, 3), _eval(0.7, 4))
+    assert not refused and "findings rose (3 -> 4)" in why
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, list[Example], dict]:
+    """A real adapter: a few steps on twenty corpus examples, on the embedded model."""
+    cache = tmp_path_factory.mktemp("models")
+    brief = load_brief(WINBACK)
+    examples = corpus_examples(load_corpus(CORPUS), brief, ("headline", "body"), per_slot=10)
+    lm = LocalLM.load(LMSettings(dtype="float32", cache_dir=_cache(cache)))
+    out = tmp_path_factory.mktemp("adapter") / "adapter"
+    result = train_adapter(lm, examples, TuneParams(max_steps=2, batch_size=4, learning_rate=5e-3), out)
+    return out, examples, {"result": result, "cache": _cache(cache)}
+
+
+def _cache(fallback: Path) -> Path:
+    """The converted copy of the embedded model the repository already has, if any (saves ~30 s)."""
+    here = REPO / "var" / "models"
+    return here if here.is_dir() else fallback
+
+
+def test_training_saves_an_adapter_with_its_data_hash_and_settings(trained) -> None:
+    out, examples, info = trained
+    assert {"adapter_config.json", "adapter_model.safetensors", ADAPTER_META} <= {
+        p.name for p in out.iterdir()
+    }
+    meta = json.loads((out / ADAPTER_META).read_text())
+    assert meta["examples"] == 20 and meta["by_source"] == {"approved": 0, "edit": 0, "corpus": 20}
+    assert meta["examples_sha256"] == examples_sha256(list(reversed(examples)))  # order does not matter
+    assert meta["examples_sha256"] != examples_sha256(examples[1:])
+    assert meta["params"]["rank"] == 8 and meta["steps"] == 2 and meta["seconds"] > 0
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["r"] == 8 and config["base_model_name_or_path"] is None  # no local path in the artifact
+    assert info["result"].loss_first > 0
+
+
+def test_applying_the_adapter_changes_the_model_and_drafting_still_generates(trained) -> None:
+    import torch
+
+    out, examples, info = trained
+    lm = LocalLM.load(LMSettings(dtype="float32", cache_dir=info["cache"]))
+    prompt = lm.chat_prompt(examples[0].system, examples[0].user)
+    ids = torch.tensor([lm._encode(prompt)])
+    with torch.inference_mode():
+        before = lm.model(input_ids=ids).logits[0, -1].clone()
+    record = apply_adapter(lm, out, "v0007")
+    assert record == {"version": "v0007", "sha256": adapter_sha256(out)} and lm.adapter == record
+    with torch.inference_mode():
+        after = lm.model(input_ids=ids).logits[0, -1]
+    assert (after - before).abs().max() > 1e-3
+    assert not any("lora" in name for name, _ in lm.model.named_parameters())  # merged, not wrapped
+    [[g]] = lm.generate([prompt], max_new_tokens=8, greedy=True)
+    assert g.new_tokens > 0
+
+
+def test_an_adapter_for_other_weights_is_refused_with_what_to_do(trained, tmp_path: Path) -> None:
+    import shutil
+
+    out, _, info = trained
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    meta = json.loads((other / ADAPTER_META).read_text())
+    (other / ADAPTER_META).write_text(json.dumps({**meta, "base_weights_sha256": "0" * 64}))
+    lm = LocalLM.load(LMSettings(cache_dir=info["cache"]))
+    with pytest.raises(AdapterError, match=r"trained on model weights 000000000000.*content tune"):
+        apply_adapter(lm, other)
+    with pytest.raises(AdapterError, match="not a brand adapter"):
+        apply_adapter(lm, tmp_path)
+
+
+def test_content_adapter_auto_takes_the_promoted_registry_version(trained, project) -> None:
+    out, _, _ = trained
+    settings = project()
+    assert adapter_folder(settings) is None  # nothing promoted yet
+    reg = Registry(settings.var_dir / "registry", model="content_adapter")
+    v = reg.register_files({"gate": {"passed": True}}, {"card.md": "# {version}"}, out)
+    assert adapter_sha256(v.path) == adapter_sha256(out) and (v.path / "card.md").read_text() == f"# {v.name}"
+    assert adapter_folder(settings) is None  # registered, not promoted
+    reg.promote(v.name)
+    assert adapter_folder(settings) == (v.path, v.name)
+    none = project("content:\n  adapter: none\n")
+    assert adapter_folder(none) is None
+    folder = project(f"content:\n  adapter: {out}\n")
+    assert adapter_folder(folder) == (out, out.name)
+
+
+def test_clarion_content_still_drafts_and_tune_is_its_subcommand() -> None:
+    group = CliRunner().invoke(cli, ["content", "--help"])
+    assert group.exit_code == 0 and "--campaign NAME" in group.output and "tune" in group.output
+    tune = CliRunner().invoke(cli, ["content", "tune", "--help"])
+    assert tune.exit_code == 0 and "clarion content tune" in tune.output and "held-out" in tune.output
+
+
+def test_read_drafts_takes_approved_and_edited_drafts_from_the_warehouse_tables() -> None:
+    import duckdb
+
+    from clarion.content.store import CONTENT_DDL
+    from clarion.content.tune import read_drafts
+
+    brief = load_brief(WINBACK)
+    con = duckdb.connect()
+    con.execute("create schema content")
+    for ddl in CONTENT_DDL[:3]:  # drafts, decisions, prompts
+        con.execute(ddl)
+    rows = {
+        "d1": _stored(brief, "approved", _slots(headline="A"), "d1"),
+        "d2": _stored(brief, "pending", _slots(headline="C"), "d2"),
+        "d3": _stored(brief, "pending", _slots(headline="E"), "d3"),
+    }
+    for did, d in rows.items():
+        con.execute(
+            "insert into content.drafts (draft_id, campaign, segment, status, content, provenance, "
+            "created_at) values (?, ?, ?, ?, ?, ?, now())",
+            [
+                did,
+                d["campaign"],
+                d["segment"],
+                d["status"],
+                json.dumps(d["content"]),
+                json.dumps(d["provenance"]),
+            ],
+        )
+    con.execute("insert into content.decisions (draft_id, decision) values ('d2', 'edit'), ('d3', 'reject')")
+    drafts, edited = read_drafts(con)
+    assert [d["draft_id"] for d in drafts] == ["d1", "d2"] and edited == {"d2"}
+    assert (
+        drafts[1]["content"] == rows["d2"]["content"] and drafts[1]["provenance"] == rows["d2"]["provenance"]
+    )
