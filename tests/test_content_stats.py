@@ -229,3 +229,22 @@ def test_stats_of_drafts_from_the_real_drafting_path(project, tmp_path_factory) 
     )
     text = CliRunner().invoke(cli, ["drafts", "stats"])
     assert text.exit_code == 0 and "winback-summer" in text.output and "headline" in text.output
+
+
+def test_the_report_section_shows_the_figures_and_no_copy(stored) -> None:
+    from clarion.report import content_quality
+
+    with Warehouse.from_settings(stored).read() as con:
+        q = content_quality.collect(con, {"run_id": "s1"})
+        assert content_quality.collect(con, {"run_id": "another scoring run"}) is None
+    # each campaign's latest finished batch run for the scoring run: r-new for both (not r-od, r-killed)
+    assert [c["campaign"] for c in q["campaigns"]] == ["autumn", "spring"]
+    assert q["totals"]["drafts"] == 3
+    html = content_quality.html({"content_quality": q})
+    assert html.startswith('<section id="content-quality"><h2>Content quality</h2>')
+    row = re.search(r'<tr data-campaign="spring">(.*?)</tr>', html).group(1)
+    assert "70% <span class='small'>(7 of 10)</span>" in row
+    assert '<tr data-week="2026-W50">' in html and '<tr data-week="2026-W49">' in html
+    for words in ("We picked new shirts", "Fresh colours", "lead"):  # no copy, no reviewer
+        assert words not in html
+    assert "nothing to measure" in content_quality.html({"content_quality": None})
