@@ -211,7 +211,7 @@ def test_sha256_changes_when_any_field_changes(tmp_path: Path, changes: dict[str
 def test_template_is_the_default_without_an_override() -> None:
     brief = load_brief(CAMPAIGNS / "winback-summer.yaml")
     assert brief.templates == {}
-    assert brief.template("sms") == "{hook} {offer} off with code {code} until {expiry}: {url}"
+    assert brief.template("sms") == "{sms} {offer} off with code {code} until {expiry}: {url}"
     for key, default in DEFAULT_TEMPLATES.items():
         assert brief.template(key) == default
 
@@ -228,7 +228,7 @@ def test_template_override_replaces_only_its_key(tmp_path: Path) -> None:
 
 def test_parts_of_each_channel() -> None:
     brief = load_brief(CAMPAIGNS / "welcome-new.yaml")
-    assert brief.parts("email") == ("email_subject", "email_body")
+    assert brief.parts("email") == ("email_subject", "email_preheader", "email_body")
     assert brief.parts("sms") == ("sms",)
     assert brief.parts("push") == ("push",)
 
@@ -396,7 +396,7 @@ INVALID: list[tuple[str, dict[str, Any], str, tuple[str, ...]]] = [
     (
         "hook-with-placeholder",
         {"seeds__hook": "Use {code} before it ends"},
-        "seeds.hook",
+        "seeds.body",
         ("plain words", "placeholders"),
     ),
     ("headline-too-long", {"seeds__headline": "word " * 13}, "seeds.headline", ("at most 60",)),
@@ -608,7 +608,7 @@ def test_every_example_brief_can_fall_back_on_its_own_copy() -> None:
     for brief in load_briefs(CAMPAIGNS):
         assert fallback_problems(brief) == [], brief.name
     long_hook = brief.model_copy(
-        update={"seeds": brief.seeds.model_copy(update={"hook": "word " * 38}), "channels": ("sms",)}
+        update={"seeds": brief.seeds.model_copy(update={"sms": "word " * 38}), "channels": ("sms",)}
     )
     assert any(p.startswith("sms: length") for p in fallback_problems(long_hook))
 

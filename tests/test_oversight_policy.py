@@ -26,7 +26,7 @@ RUN = "20990201T000000Z-policy"
 
 def _own_copy(brief, channel: str) -> dict[str, str]:
     """The brief's seeds and facts in its templates, by plain substitution ({first_name} stays)."""
-    values = {"headline": brief.seeds.headline, "hook": brief.seeds.hook, **brief.facts()}
+    values = {**brief.seeds.all(), **brief.facts()}
     out = {}
     for part in brief.parts(channel):
         text = brief.template(part)

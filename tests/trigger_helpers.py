@@ -136,7 +136,7 @@ def write_drafts(
     if con.execute("select count(*) from audit.runs where run_id = ?", [content_run]).fetchone()[0]:
         runs.record_stage(con, content_run, "content", {"campaigns": [brief.name]})
     facts = brief.facts()
-    slots = {"headline": brief.seeds.headline, "hook": brief.seeds.hook}
+    slots = brief.seeds.all()
     ids = []
     now = datetime.now(UTC)
     for segment in segments:

@@ -159,7 +159,8 @@ def content_text(s: dict[str, Any]) -> str:
             f"{c['seconds']:>7.1f}"
         )
     lines.append(
-        "  model slots: headline/hook slots the model wrote that passed checks and kept the seed's meaning; "
+        "  model slots: slots (subject, preheader, headline, body, cta, sms, push) the model wrote that "
+        "passed checks and kept the seed's meaning; "
         "the rest use the brief's own copy"
     )
     lines.append("  review: clarion drafts list; clarion drafts show ID; clarion approve ID --by NAME")

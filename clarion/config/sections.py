@@ -203,7 +203,9 @@ class ContentSettings(Section):
     )
     batch_size: int = Field(32, ge=1, le=1024, description="prompts x candidates per forward pass")
     candidates: int = Field(6, ge=1, le=64, description="sampled candidates per slot and variant")
-    max_new_tokens: int = Field(32, ge=4, le=256, description="longest slot the model may write, in tokens")
+    max_new_tokens: int = Field(
+        80, ge=4, le=256, description="caps every slot's token budget (models/content/slots.py: a body 80)"
+    )
     temperature: float = Field(0.8, gt=0, le=2, description="sampling temperature")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling")
     seed: int = Field(7, description="same seed, same briefs and segments: same drafts")
@@ -216,7 +218,7 @@ class ContentSettings(Section):
         2, ge=1, le=16, description="sampled candidates per slot of an on-demand draft"
     )
     on_demand_max_new_tokens: int = Field(
-        24, ge=4, le=256, description="longest slot of an on-demand draft, in tokens"
+        64, ge=4, le=256, description="longest slot of an on-demand draft, in tokens"
     )
     on_demand_wait_seconds: float = Field(
         5.0, ge=0, le=600, description="how long an on-demand draft waits for the writer lock to store it"

@@ -30,7 +30,7 @@ from clarion.privacy.suppression import erased_sql
 from clarion.runs import CONTENT_UNFINISHED, ON_DEMAND_RUNS
 from clarion.runtime import checkpoint
 from clarion.warehouse import Warehouse
-from models.content.brief import Brief
+from models.content.brief import CHANNEL_PARTS, Brief
 from models.content.drafts import AI_DISCLOSURE, content_hash, fill
 
 CHANNEL_ADDRESS = {"email": "email", "sms": "phone", "push": None}
@@ -184,7 +184,7 @@ def _export_channel(
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        parts = ["email_subject", "email_body"] if channel == "email" else [channel]
+        parts = list(brief.parts(channel) if brief else CHANNEL_PARTS[channel])
         extra = ["recommended_product_id"] if rec_run else []
         writer.writerow(
             ["contact_id", "to", "draft_id", "variant", *parts, "ai_generated", "ai_disclosure", *extra]
@@ -237,7 +237,7 @@ def _export_channel(
                 name = (first_name or "").strip() or "there"
                 product = products.get(contact_id) if recommended.uses(d["content"]) else None
                 fills = {"first_name": name, **recommended.values(settings, product)}
-                texts = [fill(d["content"][p], fills) for p in parts]
+                texts = [fill(d["content"].get(p, ""), fills) for p in parts]
                 to = email if channel == "email" else phone
                 disclosure = AI_DISCLOSURE if d["ai_generated"] else ""
                 writer.writerow(

@@ -181,7 +181,8 @@ def generate(
                 f"campaign {brief.name}: its own copy (seeds in its templates) would be blocked, so it has "
                 "nothing to fall back on when the model's candidates fail: "
                 + "; ".join(problems)
-                + ". Shorten or reword seeds.headline / seeds.hook, or override templates.<part> in the brief"
+                + ". Shorten or reword the brief's seeds (seeds.subject, .headline, .body, .sms, ...), "
+                "or override templates.<part> in the brief"
             )
     wh = Warehouse.from_settings(settings)
     with wh.connect("content plan") as con:

@@ -60,8 +60,17 @@ def draft_text(d: dict[str, Any]) -> str:
         f"{gen.get('candidates_per_slot')} candidates per slot, meaning >= {gen.get('min_meaning')}"
     )
     for name, slot in (p.get("slots") or {}).items():
-        origin = "brief (fallback)" if slot["fallback"] else f"model, meaning {slot['meaning']:.2f}"
-        lines.append(f"    {name}: {origin}; {slot['passing']} of {slot['candidates']} candidates passed")
+        if slot["fallback"]:
+            origin = "brief (fallback)"
+        else:
+            origin = f"model, meaning {slot['meaning']:.2f}"
+            origin += f", score {slot['score']:.2f}" if slot.get("score") is not None else ""
+        usable = slot.get("usable", slot.get("passing"))
+        failed = ", ".join(f"{k} {v}" for k, v in sorted((slot.get("findings") or {}).items()))
+        lines.append(
+            f"    {name}: {origin}; {usable} of {slot['candidates']} candidates usable"
+            + (f" (failed: {failed})" if failed else "")
+        )
     for dec in d.get("decisions", []):
         lines.append(
             f"  {dec['decision']} by {dec['by']} via {dec['via']} at {dec['at']}"

@@ -117,7 +117,7 @@ def approvals(con: duckdb.DuckDBPyConnection, draft: dict[str, Any]) -> list[tup
 def own_copy(brief: Brief, channel: str) -> dict[str, str]:
     """The brief's own copy on a channel: its seed sentences in its templates with its offer facts
     (``{first_name}`` left for the export). What its approvers wrote, so no model words in it."""
-    words = {"headline": brief.seeds.headline, "hook": brief.seeds.hook, **brief.facts()}
+    words = {**brief.seeds.all(), **brief.facts()}
     return {part: brief.template(part).format_map(_Keep(words)) for part in brief.parts(channel)}
 
 

@@ -24,10 +24,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clarion.errors import ClarionError
+from models.content.slots import ALIASES, SLOTS, SPECS
 from models.segments import SEGMENTS
 
 CHANNELS = ("email", "sms", "push")
-CHANNEL_LIMITS = {"sms": 160, "push": 100, "email_subject": 78}
+CHANNEL_LIMITS = {"sms": 160, "push": 100, "email_subject": 78, "email_preheader": 110}
 # placeholders filled from the brief's offer (at render) and from the recipient (at export)
 OFFER_FIELDS = ("offer", "code", "expiry", "url", "conditions")
 # the recipient's rank-1 active product recommendation (ml.recommendations): its name, and its link
@@ -41,25 +42,35 @@ SAMPLE_RECIPIENT = {
     "recommended_product": "Merino Wool Trail Sweater",
     "recommended_product_url": "https://shop.example.com/products/SKU-APP-00000",
 }
-SLOTS = ("headline", "hook")  # what the language model writes, per segment and variant
-PLACEHOLDERS = (*OFFER_FIELDS, *RECIPIENT_FIELDS, *SLOTS, "disclaimer")
+# what the language model writes, per segment and variant (models/content/slots.py: each slot's spec);
+# `hook` is the deprecated name of `body`, still accepted in seeds and custom templates
+SLOT_NAMES = (*SLOTS, *ALIASES)
+PLACEHOLDERS = (*OFFER_FIELDS, *RECIPIENT_FIELDS, *SLOT_NAMES, "disclaimer")
 # where a rule on scores may look (ml.customer_scores columns)
 RULE_COLUMNS = ("churn_risk", "purchase_probability", "expected_value_eur", "segment")
 COMPARISONS = ("=", "<", ">", ">=", "<=", "<>", "!=")
 DELIVERY_FIELDS = ("active", "budget", "risk_tier")  # read by next-best-action, not by the copy
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
+# every offer fact is template text: the model's slots are plain words around it
 DEFAULT_TEMPLATES = {
-    "email_subject": "{headline}: {offer} off",
+    "email_subject": "{subject}: {offer} off",
+    "email_preheader": "{preheader}",
     "email_body": (
-        "Hi {first_name},\n\n{hook}\n\nUse code {code} for {offer} off your next order until {expiry}: "
-        "{url}\n\n{disclaimer}"
+        "Hi {first_name},\n\n{headline}\n\n{body}\n\nUse code {code} for {offer} off your next order "
+        "until {expiry}.\n\n{cta}: {url}\n\n{disclaimer}"
     ),
-    "sms": "{hook} {offer} off with code {code} until {expiry}: {url}",
-    "push": "{headline}: {offer} off with code {code}",
+    "sms": "{sms} {offer} off with code {code} until {expiry}: {url}",
+    "push": "{push}: {offer} off with code {code}",
+}
+CHANNEL_PARTS = {
+    "email": ("email_subject", "email_preheader", "email_body"),
+    "sms": ("sms",),
+    "push": ("push",),
 }
 REQUIRED = {  # placeholders each channel's copy must carry so the offer is stated from the brief
     "email_subject": ("offer",),
+    "email_preheader": (),
     "email_body": ("code", "url", "disclaimer"),
     "sms": ("code", "url"),
     "push": ("code",),
@@ -178,21 +189,67 @@ class Readability(_Strict):
 
 
 class Seeds(_Strict):
-    """Approved sentences the model rewrites for each segment; also the copy used when it fails."""
+    """Approved copy the model rewrites for each segment, one per slot; also the copy used when it
+    fails. Only ``headline`` and ``body`` are required: a slot without its own seed derives one
+    (:meth:`seed`). ``hook`` is the deprecated name of ``body`` and is read as it."""
 
-    headline: str = Field(max_length=60)
-    hook: str = Field(max_length=200)
+    headline: str = Field(max_length=SPECS["headline"].max_seed_chars)
+    body: str = Field(max_length=SPECS["body"].max_seed_chars)
+    subject: str | None = Field(None, max_length=SPECS["subject"].max_seed_chars)
+    preheader: str | None = Field(None, max_length=SPECS["preheader"].max_seed_chars)
+    cta: str | None = Field(None, max_length=SPECS["cta"].max_seed_chars)
+    sms: str | None = Field(None, max_length=SPECS["sms"].max_seed_chars)
+    push: str | None = Field(None, max_length=SPECS["push"].max_seed_chars)
 
-    @field_validator("headline", "hook")
+    @model_validator(mode="before")
     @classmethod
-    def _plain(cls, v: str) -> str:
-        if re.search(
+    def _hook(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "hook" in data:
+            if "body" in data:
+                raise ValueError("seeds.hook is the old name of seeds.body: keep one of them")
+            data = {("body" if k == "hook" else k): v for k, v in data.items()}
+        return data
+
+    @field_validator(*SLOTS)
+    @classmethod
+    def _plain(cls, v: str | None) -> str | None:
+        if v is not None and re.search(
             r"[{}0-9%@]|https?://|www\.|\b[a-z0-9-]+\.(com|net|org|io|shop|store|eu|de|uk)\b", v, re.I
         ):
             raise ValueError(
                 "seed copy is plain words: no placeholders, digits, % or links (the offer goes in templates)"
             )
+        if v is not None and not v.strip():
+            raise ValueError("a seed is a sentence or phrase, not empty: write one or leave the key out")
         return v
+
+    @property
+    def hook(self) -> str:
+        """The body seed under its deprecated name (old readers)."""
+        return self.body
+
+    def all(self) -> dict[str, str]:
+        """Every slot's seed, and the deprecated names too: what a template is filled with when the
+        brief's own copy is used."""
+        return {name: self.seed(name) for name in SLOT_NAMES}
+
+    def seed(self, slot: str) -> str:
+        """The seed of a slot: its own, else one derived from the headline or the body (the first
+        sentence of the body for a preheader or an SMS, the headline for a subject or a push)."""
+        slot = ALIASES.get(slot, slot)
+        own = getattr(self, slot)
+        if own is not None:
+            return own
+        first = re.split(r"(?<=[.!?;])\s+", self.body.strip())[0].rstrip(";").strip()
+        if first[-1:] not in ".!?":
+            first += "."
+        return {
+            "subject": self.headline,
+            "push": self.headline,
+            "preheader": first,
+            "sms": first,
+            "cta": "Take a look",
+        }[slot]
 
 
 class Trigger(_Strict):
@@ -345,7 +402,18 @@ class Brief(_Strict):
 
     def parts(self, channel: str) -> tuple[str, ...]:
         """The templates a channel's copy is made of."""
-        return ("email_subject", "email_body") if channel == "email" else (channel,)
+        return CHANNEL_PARTS[channel]
+
+    def slots(self, channels: tuple[str, ...] | list[str] | None = None) -> tuple[str, ...]:
+        """The slots the model writes for these channels (default: the brief's): those their
+        templates use, in SLOTS order, ``{hook}`` read as ``body``."""
+        used = {
+            ALIASES.get(name, name)
+            for channel in (channels or self.channels)
+            for part in self.parts(channel)
+            for name in _placeholders(self.template(part), part)
+        }
+        return tuple(s for s in SLOTS if s in used)
 
     def uses_recommendations(self) -> bool:
         """Whether any of its channels' templates asks for the recipient's recommended product: the

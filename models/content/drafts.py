@@ -1,14 +1,16 @@
 """Drafts per campaign x segment x channel x variant: slots from the model, facts from the brief.
 
 The small local model is good at rewording a sentence and bad at facts (stack.md: asked to write
-`{offer}`, it wrote "a 20% discount"). So it only writes two slots of plain words per segment and
-variant, the headline and the hook, by rewording the brief's approved seed sentences for the
-segment's audience; digits, %, braces, currency signs and links are banned while decoding. Each
-slot gets several sampled candidates; a candidate is kept only if it passes the slot guardrails
-and still means what the seed means (sentence-embedding cosine >= `min_meaning`). The channel
-templates then place the brief's offer facts around the slots, and the whole copy is checked again.
-Where no candidate survives, the seed sentence itself is used and the draft says so (`fallback`):
-the campaign still works when the model does not.
+`{offer}`, it wrote "a 20% discount"). So it writes the message's words, slot by slot (subject,
+preheader, headline, body, cta, sms, push: models/content/slots.py), by rewording the brief's approved
+seed for each slot for the segment's audience; digits, %, braces, currency signs and links are banned
+while decoding and every slot stops at its first newline. Each slot gets several sampled candidates
+per variant; a candidate is usable only if it passes the slot guardrails and still means what the
+seed means (sentence-embedding cosine >= `min_meaning`), and the variants are the best usable ones by
+the composite score of models/content/select.py (meaning, novelty, readability, length, fluency). The
+channel templates then place the brief's offer facts around the slots, and the whole copy is checked
+again. Where no candidate is usable, the seed itself is used and the draft says so (`fallback`): the
+campaign still works when the model does not.
 
 Cost grows with segments x variants, not with customers.
 """
@@ -23,13 +25,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from models.content import select
 from models.content.brief import SAMPLE_RECIPIENT, Brief
 from models.content.guardrails import CheckReport, check_copy, check_slot
 from models.content.llm import DEFAULT_BANS
 from models.content.prompts import TEMPLATE_VERSION, SlotPrompt, slot_prompt, template_sha256
+from models.content.slots import ALIASES, SPECS
+from models.content.slots import clean as clean  # the cleaner lives with the slot specs
 
 VARIANT_NAMES = "ABCDEFGHIJ"  # a retired variant's letter is not reused: the next one is
-SLOT_TOKENS = {"headline": 14, "hook": 48}  # at most; the configured max_new_tokens caps both
+# tokens each slot may spend, at most; the configured max_new_tokens caps them all
+SLOT_TOKENS = {name: s.max_new_tokens for name, s in SPECS.items()}
 AI_DISCLOSURE = "This message was drafted with the help of AI and approved by our team."
 SLOT_BANS = DEFAULT_BANS  # digits, %, braces, currency signs, @ and links: never from the model
 
@@ -63,7 +69,7 @@ class DraftParams:
     max_new_tokens: int = 40
     temperature: float = 0.8
     top_p: float = 0.95
-    one_call: bool = False  # headline and hook in one generate call: one wait instead of two (on demand)
+    one_call: bool = False  # every slot in one generate call: one wait instead of several (on demand)
 
 
 @dataclass
@@ -72,8 +78,16 @@ class Slot:
     fallback: bool
     prompt_sha256: str
     meaning: float | None
-    candidates: int
-    passing: int
+    candidates: int  # generated for this slot and segment, all variants together
+    usable: int  # of those, how many passed every slot check and the meaning floor
+    score: float | None = None
+    components: dict[str, float | None] | None = None
+    findings: dict[str, int] = field(default_factory=dict)  # check -> candidates that failed it
+
+    @property
+    def passing(self) -> int:
+        """The old name of ``usable``."""
+        return self.usable
 
 
 @dataclass
@@ -102,17 +116,6 @@ def content_hash(content: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def clean(text: str, slot: str) -> str:
-    """The first line of a generation, without quotes, labels or trailing spaces."""
-    line = text.strip().split("\n", 1)[0].strip()
-    line = re.sub(r"^(new (headline|sentence)|headline|sentence)\s*:\s*", "", line, flags=re.IGNORECASE)
-    line = line.strip().strip("\"“”'‘’").strip()
-    line = re.sub(r"\s+", " ", line)
-    if slot == "headline":
-        line = line.rstrip(".").strip()
-    return line
-
-
 def draft_brief(
     brief: Brief,
     segments: list[dict[str, Any]],
@@ -135,15 +138,15 @@ def draft_brief(
     names = [n for n in VARIANT_NAMES if n not in set(retired)][:count]
     if len(names) < count:
         raise ValueError(f"campaign {brief.name}: every variant letter {VARIANT_NAMES} has been retired")
+    wanted = brief.slots(tuple(channels or brief.channels))
     prompts = [
-        slot_prompt(brief, s["segment"], slot, s.get("top_drivers"))
-        for s in segments
-        for slot in ("headline", "hook")
+        slot_prompt(brief, s["segment"], slot, s.get("top_drivers")) for s in segments for slot in wanted
     ]
     n = count * params.candidates
     chosen: dict[tuple[str, str], list[Slot]] = {}
-    # a headline needs far fewer tokens than a sentence: two calls, unless one wait matters more
-    groups = [("headline", "hook")] if params.one_call else [("headline",), ("hook",)]
+    # each slot its own call with its own token budget (a CTA needs 10, a body 80), unless one wait
+    # matters more than the tokens padded rows waste (on demand)
+    groups = [wanted] if params.one_call else [(slot,) for slot in wanted]
     for slots in groups:
         asked = [p for p in prompts if p.slot in slots]
         outputs = lm.generate(
@@ -154,7 +157,9 @@ def draft_brief(
             seed=params.seed,
         )
         for prompt, generations in zip(asked, outputs, strict=True):
-            chosen[(prompt.segment, prompt.slot)] = _pick(brief, prompt, generations, meaning, params, count)
+            chosen[(prompt.segment, prompt.slot)] = _pick(
+                brief, prompt, generations, meaning, params, count, lm
+            )
     facts = brief.facts()
     drafts: list[Draft] = []
     now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -162,7 +167,7 @@ def draft_brief(
         for channel in channels or brief.channels:
             earlier: list[dict[str, str]] = []
             for v in range(count):
-                slots = {slot: chosen[(s["segment"], slot)][v] for slot in ("headline", "hook")}
+                slots = {slot: chosen[(s["segment"], slot)][v] for slot in brief.slots((channel,))}
                 draft = _assemble(brief, s["segment"], channel, names[v], slots, facts, earlier)
                 if draft.blocked and not draft.fallback:
                     seeds = {k: _seed_slot(brief, k, slots[k].prompt_sha256) for k in slots}
@@ -176,7 +181,7 @@ def draft_brief(
 def fallback_problems(brief: Brief) -> list[str]:
     """Why the brief's own copy (its seed sentences in its templates) would be blocked, per channel.
     That copy is what a campaign falls back on when no model candidate passes, so it must pass."""
-    seeds = {k: _seed_slot(brief, k, "") for k in ("headline", "hook")}
+    seeds = {k: _seed_slot(brief, k, "") for k in brief.slots()}
     problems = []
     for channel in brief.channels:
         draft = _assemble(brief, "fallback", channel, "A", seeds, brief.facts(), [])
@@ -191,30 +196,77 @@ def _pick(
     meaning: Similarity,
     params: DraftParams,
     variants: int,
+    lm: Any = None,
 ) -> list[Slot]:
-    """One slot per variant: the passing candidates with the closest meaning, distinct, best first;
-    the seed sentence where too few pass."""
-    texts = list(dict.fromkeys(t for t in (clean(g.text, prompt.slot) for g in generations) if t))
-    passing = [t for t in texts if not check_slot(t, brief, prompt.slot).blocked]
-    seed = getattr(brief.seeds, prompt.slot)
-    scores = [float(x) for x in meaning.similarity(passing, seed)] if passing else []
-    ranked = sorted(
-        ((score, t) for score, t in zip(scores, passing, strict=True) if score >= params.min_meaning),
-        key=lambda pair: -pair[0],
+    """One slot per variant: the usable candidates, distinct, by the composite score of select.py
+    (novelty against the variants chosen before); the seed where too few are usable. Every
+    generation is counted once in ``candidates``, and in ``usable`` if it passed every check and
+    the meaning floor (so the two share a denominator), and in ``findings`` per check it failed."""
+    seed = brief.seeds.seed(prompt.slot)
+    texts = [clean(g.text, prompt.slot) for g in generations]
+    findings: dict[str, int] = {}
+    verdict: dict[str, list[str]] = {}  # text -> the checks it failed
+    for text in dict.fromkeys(texts):
+        verdict[text] = [c.name for c in check_slot(text, brief, prompt.slot).failed if c.severity == "block"]
+    passing = [t for t, failed in verdict.items() if not failed]
+    cosines = (
+        dict(zip(passing, (float(x) for x in meaning.similarity(passing, seed)), strict=True))
+        if passing
+        else {}
+    )
+    for text, cos in cosines.items():
+        if cos < params.min_meaning:
+            verdict[text] = ["meaning"]
+    for text in texts:
+        for name in verdict[text]:
+            findings[name] = findings.get(name, 0) + 1
+    usable = [t for t, failed in verdict.items() if not failed]
+    usable_count = sum(not verdict[t] for t in texts)
+    picked = select.choose(
+        usable,
+        [cosines[t] for t in usable],
+        seed,
+        variants,
+        SPECS[prompt.slot],
+        brief,
+        meaning,
+        select.fluency(lm, usable),
     )
     out: list[Slot] = []
-    per_variant = max(1, len(generations) // variants)
     for v in range(variants):
-        if v < len(ranked):
-            score, text = ranked[v]
-            out.append(Slot(text, False, prompt.sha256(), score, per_variant, len(ranked)))
+        if v < len(picked):
+            p = picked[v]
+            out.append(
+                Slot(
+                    p.text,
+                    False,
+                    prompt.sha256(),
+                    p.meaning,
+                    len(generations),
+                    usable_count,
+                    p.score,
+                    p.components,
+                    dict(findings),
+                )
+            )
         else:
-            out.append(_seed_slot(brief, prompt.slot, prompt.sha256(), per_variant, len(ranked)))
+            out.append(
+                _seed_slot(brief, prompt.slot, prompt.sha256(), len(generations), usable_count, findings)
+            )
     return out
 
 
-def _seed_slot(brief: Brief, slot: str, prompt_sha: str, candidates: int = 0, passing: int = 0) -> Slot:
-    return Slot(getattr(brief.seeds, slot), True, prompt_sha, None, candidates, passing)
+def _seed_slot(
+    brief: Brief,
+    slot: str,
+    prompt_sha: str,
+    candidates: int = 0,
+    usable: int = 0,
+    findings: dict[str, int] | None = None,
+) -> Slot:
+    return Slot(
+        brief.seeds.seed(slot), True, prompt_sha, None, candidates, usable, findings=dict(findings or {})
+    )
 
 
 def _assemble(
@@ -227,6 +279,7 @@ def _assemble(
     earlier: list[dict[str, str]],
 ) -> Draft:
     words = {k: s.text for k, s in slots.items()}
+    words.update({old: words[new] for old, new in ALIASES.items() if new in words})  # {hook} in a template
     ai = any(not s.fallback for s in slots.values())
     templates, content = {}, {}
     for part in brief.parts(channel):
@@ -289,7 +342,13 @@ def _provenance(
     return {
         "ai_generated": draft.ai_generated,
         "disclosure": AI_DISCLOSURE if draft.ai_generated and brief.disclose_ai else None,
-        "model": {"name": lm.name, "weights_sha256": lm.weights_sha256},
+        "model": {
+            "name": lm.name,
+            "weights_sha256": lm.weights_sha256,
+            "backend": getattr(lm, "backend", "local"),
+            **({"endpoint": lm.endpoint} if getattr(lm, "endpoint", None) else {}),
+            "adapter": getattr(lm, "adapter", None),
+        },
         "prompt_template": {"version": TEMPLATE_VERSION, "sha256": template_sha256()},
         "prompts": [
             {"slot": p.slot, "sha256": p.sha256(), "system": p.system, "user": p.user}
@@ -302,6 +361,8 @@ def _provenance(
             "min_meaning": params.min_meaning,
             "seed": params.seed,
             "max_new_tokens": params.max_new_tokens,
+            "max_new_tokens_per_slot": {k: min(params.max_new_tokens, SLOT_TOKENS[k]) for k in draft.slots},
+            "selection_weights": dict(select.WEIGHTS),
             "temperature": params.temperature,
             "top_p": params.top_p,
             "banned_while_decoding": list(SLOT_BANS),
@@ -311,8 +372,12 @@ def _provenance(
                 "text": s.text,
                 "fallback": s.fallback,
                 "meaning": s.meaning,
+                "score": s.score,
+                "components": s.components,
                 "candidates": s.candidates,
-                "passing": s.passing,
+                "usable": s.usable,
+                "passing": s.usable,  # the old name, for old readers
+                "findings": s.findings,
             }
             for k, s in draft.slots.items()
         },

@@ -1,6 +1,7 @@
 """Guardrails on generated copy: what keeps a draft from going out, and what only warns the approver.
 
-The language model writes two slots of plain words (``headline``, ``hook``); every figure, code, date
+The language model writes slots of plain words (subject, preheader, headline, body, cta, sms, push:
+models/content/slots.py); every figure, code, date
 and link in the final copy comes from the brief through the channel templates. So there are two gates:
 
 * :func:`check_slot` -- one slot before it goes into a template: plain words, the right shape, English.
@@ -25,7 +26,7 @@ from models.content.brief import (
     PLACEHOLDERS,
     REQUIRED,
     SAMPLE_RECIPIENT,
-    SLOTS,
+    SLOT_NAMES,
     Brief,
 )
 from models.content.copy_patterns import (
@@ -39,6 +40,8 @@ from models.content.copy_patterns import (
     URL,
     WORD,
 )
+from models.content.slots import SPECS
+from models.content.slots import spec as slot_spec
 
 CHECKS: dict[str, str] = {
     "empty": "block",
@@ -67,8 +70,6 @@ BANNED_CLAIMS = (
     "clinically proven",
     "miracle",
 )
-HEADLINE_MAX_WORDS = 8
-HOOK_WORDS = (5, 35)
 NEAR_DUPLICATE = 0.8  # Jaccard similarity of word 3-shingles from which two variants are one
 ENGLISH_MIN_SHARE = 0.1  # below this share of common English words, 4+ words do not read as English
 
@@ -101,24 +102,25 @@ class CheckReport:
 def check_slot(text: str, brief: Brief, slot: str) -> CheckReport:
     """Checks on one model-written slot before it goes into a template.
 
-    A slot is plain words: even the brief's own offer is refused here, because the templates state it
-    (a model that repeats '15%' may as well write '20%'). An empty slot is reported alone: nothing else
-    can be said about it.
+    A slot is plain words in its spec's shape (models/content/slots.py: words, sentences, end
+    punctuation, characters): even the brief's own offer is refused here, because the templates state
+    it (a model that repeats '15%' may as well write '20%'). An empty slot is reported alone: nothing
+    else can be said about it. ``hook`` is read as ``body``.
     """
-    if slot not in SLOTS:
-        raise ValueError(f"slot {slot!r}: the model writes {list(SLOTS)}")
+    s = slot_spec(slot)
+    slot = s.name
     if not text.strip():
         return CheckReport((_check("empty", [f"the {slot} is empty"], ""),))
     markup = [repr(m.group()) for m in SLOT_MARKUP.finditer(text)]
     facts = [f"{token!r} ({kind})" for kind, token in _scan(text, FACT_PATTERNS)]
-    if slot == "hook":
+    if s.readability:
         readability = _readability(text, brief, slot)
     else:
-        readability = _check("readability", [], "a headline is too short to score")
+        readability = _check("readability", [], f"{s.what} is too short to score")
     return CheckReport(
         (
             _check("empty", [], f"the {slot} has text"),
-            _check("shape", _shape(text, slot), f"the {slot} has the shape of a {slot}"),
+            _check("shape", _shape(text, slot), f"the {slot} has the shape of {s.what}"),
             _check(
                 "placeholders",
                 [
@@ -213,24 +215,37 @@ def _check(name: str, problems: list[str], ok: str, severity: str | None = None)
 
 
 def _shape(text: str, slot: str) -> list[str]:
+    """The slot's spec: one line, its word and sentence range, its end punctuation, its characters."""
+    s = SPECS[slot]
     words = WORD.findall(text)
     problems = [f"the {slot} spans several lines: it is one line"] if "\n" in text.strip() else []
-    if slot == "headline":
-        if len(words) > HEADLINE_MAX_WORDS:
-            problems.append(f"the headline has {len(words)} words, at most {HEADLINE_MAX_WORDS}")
-        body = text.strip().removesuffix("!")
-        stops = ", ".join(repr(c) for c in sorted(set(re.findall(r"[.?!;:]", body))))
+    low, high = s.words
+    if not low <= len(words) <= high:
+        problems.append(f"the {slot} has {len(words)} words; {s.what} has {low} to {high}")
+    if len(text) > s.max_chars:
+        problems.append(f"the {slot} has {len(text)} characters, at most {s.max_chars}")
+    stripped = text.strip()
+    end = stripped[-1:] if stripped[-1:] in ".!?;:," else ""
+    if s.sentences == (1, 1):
+        inner = stripped[:-1] if end else stripped
+        inside = r"[.?!;]" if "." in s.ends else r"[.?!;:]"  # a phrase before ': offer' has no colon
+        stops = ", ".join(repr(c) for c in sorted(set(re.findall(inside, inner))))
         if stops:
-            problems.append(
-                f"the headline has {stops}: it ends in '!' or nothing (the subject adds ': offer')"
-            )
+            problems.append(f"the {slot} has {stops} inside: {s.what} is one sentence or phrase")
     else:
-        low, high = HOOK_WORDS
-        if not low <= len(words) <= high:
-            problems.append(f"the hook has {len(words)} words; it has {low} to {high}")
-        sentences = _sentences(text)
-        if len(sentences) > 1:
-            problems.append(f"the hook has {len(sentences)} sentences; it is one")
+        count = len(_sentences(text))
+        if not s.sentences[0] <= count <= s.sentences[1]:
+            problems.append(
+                f"the {slot} has {count} sentence(s); {s.what} has {s.sentences[0]} to {s.sentences[1]}"
+            )
+    sentence = "." in s.ends  # a sentence ends in its punctuation; a phrase ends bare or in '!'
+    allowed = (
+        " or ".join(repr(c) for c in s.ends)
+        if sentence
+        else "nothing" + "".join(f" or {c!r}" for c in s.ends)
+    )
+    if (end and end not in s.ends) or (sentence and not end):
+        problems.append(f"the {slot} ends in {end or 'no punctuation'!r}: {s.what} ends in {allowed}")
     return problems
 
 
@@ -249,7 +264,7 @@ def _placeholders(texts: Mapping[str, str], templates: Mapping[str, str]) -> lis
         names = {name for name, _, _ in fields if name is not None}
         for name in sorted(names - set(PLACEHOLDERS)):
             problems.append(f"{part}: {{{name}}} is not a placeholder; use some of {list(PLACEHOLDERS)}")
-        for name in sorted(names & set(SLOTS)):
+        for name in sorted(names & set(SLOT_NAMES)):
             problems.append(f"{part}: the slot {{{name}}} was not filled")
         for name, spec, conv in fields:
             if name is not None and (spec or conv):

