@@ -7,7 +7,7 @@ the real meaning check (``models.content.meaning``), guardrails and assembly inc
 repository's win-back brief. ``content.batch_size`` (rows per forward pass, a row being one prompt x
 one candidate) is set to 1, 8 and 32. The rows go in one generate call (the slots of one segment
 together, ``DraftParams.one_call`` as on-demand drafts do; the batch stage makes one call per slot
-over all segments): 32 rows at batch 8 and 32 (one forward pass at 32), 8 at batch 1, where each row
+over all segments): 36 rows at batch 8 and 32 (two forward passes at 32), 12 at batch 1, where each row
 is its own pass and tokens/s does not depend on the row count (:data:`DRAFT_CANDIDATES`). tokens/s is
 the tokens the model generated over the whole ``draft_brief`` wall time (not the generate call
 alone); one draft is one segment x channel x variant, as the stage counts them. Sized for a shared
@@ -213,6 +213,7 @@ def run_draft(cache_dir: str, dtype: str, batch: int, candidates: int) -> dict[s
         "slots": len(slots),
         "other_load": others.cores(),
         "loadavg_1m_before": load_before,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
 
 
@@ -269,8 +270,9 @@ def drafting_main() -> str:
         "0.95; digits, %, braces, currency, @ and links banned while decoding; stop at a newline) and the "
         "real MiniLM meaning check, guardrails and assembly, on the repository's "
         f"{Path(DRAFT_BRIEF).stem} brief (e-mail and SMS, 2 variants) for one segment, "
-        "headline and hook in one generate call: 8 candidates per slot and variant (32 rows) at "
-        "`content.batch_size` (rows per forward pass) 8 and 32, 2 (8 rows) at batch 1, where every row is "
+        "the six slots e-mail and SMS use (subject, preheader, headline, body, cta, sms) in one generate "
+        "call: 3 candidates per slot and variant (36 rows) at `content.batch_size` (rows per forward pass) "
+        "8 and 32, 1 (12 rows) at batch 1, where every row is "
         "its own pass and tokens/s does not depend on the row count (drafts/min there is for fewer "
         "candidates: not comparable with the other rows). One "
         "untimed warm-up draft per process. tokens/s = tokens generated / wall time of the whole "
@@ -279,7 +281,9 @@ def drafting_main() -> str:
         f"the whole process). The CPU {'has' if cpu_bf16 else 'lacks'} avx512_bf16 (/proc/cpuinfo). "
         "*Other load*: cores kept busy by other processes during the timed part (from /proc/stat; this "
         "machine has 2, shared with other sessions): above ~0.2 the figure is pessimistic; *load avg*: "
-        "the 1-minute load average as the timed part began (run queue over both cores)."
+        "the 1-minute load average as the timed part began (run queue over both cores). On a busy machine "
+        "run it with `OMP_WAIT_POLICY=PASSIVE` (torch's spinning threads otherwise slow every process "
+        f"down); this run: OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY') or 'unset'}."
     )
     return report("content_drafting", records, notes, rows_md, title="Content: the drafting path")
 
