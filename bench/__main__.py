@@ -10,6 +10,7 @@ SUITES = (
     "transform",
     "segment",
     "content",
+    "content-drafting",
     "e2e",
     "clv",
     "nba",
@@ -53,7 +54,13 @@ def main() -> None:
     if "content" in args.suites:
         from bench import content
 
-        print(content.main())  # no data size: the language model's load and generation throughput
+        print(content.main())  # the drafting path and the greedy micro-benchmark
+    elif "content-drafting" in args.suites:
+        from bench import content
+
+        print(
+            content.drafting_main()
+        )  # the real drafting path alone  # no data size: the language model's load and generation throughput
     if "e2e" in args.suites:
         from bench import e2e
 

@@ -128,6 +128,36 @@ def drafts_show(app: AppContext, draft_id: str, as_json: bool) -> None:
     _emit(d, as_json, draft_text(d))
 
 
+@drafts.command("stats")
+@click.option("--campaign", metavar="NAME", help="Only this campaign (its latest run, unless --run).")
+@click.option(
+    "--run", "run_id", metavar="RUN_ID", help="This content run [default: the latest finished one]."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON.")
+@click.pass_obj
+def drafts_stats(app: AppContext, campaign: str | None, run_id: str | None, as_json: bool) -> None:
+    """How good a content run's drafts are, per campaign and slot, and what marketers decided.
+
+    Usable-candidate rate per slot (candidates passing every slot check and the meaning floor /
+    candidates generated), the model-written share of delivered e-mail words, variant diversity
+    and near-duplicate pairs, Flesch reading ease, guardrail findings by check, invented facts on
+    the final drafts, and approve / edit / reject counts and rates per ISO week. The run is the
+    latest content run that finished drafting (on-demand drafts only when named with --run).
+    Counts and scores only: no copy, no recipients. Definitions: docs/content.md, "Measuring content".
+
+    \b
+    Examples:
+      clarion drafts stats
+      clarion drafts stats --campaign winback-summer
+      clarion drafts stats --run 20261205T014210Z-1a2b3c4d --json
+    """
+    from clarion.content.stats import read_stats
+    from clarion.content.views import stats_text
+
+    s = read_stats(app.settings(), campaign, run_id)
+    _emit(s, as_json, stats_text(s))
+
+
 @drafts.command("edit")
 @click.argument("draft_id")
 @click.option("--part", required=True, help="email_subject, email_preheader, email_body, sms or push.")

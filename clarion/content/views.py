@@ -120,3 +120,77 @@ def tune_text(result: dict[str, Any]) -> str:
             f"card: clarion models show {result['version']} --model content_adapter",
         ]
     )
+
+
+def _of(part: int, whole: int, rate: float | None) -> str:
+    return f"{part}/{whole} " + (f"{rate:.0%}" if rate is not None else "-")
+
+
+def _num(value: float | None, fmt: str = ".1f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def stats_text(s: dict[str, Any]) -> str:
+    """`clarion drafts stats`: one line per campaign, the slots, the checks and the decisions by week."""
+    state = "finished" if s["finished"] else "NOT finished: its drafts are never offered for review"
+    lines = [
+        f"Content run {s['run_id']} ({state}; drafted {s['created_at'][:19]}): "
+        f"{s['totals']['drafts']} drafts, {len(s['campaigns'])} campaign(s)",
+        "",
+        f"{'campaign':<18} {'drafts':>6}  {'usable candidates':<17}  {'model e-mail words':<18}  "
+        f"{'diversity':>9}  {'near-dup':<9}  {'body Flesch':>11}  {'blocked':>7}  invented facts",
+    ]
+    for c in [*s["campaigns"], {"campaign": "all", **s["totals"]}]:
+        u, m, v, r, f = c["usable"], c["model_written"], c["diversity"], c["readability"], c["findings"]
+        usable = _of(u["usable"], u["candidates"], u["usable_rate"])
+        lines.append(
+            f"{c['campaign']:<18} {c['drafts']:>6}  {usable:<17}  "
+            f"{_of(m['model_words'], m['words'], m['share']):<18}  {_num(v['diversity'], '.2f'):>9}  "
+            f"{_of(v['near_duplicate_pairs'], v['pairs'], v['near_duplicate_share']):<9}  "
+            f"{_num(r['email_body']['mean']):>11}  {f['blocked']:>7}  {f['invented_facts']}"
+        )
+    lines += ["", "per slot (usable candidates / generated; slot texts the model wrote; mean Flesch)"]
+    for c in s["campaigns"]:
+        flesch = c["readability"]["slots"]
+        for i, (slot, x) in enumerate(c["slots"].items()):
+            lines.append(
+                f"  {c['campaign'] if i == 0 else '':<18} {slot:<10} "
+                f"{_of(x['usable'], x['candidates'], x['usable_rate']):<14} "
+                f"written {_of(x['model_written'], x['slot_texts'], x['model_written_rate']):<12} "
+                f"Flesch {_num(flesch.get(slot, {}).get('mean'))}"
+            )
+    t = s["totals"]
+    lines += ["", "guardrail findings on final drafts (drafts failing each check)"]
+    lines += [
+        f"  {name:<16} {f['severity']:<6} {f['drafts']:>4}" for name, f in t["findings"]["by_check"].items()
+    ]
+    if not t["findings"]["by_check"]:
+        lines.append("  none")
+    slot_findings = {slot: x["findings"] for slot, x in t["slots"].items() if x["findings"] is not None}
+    if slot_findings:
+        lines.append("slot candidates failing each check")
+        for slot, found in slot_findings.items():
+            shown = ", ".join(f"{k} {n}" for k, n in sorted(found.items(), key=lambda kv: -kv[1])) or "none"
+            lines.append(f"  {slot:<10} {shown}")
+    else:
+        lines.append("slot candidates failing each check: not recorded by this run (older provenance)")
+    d = s["decisions"]
+    lines += [
+        "",
+        "marketers' decisions per ISO week (all finished runs; approvals by the low-tier policy apart)",
+    ]
+    if not d["weeks"]:
+        lines.append("  no decisions yet: clarion approve / clarion reject / clarion drafts edit")
+    else:
+        lines.append(f"  {'week':<9} {'decisions':>9}  {'approve':<10} {'edit':<10} {'reject':<10} policy")
+        for w in [*d["weeks"], {"week": "all", **d["totals"]}]:
+            lines.append(
+                f"  {w['week']:<9} {w['decisions']:>9}  "
+                + " ".join(
+                    f"{w[k]:>3} {_num(w[k + '_rate'] and 100 * w[k + '_rate'], '.0f'):>4}%" + " "
+                    for k in ("approve", "edit", "reject")
+                )
+                + f"{w['policy_approvals']:>4}"
+            )
+    lines.append('definitions: docs/content.md, "Measuring content"; as JSON: clarion drafts stats --json')
+    return "\n".join(lines)

@@ -20,7 +20,7 @@ from clarion import runs
 from clarion.config import Settings
 from clarion.currency import shop_currency
 from clarion.errors import ClarionError
-from clarion.report import fairness, insights, oversight
+from clarion.report import content_quality, fairness, insights, oversight
 from clarion.report.activity import campaign_results, content, quality, ts
 from clarion.segment.scoring import run_thresholds
 from clarion.warehouse import Warehouse, relation_exists
@@ -157,6 +157,7 @@ def collect(settings: Settings, run_id: str | None = None) -> dict[str, Any]:
             "score_distribution": _distribution(con, run),
             "profiles": _profiles(con, run),
             "content": content(con, run),
+            "content_quality": content_quality.collect(con, run),
             "campaign_results": campaign_results(con),
             "quality": quality(con, run),
             "fairness": fairness.collect(settings, con, run),

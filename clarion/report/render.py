@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clarion.report import insights
+from clarion.report import content_quality, insights
 from clarion.report.activity import content_html, quality_html, results_html
 from clarion.report.charts import _heat, calibration, hbars, histogram
 from clarion.report.fairness import html as fairness_html
@@ -373,6 +373,7 @@ def html(data: dict[str, Any]) -> str:
         + insights.recommendations_html(data)
         + insights.voc_html(data)
         + content_html(data)
+        + content_quality.html(data)
         + results_html(data)
         + oversight_html(data)
         + quality_html(data)
