@@ -37,10 +37,10 @@ def _approved(con: duckdb.DuckDBPyConnection, draft: dict[str, Any]) -> str | No
 
 def held_back(con: duckdb.DuckDBPyConnection, brief: Brief | None, draft: dict[str, Any]) -> str | None:
     """Why the export would hold ``draft`` back now (not approved, changed since, its brief changed
-    since, no AI disclosure where one is due, an approval its risk tier still asks for), or None
-    when it would go out. ``brief``: the campaign's brief as it
-    is now (`tiers.current_brief`). Read-only: the web app shows it on the draft's page. An on-demand
-    draft is never in a campaign's batch export (its requester reads it through the API)."""
+    since, no AI disclosure where one is due, a part its channel now has and it lacks, an approval
+    its risk tier still asks for), or None when it would go out. ``brief``: the campaign's brief as
+    it is now (`tiers.current_brief`). Read-only: the web app shows it on the draft's page. An
+    on-demand draft is never in a campaign's batch export (its requester reads it through the API)."""
     if con.execute(f"select count(*) from ({ON_DEMAND_RUNS}) where run_id = ?", [draft["run_id"]]).fetchone()[
         0
     ]:
