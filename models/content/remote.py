@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -151,7 +151,7 @@ class RemoteLM:
         """Check the server answers and serves the model (GET /models), before any drafting starts."""
         import httpx
 
-        settings = ServerSettings(**{**settings.__dict__, "endpoint": _checked(settings.endpoint)})
+        settings = replace(settings, endpoint=_checked(settings.endpoint))
         headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
         client = httpx.Client(
             headers=headers,
