@@ -252,8 +252,13 @@ def evaluate(
     for brief, segment in targets:
         drafts, _ = draft_brief(brief, [segment], lm, meaning, params, {})
         findings += sum(len(d.checks.failed) for d in drafts)
-        first = drafts[0].provenance["slots"] if drafts else {}
-        for slot, s in first.items():
+        slots: dict[
+            str, dict[str, Any]
+        ] = {}  # each slot once: every variant and channel shares its candidates
+        for d in drafts:
+            for slot, s in d.provenance["slots"].items():
+                slots.setdefault(slot, s)
+        for slot, s in slots.items():
             usable = s.get("usable", s.get("passing", 0))
             candidates = s["candidates"] if "usable" in s else s["candidates"] * brief.variants
             findings += sum((s.get("findings") or {}).values())
