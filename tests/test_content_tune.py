@@ -280,3 +280,38 @@ def test_read_drafts_takes_approved_and_edited_drafts_from_the_warehouse_tables(
     assert (
         drafts[1]["content"] == rows["d2"]["content"] and drafts[1]["provenance"] == rows["d2"]["provenance"]
     )
+
+
+def test_the_card_states_the_data_hash_counts_settings_and_before_after() -> None:
+    from clarion.content.adapter_card import card_markdown
+
+    per = {"body": {"usable_rate": 0.5}, "cta": {"usable_rate": 0.25}}
+    meta = {
+        "version": "v0003",
+        "base_model": "SmolLM2",
+        "base_weights_sha256": "ab" * 32,
+        "data": {
+            "examples": 30,
+            "by_source": {"approved": 4, "edit": 2, "corpus": 24},
+            "by_slot": {"body": 15, "cta": 15},
+            "examples_sha256": "cd" * 32,
+            "corpus_themes": 10,
+        },
+        "params": {**TuneParams().__dict__, "target_modules": ["q_proj"], "autocast": "bfloat16"},
+        "training": {"steps": 4, "seconds": 12.5, "loss_first": 3.2, "loss_last": 2.9},
+        "evaluation": {
+            "held_out": ["winback-summer/at_risk_high_value"],
+            "draft_params": {"candidates": 3, "seed": 7},
+            "before": {"usable_rate": 0.375, "findings": 9, "per_slot": per},
+            "after": {"usable_rate": 0.5, "findings": 8, "per_slot": {**per, "cta": {"usable_rate": 0.5}}},
+        },
+        "gate": {"passed": True, "reason": "usable-candidate rate 37.5% -> 50.0%, findings 9 -> 8"},
+    }
+    card = card_markdown(meta)
+    assert "# Brand adapter: v0003" in card and "cd" * 32 in card and "ab" * 6 in card
+    assert (
+        "4 from approved" in card and "2 from marketers' edits" in card and "24 from the brand corpus" in card
+    )
+    assert "LoRA r=8" in card and "4 steps in 12.5 s" in card
+    assert "| usable-candidate rate | 37.5% | 50.0% |" in card and "| cta | 25.0% | 50.0% |" in card
+    assert "| guardrail findings | 9 | 8 |" in card and "Gate: promoted" in card

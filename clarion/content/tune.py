@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from clarion.config import Settings
+from clarion.content.adapter_card import card_markdown
 from clarion.content.store import ContentError
 from clarion.warehouse import Warehouse, relation_exists
 from models.content.adapter import apply_adapter, check_folder
@@ -252,8 +253,13 @@ def evaluate(
     for brief, segment in targets:
         drafts, _ = draft_brief(brief, [segment], lm, meaning, params, {})
         findings += sum(len(d.checks.failed) for d in drafts)
-        first = drafts[0].provenance["slots"] if drafts else {}
-        for slot, s in first.items():
+        slots: dict[
+            str, dict[str, Any]
+        ] = {}  # each slot once: every variant and channel shares its candidates
+        for d in drafts:
+            for slot, s in d.provenance["slots"].items():
+                slots.setdefault(slot, s)
+        for slot, s in slots.items():
             usable = s.get("usable", s.get("passing", 0))
             candidates = s["candidates"] if "usable" in s else s["candidates"] * brief.variants
             findings += sum((s.get("findings") or {}).values())
@@ -478,56 +484,3 @@ def apply_configured(settings: Settings, lm: Any) -> Any:
         apply_adapter(lm, *found)
         log.info("drafting with brand adapter %s", lm.adapter["version"])
     return lm
-
-
-def card_markdown(meta: dict[str, Any]) -> str:
-    d, t, e, g, p = meta["data"], meta["training"], meta["evaluation"], meta["gate"], meta["params"]
-    by = d["by_source"]
-    before, after = e["before"], e["after"]
-    rows = [
-        f"| {slot} | {before['per_slot'].get(slot, {}).get('usable_rate', 0):.1%} | "
-        f"{after['per_slot'].get(slot, {}).get('usable_rate', 0):.1%} |"
-        for slot in sorted(set(before["per_slot"]) | set(after["per_slot"]))
-    ]
-    return "\n".join(
-        [
-            f"# Brand adapter: {meta['version']}",
-            "",
-            "## Intended use",
-            f"Merged into {meta['base_model']} (weights {meta['base_weights_sha256'][:12]}) when drafting",
-            "campaign copy, so the slots read like the shop's approved copy. Every draft still passes the",
-            "guardrails and waits for a person's approval. Not for any other model's weights.",
-            "",
-            "## Data",
-            f"{d['examples']} examples (slot prompt -> approved text): {by['approved']} from approved",
-            f"drafts, {by['edit']} from marketers' edits, {by['corpus']} from the brand corpus "
-            f"({d['corpus_themes']} themes).",
-            f"Per slot: {d['by_slot']}. sha256 of the examples: {d['examples_sha256']}.",
-            "",
-            "## Training",
-            f"LoRA r={p['rank']}, alpha={p['alpha']}, dropout={p['dropout']}, "
-            f"on {', '.join(p['target_modules'])} of the upper {p['upper_layers']:.0%} of the layers;",
-            f"learning rate {p['learning_rate']}, batch {p['batch_size']}, {p['epochs']} epoch(s), "
-            f"seed {p['seed']}, autocast {p.get('autocast') or 'none'}:",
-            f"{t['steps']} steps in {t['seconds']} s, loss {t['loss_first']} -> {t['loss_last']}.",
-            "",
-            "## Evaluation on held-out briefs",
-            f"Held out: {', '.join(e['held_out'])} (no training example came from their drafts or seeds).",
-            f"Drafted as `clarion content` does ({e['draft_params']['candidates']} candidates per slot and",
-            f"variant, seed {e['draft_params']['seed']}), with the base model and with the adapter.",
-            "",
-            "| | base | adapter |",
-            "|---|---:|---:|",
-            f"| usable-candidate rate | {before['usable_rate']:.1%} | {after['usable_rate']:.1%} |",
-            *rows,
-            f"| guardrail findings | {before['findings']} | {after['findings']} |",
-            "",
-            f"Gate: {'promoted' if g['passed'] else 'not promoted'}: {g['reason']}.",
-            "",
-            "## Limitations",
-            "A few hundred examples teach wording, not facts: offers still come from the brief's",
-            "templates. The held-out briefs are few, so a small rise can be chance; the gate only keeps",
-            "an adapter that does not add guardrail findings.",
-            "",
-        ]
-    )
