@@ -147,7 +147,8 @@ def test_a_near_copy_of_the_seed_loses_to_a_real_rewrite() -> None:
 
 
 def test_counts_share_one_denominator_and_findings_name_each_failed_check() -> None:
-    """6 generations: 2 usable (one twice), 1 empty, 1 with a figure, 1 off-meaning, 1 wrong shape."""
+    """7 generations: 2 usable (one twice), 1 empty, 1 with a figure, 1 off-meaning, 1 wrong shape,
+    1 the seed handed back."""
     texts = [
         "A little something saved just for you",
         "A little something saved just for you",
@@ -155,18 +156,19 @@ def test_counts_share_one_denominator_and_findings_name_each_failed_check() -> N
         "Take fifty off now 50",
         "The weather in the mountains is cold",
         "A very warm welcome back to every one of our lovely customers",
+        "We saved something for you!",
     ]
     prompt = slot_prompt(BRIEF, "at_risk_high_value", "headline", [])
     gens = [Generation(t, 5) for t in texts]
     slots = _pick(BRIEF, prompt, gens, default_meaning_model(), DraftParams(), 2)
     first = slots[0]
-    assert first.candidates == 6 and first.passing == first.usable
+    assert first.candidates == 7 and first.passing == first.usable
     assert first.usable == 2  # the two copies of the one usable text
     assert first.findings["empty"] == 1 and first.findings["invented_facts"] == 1
-    assert first.findings["meaning"] == 1 and first.findings["shape"] == 1
+    assert first.findings["meaning"] == 1 and first.findings["shape"] == 1 and first.findings["copy"] == 1
     assert first.usable + sum(first.findings.values()) >= first.candidates
     assert first.fallback is False and slots[1].fallback is True  # one distinct usable text, two variants
-    assert slots[1].candidates == 6 and slots[1].usable == 2
+    assert slots[1].candidates == 7 and slots[1].usable == 2
 
 
 # -- the real model -----------------------------------------------------------------------------
