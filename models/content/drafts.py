@@ -211,13 +211,17 @@ def _pick(
     """One slot per variant: the usable candidates, distinct, by the composite score of select.py
     (novelty against the variants chosen before); the seed where too few are usable. Every
     generation is counted once in ``candidates``, and in ``usable`` if it passed every check and
-    the meaning floor (so the two share a denominator), and in ``findings`` per check it failed."""
+    the meaning floor (so the two share a denominator), and in ``findings`` per check it failed
+    (``meaning`` below the floor, ``copy`` for the seed's own words handed back)."""
     seed = brief.seeds.seed(prompt.slot)
     texts = [clean(g.text, prompt.slot) for g in generations]
     findings: dict[str, int] = {}
     verdict: dict[str, list[str]] = {}  # text -> the checks it failed
     for text in dict.fromkeys(texts):
         verdict[text] = [c.name for c in check_slot(text, brief, prompt.slot).failed if c.severity == "block"]
+    for text, failed in verdict.items():
+        if not failed and _words(text) == _words(seed):  # the seed handed back is no rewrite
+            failed.append("copy")
     passing = [t for t, failed in verdict.items() if not failed]
     cosines = (
         dict(zip(passing, (float(x) for x in meaning.similarity(passing, seed)), strict=True))
@@ -264,6 +268,10 @@ def _pick(
                 _seed_slot(brief, prompt.slot, prompt.sha256(), len(generations), usable_count, findings)
             )
     return out
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
 
 
 def _seed_slot(
