@@ -150,23 +150,31 @@ def load_generator(settings: Settings) -> Any:
 
     if server.uses_server(settings):
         return server.connect(settings)
-    from models.content.llm import LMSettings, LocalLM
+    from models.content.llm import LocalLM
+
+    lm = LocalLM.load(lm_settings(settings))
+    return apply_configured(settings, lm)  # content.adapter: the brand adapter merged in, or none
+
+
+def lm_settings(settings: Settings, **overrides: Any) -> Any:
+    """The local model's settings from content.* (``overrides``: fields to set otherwise)."""
+    from dataclasses import replace
+
+    from models.content.llm import LMSettings
 
     c = settings.content
-    lm = LocalLM.load(
-        LMSettings(
-            source=str(c.source) if c.source else None,
-            device=c.device,
-            dtype=c.dtype,
-            batch_size=c.batch_size,
-            max_new_tokens=c.max_new_tokens,
-            temperature=c.temperature,
-            top_p=c.top_p,
-            seed=c.seed,
-            cache_dir=settings.var_dir / "models",
-        )
+    base = LMSettings(
+        source=str(c.source) if c.source else None,
+        device=c.device,
+        dtype=c.dtype,
+        batch_size=c.batch_size,
+        max_new_tokens=c.max_new_tokens,
+        temperature=c.temperature,
+        top_p=c.top_p,
+        seed=c.seed,
+        cache_dir=settings.var_dir / "models",
     )
-    return apply_configured(settings, lm)  # content.adapter: the brand adapter merged in, or none
+    return replace(base, **overrides)
 
 
 def generate(

@@ -303,8 +303,8 @@ def tune(
 ) -> dict[str, Any]:
     """Collect examples, fit the adapter, judge it on held-out briefs, register it; promote if better.
     ``candidates``: per slot and variant in the evaluation [content.candidates]."""
-    from clarion.content.runner import audiences, draft_params, latest_scoring_run
-    from models.content.llm import LMSettings, LocalLM
+    from clarion.content.runner import audiences, draft_params, latest_scoring_run, lm_settings
+    from models.content.llm import LocalLM
     from models.content.meaning import default_meaning_model
 
     c = settings.content
@@ -344,11 +344,9 @@ def tune(
             f"{c.brand_corpus}): need at least {MIN_EXAMPLES}; approve some drafts or set "
             "content.brand_corpus to a corpus folder"
         )
-    source = str(c.source) if c.source else None
-    cache = settings.var_dir / "models"
     work = Path(tempfile.mkdtemp(prefix="tune-", dir=_tmp(settings)))
     try:
-        trainee = LocalLM.load(LMSettings(source=source, device=c.device, dtype="float32", cache_dir=cache))
+        trainee = LocalLM.load(lm_settings(settings, dtype="float32"))
         result = train_adapter(trainee, examples, params, work / "adapter")
         del trainee
         log.info(
@@ -357,19 +355,7 @@ def tune(
             result.steps,
             result.seconds,
         )
-        lm = LocalLM.load(
-            LMSettings(
-                source=source,
-                device=c.device,
-                dtype=c.dtype,
-                batch_size=c.batch_size,
-                max_new_tokens=c.max_new_tokens,
-                temperature=c.temperature,
-                top_p=c.top_p,
-                seed=c.seed,
-                cache_dir=cache,
-            )
-        )
+        lm = LocalLM.load(lm_settings(settings))
         meaning = default_meaning_model()
         dp = draft_params(settings)
         if candidates:
