@@ -180,6 +180,7 @@ def test_cuda_asked_without_cuda_says_what_to_set(tmp_path: Path) -> None:
         LocalLM.load(LMSettings(device="cuda", cache_dir=tmp_path))
 
 
+@pytest.mark.slow  # drafts every slot of a brief with the real model
 def test_retired_variants_are_not_drafted_again_and_a_new_challenger_takes_the_next_letter(
     lm: LocalLM,
 ) -> None:

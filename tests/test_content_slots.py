@@ -177,6 +177,7 @@ def lm(tmp_path_factory: pytest.TempPathFactory) -> LocalLM:
     return LocalLM.load(LMSettings(cache_dir=tmp_path_factory.mktemp("models")))
 
 
+@pytest.mark.slow  # loads and runs the real model (make test stays under 15 minutes)
 def test_fluency_scores_nonsense_below_fluent_copy(lm: LocalLM) -> None:
     fluent = "It has been a while, and we would love to welcome you back."
     nonsense = "We save from the back of your phone."
@@ -188,6 +189,7 @@ def test_fluency_scores_nonsense_below_fluent_copy(lm: LocalLM) -> None:
     assert lm.score([salad], select.FLUENCY_PREFIX)[0] < b
 
 
+@pytest.mark.slow  # loads and runs the real model (make test stays under 15 minutes)
 def test_generations_carry_their_mean_token_logprob(lm: LocalLM) -> None:
     (row,) = lm.generate(
         [lm.chat_prompt("You write short copy.", "Say hello.")], candidates=2, max_new_tokens=8

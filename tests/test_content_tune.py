@@ -173,6 +173,7 @@ def _cache(fallback: Path) -> Path:
     return here if here.is_dir() else fallback
 
 
+@pytest.mark.slow  # trains a real LoRA adapter (make test stays under 15 minutes)
 def test_training_saves_an_adapter_with_its_data_hash_and_settings(trained) -> None:
     out, examples, info = trained
     assert {"adapter_config.json", "adapter_model.safetensors", ADAPTER_META} <= {
@@ -188,6 +189,7 @@ def test_training_saves_an_adapter_with_its_data_hash_and_settings(trained) -> N
     assert info["result"].loss_first > 0
 
 
+@pytest.mark.slow  # trains a real LoRA adapter (make test stays under 15 minutes)
 def test_applying_the_adapter_changes_the_model_and_drafting_still_generates(trained) -> None:
     import torch
 
@@ -207,6 +209,7 @@ def test_applying_the_adapter_changes_the_model_and_drafting_still_generates(tra
     assert g.new_tokens > 0
 
 
+@pytest.mark.slow  # trains a real LoRA adapter (make test stays under 15 minutes)
 def test_an_adapter_for_other_weights_is_refused_with_what_to_do(trained, tmp_path: Path) -> None:
     import shutil
 
@@ -222,6 +225,7 @@ def test_an_adapter_for_other_weights_is_refused_with_what_to_do(trained, tmp_pa
         apply_adapter(lm, tmp_path)
 
 
+@pytest.mark.slow  # trains a real LoRA adapter (make test stays under 15 minutes)
 def test_content_adapter_auto_takes_the_promoted_registry_version(trained, project) -> None:
     out, _, _ = trained
     settings = project()
