@@ -25,7 +25,7 @@ from clarion.content.review import decide
 from clarion.content.store import ContentError
 from clarion.privacy import pseudonym as pseudonyms
 from clarion.subject import objection
-from models.content.brief import load_brief
+from models.content.brief import load_brief, load_briefs
 from models.content.drafts import AI_DISCLOSURE, content_hash
 
 # the real model drafts in every test (about a minute in all): in the slow set, run by CI
@@ -158,7 +158,12 @@ def test_a_pseudonym_drafts_for_that_customers_segment_and_no_personal_data_reac
     texts = [t for row in sent for t in row] + [
         q[k] for q in out["provenance"]["prompts"] for k in ("system", "user")
     ]
-    assert len(texts) == 8
+    # one prompt per slot the e-mail's templates use, each sent (content.prompts) and recorded
+    email_slots = load_briefs(project.content.briefs, (campaign,))[0].slots(("email",))
+    assert {"subject", "headline", "body"} <= set(email_slots)
+    assert len(sent) == len(email_slots)
+    assert sorted(q["slot"] for q in out["provenance"]["prompts"]) == sorted(email_slots)
+    assert len(texts) == 4 * len(email_slots)
     for value in (first, last, email, phone, pseudonym):
         assert value and not any(value in t for t in texts), "customer data in a prompt"
     assert not any(re.search(rf"\b{contact}\b", t) for t in texts), "a contact id in a prompt"
