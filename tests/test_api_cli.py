@@ -29,7 +29,7 @@ def test_keys_create_list_revoke(project) -> None:
     assert "not shown again" in created.output
     listed = json.loads(_cli("api", "keys", "list", "--json").output)
     assert [(k["name"], k["role"], k["revoked_at"]) for k in listed] == [("crm-sync", "service", None)]
-    assert key not in _cli("api", "keys", "list").output and key.split("_")[2] not in Path(
+    assert key not in _cli("api", "keys", "list").output and key.split("_", 2)[2] not in Path(
         "var/api/keys.sqlite"
     ).read_bytes().decode("latin-1")
     again = _cli("api", "keys", "create", "crm-sync", "--role", "marketer")
