@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from models.content.brief import CHANNELS, SLOTS, Brief, load_briefs, validate_brief
-from models.content.drafts import AI_DISCLOSURE, DraftParams, preview
+from models.content.drafts import AI_DISCLOSURE, DraftParams, meaning_floor, preview
 from models.content.guardrails import CHECKS, CheckReport, check_copy, check_slot
 from models.content.meaning import default_meaning_model
 
@@ -115,7 +115,7 @@ def test_meaning_drift_passes_the_slot_checks_and_fails_the_meaning_floor(entry:
     assert not failed, failed  # only the meaning check can catch it
     seed = _seeds(brief)[slot]
     (score,) = _meaning().similarity([entry["text"]], seed)
-    assert score < DraftParams().min_meaning, (entry["text"], seed, float(score))
+    assert score < meaning_floor(DraftParams(), slot), (entry["text"], seed, float(score))
 
 
 def test_a_finding_names_what_it_found_its_kind_and_where() -> None:

@@ -15,7 +15,15 @@ import torch
 import transformers
 
 from models.content import convert
-from models.content.llm import DEFAULT_BANS, Generation, LMError, LMSettings, LocalLM, embedded_gguf
+from models.content.llm import (
+    COPY_RUN,
+    DEFAULT_BANS,
+    Generation,
+    LMError,
+    LMSettings,
+    LocalLM,
+    embedded_gguf,
+)
 
 SYSTEM = "You are a copywriter for an online shop. Answer with one short sentence."
 FORBIDDEN = re.compile(r"[0-9%{}$€£@]|http|www|\.com|://", re.IGNORECASE)
@@ -197,3 +205,41 @@ def test_retired_variants_are_not_drafted_again_and_a_new_challenger_takes_the_n
     assert len(drafts) == len(brief.channels) * brief.variants
     with pytest.raises(ValueError, match="every variant letter"):
         draft_brief(brief, segments, lm, meaning, params, {}, retired=list("ABCDEFGHI"))
+
+
+def _runs(ids: list[int], n: int) -> set[tuple[int, ...]]:
+    return {tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)}
+
+
+def test_avoid_keeps_every_generation_off_the_seeds_token_runs(lm: LocalLM) -> None:
+    """Asked to repeat a line, the model repeats it; with the line to ``avoid`` no generation holds
+    four of its tokens in a row (the tokens are counted here from the texts, not from the ban)."""
+    seed = "It has been a while, and we would love to see you again."
+    prompt = lm.chat_prompt(SYSTEM, f'Repeat this sentence exactly: "{seed}"') + '"'
+    seed_runs = set()
+    for form in (seed, " " + seed, seed.lower(), " " + seed.lower()):
+        seed_runs |= _runs(lm.tokenizer(form, add_special_tokens=False)["input_ids"], COPY_RUN)
+
+    def copied(texts: list[str]) -> list[bool]:
+        return [
+            bool(
+                _runs(lm.tokenizer('"' + t, add_special_tokens=False)["input_ids"], COPY_RUN) & seed_runs
+                or _runs(lm.tokenizer(t, add_special_tokens=False)["input_ids"], COPY_RUN) & seed_runs
+            )
+            for t in texts
+        ]
+
+    (free,) = lm.generate([prompt], candidates=4, max_new_tokens=20, seed=3)
+    (guarded,) = lm.generate([prompt], candidates=4, max_new_tokens=20, seed=3, avoid=[seed])
+    assert any(copied([g.text for g in free])), [g.text for g in free]  # the test can fail
+    assert not any(copied([g.text for g in guarded])), [g.text for g in guarded]
+    assert all(g.text.strip() for g in guarded)  # it still writes something
+
+
+def test_examples_go_in_as_earlier_turns_of_the_chat(lm: LocalLM) -> None:
+    shots = [('Rewrite: "Take a look"', '"See what is new"'), ('Rewrite: "Shop now"', '"Visit the shop"')]
+    text = lm.chat_prompt(SYSTEM, 'Rewrite: "Come take a look"', shots)
+    order = [text.index(s) for s in (SYSTEM, *(x for pair in shots for x in pair), "Come take a look")]
+    assert order == sorted(order)
+    assert text.count("<|im_start|>assistant") == 3  # two answers shown, the third asked for
+    assert lm.chat_prompt(SYSTEM, "u") == lm.chat_prompt(SYSTEM, "u", ())

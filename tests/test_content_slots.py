@@ -14,11 +14,11 @@ import pytest
 
 from models.content import select
 from models.content.brief import SLOTS, load_brief, load_briefs
-from models.content.drafts import DraftParams, _pick, draft_brief
+from models.content.drafts import DraftParams, _pick, draft_brief, meaning_floor
 from models.content.guardrails import check_slot
 from models.content.llm import Generation, LMSettings, LocalLM
 from models.content.meaning import default_meaning_model
-from models.content.prompts import slot_prompt
+from models.content.prompts import pick_shots, slot_prompt
 from models.content.slots import SPECS, clean
 
 CAMPAIGNS = Path(__file__).resolve().parents[1] / "campaigns"
@@ -89,6 +89,9 @@ def test_hook_is_read_as_the_body() -> None:
         ("body", "It has been a while. We miss you. And the new", "It has been a while. We miss you."),
         ("push", "Tone: warm, personal, no pressure.", ""),
         ("cta", '"Shop the collection" -> "See the', ""),
+        ("sms", '"We miss you. Come back and see new things. Thanks."', "We miss you."),
+        ("subject", "Your early look is ready. For the latest", "Your early look is ready"),
+        ("preheader", "Your early look... You are welcome.", "Your early look... You are welcome."),
     ],
 )
 def test_the_cleaner_turns_a_generation_into_its_slots_shape(slot: str, raw: str, cleaned: str) -> None:
@@ -169,6 +172,53 @@ def test_counts_share_one_denominator_and_findings_name_each_failed_check() -> N
     assert first.usable + sum(first.findings.values()) >= first.candidates
     assert first.fallback is False and slots[1].fallback is True  # one distinct usable text, two variants
     assert slots[1].candidates == 7 and slots[1].usable == 2
+
+
+def test_shots_come_from_other_themes_the_same_seed_picks_the_same() -> None:
+    corpus = [
+        ("Come take a look", "Have a look around"),  # holds the seed itself: never shown
+        ("See what is new", "Discover the new pieces", "Browse the latest"),
+        ("Visit the shop", "Drop by the shop"),
+        ("Shop the collection", "Browse the collection"),
+    ]
+    seed = "Come take a look"
+    shots = pick_shots(corpus, "cta", seed, 2)
+    assert len(shots) == 2 and shots == pick_shots(corpus, "cta", seed, 2)
+    for asked, answered in shots:
+        source, answer = asked.split('"')[1], answered.strip('"')
+        group = next(g for g in corpus if source in g)
+        assert answer in group and answer != source and seed not in group
+        assert asked.endswith(SPECS["cta"].label)
+    assert len({asked.split('"')[1] for asked, _ in shots}) == 2
+    assert pick_shots(corpus, "cta", seed, 0) == () and pick_shots([], "cta", seed, 2) == ()
+    assert pick_shots(corpus, "cta", "Take a look", 3) != shots  # another seed, other examples
+
+
+def test_a_prompt_with_examples_has_its_own_hash_and_names_what_it_showed() -> None:
+    corpus = {"cta": [("See what is new", "Discover the new pieces"), ("Visit the shop", "Drop by")]}
+    plain = slot_prompt(BRIEF, "at_risk_high_value", "cta", [])
+    shown = slot_prompt(BRIEF, "at_risk_high_value", "cta", [], corpus)
+    assert plain.shots == () and len(shown.shots) == SPECS["cta"].shots
+    assert plain.sha256() != shown.sha256() and plain.user == shown.user
+    assert set(shown.shown()) <= {line for g in corpus["cta"] for line in g}
+    # a slot with no examples in its spec is asked as before
+    assert slot_prompt(BRIEF, "at_risk_high_value", "body", [], {"body": corpus["cta"]}).shots == ()
+
+
+def test_an_example_handed_back_is_a_copy_and_each_slot_keeps_its_own_floor() -> None:
+    corpus = {"cta": [("See what is new", "Discover the new pieces"), ("Visit the shop", "Drop by the shop")]}
+    prompt = slot_prompt(BRIEF, "at_risk_high_value", "cta", [], corpus)
+    example = prompt.shown()[0]
+    gens = [Generation(example, 4), Generation("Have a look around", 4)]
+    (slot,) = _pick(BRIEF, prompt, gens, default_meaning_model(), DraftParams(), 1)
+    assert slot.findings.get("copy") == 1
+    # the same text against a floor between its cosine and the slot's: the setting wins
+    cos = float(default_meaning_model().similarity(["Have a look around"], BRIEF.seeds.cta)[0])
+    assert cos >= meaning_floor(DraftParams(), "cta") == SPECS["cta"].min_meaning
+    (strict,) = _pick(
+        BRIEF, prompt, gens[1:], default_meaning_model(), DraftParams(min_meaning=cos + 0.01), 1
+    )
+    assert strict.fallback and strict.findings == {"meaning": 1}
 
 
 # -- the real model -----------------------------------------------------------------------------

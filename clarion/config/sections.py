@@ -234,8 +234,12 @@ class ContentSettings(Section):
     temperature: float = Field(0.8, gt=0, le=2, description="sampling temperature")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling")
     seed: int = Field(7, description="same seed, same briefs and segments: same drafts")
-    min_meaning: float = Field(
-        0.6, ge=-1, le=1, description="a rewritten slot must keep this cosine similarity to the brief's seed"
+    min_meaning: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="the cosine similarity to the brief's seed a rewritten slot must keep; empty: each "
+        "slot's floor calibrated on the brand corpus (docs/content.md, 'The meaning floor')",
     )
     # on-demand drafts (one segment, one channel, one variant, while someone waits): fewer candidates
     # and shorter slots than the batch stage, both slots in one generate call (bench/ondemand.py)

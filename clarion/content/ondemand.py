@@ -36,6 +36,7 @@ from clarion.content.runner import (
 )
 from clarion.content.store import RULE_SEGMENT, ensure_tables
 from clarion.content.target import OnDemandError, resolve_target
+from clarion.content.tune import brand_shots
 from clarion.oversight import tiers
 from clarion.warehouse import Warehouse
 from models.content.brief import Brief, BriefError, load_briefs, validate_brief
@@ -145,6 +146,7 @@ class Drafter:
                 context["retired_variants"],
                 channels=[channel],
                 variants=1,
+                corpus=brand_shots(self.settings),
             )
             tokens = (lm.stats()["generated_tokens"] if hasattr(lm, "stats") else 0) - before
             generate_s = time.perf_counter() - generating

@@ -43,6 +43,7 @@ from clarion.content.store import (
     supersede_unfinished,
     utc_now,
 )
+from clarion.content.tune import brand_shots
 from clarion.oversight import tiers
 from clarion.results import retired_variants
 from clarion.runtime import checkpoint
@@ -215,6 +216,7 @@ def generate(
         meaning = default_meaning_model()
     load_s = time.perf_counter() - started
     params = draft_params(settings)
+    shots = brand_shots(settings)  # few-shot examples for the short slots, from the brand corpus
     summary: dict[str, Any] = {
         "scoring_run_id": scoring_run,
         "as_of": as_of,
@@ -240,6 +242,7 @@ def generate(
             params,
             context,
             retired,
+            corpus=shots,
         )
         seconds = time.perf_counter() - started
         after = dict(lm.stats()) if hasattr(lm, "stats") else {}

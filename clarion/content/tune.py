@@ -101,6 +101,14 @@ def load_corpus(folder: Path | None) -> list[Theme]:
     return themes
 
 
+def brand_shots(settings: Settings) -> dict[str, list[tuple[str, ...]]]:
+    """Slot -> each theme's lines of that slot, from ``content.brand_corpus``: what drafting's
+    few-shot examples are picked from (models/content/prompts.py ``pick_shots``); empty without a
+    corpus."""
+    themes = load_corpus(settings.content.brand_corpus)
+    return {slot: [t.lines[slot] for t in themes if t.lines.get(slot)] for slot in CORPUS_SLOTS}
+
+
 def corpus_examples(
     themes: list[Theme],
     carrier: Brief,
@@ -243,7 +251,11 @@ def read_drafts(con: Any) -> tuple[list[dict[str, Any]], set[str]]:
 
 # -- evaluation and the gate ------------------------------------------------------------------------
 def evaluate(
-    lm: Any, meaning: Any, targets: list[tuple[Brief, dict[str, Any]]], params: DraftParams
+    lm: Any,
+    meaning: Any,
+    targets: list[tuple[Brief, dict[str, Any]]],
+    params: DraftParams,
+    corpus: dict[str, list[tuple[str, ...]]] | None = None,
 ) -> dict[str, Any]:
     """Draft the held-out (brief, segment) pairs as `clarion content` does and count, per slot, the
     usable candidates (every slot check passed and the meaning kept) among those generated, and the
@@ -251,7 +263,7 @@ def evaluate(
     per_slot: dict[str, dict[str, int]] = {}
     findings = 0
     for brief, segment in targets:
-        drafts, _ = draft_brief(brief, [segment], lm, meaning, params, {})
+        drafts, _ = draft_brief(brief, [segment], lm, meaning, params, {}, corpus=corpus)
         findings += sum(len(d.checks.failed) for d in drafts)
         slots: dict[
             str, dict[str, Any]
@@ -361,9 +373,9 @@ def tune(
         if candidates:
             dp = replace(dp, candidates=candidates)
         started = time.perf_counter()
-        before = evaluate(lm, meaning, held, dp)
+        before = evaluate(lm, meaning, held, dp, brand_shots(settings))
         apply_adapter(lm, work / "adapter", "candidate")
-        after = evaluate(lm, meaning, held, dp)
+        after = evaluate(lm, meaning, held, dp, brand_shots(settings))
         eval_seconds = time.perf_counter() - started
         passed, why = gate(before, after)
         meta = {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from models.content.drafts import floor_words
+
 
 def _failed(d: dict[str, Any]) -> str:
     return ", ".join(f"{c['name']}({c['severity']})" for c in d["checks"] if not c["passed"]) or "-"
@@ -61,7 +63,8 @@ def draft_text(d: dict[str, Any]) -> str:
     gen = p.get("generation", {})
     lines.append(
         f"    seed {gen.get('seed')}, temperature {gen.get('temperature')}, top_p {gen.get('top_p')}, "
-        f"{gen.get('candidates_per_slot')} candidates per slot, meaning >= {gen.get('min_meaning')}"
+        f"{gen.get('candidates_per_slot')} candidates per slot, "
+        f"meaning >= {floor_words(gen.get('min_meaning'))}"
     )
     for name, slot in (p.get("slots") or {}).items():
         if slot["fallback"]:

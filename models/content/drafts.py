@@ -4,13 +4,15 @@ The small local model is good at rewording a sentence and bad at facts (stack.md
 `{offer}`, it wrote "a 20% discount"). So it writes the message's words, slot by slot (subject,
 preheader, headline, body, cta, sms, push: models/content/slots.py), by rewording the brief's approved
 seed for each slot for the segment's audience; digits, %, braces, currency signs and links are banned
-while decoding and every slot stops at its first newline. Each slot gets several sampled candidates
+while decoding, every slot stops at its first newline and no candidate repeats a run of four of the
+seed's tokens (it is asked for a rewrite). Short slots are shown a couple of the brand corpus's
+approved rewrites first, as earlier chat turns (few-shot). Each slot gets several sampled candidates
 per variant; a candidate is usable only if it passes the slot guardrails and still means what the
-seed means (sentence-embedding cosine >= `min_meaning`), and the variants are the best usable ones by
-the composite score of models/content/select.py (meaning, novelty, readability, length, fluency). The
-channel templates then place the brief's offer facts around the slots, and the whole copy is checked
-again. Where no candidate is usable, the seed itself is used and the draft says so (`fallback`): the
-campaign still works when the model does not.
+seed means (sentence-embedding cosine >= the slot's calibrated `min_meaning`), and the variants are
+the best usable ones by the composite score of models/content/select.py (meaning, novelty,
+readability, length, fluency). The channel templates then place the brief's offer facts around the
+slots, and the whole copy is checked again. Where no candidate is usable, the seed itself is used and
+the draft says so (`fallback`): the campaign still works when the model does not.
 
 Cost grows with segments x variants, not with customers.
 """
@@ -21,7 +23,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -45,7 +47,7 @@ class Generator(Protocol):
     name: str
     weights_sha256: str
 
-    def chat_prompt(self, system: str, user: str) -> str: ...
+    def chat_prompt(self, system: str, user: str, examples: Sequence[tuple[str, str]] = ()) -> str: ...
 
     def generate(
         self,
@@ -55,6 +57,7 @@ class Generator(Protocol):
         max_new_tokens: int | None = None,
         ban: Sequence[str] = (),
         seed: int | None = None,
+        avoid: Sequence[str] = (),
     ) -> list[list[Any]]: ...
 
 
@@ -65,7 +68,7 @@ class Similarity(Protocol):
 @dataclass(frozen=True)
 class DraftParams:
     candidates: int = 6  # sampled candidates per slot and variant
-    min_meaning: float = 0.6
+    min_meaning: float | None = None  # None: each slot's calibrated floor (slots.py SlotSpec.min_meaning)
     seed: int = 7
     max_new_tokens: int = 40
     temperature: float = 0.8
@@ -128,20 +131,25 @@ def draft_brief(
     *,
     channels: Sequence[str] | None = None,
     variants: int | None = None,
+    corpus: Mapping[str, Sequence[Sequence[str]]] | None = None,
 ) -> tuple[list[Draft], list[SlotPrompt]]:
     """Every draft of one brief for the given segments (dicts with `segment`, `top_drivers`).
     `context` goes into each draft's provenance (run id, segment definition, ...). ``retired``:
     variants a measured experiment retired (`clarion results`): their letters are skipped, so the
     winner keeps its letter and a new challenger takes the next free one. ``channels`` and
     ``variants`` narrow the drafts to some of the brief's channels and its first variants (an
-    on-demand draft: one channel, one variant). Returns the drafts and the prompts actually sent."""
+    on-demand draft: one channel, one variant). ``corpus``: slot -> the brand corpus's themes' lines,
+    for the few-shot examples some slots are shown (prompts.py ``pick_shots``). Returns the drafts
+    and the prompts actually sent."""
     count = brief.variants if variants is None else variants
     names = [n for n in VARIANT_NAMES if n not in set(retired)][:count]
     if len(names) < count:
         raise ValueError(f"campaign {brief.name}: every variant letter {VARIANT_NAMES} has been retired")
     wanted = brief.slots(tuple(channels or brief.channels))
     prompts = [
-        slot_prompt(brief, s["segment"], slot, s.get("top_drivers")) for s in segments for slot in wanted
+        slot_prompt(brief, s["segment"], slot, s.get("top_drivers"), corpus)
+        for s in segments
+        for slot in wanted
     ]
     n = count * params.candidates
     chosen: dict[tuple[str, str], list[Slot]] = {}
@@ -152,11 +160,12 @@ def draft_brief(
         asked = [p for p in prompts if p.slot in slots]
         prefill = _prefills(lm)
         outputs = lm.generate(
-            [lm.chat_prompt(p.system, p.user) + prefill(p.slot) for p in asked],
+            [lm.chat_prompt(p.system, p.user, p.shots) + prefill(p.slot) for p in asked],
             candidates=n,
             max_new_tokens=min(params.max_new_tokens, max(SLOT_TOKENS[slot] for slot in slots)),
             ban=SLOT_BANS,
             seed=params.seed,
+            avoid=[brief.seeds.seed(slot) for slot in slots],  # a rewrite, not the seed handed back
         )
         for prompt, generations in zip(asked, outputs, strict=True):
             generations = [dataclasses.replace(g, text=prefill(prompt.slot) + g.text) for g in generations]
@@ -219,8 +228,9 @@ def _pick(
     verdict: dict[str, list[str]] = {}  # text -> the checks it failed
     for text in dict.fromkeys(texts):
         verdict[text] = [c.name for c in check_slot(text, brief, prompt.slot).failed if c.severity == "block"]
+    copies = {tuple(_words(line)) for line in (seed, *prompt.shown())}
     for text, failed in verdict.items():
-        if not failed and _words(text) == _words(seed):  # the seed handed back is no rewrite
+        if not failed and tuple(_words(text)) in copies:  # the seed or an example handed back
             failed.append("copy")
     passing = [t for t, failed in verdict.items() if not failed]
     cosines = (
@@ -228,8 +238,9 @@ def _pick(
         if passing
         else {}
     )
+    floor = meaning_floor(params, prompt.slot)
     for text, cos in cosines.items():
-        if cos < params.min_meaning:
+        if cos < floor:
             verdict[text] = ["meaning"]
     for text in texts:
         for name in verdict[text]:
@@ -268,6 +279,20 @@ def _pick(
                 _seed_slot(brief, prompt.slot, prompt.sha256(), len(generations), usable_count, findings)
             )
     return out
+
+
+def meaning_floor(params: DraftParams, slot: str) -> float:
+    """The cosine to the seed a candidate of ``slot`` must keep: the setting where one is set, else
+    the slot's calibrated floor."""
+    return SPECS[ALIASES.get(slot, slot)].min_meaning if params.min_meaning is None else params.min_meaning
+
+
+def floor_words(value: Any) -> str:
+    """A draft's recorded meaning floor in words: one number (older drafts, or the setting) or one
+    per slot ("subject 0.40, body 0.50")."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {float(v):.2f}" for k, v in value.items())
+    return str(value)
 
 
 def _words(text: str) -> list[str]:
@@ -363,14 +388,20 @@ def _provenance(
         "model": model_provenance(lm),
         "prompt_template": {"version": TEMPLATE_VERSION, "sha256": template_sha256()},
         "prompts": [
-            {"slot": p.slot, "sha256": p.sha256(), "system": p.system, "user": p.user}
+            {
+                "slot": p.slot,
+                "sha256": p.sha256(),
+                "system": p.system,
+                "examples": [list(shot) for shot in p.shots],
+                "user": p.user,
+            }
             for p in prompts
             if p.sha256() in used and p.segment == draft.segment
         ],
         "brief": {"name": brief.name, "sha256": brief.sha256()},
         "generation": {
             "candidates_per_slot": params.candidates,
-            "min_meaning": params.min_meaning,
+            "min_meaning": {k: meaning_floor(params, k) for k in draft.slots},
             "seed": params.seed,
             "max_new_tokens": params.max_new_tokens,
             "max_new_tokens_per_slot": {k: min(params.max_new_tokens, SLOT_TOKENS[k]) for k in draft.slots},

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+COPY_RUN = 4  # tokens: a rewrite may share three tokens in a row with its seed, not four
 # What the model must never write itself: figures, prices, placeholders' braces, links. Offer facts come
 # from the campaign brief through the templates, never from the model.
 DEFAULT_BANS: tuple[str, ...] = (
@@ -284,6 +285,45 @@ def _span_ban(vocab: _Vocab, completing: dict[bytes, Any], longest: int, prompt_
     return SpanBan()
 
 
+def _copy_ban(runs: dict[tuple[int, ...], set[int]], n: int, prompt_len: int) -> Any:
+    """Bans the token that would make the row's last ``n`` tokens a run of the text to avoid (the
+    seed): the model may reuse the seed's words, not hand a long stretch of it back."""
+    from transformers import LogitsProcessor
+
+    class CopyBan(LogitsProcessor):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+            new = input_ids[:, prompt_len:]
+            if new.shape[1] < n - 1:
+                return scores
+            for r, tail in enumerate(new[:, new.shape[1] - (n - 1) :].tolist()):
+                banned = runs.get(tuple(tail))
+                if banned:
+                    scores[r, list(banned)] = float("-inf")
+            return scores
+
+    return CopyBan()
+
+
+def chat_messages(system: str, user: str, examples: Sequence[tuple[str, str]] = ()) -> list[dict[str, str]]:
+    """System turn, then each example as a user turn and its answer, then the user turn."""
+    turns = [{"role": "system", "content": system}]
+    for asked, answered in examples:
+        turns += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
+    return [*turns, {"role": "user", "content": user}]
+
+
+def copy_runs(tokenizer: Any, texts: Sequence[str], n: int) -> dict[tuple[int, ...], set[int]]:
+    """Every run of ``n - 1`` tokens of ``texts`` (as written mid-sentence, after a space, and at the
+    start) -> the tokens that follow it there."""
+    runs: dict[tuple[int, ...], set[int]] = {}
+    for text in texts:
+        for form in {f for t in (text, text.lower(), text.title()) for f in (t, " " + t)}:
+            ids = tokenizer(form, add_special_tokens=False)["input_ids"]
+            for i in range(len(ids) - n + 1):
+                runs.setdefault(tuple(ids[i : i + n - 1]), set()).add(ids[i + n - 1])
+    return runs
+
+
 class LocalLM:
     """A loaded causal language model, its tokenizer and what it has generated so far."""
 
@@ -396,8 +436,10 @@ class LocalLM:
 
     # -- prompting and generation --------------------------------------------------------------------
 
-    def chat_prompt(self, system: str, user: str) -> str:
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    def chat_prompt(self, system: str, user: str, examples: Sequence[tuple[str, str]] = ()) -> str:
+        """The model's chat template around ``system`` and ``user``; ``examples`` (asked, answered)
+        go in before as earlier turns of the chat (few-shot)."""
+        messages = chat_messages(system, user, examples)
         if not getattr(self.tokenizer, "chat_template", None):
             raise LMError(f"content model {self.name} has no chat template: use an instruction-tuned model")
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -423,8 +465,12 @@ class LocalLM:
         seed: int | None = None,
         greedy: bool = False,
         run_to_max: bool = False,
+        avoid: Sequence[str] = (),
     ) -> list[list[Generation]]:
         """``candidates`` generations for each prompt, in prompt order.
+
+        ``avoid``: texts the model rewrites (a slot's seed); no generation repeats a run of
+        ``COPY_RUN`` of their tokens, so a candidate is a rewrite, not the seed handed back.
 
         ``run_to_max`` ignores EOS and newlines while generating (every row gets exactly
         ``max_new_tokens``); the text is still cut at its first newline. Benchmarks use it.
@@ -442,6 +488,7 @@ class LocalLM:
         vocab = self.vocab()
         banned, completing, longest = vocab.bans(tuple(ban)) if ban else ([], {}, 0)
         eos = set(self.eos_ids)
+        runs = copy_runs(self.tokenizer, [a for a in avoid if a.strip()], COPY_RUN) if avoid else {}
         rows = [(i, self._encode(p)) for i, p in enumerate(prompts) for _ in range(candidates)]
         out: list[list[Generation]] = [[] for _ in prompts]
         step = max(1, self.settings.batch_size)
@@ -479,6 +526,8 @@ class LocalLM:
                 processors = LogitsProcessorList()
                 if completing:
                     processors.append(_span_ban(vocab, completing, longest, width))
+                if runs:
+                    processors.append(_copy_ban(runs, COPY_RUN, width))
                 stopping = StoppingCriteriaList()
                 if not run_to_max:
                     stopping.append(_newline_stop(vocab, width))

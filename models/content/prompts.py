@@ -11,13 +11,14 @@ The template has a version; its hash and every prompt's hash go into each draft'
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from models.content.brief import Brief
 from models.content.slots import SPECS, spec
 
-TEMPLATE_VERSION = "slots-v2"
+TEMPLATE_VERSION = "slots-v3"
 SYSTEM = (
     "You rewrite short marketing copy for an online shop. Keep the meaning of the text you are "
     "given. Use plain words only: no numbers, prices, dates, codes, names or links."
@@ -57,9 +58,42 @@ class SlotPrompt:
     segment: str
     system: str
     user: str
+    # brand-corpus examples as earlier chat turns: (the slot's ask about one line, another line of
+    # the same theme in quotes); the slot spec's ``shots`` says how many
+    shots: tuple[tuple[str, str], ...] = ()
 
     def sha256(self) -> str:
-        return hashlib.sha256(f"{self.system}\n\n{self.user}".encode()).hexdigest()
+        turns = "".join(f"\n\n{asked}\n\n{answered}" for asked, answered in self.shots)
+        return hashlib.sha256(f"{self.system}{turns}\n\n{self.user}".encode()).hexdigest()
+
+    def shown(self) -> list[str]:
+        """The lines the examples show (a candidate that hands one back is a copy, not a rewrite)."""
+        return [line for asked, answered in self.shots for line in (_quoted(asked), answered.strip('"'))]
+
+
+def _quoted(text: str) -> str:
+    return text.split('"')[1] if text.count('"') >= 2 else text
+
+
+def pick_shots(
+    corpus: Sequence[Sequence[str]], slot: str, seed: str, count: int
+) -> tuple[tuple[str, str], ...]:
+    """``count`` examples of the slot's task from the brand corpus: each from another theme (a
+    group of lines that say the same thing), a pair of its lines as (ask about one, the other).
+    Themes holding the seed itself are skipped, so no example answers the real question. The same
+    seed picks the same examples (a hash, not the run's random state)."""
+    s = spec(slot)
+    groups = [list(g) for g in corpus if len(g) >= 2 and seed.strip().lower() not in {x.lower() for x in g}]
+    if count < 1 or not groups:
+        return ()
+    digest = int(hashlib.sha256(f"{s.name}|{seed}".encode()).hexdigest(), 16)
+    shots = []
+    for k in range(min(count, len(groups))):
+        group = groups[(digest + k) % len(groups)]  # distinct themes, next to each other
+        a = (digest >> (8 * k)) % len(group)
+        b = (a + 1 + (digest >> (8 * k + 4)) % (len(group) - 1)) % len(group)
+        shots.append((f"{s.ask.format(seed=group[a])}\n{s.label}", f'"{group[b]}"'))
+    return tuple(dict.fromkeys(shots))
 
 
 def template_sha256() -> str:
@@ -78,9 +112,17 @@ def audience_words(segment: str, top_drivers: list[dict[str, Any]] | None = None
 
 
 def slot_prompt(
-    brief: Brief, segment: str, slot: str, top_drivers: list[dict[str, Any]] | None
+    brief: Brief,
+    segment: str,
+    slot: str,
+    top_drivers: list[dict[str, Any]] | None,
+    corpus: Mapping[str, Sequence[Sequence[str]]] | None = None,
 ) -> SlotPrompt:
+    """The prompt of one slot for one segment. ``corpus``: slot -> the brand corpus's themes' lines
+    of that slot; the spec's ``shots`` examples are picked from it (none without a corpus)."""
     s = spec(slot)
-    ask = s.ask.format(seed=brief.seeds.seed(s.name))
+    seed = brief.seeds.seed(s.name)
+    ask = s.ask.format(seed=seed)
     user = USER.format(audience=audience_words(segment, top_drivers), tone=brief.tone, ask=ask, label=s.label)
-    return SlotPrompt(slot=s.name, segment=segment, system=SYSTEM, user=user)
+    shots = pick_shots((corpus or {}).get(s.name, ()), s.name, seed, s.shots)
+    return SlotPrompt(slot=s.name, segment=segment, system=SYSTEM, user=user, shots=shots)

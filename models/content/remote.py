@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from models.content.llm import Generation, LMError
+from models.content.llm import Generation, LMError, chat_messages
 
 BACKEND = "openai"
 WEIGHTS_NOTE = "sha256 of 'endpoint|model': a model server does not expose its weights, so this names them"
@@ -189,10 +189,11 @@ class RemoteLM:
 
     # -- the Generator protocol ----------------------------------------------------------------------
 
-    def chat_prompt(self, system: str, user: str) -> str:
+    def chat_prompt(self, system: str, user: str, examples: Sequence[tuple[str, str]] = ()) -> str:
         """The messages of one chat, as a string (the protocol's prompts are strings); `generate`
-        sends them as the request's ``messages``. The server applies its own chat template."""
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        sends them as the request's ``messages``. The server applies its own chat template.
+        ``examples`` (asked, answered) are earlier turns of the chat (few-shot)."""
+        messages = chat_messages(system, user, examples)
         return json.dumps({_CHAT: messages}, ensure_ascii=False)
 
     def generate(
@@ -203,9 +204,12 @@ class RemoteLM:
         max_new_tokens: int | None = None,
         ban: Sequence[str] = (),
         seed: int | None = None,
+        avoid: Sequence[str] = (),
     ) -> list[list[Generation]]:
         """``candidates`` generations for each prompt, in prompt order; a candidate that contains a
-        banned substring (case-insensitive) comes back with an empty text."""
+        banned substring (case-insensitive) comes back with an empty text. ``avoid`` (the seed a
+        slot rewrites) cannot be enforced through the protocol while decoding: a server's copy of
+        the seed is caught after, by drafting's ``copy`` check."""
         if candidates < 1:
             raise ValueError("candidates must be at least 1")
         limit = self.settings.max_new_tokens if max_new_tokens is None else max_new_tokens

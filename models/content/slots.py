@@ -42,6 +42,11 @@ class SlotSpec:
     max_chars: int
     readability: bool  # scored against the brief's Flesch band (too short to score otherwise)
     max_seed_chars: int  # a seed longer than this cannot be the fallback copy
+    # sentence-embedding cosine to the seed a candidate must keep (models/content/meaning.py): the
+    # 95th percentile of the cosines between this slot's lines of *different* themes of the brand
+    # corpus, rounded up to 0.05 (docs/content.md, "The meaning floor"; test_content_meaning.py)
+    min_meaning: float = 0.5
+    shots: int = 0  # brand-corpus examples shown as earlier chat turns (prompts.py ``pick_shots``)
     prefill: str = '"'  # the answer's first characters, written for the model (a local backend)
 
 
@@ -61,6 +66,8 @@ SPECS: dict[str, SlotSpec] = {
             60,
             False,
             60,
+            min_meaning=0.4,
+            shots=2,
         ),
         SlotSpec(
             "preheader",
@@ -75,6 +82,8 @@ SPECS: dict[str, SlotSpec] = {
             110,
             False,
             110,
+            min_meaning=0.4,
+            shots=2,
         ),
         SlotSpec(
             "headline",
@@ -89,6 +98,8 @@ SPECS: dict[str, SlotSpec] = {
             60,
             False,
             60,
+            min_meaning=0.4,
+            shots=0,
         ),
         SlotSpec(
             "body",
@@ -103,6 +114,8 @@ SPECS: dict[str, SlotSpec] = {
             400,
             True,
             400,
+            min_meaning=0.5,
+            shots=0,
         ),
         SlotSpec(
             "cta",
@@ -117,6 +130,8 @@ SPECS: dict[str, SlotSpec] = {
             32,
             False,
             32,
+            min_meaning=0.45,
+            shots=2,
         ),
         SlotSpec(
             "sms",
@@ -131,6 +146,8 @@ SPECS: dict[str, SlotSpec] = {
             70,
             True,
             70,
+            min_meaning=0.45,
+            shots=0,
         ),
         SlotSpec(
             "push",
@@ -145,6 +162,8 @@ SPECS: dict[str, SlotSpec] = {
             50,
             False,
             50,
+            min_meaning=0.4,
+            shots=0,
         ),
     )
 }
@@ -173,7 +192,8 @@ def spec(slot: str) -> SlotSpec:
 def clean(text: str, slot: str) -> str:
     """A generation in its slot's shape: first line, labels and wrapping quotes off, a body cut to
     its first three sentences (a cut-off fourth is dropped), no end punctuation where the template
-    adds its own. An echo of the prompt ("Tone: ...") comes back empty: it is no candidate."""
+    adds its own, a one-sentence slot cut to its first complete sentence. An echo of the prompt
+    ("Tone: ...") comes back empty: it is no candidate."""
     s = spec(slot)
     line = text.strip().split("\n", 1)[0].strip()
     line = _LABEL.sub("", line, count=1).strip()
@@ -184,11 +204,15 @@ def clean(text: str, slot: str) -> str:
         line = inner.group(1) if inner else line
     line = line.strip().strip(_QUOTES).strip()
     line = re.sub(r"\s+", " ", line)
+    sentences = _SENTENCE.split(line)
     if s.name == "body":
-        sentences = _SENTENCE.split(line)
         if len(sentences) > 1 and not sentences[-1].rstrip(_QUOTES).endswith((".", "!", "?")):
             sentences = sentences[:-1]  # cut off by the token budget
-        line = " ".join(sentences[: s.sentences[1]])
-    elif s.ends == "" or s.ends == "!":
-        line = line.rstrip(".,;:").strip() if s.ends == "!" else line.rstrip(".,;:!?").strip()
+        return " ".join(sentences[: s.sentences[1]])
+    if s.sentences == (1, 1) and len(sentences) > 1 and not sentences[0].endswith(".."):
+        line = sentences[0]  # a one-sentence slot keeps the first sentence the model completed
+    if s.ends == "!":
+        line = line.rstrip(".,;:").strip()
+    elif s.ends == "":
+        line = line.rstrip(".,;:!?").strip()
     return line

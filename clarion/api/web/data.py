@@ -28,6 +28,7 @@ from clarion.results.views import measured
 from clarion.segment.views import explanation
 from clarion.warehouse import Warehouse, relation_exists
 from models.content.brief import Brief, BriefError, load_brief
+from models.content.drafts import floor_words
 
 PSEUDONYM = re.compile(r"^p_[0-9a-f]{16}$")
 CONTACT_ID = re.compile(r"^[0-9]{1,18}$")
@@ -215,7 +216,8 @@ def provenance_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
         (
             "Generation",
             f"seed {gen.get('seed')}, temperature {gen.get('temperature')}, top_p {gen.get('top_p')}, "
-            f"{gen.get('candidates_per_slot')} candidates per slot, meaning >= {gen.get('min_meaning')}",
+            f"{gen.get('candidates_per_slot')} candidates per slot, "
+            f"meaning >= {floor_words(gen.get('min_meaning'))}",
         ),
     ]
     for name, slot in (p.get("slots") or {}).items():
