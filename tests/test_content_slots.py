@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from models.content import select
-from models.content.brief import SLOTS, load_brief, load_briefs
+from models.content.brief import DEFAULT_TEMPLATES, SLOTS, load_brief, load_briefs
 from models.content.drafts import DraftParams, _pick, draft_brief, meaning_floor
 from models.content.guardrails import check_slot
 from models.content.llm import Generation, LMSettings, LocalLM
@@ -39,7 +39,9 @@ BAD_SHAPES = [
     ("subject", "A very warm welcome back to every one of our lovely customers", "words"),
     ("preheader", "It has been a while and we would love to see you again", "ends in 'no punctuation'"),
     ("preheader", "Welcome back. We missed you a lot.", "inside"),
-    ("headline", "Welcome back: we missed you", "inside"),
+    ("headline", "Welcome back. We missed you", "inside"),
+    ("subject", "Welcome back: we missed you", "inside"),  # the template adds ': 15% off'
+    ("push", "Welcome back: we missed you", "inside"),
     ("body", "We missed you a lot and want you back.", "sentence(s)"),
     ("body", "We missed you. Come back. See what is new. Take a look. Thanks.", "sentence(s)"),
     ("body", "It has been a while since your last visit. Our summer collection is here", "ends in"),
@@ -63,6 +65,13 @@ def test_every_slot_has_a_spec_and_a_good_text_of_its_shape_passes_every_check()
 def test_each_slot_spec_refuses_text_of_the_wrong_shape(slot: str, text: str, named: str) -> None:
     (shape,) = [c for c in check_slot(text, BRIEF, slot).failed if c.name == "shape"]
     assert shape.severity == "block" and named in shape.detail and slot in shape.detail
+
+
+def test_a_headline_may_hold_a_colon_as_no_template_follows_it_with_one() -> None:
+    assert check_slot("Summer is here: come and see", BRIEF, "headline").failed == []
+    assert not any("{headline}:" in t for t in DEFAULT_TEMPLATES.values())
+    followed = "".join(DEFAULT_TEMPLATES.values())
+    assert all("{" + slot + "}:" in followed for slot in ("subject", "push", "cta"))
 
 
 def test_a_slot_longer_than_its_characters_is_refused() -> None:

@@ -25,6 +25,8 @@ from models.content.brief import SLOTS, load_brief, load_briefs
 from models.content.drafts import AI_DISCLOSURE, _Keep
 from models.content.guardrails import check_slot
 from models.content.llm import LMSettings, LocalLM
+from models.content.meaning import default_meaning_model
+from models.content.slots import SPECS
 from models.content.tune import ADAPTER_META, Example, TuneParams, examples_sha256, train_adapter
 from models.registry import Registry
 
@@ -72,6 +74,40 @@ def test_corpus_examples_pair_lines_of_a_theme_and_leave_held_out_seeds_out() ->
     kept = corpus_examples(themes, brief, ("headline",), exclude={held}, per_slot=10_000)
     assert all(held not in e.user.lower() and e.text.lower() != held for e in kept)
     assert len(kept) < len(examples)
+
+
+def test_corpus_examples_carry_the_few_shot_turns_drafting_shows_and_never_their_own_theme() -> None:
+    brief = load_brief(WINBACK)
+    themes = load_corpus(CORPUS)
+    examples = corpus_examples(themes, brief, ("cta", "body"), per_slot=60)
+    ctas = [e for e in examples if e.slot == "cta"]
+    assert ctas and all(len(e.shots) == SPECS["cta"].shots for e in ctas)
+    assert all(e.shots == () for e in examples if e.slot == "body")  # the body is asked without examples
+    for e in ctas:
+        own = next(t for t in themes if e.text in t.lines["cta"] and any(x in e.user for x in t.lines["cta"]))
+        shown = {line for asked, answered in e.shots for line in (asked.split('"')[1], answered.strip('"'))}
+        assert not shown & set(own.lines["cta"]), (e.text, shown)  # its own theme would give the answer away
+    stored = _stored(brief, "approved", _slots(), "d1")
+    stored["provenance"]["prompts"][0]["examples"] = [['Rewrite "A"', '"B"']]
+    (first, *_) = draft_examples([stored], set(), {brief.name: brief}, set())
+    assert first.shots == (('Rewrite "A"', '"B"'),)
+
+
+def test_with_the_meaning_model_only_pairs_that_keep_the_seeds_meaning_are_examples() -> None:
+    brief = load_brief(WINBACK)
+    themes = load_corpus(CORPUS)
+    model = default_meaning_model()
+    every = corpus_examples(themes, brief, ("body", "cta"), per_slot=10_000)
+    kept = corpus_examples(themes, brief, ("body", "cta"), per_slot=10_000, meaning=model)
+    assert 0 < len(kept) < len(every)
+    for slot in ("body", "cta"):
+        ask = SPECS[slot].ask.split("{seed}")[0]
+        mine = [e for e in every if e.slot == slot]
+        seeds = [e.user.split(ask, 1)[1].split('"')[0] for e in mine]
+        vectors = model.embed([e.text for e in mine]), model.embed(seeds)
+        scored = [(float(a @ b), e in kept) for a, b, e in zip(*vectors, mine, strict=True)]
+        assert all(cos >= SPECS[slot].min_meaning for cos, k in scored if k)
+        assert all(cos < SPECS[slot].min_meaning for cos, k in scored if not k)
 
 
 def _stored(brief, status: str, slots: dict[str, str], did: str, segment: str = "at_risk_high_value") -> dict:

@@ -43,7 +43,7 @@ from models.content.adapter import apply_adapter, check_folder
 from models.content.brief import SLOTS, Brief, load_briefs
 from models.content.drafts import AI_DISCLOSURE, DraftParams, draft_brief
 from models.content.prompts import slot_prompt
-from models.content.slots import ALIASES
+from models.content.slots import ALIASES, SPECS
 from models.content.tune import (
     Example,
     TuneParams,
@@ -117,13 +117,21 @@ def corpus_examples(
     exclude: set[str] = frozenset(),
     per_slot: int = MAX_EXAMPLES,
     seed: int = 7,
+    meaning: Any = None,
 ) -> list[Example]:
     """Each ordered pair of a theme's lines (seed -> answer) as the slot's prompt -> answer. The
     prompt is built by ``slot_prompt`` from ``carrier`` (any brief) with the theme's tone and the
-    seed line, for one of the theme's segments: the same prompt drafting sends. Lines in ``exclude``
-    (held-out briefs' seeds, lower-cased) are left out. At most ``per_slot`` per slot, drawn by ``seed``."""
+    seed line, for one of the theme's segments, with the few-shot examples drafting would show: the
+    same prompt drafting sends. Lines in ``exclude``
+    (held-out briefs' seeds, lower-cased) are left out. At most ``per_slot`` per slot, drawn by ``seed``.
+
+    ``meaning`` (the drafting meaning model): only pairs whose answer keeps the seed line's meaning as
+    drafting requires (cosine >= the slot's floor) are examples. Lines of one theme say the same thing
+    only loosely; an adapter taught to answer a seed with any theme-mate learns to drift from it."""
     rng = random.Random(seed)
     out: list[Example] = []
+    # drafting's few-shot examples come from the same corpus (the seed's own theme is never shown)
+    shots = {slot: [t.lines[slot] for t in themes if t.lines.get(slot)] for slot in slots}
     for slot in slots:
         pairs = []
         for t_index, theme in enumerate(themes):
@@ -133,13 +141,21 @@ def corpus_examples(
                     if i != j:
                         segment = theme.segments[(t_index + i + j) % len(theme.segments)]
                         pairs.append((theme, segment, seed_line, answer))
+        if meaning is not None and pairs:
+            floor = SPECS[slot].min_meaning
+            cosine: dict[tuple[str, str], float] = {}
+            for seed_line in {p[2] for p in pairs}:
+                answers = [p[3] for p in pairs if p[2] == seed_line]
+                for answer, cos in zip(answers, meaning.similarity(answers, seed_line), strict=True):
+                    cosine[(seed_line, answer)] = float(cos)
+            pairs = [p for p in pairs if cosine[(p[2], p[3])] >= floor]
         rng.shuffle(pairs)
         for theme, segment, seed_line, answer in pairs[:per_slot]:
             brief = carrier.model_copy(
                 update={"tone": theme.tone, "seeds": carrier.seeds.model_copy(update={slot: seed_line})}
             )
-            p = slot_prompt(brief, segment, slot, None)
-            out.append(Example("corpus", slot, p.system, p.user, answer))
+            p = slot_prompt(brief, segment, slot, None, shots)
+            out.append(Example("corpus", slot, p.system, p.user, answer, p.shots))
     return out
 
 
@@ -212,7 +228,8 @@ def draft_examples(
                 source = "approved"
             else:
                 continue
-            example = Example(source, slot, prompt["system"], prompt["user"], text)
+            shown = tuple(tuple(shot) for shot in prompt.get("examples") or ())
+            example = Example(source, slot, prompt["system"], prompt["user"], text, shown)
             if example.key() not in seen:
                 seen.add(example.key())
                 out.append(example)
@@ -346,8 +363,15 @@ def tune(
     seeds = {b.seeds.seed(slot).lower() for b, _ in held for slot in SLOTS}
     themes = load_corpus(c.brand_corpus)
     room = max(0, max_examples - len(from_drafts))
+    meaning = default_meaning_model()
     from_corpus = corpus_examples(
-        themes, briefs[0], SLOTS, exclude=seeds, per_slot=room // len(SLOTS), seed=params.seed
+        themes,
+        briefs[0],
+        SLOTS,
+        exclude=seeds,
+        per_slot=room // len(SLOTS),
+        seed=params.seed,
+        meaning=meaning,
     )
     examples = [*from_drafts, *from_corpus][:max_examples]
     if len(examples) < MIN_EXAMPLES:
@@ -368,7 +392,6 @@ def tune(
             result.seconds,
         )
         lm = LocalLM.load(lm_settings(settings))
-        meaning = default_meaning_model()
         dp = draft_params(settings)
         if candidates:
             dp = replace(dp, candidates=candidates)

@@ -234,7 +234,8 @@ def _shape(text: str, slot: str) -> list[str]:
     end = stripped[-1:] if stripped[-1:] in ".!?;:," else ""
     if s.sentences == (1, 1):
         inner = stripped[:-1] if end else stripped
-        inside = r"[.?!;]" if "." in s.ends else r"[.?!;:]"  # a phrase before ': offer' has no colon
+        # a phrase the template follows with ': offer' or ': link' has no colon of its own
+        inside = r"[.?!;]" if "." in s.ends or s.colon else r"[.?!;:]"
         stops = ", ".join(repr(c) for c in sorted(set(re.findall(inside, inner))))
         if stops:
             problems.append(f"the {slot} has {stops} inside: {s.what} is one sentence or phrase")

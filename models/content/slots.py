@@ -47,6 +47,7 @@ class SlotSpec:
     # corpus, rounded up to 0.05 (docs/content.md, "The meaning floor"; test_content_meaning.py)
     min_meaning: float = 0.5
     shots: int = 0  # brand-corpus examples shown as earlier chat turns (prompts.py ``pick_shots``)
+    colon: bool = False  # a colon inside is fine (no template follows the slot with ': offer')
     prefill: str = '"'  # the answer's first characters, written for the model (a local backend)
 
 
@@ -100,6 +101,7 @@ SPECS: dict[str, SlotSpec] = {
             60,
             min_meaning=0.4,
             shots=0,
+            colon=True,
         ),
         SlotSpec(
             "body",
@@ -163,7 +165,7 @@ SPECS: dict[str, SlotSpec] = {
             False,
             50,
             min_meaning=0.4,
-            shots=0,
+            shots=2,
         ),
     )
 }

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from models.content.llm import _cpu_has_native_bf16
+from models.content.slots import SPECS
 
 ADAPTER_META = "clarion-adapter.json"
 SOURCES = ("approved", "edit", "corpus")  # where an example comes from, in the card's data counts
@@ -39,9 +40,10 @@ class Example:
     system: str
     user: str
     text: str
+    shots: tuple[tuple[str, str], ...] = ()  # the few-shot turns drafting shows before ``user``
 
     def key(self) -> str:
-        return json.dumps([self.slot, self.system, self.user, self.text], ensure_ascii=False)
+        return json.dumps([self.slot, self.system, self.user, self.text, self.shots], ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -186,9 +188,12 @@ def _answer_loss(model: Any, ids: Any, mask: Any, labels: Any) -> Any:
 
 
 def _encode(lm: Any, example: Example, max_length: int) -> tuple[list[int], list[int]]:
-    """(token ids, labels): the chat prompt as drafting sends it, then the answer and the turn's end."""
-    prompt = lm._encode(lm.chat_prompt(example.system, example.user))
-    answer = lm.tokenizer(example.text, add_special_tokens=False)["input_ids"]
+    """(token ids, labels): the chat prompt as drafting sends it (its few-shot turns, and the slot's
+    prefill: an opening quote), then the answer, its closing quote and the turn's end."""
+    prefill = SPECS[example.slot].prefill
+    prompt = lm._encode(lm.chat_prompt(example.system, example.user, example.shots) + prefill)
+    closing = {'"': '"', "“": "”", "«": "»"}.get(prefill, "")
+    answer = lm.tokenizer(example.text + closing, add_special_tokens=False)["input_ids"]
     end = lm.tokenizer.eos_token_id if lm.tokenizer.eos_token_id is not None else lm.eos_ids[0]
     answer = [*answer, end]
     prompt = prompt[-max(1, max_length - len(answer)) :]
