@@ -35,6 +35,7 @@ from models.content.drafts import SAMPLE_FIRST_NAME, content_hash
 from models.content.guardrails import CHECKS
 from models.content.llm import embedded_gguf
 from models.content.prompts import SEGMENT_WORDS, SYSTEM, TEMPLATE_VERSION
+from models.content.slots import SPECS
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
@@ -175,10 +176,17 @@ def test_every_draft_carries_complete_provenance(drafted: Project) -> None:
         assert p["ai_generated"] == d["ai_generated"] == any(not s["fallback"] for s in p["slots"].values())
         assert p["created_at"]
         for prompt in p["prompts"]:
-            assert (
-                hashlib.sha256(f"{prompt['system']}\n\n{prompt['user']}".encode()).hexdigest()
-                == prompt["sha256"]
+            # the hash covers every turn sent: the few-shot examples (asked, answered), then the user turn
+            turns = [*(turn for shot in prompt["examples"] for turn in shot), prompt["user"]]
+            sent = "\n\n".join(turns)
+            assert hashlib.sha256(f"{prompt['system']}\n\n{sent}".encode()).hexdigest() == prompt["sha256"]
+            assert len(prompt["examples"]) == SPECS[prompt["slot"]].shots  # the demo corpus is configured
+            stored = _query(
+                drafted.settings,
+                "select prompt from content.prompts where run_id = ? and sha256 = ?",
+                [drafted.run_id, prompt["sha256"]],
             )
+            assert stored and stored[0][0] == sent  # content.prompts keeps what was sent
         if d["ai_generated"] and d["channel"] == "email" and briefs[d["campaign"]].disclose_ai:
             assert p["disclosure"] in d["content"]["email_body"]
 

@@ -345,7 +345,7 @@ def write_drafts(
     supersede_unfinished(con, run_id, brief.name)
     con.executemany(
         "insert into content.prompts values (?, ?, ?, ?, ?, ?, ?, ?)",
-        [[run_id, brief.name, p.segment, p.slot, p.sha256(), p.system, p.user, now] for p in prompts],
+        [[run_id, brief.name, p.segment, p.slot, p.sha256(), p.system, p.sent(), now] for p in prompts],
     )
     for d in drafts:
         sha = d.content_sha256

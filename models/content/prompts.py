@@ -62,9 +62,13 @@ class SlotPrompt:
     # the same theme in quotes); the slot spec's ``shots`` says how many
     shots: tuple[tuple[str, str], ...] = ()
 
+    def sent(self) -> str:
+        """The turns after the system prompt as sent, blank lines between: each example asked and
+        answered, then the user turn (no examples: the user turn alone)."""
+        return "\n\n".join([*(turn for shot in self.shots for turn in shot), self.user])
+
     def sha256(self) -> str:
-        turns = "".join(f"\n\n{asked}\n\n{answered}" for asked, answered in self.shots)
-        return hashlib.sha256(f"{self.system}{turns}\n\n{self.user}".encode()).hexdigest()
+        return hashlib.sha256(f"{self.system}\n\n{self.sent()}".encode()).hexdigest()
 
     def shown(self) -> list[str]:
         """The lines the examples show (a candidate that hands one back is a copy, not a rewrite)."""
