@@ -60,6 +60,7 @@ class Drafter:
         self._lm = lm
         self._meaning = meaning
         self._lock = threading.Lock()  # one generation at a time: they would share the same cores
+        self._shots: dict[str, list[tuple[str, ...]]] | None = None  # the brand corpus, read once
         self.load_seconds: float | None = None
 
     def warm(self) -> float:
@@ -73,6 +74,8 @@ class Drafter:
         return time.perf_counter() - started
 
     def _models(self) -> tuple[Any, Any]:
+        if self._shots is None:
+            self._shots = brand_shots(self.settings)
         if self._lm is None or self._meaning is None:
             started = time.perf_counter()
             if self._lm is None:
@@ -146,7 +149,7 @@ class Drafter:
                 context["retired_variants"],
                 channels=[channel],
                 variants=1,
-                corpus=brand_shots(self.settings),
+                corpus=self._shots,
             )
             tokens = (lm.stats()["generated_tokens"] if hasattr(lm, "stats") else 0) - before
             generate_s = time.perf_counter() - generating

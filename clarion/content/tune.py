@@ -101,12 +101,17 @@ def load_corpus(folder: Path | None) -> list[Theme]:
     return themes
 
 
+def shot_lines(
+    themes: list[Theme], slots: tuple[str, ...] = CORPUS_SLOTS
+) -> dict[str, list[tuple[str, ...]]]:
+    """Slot -> each theme's lines of that slot: what drafting's few-shot examples are picked from
+    (models/content/prompts.py ``pick_shots``)."""
+    return {slot: [t.lines[slot] for t in themes if t.lines.get(slot)] for slot in slots}
+
+
 def brand_shots(settings: Settings) -> dict[str, list[tuple[str, ...]]]:
-    """Slot -> each theme's lines of that slot, from ``content.brand_corpus``: what drafting's
-    few-shot examples are picked from (models/content/prompts.py ``pick_shots``); empty without a
-    corpus."""
-    themes = load_corpus(settings.content.brand_corpus)
-    return {slot: [t.lines[slot] for t in themes if t.lines.get(slot)] for slot in CORPUS_SLOTS}
+    """``shot_lines`` of ``content.brand_corpus``; empty without a corpus."""
+    return shot_lines(load_corpus(settings.content.brand_corpus))
 
 
 def corpus_examples(
@@ -131,7 +136,7 @@ def corpus_examples(
     rng = random.Random(seed)
     out: list[Example] = []
     # drafting's few-shot examples come from the same corpus (the seed's own theme is never shown)
-    shots = {slot: [t.lines[slot] for t in themes if t.lines.get(slot)] for slot in slots}
+    shots = shot_lines(themes, slots)
     for slot in slots:
         pairs = []
         for t_index, theme in enumerate(themes):
@@ -396,9 +401,9 @@ def tune(
         if candidates:
             dp = replace(dp, candidates=candidates)
         started = time.perf_counter()
-        before = evaluate(lm, meaning, held, dp, brand_shots(settings))
+        before = evaluate(lm, meaning, held, dp, shot_lines(themes))
         apply_adapter(lm, work / "adapter", "candidate")
-        after = evaluate(lm, meaning, held, dp, brand_shots(settings))
+        after = evaluate(lm, meaning, held, dp, shot_lines(themes))
         eval_seconds = time.perf_counter() - started
         passed, why = gate(before, after)
         meta = {

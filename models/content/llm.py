@@ -304,6 +304,16 @@ def _copy_ban(runs: dict[tuple[int, ...], set[int]], n: int, prompt_len: int) ->
     return CopyBan()
 
 
+def work_stats(rows: int, tokens: int, seconds: float) -> dict[str, Any]:
+    """Cumulative generation work: generations, generated tokens, seconds and tokens/s."""
+    return {
+        "generations": rows,
+        "generated_tokens": tokens,
+        "seconds": seconds,
+        "tokens_per_s": tokens / seconds if seconds else 0.0,
+    }
+
+
 def chat_messages(system: str, user: str, examples: Sequence[tuple[str, str]] = ()) -> list[dict[str, str]]:
     """System turn, then each example as a user turn and its answer, then the user turn."""
     turns = [{"role": "system", "content": system}]
@@ -600,9 +610,4 @@ class LocalLM:
 
     def stats(self) -> dict[str, Any]:
         """Cumulative generation work of this instance."""
-        return {
-            "generations": self._rows,
-            "generated_tokens": self._tokens,
-            "seconds": self._seconds,
-            "tokens_per_s": self._tokens / self._seconds if self._seconds else 0.0,
-        }
+        return work_stats(self._rows, self._tokens, self._seconds)

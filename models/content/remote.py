@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from models.content.llm import Generation, LMError, chat_messages
+from models.content.llm import Generation, LMError, chat_messages, work_stats
 
 BACKEND = "openai"
 WEIGHTS_NOTE = "sha256 of 'endpoint|model': a model server does not expose its weights, so this names them"
@@ -260,10 +260,7 @@ class RemoteLM:
     def stats(self) -> dict[str, Any]:
         """Cumulative work of this client (wall-clock seconds: requests overlap)."""
         return {
-            "generations": self._rows,
-            "generated_tokens": self._tokens,
-            "seconds": self._seconds,
-            "tokens_per_s": self._tokens / self._seconds if self._seconds else 0.0,
+            **work_stats(self._rows, self._tokens, self._seconds),
             "requests": self._requests,
             "retries": self._retried,
             "dropped_for_bans": self._dropped,
