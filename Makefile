@@ -41,11 +41,13 @@ $(STAMP): pyproject.toml Makefile
 
 demo: $(STAMP)
 	$(BIN)/clarion generate
+	$(BIN)/clarion prefect start
 	$(BIN)/clarion run
 	$(BIN)/clarion report --outbox var/outbox
 	$(BIN)/clarion status
 	$(BIN)/clarion compliance export
 	@echo "REST API and web app: .venv/bin/clarion api keys create marketing-lead --role approver (prints a key; the name is the approver the briefs list), then .venv/bin/clarion api serve and open http://127.0.0.1:8000 (web app; sign in with the key) or http://127.0.0.1:8000/docs (the API)"
+	@echo "Prefect UI with the runs: http://127.0.0.1:4200 (the server kept for this project; .venv/bin/clarion prefect status shows its address, .venv/bin/clarion prefect stop ends it)"
 	@echo "Next: .venv/bin/clarion explain 1 (one customer's score, reasons and recommended products), .venv/bin/clarion voc topics (what support tickets are about), .venv/bin/clarion models show --model recommender (the recommender card), .venv/bin/clarion models show (the model card, var/registry), .venv/bin/clarion drafts list (campaign copy waiting for approval), var/reports (the marketer report), var/outbox (the report e-mail as .eml: open it in a mail client), .venv/bin/clarion fairness (per-group figures and findings), .venv/bin/clarion subject access 1 --format html --out /tmp/subject-1.html (everything held about one person)"
 
 # pytest with a marker expression; "collected no tests" (exit 5) is a failure, not a pass
@@ -79,4 +81,5 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
+	@if [ -x $(BIN)/clarion ] && [ -f var/prefect/server.json ]; then $(BIN)/clarion prefect stop; fi
 	rm -rf var

@@ -21,6 +21,7 @@ SUITES = (
     "onboard",
     "voc",
     "recommend",
+    "prefect-start",
 )
 
 
@@ -101,6 +102,10 @@ def main() -> None:
         from bench import recommend
 
         print(recommend.main(sizes))  # evaluation, fit and top 5 with reasons for every customer
+    if "prefect-start" in args.suites:
+        from bench import prefect_start
+
+        print(prefect_start.main([n for n in sizes if n <= 10_000] or [2000]))  # temporary vs kept server
 
 
 if __name__ == "__main__":

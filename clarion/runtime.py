@@ -11,6 +11,7 @@ from pathlib import Path
 
 from clarion.config import Settings
 from clarion.errors import ClarionError, unwritable_folder
+from clarion.ops import local_server
 from clarion.privacy import scrub
 
 
@@ -19,11 +20,14 @@ def prepare_prefect(settings: Settings) -> None:
 
     Without PREFECT_API_URL, Prefect starts a temporary local server per process. Keeping its
     database under ``var/prefect`` means `prefect server start` with the same PREFECT_HOME later shows
-    every run Clarion made, with its artifacts.
+    every run Clarion made, with its artifacts. A server `clarion prefect start` keeps running on that
+    home is used instead, while it answers (clarion/ops/local_server.py).
     """
     if not os.environ.get("PREFECT_API_URL") and not os.environ.get("PREFECT_HOME"):
         settings.prefect.home.mkdir(parents=True, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(settings.prefect.home)
+        # a server `clarion prefect start` keeps for this project: no temporary server then
+        local_server.use_if_running(settings)
     # the temporary server needs 10-20 s on 2 busy cores; Prefect's default patience is 20 s
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # the library's own log lines (clarion.*) also go to the flow run's logs in the Prefect UI

@@ -11,6 +11,7 @@ import clarion
 from clarion import runs
 from clarion.config import Settings
 from clarion.errors import WarehouseBusyError
+from clarion.ops import local_server
 from clarion.synth.generator import MANIFEST_FILE
 from clarion.warehouse import Warehouse
 
@@ -32,6 +33,7 @@ def collect(settings: Settings, *, config_file: Path | None, n_runs: int = 5) ->
         "prefect": {
             "api_url": os.environ.get("PREFECT_API_URL"),
             "home": os.environ.get("PREFECT_HOME") or str(settings.prefect.home),
+            "kept_server": local_server.running(settings),  # `clarion prefect start`
         },
     }
     report["alerts"] = _alerts(settings)
@@ -125,9 +127,14 @@ def render(report: dict[str, Any]) -> str:
     p = report["prefect"]
     if p["api_url"]:
         lines.append(f"Prefect    runs report to {p['api_url']}")
+    elif p["kept_server"]:
+        k = p["kept_server"]
+        lines.append(
+            f"Prefect    server kept for this project: {k['ui']} (pid {k['pid']}; clarion prefect stop)"
+        )
     else:
         lines.append(
-            f"Prefect    history in {p['home']}; to browse it: PREFECT_HOME={p['home']} prefect server start"
+            f"Prefect    history in {p['home']}; to browse it: clarion prefect start (then its address)"
         )
     return "\n".join(lines)
 

@@ -31,13 +31,13 @@ def free_port() -> int:
 
 
 def served_copy(root: Path) -> Path:
-    """The embedded GGUF converted as LocalLM.load converts it (root/models/<hash>/), then a folder to
+    """The embedded GGUF converted as LocalLM.load converts it (the machine's cache), then a folder to
     serve: its files linked, and a generation_config.json that samples. `transformers serve` samples
     only when the model's generation config says do_sample (a request's temperature does not turn it
     on), and a copy that never samples would give the same candidate n times."""
     from models.content.llm import LMSettings, LocalLM
 
-    lm = LocalLM.load(LMSettings(cache_dir=root / "models", batch_size=4))
+    lm = LocalLM.load(LMSettings(batch_size=4))
     converted = lm.folder
     del lm
     served = root / "SmolLM2-135M-Instruct"

@@ -112,7 +112,7 @@ def test_run_while_another_writer_exits_3_with_the_message(project) -> None:
 
 @pytest.mark.slow
 def test_the_demo_path_works_for_a_new_user_in_an_empty_folder(tmp_path: Path) -> None:
-    """What `make demo` runs, as separate processes with Prefect's own temporary server."""
+    """What `make demo` runs, as separate processes, with the Prefect server it keeps."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CLARION_"))}
     env["CLARION_GENERATE__CUSTOMERS"] = "500"
 
@@ -125,7 +125,18 @@ def test_the_demo_path_works_for_a_new_user_in_an_empty_folder(tmp_path: Path) -
 
     generated = clarion("generate")
     assert "500 contacts" in generated.stdout
+    started = clarion("prefect", "start", "--json")  # make demo keeps one Prefect server for its commands
+    try:
+        _the_demo_commands(clarion, tmp_path)
+    finally:
+        clarion("prefect", "stop")
+    assert not json.loads(started.stdout)["already"]
+    assert not (tmp_path / "var" / "prefect" / "server.json").exists()
+
+
+def _the_demo_commands(clarion, tmp_path: Path) -> None:
     ran = clarion("run")
+    assert "Starting temporary server" not in ran.stderr  # the kept server served it
     assert "completed" in ran.stdout
     assert "contacts" in ran.stdout and "quarantined" in ran.stdout  # the extract accounting table
     status = clarion("status")

@@ -190,7 +190,7 @@ CORPUS: list[Case] = [
         "headline-too-long", "shape", "A very special thank you from all of us here at the shop", "headline"
     ),
     bad_slot("headline-full-stop", "shape", "Welcome back.", "headline"),
-    bad_slot("sms-two-sentences", "shape", "We miss you. Come back and see what is new in the shop.", "sms"),
+    bad_slot("sms-three-sentences", "shape", "We miss you. Come back. See what is new in the shop.", "sms"),
     bad_slot("hook-too-short", "shape", "Come back soon."),
     bad_slot(
         "hook-german", "language", "Es ist schon eine Weile her, und wir würden uns freuen, dich zu sehen."

@@ -76,6 +76,37 @@ def test_cold_load_converts_once_and_later_loads_read_the_cache(lm: LocalLM, cac
     assert [p.name for p in cache.iterdir()] == [folder.name]
 
 
+def test_the_converted_copy_is_kept_once_per_machine_user_unless_a_folder_is_named(
+    lm: LocalLM, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clarion.config.loading import load_settings
+    from clarion.content.runner import lm_settings
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv(convert.CACHE_ENV, raising=False)
+    assert convert.default_cache_dir() == tmp_path / "home" / ".cache" / "clarion" / "models"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert convert.default_cache_dir() == tmp_path / "xdg" / "clarion" / "models"
+    monkeypatch.setenv(convert.CACHE_ENV, "~/elsewhere")
+    assert convert.default_cache_dir() == tmp_path / "home" / "elsewhere"
+
+    # two projects without content.model_cache load the one copy this module converted
+    monkeypatch.setenv(convert.CACHE_ENV, str(cache))
+    for name in ("shop-a", "shop-b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "clarion.yaml").write_text("content:\n  batch_size: 4\n")
+        settings = lm_settings(load_settings(tmp_path / name / "clarion.yaml", env={}))
+        assert settings.cache_dir is None
+        again = LocalLM.load(settings)
+        assert again.loaded_from_cache is True and again.folder == lm.folder
+    assert not list(tmp_path.glob("shop-*/var/models"))
+    # a project may keep its own copy
+    (tmp_path / "shop-a" / "clarion.yaml").write_text("content:\n  model_cache: var/models\n")
+    named = lm_settings(load_settings(tmp_path / "shop-a" / "clarion.yaml", env={}))
+    assert named.cache_dir == tmp_path / "shop-a" / "var" / "models"
+
+
 def test_a_killed_conversion_leaves_no_half_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def dies_half_way(gguf: Path, sha: str, out: Path) -> None:
         out.mkdir(parents=True)

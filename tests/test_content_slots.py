@@ -47,7 +47,7 @@ BAD_SHAPES = [
     ("body", "It has been a while since your last visit. Our summer collection is here", "ends in"),
     ("cta", "Shop now!", "ends in '!'"),
     ("cta", "Shop the whole of the new summer collection today", "words"),
-    ("sms", "We miss you. Come back and see what is new.", "inside"),
+    ("sms", "We miss you. Come back. See what is new.", "3 sentence(s)"),
     ("push", "Hi", "words"),
 ]
 
@@ -74,6 +74,14 @@ def test_a_headline_may_hold_a_colon_as_no_template_follows_it_with_one() -> Non
     assert all("{" + slot + "}:" in followed for slot in ("subject", "push", "cta"))
 
 
+def test_a_text_message_may_be_two_short_sentences_not_three() -> None:
+    assert check_slot("We miss you. Come and see what is new.", BRIEF, "sms").failed == []
+    (shape,) = check_slot("We miss you. Come back. See what is new.", BRIEF, "sms").failed
+    assert shape.name == "shape" and "3 sentence(s)" in shape.detail
+    (short,) = check_slot("We miss you.", BRIEF, "sms").failed  # the fragment the old cut kept
+    assert "3 words" in short.detail
+
+
 def test_a_slot_longer_than_its_characters_is_refused() -> None:
     text = "Wonderful, comfortable, beautiful, remarkable, unforgettable collection"  # 5 words, 71 chars
     (shape,) = [c for c in check_slot(text, BRIEF, "cta").failed if c.name == "shape"]
@@ -98,7 +106,12 @@ def test_hook_is_read_as_the_body() -> None:
         ("body", "It has been a while. We miss you. And the new", "It has been a while. We miss you."),
         ("push", "Tone: warm, personal, no pressure.", ""),
         ("cta", '"Shop the collection" -> "See the', ""),
-        ("sms", '"We miss you. Come back and see new things. Thanks."', "We miss you."),
+        (
+            "sms",
+            '"We miss you. Come back and see new things. Thanks."',
+            "We miss you. Come back and see new things.",
+        ),
+        ("sms", "We miss you. Come back and see the", "We miss you."),
         ("subject", "Your early look is ready. For the latest", "Your early look is ready"),
         ("preheader", "Your early look... You are welcome.", "Your early look... You are welcome."),
     ],
@@ -232,8 +245,8 @@ def test_an_example_handed_back_is_a_copy_and_each_slot_keeps_its_own_floor() ->
 
 # -- the real model -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def lm(tmp_path_factory: pytest.TempPathFactory) -> LocalLM:
-    return LocalLM.load(LMSettings(cache_dir=tmp_path_factory.mktemp("models")))
+def lm() -> LocalLM:
+    return LocalLM.load(LMSettings())  # the machine's converted copy (test_content_llm tests converting)
 
 
 @pytest.mark.slow  # loads and runs the real model (make test stays under 15 minutes)

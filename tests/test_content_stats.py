@@ -180,7 +180,7 @@ def _count_words(text: str) -> int:
 
 
 @pytest.mark.slow
-def test_stats_of_drafts_from_the_real_drafting_path(project, tmp_path_factory) -> None:
+def test_stats_of_drafts_from_the_real_drafting_path(project) -> None:
     from clarion.content.runner import write_drafts
     from models.content.brief import load_brief
     from models.content.drafts import DraftParams, draft_brief
@@ -189,7 +189,7 @@ def test_stats_of_drafts_from_the_real_drafting_path(project, tmp_path_factory) 
 
     settings = project()
     brief = load_brief(REPO / "campaigns" / "winback-summer.yaml")
-    lm = LocalLM.load(LMSettings(cache_dir=tmp_path_factory.mktemp("models"), batch_size=32))
+    lm = LocalLM.load(LMSettings(batch_size=32))
     segments = [{"segment": "at_risk_high_value", "top_drivers": []}]
     drafts, prompts = draft_brief(
         brief, segments, lm, default_meaning_model(), DraftParams(candidates=2, max_new_tokens=24), {}

@@ -194,19 +194,12 @@ def test_the_gate_promotes_only_a_higher_usable_rate_without_more_findings() -> 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, list[Example], dict]:
     """A real adapter: a few steps on twenty corpus examples, on the embedded model."""
-    cache = tmp_path_factory.mktemp("models")
     brief = load_brief(WINBACK)
     examples = corpus_examples(load_corpus(CORPUS), brief, ("headline", "body"), per_slot=10)
-    lm = LocalLM.load(LMSettings(dtype="float32", cache_dir=_cache(cache)))
+    lm = LocalLM.load(LMSettings(dtype="float32"))
     out = tmp_path_factory.mktemp("adapter") / "adapter"
     result = train_adapter(lm, examples, TuneParams(max_steps=2, batch_size=4, learning_rate=5e-3), out)
-    return out, examples, {"result": result, "cache": _cache(cache)}
-
-
-def _cache(fallback: Path) -> Path:
-    """The converted copy of the embedded model the repository already has, if any (saves ~30 s)."""
-    here = REPO / "var" / "models"
-    return here if here.is_dir() else fallback
+    return out, examples, {"result": result}
 
 
 @pytest.mark.slow  # trains a real LoRA adapter (make test stays under 15 minutes)
@@ -229,8 +222,8 @@ def test_training_saves_an_adapter_with_its_data_hash_and_settings(trained) -> N
 def test_applying_the_adapter_changes_the_model_and_drafting_still_generates(trained) -> None:
     import torch
 
-    out, examples, info = trained
-    lm = LocalLM.load(LMSettings(dtype="float32", cache_dir=info["cache"]))
+    out, examples, _ = trained
+    lm = LocalLM.load(LMSettings(dtype="float32"))
     prompt = lm.chat_prompt(examples[0].system, examples[0].user)
     ids = torch.tensor([lm._encode(prompt)])
     with torch.inference_mode():
@@ -249,12 +242,12 @@ def test_applying_the_adapter_changes_the_model_and_drafting_still_generates(tra
 def test_an_adapter_for_other_weights_is_refused_with_what_to_do(trained, tmp_path: Path) -> None:
     import shutil
 
-    out, _, info = trained
+    out, _, _ = trained
     other = tmp_path / "other"
     shutil.copytree(out, other)
     meta = json.loads((other / ADAPTER_META).read_text())
     (other / ADAPTER_META).write_text(json.dumps({**meta, "base_weights_sha256": "0" * 64}))
-    lm = LocalLM.load(LMSettings(cache_dir=info["cache"]))
+    lm = LocalLM.load(LMSettings())
     with pytest.raises(AdapterError, match=r"trained on model weights 000000000000.*content tune"):
         apply_adapter(lm, other)
     with pytest.raises(AdapterError, match="not a brand adapter"):

@@ -222,6 +222,12 @@ class ContentSettings(Section):
         description="a local Hugging Face causal-LM directory or .gguf file, or the http(s) URL of an "
         "OpenAI-compatible model server (…/v1) [embedded SmolLM2-135M-Instruct]",
     )
+    model_cache: ProjectPath | None = Field(
+        None,
+        description="folder for converted copies of .gguf models; empty: one per machine user, shared by "
+        "every project ($CLARION_MODEL_CACHE, else $XDG_CACHE_HOME/clarion/models, else "
+        "~/.cache/clarion/models)",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses a GPU when torch sees one")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="weights' precision; auto: bfloat16 on a GPU, float32 on the CPU"

@@ -173,7 +173,7 @@ def lm_settings(settings: Settings, **overrides: Any) -> Any:
         temperature=c.temperature,
         top_p=c.top_p,
         seed=c.seed,
-        cache_dir=settings.var_dir / "models",
+        cache_dir=c.model_cache,  # None: the machine user's cache, shared by every project
     )
     return replace(base, **overrides)
 

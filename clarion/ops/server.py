@@ -5,7 +5,8 @@ from __future__ import annotations
 from clarion.errors import ClarionError
 
 START_SERVER = (
-    "start one with `PREFECT_HOME=var/prefect prefect server start` (in another terminal) and set "
+    "start one with `clarion prefect start` (kept in the background; this project's commands find it), "
+    "or with `PREFECT_HOME=var/prefect prefect server start` in another terminal and set "
     "PREFECT_API_URL=http://127.0.0.1:4200/api"
 )
 

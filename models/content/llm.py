@@ -33,6 +33,7 @@ from models.content.convert import (  # noqa: F401 (LMError, embedded_gguf: this
     EMBEDDED_PACKAGE,
     LMError,
     converted,
+    default_cache_dir,
     embedded_gguf,
     weights_sha256,
 )
@@ -79,7 +80,7 @@ class LMSettings:
     temperature: float = 0.8
     top_p: float = 0.95
     seed: int = 7
-    cache_dir: Path = Path("var/models")  # converted copies of GGUF files live here
+    cache_dir: Path | None = None  # converted copies of GGUF files; None: convert.default_cache_dir()
 
 
 @dataclass(frozen=True)
@@ -401,7 +402,7 @@ class LocalLM:
                 )
             sha = sha256_file(source)
             with no_progress_bars():
-                folder, from_cache = converted(source, sha, Path(settings.cache_dir))
+                folder, from_cache = converted(source, sha, Path(settings.cache_dir or default_cache_dir()))
             name = source.name
         else:
             if not (source / "config.json").is_file():

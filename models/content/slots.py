@@ -138,12 +138,12 @@ SPECS: dict[str, SlotSpec] = {
         SlotSpec(
             "sms",
             "a text message",
-            'Rewrite this text message as one short friendly sentence: "{seed}"',
+            'Rewrite this text message in one or two short friendly sentences: "{seed}"',
             "New text message:",
             24,
             (4, 14),
             (5, 11),
-            (1, 1),
+            (1, 2),  # "We miss you. Come see what is new." is one text; its first sentence is too short
             ".!",
             70,
             True,
@@ -192,9 +192,9 @@ def spec(slot: str) -> SlotSpec:
 
 
 def clean(text: str, slot: str) -> str:
-    """A generation in its slot's shape: first line, labels and wrapping quotes off, a body cut to
-    its first three sentences (a cut-off fourth is dropped), no end punctuation where the template
-    adds its own, a one-sentence slot cut to its first complete sentence. An echo of the prompt
+    """A generation in its slot's shape: first line, labels and wrapping quotes off, a body (an SMS)
+    cut to its first three (two) sentences with a cut-off last one dropped, no end punctuation where
+    the template adds its own, a one-sentence slot cut to its first complete sentence. An echo of the prompt
     ("Tone: ...") comes back empty: it is no candidate."""
     s = spec(slot)
     line = text.strip().split("\n", 1)[0].strip()
@@ -207,14 +207,20 @@ def clean(text: str, slot: str) -> str:
     line = line.strip().strip(_QUOTES).strip()
     line = re.sub(r"\s+", " ", line)
     sentences = _SENTENCE.split(line)
-    if s.name == "body":
+    if s.sentences[1] > 1:  # a body, an SMS
         if len(sentences) > 1 and not sentences[-1].rstrip(_QUOTES).endswith((".", "!", "?")):
             sentences = sentences[:-1]  # cut off by the token budget
-        return " ".join(sentences[: s.sentences[1]])
-    if s.sentences == (1, 1) and len(sentences) > 1 and not sentences[0].endswith(".."):
+        line = " ".join(sentences[: s.sentences[1]])
+        return line if s.name == "body" else _end(line, s)
+    if len(sentences) > 1 and not sentences[0].endswith(".."):
         line = sentences[0]  # a one-sentence slot keeps the first sentence the model completed
+    return _end(line, s)
+
+
+def _end(line: str, s: SlotSpec) -> str:
+    """No end punctuation where the template adds its own; a phrase may end in '!' only."""
     if s.ends == "!":
-        line = line.rstrip(".,;:").strip()
-    elif s.ends == "":
-        line = line.rstrip(".,;:!?").strip()
+        return line.rstrip(".,;:").strip()
+    if s.ends == "":
+        return line.rstrip(".,;:!?").strip()
     return line
