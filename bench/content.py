@@ -256,6 +256,8 @@ def _drafting_rows(cache: str, records: list[dict[str, Any]]) -> list[str]:
 
 def drafting_main() -> str:
     """The drafting path alone: its own section of RESULTS.md."""
+    from models.content.llm import LMSettings
+
     records: list[dict[str, Any]] = []
     cache = tempfile.mkdtemp(prefix="bench-drafting-")
     try:
@@ -266,8 +268,9 @@ def drafting_main() -> str:
     cpu_bf16 = "avx512_bf16" in Path("/proc/cpuinfo").read_text()
     notes = (
         "**Drafting path** (what `clarion content` runs, and the speed to quote): "
-        "`models.content.drafts.draft_brief` with the real `LocalLM` (sampling: temperature 0.8, top-p "
-        "0.95; digits, %, braces, currency, @ and links banned while decoding; stop at a newline) and the "
+        "`models.content.drafts.draft_brief` with the real `LocalLM` (sampling: temperature "
+        f"{LMSettings.temperature}, top-p {LMSettings.top_p}; digits, %, braces, currency, @ and links "
+        "banned while decoding; stop at a newline) and the "
         "real MiniLM meaning check, guardrails and assembly, on the repository's "
         f"{Path(DRAFT_BRIEF).stem} brief (e-mail and SMS, 2 variants) for one segment, "
         "the six slots e-mail and SMS use (subject, preheader, headline, body, cta, sms) in one generate "

@@ -71,8 +71,8 @@ class DraftParams:
     min_meaning: float | None = None  # None: each slot's calibrated floor (slots.py SlotSpec.min_meaning)
     seed: int = 7
     max_new_tokens: int = 40
-    temperature: float = 0.8
-    top_p: float = 0.95
+    temperature: float = 0.6
+    top_p: float = 0.8
     one_call: bool = False  # every slot in one generate call: one wait instead of several (on demand)
 
 

@@ -77,8 +77,8 @@ class LMSettings:
     # bf16 instructions, which measured ~2x faster here; float32 on other CPUs)
     batch_size: int = 32
     max_new_tokens: int = 40
-    temperature: float = 0.8
-    top_p: float = 0.95
+    temperature: float = 0.6
+    top_p: float = 0.8
     seed: int = 7
     cache_dir: Path | None = None  # converted copies of GGUF files; None: convert.default_cache_dir()
 

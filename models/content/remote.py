@@ -117,8 +117,8 @@ class ServerSettings:
     retries: int = 3  # retries of a request after a connection error, a timeout, 429 or 5xx
     backoff: float = 0.5  # seconds before the first retry; doubles each time, at most MAX_BACKOFF
     max_new_tokens: int = 40
-    temperature: float = 0.8
-    top_p: float = 0.95
+    temperature: float = 0.6
+    top_p: float = 0.8
     seed: int = 7
 
 
