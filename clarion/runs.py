@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import subprocess
 import uuid
 from datetime import UTC, datetime
@@ -200,6 +201,17 @@ def recent_runs(
                 run[key] = run[key].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         runs.append(run)
     return runs
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this id runs on this machine (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def sha256_file(path: Path) -> str:

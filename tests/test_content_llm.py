@@ -5,6 +5,7 @@ The first load converts the GGUF (about 20 s on 2 cores), once per session; ever
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -84,27 +85,31 @@ def test_the_converted_copy_is_kept_once_per_machine_user_unless_a_folder_is_nam
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
-    monkeypatch.delenv(convert.CACHE_ENV, raising=False)
     assert convert.default_cache_dir() == tmp_path / "home" / ".cache" / "clarion" / "models"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert convert.default_cache_dir() == tmp_path / "xdg" / "clarion" / "models"
-    monkeypatch.setenv(convert.CACHE_ENV, "~/elsewhere")
-    assert convert.default_cache_dir() == tmp_path / "home" / "elsewhere"
 
     # two projects without content.model_cache load the one copy this module converted
-    monkeypatch.setenv(convert.CACHE_ENV, str(cache))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache.parent))
+    (cache.parent / "clarion").mkdir(exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        (cache.parent / "clarion" / "models").symlink_to(cache)
     for name in ("shop-a", "shop-b"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "clarion.yaml").write_text("content:\n  batch_size: 4\n")
         settings = lm_settings(load_settings(tmp_path / name / "clarion.yaml", env={}))
         assert settings.cache_dir is None
         again = LocalLM.load(settings)
-        assert again.loaded_from_cache is True and again.folder == lm.folder
+        assert again.loaded_from_cache is True and again.folder.resolve() == lm.folder.resolve()
     assert not list(tmp_path.glob("shop-*/var/models"))
     # a project may keep its own copy
     (tmp_path / "shop-a" / "clarion.yaml").write_text("content:\n  model_cache: var/models\n")
     named = lm_settings(load_settings(tmp_path / "shop-a" / "clarion.yaml", env={}))
     assert named.cache_dir == tmp_path / "shop-a" / "var" / "models"
+    env = {"CLARION_CONTENT__MODEL_CACHE": str(tmp_path / "shared")}
+    assert lm_settings(load_settings(tmp_path / "shop-b" / "clarion.yaml", env=env)).cache_dir == (
+        tmp_path / "shared"
+    )
 
 
 def test_a_killed_conversion_leaves_no_half_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

