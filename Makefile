@@ -47,7 +47,7 @@ demo: $(STAMP)
 	$(BIN)/clarion status
 	$(BIN)/clarion compliance export
 	@echo "REST API and web app: .venv/bin/clarion api keys create marketing-lead --role approver (prints a key; the name is the approver the briefs list), then .venv/bin/clarion api serve and open http://127.0.0.1:8000 (web app; sign in with the key) or http://127.0.0.1:8000/docs (the API)"
-	@echo "Prefect UI with the runs: http://127.0.0.1:4200 (the server kept for this project; .venv/bin/clarion prefect status shows its address, .venv/bin/clarion prefect stop ends it)"
+	@echo "Prefect UI with the runs: $$($(BIN)/clarion prefect status --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin).get("ui", "none"))') (the server kept for this project; .venv/bin/clarion prefect stop ends it)"
 	@echo "Next: .venv/bin/clarion explain 1 (one customer's score, reasons and recommended products), .venv/bin/clarion voc topics (what support tickets are about), .venv/bin/clarion models show --model recommender (the recommender card), .venv/bin/clarion models show (the model card, var/registry), .venv/bin/clarion drafts list (campaign copy waiting for approval), var/reports (the marketer report), var/outbox (the report e-mail as .eml: open it in a mail client), .venv/bin/clarion fairness (per-group figures and findings), .venv/bin/clarion subject access 1 --format html --out /tmp/subject-1.html (everything held about one person)"
 
 # pytest with a marker expression; "collected no tests" (exit 5) is a failure, not a pass
