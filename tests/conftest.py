@@ -25,6 +25,19 @@ for _name in [n for n in os.environ if n.startswith("CLARION_")]:
     del os.environ[_name]
 
 
+@pytest.fixture(autouse=True)
+def _prefect_home_kept() -> Iterator[None]:
+    """An in-process CLI call (prepare_prefect) points PREFECT_HOME at the test's project. A passing
+    test's tmp_path is removed as it ends (tmp_path_retention_policy), so a later test's `clarion`
+    subprocess would inherit a folder that is gone; each test leaves the variable as it found it."""
+    kept = os.environ.get("PREFECT_HOME")
+    yield
+    if kept is None:
+        os.environ.pop("PREFECT_HOME", None)
+    else:
+        os.environ["PREFECT_HOME"] = kept
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """One temporary Prefect server for the whole session (each costs 10-20 s to start)."""

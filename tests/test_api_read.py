@@ -33,11 +33,10 @@ def _pseudonyms(api_project) -> Pseudonymizer:
 
 
 def _copy_project(api_project, root: Path) -> None:
-    """The project without its read snapshots and its cached language model (half a gigabyte)."""
-    var = api_project["settings"].var_dir
+    """The project without its read snapshots."""
 
     def skipped(folder: str, names: list[str]) -> list[str]:
-        return [n for n in names if n.endswith(".snapshots") or (Path(folder) == var and n == "models")]
+        return [n for n in names if n.endswith(".snapshots")]
 
     shutil.copytree(api_project["root"], root, ignore=skipped)
 

@@ -31,15 +31,12 @@ BRIEFS = {"kill-a": "promising", "kill-b": "hibernating"}
 DRAFT_KEY = "campaign, segment, channel, variant"
 
 
-def _copy(source: Path, target: Path, *, model_cache: bool = False) -> Path:
-    """A project folder copied without its locks and Prefect state (and the converted model, unless
-    ``model_cache``: only drafting needs it)."""
+def _copy(source: Path, target: Path) -> Path:
+    """A project folder copied without its locks and Prefect state (the converted model is the
+    machine's, not the project's)."""
 
     def ignore(folder: str, names: list[str]) -> list[str]:
-        skip = [n for n in names if n.endswith(".lock") or n == "prefect"]
-        if not model_cache and Path(folder) == source / "var":
-            skip += [n for n in names if n == "models"]
-        return skip
+        return [n for n in names if n.endswith(".lock") or n == "prefect"]
 
     shutil.copytree(source, target, ignore=ignore)
     return target
@@ -159,7 +156,6 @@ def test_content_killed_between_briefs_is_never_reviewed_and_its_rerun_drafts_wh
 ) -> None:
     started, cpu = time.perf_counter(), cpu_seconds()
     cli = Cli(_copy(briefed, tmp_path / "project"), cli_env())
-    shutil.copytree(clean["root"] / "var" / "models", cli.root / "var" / "models")  # converted once
 
     cli.killed_at("content.drafted#1", verb="content")  # kill-a's drafts committed, kill-b's never drafted
     killed_s = time.perf_counter() - started

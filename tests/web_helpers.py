@@ -81,17 +81,9 @@ def draft_form(html: str, action: str) -> dict[str, str]:
 
 
 def copy_project(source: Path, target: Path, extra_yaml: str = "") -> Path:
-    """A copy of an API project to write to (the session's is shared). The language model files are
-    linked, not copied (half a gigabyte, only read)."""
-    models = source / "var" / "models"
-    shutil.copytree(
-        source,
-        target,
-        ignore=lambda folder, _: ["models"] if Path(folder) == models.parent else [],
-        symlinks=True,
-    )
-    if models.exists():
-        (target / "var" / "models").symlink_to(models, target_is_directory=True)
+    """A copy of an API project to write to (the session's is shared; the language model is the
+    machine's converted copy, not the project's)."""
+    shutil.copytree(source, target, symlinks=True)
     if extra_yaml:
         with (target / "clarion.yaml").open("a") as fh:
             fh.write("\n" + extra_yaml)
