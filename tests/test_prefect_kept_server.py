@@ -68,6 +68,8 @@ def test_a_kept_server_serves_the_projects_commands_until_stopped(tmp_path: Path
         runs = _flow_runs(started["url"])
         assert len(runs) > before  # the extract flow run was recorded on the kept server
         assert any(r["state_type"] == "COMPLETED" for r in runs)
+        # the operations verbs, which need a lasting server, find it without PREFECT_API_URL
+        assert json.loads(_clarion(tmp_path, "deployments", "list", "--json").stdout) == []
         shown = _clarion(tmp_path, "status").stdout
         assert f"Prefect    server kept for this project: {started['ui']} (pid {started['pid']};" in shown
     finally:
@@ -78,6 +80,8 @@ def test_a_kept_server_serves_the_projects_commands_until_stopped(tmp_path: Path
     assert gone.returncode == 1 and "No kept Prefect server" in gone.stdout
     assert "No kept Prefect server was running" in _clarion(tmp_path, "prefect", "stop").stdout
     assert "to browse it: clarion prefect start" in _clarion(tmp_path, "status").stdout
+    refused = _clarion(tmp_path, "deployments", "list", check=False)
+    assert refused.returncode != 0 and "PREFECT_API_URL is not set" in refused.stderr
 
     # with the server gone, a command starts Prefect's temporary server again
     done = _clarion(tmp_path, "extract")
