@@ -5,10 +5,11 @@ file); the first load converts it once into a plain Hugging Face directory (mode
 and every later load reads that in well under a second. A local Hugging Face causal-LM directory can be
 given instead; nothing is ever downloaded (``local_files_only=True`` on every load).
 
-Generation is batched (``batch_size`` rows per forward pass, left padding), samples with temperature and
-top-p unless greedy, is reproducible for a given seed, stops a row at its first newline or EOS and can ban
-substrings: every token whose text contains one is banned outright (``bad_words_ids``), and a small logits
-processor also bans the token that would complete one across a token boundary ("." then "com").
+Generation is batched (``batch_size`` rows per forward pass, left padding), samples with temperature
+and top-p unless greedy (models/content/decoding.py ``TopPSampler``), is reproducible for a given seed,
+stops a row at its first newline or EOS and can ban substrings: every token whose text contains one is
+banned outright (``bad_words_ids``), and a small logits processor also bans the token that would
+complete one across a token boundary ("." then "com").
 
 Each generation carries its mean log-probability per token under the model's raw distribution
 (before temperature and top-p), and :meth:`LocalLM.score` gives any text's mean token log-probability
@@ -25,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from clarion.runs import sha256_file
 from models.content.convert import (  # noqa: F401 (LMError, embedded_gguf: this module's public names too)
@@ -37,9 +38,7 @@ from models.content.convert import (  # noqa: F401 (LMError, embedded_gguf: this
     embedded_gguf,
     weights_sha256,
 )
-
-if TYPE_CHECKING:
-    import torch
+from models.content.decoding import TopPSampler, Vocab, copy_ban, copy_runs, newline_stop, span_ban
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -153,158 +152,6 @@ def no_progress_bars() -> Iterator[None]:
             logging.enable_progress_bar()
 
 
-@lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
-    """The inverse of GPT-2's byte-to-unicode table (byte-level BPE token strings -> raw bytes)."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars = list(keep)
-    extra = 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(keep, chars, strict=True)}
-
-
-class _Vocab:
-    """Each token's raw bytes (lower-cased), and token masks for stopping and banning."""
-
-    def __init__(self, tokenizer: Any, size: int) -> None:
-        import torch
-
-        special = set(tokenizer.all_special_ids) | {
-            i
-            for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items()
-            if getattr(t, "special", True)
-        }
-        decoder = _byte_decoder()
-        strings = tokenizer.convert_ids_to_tokens(list(range(min(size, len(tokenizer)))))
-        pieces: list[bytes] = []
-        for i, s in enumerate(strings):
-            if i in special or s is None:
-                pieces.append(b"")
-            elif all(c in decoder for c in s):  # byte-level BPE: exact bytes, partial UTF-8 kept
-                pieces.append(bytes(decoder[c] for c in s))
-            else:
-                pieces.append(tokenizer.decode([i]).encode("utf-8"))
-        pieces += [b""] * (size - len(pieces))
-        self.size = size
-        self.special = special
-        # Unicode lower-casing that keeps partial UTF-8 sequences byte for byte
-        self.low = [
-            p.decode("utf-8", "surrogateescape").lower().encode("utf-8", "surrogateescape") for p in pieces
-        ]
-        self.newline = torch.tensor([b"\n" in p for p in pieces])
-        self.text_then_newline = torch.tensor(
-            [b"\n" in p and p.split(b"\n")[0].strip() != b"" for p in pieces]
-        )
-        self.blank = torch.tensor([p.strip() == b"" for p in pieces])
-        self._newline, self._text_then_newline, self._blank = (
-            t.tolist() for t in (self.newline, self.text_then_newline, self.blank)
-        )
-        self._bans: dict[tuple[str, ...], tuple[list[list[int]], dict[bytes, Any], int]] = {}
-
-    def bans(self, ban: tuple[str, ...]) -> tuple[list[list[int]], dict[bytes, Any], int]:
-        """(bad_words_ids, {prefix of a ban: mask of tokens that would complete it}, longest ban), cached."""
-        import torch
-
-        if ban not in self._bans:
-            needles = sorted({b.lower().encode("utf-8") for b in ban if b})
-            banned = [
-                [i]
-                for i, p in enumerate(self.low)
-                if p and i not in self.special and any(n in p for n in needles)
-            ]
-            completing: dict[bytes, Any] = {}
-            for n in needles:
-                for k in range(1, len(n)):
-                    head, rest = n[:k], n[k:]
-                    mask = torch.tensor([p.startswith(rest) for p in self.low])
-                    completing[head] = completing[head] | mask if head in completing else mask
-            self._bans[ban] = (banned, completing, max((len(n) for n in needles), default=0))
-        return self._bans[ban]
-
-    def stop_index(self, row: list[int], eos: set[int], at_newline: bool) -> int:
-        """How many of a row's generated tokens count: up to and including EOS or the stopping newline."""
-        content = False
-        for i, t in enumerate(row):
-            if t in eos:
-                return i + 1
-            if t >= self.size:
-                continue
-            if at_newline and self._newline[t] and (content or self._text_then_newline[t]):
-                return i + 1
-            if not self._blank[t]:
-                content = True
-        return len(row)
-
-
-def _newline_stop(vocab: _Vocab, prompt_len: int) -> Any:
-    """Stops a row at the first newline that follows some text (a leading blank line does not stop it)."""
-    from transformers import StoppingCriteria
-
-    class NewlineStop(StoppingCriteria):
-        def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-            import torch
-
-            new = input_ids[:, prompt_len:].clamp(max=vocab.size - 1).cpu()
-            if new.shape[1] == 0:
-                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-            last = new[:, -1]
-            before = (~vocab.blank[new[:, :-1]]).any(dim=1)
-            stop = vocab.newline[last] & (vocab.text_then_newline[last] | before)
-            return stop.to(input_ids.device)
-
-    return NewlineStop()
-
-
-def _span_ban(vocab: _Vocab, completing: dict[bytes, Any], longest: int, prompt_len: int) -> Any:
-    """Bans the token that would complete a banned substring begun by the row's previous tokens."""
-    from transformers import LogitsProcessor
-
-    masks: dict[tuple[bytes, Any], Any] = {}
-
-    class SpanBan(LogitsProcessor):
-        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-            new = input_ids[:, prompt_len:]
-            if new.shape[1] == 0 or not completing:
-                return scores
-            tails = new[:, -(longest - 1) :].tolist()
-            for r, tail_ids in enumerate(tails):
-                tail = b"".join(vocab.low[t] if t < vocab.size else b"" for t in tail_ids)
-                for head, mask in completing.items():
-                    if tail.endswith(head):
-                        key = (head, scores.device)
-                        if key not in masks:
-                            full = mask.new_zeros(scores.shape[-1])
-                            full[: mask.shape[0]] = mask[: scores.shape[-1]]
-                            masks[key] = full.to(scores.device)
-                        scores[r, masks[key]] = float("-inf")
-            return scores
-
-    return SpanBan()
-
-
-def _copy_ban(runs: dict[tuple[int, ...], set[int]], n: int, prompt_len: int) -> Any:
-    """Bans the token that would make the row's last ``n`` tokens a run of the text to avoid (the
-    seed): the model may reuse the seed's words, not hand a long stretch of it back."""
-    from transformers import LogitsProcessor
-
-    class CopyBan(LogitsProcessor):
-        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-            new = input_ids[:, prompt_len:]
-            if new.shape[1] < n - 1:
-                return scores
-            for r, tail in enumerate(new[:, new.shape[1] - (n - 1) :].tolist()):
-                banned = runs.get(tuple(tail))
-                if banned:
-                    scores[r, list(banned)] = float("-inf")
-            return scores
-
-    return CopyBan()
-
-
 def work_stats(rows: int, tokens: int, seconds: float) -> dict[str, Any]:
     """Cumulative generation work: generations, generated tokens, seconds and tokens/s."""
     return {
@@ -321,18 +168,6 @@ def chat_messages(system: str, user: str, examples: Sequence[tuple[str, str]] = 
     for asked, answered in examples:
         turns += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
     return [*turns, {"role": "user", "content": user}]
-
-
-def copy_runs(tokenizer: Any, texts: Sequence[str], n: int) -> dict[tuple[int, ...], set[int]]:
-    """Every run of ``n - 1`` tokens of ``texts`` (as written mid-sentence, after a space, and at the
-    start) -> the tokens that follow it there."""
-    runs: dict[tuple[int, ...], set[int]] = {}
-    for text in texts:
-        for form in {f for t in (text, text.lower(), text.title()) for f in (t, " " + t)}:
-            ids = tokenizer(form, add_special_tokens=False)["input_ids"]
-            for i in range(len(ids) - n + 1):
-                runs.setdefault(tuple(ids[i : i + n - 1]), set()).add(ids[i + n - 1])
-    return runs
 
 
 class LocalLM:
@@ -362,7 +197,7 @@ class LocalLM:
         self.load_seconds = load_seconds
         self.loaded_from_cache = loaded_from_cache
         self.folder = folder  # the Hugging Face directory the weights were read from
-        self._vocab: _Vocab | None = None
+        self._vocab: Vocab | None = None
         self._tokens = 0
         self._rows = 0
         self._seconds = 0.0
@@ -455,10 +290,10 @@ class LocalLM:
             raise LMError(f"content model {self.name} has no chat template: use an instruction-tuned model")
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def vocab(self) -> _Vocab:
+    def vocab(self) -> Vocab:
         if self._vocab is None:
             size = max(self.model.get_output_embeddings().weight.shape[0], len(self.tokenizer))
-            self._vocab = _Vocab(self.tokenizer, size)
+            self._vocab = Vocab(self.tokenizer, size)
         return self._vocab
 
     def _encode(self, prompt: str) -> list[int]:
@@ -503,11 +338,9 @@ class LocalLM:
         rows = [(i, self._encode(p)) for i, p in enumerate(prompts) for _ in range(candidates)]
         out: list[list[Generation]] = [[] for _ in prompts]
         step = max(1, self.settings.batch_size)
-        sampling = (  # top_k=0: only temperature and top-p shape the distribution (the default adds top-50)
-            {}
-            if greedy
-            else {"temperature": self.settings.temperature, "top_p": self.settings.top_p, "top_k": 0}
-        )
+        # sampling is the last logits processor (decoding.py TopPSampler: the top-p set without a sort of
+        # the whole vocabulary), and generate itself runs greedy on what it returns
+        sampler = None if greedy else TopPSampler(self.settings.temperature, self.settings.top_p)
         torch.manual_seed(self.settings.seed if seed is None else seed)
         started = time.perf_counter()
         tokens = 0
@@ -524,7 +357,7 @@ class LocalLM:
                 config = GenerationConfig(
                     max_new_tokens=limit,
                     min_new_tokens=limit if run_to_max else 0,
-                    do_sample=not greedy,
+                    do_sample=False,
                     num_beams=1,
                     repetition_penalty=1.0,
                     pad_token_id=self.pad_id,
@@ -532,16 +365,18 @@ class LocalLM:
                     bad_words_ids=banned or None,
                     return_dict_in_generate=True,
                     output_logits=True,
-                    **sampling,
+                    top_k=None,  # transformers' default adds top-50 otherwise
                 )
                 processors = LogitsProcessorList()
                 if completing:
-                    processors.append(_span_ban(vocab, completing, longest, width))
+                    processors.append(span_ban(vocab, completing, longest, width))
                 if runs:
-                    processors.append(_copy_ban(runs, COPY_RUN, width))
+                    processors.append(copy_ban(runs, COPY_RUN, width))
+                if sampler:
+                    processors.append(sampler)  # last: it draws from what the bans left
                 stopping = StoppingCriteriaList()
                 if not run_to_max:
-                    stopping.append(_newline_stop(vocab, width))
+                    stopping.append(newline_stop(vocab, width))
                 result = self.model.generate(
                     input_ids=ids,
                     attention_mask=mask,
