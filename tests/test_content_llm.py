@@ -279,3 +279,29 @@ def test_examples_go_in_as_earlier_turns_of_the_chat(lm: LocalLM) -> None:
     assert order == sorted(order)
     assert text.count("<|im_start|>assistant") == 3  # two answers shown, the third asked for
     assert lm.chat_prompt(SYSTEM, "u") == lm.chat_prompt(SYSTEM, "u", ())
+
+
+def test_a_prompt_asked_for_several_candidates_is_read_once_with_the_same_result(cache: Path) -> None:
+    """Rows that repeat a prompt share one read of it (LocalLM._prompt_cache); in float32 the
+    generations and their log-probabilities are those of every row reading its own prompt, greedy and
+    sampled, with prompts of different lengths (left padding) and a prompt split across two passes."""
+    lm = LocalLM.load(LMSettings(cache_dir=cache, dtype="float32", batch_size=8))
+    asks = ["We miss you at our shop.", "Our new sandals have arrived, in five colours and two widths.", "Hi"]
+    prompts = [lm.chat_prompt(SYSTEM, f"Rewrite this marketing sentence in a warm tone: {a}") for a in asks]
+    for greedy in (True, False):
+        runs = {}
+        for share in (False, True):
+            lm.share_prompts = share
+            runs[share] = lm.generate(prompts, candidates=4, max_new_tokens=12, seed=5, greedy=greedy)
+        plain, shared = ([g for row in runs[k] for g in row] for k in (False, True))
+        assert [g.text for g in shared] == [g.text for g in plain]
+        assert [g.new_tokens for g in shared] == [g.new_tokens for g in plain]
+        for a, b in zip(shared, plain, strict=True):
+            assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+    # the cache holds each row's prompt but its last token; rows that repeat nothing share nothing
+    ids = torch.tensor([[lm.pad_id, 5, 6, 7], [lm.pad_id, 5, 6, 7], [8, 9, 10, 11]])
+    mask = (ids != lm.pad_id).long()
+    shared_cache = lm._prompt_cache(ids, mask)["cache"]
+    assert shared_cache.get_seq_length() == 3 and shared_cache.layers[0].keys.shape[0] == 3
+    torch.testing.assert_close(shared_cache.layers[0].keys[0], shared_cache.layers[0].keys[1])
+    assert lm._prompt_cache(ids[1:], mask[1:]) == {}
