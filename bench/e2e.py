@@ -36,12 +36,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import OUT, RESULTS, measure, report
+from bench.e2e_report import CHART, chart, report_rows, target_rows
+from bench.harness import OUT, measure, report
 from bench.transform import AS_OF, fingerprint, floor_sql
 
 E2E = OUT / "e2e"
 DATA = OUT / "data"
-CHART = RESULTS.with_name("e2e.png")
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 CHANGED_CONTACTS = 300  # "a few hundred" contacts change between the runs
@@ -61,14 +61,6 @@ sources:
 content:
   briefs: campaigns                # absent: content is measured on its own (bench/content.py)
 """
-STAGES = ("prepare", "extract", "transform", "segment", "content", "report")  # the pipeline's order
-TARGETS = {
-    "e2e_s": 6 * 60,
-    "peak_mb": 8 * 1024,
-    "extract_transform_vs_floor": 2.0,
-    "score_explain_per_s": 50_000,
-    "incremental_share": 0.15,
-}
 
 
 # -- child processes ----------------------------------------------------------------------------
@@ -374,7 +366,8 @@ def run_size(customers: int, api_url: str, server_group: int) -> dict[str, Any]:
         "changes": expected,
     }
     record["changes_seen"] = _changes_seen(record["incremental"]["accounting"])
-    record["content"] = run_content(root, env, server_group)
+    # BENCH_E2E_NO_CONTENT=1 leaves drafting out (it costs about 3 min a size and does not grow with it)
+    record["content"] = {} if os.environ.get("BENCH_E2E_NO_CONTENT") else run_content(root, env, server_group)
     print(json.dumps({k: v for k, v in record.items() if k not in ("full", "incremental")}), flush=True)
     return record
 
@@ -471,6 +464,11 @@ def _run_figures(run: dict[str, Any]) -> dict[str, Any]:
         "trained": bool(trained),
         "score_explain_s": sum(timings.values()) if timings else None,
         "timings": timings,
+        "voc": {k: stages.get("voc", {}).get(k) for k in ("tickets", "embedded", "k", "note")},
+        "recommend": {
+            "method": stages.get("recommend", {}).get("method"),
+            "reused_from": (stages.get("recommend", {}).get("evaluation_reused") or {}).get("version"),
+        },
     }
 
 
@@ -497,260 +495,6 @@ def _changes_seen(accounting: list[dict[str, Any]]) -> dict[str, int]:
     }
 
 
-# -- report -------------------------------------------------------------------------------------
-def _stage(meter: dict[str, Any] | None, name: str) -> dict[str, Any]:
-    return (meter or {}).get(name) or {}
-
-
-def _s(v: float | None, digits: int = 1) -> str:
-    return "-" if v is None else f"{v:,.{digits}f}"
-
-
-def _per_s(rows: int | None, seconds: float | None) -> str:
-    return "-" if not rows or not seconds else f"{rows / seconds:,.0f}"
-
-
-def _context(run: dict[str, Any]) -> str:
-    return (
-        f"the Prefect server used {run['server_cpu_s']:.1f} CPU s meanwhile; other processes kept "
-        f"{run['other_load']:.1f} cores busy"
-    )
-
-
-def _rows_md(r: dict[str, Any]) -> list[str]:
-    n, g, full, inc = r["contacts"], r["generate"], r["full"], r["incremental"]
-    m = full["meter"]
-    customers = full["customers"] or n
-    rows_written = sum(g["rows"].values())
-    per = {e: g["rows"][e] / n for e in ("orders", "order_items", "email_events", "support_tickets")}
-    gen_note = (
-        f"{rows_written / n:.1f} rows per contact: {per['orders']:.1f} orders, {per['order_items']:.1f} "
-        f"order items, {per['email_events']:.1f} e-mail events, {per['support_tickets']:.1f} tickets"
-        + (f" (figures from its first generation, {g['measured_at']})" if g.get("cached") else "")
-    )
-    fa, fb = r["floor_features"], r["floor_predict"]
-    ext, tra = _stage(m, "extract"), _stage(m, "transform")
-    ext_tra = (ext.get("wall_s") or 0) + (tra.get("wall_s") or 0) if ext and tra else None
-    score = full["score_explain_s"]
-    seen, want = r["changes_seen"], r["changes"]
-    matches = all(seen[k] == v for k, v in want.items()) and seen["other_rows_changed"] == 0
-    inc_share = inc["wall_s"] / full["wall_s"]
-    im = inc["meter"]
-    inc_stages = ", ".join(
-        f"{name} {_stage(im, name)['wall_s']:.1f} s"
-        for name in STAGES
-        if _stage(im, name).get("wall_s") is not None
-    )
-    changes = (
-        f"inserted {seen['orders_inserted']:,} orders, {seen['order_items_inserted']:,} order items, "
-        f"{seen['consents_inserted']:,} consents; updated {seen['contacts_updated']:,} contacts"
-        + (
-            " (as written)"
-            if matches
-            else f" (MISMATCH: written {want}, other rows {seen['other_rows_changed']})"
-        )
-    )
-
-    def row(
-        stage: str, cells: dict[str, Any] | None, rows: int | None, note: str = "", floor: str = "- | -"
-    ) -> str:
-        c = cells or {}
-        wall = c.get("wall_s")
-        peak = _s(c.get("peak_rss_mb"), 0)
-        if c.get("rss_start_mb") is not None:  # a stage's peak includes what the process held before it
-            peak += f" (from {c['rss_start_mb']:,.0f})"
-        return (
-            f"| {n:,} | {stage} | {_s(wall)} | {_s(c.get('cpu_s'))} | {peak} "
-            f"| {_per_s(rows, wall)} | {floor} | {note} |"
-        )
-
-    segment = _stage(m, "segment")
-    return [
-        row("generate (`clarion generate`)", g, rows_written, gen_note),
-        row("prepare", _stage(m, "prepare"), None),
-        row("extract", ext, full["rows_read"], f"{full['rows_read']:,} rows read"),
-        row(
-            "transform + gates",
-            tra,
-            customers,
-            "raw gate, dbt build (one task), marts gate, publish",
-        ),
-        row(
-            "train",
-            {"wall_s": full["train_s"]},
-            customers,
-            "2 dbt snapshots, validation fit, refit, calibration, card",
-        ),
-        row(
-            "score + explain",
-            {"wall_s": score},
-            customers,
-            "score / SHAP / reasons / write: "
-            + " / ".join(
-                f"{full['timings'].get(k, 0):.1f}" for k in ("score_s", "explain_s", "reasons_s", "write_s")
-            ),
-            f"{fb['seconds']:.2f} | {score / fb['seconds']:.1f}x" if score else "- | -",
-        ),
-        row(
-            "segment (total)",
-            segment,
-            customers,
-            "scoring snapshot + train + score + explain + Prefect tasks",
-        ),
-        f"| {n:,} | content | - | - | - | - | - | - | not in the full run (no campaign briefs there; "
-        f"the empty stage took {_s(_stage(m, 'content').get('wall_s'))} s): see below |",
-        row("report", _stage(m, "report"), customers, "HTML + PDF, not sent"),
-        row(
-            "extract + transform + gates",
-            {"wall_s": ext_tra},
-            customers,
-            f"floor (a) in {fa['process_s']:.1f} s with its imports; same features: "
-            + ("yes" if r["same_features"] else "NO"),
-            f"{fa['query_s']:.2f} | {ext_tra / fa['query_s']:.1f}x" if ext_tra else "- | -",
-        ),
-        row(
-            "**end to end** (`clarion run`)",
-            full,
-            customers,
-            f"measured {r['measured_at']}; whole process, generation excluded; {_context(full)}",
-        ),
-        row(
-            "incremental rerun (`clarion run`)",
-            inc,
-            customers,
-            f"**{inc_share:.0%} of the full run**; {changes}; {inc_stages}; {_context(inc)}",
-        ),
-        *_content_rows(r, row),
-    ]
-
-
-def _content_rows(r: dict[str, Any], row: Any) -> list[str]:
-    c = r.get("content")
-    if not c:
-        return []
-    stage = c["meter"]
-    per_draft = c["drafting_s"] / c["drafts"] if c["drafts"] else None
-    note = (
-        f"{c['briefs']} briefs, {c['drafts']} drafts for {c['audience']:,} customers in their audiences: "
-        f"model load {_s(c['load_s'])} s, drafting {_s(c['drafting_s'])} s "
-        f"({_s(per_draft, 2)} s per draft, {c['tokens']:,} tokens); the stage {_s(stage.get('wall_s'))} s; "
-        f"{_context(c)}"
-    )
-    return [row("content (`clarion content`, after the runs)", c, None, note)]
-
-
-def _target_rows(records: list[dict[str, Any]]) -> list[str]:
-    biggest = max(records, key=lambda r: r["contacts"])
-    at = f"{biggest['contacts']:,}"
-    million = next((r for r in records if r["contacts"] >= 1_000_000), None)
-
-    def verdict(ok: bool | None) -> str:
-        return "-" if ok is None else "met" if ok else "**not met**"
-
-    rows = ["| target | measured | |", "|---|---|---|"]
-    if million:
-        full = million["full"]
-        peak = max(full["peak_rss_mb"], million["incremental"]["peak_rss_mb"])
-        rows.append(
-            "| 1,000,000 customers end to end, generation excluded, <= 6 min "
-            f"| {full['wall_s'] / 60:.1f} min | {verdict(full['wall_s'] <= TARGETS['e2e_s'])} |"
-        )
-        rows.append(
-            f"| ... and <= 8 GB peak RSS | {peak / 1024:.1f} GB | {verdict(peak <= TARGETS['peak_mb'])} |"
-        )
-    else:
-        full = biggest["full"]
-        rows.append(
-            f"| 1,000,000 customers end to end, generation excluded, <= 6 min | not measured here "
-            f"(largest size {at}: {full['wall_s']:.0f} s) | - |"
-        )
-        rows.append(
-            f"| ... and <= 8 GB peak RSS | not measured here (largest size {at}: "
-            f"{full['peak_rss_mb']:,.0f} MB) | - |"
-        )
-    m = biggest["full"]["meter"]
-    ext_tra = (_stage(m, "extract").get("wall_s") or 0) + (_stage(m, "transform").get("wall_s") or 0)
-    ratio = ext_tra / biggest["floor_features"]["query_s"] if ext_tra else None
-    rows.append(
-        f"| extract + features <= 2x floor (a) | {at}: {_s(ratio)}{'x' if ratio else ''} "
-        f"| {verdict(None if ratio is None else ratio <= TARGETS['extract_transform_vs_floor'])} |"
-    )
-    score = biggest["full"]["score_explain_s"]
-    rate = (biggest["full"]["customers"] / score) if score else None
-    rows.append(
-        f"| score + explain >= 50,000 customers/s | {at}: {_s(rate, 0)} customers/s "
-        f"| {verdict(None if rate is None else rate >= TARGETS['score_explain_per_s'])} |"
-    )
-    share = biggest["incremental"]["wall_s"] / biggest["full"]["wall_s"]
-    rows.append(
-        f"| incremental rerun <= 15% of the full run | {at}: {share:.0%} "
-        f"| {verdict(share <= TARGETS['incremental_share'])} |"
-    )
-    contents = [(r["contacts"], r["content"]) for r in records if r.get("content", {}).get("drafts")]
-    if len(contents) >= 2:
-        (n0, c0), (n1, c1) = min(contents), max(contents)
-        per0, per1 = c0["drafting_s"] / c0["drafts"], c1["drafting_s"] / c1["drafts"]
-        ratio = per1 / per0
-        rows.append(
-            f"| generation cost independent of customer count | {n0:,}: {c0['drafts']} drafts, "
-            f"{per0:.2f} s each; {n1:,}: {c1['drafts']} drafts, {per1:.2f} s each ({ratio:.2f}x for "
-            f"{n1 // n0:,}x the customers) | {verdict(c0['drafts'] == c1['drafts'] and ratio <= 1.5)} |"
-        )
-    return rows
-
-
-def chart(records: list[dict[str, Any]], path: Path = CHART) -> Path:
-    """Time against size on log-log axes, one line per stage."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    records = sorted(records, key=lambda r: r["contacts"])
-    sizes = [r["contacts"] for r in records]
-
-    def meter(name: str) -> list[float | None]:
-        return [_stage(r["full"]["meter"], name).get("wall_s") for r in records]
-
-    lines: dict[str, tuple[list[float | None], str]] = {
-        "generate": ([r["generate"]["wall_s"] for r in records], "-"),
-        "extract": (meter("extract"), "-"),
-        "transform + gates": (meter("transform"), "-"),
-        "train": ([r["full"]["train_s"] for r in records], "-"),
-        "score + explain": ([r["full"]["score_explain_s"] for r in records], "-"),
-        "segment (total)": (meter("segment"), "-"),
-        "report": (meter("report"), "-"),
-        "end to end": ([r["full"]["wall_s"] for r in records], "-"),
-        "incremental rerun": ([r["incremental"]["wall_s"] for r in records], "-"),
-        "content (clarion content)": ([(r.get("content") or {}).get("wall_s") for r in records], ":"),
-        "floor (a): features from Parquet": ([r["floor_features"]["query_s"] for r in records], "--"),
-        "floor (b): predict + pred_contrib": ([r["floor_predict"]["seconds"] for r in records], "--"),
-    }
-    fig, ax = plt.subplots(figsize=(11, 6), dpi=110)
-    for i, (label, (values, style)) in enumerate(lines.items()):
-        points = [(s, v) for s, v in zip(sizes, values, strict=True) if v]
-        if points:
-            ax.plot(
-                *zip(*points, strict=True),
-                style,
-                marker="o",
-                label=label,
-                color=plt.get_cmap("tab20")((2 * i) % 20 + (i >= 10)),  # 12 distinct colours
-                linewidth=2 if label == "end to end" else 1.2,
-            )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("customers")
-    ax.set_ylabel("seconds (wall)")
-    ax.set_title("clarion run, end to end, by stage")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
 def main(sizes: list[int]) -> str:
     """Measure these sizes; the other sizes' last records (bench/out/e2e.json) stay in the table, each
     with its own date, so one size can be measured again without the rest (no sizes: only re-render)."""
@@ -767,9 +511,13 @@ def main(sizes: list[int]) -> str:
         "|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in records:
-        rows_md += _rows_md(r)
-    rows_md += ["", "Targets of the scale issue (sizes below 1,000,000 are only indications):", ""]
-    rows_md += _target_rows(records)
+        rows_md += report_rows(r)
+    rows_md += [
+        "",
+        "Targets of issue 21, daily runs in minutes (sizes below 1,000,000 are only indications):",
+        "",
+    ]
+    rows_md += target_rows(records)
     rows_md += ["", f"![time against size, one line per stage]({CHART.name})"]
     notes = (
         "One real `clarion run --json` per size in its own process, on a fresh project whose source is a "
@@ -793,7 +541,9 @@ def main(sizes: list[int]) -> str:
         "week before the cutoff and 300 contacts opting out of e-mail (newer contact rows and their "
         "consent-log rows) arrive as new files in the project's copy; then `clarion run` again (no "
         "retraining: the promoted model fits). Only the new files are read; features, scores, "
-        "explanations and the report are rebuilt for every customer."
+        "explanations and the report are rebuilt for every customer; voc embeds only tickets it has not "
+        "embedded before (the first run embeds them all), and recommend reuses the promoted "
+        "recommender's evaluation while it is under ml.recommendations.evaluate_every_days old."
     )
     # measured now, or (only re-rendered) when the newest record was
     stamp = None if sizes else max(r["measured_at"] for r in records)

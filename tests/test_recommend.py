@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -330,3 +331,79 @@ def test_the_chosen_method_predicts_the_future_purchases_better_than_popularity(
         [summary["as_of"], r.top_n],
     )
     assert summary["method"] != "popularity" and chosen > popular, (chosen, popular)
+
+
+def _with_recommendations(settings, **update):
+    r = settings.ml.recommendations.model_copy(update=update)
+    return settings.model_copy(update={"ml": settings.ml.model_copy(update={"recommendations": r})})
+
+
+@pytest.fixture
+def shop_copy(shop, tmp_path: Path) -> dict:
+    """The shop's warehouse and registry copied, for tests that run the stage again."""
+    shutil.copytree(shop["root"] / "var", tmp_path / "var", ignore=shutil.ignore_patterns("crm"))
+    (tmp_path / "clarion.yaml").write_text(CONFIG)
+    return {"root": tmp_path, "settings": load_settings(tmp_path / "clarion.yaml", env={})}
+
+
+def test_a_daily_run_reuses_the_evaluation_and_recommends_what_a_fresh_evaluation_would(shop_copy) -> None:
+    """Within evaluate_every_days the stage reuses the promoted recommender's evaluation: the same
+    figures and choice a fresh evaluation gives on the same data (computed here with
+    evaluate_every_days 0), the same rows, and the card, summary and CLI say where it came from."""
+    settings = shop_copy["settings"]
+    first = recommend_stage(settings, "daily-1")  # the pipeline run's recommender is promoted: reused
+    assert first["evaluation_reused"]["age_days"] == 0
+    made_in = first["evaluation_reused"]["version"]
+    second = recommend_stage(settings, "daily-2")  # reuses through daily-1's version: still made_in
+    assert second["evaluation_reused"]["version"] == made_in != second["model_version"]
+    fresh = recommend_stage(_with_recommendations(settings, evaluate_every_days=0), "fresh")
+    assert "evaluation_reused" not in fresh
+    assert second["evaluation"] == fresh["evaluation"]
+    assert second["method"] == fresh["method"] and second["why"] == fresh["why"]
+    rows = {
+        run: query(
+            settings,
+            "select contact_id, rank, product_id, reason from ml.recommendations where run_id = ? "
+            "order by contact_id, rank",
+            [run],
+        )
+        for run in ("daily-2", "fresh")
+    }
+    assert len(rows["fresh"]) > 1000 and rows["daily-2"] == rows["fresh"]
+    card = (shop_copy["root"] / "var/registry/recommender" / second["model_version"] / "card.md").read_text()
+    assert f"Evaluation reused from recommender {made_in} (0 days old" in card
+    assert f"Fitted on the order lines before {fresh['evaluation']['cut']}" in card
+    from clarion.recommend import summary_text
+
+    assert f"evaluation reused from recommender {made_in}" in summary_text(second)
+    assert "reused" not in summary_text(fresh)
+
+
+def test_the_evaluation_is_redone_when_old_changed_by_settings_or_data_or_flagged(shop_copy) -> None:
+    from clarion.recommend.stage import reused_evaluation
+    from models.registry import Registry
+
+    settings = shop_copy["settings"]
+    reg = Registry(settings.var_dir / "registry", model="recommender")
+    meta = reg.promoted().meta
+    day = date.fromisoformat(meta["evaluation"]["end"])
+    lines = meta["evaluation"]["order_lines"]
+    assert lines == meta["data"]["order_lines"] > 1000  # measured on the day's lines
+    every = settings.ml.recommendations.evaluate_every_days
+    assert reused_evaluation(settings, day + timedelta(days=every - 1), lines) is not None
+    assert reused_evaluation(settings, day + timedelta(days=every), lines) is None  # too old
+    assert reused_evaluation(settings, day - timedelta(days=1), lines) is None  # a day before it
+    assert reused_evaluation(settings, day, int(lines * 1.09)) is not None
+    assert reused_evaluation(settings, day, int(lines * 1.11)) is None  # the lines grew by 11%
+    assert reused_evaluation(settings, day, int(lines * 0.89)) is None
+    assert reused_evaluation(_with_recommendations(settings, evaluate_every_days=0), day, lines) is None
+    for name, value in [("eval_holdout_days", 30), ("exclude_bought_days", 90), ("als_factors", 32)]:
+        assert reused_evaluation(_with_recommendations(settings, **{name: value}), day, lines) is None, name
+    assert reused_evaluation(_with_recommendations(settings, top_n=3), day, lines) is not None
+    promoted = reg.promoted()
+    flagged = {**promoted.meta, "retrain_required": {"reason": "erasure"}}
+    (promoted.path / "meta.json").write_text(json.dumps(flagged))
+    assert reused_evaluation(settings, day, lines) is None
+    again = recommend_stage(settings, "after-erasure")  # evaluates afresh, and the next run reuses that
+    assert "evaluation_reused" not in again
+    assert recommend_stage(settings, "next")["evaluation_reused"]["version"] == again["model_version"]

@@ -28,6 +28,15 @@ class RecommendationSettings(Section):
     eval_holdout_days: int = Field(
         60, ge=7, le=365, description="the evaluation fits before (latest order - this) and measures after"
     )
+    evaluate_every_days: int = Field(
+        7,
+        ge=0,
+        le=365,
+        description="the time-split evaluation (every method fitted and measured, most of the stage's time "
+        "on a large shop) is reused from the promoted recommender until it is this many days old or the "
+        "order lines changed by more than 10%; the chosen method is refitted on every run's data. "
+        "0: evaluate on every run",
+    )
     als_factors: int = Field(64, ge=2, le=512, description="implicit ALS: latent factors")
     als_iterations: int = Field(15, ge=1, le=200, description="implicit ALS: alternating passes")
     num_threads: int = Field(0, ge=0, description="implicit ALS threads (0: every core)")

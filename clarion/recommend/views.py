@@ -37,6 +37,19 @@ def _table(evaluation: dict[str, Any], chosen: str) -> list[str]:
     return lines
 
 
+def reuse_text(s: dict[str, Any]) -> str:
+    """Where the evaluation came from, when a run reused it (empty when it evaluated)."""
+    reuse = s.get("evaluation_reused")
+    if not reuse:
+        return ""
+    days = f"{reuse['age_days']} day{'' if reuse['age_days'] == 1 else 's'}"
+    return (
+        f"evaluation reused from recommender {reuse['version']} ({days} old, made on "
+        f"{reuse['order_lines_then']:,} order lines; redone when {reuse['every_days']} days old or when "
+        "the order lines change by more than 10%); the method was refitted on this run's data"
+    )
+
+
 def card_markdown(meta: dict[str, Any]) -> str:
     """The recommender card: use, data, metrics against the baselines, the choice, limits."""
     e, d = meta["evaluation"], meta["data"]
@@ -74,6 +87,7 @@ def card_markdown(meta: dict[str, Any]) -> str:
         *_table(e, meta["method"]),
         "",
         f"Chosen: **{LABELS.get(meta['method'], meta['method'])}**: {meta['why']}.",
+        *(["", reuse_text(meta)[0].upper() + reuse_text(meta)[1:] + "."] if reuse_text(meta) else []),
         "",
         "## Limitations",
         "",
@@ -100,6 +114,7 @@ def summary_text(s: dict[str, Any]) -> str:
         f"as of {s['as_of']} by {s['method']} (recommender {s['model_version']})",
         f"  why: {s['why']}",
         f"  evaluation: fit before {e['cut']}, measured on {e['customers']:,} customers' purchases after it",
+        *([f"  {reuse_text(s)}"] if reuse_text(s) else []),
         f"  {'method':<14} {'recall@10':>10} {'NDCG@10':>9} {'coverage':>9}",
     ]
     for m, f in e["methods"].items():
@@ -124,7 +139,7 @@ def summary_markdown(s: dict[str, Any]) -> str:
         f"**{LABELS.get(s['method'], s['method'])}** (recommender {s['model_version']}): {s['why']}.",
         "",
         f"Evaluation: fitted before {e['cut']}, measured on {e['customers']:,} customers' "
-        "purchases after it.",
+        "purchases after it." + (f" The {reuse_text(s)}." if reuse_text(s) else ""),
         "",
         *_table(e, s["method"]),
         "",
