@@ -464,7 +464,8 @@ def _run_figures(run: dict[str, Any]) -> dict[str, Any]:
         "trained": bool(trained),
         "score_explain_s": sum(timings.values()) if timings else None,
         "timings": timings,
-        "voc": {k: stages.get("voc", {}).get(k) for k in ("tickets", "embedded", "k", "note")},
+        "voc": {k: stages.get("voc", {}).get(k) for k in ("tickets", "embedded", "k", "note")}
+        | {"reused_from": (stages.get("voc", {}).get("choice_reused") or {}).get("version")},
         "recommend": {
             "method": stages.get("recommend", {}).get("method"),
             "reused_from": (stages.get("recommend", {}).get("evaluation_reused") or {}).get("version"),

@@ -162,7 +162,8 @@ def _voc_note(v: dict[str, Any]) -> str:
     if v.get("note"):
         return v["note"]
     tickets, embedded = v.get("tickets") or 0, v.get("embedded") or 0
-    return f"{tickets:,} tickets, {embedded:,} embedded (the rest from the cache), k {v.get('k')}"
+    reused = f" reused from {v['reused_from']}" if v.get("reused_from") else " chosen"
+    return f"{tickets:,} tickets, {embedded:,} embedded (the rest from the cache), k {v.get('k')}{reused}"
 
 
 def _recommend_note(r: dict[str, Any]) -> str:

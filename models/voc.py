@@ -172,12 +172,17 @@ def topic_names(terms: list[list[tuple[str, float]]], n: int = 3) -> list[str]:
     return names
 
 
-def fit_topics(x: np.ndarray, texts: list[str], k_min: int, k_max: int, seed: int = 0) -> Topics:
-    """Cluster the embeddings, choose k by silhouette, name each topic by c-TF-IDF."""
+def fit_topics(
+    x: np.ndarray, texts: list[str], k_min: int, k_max: int, seed: int = 0, k: int | None = None
+) -> Topics:
+    """Cluster the embeddings, choose k by silhouette, name each topic by c-TF-IDF. ``k`` given (a
+    choice made before): only that k is fitted, exactly as the choice fits it, and the curve holds
+    that k's silhouette alone."""
     from threadpoolctl import threadpool_limits
 
+    low, high = (k_min, k_max) if k is None else (k, k)
     with threadpool_limits(1):  # small matrices: one thread is ~5x faster than fighting over two cores
-        k, labels, curve = choose_k(x, k_min, k_max, seed)
+        k, labels, curve = choose_k(x, low, high, seed)
     terms = class_tfidf(texts, labels)
     return Topics(k=k, labels=labels, silhouette=curve, names=topic_names(terms), terms=terms)
 

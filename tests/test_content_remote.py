@@ -175,7 +175,7 @@ def test_the_first_failure_ends_the_call_without_sending_the_rest() -> None:
         prompts = [lm.chat_prompt("s", f"u{k}") for k in range(6)]
         with pytest.raises(ModelServerError, match=r"HTTP 400\): context too long"):
             lm.generate(prompts, 1)
-        assert len(server.chat_requests()) <= 2  # of 6: the worker may have taken the next one already
+        assert len(server.chat_requests()) == 1  # of 6: the worker stops before taking the next one
 
 
 def test_a_request_that_outlives_the_timeout_fails_at_once_with_what_to_change() -> None:

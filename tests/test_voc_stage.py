@@ -25,6 +25,7 @@ from clarion.synth.generator import generate
 from clarion.transform.dbt import run_dbt
 from clarion.voc import run, topics
 from clarion.voc.stage import lexicon_words, read_tickets, scrubbed_texts
+from clarion.voc.views import summary_markdown
 from clarion.warehouse import Warehouse
 from models.voc import lexicon_sentiment, sentences
 
@@ -387,3 +388,80 @@ def test_complaint_features_are_point_in_time_for_every_customer(features: dict)
     # the negative ticket planted at as_of 00:00 was there to be counted, and was not (loop above)
     planted = tt[tt["ticket_id"] == 999999999]
     assert len(planted) == 1 and pd.Timestamp(planted["created_at"].iloc[0]) == pd.Timestamp(AS_OF, tz="UTC")
+
+
+def _with_voc(settings, **update):
+    voc = settings.ml.voc.model_copy(update=update)
+    return settings.model_copy(update={"ml": settings.ml.model_copy(update={"voc": voc})})
+
+
+@pytest.fixture
+def stage_copy(stage: dict, tmp_path: Path):
+    """The stage's project (warehouse, embeddings cache, registry) copied, for runs of its own."""
+    settings = stage["settings"]
+    shutil.copytree(settings.var_dir, tmp_path / "var")
+    warehouse = settings.warehouse.model_copy(update={"path": tmp_path / "var" / "warehouse.duckdb"})
+    return settings.model_copy(update={"var_dir": tmp_path / "var", "warehouse": warehouse})
+
+
+def test_a_daily_run_reuses_k_and_c_and_writes_what_choosing_again_writes(stage: dict, stage_copy) -> None:
+    """The runs after the first reuse its k and C (chosen less than reselect_every_days ago, on the
+    same tickets); choosing again (reselect_every_days 0) on the same tickets picks the same k and C
+    and gives the same topics, sentiments and figures, so the reuse changed nothing but the time."""
+    first, second = stage["first"], stage["second"]
+    assert "choice_reused" not in first
+    reuse = second["choice_reused"]
+    assert reuse["version"] == first["model_version"] and reuse["k"] == first["k"] == second["k"]
+    assert reuse["C"] == first["sentiment"]["C"] == second["sentiment"]["C"]
+    assert list(second["silhouette_curve"]) == [second["k"]]  # only the chosen k was fitted
+    assert second["silhouette"] == pytest.approx(first["silhouette"], abs=1e-9)
+    fresh_run = "20261203T000000Z-voc00003"
+    fresh = run(_with_voc(stage_copy, reselect_every_days=0), fresh_run)
+    assert "choice_reused" not in fresh and fresh["k"] == second["k"]
+    assert fresh["sentiment"] == second["sentiment"] and fresh["topics"] == second["topics"]
+    query = (
+        "select ticket_id, topic_id, topic, sentiment, p_negative from ml.ticket_topics "
+        "where run_id = ? order by ticket_id"
+    )
+    with con_of(stage) as con:
+        reused_rows = con.execute(query, [RERUN]).fetchall()
+    with duckdb.connect(str(stage_copy.warehouse.path), read_only=True) as con:
+        fresh_rows = con.execute(query, [fresh_run]).fetchall()
+    assert len(reused_rows) == first["tickets"] and reused_rows == fresh_rows
+    card = stage["settings"].var_dir / "registry" / "voc" / second["model_version"] / "card.md"
+    said = f"chosen by voc {first['model_version']} (0 days ago, on {first['tickets']:,} tickets"
+    assert said in card.read_text() and said in summary_markdown(second)
+    assert "chosen by voc" not in summary_markdown(fresh)
+
+
+def test_k_and_c_are_chosen_again_when_old_changed_by_settings_or_tickets_or_flagged(stage_copy) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from clarion.voc.card import reusable_choice
+    from models.registry import Registry
+
+    settings = stage_copy
+    promoted = Registry(settings.var_dir / "registry", model="voc").promoted()
+    n = promoted.meta["choice"]["tickets"]
+    assert n > 100 and reusable_choice(settings, n) is not None
+    assert reusable_choice(settings, int(n * 1.09)) is not None
+    assert reusable_choice(settings, int(n * 1.11) + 1) is None  # the tickets grew by more than 10%
+    assert reusable_choice(settings, int(n * 0.89)) is None
+    assert reusable_choice(_with_voc(settings, reselect_every_days=0), n) is None
+    assert reusable_choice(_with_voc(settings, k_max=10), n) is None
+    assert reusable_choice(_with_voc(settings, k_min=3), n) is None
+    assert reusable_choice(_with_voc(settings, min_customers_per_phrase=9), n) is not None
+    every = settings.ml.voc.reselect_every_days
+    meta = promoted.meta
+    for age, reused in [
+        (timedelta(days=every - 1), True),
+        (timedelta(days=every, minutes=1), False),  # too old
+        (timedelta(minutes=-5), False),  # chosen in the future: a clock moved back
+    ]:
+        meta["choice"]["at"] = (datetime.now(UTC) - age).isoformat()
+        (promoted.path / "meta.json").write_text(json.dumps(meta))
+        assert (reusable_choice(settings, n) is not None) is reused, age
+    meta["choice"]["at"] = datetime.now(UTC).isoformat()
+    meta["retrain_required"] = {"reason": "erasure"}
+    (promoted.path / "meta.json").write_text(json.dumps(meta))
+    assert reusable_choice(settings, n) is None

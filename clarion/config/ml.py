@@ -69,6 +69,16 @@ class VocSettings(Section):
     min_customers_per_phrase: int = Field(
         5, ge=2, description="an example phrase is shown only when this many distinct customers wrote it"
     )
+    reselect_every_days: int = Field(
+        7,
+        ge=0,
+        le=365,
+        description="k (the number of topics, by silhouette over k_min..k_max) and C (the sentiment "
+        "classifier's regularisation, by cross-validation) are chosen again when the promoted voc "
+        "version's choice is this many days old, the ticket count changed by more than 10% or k_min/k_max "
+        "changed; in between, topics and classifier are refitted on every ticket at the chosen k and C. "
+        "0: choose on every run",
+    )
 
     @model_validator(mode="after")
     def _k_range(self) -> VocSettings:

@@ -112,14 +112,15 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
             return {"tickets": len(tickets), "note": note}
         texts = scrubbed_texts(tickets)
         x, embedded, seconds = embeddings(con, tickets["ticket_id"].to_numpy(), texts)
-        topics = fit_topics(x, texts, voc.k_min, voc.k_max, SEED)
+        reuse = card.reusable_choice(settings, len(tickets))
+        topics = fit_topics(x, texts, voc.k_min, voc.k_max, SEED, k=reuse["k"] if reuse else None)
         with threadpool_limits(1):  # small matrices: one thread beats two fighting over two cores
-            sentiment, p, evaluation = classify(settings, x, tickets)
+            sentiment, p, evaluation = classify(settings, x, tickets, c=reuse.get("C") if reuse else None)
         forbidden = frozenset(w.lower() for col in ("first_name", "last_name") for w in all_names(con, col))
         examples = example_phrases(
             texts, topics.labels, tickets["contact_id"].to_numpy(), voc.min_customers_per_phrase, forbidden
         )
-        version = card.register(settings, topics, evaluation, len(tickets), run_id)
+        version = card.register(settings, topics, evaluation, len(tickets), run_id, reuse)
         frame = tickets[["ticket_id", "contact_id", "created_at", "satisfaction_score"]].copy()
         frame["topic_id"] = topics.labels.astype(np.int32)
         frame["topic"] = [topics.names[t] for t in topics.labels]
@@ -135,6 +136,7 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
         "silhouette_curve": topics.silhouette,
         "topics": topics.names,
         "sentiment": evaluation,
+        **({"choice_reused": reuse} if reuse else {}),
         "model_version": version,
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -274,8 +276,11 @@ def lexicon_words(settings: Settings) -> tuple[list[str], list[str]]:
     return lists["negative"], lists["positive"]
 
 
-def classify(settings: Settings, x: np.ndarray, tickets: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Sentiment of every ticket and the held-out comparison with the lexicon.
+def classify(
+    settings: Settings, x: np.ndarray, tickets: pd.DataFrame, c: float | None = None
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Sentiment of every ticket and the held-out comparison with the lexicon. ``c``: the
+    regularisation chosen before (card.reusable_choice); None chooses it again (choose_c).
 
     Held out: the newest 20% of the scored tickets (by creation). The classifier is fitted on the
     older 80% and both it and the lexicon are measured on the held-out ones. Then it is refitted on
@@ -304,7 +309,8 @@ def classify(settings: Settings, x: np.ndarray, tickets: pd.DataFrame) -> tuple[
         "method": "logistic regression on MiniLM embeddings, balanced classes; held out: the newest 20% "
         "of the scored tickets",
     }
-    c = choose_c(x[train], labels[train], seed=SEED) if len(set(labels[train])) >= 2 else 1.0
+    if c is None:
+        c = choose_c(x[train], labels[train], seed=SEED) if len(set(labels[train])) >= 2 else 1.0
     evaluation["C"] = c
     if len(set(labels[train])) >= 2 and len(test):
         clf = SentimentClassifier(c, seed=SEED).fit(x[train], labels[train])

@@ -11,6 +11,7 @@ from typing import Any
 import duckdb
 
 from clarion.runs import NOT_SETTLED
+from clarion.voc.card import choice_text
 from clarion.warehouse import relation_exists
 
 
@@ -80,6 +81,7 @@ def summary_text(s: dict[str, Any]) -> str:
     return (
         f"voc         {s['tickets']:,} tickets ({s['embedded']:,} embedded{rate}), {s['k']} topics "
         f"(silhouette {s['silhouette']:.3f}); {f1}; card {s['model_version']}"
+        + (f"\n            {choice_text(s['choice_reused'])}" if s.get("choice_reused") else "")
     )
 
 
@@ -117,6 +119,7 @@ def summary_markdown(s: dict[str, Any]) -> str:
         "|---:|---:|",
         *(f"| {k} | {v:.3f} |" for k, v in s["silhouette_curve"].items()),
         "",
+        *([choice_text(s["choice_reused"]) + ".", ""] if s.get("choice_reused") else []),
         "Topics: " + "; ".join(s["topics"]),
         "",
     ]

@@ -227,13 +227,21 @@ class RemoteLM:
             for j in range(0, candidates, per_job)
         ]
         started = time.perf_counter()
+        failed = threading.Event()  # set by the job that failed, before its worker can take the next
+
+        def job(messages: list[dict[str, str]], n: int, job_seed: int) -> list[Generation]:
+            if failed.is_set():  # never sent; a job started after the failure is later in order
+                raise ModelServerError("not sent: an earlier request of this call failed")
+            try:
+                return self._candidates(messages, n, job_seed, limit)
+            except BaseException:
+                failed.set()
+                raise
+
         pool = ThreadPoolExecutor(max_workers=min(self.settings.concurrency, len(jobs)))
         try:
-            futures = [
-                pool.submit(self._candidates, _messages(prompts[i]), n, job_seed, limit)
-                for i, n, job_seed in jobs
-            ]
-            done = [f.result() for f in futures]
+            futures = [pool.submit(job, _messages(prompts[i]), n, job_seed) for i, n, job_seed in jobs]
+            done = [f.result() for f in futures]  # the first failure in order is the one that failed
         finally:  # the first failure ends the call: requests not yet sent are never sent
             pool.shutdown(wait=True, cancel_futures=True)
         out: list[list[Generation]] = [[] for _ in prompts]
