@@ -377,6 +377,8 @@ def test_a_daily_run_reuses_the_evaluation_and_recommends_what_a_fresh_evaluatio
 
     assert f"evaluation reused from recommender {made_in}" in summary_text(second)
     assert "reused" not in summary_text(fresh)
+    helped = CliRunner().invoke(cli, ["recommend", "--help"])
+    assert "reuses the promoted" in helped.output and "evaluate_every_days" in helped.output
 
 
 def test_the_evaluation_is_redone_when_old_changed_by_settings_or_data_or_flagged(shop_copy) -> None:

@@ -432,6 +432,12 @@ def test_a_daily_run_reuses_k_and_c_and_writes_what_choosing_again_writes(stage:
     said = f"chosen by voc {first['model_version']} (0 days ago, on {first['tickets']:,} tickets"
     assert said in card.read_text() and said in summary_markdown(second)
     assert "chosen by voc" not in summary_markdown(fresh)
+    from click.testing import CliRunner
+
+    from clarion.cli import cli
+
+    helped = CliRunner().invoke(cli, ["voc", "--help"])
+    assert "reuses the promoted" in helped.output and "reselect_every_days" in helped.output
 
 
 def test_k_and_c_are_chosen_again_when_old_changed_by_settings_or_tickets_or_flagged(stage_copy) -> None:

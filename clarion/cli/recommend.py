@@ -30,7 +30,9 @@ def recommend(ctx: click.Context, wait_seconds: float | None, as_json: bool) -> 
     simpler), refits it on every line before the day (the latest scoring run's as_of) and writes
     ml.recommendations. Inactive products and products bought within
     ml.recommendations.exclude_bought_days are never recommended. The figures go to the
-    recommender card (clarion models show --model recommender).
+    recommender card (clarion models show --model recommender). A daily run reuses the promoted
+    recommender's evaluation while it is under ml.recommendations.evaluate_every_days (7) old and
+    the order lines changed by 10% or less, and says so; the chosen method is refitted every run.
 
     Data without order lines (a transactions-only export) is told it cannot be recommended for;
     the rest of the run goes on.

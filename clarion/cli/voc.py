@@ -23,6 +23,9 @@ def voc(ctx: click.Context, wait_seconds: float | None, as_json: bool) -> None:
     characteristic words. A classifier learnt from the tickets with a satisfaction score gives
     every ticket a sentiment, compared with the staging lexicon on the newest 20% of them.
     Writes ml.ticket_topics, ml.voc_topics and ml.voc_trend, and the "voc" card in the registry.
+    A daily run reuses the promoted card's k and the classifier's regularisation while they are
+    under ml.voc.reselect_every_days (7) old and the ticket count changed by 10% or less, and says
+    so; topics and classifier are refitted on every ticket every run.
 
     \b
     Examples:
