@@ -79,6 +79,16 @@ class Registry:
         name = self.index()["promoted"]
         return self.get(name) if name else None
 
+    def promoted_for_reuse(self) -> Version | None:
+        """The promoted version when a run may reuse what it chose (an evaluation, a k): None when
+        none is promoted, the registry cannot be read (that only costs choosing again), or an
+        erasure flagged it ``retrain_required`` (it chose with a person since erased in the data)."""
+        try:
+            current = self.promoted()
+        except (RegistryError, ValueError, OSError):
+            return None
+        return None if current is None or current.meta.get("retrain_required") else current
+
     # -- writing ------------------------------------------------------------------------------
     def register(
         self,

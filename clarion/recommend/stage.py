@@ -33,7 +33,7 @@ from clarion.privacy.suppression import erased_sql
 from clarion.recommend.views import card_files
 from clarion.warehouse import Warehouse, relation_exists
 from models import recommend as rec
-from models.registry import Registry, RegistryError
+from models.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -251,11 +251,8 @@ def reused_evaluation(
     r = settings.ml.recommendations
     if r.evaluate_every_days == 0:
         return None
-    try:
-        current = Registry(settings.var_dir / "registry", model="recommender").promoted()
-    except (RegistryError, ValueError, OSError):  # a broken registry only costs an evaluation
-        return None
-    if current is None or current.meta.get("retrain_required"):
+    current = Registry(settings.var_dir / "registry", model="recommender").promoted_for_reuse()
+    if current is None:
         return None
     evaluation = current.meta.get("evaluation") or {}
     measured = evaluation.get("order_lines")

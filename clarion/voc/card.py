@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clarion.config import Settings
-from models.registry import Registry, RegistryError
+from models.registry import Registry
 
 MODEL = "voc"
 # k and C are chosen again when the ticket count moved by more than this share since the choice.
@@ -25,11 +25,8 @@ def reusable_choice(settings: Settings, tickets: int) -> dict[str, Any] | None:
     voc = settings.ml.voc
     if voc.reselect_every_days == 0:
         return None
-    try:
-        current = Registry(settings.var_dir / "registry", model=MODEL).promoted()
-    except (RegistryError, ValueError, OSError):  # a broken registry only costs a new choice
-        return None
-    if current is None or current.meta.get("retrain_required"):
+    current = Registry(settings.var_dir / "registry", model=MODEL).promoted_for_reuse()
+    if current is None:
         return None
     chosen = current.meta.get("choice") or {}
     k = (current.meta.get("topics") or {}).get("k")
