@@ -51,7 +51,6 @@ PARAMS: dict[str, Any] = {
 }
 MIN_OUTCOMES = 10  # converters and non-converters each arm needs before a classifier can learn it
 RANDOM_DRAWS = 200
-_CHUNK = 20_000_000  # elements per block of random rankings (memory stays at a few hundred MB)
 
 
 def _inputs(treatment: Any, y: Any, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -207,25 +206,35 @@ class RandomComparison:
     draws: int
 
 
+def random_coefficients(codes: np.ndarray) -> np.ndarray:
+    """The Qini coefficient of ``codes`` (or of each of its rows), a ranking of customers (best first) coded
+    ``2 * treated + converted``, with no ties: what ``qini_coefficient`` gives a score that ranks
+    them in that order, in integer running counts and one pass. The curve starts and ends on the
+    random line, so the trapezoid over depths 0..n is the plain sum of qini(k) - (k / n) qini(n)."""
+    n = codes.shape[-1]
+    n_t = np.cumsum(codes >> 1, axis=-1, dtype=np.int32)  # counts fit: n < 2**31
+    n_c = np.arange(1, n + 1, dtype=np.int32) - n_t
+    scaled = np.multiply(np.cumsum(codes == 1, axis=-1, dtype=np.int32), n_t, dtype=np.float64)
+    np.divide(scaled, n_c, out=scaled, where=n_c > 0)
+    scaled[n_c == 0] = 0.0  # no control customer yet: nothing to scale
+    qini = np.cumsum(codes == 3, axis=-1, dtype=np.int32) - scaled
+    qini /= n
+    return (qini.sum(axis=-1) - qini[..., -1] * (n + 1) / 2) / n
+
+
 def qini_vs_random(
     uplift: Any, treatment: Any, y: Any, draws: int = RANDOM_DRAWS, seed: int = 0
 ) -> RandomComparison:
     """Is the model's targeting better than chance on these customers? Each random ranking is a
-    seeded permutation, scored exactly as the model's is (continuous random scores have no ties)."""
+    seeded shuffle of the customers (``Generator.permutation``, linear in their number), scored
+    exactly as the model's is (``random_coefficients``)."""
     t, out = _inputs(treatment, y)
     model = qini_coefficient(uplift, t, out)
-    n = t.size
     rng = np.random.default_rng(seed)
-    ends = np.arange(n)
-    block = max(1, _CHUNK // max(n, 1))
-    coefficients = []
-    for start in range(0, draws, block):
-        order = np.argsort(rng.random((min(block, draws - start), n)), axis=1)
-        qini = _qini_points(t[order], out[order], ends)
-        curve = np.concatenate([np.zeros((qini.shape[0], 1)), qini], axis=1)
-        line = np.arange(n + 1) / n * qini[:, -1:]
-        coefficients.append(np.trapezoid(curve - line, dx=1.0 / n, axis=1))
-    random = np.concatenate(coefficients)
+    codes = (t.astype(np.int8) << 1) | out.astype(np.int8)
+    # One draw at a time: running sums along a contiguous row are several times faster than along
+    # the rows of a block, and memory stays at a few arrays of n.
+    random = np.array([random_coefficients(rng.permutation(codes)) for _ in range(draws)])
     return RandomComparison(
         qini=model,
         random_mean=float(random.mean()),
