@@ -470,6 +470,10 @@ def _run_figures(run: dict[str, Any]) -> dict[str, Any]:
             "method": stages.get("recommend", {}).get("method"),
             "reused_from": (stages.get("recommend", {}).get("evaluation_reused") or {}).get("version"),
         },
+        "results": {
+            k: (stages.get("results", {}).get("uplift_model") or {}).get(k)
+            for k in ("status", "version", "reused_from")
+        },
     }
 
 
@@ -544,7 +548,8 @@ def main(sizes: list[int]) -> str:
         "retraining: the promoted model fits). Only the new files are read; features, scores, "
         "explanations and the report are rebuilt for every customer; voc embeds only tickets it has not "
         "embedded before (the first run embeds them all), and recommend reuses the promoted "
-        "recommender's evaluation while it is under ml.recommendations.evaluate_every_days old."
+        "recommender's evaluation while it is under ml.recommendations.evaluate_every_days old, and "
+        "results the validated uplift model while it is under experiments.uplift_refit_every_days old."
     )
     # measured now, or (only re-rendered) when the newest record was
     stamp = None if sizes else max(r["measured_at"] for r in records)

@@ -127,7 +127,12 @@ def report_rows(r: dict[str, Any]) -> list[str]:
             _voc_note(full.get("voc", {})) + " (rows/s: tickets)",
         ),
         row("recommend", _stage(m, "recommend"), customers, _recommend_note(full.get("recommend", {}))),
-        row("results", _stage(m, "results"), customers, "campaign results against control groups"),
+        row(
+            "results",
+            _stage(m, "results"),
+            customers,
+            "campaign results against control groups; " + _results_note(full.get("results", {})),
+        ),
         row("nba", _stage(m, "nba"), customers, "next best action per customer"),
         f"| {n:,} | content | - | - | - | - | - | - | not in the full run (no campaign briefs there; "
         f"the empty stage took {_s(_stage(m, 'content').get('wall_s'))} s): see below |",
@@ -152,6 +157,7 @@ def report_rows(r: dict[str, Any]) -> list[str]:
             customers,
             f"**{inc_share:.0%} of the full run**; {changes}; {inc_stages}; "
             f"voc: {_voc_note(inc.get('voc', {}))}; recommend: {_recommend_note(inc.get('recommend', {}))}; "
+            f"results: {_results_note(inc.get('results', {}))}; "
             f"{_context(inc)}",
         ),
         *_content_rows(r, row),
@@ -169,6 +175,14 @@ def _voc_note(v: dict[str, Any]) -> str:
 def _recommend_note(r: dict[str, Any]) -> str:
     how = f"evaluation reused from {r['reused_from']}" if r.get("reused_from") else "evaluated every method"
     return f"{how}, then {r.get('method')} fitted and top 5 with reasons written"
+
+
+def _results_note(r: dict[str, Any]) -> str:
+    if not r.get("status"):
+        return "uplift model: not recorded"
+    if r.get("reused_from"):
+        return f"uplift model {r['status']}, reused from {r['reused_from']}"
+    return f"uplift model fitted and {r['status']}" + (f" ({r['version']})" if r.get("version") else "")
 
 
 def _content_rows(r: dict[str, Any], row: Any) -> list[str]:

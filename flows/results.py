@@ -87,5 +87,10 @@ def stage_summary(summary: dict[str, Any]) -> dict[str, Any]:
         "decided": verdicts.count("winner"),
         "retired": verdicts.count("retired"),
         "latest": latest,
-        "uplift_model": {"status": model.get("status"), "reason": model.get("reason")},
+        "uplift_model": {
+            "status": model.get("status"),
+            "reason": model.get("reason"),
+            "version": model.get("model_version"),
+            "reused_from": (model.get("reused") or {}).get("version"),
+        },
     }

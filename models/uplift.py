@@ -27,6 +27,7 @@ Everything is pure: arrays or DataFrames in and out, randomness only through exp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -108,6 +109,28 @@ class TwoModelUplift:
             data = lgb.Dataset(frame[mask], label=out[mask], free_raw_data=True)
             self.models_[arm] = lgb.train(self._lgb_params(), data, num_boost_round=self.trees)
         return self
+
+    def save(self, folder: Path) -> dict[str, str]:
+        """Write the two fitted classifiers as LightGBM text models into ``folder``; returns the
+        file of each arm. ``load`` reads them back to the same predictions."""
+        if not hasattr(self, "models_"):
+            raise ExperimentDataError("the uplift model is not fitted: nothing to save")
+        files = {}
+        for arm, booster in self.models_.items():
+            files[arm] = f"uplift_{arm}.txt"
+            booster.save_model(str(Path(folder) / files[arm]))
+        return files
+
+    @classmethod
+    def load(cls, folder: Path, features: list[str]) -> TwoModelUplift:
+        """The model ``save`` wrote into ``folder``, fitted on ``features`` (in that order)."""
+        model = cls()
+        model.features_ = list(features)
+        model.models_ = {
+            arm: lgb.Booster(model_file=str(Path(folder) / f"uplift_{arm}.txt"))
+            for arm in ("treatment", "control")
+        }
+        return model
 
     def predict_arms(self, features: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(P(buy | treated), P(buy | not treated)) per customer."""

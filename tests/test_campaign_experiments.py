@@ -313,3 +313,33 @@ def test_campaign_exposures_mart_equals_its_definition_computed_from_the_export(
     assert (got["variant_id"].fillna("-") == want["variant_id"].fillna("-")).all()
     assert (got["exposed_at"] == want["exposed_at"]).all()
     assert np.allclose(got["revenue_eur"], want["revenue_eur"], atol=0.01)
+
+
+def test_uplift_features_of_the_small_run_equal_their_definition(small_run) -> None:
+    """The uplift model's features of every exposure of the session's small run, and of every
+    customer as of the scoring day (what `clarion results` fits and scores on), against their
+    row-by-row definition (tests/uplift_oracle.py)."""
+    from uplift_oracle import features_by_definition
+
+    from clarion.results import uplift
+
+    con = duckdb.connect(str(small_run["root"] / "var" / "warehouse.duckdb"), read_only=True)
+    try:
+        exposures = uplift.exposures_frame(con)
+        want = features_by_definition(
+            con,
+            "select contact_id, exposed_at as anchor from marts.fct_campaign_exposures "
+            "where not contaminated",
+        )
+        current = (
+            "select contact_id, (select max(ordered_at) from marts.fct_orders) as anchor "
+            "from marts.dim_customers"
+        )
+        now = con.execute(uplift._features_sql("anchor", current)).df()
+        want_now = features_by_definition(con, current)
+    finally:
+        con.close()
+    assert len(exposures) > 1_000 and exposures["opens_180d"].sum() > 0 and exposures["orders_365d"].sum() > 0
+    pd.testing.assert_frame_equal(exposures[["contact_id", *uplift.FEATURES]], want, rtol=1e-9)
+    assert len(now) == len(want_now) > 100
+    pd.testing.assert_frame_equal(now[["contact_id", *uplift.FEATURES]], want_now, rtol=1e-9)

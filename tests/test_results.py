@@ -251,11 +251,9 @@ def test_the_report_section_shows_each_campaigns_arms_and_verdicts_and_no_custom
     assert not any(str(i) in section for i in (900_001, 910_001, 920_001))
 
 
-def test_the_uplift_model_finds_who_is_moved_and_scores_current_customers_only_when_it_validates(
-    tmp_path: Path,
-) -> None:
+def _planted_uplift(tmp_path: Path):
     """Planted: customers who ordered in the year before the send convert 25% when treated, 5% when
-    held out; the others 5% either way. The model learns from pre-exposure features alone."""
+    held out; the others 5% either way. Returns the settings, the ids and who is a buyer."""
     rng = np.random.default_rng(8)
     n = 12_000
     ids = np.arange(1, n + 1)
@@ -284,6 +282,15 @@ def test_the_uplift_model_finds_who_is_moved_and_scores_current_customers_only_w
     ]
     history = [(int(i), int(i), BASE - timedelta(days=int(30 + i % 200)), 55.0) for i in ids[buyer]]
     settings, _ = _warehouse(tmp_path, [rows], {int(i): "any" for i in ids}, orders=history)
+    return settings, ids, buyer
+
+
+def test_the_uplift_model_finds_who_is_moved_and_scores_current_customers_only_when_it_validates(
+    tmp_path: Path,
+) -> None:
+    """The model learns the planted effect from pre-exposure features alone."""
+    settings, ids, buyer = _planted_uplift(tmp_path)
+    n = len(ids)
     model = results.run(settings)["uplift_model"]
     assert model["status"] == "validated", model
     assert model["p_value"] < 0.05 and model["qini"] > model["random_p95"]
@@ -294,6 +301,150 @@ def test_the_uplift_model_finds_who_is_moved_and_scores_current_customers_only_w
     scored["buyer"] = scored.contact_id.isin(ids[buyer])
     means = scored.groupby("buyer").uplift.mean()
     assert means[True] > 0.12 and means[False] < 0.06  # planted: 0.20 and 0.00
+
+
+def _uplift_rows(settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    with duckdb.connect(str(settings.warehouse.path)) as con:
+        scored = con.execute(
+            "select contact_id, uplift, p_treated, p_control from ml.customer_uplift order by contact_id"
+        ).df()
+        runs = con.execute(
+            "select results_run_id, status, model_version, qini, p_value from ml.uplift_models "
+            "order by recorded_at"
+        ).df()
+    return scored, runs
+
+
+def test_a_validated_uplift_model_is_reused_with_the_same_scores_as_a_fresh_fit(tmp_path: Path) -> None:
+    from models.registry import Registry
+
+    settings, ids, _ = _planted_uplift(tmp_path)
+    first = results.run(settings, "R1")["uplift_model"]
+    assert first["status"] == "validated" and first["model_version"] == "v0001" and "reused" not in first
+    fitted, _ = _uplift_rows(settings)
+    second = results.run(settings, "R2")["uplift_model"]
+    assert second["reused"] == {
+        "version": "v0001",
+        "as_of": "2026-07-01",
+        "age_days": 0,
+        "exposures_then": len(ids),
+        "exposures": len(ids),
+        "every_days": 7,
+    }
+    assert second["status"] == "validated" and second["model_version"] == "v0001"
+    assert (second["qini"], second["p_value"]) == (first["qini"], first["p_value"])  # its validation
+    assert "reused uplift v0001, fitted for 2026-07-01 (0 days before this run's day)" in second["reason"]
+    reused, runs = _uplift_rows(settings)
+    pd.testing.assert_frame_equal(reused, fitted)  # the stored classifiers predict as the fitted ones
+    assert runs["results_run_id"].tolist() == ["R1", "R2"] and set(runs["model_version"]) == {"v0001"}
+    # the same data with reuse off: fitted again, registered as v0002, the same scores
+    fresh = load_settings(
+        tmp_path / "clarion.yaml", env={"CLARION_EXPERIMENTS__UPLIFT_REFIT_EVERY_DAYS": "0"}
+    )
+    third = results.run(fresh, "R3")["uplift_model"]
+    assert third["model_version"] == "v0002" and "reused" not in third
+    pd.testing.assert_frame_equal(_uplift_rows(settings)[0], fitted)
+    versions = Registry(settings.var_dir / "registry", model="uplift").versions()
+    assert [v.name for v in versions] == ["v0001", "v0002"]
+    assert "p = " in (versions[1].path / "card.md").read_text()
+    assert results.run(settings, "R4")["uplift_model"]["reused"]["version"] == "v0002"
+
+
+def test_uplift_model_reuse_stops_at_its_age_exposure_change_settings_and_erasure_limits(
+    tmp_path: Path,
+) -> None:
+    import json
+    from datetime import date
+
+    from clarion.results import uplift
+
+    settings, ids, _ = _planted_uplift(tmp_path)
+    results.run(settings, "R1")
+    root = settings.var_dir / "registry"
+    n = len(ids)
+    day = date(2026, 7, 1)
+    exp = settings.experiments
+
+    def reuse(exp=exp, as_of=day, exposures=n):
+        with duckdb.connect(str(settings.warehouse.path)) as con:
+            found = uplift.reusable(con, exp, root, as_of, exposures)
+        return None if found is None else found[1]["version"]
+
+    assert reuse() == "v0001"
+    assert reuse(as_of=date(2026, 7, 7)) == "v0001"  # 6 days after: still reused
+    assert reuse(as_of=date(2026, 7, 8)) is None  # 7 days: fitted again
+    assert reuse(as_of=date(2026, 6, 30)) is None  # a day before the one it was fitted for
+    assert reuse(exposures=int(n * 1.09)) == "v0001"
+    assert reuse(exposures=int(n * 1.11) + 1) is None and reuse(exposures=int(n * 0.89) - 1) is None
+    assert reuse(exp=exp.model_copy(update={"uplift_refit_every_days": 0})) is None
+    assert reuse(exp=exp.model_copy(update={"uplift_refit_every_days": 30}), as_of=date(2026, 7, 20))
+    assert reuse(exp=exp.model_copy(update={"min_evidence": 300})) is None
+    with duckdb.connect(str(settings.warehouse.path)) as con:  # a later run that used no model
+        con.execute(
+            "insert into ml.uplift_models (results_run_id, status, recorded_at) "
+            "values ('R9', 'not trained', now())"
+        )
+    assert reuse() is None
+    with duckdb.connect(str(settings.warehouse.path)) as con:
+        con.execute("delete from ml.uplift_models where results_run_id = 'R9'")
+    assert reuse() == "v0001"
+    meta = root / "uplift" / "v0001" / "meta.json"
+    data = json.loads(meta.read_text())
+    meta.write_text(json.dumps(data | {"retrain_required": {"reason": "erasure", "reference": "E1"}}))
+    assert reuse() is None
+    again = results.run(settings, "R2")["uplift_model"]
+    assert again["model_version"] == "v0002" and "reused" not in again  # flagged: fitted afresh
+
+
+def test_uplift_features_equal_their_definition_at_every_edge(tmp_path: Path) -> None:
+    """Orders and events exactly at the anchor, at the window's start, a second inside it, at the
+    same instant as another, cancelled, of other event types; a customer with none; the same
+    customer and instant in two campaigns. The stage's as-of joins against the row-by-row definition."""
+    from uplift_oracle import features_by_definition
+
+    from clarion.results import uplift
+
+    t0 = BASE
+    day = timedelta(days=1)
+    second = timedelta(seconds=1)
+    orders = [  # (order_id, contact_id, ordered_at, total_eur, is_cancelled)
+        (1, 1, t0, 10.0, False),  # at the anchor: not before it
+        (2, 1, t0 - 365 * day, 20.0, False),  # the window's first instant
+        (3, 1, t0 - 365 * day - second, 30.0, False),  # just outside: lifetime only
+        (4, 1, t0 - 2 * day, 40.0, False),
+        (5, 1, t0 - 2 * day, 50.0, False),  # the same instant as order 4
+        (6, 1, t0 - day, 60.0, True),  # cancelled
+        (7, 2, t0 + day, 70.0, False),  # after the anchor only
+        (8, 3, t0 - 800 * day, 5.5, False),
+    ]
+    events = [  # (event_id, contact_id, campaign_id, event_type, occurred_at)
+        (1, 1, "C", "open", t0),
+        (2, 1, "C", "open", t0 - 180 * day),
+        (3, 1, "C", "open", t0 - 180 * day - second),
+        (4, 1, "C", "click", t0 - second),
+        (5, 1, "C", "click", t0 - second),
+        (6, 1, "C", "sent", t0 - day),
+        (7, 2, "C", "open", t0 - 10 * day),
+        (8, 3, "C", "bounce", t0 - day),
+    ]
+    exposures = [(c, k, a) for c, k, a in [("C1", 1, t0), ("C2", 1, t0), ("C1", 2, t0), ("C1", 3, t0),
+                                          ("C1", 4, t0), ("C2", 3, t0 - 400 * day)]]  # fmt: skip
+    db = tmp_path / "edges.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("create schema marts")
+        con.execute(ORDERS_DDL)
+        con.execute(EVENTS_DDL)
+        con.executemany("insert into marts.fct_orders values (?, ?, ?, ?, ?)", orders)
+        con.executemany("insert into marts.fct_email_events values (?, ?, ?, ?, ?)", events)
+        con.execute("create table anchors (campaign_id varchar, contact_id bigint, anchor timestamptz)")
+        con.executemany("insert into anchors values (?, ?, ?)", exposures)
+        got = con.execute(uplift._features_sql("anchor", "select * from anchors")).df()
+        want = features_by_definition(con, "select * from anchors")
+    assert len(got) == len(exposures)
+    pd.testing.assert_frame_equal(got[["contact_id", *uplift.FEATURES]], want, rtol=1e-12)
+    first = got.iloc[0]  # customer 1 at t0: orders 2, 4, 5 in the year, 3 before it too
+    assert (first.orders_365d, first.spend_365d_eur, first.avg_order_eur) == (3.0, 110.0, 35.0)
+    assert (first.recency_days, first.opens_180d, first.clicks_180d) == (2.0, 1.0, 2.0)
 
 
 def test_the_uplift_model_is_not_trained_below_the_evidence_floor_and_says_why(tmp_path: Path) -> None:

@@ -47,6 +47,14 @@ class ExperimentsSettings(Section):
         ge=10,
         description="customers per arm before a measured uplift replaces the prior in next-best-action",
     )
+    uplift_refit_every_days: int = Field(
+        7,
+        ge=0,
+        le=365,
+        description="a validated uplift model is reused (not fitted and validated again) by runs for "
+        "days less than this many days after the day it was fitted for, while the exposures stay "
+        "within 10% of the count it learnt from [0: fit it on every run]",
+    )
 
     @model_validator(mode="after")
     def _room_for_treatment(self):

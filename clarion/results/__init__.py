@@ -110,7 +110,7 @@ def run(settings: Settings, run_id: str | None = None, campaign: str | None = No
             )
         _store(con, results_run_id, found, replace_all=campaign is None)
         model = (
-            uplift.train(con, results_run_id, exp.min_evidence, latest_scoring(con))
+            uplift.train(con, results_run_id, exp, settings.var_dir / "registry", latest_scoring(con))
             if campaign is None
             else None
         )
