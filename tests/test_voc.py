@@ -90,6 +90,46 @@ def test_scrub_removes_names_emails_phones_and_order_numbers() -> None:
     assert "Annabelle" in scrub_ticket("Annabelle wrote", names=("Anna",))
 
 
+def test_the_scrubs_shortcuts_give_what_one_regex_per_contact_gives() -> None:
+    """scrub_ticket skips compiling a contact's address or name when the text cannot hold it and
+    replaces an ASCII address without a regex; the definition is one case-insensitive regex each.
+    Mixed case, repeats, a name inside a word, non-ASCII text, names and addresses (the Kelvin sign
+    folds to "k", the dotted capital I does not fold to "i"), and an address absent from the text."""
+    import re
+
+    from clarion.privacy.scrub import EMAIL
+    from clarion.privacy.scrub import scrub as privacy_scrub
+    from clarion.voc import scrub as module
+
+    def by_definition(text: str, names: tuple[str, ...], emails: tuple[str, ...]) -> str:
+        out = text
+        for address in emails:
+            out = re.sub(re.escape(address), "[email]", out, flags=re.IGNORECASE)
+        out = EMAIL.sub("[email]", out)
+        out = module._HASH_NUMBER.sub("[order]", out)
+        out = module._ORDER_NUMBER.sub(lambda m: m.group(1) + "[order]", out)
+        out = privacy_scrub(out)
+        out = module._PHONE_MARK.sub("[phone]", module._EMAIL_MARK.sub("[email]", out))
+        out = module._LONG_DIGITS.sub("[order]", out)
+        for name in sorted(set(names), key=len, reverse=True):
+            out = re.sub(rf"(?i)(?<!\w){re.escape(name)}(?!\w)", "[name]", out)
+        return out
+
+    cases = [
+        ("Write to ANNA.Berg@Example.com or anna.berg@example.COM, Anna.", ("Anna", "Berg"),
+         ("anna.berg@example.com",)),
+        ("mail me: a.b at shop dot de (a.b@shop.de) thanks Annabelle and anna", ("Anna",), ("A.B@Shop.de",)),
+        ("Grüße, Zoë Müller (zoë.müller@beispiel.de) ZOË", ("Zoë", "Müller"), ("ZOË.MÜLLER@beispiel.de",)),
+        ("Signed \u212aim, kim@x.io", ("kim",), ("KIM@X.IO",)),  # KELVIN SIGN K folds to k
+        ("\u0130lkay wrote from ilkay@x.io", ("ilkay",), ("\u0130LKAY@x.io",)),
+        ("No address here, only a name: Berg.", ("Berg",), ("someone@else.org",)),
+        ("ab@c.de ab@c.deab@c.de", ("de",), ("ab@c.de",)),
+    ]  # fmt: skip
+    for text, names, emails in cases:
+        assert scrub_ticket(text, names=names, emails=emails) == by_definition(text, names, emails), text
+    assert not module._may_hold("plain ascii text", "Anna") and module._may_hold("Zoë", "anna")
+
+
 def test_example_phrases_need_enough_distinct_customers_and_hold_no_names_or_tokens() -> None:
     texts = [f"The parcel never arrived at all. Hello {n}" for n in range(6)] + [
         "the parcel never arrived at all",  # the same customer twice counts once

@@ -12,6 +12,7 @@ embedding of "Thanks, Anna Berg" says nothing about the ticket's topic anyway.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from clarion.privacy.scrub import EMAIL
@@ -39,7 +40,9 @@ def scrub_ticket(
         return ""
     out = str(text)
     for address in emails:
-        if address:
+        if address and out.isascii() and address.isascii():
+            out = _replace_ascii(out, address, "[email]")
+        elif address:
             out = re.sub(re.escape(address), "[email]", out, flags=re.IGNORECASE)
     out = EMAIL.sub("[email]", out)
     out = _HASH_NUMBER.sub("[order]", out)
@@ -48,5 +51,35 @@ def scrub_ticket(
     out = _PHONE_MARK.sub("[phone]", _EMAIL_MARK.sub("[email]", out))
     out = _LONG_DIGITS.sub("[order]", out)
     for name in sorted({n.strip() for n in names if n and n.strip()}, key=len, reverse=True):
-        out = re.sub(rf"(?i)(?<!\w){re.escape(name)}(?!\w)", "[name]", out)
+        if _may_hold(out, name):
+            out = _name_pattern(name).sub("[name]", out)
     return out
+
+
+def _replace_ascii(text: str, literal: str, token: str) -> str:
+    """Every case-insensitive occurrence of ``literal`` in ``text`` (both ASCII, where lower-casing
+    keeps every index) replaced by ``token``, left to right as ``re.sub`` would, without compiling a
+    pattern per contact."""
+    low, needle = text.lower(), literal.lower()
+    parts, start = [], 0
+    while (at := low.find(needle, start)) >= 0:
+        parts += [text[start:at], token]
+        start = at + len(needle)
+    return "".join(parts) + text[start:] if parts else text
+
+
+@functools.lru_cache(maxsize=16_384)
+def _name_pattern(name: str) -> re.Pattern[str]:
+    """A name as a whole word, any case (kept compiled: names repeat across tickets, and re's own
+    cache of 512 patterns is churned by every contact's address)."""
+    return re.compile(rf"(?i)(?<!\w){re.escape(name)}(?!\w)")
+
+
+def _may_hold(text: str, literal: str) -> bool:
+    """False only when a case-insensitive match of ``literal`` in ``text`` is impossible: both are
+    ASCII (where lower-casing is exactly the regex's case folding) and the lower-cased literal is not
+    in the lower-cased text. A contact's own address or name is a new pattern on every ticket, and
+    compiling it was most of the scrub's time; most tickets do not hold it."""
+    if text.isascii() and literal.isascii():
+        return literal.lower() in text.lower()
+    return True
