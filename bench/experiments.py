@@ -11,6 +11,10 @@ per arm (the least any result needs). *Uplift*: the two-model learner (LightGBM,
 fitted on half the customers and predicted on the other half, then the Qini coefficient of its
 ranking and of the oracle ranking by the planted uplift. *Fit floor*: one LightGBM model with the same
 parameters on all the fitting customers (the learner fits two, one per arm, on half as many each).
+*Qini test*: the permutation test `clarion results` runs before it trusts the model, its ranking
+of the held-out half against 200 seeded random rankings: *now* (one shuffle and integer running
+sums per draw), *before* (argsort of uniform draws in blocks, float running sums, as until
+2026-12-05) and a *floor* of one shuffle and one running sum per draw.
 Times exclude reading the arrays; results and floor are the fastest of 5 runs (they take
 milliseconds); each measurement runs in its own process.
 """
@@ -131,6 +135,60 @@ def run_uplift(data: str) -> dict[str, Any]:
     }
 
 
+def _qini_test_by_argsort(uplift: Any, treatment: Any, y: Any, draws: int, seed: int = 0) -> Any:
+    """qini_vs_random as it was before 2026-12-05 (random rankings by argsort of uniform draws, in
+    blocks of 20M elements, float running sums), kept here as the before of the bench."""
+    import numpy as np
+
+    from models.uplift import _inputs, _qini_points, qini_coefficient
+
+    t, out = _inputs(treatment, y)
+    model = qini_coefficient(uplift, t, out)
+    n = t.size
+    rng = np.random.default_rng(seed)
+    ends = np.arange(n)
+    block = max(1, 20_000_000 // max(n, 1))
+    coefficients = []
+    for start in range(0, draws, block):
+        order = np.argsort(rng.random((min(block, draws - start), n)), axis=1)
+        qini = _qini_points(t[order], out[order], ends)
+        curve = np.concatenate([np.zeros((qini.shape[0], 1)), qini], axis=1)
+        line = np.arange(n + 1) / n * qini[:, -1:]
+        coefficients.append(np.trapezoid(curve - line, dx=1.0 / n, axis=1))
+    random = np.concatenate(coefficients)
+    return model, float((1 + np.sum(random >= model)) / (1 + random.size))
+
+
+def run_qini_test(data: str, how: str) -> dict[str, Any]:
+    """The permutation test of the model's ranking against RANDOM_DRAWS random rankings of the held-out
+    half: ``now`` (models.uplift.qini_vs_random), ``before`` (the argsort version) or ``floor`` (one
+    shuffle and one running sum per draw: the least a permutation test of a running statistic does)."""
+    import numpy as np
+
+    from models.uplift import RANDOM_DRAWS, TwoModelUplift, qini_vs_random
+
+    features, treated, converted = _load(data, "features", "treated", "converted")
+    fit, hold = slice(0, None, 2), slice(1, None, 2)
+    predicted = (
+        TwoModelUplift(seed=0).fit(features[fit], treated[fit], converted[fit]).predict(features[hold])
+    )
+    t, y = treated[hold], converted[hold]
+    started = time.perf_counter()
+    checksum = None
+    if how == "now":
+        p_value = qini_vs_random(predicted, t, y, draws=RANDOM_DRAWS, seed=0).p_value
+    elif how == "before":
+        p_value = _qini_test_by_argsort(predicted, t, y, RANDOM_DRAWS)[1]
+    else:
+        rng = np.random.default_rng(0)
+        codes, p_value = t.astype(np.int8), None
+        checksum = sum(
+            int(np.cumsum(rng.permutation(codes), dtype=np.int32)[-1]) for _ in range(RANDOM_DRAWS)
+        )
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "p_value": p_value, "checksum": checksum, "held_out": int(t.size)}
+
+
 def run_fit_floor(data: str) -> dict[str, Any]:
     import lightgbm as lgb
 
@@ -152,8 +210,10 @@ HEAD = [
 ]
 UPLIFT_HEAD = [
     "| customers | fit s (half the customers) | predict s (other half) | Qini s | peak MB | fit floor s "
-    "| fit / fit floor | Qini coefficient: model / oracle |",
-    "|---:|---:|---:|---:|---:|---:|---:|---|",
+    "| fit / fit floor | Qini coefficient: model / oracle "
+    "| Qini test s, 200 random rankings: now / before / floor | now / floor | peak MB: now / before "
+    "| p: now / before |",
+    "|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|---|",
 ]
 
 
@@ -169,6 +229,11 @@ def main(sizes: list[int]) -> str:
         floor = measure("bench.experiments:run_floor", data=data)
         learner = measure("bench.experiments:run_uplift", data=data)
         fit_floor = measure("bench.experiments:run_fit_floor", data=data)
+        tests = {
+            how: measure("bench.experiments:run_qini_test", data=data, how=how)
+            for how in ("now", "before", "floor")
+        }
+        q = {how: m.result for how, m in tests.items()}
         r, f, u = results.result, floor.result, learner.result
         total = r["aggregate_s"] + r["statistics_s"]
         low, high = r["interval"]
@@ -185,7 +250,11 @@ def main(sizes: list[int]) -> str:
         uplift_md.append(
             f"| {n:,} | {u['fit_s']:.2f} | {u['predict_s']:.2f} | {u['qini_s']:.3f} "
             f"| {learner.peak_rss_mb:,.0f} | {floor_fit:.2f} | {u['fit_s'] / floor_fit:.1f}x "
-            f"| {u['qini']:.5f} / {u['oracle_qini']:.5f} |"
+            f"| {u['qini']:.5f} / {u['oracle_qini']:.5f} "
+            f"| {q['now']['seconds']:.2f} / {q['before']['seconds']:.2f} / {q['floor']['seconds']:.2f} "
+            f"| {q['now']['seconds'] / q['floor']['seconds']:.1f}x "
+            f"| {tests['now'].peak_rss_mb:,.0f} / {tests['before'].peak_rss_mb:,.0f} "
+            f"| {q['now']['p_value']:.3g} / {q['before']['p_value']:.3g} |"
         )
         record = {
             "customers": n,
@@ -194,6 +263,7 @@ def main(sizes: list[int]) -> str:
             "floor": {**f, "peak_rss_mb": floor.peak_rss_mb},
             "uplift": {**u, "wall_s": learner.wall_s, "peak_rss_mb": learner.peak_rss_mb},
             "fit_floor": {**fit_floor.result, "peak_rss_mb": fit_floor.peak_rss_mb},
+            "qini_test": {how: {**m.result, "peak_rss_mb": m.peak_rss_mb} for how, m in tests.items()},
         }
         records.append(record)
         print(record, flush=True)

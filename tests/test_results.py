@@ -348,6 +348,12 @@ def test_a_validated_uplift_model_is_reused_with_the_same_scores_as_a_fresh_fit(
     assert [v.name for v in versions] == ["v0001", "v0002"]
     assert "p = " in (versions[1].path / "card.md").read_text()
     assert results.run(settings, "R4")["uplift_model"]["reused"]["version"] == "v0002"
+    from click.testing import CliRunner
+
+    from clarion.cli import cli
+
+    helped = " ".join(CliRunner().invoke(cli, ["results", "--help"]).output.split())
+    assert "reused by later runs for experiments.uplift_refit_every_days days" in helped
 
 
 def test_uplift_model_reuse_stops_at_its_age_exposure_change_settings_and_erasure_limits(
