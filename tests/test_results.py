@@ -251,15 +251,17 @@ def test_the_report_section_shows_each_campaigns_arms_and_verdicts_and_no_custom
     assert not any(str(i) in section for i in (900_001, 910_001, 920_001))
 
 
-def _planted_uplift(tmp_path: Path):
+def _planted_uplift(tmp_path: Path, moved: bool = True):
     """Planted: customers who ordered in the year before the send convert 25% when treated, 5% when
-    held out; the others 5% either way. Returns the settings, the ids and who is a buyer."""
+    held out; the others 5% either way. ``moved=False``: everyone converts 10% treated, 5% held out
+    (no customer is moved more than another: nothing for a ranking to find). Returns the settings,
+    the ids and who is a buyer."""
     rng = np.random.default_rng(8)
     n = 12_000
     ids = np.arange(1, n + 1)
     buyer = rng.random(n) < 0.5
     treated = rng.random(n) < 0.7
-    p = np.where(buyer & treated, 0.25, 0.05)
+    p = np.where(buyer & treated, 0.25, 0.05) if moved else np.where(treated, 0.10, 0.05)
     converted = rng.random(n) < p
     rows = [
         {
@@ -354,6 +356,22 @@ def test_a_validated_uplift_model_is_reused_with_the_same_scores_as_a_fresh_fit(
 
     helped = " ".join(CliRunner().invoke(cli, ["results", "--help"]).output.split())
     assert "reused by later runs for experiments.uplift_refit_every_days days" in helped
+
+
+def test_a_fit_that_does_not_validate_is_kept_too_and_its_reuse_scores_no_one(tmp_path: Path) -> None:
+    """A model no better than random is not refitted every day either: the next run keeps its
+    verdict (and the evidence it was judged on), and no customer gets an uplift from it."""
+    settings, _, _ = _planted_uplift(tmp_path, moved=False)
+    first = results.run(settings, "R1")["uplift_model"]
+    assert first["status"] == "not validated" and first["model_version"] == "v0001", first
+    assert first["p_value"] >= 0.05 and "no better than random targeting" in first["reason"]
+    second = results.run(settings, "R2")["uplift_model"]
+    assert second["reused"]["version"] == "v0001" and second["status"] == "not validated"
+    assert second["p_value"] == first["p_value"] and "reused uplift v0001" in second["reason"]
+    scored, runs = _uplift_rows(settings)
+    assert scored.empty and runs["model_version"].tolist() == ["v0001", "v0001"]
+    card = (settings.var_dir / "registry" / "uplift" / "v0001" / "card.md").read_text()
+    assert "- status: not validated: no better than random targeting" in card
 
 
 def test_uplift_model_reuse_stops_at_its_age_exposure_change_settings_and_erasure_limits(

@@ -34,9 +34,10 @@ def results(
     is not the planned share. Stored in ml.campaign_results; ml.campaign_uplift feeds `clarion nba`.
 
     The uplift model (who is moved, from every campaign's treated and control customers) is fitted
-    and validated against random targeting; a validated one is kept in the registry (`clarion models
-    show --model uplift`) and reused by later runs for experiments.uplift_refit_every_days days (7)
-    while the exposures change by less than 10%. Customers are scored with each day's features.
+    and validated against random targeting; it is kept in the registry with its verdict (`clarion
+    models show --model uplift`) and reused by later runs for experiments.uplift_refit_every_days days
+    (7) while the exposures change by less than 10%. A validated one scores the customers with each
+    day's features.
 
     \b
     Examples:

@@ -51,9 +51,9 @@ class ExperimentsSettings(Section):
         7,
         ge=0,
         le=365,
-        description="a validated uplift model is reused (not fitted and validated again) by runs for "
-        "days less than this many days after the day it was fitted for, while the exposures stay "
-        "within 10% of the count it learnt from [0: fit it on every run]",
+        description="a fitted uplift model and its verdict are reused (not fitted and validated "
+        "again) by runs for days less than this many days after the day it was fitted for, while the "
+        "exposures stay within 10% of the count it learnt from [0: fit it on every run]",
     )
 
     @model_validator(mode="after")

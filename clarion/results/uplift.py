@@ -8,12 +8,12 @@ by its Qini coefficient against random targeting (``models.uplift``); the model 
 when it beats random rankings at p < 0.05 and each arm holds ``experiments.min_evidence`` customers.
 Current customers are then scored with the same features as of the scoring run's day.
 
-A validated model is kept in the registry (var/registry/uplift, with its card) and reused by the
-next runs instead of being fitted and validated again (the exposures' features, two fits and 200
+A fitted model is kept in the registry (var/registry/uplift, with its card and its verdict) and
+reused by the next runs instead of being fitted and validated again (the exposures' features, two fits and 200
 random rankings: most of the results stage) while ``reusable`` allows: fitted for a day less than
 ``experiments.uplift_refit_every_days`` before the run's, exposures within 10% of the count it
-learnt from, the same settings, and no erasure since. Customers are scored on every run, with
-today's features.
+learnt from, the same settings, and no erasure since. A validated model scores the customers on
+every run, with today's features; one that did not validate scores no one until it is fitted again.
 """
 
 from __future__ import annotations
@@ -184,10 +184,10 @@ def reusable(
     as_of: date,
     exposures: int,
 ) -> tuple[Version, dict[str, Any]] | None:
-    """The promoted uplift model and how it may stand for a fit today: fitted for a day at most
-    ``uplift_refit_every_days`` - 1 days before ``as_of`` (never after it), under today's settings, on
-    exposures within ``REFIT_CHANGE`` of today's count, the model the last results run used, and
-    not flagged by an erasure. None: fit and validate again."""
+    """The promoted uplift model (validated or not) and how it may stand for a fit today: fitted for
+    a day at most ``uplift_refit_every_days`` - 1 days before ``as_of`` (never after it), under
+    today's settings, on exposures within ``REFIT_CHANGE`` of today's count, the model the last
+    results run used, and not flagged by an erasure. None: fit and validate again."""
     every = exp.uplift_refit_every_days
     if every == 0:
         return None
@@ -249,9 +249,9 @@ def train(
         record["reason"] = f"{record['reason']}; {reuse_text(reuse)}"
     else:
         reuse = None
-        record, model = _fit(con, exp.min_evidence)
+        record, model = _fit(con, exp.min_evidence, treated, control)
     record.update(results_run_id=results_run_id, recorded_at=datetime.now(UTC))
-    if reuse is None and model is not None and record["status"] == "validated" and scoring is not None:
+    if reuse is None and model is not None and scoring is not None:  # validated or not: kept
         record["model_version"] = _register(registry_root, record, model, exp.min_evidence, scoring[1])
     con.execute("delete from ml.uplift_models where results_run_id = ?", [results_run_id])
     con.execute(
@@ -265,11 +265,11 @@ def train(
     return out | ({"reused": reuse} if reuse else {})
 
 
-def _fit(con: duckdb.DuckDBPyConnection, min_evidence: int) -> tuple[dict[str, Any], TwoModelUplift | None]:
-    """Fit on seven in ten exposed customers and validate on the rest (the record says how it went)."""
-    frame = exposures_frame(con)
-    treated = int(frame["treated"].sum())
-    control = len(frame) - treated
+def _fit(
+    con: duckdb.DuckDBPyConnection, min_evidence: int, treated: int, control: int
+) -> tuple[dict[str, Any], TwoModelUplift | None]:
+    """Fit on seven in ten exposed customers and validate on the rest (the record says how it went);
+    below the evidence floor nothing is built or fitted."""
     record: dict[str, Any] = {
         "trained_at": datetime.now(UTC),
         "status": "not trained",
@@ -284,15 +284,16 @@ def _fit(con: duckdb.DuckDBPyConnection, min_evidence: int) -> tuple[dict[str, A
         "features": json.dumps(FEATURES),
         "model_version": None,
     }
-    held = _validation(frame["contact_id"].to_numpy())
-    fit, val = frame[~held], frame[held]
-    record["train_customers"], record["validation_customers"] = len(fit), len(val)
     if min(treated, control) < min_evidence:
         record["reason"] = (
             f"{treated:,} treated and {control:,} control exposures; experiments.min_evidence is "
             f"{min_evidence:,} per arm"
         )
         return record, None
+    frame = exposures_frame(con)
+    held = _validation(frame["contact_id"].to_numpy())
+    fit, val = frame[~held], frame[held]
+    record["train_customers"], record["validation_customers"] = len(fit), len(val)
     try:
         model = TwoModelUplift(seed=0).fit(fit[FEATURES], fit["treated"], fit["converted"])
         check = qini_vs_random(model.predict(val[FEATURES]), val["treated"], val["converted"], seed=0)
@@ -315,8 +316,10 @@ def _fit(con: duckdb.DuckDBPyConnection, min_evidence: int) -> tuple[dict[str, A
 def _register(
     registry_root: Path, record: dict[str, Any], model: TwoModelUplift, min_evidence: int, as_of: date
 ) -> str:
-    """A registry version of a validated model (its two classifiers, card and figures), promoted:
-    later runs may reuse it, and an erasure flags it like every model that learnt from the person."""
+    """A registry version of a fitted model, validated or not (its two classifiers, card and
+    figures), promoted: later runs may reuse it (and its verdict: one that did not validate scores no
+    one until it is fitted again), and an erasure flags it like every model that learnt from the
+    person."""
     reg = Registry(registry_root, model=MODEL)
     kept = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in record.items()}
     meta = {
@@ -329,7 +332,7 @@ def _register(
     with tempfile.TemporaryDirectory() as folder:
         model.save(Path(folder))
         version = reg.register_files(meta, {"card.md": _card(meta)}, Path(folder))
-    reg.promote(version.name, f"validated in results run {record['results_run_id']}")
+    reg.promote(version.name, f"{record['status']} in results run {record['results_run_id']}")
     return version.name
 
 
@@ -342,6 +345,7 @@ def _card(meta: dict[str, Any]) -> str:
             "Two LightGBM classifiers (treated, control) of past campaigns' exposures; the predicted uplift",
             "is their difference (models/uplift.py). Used by next-best-action once validated.",
             "",
+            f"- status: {r['status']}: {r['reason']}",
             f"- fitted for: {meta['as_of']} (results run {meta['results_run_id']}), at {r['trained_at']}",
             f"- exposures: {meta['exposures']:,} ({r['treated']:,} treated, {r['control']:,} control); "
             f"{r['train_customers']:,} fitted, {r['validation_customers']:,} held out by id",
