@@ -561,7 +561,8 @@ def main(sizes: list[int]) -> str:
         "explanations and the report are rebuilt for every customer; voc embeds only tickets it has not "
         "embedded before (the first run embeds them all), and recommend reuses the promoted "
         "recommender's evaluation while it is under ml.recommendations.evaluate_every_days old, and "
-        "results the validated uplift model while it is under experiments.uplift_refit_every_days old."
+        "results the uplift model and its verdict while it is under experiments.uplift_refit_every_days "
+        "old."
     )
     # measured now, or (only re-rendered) when the newest record was
     stamp = None if sizes else max(r["measured_at"] for r in records)
