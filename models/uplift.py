@@ -50,6 +50,7 @@ PARAMS: dict[str, Any] = {
     "num_threads": 1,
     "verbose": -1,
 }
+ARMS = ("treatment", "control")
 MIN_OUTCOMES = 10  # converters and non-converters each arm needs before a classifier can learn it
 RANDOM_DRAWS = 200
 
@@ -71,6 +72,10 @@ def _inputs(treatment: Any, y: Any, rows: int | None = None) -> tuple[np.ndarray
     if not np.isin(out, (0.0, 1.0)).all():
         raise ExperimentDataError("y must be 0/1 (converted or not) for every customer")
     return t.astype(bool), out
+
+
+def _saved_as(arm: str) -> str:
+    return f"uplift_{arm}.txt"
 
 
 def _frame(features: pd.DataFrame | np.ndarray) -> pd.DataFrame:
@@ -100,6 +105,9 @@ class TwoModelUplift:
         frame = _frame(features)
         t, out = _inputs(treatment, y, rows=len(frame))
         self.features_ = list(frame.columns)
+        # every row as one float64 matrix, as LightGBM makes of a DataFrame (a view of a float64
+        # frame, not a copy); each arm's rows are taken from it
+        values = frame.to_numpy(dtype=np.float64)
         self.models_: dict[str, lgb.Booster] = {}
         for arm, mask in (("treatment", t), ("control", ~t)):
             converted = int(out[mask].sum())
@@ -109,10 +117,7 @@ class TwoModelUplift:
                     f"model needs at least {MIN_OUTCOMES} converters and {MIN_OUTCOMES} non-converters per "
                     "arm (wait for more campaign results, or use the measured uplift per segment)"
                 )
-            # the arm's rows as one float64 matrix, as LightGBM makes of a DataFrame, without the
-            # DataFrame's own copy
-            values = frame.to_numpy(dtype=np.float64)[mask]
-            data = lgb.Dataset(values, label=out[mask], feature_name=self.features_, free_raw_data=True)
+            data = lgb.Dataset(values[mask], label=out[mask], feature_name=self.features_, free_raw_data=True)
             self.models_[arm] = lgb.train(self._lgb_params(), data, num_boost_round=self.trees)
         return self
 
@@ -121,21 +126,22 @@ class TwoModelUplift:
         file of each arm. ``load`` reads them back to the same predictions."""
         if not hasattr(self, "models_"):
             raise ExperimentDataError("the uplift model is not fitted: nothing to save")
-        files = {}
+        files = {arm: _saved_as(arm) for arm in ARMS}
         for arm, booster in self.models_.items():
-            files[arm] = f"uplift_{arm}.txt"
             booster.save_model(str(Path(folder) / files[arm]))
         return files
+
+    @staticmethod
+    def saved_in(folder: Path) -> bool:
+        """Whether ``folder`` holds both classifiers ``save`` writes."""
+        return all((Path(folder) / _saved_as(arm)).exists() for arm in ARMS)
 
     @classmethod
     def load(cls, folder: Path, features: list[str]) -> TwoModelUplift:
         """The model ``save`` wrote into ``folder``, fitted on ``features`` (in that order)."""
         model = cls()
         model.features_ = list(features)
-        model.models_ = {
-            arm: lgb.Booster(model_file=str(Path(folder) / f"uplift_{arm}.txt"))
-            for arm in ("treatment", "control")
-        }
+        model.models_ = {arm: lgb.Booster(model_file=str(Path(folder) / _saved_as(arm))) for arm in ARMS}
         return model
 
     def predict_arms(self, features: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

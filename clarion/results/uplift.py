@@ -89,15 +89,11 @@ def _features_sql(anchor: str, source: str) -> str:
         from base
     ),
     o as (
-        select contact_id, ordered_at as t,
+        select contact_id, ordered_at as t, min(ordered_at) over (partition by contact_id) as first_t,
                sum(count(*)) over w as orders, sum(sum(total_eur)) over w as spend
         from marts.fct_orders where not is_cancelled
         group by contact_id, ordered_at
         window w as (partition by contact_id order by ordered_at rows unbounded preceding)
-    ),
-    first_o as (
-        select contact_id, min(ordered_at) as first_order from marts.fct_orders
-        where not is_cancelled group by contact_id
     ),
     e as (
         select contact_id, occurred_at as t,
@@ -110,7 +106,7 @@ def _features_sql(anchor: str, source: str) -> str:
     f as (
         select k.contact_id, k.anchor,
                o_now.t as last_order,
-               case when o_now.t is not null then first_o.first_order end as first_order,
+               o_now.first_t as first_order,
                coalesce(o_now.orders, 0) - coalesce(o_then.orders, 0) as orders_365d,
                coalesce(o_now.spend, 0) - coalesce(o_then.spend, 0) as spend_365d_eur,
                coalesce(o_now.spend / o_now.orders, 0) as avg_order_eur,
@@ -121,7 +117,6 @@ def _features_sql(anchor: str, source: str) -> str:
         asof left join o o_then on o_then.contact_id = k.contact_id and k.from_365d > o_then.t
         asof left join e e_now on e_now.contact_id = k.contact_id and k.anchor > e_now.t
         asof left join e e_then on e_then.contact_id = k.contact_id and k.from_180d > e_then.t
-        left join first_o on first_o.contact_id = k.contact_id
     )
     select b.* exclude ({anchor}),
            coalesce(date_diff('day', f.last_order, b.{anchor}), 3650)::double as recency_days,
@@ -207,7 +202,7 @@ def reusable(
     ).fetchone()
     if last is None or last[0] != current.name:
         return None
-    if not all((current.path / f"uplift_{arm}.txt").exists() for arm in ("treatment", "control")):
+    if not TwoModelUplift.saved_in(current.path):
         return None
     return current, {
         "version": current.name,
@@ -261,8 +256,12 @@ def train(
     con.execute("delete from ml.customer_uplift")  # the current customers' uplift only
     if record["status"] == "validated" and model is not None and scoring is not None:
         _score(con, model, results_run_id, scoring)
-    out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in record.items()}
-    return out | ({"reused": reuse} if reuse else {})
+    return _plain(record) | ({"reused": reuse} if reuse else {})
+
+
+def _plain(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as JSON holds it (times as ISO strings)."""
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in record.items()}
 
 
 def _fit(
@@ -327,9 +326,8 @@ def _register(
     one until it is fitted again), and an erasure flags it like every model that learnt from the
     person."""
     reg = Registry(registry_root, model=MODEL)
-    kept = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in record.items()}
     meta = {
-        "record": {k: v for k, v in kept.items() if k not in ("results_run_id", "recorded_at")},
+        "record": {k: v for k, v in _plain(record).items() if k not in ("results_run_id", "recorded_at")},
         "as_of": as_of.isoformat(),
         "exposures": record["treated"] + record["control"],
         "results_run_id": record["results_run_id"],
