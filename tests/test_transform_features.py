@@ -239,6 +239,28 @@ def test_clarions_own_holdouts_are_control_enrolments_from_their_first_assignmen
     assert exposures == [(2, "control", None, "2026-06-29 10:00", 1, 100.0, False, False)]
 
 
+def test_two_exposures_of_one_customer_to_one_campaign_fail_the_key_test(built) -> None:
+    """The exposures' key test (unique_combination on campaign and customer) fails on a repeated
+    pair and names it; the build itself groups events by that pair, so this puts one in by hand."""
+    from clarion.transform.dbt import DbtBuildError
+
+    settings = built[2]
+    select = ("--select", "fct_campaign_exposures,test_name:unique_combination")
+    run_dbt(settings, "test", AS_OF, *select)  # the build's rows pass
+    with Warehouse.from_settings(settings).connect("test") as con:
+        con.execute(
+            "insert into staging.fct_campaign_exposures "
+            "select * from staging.fct_campaign_exposures where campaign_id = 'spring'"
+        )
+    try:
+        with pytest.raises(DbtBuildError, match=r"unique_combination_fct_campaign_exposures"):
+            run_dbt(settings, "test", AS_OF, *select)
+    finally:  # the module's other tests read this build
+        run_dbt(settings, "run", AS_OF, "--select", "fct_campaign_exposures")
+    spring = "select count(*) from staging.fct_campaign_exposures where campaign_id = 'spring'"
+    assert query(settings, spring) == [(1,)]
+
+
 def test_only_customers_who_signed_up_before_as_of_are_described(built) -> None:
     features, labels, _ = built
     assert set(features) == {1, 2} and set(labels) == {1, 2}

@@ -68,3 +68,17 @@
 {% macro eur(amount, units_per_eur) -%}
     cast({{ amount }} / {{ units_per_eur }} as decimal(18, 4))
 {%- endmacro %}
+
+{#- The value of `value` on the row with the smallest `key` among the rows `condition` keeps (a
+    NULL value is returned as such, not skipped). -#}
+{% macro first_by(value, key, condition) -%}
+    {{ return(adapter.dispatch('first_by', 'clarion')(value, key, condition)) }}
+{%- endmacro %}
+
+{% macro default__first_by(value, key, condition) -%}
+    (array_agg({{ value }} order by {{ key }}) filter (where {{ condition }}))[1]
+{%- endmacro %}
+
+{% macro duckdb__first_by(value, key, condition) -%}
+    arg_min_null({{ value }}, {{ key }}) filter (where {{ condition }})
+{%- endmacro %}

@@ -6,6 +6,10 @@
     and orders count within the attribution window [exposed_at, exposed_at + attribution_days),
     the same for both arms, so treated minus control is the campaign's effect. -#}
 
+{%- set in_window -%}
+    occurred_at >= exposed_at and occurred_at < {{ attribution_end('exposed_at') }}
+{%- endset %}
+
 with
 
 crm_events as (
@@ -44,62 +48,46 @@ orders as (
 
 ),
 
-ranked_exposures as (
+stamped_events as (
 
+    -- every event of a (campaign, customer) carries that pair's exposure instant: its first
+    -- `sent` or `control` event
     select
         campaign_id,
         contact_id,
+        event_id,
         event_type,
         variant_id,
         occurred_at,
-        row_number() over (
+        min(case when event_type in ('sent', 'control') then occurred_at end) over (
             partition by campaign_id, contact_id
-            order by occurred_at, case when event_type = 'control' then 0 else 1 end, event_id
-        ) as exposure_rank
+        ) as exposed_at
     from events
-    where event_type in ('sent', 'control')
 
 ),
 
 exposures as (
 
+    -- one pass over the events of each exposed pair: the arm of its first exposure (a control
+    -- enrolment wins a tie), the variant of its first `sent` event (the lowest event id wins a
+    -- tie), and what the customer did within the attribution window
     select
         campaign_id,
         contact_id,
-        case when event_type = 'control' then 'control' else 'treatment' end as arm,
-        case when event_type = 'sent' then variant_id end as variant_id,
-        occurred_at as exposed_at
-    from ranked_exposures
-    where exposure_rank = 1
-
-),
-
-windowed_events as (
-
-    select
-        exposures.campaign_id,
-        exposures.contact_id,
-        events.event_type,
-        events.occurred_at >= exposures.exposed_at
-        and events.occurred_at < {{ attribution_end('exposures.exposed_at') }} as in_window
-    from exposures
-    inner join events
-        on exposures.campaign_id = events.campaign_id
-        and exposures.contact_id = events.contact_id
-
-),
-
-reactions as (
-
-    select
-        campaign_id,
-        contact_id,
+        case
+            when bool_or(event_type = 'control' and occurred_at = exposed_at) then 'control'
+            else 'treatment'
+        end as arm,
+        {{ first_by('variant_id', 'event_id', "event_type = 'sent' and occurred_at = exposed_at") }}
+            as first_sent_variant_id,
+        min(exposed_at) as exposed_at,
         bool_or(event_type = 'sent') as was_sent,
-        bool_or(event_type = 'open' and in_window) as opened,
-        bool_or(event_type = 'click' and in_window) as clicked,
-        bool_or(event_type = 'unsubscribe' and in_window) as unsubscribed,
-        bool_or(event_type = 'bounce' and in_window) as bounced
-    from windowed_events
+        bool_or(event_type = 'open' and {{ in_window }}) as opened,
+        bool_or(event_type = 'click' and {{ in_window }}) as clicked,
+        bool_or(event_type = 'unsubscribe' and {{ in_window }}) as unsubscribed,
+        bool_or(event_type = 'bounce' and {{ in_window }}) as bounced
+    from stamped_events
+    where exposed_at is not null
     group by campaign_id, contact_id
 
 ),
@@ -127,21 +115,18 @@ final as (
         exposures.campaign_id,
         exposures.contact_id,
         exposures.arm,
-        exposures.variant_id,
+        case when exposures.arm = 'treatment' then exposures.first_sent_variant_id end as variant_id,
         exposures.exposed_at,
-        reactions.was_sent and not reactions.bounced as delivered,
-        reactions.opened,
-        reactions.clicked,
-        reactions.unsubscribed,
-        reactions.bounced,
+        exposures.was_sent and not exposures.bounced as delivered,
+        exposures.opened,
+        exposures.clicked,
+        exposures.unsubscribed,
+        exposures.bounced,
         coalesce(conversions.conversions, 0) as conversions,
         cast(coalesce(conversions.revenue_eur, 0) as double precision) as revenue_eur,
         coalesce(conversions.conversions, 0) > 0 as converted,
-        exposures.arm = 'control' and reactions.was_sent as contaminated
+        exposures.arm = 'control' and exposures.was_sent as contaminated
     from exposures
-    inner join reactions
-        on exposures.campaign_id = reactions.campaign_id
-        and exposures.contact_id = reactions.contact_id
     left join conversions
         on exposures.campaign_id = conversions.campaign_id
         and exposures.contact_id = conversions.contact_id
