@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clarion.content.tune import load_corpus
+from clarion.content.corpus import load_corpus
 from models.content import meaning
 from models.content.meaning import MeaningModelError, default_meaning_model, embedded_model_dir
 from models.content.slots import SPECS

@@ -14,7 +14,7 @@ import pytest
 
 from models.content import select
 from models.content.brief import DEFAULT_TEMPLATES, SLOTS, load_brief, load_briefs
-from models.content.drafts import DraftParams, _pick, draft_brief, meaning_floor
+from models.content.drafts import DraftParams, draft_brief, judge, meaning_floor, pick_slot
 from models.content.guardrails import check_slot
 from models.content.llm import Generation, LMSettings, LocalLM
 from models.content.meaning import default_meaning_model
@@ -185,7 +185,7 @@ def test_counts_share_one_denominator_and_findings_name_each_failed_check() -> N
     ]
     prompt = slot_prompt(BRIEF, "at_risk_high_value", "headline", [])
     gens = [Generation(t, 5) for t in texts]
-    slots = _pick(BRIEF, prompt, gens, default_meaning_model(), DraftParams(), 2)
+    slots = pick_slot(BRIEF, prompt, gens, default_meaning_model(), DraftParams(), 2)
     first = slots[0]
     assert first.candidates == 7 and first.passing == first.usable
     assert first.usable == 2  # the two copies of the one usable text
@@ -194,6 +194,31 @@ def test_counts_share_one_denominator_and_findings_name_each_failed_check() -> N
     assert first.usable + sum(first.findings.values()) >= first.candidates
     assert first.fallback is False and slots[1].fallback is True  # one distinct usable text, two variants
     assert slots[1].candidates == 7 and slots[1].usable == 2
+
+
+def test_distinct_counts_different_usable_texts_and_leaves_near_copies_of_the_seed_out() -> None:
+    """A model that repeats one line, or hands the seed back with another ending, has many usable
+    candidates and few distinct ones: 6 generations, 5 usable, 2 distinct."""
+    model = default_meaning_model()
+    seed = BRIEF.seeds.headline
+    near = "We saved something just for you"  # one word more than the seed: no copy by words, cosine 0.95
+    texts = [
+        "A little something saved just for you",
+        "A little something saved just for you",
+        "A little something saved just for you",
+        "We kept a treat aside for you",
+        near,
+        "The weather in the mountains is cold",
+    ]
+    prompt = slot_prompt(BRIEF, "at_risk_high_value", "headline", [])
+    gens = [Generation(t, 5) for t in texts]
+    judged = judge(BRIEF, prompt, gens, model, DraftParams())
+    cosines = {t: float(c) for t, c in zip(texts, model.similarity(texts, seed), strict=True)}
+    assert cosines[near] >= select.NEAR_COPY > max(cosines[t] for t in texts[:4])
+    assert judged.usable() == [texts[0], texts[3], near]
+    assert judged.distinct() == [texts[0], texts[3]]
+    first, *_ = pick_slot(BRIEF, prompt, gens, model, DraftParams(), 2)
+    assert (first.usable, first.distinct) == (5, 2)
 
 
 def test_shots_come_from_other_themes_the_same_seed_picks_the_same() -> None:
@@ -232,12 +257,12 @@ def test_an_example_handed_back_is_a_copy_and_each_slot_keeps_its_own_floor() ->
     prompt = slot_prompt(BRIEF, "at_risk_high_value", "cta", [], corpus)
     example = prompt.shown()[0]
     gens = [Generation(example, 4), Generation("Have a look around", 4)]
-    (slot,) = _pick(BRIEF, prompt, gens, default_meaning_model(), DraftParams(), 1)
+    (slot,) = pick_slot(BRIEF, prompt, gens, default_meaning_model(), DraftParams(), 1)
     assert slot.findings.get("copy") == 1
     # the same text against a floor between its cosine and the slot's: the setting wins
     cos = float(default_meaning_model().similarity(["Have a look around"], BRIEF.seeds.cta)[0])
     assert cos >= meaning_floor(DraftParams(), "cta") == SPECS["cta"].min_meaning
-    (strict,) = _pick(
+    (strict,) = pick_slot(
         BRIEF, prompt, gens[1:], default_meaning_model(), DraftParams(min_meaning=cos + 0.01), 1
     )
     assert strict.fallback and strict.findings == {"meaning": 1}

@@ -10,22 +10,16 @@ import pytest
 from click.testing import CliRunner
 
 from clarion.cli import cli
-from clarion.content.tune import (
-    CORPUS_SLOTS,
-    adapter_folder,
-    corpus_examples,
-    draft_examples,
-    gate,
-    load_corpus,
-    slot_texts,
-)
+from clarion.content.corpus import CORPUS_SLOTS, checked_examples, corpus_examples, load_corpus, shot_lines
+from clarion.content.tune import adapter_folder, draft_examples, gate, slot_texts
 from clarion.errors import ClarionError
 from models.content.adapter import AdapterError, adapter_sha256, apply_adapter
 from models.content.brief import SLOTS, load_brief, load_briefs
-from models.content.drafts import AI_DISCLOSURE, _Keep
+from models.content.drafts import AI_DISCLOSURE, DraftParams, _Keep
 from models.content.guardrails import check_slot
 from models.content.llm import LMSettings, LocalLM
 from models.content.meaning import default_meaning_model
+from models.content.prompts import audience_words, slot_prompt
 from models.content.slots import SPECS
 from models.content.tune import ADAPTER_META, Example, TuneParams, examples_sha256, train_adapter
 from models.registry import Registry
@@ -110,6 +104,44 @@ def test_with_the_meaning_model_only_pairs_that_keep_the_seeds_meaning_are_examp
         assert all(cos < SPECS[slot].min_meaning for cos, k in scored if not k)
 
 
+def test_checked_examples_are_the_base_models_own_candidates_that_pass_every_check() -> None:
+    """Each checked answer is re-judged here from its own prompt's seed: the slot checks pass, the
+    meaning floor holds (a cosine computed again), it is no copy of the seed or of an example shown,
+    and the prompt is the one drafting would send for that seed. A floor nothing can reach leaves no
+    example (a prompt whose candidates all fail teaches nothing)."""
+    brief = load_brief(WINBACK)
+    themes = load_corpus(CORPUS)[:3]
+    lm = LocalLM.load(LMSettings())
+    model = default_meaning_model()
+    held = themes[0].lines["cta"][0].lower()
+    params = DraftParams(candidates=3)
+    slots = ("headline", "cta")
+    examples = checked_examples(themes, brief, lm, model, params, slots, exclude={held}, per_slot=6)
+    assert examples and {e.source for e in examples} == {"checked"}
+    assert all(sum(e.slot == s for e in examples) <= 6 for s in slots)
+    shots = shot_lines(themes, slots)
+    for e in examples:
+        ask = SPECS[e.slot].ask.split("{seed}")[0]
+        seed = e.user.split(ask, 1)[1].split('"')[0]
+        theme = next(t for t in themes if seed in t.lines[e.slot])
+        assert seed.lower() != held
+        seeded = brief.model_copy(
+            update={"tone": theme.tone, "seeds": brief.seeds.model_copy(update={e.slot: seed})}
+        )
+        segment = e.user.split("Audience: ", 1)[1].split(".\n", 1)[0]
+        expected = slot_prompt(
+            seeded, next(s for s in theme.segments if audience_words(s) == segment), e.slot, None, shots
+        )
+        assert (e.system, e.user, e.shots) == (expected.system, expected.user, expected.shots)
+        assert not check_slot(e.text, seeded, e.slot).blocked, e.text
+        (cos,) = model.embed([e.text]) @ model.embed([seed]).T
+        assert float(cos[0]) >= SPECS[e.slot].min_meaning, (e.text, seed)
+        shown = {line.lower() for line in expected.shown()} | {seed.lower()}
+        assert e.text.lower() not in shown
+    strict = DraftParams(candidates=3, min_meaning=0.999)
+    assert checked_examples(themes, brief, lm, model, strict, ("cta",), per_slot=3) == []
+
+
 def _stored(brief, status: str, slots: dict[str, str], did: str, segment: str = "at_risk_high_value") -> dict:
     facts = brief.facts()
     content = {}
@@ -183,6 +215,10 @@ def _eval(rate: float, findings: int) -> dict:
 
 def test_the_gate_promotes_only_a_higher_usable_rate_without_more_findings() -> None:
     assert gate(_eval(0.5, 3), _eval(0.6, 3))[0]
+    refused, why = gate({**_eval(0.5, 3), "distinct": 40}, {**_eval(0.8, 1), "distinct": 31})
+    assert not refused and "distinct usable candidates fell (40 -> 31)" in why
+    passed, why = gate({**_eval(0.5, 3), "distinct": 40}, {**_eval(0.8, 1), "distinct": 40})
+    assert passed and "distinct usable 40 -> 40" in why
     refused, why = gate(_eval(0.5, 3), _eval(0.5, 2))
     assert not refused and "did not rise" in why
     refused, why = gate(_eval(0.5, 3), _eval(0.45, 0))
@@ -209,7 +245,8 @@ def test_training_saves_an_adapter_with_its_data_hash_and_settings(trained) -> N
         p.name for p in out.iterdir()
     }
     meta = json.loads((out / ADAPTER_META).read_text())
-    assert meta["examples"] == 20 and meta["by_source"] == {"approved": 0, "edit": 0, "corpus": 20}
+    assert meta["examples"] == 20
+    assert meta["by_source"] == {"approved": 0, "edit": 0, "checked": 0, "corpus": 20}
     assert meta["examples_sha256"] == examples_sha256(list(reversed(examples)))  # order does not matter
     assert meta["examples_sha256"] != examples_sha256(examples[1:])
     assert meta["params"]["rank"] == 8 and meta["steps"] == 2 and meta["seconds"] > 0
@@ -324,8 +361,8 @@ def test_the_card_states_the_data_hash_counts_settings_and_before_after() -> Non
         "base_model": "SmolLM2",
         "base_weights_sha256": "ab" * 32,
         "data": {
-            "examples": 30,
-            "by_source": {"approved": 4, "edit": 2, "corpus": 24},
+            "examples": 37,
+            "by_source": {"approved": 4, "edit": 2, "checked": 7, "corpus": 24},
             "by_slot": {"body": 15, "cta": 15},
             "examples_sha256": "cd" * 32,
             "corpus_themes": 10,
@@ -335,16 +372,94 @@ def test_the_card_states_the_data_hash_counts_settings_and_before_after() -> Non
         "evaluation": {
             "held_out": ["winback-summer/at_risk_high_value"],
             "draft_params": {"candidates": 3, "seed": 7},
-            "before": {"usable_rate": 0.375, "findings": 9, "per_slot": per},
-            "after": {"usable_rate": 0.5, "findings": 8, "per_slot": {**per, "cta": {"usable_rate": 0.5}}},
+            "before": {"usable_rate": 0.375, "distinct": 11, "findings": 9, "per_slot": per},
+            "after": {
+                "usable_rate": 0.5,
+                "distinct": 12,
+                "findings": 8,
+                "per_slot": {**per, "cta": {"usable_rate": 0.5}},
+            },
         },
         "gate": {"passed": True, "reason": "usable-candidate rate 37.5% -> 50.0%, findings 9 -> 8"},
     }
     card = card_markdown(meta)
     assert "# Brand adapter: v0003" in card and "cd" * 32 in card and "ab" * 6 in card
     assert (
-        "4 from approved" in card and "2 from marketers' edits" in card and "24 from the brand corpus" in card
+        "4 from approved" in card
+        and "2 from marketers' edits" in card
+        and "24 brand-corpus line pairs" in card
     )
+    assert "7 brand-corpus seed lines answered by a candidate of the base model" in " ".join(card.split())
     assert "LoRA r=8" in card and "4 steps in 12.5 s" in card
     assert "| usable-candidate rate | 37.5% | 50.0% |" in card and "| cta | 25.0% | 50.0% |" in card
     assert "| guardrail findings | 9 | 8 |" in card and "Gate: promoted" in card
+    assert "| distinct usable candidates | 11 | 12 |" in card
+
+
+def test_the_tune_summary_says_sources_rates_distinct_counts_and_the_decision() -> None:
+    from clarion.content.views import tune_text
+
+    result = {
+        "version": "v0004",
+        "promoted": False,
+        "reason": "distinct usable candidates fell (234 -> 150): the adapter repeats lines",
+        "examples": {"examples": 294, "by_source": {"approved": 3, "edit": 1, "checked": 290, "corpus": 0}},
+        "training": {"steps": 37, "seconds": 125.6},
+        "before": {"usable_rate": 0.6757, "usable": 300, "distinct": 234, "candidates": 444, "findings": 153},
+        "after": {"usable_rate": 0.8536, "usable": 379, "distinct": 150, "candidates": 444, "findings": 65},
+        "held_out": ["winback-summer/at_risk_high_value"],
+    }
+    text = tune_text(result)
+    assert "294 examples (3 approved, 1 edited, 290 checked, 0 corpus pairs), 37 steps in 126 s" in text
+    assert (
+        "67.6% (300/444) -> 85.4% (379/444); distinct usable 234 -> 150; guardrail findings 153 -> 65" in text
+    )
+    assert "not promoted (distinct usable candidates fell (234 -> 150)" in text
+
+
+@pytest.mark.slow  # drafts with the real model, trains and judges a real adapter (about a minute)
+def test_clarion_content_tune_end_to_end_on_a_scored_project(small_run, tmp_path: Path, monkeypatch) -> None:
+    """The verb on a copy of the session's small run: a tiny brief for its largest segment, the shipped
+    corpus, checked answers drafted by the real model, two training steps, the held-out judgement and
+    the registry entry; the decision is the gate's on the figures it reports."""
+    import shutil
+
+    from project_helpers import query, write_tiny_brief
+
+    from clarion.config import load_settings
+
+    root = tmp_path / "project"
+    shutil.copytree(small_run["root"], root)
+    shutil.copytree(CORPUS, root / "campaigns" / "brand")
+    settings = load_settings(root / "clarion.yaml", env={})
+    ((segment, _),) = query(
+        settings,
+        "select segment, count(*) n from ml.customer_scores where run_id = (select max(run_id) from "
+        "ml.customer_scores) group by 1 order by n desc, segment limit 1",
+    )
+    brief = load_brief(write_tiny_brief(root / "campaigns", "tune-test", segment, variants=1))
+    monkeypatch.chdir(root)
+    bad = CliRunner().invoke(cli, ["content", "tune", "--corpus-answers", "theirs"])
+    assert bad.exit_code == 2 and "'checked', 'pairs', 'both'" in bad.output
+    out = CliRunner().invoke(cli, ["content", "tune", "--max-examples", "14", "--candidates", "1", "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output[out.output.index("{") :])
+    by = result["examples"]["by_source"]
+    assert by["checked"] > 0 and by["corpus"] > 0  # the default: half checked answers, half theme-mate pairs
+    assert by["checked"] + by["corpus"] == result["examples"]["examples"] <= 14
+    assert result["held_out"] == [f"tune-test/{segment}"] and result["version"] == "v0001"
+    meta = json.loads((Path(result["path"]) / "meta.json").read_text())
+    assert meta["data"]["corpus_answers"] == "both" and meta["data"]["checked_seconds"] > 0
+    assert meta["params"]["learning_rate"] == 1e-4
+    before, after = result["before"], result["after"]
+    slots = brief.slots(("email",))  # one candidate each: one variant, --candidates 1
+    assert before["candidates"] == after["candidates"] == len(slots)
+    assert set(meta["evaluation"]["before"]["per_slot"]) == set(slots)
+    assert 0 <= before["distinct"] <= before["usable"] <= before["candidates"]
+    better = (
+        after["usable_rate"] > before["usable_rate"]
+        and after["distinct"] >= before["distinct"]
+        and after["findings"] <= before["findings"]
+    )
+    assert result["promoted"] is better
+    assert (adapter_folder(settings) is not None) is better

@@ -46,11 +46,19 @@ def content(
 @click.option("--max-examples", default=300, show_default=True, help="Most training examples.")
 @click.option("--epochs", default=1, show_default=True, help="Passes over the examples.")
 @click.option("--rank", default=8, show_default=True, help="LoRA rank.")
-@click.option("--learning-rate", default=1e-3, show_default=True, help="AdamW learning rate.")
+@click.option("--learning-rate", default=1e-4, show_default=True, help="AdamW learning rate.")
 @click.option(
     "--candidates",
     type=click.IntRange(1, 32),
-    help="Candidates per slot and variant when judging [content.candidates].",
+    help="Candidates per slot and variant, when judging and for checked answers [content.candidates].",
+)
+@click.option(
+    "--corpus-answers",
+    type=click.Choice(["checked", "pairs", "both"]),
+    default="both",
+    show_default=True,
+    help="What answers a brand-corpus line: a candidate of the base model that passed every check "
+    "(checked), another line of its theme that keeps its meaning (pairs), or half each (both).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
@@ -61,17 +69,21 @@ def content_tune(
     rank: int,
     learning_rate: float,
     candidates: int | None,
+    corpus_answers: str,
     as_json: bool,
 ) -> None:
     """Learn the brand: fit a LoRA adapter on approved copy, promote it only if drafts get better.
 
     Examples are (slot prompt -> approved text) from approved drafts, marketers' edits (the edited
-    slot text) and the brand corpus (content.brand_corpus, campaigns/brand). The embedded model is
+    slot text) and the brand corpus (content.brand_corpus, campaigns/brand): each corpus line is a
+    seed, answered by a candidate of the base model that passed every check, by another line of its
+    theme, or half each (--corpus-answers). The embedded model is
     tuned on the CPU (rank 8, the upper half of its layers: a few minutes for a few hundred
     examples), then judged on held-out campaign x segment pairs, drafting as `clarion content` does
     with and without the adapter. It is registered in var/registry/content_adapter with a card
     (data counts and hash, settings, seconds, before/after) and promoted only if the usable-candidate
-    rate rises and guardrail findings do not. content.adapter: auto (default) drafts with the
+    rate rises, the distinct usable candidates do not fall (an adapter that repeats a few safe lines
+    is refused) and guardrail findings do not rise. content.adapter: auto (default) drafts with the
     promoted one; none drafts without; a folder names one.
 
     \b
@@ -88,7 +100,9 @@ def content_tune(
     params = TuneParams(
         rank=rank, alpha=2 * rank, epochs=epochs, learning_rate=learning_rate, seed=settings.content.seed
     )
-    result = tune(settings, params, max_examples=max_examples, candidates=candidates)
+    result = tune(
+        settings, params, max_examples=max_examples, candidates=candidates, corpus_answers=corpus_answers
+    )
     _emit(result, as_json, tune_text(result))
 
 

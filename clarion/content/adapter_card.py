@@ -28,7 +28,9 @@ def card_markdown(meta: dict[str, Any]) -> str:
             "",
             "## Data",
             f"{d['examples']} examples (slot prompt -> approved text): {by['approved']} from approved",
-            f"drafts, {by['edit']} from marketers' edits, {by['corpus']} from the brand corpus "
+            f"drafts, {by['edit']} from marketers' edits, {by.get('checked', 0)} brand-corpus seed lines "
+            "answered by a candidate of",
+            f"the base model that passed every check, {by['corpus']} brand-corpus line pairs "
             f"({d['corpus_themes']} themes).",
             f"Per slot: {d['by_slot']}. sha256 of the examples: {d['examples_sha256']}.",
             "",
@@ -48,6 +50,7 @@ def card_markdown(meta: dict[str, Any]) -> str:
             "|---|---:|---:|",
             f"| usable-candidate rate | {before['usable_rate']:.1%} | {after['usable_rate']:.1%} |",
             *rows,
+            f"| distinct usable candidates | {before.get('distinct', '-')} | {after.get('distinct', '-')} |",
             f"| guardrail findings | {before['findings']} | {after['findings']} |",
             "",
             f"Gate: {'promoted' if g['passed'] else 'not promoted'}: {g['reason']}.",

@@ -27,6 +27,7 @@ import duckdb
 
 from clarion import audit, runs, snapshot
 from clarion.config import Settings
+from clarion.content.corpus import brand_shots
 from clarion.content.runner import (
     draft_context,
     draft_params,
@@ -36,7 +37,6 @@ from clarion.content.runner import (
 )
 from clarion.content.store import RULE_SEGMENT, ensure_tables
 from clarion.content.target import OnDemandError, resolve_target
-from clarion.content.tune import brand_shots
 from clarion.oversight import tiers
 from clarion.warehouse import Warehouse
 from models.content.brief import Brief, BriefError, load_briefs, validate_brief

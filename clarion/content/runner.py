@@ -29,6 +29,7 @@ import duckdb
 from clarion import runs
 from clarion.config import Settings
 from clarion.content import recommended
+from clarion.content.corpus import brand_shots
 from clarion.content.export import export
 from clarion.content.review import decide, edit
 from clarion.content.store import (
@@ -43,7 +44,6 @@ from clarion.content.store import (
     supersede_unfinished,
     utc_now,
 )
-from clarion.content.tune import brand_shots
 from clarion.oversight import tiers
 from clarion.results import retired_variants
 from clarion.runtime import checkpoint

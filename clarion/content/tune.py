@@ -23,27 +23,30 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import shutil
 import string
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from clarion.config import Settings
 from clarion.content.adapter_card import card_markdown
+from clarion.content.corpus import (
+    MAX_EXAMPLES,
+    checked_examples,
+    corpus_examples,
+    load_corpus,
+    shot_lines,
+)
 from clarion.content.store import ContentError
 from clarion.warehouse import Warehouse, relation_exists
 from models.content.adapter import apply_adapter, check_folder
 from models.content.brief import SLOTS, Brief, load_briefs
 from models.content.drafts import AI_DISCLOSURE, DraftParams, draft_brief
-from models.content.prompts import slot_prompt
-from models.content.slots import ALIASES, SPECS
+from models.content.slots import ALIASES
 from models.content.tune import (
     Example,
     TuneParams,
@@ -56,112 +59,8 @@ from models.registry import Registry
 log = logging.getLogger(__name__)
 
 MODEL = "content_adapter"  # its folder in the model registry
-CORPUS_SLOTS = SLOTS  # subject, preheader, headline, body, cta, sms, push
-MAX_EXAMPLES = 300  # a few minutes of training on two CPU cores
+CORPUS_ANSWERS = ("checked", "pairs", "both")
 MIN_EXAMPLES = 8
-
-
-@dataclass(frozen=True)
-class Theme:
-    name: str
-    tone: str
-    segments: tuple[str, ...]
-    lines: dict[str, tuple[str, ...]]  # slot -> lines that say the same thing
-
-
-# -- the brand corpus -------------------------------------------------------------------------------
-def load_corpus(folder: Path | None) -> list[Theme]:
-    """Every theme file (*.yaml) of the corpus folder; none when the folder is not set or absent."""
-    if folder is None or not Path(folder).is_dir():
-        return []
-    themes = []
-    for path in sorted(Path(folder).glob("*.yaml")):
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ContentError(f"brand corpus {path}: not valid YAML ({exc})") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("theme"), str):
-            raise ContentError(
-                f"brand corpus {path}: needs `theme:` (a name) and slot lists such as `headline:`"
-            )
-        lines: dict[str, tuple[str, ...]] = {}
-        for slot in CORPUS_SLOTS:
-            value = data.get(slot, [])
-            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-                raise ContentError(f"brand corpus {path}: `{slot}` is a list of lines of text")
-            lines[slot] = tuple(v.strip() for v in value)
-        unknown = set(data) - {"theme", "tone", "segments", *CORPUS_SLOTS}
-        if unknown:
-            raise ContentError(
-                f"brand corpus {path}: {sorted(unknown)} not known; "
-                f"use theme, tone, segments and {list(CORPUS_SLOTS)}"
-            )
-        segments = tuple(data.get("segments") or ("promising",))
-        themes.append(Theme(data["theme"], str(data.get("tone") or "friendly, clear"), segments, lines))
-    return themes
-
-
-def shot_lines(
-    themes: list[Theme], slots: tuple[str, ...] = CORPUS_SLOTS
-) -> dict[str, list[tuple[str, ...]]]:
-    """Slot -> each theme's lines of that slot: what drafting's few-shot examples are picked from
-    (models/content/prompts.py ``pick_shots``)."""
-    return {slot: [t.lines[slot] for t in themes if t.lines.get(slot)] for slot in slots}
-
-
-def brand_shots(settings: Settings) -> dict[str, list[tuple[str, ...]]]:
-    """``shot_lines`` of ``content.brand_corpus``; empty without a corpus."""
-    return shot_lines(load_corpus(settings.content.brand_corpus))
-
-
-def corpus_examples(
-    themes: list[Theme],
-    carrier: Brief,
-    slots: tuple[str, ...] = SLOTS,
-    *,
-    exclude: set[str] = frozenset(),
-    per_slot: int = MAX_EXAMPLES,
-    seed: int = 7,
-    meaning: Any = None,
-) -> list[Example]:
-    """Each ordered pair of a theme's lines (seed -> answer) as the slot's prompt -> answer. The
-    prompt is built by ``slot_prompt`` from ``carrier`` (any brief) with the theme's tone and the
-    seed line, for one of the theme's segments, with the few-shot examples drafting would show: the
-    same prompt drafting sends. Lines in ``exclude``
-    (held-out briefs' seeds, lower-cased) are left out. At most ``per_slot`` per slot, drawn by ``seed``.
-
-    ``meaning`` (the drafting meaning model): only pairs whose answer keeps the seed line's meaning as
-    drafting requires (cosine >= the slot's floor) are examples. Lines of one theme say the same thing
-    only loosely; an adapter taught to answer a seed with any theme-mate learns to drift from it."""
-    rng = random.Random(seed)
-    out: list[Example] = []
-    # drafting's few-shot examples come from the same corpus (the seed's own theme is never shown)
-    shots = shot_lines(themes, slots)
-    for slot in slots:
-        pairs = []
-        for t_index, theme in enumerate(themes):
-            lines = [line for line in theme.lines.get(slot, ()) if line.lower() not in exclude]
-            for i, seed_line in enumerate(lines):
-                for j, answer in enumerate(lines):
-                    if i != j:
-                        segment = theme.segments[(t_index + i + j) % len(theme.segments)]
-                        pairs.append((theme, segment, seed_line, answer))
-        if meaning is not None and pairs:
-            floor = SPECS[slot].min_meaning
-            cosine: dict[tuple[str, str], float] = {}
-            for seed_line in {p[2] for p in pairs}:
-                answers = [p[3] for p in pairs if p[2] == seed_line]
-                for answer, cos in zip(answers, meaning.similarity(answers, seed_line), strict=True):
-                    cosine[(seed_line, answer)] = float(cos)
-            pairs = [p for p in pairs if cosine[(p[2], p[3])] >= floor]
-        rng.shuffle(pairs)
-        for theme, segment, seed_line, answer in pairs[:per_slot]:
-            brief = carrier.model_copy(
-                update={"tone": theme.tone, "seeds": carrier.seeds.model_copy(update={slot: seed_line})}
-            )
-            p = slot_prompt(brief, segment, slot, None, shots)
-            out.append(Example("corpus", slot, p.system, p.user, answer, p.shots))
-    return out
 
 
 # -- approved drafts and edits ----------------------------------------------------------------------
@@ -297,14 +196,16 @@ def evaluate(
             usable = s.get("usable", s.get("passing", 0))
             candidates = s["candidates"] if "usable" in s else s["candidates"] * brief.variants
             findings += sum((s.get("findings") or {}).values())
-            row = per_slot.setdefault(slot, {"usable": 0, "candidates": 0})
+            row = per_slot.setdefault(slot, {"usable": 0, "distinct": 0, "candidates": 0})
             row["usable"] += int(usable)
+            row["distinct"] += int(s.get("distinct") or 0)
             row["candidates"] += int(candidates)
     usable = sum(r["usable"] for r in per_slot.values())
     candidates = sum(r["candidates"] for r in per_slot.values())
     return {
         "usable_rate": round(usable / candidates, 4) if candidates else 0.0,
         "usable": usable,
+        "distinct": sum(r["distinct"] for r in per_slot.values()),
         "candidates": candidates,
         "findings": findings,
         "per_slot": {
@@ -315,15 +216,23 @@ def evaluate(
 
 
 def gate(before: dict[str, Any], after: dict[str, Any]) -> tuple[bool, str]:
-    """Promote only an adapter that makes more candidates usable and no more guardrail findings."""
+    """Promote only an adapter that makes more candidates usable, no fewer of them different from
+    each other and from the seed (``distinct``: an adapter that learnt to repeat one safe line raises
+    the usable rate and leaves the variants nothing to choose from), and no more guardrail findings."""
     if after["usable_rate"] <= before["usable_rate"]:
         return False, (
             f"usable-candidate rate did not rise ({before['usable_rate']:.1%} -> {after['usable_rate']:.1%})"
+        )
+    if after.get("distinct", 0) < before.get("distinct", 0):
+        return False, (
+            f"distinct usable candidates fell ({before['distinct']} -> {after['distinct']}): "
+            "the adapter repeats lines"
         )
     if after["findings"] > before["findings"]:
         return False, f"guardrail findings rose ({before['findings']} -> {after['findings']})"
     return True, (
         f"usable-candidate rate {before['usable_rate']:.1%} -> {after['usable_rate']:.1%}, "
+        f"distinct usable {before.get('distinct', 0)} -> {after.get('distinct', 0)}, "
         f"findings {before['findings']} -> {after['findings']}"
     )
 
@@ -334,9 +243,16 @@ def tune(
     params: TuneParams | None = None,
     max_examples: int = MAX_EXAMPLES,
     candidates: int | None = None,
+    corpus_answers: str = "both",
 ) -> dict[str, Any]:
     """Collect examples, fit the adapter, judge it on held-out briefs, register it; promote if better.
-    ``candidates``: per slot and variant in the evaluation [content.candidates]."""
+    ``candidates``: per slot and variant, in the evaluation and for checked answers [content.candidates].
+    ``corpus_answers``: what answers a corpus line's prompt: ``checked`` (distinct candidates of the
+    base model that passed every check), ``pairs`` (a theme-mate line that keeps its meaning) or
+    ``both`` (half the corpus room each: on the demo the only mix whose adapter kept its variety,
+    bench/RESULTS.md "Brand adapter")."""
+    if corpus_answers not in CORPUS_ANSWERS:
+        raise ContentError(f"corpus answers {corpus_answers!r}: use one of {', '.join(CORPUS_ANSWERS)}")
     from clarion.content.runner import audiences, draft_params, latest_scoring_run, lm_settings
     from models.content.llm import LocalLM
     from models.content.meaning import default_meaning_model
@@ -369,16 +285,42 @@ def tune(
     themes = load_corpus(c.brand_corpus)
     room = max(0, max_examples - len(from_drafts))
     meaning = default_meaning_model()
-    from_corpus = corpus_examples(
-        themes,
-        briefs[0],
-        SLOTS,
-        exclude=seeds,
-        per_slot=room // len(SLOTS),
-        seed=params.seed,
-        meaning=meaning,
+    lm = LocalLM.load(lm_settings(settings))  # drafts the checked answers, then the evaluation
+    dp = draft_params(settings)
+    if candidates:
+        dp = replace(dp, candidates=candidates)
+    share = {"checked": (room, 0), "pairs": (0, room), "both": (room - room // 2, room // 2)}[corpus_answers]
+    started = time.perf_counter()
+    from_checked = (
+        checked_examples(
+            themes,
+            briefs[0],
+            lm,
+            meaning,
+            dp,
+            SLOTS,
+            exclude=seeds,
+            per_slot=share[0] // len(SLOTS),
+            seed=params.seed,
+        )
+        if share[0] >= len(SLOTS)
+        else []
     )
-    examples = [*from_drafts, *from_corpus][:max_examples]
+    checked_seconds = time.perf_counter() - started
+    from_corpus = (
+        corpus_examples(
+            themes,
+            briefs[0],
+            SLOTS,
+            exclude=seeds,
+            per_slot=share[1] // len(SLOTS),
+            seed=params.seed,
+            meaning=meaning,
+        )
+        if share[1] >= len(SLOTS)
+        else []
+    )
+    examples = [*from_drafts, *from_checked, *from_corpus][:max_examples]
     if len(examples) < MIN_EXAMPLES:
         raise ContentError(
             f"only {len(examples)} training examples (approved drafts, edits, brand corpus "
@@ -396,10 +338,6 @@ def tune(
             result.steps,
             result.seconds,
         )
-        lm = LocalLM.load(lm_settings(settings))
-        dp = draft_params(settings)
-        if candidates:
-            dp = replace(dp, candidates=candidates)
         started = time.perf_counter()
         before = evaluate(lm, meaning, held, dp, shot_lines(themes))
         apply_adapter(lm, work / "adapter", "candidate")
@@ -418,6 +356,8 @@ def tune(
                 "examples_sha256": examples_sha256(examples),
                 "corpus": str(c.brand_corpus) if themes else None,
                 "corpus_themes": len(themes),
+                "corpus_answers": corpus_answers,
+                "checked_seconds": round(checked_seconds, 1),
             },
             "params": result.params,
             "training": {
@@ -458,8 +398,8 @@ def tune(
         "path": str(version.path),
         "examples": meta["data"],
         "training": meta["training"],
-        "before": {k: before[k] for k in ("usable_rate", "usable", "candidates", "findings")},
-        "after": {k: after[k] for k in ("usable_rate", "usable", "candidates", "findings")},
+        "before": {k: before[k] for k in ("usable_rate", "usable", "distinct", "candidates", "findings")},
+        "after": {k: after[k] for k in ("usable_rate", "usable", "distinct", "candidates", "findings")},
         "held_out": meta["evaluation"]["held_out"],
     }
 

@@ -112,11 +112,13 @@ def tune_text(result: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"brand adapter {result['version']}: {result['examples']['examples']} examples "
-            f"({by['approved']} approved, {by['edit']} edited, {by['corpus']} corpus), "
+            f"({by['approved']} approved, {by['edit']} edited, {by.get('checked', 0)} checked, "
+            f"{by['corpus']} corpus pairs), "
             f"{t['steps']} steps in {t['seconds']:.0f} s",
             f"held out: {', '.join(result['held_out'])}",
             f"usable-candidate rate {b['usable_rate']:.1%} ({b['usable']}/{b['candidates']}) -> "
             f"{a['usable_rate']:.1%} ({a['usable']}/{a['candidates']}); "
+            f"distinct usable {b.get('distinct', '-')} -> {a.get('distinct', '-')}; "
             f"guardrail findings {b['findings']} -> {a['findings']}",
             ("promoted: content.adapter auto drafts with it" if result["promoted"] else "not promoted")
             + f" ({result['reason']})",

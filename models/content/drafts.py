@@ -87,6 +87,9 @@ class Slot:
     score: float | None = None
     components: dict[str, float | None] | None = None
     findings: dict[str, int] = field(default_factory=dict)  # check -> candidates that failed it
+    distinct: int | None = (
+        None  # different usable texts, near-copies of the seed left out (None: not counted)
+    )
 
     @property
     def passing(self) -> int:
@@ -158,7 +161,7 @@ def draft_brief(
     groups = [wanted] if params.one_call else [(slot,) for slot in wanted]
     for slots in groups:
         asked = [p for p in prompts if p.slot in slots]
-        prefill = _prefills(lm)
+        prefill = prefills(lm)
         outputs = lm.generate(
             [lm.chat_prompt(p.system, p.user, p.shots) + prefill(p.slot) for p in asked],
             candidates=n,
@@ -169,7 +172,7 @@ def draft_brief(
         )
         for prompt, generations in zip(asked, outputs, strict=True):
             generations = [dataclasses.replace(g, text=prefill(prompt.slot) + g.text) for g in generations]
-            chosen[(prompt.segment, prompt.slot)] = _pick(
+            chosen[(prompt.segment, prompt.slot)] = pick_slot(
                 brief, prompt, generations, meaning, params, count, lm
             )
     facts = brief.facts()
@@ -190,7 +193,7 @@ def draft_brief(
     return drafts, prompts
 
 
-def _prefills(lm: Any) -> Any:
+def prefills(lm: Any) -> Any:
     """The start of each slot's answer, written for the model: the embedded model answers with one
     quoted phrase when its answer opens with a quote. A remote chat API takes no partial answer."""
     local = getattr(lm, "backend", "local") == "local"
@@ -208,23 +211,41 @@ def fallback_problems(brief: Brief) -> list[str]:
     return problems
 
 
-def _pick(
-    brief: Brief,
-    prompt: SlotPrompt,
-    generations: list[Any],
-    meaning: Similarity,
-    params: DraftParams,
-    variants: int,
-    lm: Any = None,
-) -> list[Slot]:
-    """One slot per variant: the usable candidates, distinct, by the composite score of select.py
-    (novelty against the variants chosen before); the seed where too few are usable. Every
-    generation is counted once in ``candidates``, and in ``usable`` if it passed every check and
-    the meaning floor (so the two share a denominator), and in ``findings`` per check it failed
-    (``meaning`` below the floor, ``copy`` for the seed's own words handed back)."""
+@dataclass(frozen=True)
+class Judged:
+    """A slot's candidates judged as drafting judges them: ``texts`` in generation order (cleaned),
+    ``verdict`` (each distinct text -> the checks it failed; none = usable), ``cosines`` (each text
+    that passed the slot checks -> its cosine to the seed)."""
+
+    texts: list[str]
+    verdict: dict[str, list[str]]
+    cosines: dict[str, float]
+
+    def usable(self) -> list[str]:
+        """The distinct usable texts, first generated first."""
+        return [t for t, failed in self.verdict.items() if not failed]
+
+    def distinct(self) -> list[str]:
+        """The distinct usable texts that are not near-copies of the seed (cosine < select.NEAR_COPY):
+        what a variant can honestly be. A model that repeats one line, or hands back the seed in other
+        punctuation, has many usable candidates and few of these."""
+        return [t for t in self.usable() if self.cosines[t] < select.NEAR_COPY]
+
+    def findings(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for text in self.texts:
+            for name in self.verdict[text]:
+                found[name] = found.get(name, 0) + 1
+        return found
+
+
+def judge(
+    brief: Brief, prompt: SlotPrompt, generations: list[Any], meaning: Similarity, params: DraftParams
+) -> Judged:
+    """Every candidate of one slot prompt through the slot checks, the copy guard (the seed or an
+    example shown, handed back: ``copy``) and the meaning floor (``meaning``)."""
     seed = brief.seeds.seed(prompt.slot)
     texts = [clean(g.text, prompt.slot) for g in generations]
-    findings: dict[str, int] = {}
     verdict: dict[str, list[str]] = {}  # text -> the checks it failed
     for text in dict.fromkeys(texts):
         verdict[text] = [c.name for c in check_slot(text, brief, prompt.slot).failed if c.severity == "block"]
@@ -242,15 +263,33 @@ def _pick(
     for text, cos in cosines.items():
         if cos < floor:
             verdict[text] = ["meaning"]
-    for text in texts:
-        for name in verdict[text]:
-            findings[name] = findings.get(name, 0) + 1
-    usable = [t for t, failed in verdict.items() if not failed]
-    usable_count = sum(not verdict[t] for t in texts)
+    return Judged(texts, verdict, cosines)
+
+
+def pick_slot(
+    brief: Brief,
+    prompt: SlotPrompt,
+    generations: list[Any],
+    meaning: Similarity,
+    params: DraftParams,
+    variants: int,
+    lm: Any = None,
+) -> list[Slot]:
+    """One slot per variant: the usable candidates, distinct, by the composite score of select.py
+    (novelty against the variants chosen before); the seed where too few are usable. Every
+    generation is counted once in ``candidates``, and in ``usable`` if it passed every check and
+    the meaning floor (so the two share a denominator), and in ``findings`` per check it failed
+    (``meaning`` below the floor, ``copy`` for the seed's own words handed back); ``distinct``
+    counts the different usable texts that are not near-copies of the seed."""
+    judged = judge(brief, prompt, generations, meaning, params)
+    findings = judged.findings()
+    usable = judged.usable()
+    usable_count = sum(not judged.verdict[t] for t in judged.texts)
+    distinct = len(judged.distinct())
     picked = select.choose(
         usable,
-        [cosines[t] for t in usable],
-        seed,
+        [judged.cosines[t] for t in usable],
+        brief.seeds.seed(prompt.slot),
         variants,
         SPECS[prompt.slot],
         brief,
@@ -272,11 +311,14 @@ def _pick(
                     p.score,
                     p.components,
                     dict(findings),
+                    distinct,
                 )
             )
         else:
             out.append(
-                _seed_slot(brief, prompt.slot, prompt.sha256(), len(generations), usable_count, findings)
+                _seed_slot(
+                    brief, prompt.slot, prompt.sha256(), len(generations), usable_count, findings, distinct
+                )
             )
     return out
 
@@ -306,9 +348,17 @@ def _seed_slot(
     candidates: int = 0,
     usable: int = 0,
     findings: dict[str, int] | None = None,
+    distinct: int | None = None,
 ) -> Slot:
     return Slot(
-        brief.seeds.seed(slot), True, prompt_sha, None, candidates, usable, findings=dict(findings or {})
+        brief.seeds.seed(slot),
+        True,
+        prompt_sha,
+        None,
+        candidates,
+        usable,
+        findings=dict(findings or {}),
+        distinct=distinct,
     )
 
 
@@ -420,6 +470,7 @@ def _provenance(
                 "candidates": s.candidates,
                 "usable": s.usable,
                 "passing": s.usable,  # the old name, for old readers
+                "distinct": s.distinct,
                 "findings": s.findings,
             }
             for k, s in draft.slots.items()

@@ -28,14 +28,14 @@ from models.content.llm import _cpu_has_native_bf16
 from models.content.slots import SPECS
 
 ADAPTER_META = "clarion-adapter.json"
-SOURCES = ("approved", "edit", "corpus")  # where an example comes from, in the card's data counts
+SOURCES = ("approved", "edit", "checked", "corpus")  # where an example comes from, in the card's data counts
 
 
 @dataclass(frozen=True)
 class Example:
     """One thing the brand would write: the slot's prompt (system and user turns) and the answer."""
 
-    source: str  # approved | edit | corpus
+    source: str  # approved | edit | checked | corpus
     slot: str
     system: str
     user: str
@@ -51,7 +51,7 @@ class TuneParams:
     rank: int = 8
     alpha: int = 16
     dropout: float = 0.05
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-4  # 1e-3 and 3e-4 made the demo's adapters repeat lines (bench/RESULTS.md)
     epochs: int = 1
     batch_size: int = 8
     upper_layers: float = 0.5  # LoRA on this share of the decoder's top layers: backward stops below them
