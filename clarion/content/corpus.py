@@ -17,7 +17,7 @@ tune` learns from them in two ways:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import yaml
 from clarion.config import Settings
 from clarion.content.store import ContentError
 from models.content.brief import SLOTS, Brief
-from models.content.drafts import SLOT_BANS, SLOT_TOKENS, DraftParams, judge, prefills
+from models.content.drafts import DraftParams, judge, sample
 from models.content.prompts import SlotPrompt, slot_prompt
 from models.content.slots import SPECS
 from models.content.tune import Example
@@ -130,9 +130,7 @@ def corpus_examples(
             pairs = [p for p in pairs if cosine[(p[2], p[3])] >= floor]
         rng.shuffle(pairs)
         for theme, segment, seed_line, answer in pairs[:per_slot]:
-            brief = carrier.model_copy(
-                update={"tone": theme.tone, "seeds": carrier.seeds.model_copy(update={slot: seed_line})}
-            )
+            brief = _seeded(carrier, theme, slot, seed_line)
             p = slot_prompt(brief, segment, slot, None, shots)
             out.append(Example("corpus", slot, p.system, p.user, answer, p.shots))
     return out
@@ -164,16 +162,13 @@ def checked_examples(
     rng = random.Random(seed)
     shots = shot_lines(themes, slots)
     out: list[Example] = []
-    prefill = prefills(lm)
     for slot in slots:
         asks: list[tuple[int, Brief, SlotPrompt]] = []
         for t_index, theme in enumerate(themes):
             for i, line in enumerate(theme.lines.get(slot, ())):
                 if line.lower() in exclude:
                     continue
-                brief = carrier.model_copy(
-                    update={"tone": theme.tone, "seeds": carrier.seeds.model_copy(update={slot: line})}
-                )
+                brief = _seeded(carrier, theme, slot, line)
                 segment = theme.segments[(t_index + i) % len(theme.segments)]
                 asks.append((t_index, brief, slot_prompt(brief, segment, slot, None, shots)))
         rng.shuffle(asks)
@@ -181,16 +176,9 @@ def checked_examples(
         answers: list[tuple[SlotPrompt, list[str]]] = []
         for t_index in dict.fromkeys(a[0] for a in asks):
             group = [a for a in asks if a[0] == t_index]
-            outputs = lm.generate(
-                [lm.chat_prompt(p.system, p.user, p.shots) + prefill(slot) for _, _, p in group],
-                candidates=params.candidates,
-                max_new_tokens=min(params.max_new_tokens, SLOT_TOKENS[slot]),
-                ban=SLOT_BANS,
-                seed=params.seed,
-                avoid=[b.seeds.seed(slot) for _, b, _ in group],
-            )
+            seeds = [b.seeds.seed(slot) for _, b, _ in group]
+            outputs = sample(lm, [p for _, _, p in group], params, params.candidates, seeds)
             for (_, brief, prompt), generations in zip(group, outputs, strict=True):
-                generations = [replace(g, text=prefill(slot) + g.text) for g in generations]
                 distinct = judge(brief, prompt, generations, meaning, params).distinct()
                 rng.shuffle(distinct)
                 answers.append((prompt, distinct))
@@ -204,3 +192,10 @@ def checked_examples(
                     )
                     taken += 1
     return out
+
+
+def _seeded(carrier: Brief, theme: Theme, slot: str, line: str) -> Brief:
+    """``carrier`` with the theme's tone and ``line`` as the slot's seed: a corpus line asked as drafting
+    would ask it."""
+    seeds = carrier.seeds.model_copy(update={slot: line})
+    return carrier.model_copy(update={"tone": theme.tone, "seeds": seeds})

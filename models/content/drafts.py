@@ -161,17 +161,9 @@ def draft_brief(
     groups = [wanted] if params.one_call else [(slot,) for slot in wanted]
     for slots in groups:
         asked = [p for p in prompts if p.slot in slots]
-        prefill = prefills(lm)
-        outputs = lm.generate(
-            [lm.chat_prompt(p.system, p.user, p.shots) + prefill(p.slot) for p in asked],
-            candidates=n,
-            max_new_tokens=min(params.max_new_tokens, max(SLOT_TOKENS[slot] for slot in slots)),
-            ban=SLOT_BANS,
-            seed=params.seed,
-            avoid=[brief.seeds.seed(slot) for slot in slots],  # a rewrite, not the seed handed back
-        )
+        # avoid: a rewrite, not the seed handed back
+        outputs = sample(lm, asked, params, n, [brief.seeds.seed(slot) for slot in slots])
         for prompt, generations in zip(asked, outputs, strict=True):
-            generations = [dataclasses.replace(g, text=prefill(prompt.slot) + g.text) for g in generations]
             chosen[(prompt.segment, prompt.slot)] = pick_slot(
                 brief, prompt, generations, meaning, params, count, lm
             )
@@ -191,6 +183,29 @@ def draft_brief(
                 earlier.append(_preview(draft.content))
                 drafts.append(draft)
     return drafts, prompts
+
+
+def sample(
+    lm: Any, prompts: Sequence[SlotPrompt], params: DraftParams, candidates: int, avoid: Sequence[str]
+) -> list[list[Any]]:
+    """``candidates`` generations for each slot prompt, in one generate call, as drafting samples
+    them: the slot's prefill written for the model and put back in front of each text, the slots'
+    largest token budget, the decoding bans, the run's seed, ``avoid`` (lines no candidate may copy)."""
+    if not prompts:
+        return []
+    prefill = prefills(lm)
+    outputs = lm.generate(
+        [lm.chat_prompt(p.system, p.user, p.shots) + prefill(p.slot) for p in prompts],
+        candidates=candidates,
+        max_new_tokens=min(params.max_new_tokens, max(SLOT_TOKENS[p.slot] for p in prompts)),
+        ban=SLOT_BANS,
+        seed=params.seed,
+        avoid=avoid,
+    )
+    return [
+        [dataclasses.replace(g, text=prefill(p.slot) + g.text) for g in generations]
+        for p, generations in zip(prompts, outputs, strict=True)
+    ]
 
 
 def prefills(lm: Any) -> Any:
