@@ -171,6 +171,11 @@ def test_every_draft_carries_complete_provenance(drafted: Project) -> None:
         assert p["segment_definition"]["thresholds"]["risk_high"] == pytest.approx(recorded)
         assert p["generation"]["seed"] == drafted.settings.content.seed
         assert p["generation"]["candidates_per_slot"] == 3
+        assert p["generation"]["phrase_grammar"] == {  # subject, headline, CTA, push: written to shape
+            k: {"words": list(SPECS[k].words), "max_chars": SPECS[k].max_chars, "no_dangling_end": True}
+            for k in p["slots"]
+            if SPECS[k].sentences == (1, 1) and "." not in SPECS[k].ends
+        }
         assert p["checks"] == d["checks"]
         assert p["content_sha256"] == d["content_sha256"]
         assert p["ai_generated"] == d["ai_generated"] == any(not s["fallback"] for s in p["slots"].values())

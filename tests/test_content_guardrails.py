@@ -15,6 +15,7 @@ import pytest
 
 from models.content.brief import PLACEHOLDERS, SLOT_NAMES, SLOTS, Brief, load_briefs
 from models.content.guardrails import CHECKS, Check, CheckReport, check_copy, check_slot
+from models.content.slots import SPECS
 
 BRIEFS = {b.name: b for b in load_briefs(Path(__file__).resolve().parents[1] / "campaigns")}
 SAMPLE_NAME = "Maximilian-Alexander"
@@ -190,6 +191,8 @@ CORPUS: list[Case] = [
         "headline-too-long", "shape", "A very special thank you from all of us here at the shop", "headline"
     ),
     bad_slot("headline-full-stop", "shape", "Welcome back.", "headline"),
+    bad_slot("cta-stops-on-an-article", "shape", "Take a look at the", "cta"),
+    bad_slot("subject-stops-on-a-possessive", "shape", "Fresh picks from our", "subject"),
     bad_slot("sms-three-sentences", "shape", "We miss you. Come back. See what is new in the shop.", "sms"),
     bad_slot("hook-too-short", "shape", "Come back soon."),
     bad_slot(
@@ -253,6 +256,42 @@ def test_good_slots_pass_every_check(brief: str, source: str):
         report = check_slot(text, b, which)
         assert report.failed == [], (which, report.to_json())
     assert slot(BODY, brief=brief).checks[0] == Check("empty", "block", True, "the body has text")
+
+
+@pytest.mark.parametrize(
+    ("text", "slot", "stop"),
+    [
+        ("Take a look at the", "cta", "the"),
+        ("Shop the best of our", "cta", "our"),
+        ("See what's", "cta", "what's"),
+        ("Come and see what’s", "push", "what's"),
+        ("Summer picks for you and", "headline", "and"),
+        ("New arrivals for!", "subject", "for"),
+        ("Sign up", "cta", None),
+        ("Check it out", "cta", None),
+        ("Log in", "cta", None),
+        ("Learn more", "cta", None),
+        ("Come back", "push", None),
+        ("Love this", "cta", None),
+        ("You make our shop what it is", "subject", None),
+        ("Made for", "preheader", None),  # a sentence slot: its end punctuation and length judge it
+    ],
+)
+def test_a_phrase_does_not_stop_on_a_dangling_word(text: str, slot: str, stop: str | None):
+    b = BRIEFS["winback-summer"]
+    problems = [p for p in _shape_problems(text, b, slot) if "stops on" in p]
+    if stop is None:
+        assert problems == []
+    else:
+        assert problems == [
+            f"the {slot} stops on {stop!r}: {SPECS[slot].what} does not end on an article, "
+            "a conjunction, a preposition or a possessive"
+        ]
+
+
+def _shape_problems(text: str, b: Brief, slot: str) -> list[str]:
+    (shape,) = [c for c in check_slot(text, b, slot).checks if c.name == "shape"]
+    return [] if shape.passed else shape.detail.split("; ")
 
 
 def test_the_brief_facts_in_the_copy_are_not_invented_but_others_are_named():

@@ -16,6 +16,8 @@ import torch
 import transformers
 
 from models.content import convert
+from models.content.copy_patterns import WORD
+from models.content.decoding import Phrase, phrase_shape
 from models.content.llm import (
     COPY_RUN,
     DEFAULT_BANS,
@@ -25,6 +27,7 @@ from models.content.llm import (
     LocalLM,
     embedded_gguf,
 )
+from models.content.slots import clean, dangling
 
 SYSTEM = "You are a copywriter for an online shop. Answer with one short sentence."
 FORBIDDEN = re.compile(r"[0-9%{}$€£@]|http|www|\.com|://", re.IGNORECASE)
@@ -305,3 +308,64 @@ def test_a_prompt_asked_for_several_candidates_is_read_once_with_the_same_result
     assert shared_cache.get_seq_length() == 3 and shared_cache.layers[0].keys.shape[0] == 3
     torch.testing.assert_close(shared_cache.layers[0].keys[0], shared_cache.layers[0].keys[1])
     assert lm._prompt_cache(ids[1:], mask[1:]) == {}
+
+
+def _banned_after(lm: LocalLM, written: str, words: tuple[int, int], chars: int = 0) -> set[str]:
+    """Which of a few telling next tokens ``phrase_shape`` bans after ``written`` (the answer so far)."""
+    vocab = lm.vocab()
+    shape = phrase_shape(vocab, [Phrase(*words, chars)], lm.eos_ids, prompt_len=0)
+    ids = lm.tokenizer(written, add_special_tokens=False)["input_ids"]
+    scores = shape(torch.tensor([ids]), torch.zeros((1, vocab.size)))
+    probe = {'"': '"', "!": "!", " now": " now", " the": " the", "s": "s", " ": " "}
+    out = {
+        name
+        for name, piece in probe.items()
+        if torch.isinf(scores[0, lm.tokenizer(piece, add_special_tokens=False)["input_ids"][0]])
+    }
+    if torch.isinf(scores[0, lm.eos_ids[0]]):
+        out.add("<eos>")
+    return out
+
+
+def test_phrase_shape_bans_what_would_break_the_phrase(lm: LocalLM) -> None:
+    """The grammar of a phrase slot, token by token: too few words cannot end, a dangling word cannot
+    end, the last allowed word cannot be a dangling one, and no word follows the last."""
+    assert _banned_after(lm, "Shop", (2, 5)) == {'"', "!", "<eos>"}  # one word of at least two
+    assert _banned_after(lm, "Shop now", (2, 5)) == set()
+    assert _banned_after(lm, "Take a look at", (2, 5)) == {'"', "!", "<eos>", " the"}  # 'at' dangles; 5th
+    assert _banned_after(lm, "Shop the new summer", (2, 5)) == {" the"}  # the last word is not 'the'
+    assert _banned_after(lm, "Shop the new summer look", (2, 5)) == {" now", " the", " "}  # 5 of 5
+    assert _banned_after(lm, "Shop the new summer look!", (2, 5)) == {" now", " the", "s", " "}
+    assert _banned_after(lm, 'Shop now" and', (2, 5)) == set()  # closed: the rest is cut off anyway
+    assert _banned_after(lm, "Shop", (1, 8)) == set()
+    # five words, the last dangling: no word fits, so it may close (the shape check refuses it)
+    assert _banned_after(lm, "Take a look at what's", (2, 5)) == {" now", " the", " "}
+    # 31 characters of 32: no room for a space and another word, but the last one may grow
+    assert _banned_after(lm, "Discover extraordinary treasure", (2, 5), 32) == {" now", " the", " "}
+    assert _banned_after(lm, "Explore new arrivals", (2, 5), 32) == set()
+    assert _banned_after(lm, "Shop the ", (2, 5)) == {'"', "!", "<eos>"}  # 'the', then a space
+
+
+def test_a_phrase_written_with_its_word_range_keeps_it(lm: LocalLM) -> None:
+    """Asked for long labels, the model writes some over five words; with the range (2, 5) every
+    closed label has two to five words and stops on no dangling word (counted here from the texts
+    as the guardrails count them)."""
+    prompts = [
+        lm.chat_prompt(SYSTEM, f'Rewrite this button label: "{label}"') + '"'
+        for label in (
+            "Discover the beautiful new summer collection of sandals and dresses for the whole family",
+            "Come back and take a look at everything that is new in our shop this week",
+        )
+    ]
+
+    def labels(out: list[list[Generation]]) -> list[str]:
+        """Each row's label as drafting reads it (an echo of the prompt reads as no label)."""
+        return [t for row in out for g in row if (t := clean('"' + g.text, "cta"))]
+
+    free = labels(lm.generate(prompts, candidates=8, max_new_tokens=24, seed=5))
+    kept = labels(lm.generate(prompts, candidates=8, max_new_tokens=24, seed=5, phrases=[Phrase(2, 5)] * 2))
+    assert any(len(WORD.findall(t)) > 5 for t in free), free  # the prompts provoke long labels
+    assert len(kept) >= 12, kept
+    assert all(2 <= len(WORD.findall(t)) <= 5 and dangling(t) is None for t in kept), kept
+    with pytest.raises(ValueError, match="phrases: 2 for 1 prompts"):
+        lm.generate(prompts[:1], phrases=[Phrase(2, 5)] * 2)

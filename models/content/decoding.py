@@ -4,6 +4,8 @@
 * :func:`newline_stop` -- a row stops at its first newline after some text;
 * :func:`span_ban` / :func:`copy_ban` -- a banned substring split across tokens, and a run of the
   seed's tokens handed back, are banned as they are being written;
+* :func:`phrase_shape` -- a phrase slot is written inside its word range and does not stop on a
+  dangling word (a small grammar for subject, headline, CTA and push);
 * :class:`TopPSampler` -- temperature and top-p sampling as the last logits processor.
 
 models/content/llm.py puts them around ``generate`` of transformers.
@@ -11,7 +13,9 @@ models/content/llm.py puts them around ``generate`` of transformers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +78,31 @@ class Vocab:
             t.tolist() for t in (self.newline, self.text_then_newline, self.blank)
         )
         self._bans: dict[tuple[str, ...], tuple[list[list[int]], dict[bytes, Any], int]] = {}
+        self._phrase: dict[str, Any] | None = None
+
+    def phrase_masks(self) -> dict[str, Any]:
+        """Token masks for :func:`phrase_shape`, built once: ``spaced`` (a space or tab first: what
+        follows begins after the last word), ``word_start`` (a word character
+        first: it begins a word after punctuation or a space, else it continues one), ``ending`` (a
+        closing quote or a newline anywhere, or a stop such as '!' or ',' first: the phrase, or a
+        clause of it, ends there) and ``dangling`` (a space and one of
+        models/content/slots.py ``DANGLING``, whole)."""
+        import torch
+
+        from models.content.slots import DANGLING
+
+        if self._phrase is None:
+            texts = [p.decode("utf-8", "ignore") for p in self.low]
+            word = re.compile(r"[^\W_]")
+            self._phrase = {
+                "spaced": torch.tensor([t[:1].isspace() for t in texts]),
+                "word_start": torch.tensor([bool(word.match(t)) for t in texts]),
+                "ending": torch.tensor([any(c in t for c in ENDING) or t[:1] in STOPS for t in texts]),
+                "dangling": torch.tensor(
+                    [t[:1] == " " and t[1:].replace("’", "'") in DANGLING for t in texts]
+                ),
+            }
+        return self._phrase
 
     def bans(self, ban: tuple[str, ...]) -> tuple[list[list[int]], dict[bytes, Any], int]:
         """(bad_words_ids, {prefix of a ban: mask of tokens that would complete it}, longest ban), cached."""
@@ -185,6 +214,88 @@ def copy_runs(tokenizer: Any, texts: Sequence[str], n: int) -> dict[tuple[int, .
             for i in range(len(ids) - n + 1):
                 runs.setdefault(tuple(ids[i : i + n - 1]), set()).add(ids[i + n - 1])
     return runs
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """What :func:`phrase_shape` holds a row to: ``fewest`` to ``most`` words, ``chars`` characters
+    at most (0: any)."""
+
+    fewest: int
+    most: int
+    chars: int = 0
+
+
+ENDING = '"“”\n'  # a closing quote ends a prefilled answer; a newline stops the row
+STOPS = tuple(".,!?;:")  # a token opening with one of these ends the phrase or a clause of it
+
+
+def phrase_shape(vocab: Vocab, phrases: Sequence[Phrase | None], eos: Sequence[int], prompt_len: int) -> Any:
+    """Keeps each row that has a :class:`Phrase` (``phrases[row]``, None = free) a well-formed phrase
+    while it is written, until its closing quote:
+
+    * fewer than ``fewest`` words, or a last word in slots.py ``DANGLING`` ("the", "our", "and")
+      while another word fits: no closing quote, newline, stop ('!', ',') or end of sequence (the
+      phrase is not finished);
+    * ``most`` words written, or no room for another word within ``chars``: no token that begins
+      with a space or, after punctuation, a word (the current word may still grow; punctuation,
+      the closing quote or a newline may follow);
+    * one word left: that word is not a dangling one.
+
+    Words are counted as guardrails.py counts them (copy_patterns.py ``WORD``), on the decoded text."""
+    import torch
+    from transformers import LogitsProcessor
+
+    from models.content.copy_patterns import WORD
+    from models.content.slots import DANGLING
+
+    masks = vocab.phrase_masks()
+    stops = torch.zeros(vocab.size, dtype=torch.bool)
+    stops[[e for e in eos if e < vocab.size]] = True
+    ending = masks["ending"] | stops
+    spaced = masks["spaced"] & ~ending  # a space first opens what follows the last word; ' "' ends it
+    placed: dict[tuple[str, Any, int], Any] = {}
+
+    def mask(name: str, base: Any, scores: Any) -> Any:
+        key = (name, scores.device, scores.shape[-1])
+        if key not in placed:
+            full = torch.zeros(scores.shape[-1], dtype=torch.bool)
+            n = min(base.shape[0], scores.shape[-1])
+            full[:n] = base[:n]
+            placed[key] = full.to(scores.device)
+        return placed[key]
+
+    class PhraseShape(LogitsProcessor):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+            new = input_ids[:, prompt_len:].tolist()
+            for r, row in enumerate(new):
+                phrase = phrases[r] if r < len(phrases) else None
+                if phrase is None:
+                    continue
+                text = b"".join(vocab.low[t] for t in row if t < vocab.size).decode("utf-8", "ignore")
+                if any(c in text for c in ENDING):
+                    continue  # the phrase is closed: what follows is cut off by slots.clean
+                fewest, most = phrase.fewest, phrase.most
+                found = WORD.findall(text)
+                in_word = bool(text) and (text[-1].isalnum() or text[-1] in "-'’")
+                tail = text.rstrip()
+                last = found[-1].replace("’", "'") if found and tail[-1:].isalnum() else ""
+                room = len(found) < most and not (phrase.chars and len(text.strip()) + 2 > phrase.chars)
+                # a dangling last word must be followed by another, where one still fits; where none
+                # does, the phrase may close, and the slot checks refuse it (forcing it on would glue
+                # letters to the word: "what'sInside")
+                if len(found) < fewest or (last in DANGLING and room):
+                    scores[r, mask("ending", ending, scores)] = float("-inf")
+                if not room:
+                    grows = mask("spaced", spaced, scores)
+                    if not in_word:
+                        grows = grows | mask("word_start", masks["word_start"], scores)
+                    scores[r, grows] = float("-inf")
+                elif len(found) == most - 1 and in_word:
+                    scores[r, mask("dangling", masks["dangling"], scores)] = float("-inf")
+            return scores
+
+    return PhraseShape()
 
 
 class TopPSampler:

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from models.content import select
 from models.content.brief import SAMPLE_RECIPIENT, Brief
+from models.content.decoding import Phrase
 from models.content.guardrails import CheckReport, check_copy, check_slot
 from models.content.llm import DEFAULT_BANS
 from models.content.prompts import TEMPLATE_VERSION, SlotPrompt, slot_prompt, template_sha256
@@ -194,6 +195,11 @@ def sample(
     if not prompts:
         return []
     prefill = prefills(lm)
+    # a local model writes a phrase slot inside its word range and length and off a dangling last
+    # word (decoding.py phrase_shape); a remote server takes no such grammar, and the slot checks
+    # judge what it wrote
+    local = getattr(lm, "backend", "local") == "local"
+    shape = {"phrases": [_phrase(p.slot) for p in prompts]}
     outputs = lm.generate(
         [lm.chat_prompt(p.system, p.user, p.shots) + prefill(p.slot) for p in prompts],
         candidates=candidates,
@@ -201,11 +207,17 @@ def sample(
         ban=SLOT_BANS,
         seed=params.seed,
         avoid=avoid,
+        **(shape if local else {}),
     )
     return [
         [dataclasses.replace(g, text=prefill(p.slot) + g.text) for g in generations]
         for p, generations in zip(prompts, outputs, strict=True)
     ]
+
+
+def _phrase(slot: str) -> Phrase | None:
+    s = SPECS[slot]
+    return Phrase(*s.words, chars=s.max_chars) if s.phrase else None
 
 
 def prefills(lm: Any) -> Any:
@@ -474,6 +486,12 @@ def _provenance(
             "temperature": params.temperature,
             "top_p": params.top_p,
             "banned_while_decoding": list(SLOT_BANS),
+            # the phrase slots' grammar while decoding (decoding.py phrase_shape): a local model only
+            "phrase_grammar": {
+                k: {"words": list(SPECS[k].words), "max_chars": SPECS[k].max_chars, "no_dangling_end": True}
+                for k in draft.slots
+                if SPECS[k].phrase and getattr(lm, "backend", "local") == "local"
+            },
         },
         "slots": {
             k: {

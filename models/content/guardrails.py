@@ -41,7 +41,7 @@ from models.content.copy_patterns import (
     URL,
     WORD,
 )
-from models.content.slots import SPECS
+from models.content.slots import SPECS, dangling
 from models.content.slots import spec as slot_spec
 
 CHECKS: dict[str, str] = {
@@ -245,6 +245,12 @@ def _shape(text: str, slot: str) -> list[str]:
             problems.append(
                 f"the {slot} has {count} sentence(s); {s.what} has {s.sentences[0]} to {s.sentences[1]}"
             )
+    stop = dangling(text) if s.phrase else None
+    if stop:
+        problems.append(
+            f"the {slot} stops on {stop!r}: {s.what} does not end on an article, a conjunction, "
+            "a preposition or a possessive"
+        )
     sentence = "." in s.ends  # a sentence ends in its punctuation; a phrase ends bare or in '!'
     allowed = (
         " or ".join(repr(c) for c in s.ends)

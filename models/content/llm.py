@@ -39,7 +39,16 @@ from models.content.convert import (  # noqa: F401 (LMError, embedded_gguf: this
     embedded_gguf,
     weights_sha256,
 )
-from models.content.decoding import TopPSampler, Vocab, copy_ban, copy_runs, newline_stop, span_ban
+from models.content.decoding import (
+    Phrase,
+    TopPSampler,
+    Vocab,
+    copy_ban,
+    copy_runs,
+    newline_stop,
+    phrase_shape,
+    span_ban,
+)
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -316,11 +325,16 @@ class LocalLM:
         greedy: bool = False,
         run_to_max: bool = False,
         avoid: Sequence[str] = (),
+        phrases: Sequence[Phrase | None] = (),
     ) -> list[list[Generation]]:
         """``candidates`` generations for each prompt, in prompt order.
 
         ``avoid``: texts the model rewrites (a slot's seed); no generation repeats a run of
         ``COPY_RUN`` of their tokens, so a candidate is a rewrite, not the seed handed back.
+
+        ``phrases``: per prompt, the :class:`~models.content.decoding.Phrase` an answer inside a
+        prefilled quote is held to, or None: decoding keeps it in its word range, off a dangling last
+        word and off the lines it may not copy word for word (decoding.py ``phrase_shape``).
 
         ``run_to_max`` ignores EOS and newlines while generating (every row gets exactly
         ``max_new_tokens``); the text is still cut at its first newline. Benchmarks use it.
@@ -340,6 +354,8 @@ class LocalLM:
         eos = set(self.eos_ids)
         runs = copy_runs(self.tokenizer, [a for a in avoid if a.strip()], COPY_RUN) if avoid else {}
         rows = [(i, self._encode(p)) for i, p in enumerate(prompts) for _ in range(candidates)]
+        if phrases and len(phrases) != len(prompts):
+            raise ValueError(f"phrases: {len(phrases)} for {len(prompts)} prompts")
         out: list[list[Generation]] = [[] for _ in prompts]
         step = max(1, self.settings.batch_size)
         # sampling is the last logits processor (decoding.py TopPSampler: the top-p set without a sort of
@@ -376,6 +392,9 @@ class LocalLM:
                     processors.append(span_ban(vocab, completing, longest, width))
                 if runs:
                     processors.append(copy_ban(runs, COPY_RUN, width))
+                if any(phrases):
+                    shapes = [phrases[i] for i, _ in chunk]
+                    processors.append(phrase_shape(vocab, shapes, self.eos_ids, width))
                 if sampler:
                     processors.append(sampler)  # last: it draws from what the bans left
                 stopping = StoppingCriteriaList()

@@ -25,6 +25,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from models.content.copy_patterns import WORD
+
 ALIASES = {"hook": "body"}  # deprecated slot names still accepted in seeds and templates
 
 
@@ -49,6 +51,13 @@ class SlotSpec:
     shots: int = 0  # brand-corpus examples shown as earlier chat turns (prompts.py ``pick_shots``)
     colon: bool = False  # a colon inside is fine (no template follows the slot with ': offer')
     prefill: str = '"'  # the answer's first characters, written for the model (a local backend)
+
+    @property
+    def phrase(self) -> bool:
+        """A phrase, not a sentence: one of them, ending bare or in '!' (subject, headline, CTA,
+        push). A local model writes it inside its word range, and never stops it on a word in
+        :data:`DANGLING` (models/content/decoding.py ``phrase_shape``)."""
+        return self.sentences == (1, 1) and "." not in self.ends
 
 
 SPECS: dict[str, SlotSpec] = {
@@ -171,6 +180,19 @@ SPECS: dict[str, SlotSpec] = {
 }
 SLOTS = tuple(SPECS)
 
+# Words a phrase cannot stop on: articles, conjunctions, prepositions, possessives and a contracted
+# 'is' ("Take a look at the", "Shop the best of our", "See what's"). Words that end real labels
+# ("Sign up", "Log in", "Check it out", "Love this", "Guess what", "What it is") are not among them.
+DANGLING = frozenset(
+    {
+        *("a", "an", "the"),  # articles
+        *("and", "or", "but", "nor", "than"),  # conjunctions
+        *("of", "to", "for", "with", "at", "from", "by", "into", "onto"),  # prepositions
+        *("our", "your", "my", "their", "its", "every"),  # possessives, and a determiner
+        *("what's", "it's", "that's"),  # a contracted 'is' never ends a clause ("what it is" may)
+    }
+)
+
 _LABEL = re.compile(
     r"^\s*(?:new\s+|rewritten\s+|revised\s+)?(?:e-?mail\s+)?"
     r"(?:subject(?:\s+line)?|preheader|preview(?:\s+line)?|headline|paragraph|body|sentence|"
@@ -215,6 +237,13 @@ def clean(text: str, slot: str) -> str:
     if len(sentences) > 1 and not sentences[0].endswith(".."):
         line = sentences[0]  # a one-sentence slot keeps the first sentence the model completed
     return _end(line, s)
+
+
+def dangling(text: str) -> str | None:
+    """The word a phrase stops on, if it is one of :data:`DANGLING` (lower-cased), else None."""
+    words = WORD.findall(text)
+    last = words[-1].lower().replace("’", "'") if words else ""
+    return last if last in DANGLING else None
 
 
 def _end(line: str, s: SlotSpec) -> str:
