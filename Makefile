@@ -21,10 +21,11 @@ export RUNTIME__DLTHUB_TELEMETRY := false
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help install demo test test-slow test-all bench docs lint fmt clean
+.PHONY: help install demo demo-tune test test-slow test-all bench docs lint fmt clean
 
 help:
 	@echo "make demo       set up .venv if needed, generate a small CRM, run the pipeline, show where results are"
+	@echo "make demo-tune  after make demo: learn a brand adapter from the shipped corpus, usable candidates before/after (about 8 minutes)"
 	@echo "make test       set up .venv if needed and run the suite, without the slow end-to-end tests"
 	@echo "make test-slow  the slow end-to-end tests (whole pipeline runs, the demo, kill and resume)"
 	@echo "make test-all   both (CI runs make test, then make test-slow)"
@@ -52,7 +53,13 @@ demo: $(STAMP)
 	$(BIN)/clarion compliance export
 	@echo "REST API and web app: .venv/bin/clarion api keys create marketing-lead --role approver (prints a key; the name is the approver the briefs list), then .venv/bin/clarion api serve and open http://127.0.0.1:8000 (web app; sign in with the key) or http://127.0.0.1:8000/docs (the API)"
 	@echo "Prefect UI with the runs: $$($(BIN)/clarion prefect status --json | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin).get("ui", "none"))') (the server kept for this project; .venv/bin/clarion prefect stop ends it)"
-	@echo "Next: .venv/bin/clarion explain 1 (one customer's score, reasons and recommended products), .venv/bin/clarion voc topics (what support tickets are about), .venv/bin/clarion models show --model recommender (the recommender card), .venv/bin/clarion models show (the model card, var/registry), .venv/bin/clarion drafts list (campaign copy waiting for approval), .venv/bin/clarion content tune (about 9 minutes: a brand adapter learnt from the shipped corpus, with usable candidates on held-out briefs before and after), var/reports (the marketer report), var/outbox (the report e-mail as .eml: open it in a mail client), .venv/bin/clarion fairness (per-group figures and findings), .venv/bin/clarion subject access 1 --format html --out /tmp/subject-1.html (everything held about one person)"
+	@echo "Next: .venv/bin/clarion explain 1 (one customer's score, reasons and recommended products), .venv/bin/clarion voc topics (what support tickets are about), .venv/bin/clarion models show --model recommender (the recommender card), .venv/bin/clarion models show (the model card, var/registry), .venv/bin/clarion drafts list (campaign copy waiting for approval), make demo-tune (about 8 minutes: a brand adapter learnt from the shipped corpus, with usable candidates on held-out briefs before and after), var/reports (the marketer report), var/outbox (the report e-mail as .eml: open it in a mail client), .venv/bin/clarion fairness (per-group figures and findings), .venv/bin/clarion subject access 1 --format html --out /tmp/subject-1.html (everything held about one person)"
+
+# the brand adapter's before/after on the demo project (`make demo` first, if it has not run)
+demo-tune: $(STAMP)
+	@test -e var/warehouse.duckdb || $(MAKE) demo
+	$(BIN)/clarion content tune
+	@echo "The adapter's card (data, settings, before/after): .venv/bin/clarion models show --model content_adapter"
 
 # pytest with a marker expression; "collected no tests" (exit 5) is a failure, not a pass
 define pytest_run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -54,3 +55,16 @@ def test_docs_document_every_verb_config_key_and_defect_kind() -> None:
         assert row["key"].rsplit(".", 1)[-1] in manual, row["key"]
     for kind in {k.name for k in KINDS}:
         assert f"`{kind}`" in manual, kind
+
+
+def test_make_demo_tune_runs_the_brand_adapter_on_the_demo_project() -> None:
+    """`make demo-tune` (dry run): the demo first where no warehouse exists, then `clarion content tune`."""
+    out = subprocess.run(
+        ["make", "-n", "demo-tune", "STAMP=Makefile"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    lines = [line.strip() for line in out.splitlines()]
+    assert "test -e var/warehouse.duckdb || make demo" in lines, out
+    assert ".venv/bin/clarion content tune" in lines, out
+    assert lines.index(".venv/bin/clarion content tune") > lines.index(
+        "test -e var/warehouse.duckdb || make demo"
+    )
