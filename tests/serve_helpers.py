@@ -20,7 +20,8 @@ CLARION = str(Path(sys.executable).with_name("clarion"))
 @contextlib.contextmanager
 def serving(cwd: Path, log: Path) -> Iterator[subprocess.Popen]:
     """`clarion serve --paused --limit 2` in ``cwd`` (its output to ``log``); SIGINT on leaving, as a
-    person's Ctrl-C, failing the test if it does not stop within 60 s. The caller checks the exit."""
+    person's Ctrl-C, failing the test if it does not stop within ``STOP_WITHIN`` s. The caller
+    checks the exit."""
     from prefect.settings import PREFECT_API_URL
 
     env = {
@@ -44,18 +45,25 @@ def serving(cwd: Path, log: Path) -> Iterator[subprocess.Popen]:
         interrupt(server, "clarion serve", log)
 
 
+STOP_WITHIN = 120  # s; a clean-clone CI run saw three serve/worker processes still up 60 s after Ctrl-C
+
+
 def interrupt(process: subprocess.Popen, what: str, log: Path) -> None:
     """SIGINT, as a person's Ctrl-C (a Prefect worker ignores SIGTERM while it has runs); kill it and
-    fail the test if it has not stopped within 60 s."""
+    fail the test if it has not stopped within ``STOP_WITHIN`` seconds."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGINT)
+    started = time.monotonic()
     try:
-        process.wait(timeout=60)
+        process.wait(timeout=STOP_WITHIN)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=30)
-        pytest.fail(f"{what} did not stop on Ctrl-C within 60 s:\n{log.read_text()[-4000:]}")
+        pytest.fail(f"{what} did not stop on Ctrl-C within {STOP_WITHIN} s:\n{log.read_text()[-4000:]}")
+    took = time.monotonic() - started
+    if took > 30:  # slow but stopped: said, so a trend towards the limit shows in the logs
+        print(f"{what} took {took:.0f} s to stop on Ctrl-C")
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float, log: Path, server: subprocess.Popen) -> Any:
