@@ -247,7 +247,7 @@ def phrase_shape(vocab: Vocab, phrases: Sequence[Phrase | None], eos: Sequence[i
     from transformers import LogitsProcessor
 
     from models.content.copy_patterns import WORD
-    from models.content.slots import DANGLING
+    from models.content.slots import dangling
 
     masks = vocab.phrase_masks()
     stops = torch.zeros(vocab.size, dtype=torch.bool)
@@ -278,13 +278,12 @@ def phrase_shape(vocab: Vocab, phrases: Sequence[Phrase | None], eos: Sequence[i
                 fewest, most = phrase.fewest, phrase.most
                 found = WORD.findall(text)
                 in_word = bool(text) and (text[-1].isalnum() or text[-1] in "-'’")
-                tail = text.rstrip()
-                last = found[-1].replace("’", "'") if found and tail[-1:].isalnum() else ""
+                stop = dangling(text) if text.rstrip()[-1:].isalnum() else None  # a word, then spaces
                 room = len(found) < most and not (phrase.chars and len(text.strip()) + 2 > phrase.chars)
                 # a dangling last word must be followed by another, where one still fits; where none
                 # does, the phrase may close, and the slot checks refuse it (forcing it on would glue
                 # letters to the word: "what'sInside")
-                if len(found) < fewest or (last in DANGLING and room):
+                if len(found) < fewest or (stop and room):
                     scores[r, mask("ending", ending, scores)] = float("-inf")
                 if not room:
                     grows = mask("spaced", spaced, scores)

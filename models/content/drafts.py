@@ -198,7 +198,6 @@ def sample(
     # a local model writes a phrase slot inside its word range and length and off a dangling last
     # word (decoding.py phrase_shape); a remote server takes no such grammar, and the slot checks
     # judge what it wrote
-    local = getattr(lm, "backend", "local") == "local"
     shape = {"phrases": [_phrase(p.slot) for p in prompts]}
     outputs = lm.generate(
         [lm.chat_prompt(p.system, p.user, p.shots) + prefill(p.slot) for p in prompts],
@@ -207,12 +206,17 @@ def sample(
         ban=SLOT_BANS,
         seed=params.seed,
         avoid=avoid,
-        **(shape if local else {}),
+        **(shape if _local(lm) else {}),
     )
     return [
         [dataclasses.replace(g, text=prefill(p.slot) + g.text) for g in generations]
         for p, generations in zip(prompts, outputs, strict=True)
     ]
+
+
+def _local(lm: Any) -> bool:
+    """The embedded model (prefills and the phrase grammar), not a remote server."""
+    return getattr(lm, "backend", "local") == "local"
 
 
 def _phrase(slot: str) -> Phrase | None:
@@ -223,7 +227,7 @@ def _phrase(slot: str) -> Phrase | None:
 def prefills(lm: Any) -> Any:
     """The start of each slot's answer, written for the model: the embedded model answers with one
     quoted phrase when its answer opens with a quote. A remote chat API takes no partial answer."""
-    local = getattr(lm, "backend", "local") == "local"
+    local = _local(lm)
     return lambda slot: SPECS[slot].prefill if local else ""
 
 
@@ -490,7 +494,7 @@ def _provenance(
             "phrase_grammar": {
                 k: {"words": list(SPECS[k].words), "max_chars": SPECS[k].max_chars, "no_dangling_end": True}
                 for k in draft.slots
-                if SPECS[k].phrase and getattr(lm, "backend", "local") == "local"
+                if SPECS[k].phrase and _local(lm)
             },
         },
         "slots": {
