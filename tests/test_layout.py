@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -59,8 +60,14 @@ def test_docs_document_every_verb_config_key_and_defect_kind() -> None:
 
 def test_make_demo_tune_runs_the_brand_adapter_on_the_demo_project() -> None:
     """`make demo-tune` (dry run): the demo first where no warehouse exists, then `clarion content tune`."""
-    out = subprocess.run(
-        ["make", "-n", "demo-tune", "STAMP=Makefile"], cwd=REPO, capture_output=True, text=True, check=True
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    out = subprocess.run(  # on its own, not as a sub-make of `make test VENV=...`
+        ["make", "-n", "demo-tune", "STAMP=Makefile", "VENV=.venv"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     lines = [line.strip() for line in out.splitlines()]
     assert "test -e var/warehouse.duckdb || make demo" in lines, out
