@@ -1,4 +1,4 @@
-"""CLV: BG/NBD and Gamma-Gamma (models/clv.py) at several sizes, against a floor and PyMC-Marketing.
+"""CLV: BG/NBD and Gamma-Gamma (models/clv/) at several sizes, against a floor and PyMC-Marketing.
 
 Data: customers simulated from BG/NBD with known parameters (in days) and followed HORIZON days past
 their snapshot, so the predictions are checked against what really happened next; spend per order is

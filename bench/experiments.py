@@ -14,7 +14,14 @@ parameters on all the fitting customers (the learner fits two, one per arm, on h
 *Qini test*: the permutation test `clarion results` runs before it trusts the model, its ranking
 of the held-out half against 200 seeded random rankings: *now* (one shuffle and integer running
 sums per draw), *before* (argsort of uniform draws in blocks, float running sums, as until
-2026-12-05) and a *floor* of one shuffle and one running sum per draw.
+2026-12-05) and a *floor* of one shuffle and one running sum per draw. *Sampled arm*: the same
+simulation with 79 treated customers per control one (the split of the 1,000,000 bench's exposures);
+the learner fitted on every customer of the fitting half, and on the sample `clarion results` takes
+at experiments.uplift_arm_ratio 10 (every control customer, about 10 treated per control one,
+five seeded draws standing for five hashes; fit rows are the last draw's), each scored by its
+Qini coefficient on the whole held-out half, and by the permutation test on the held-out rows its
+validation reads (all of them / the 10:1 sample of them), from 100,000 customers (at 10,000 the
+fitting half holds about 63 control customers, too few to fit).
 Times exclude reading the arrays; results and floor are the fastest of 5 runs (they take
 milliseconds); each measurement runs in its own process.
 """
@@ -35,10 +42,18 @@ UPLIFT_ENGAGED = 0.02
 REPEATS = 5  # results and floor: the fastest of this many runs
 
 
-def ensure_data(n: int) -> Path:
+SKEWED = 79 / 80  # treated share of the 1,000,000 bench's exposures
+ARM_RATIO = 10  # experiments.uplift_arm_ratio's default
+SAMPLE_DRAWS = 5  # 10:1 samples drawn per size: one draw's Qini varies as much as the sampling costs
+SKEWED_FROM = 100_000  # below, the fitting half's control arm has too few converters to fit
+
+
+def ensure_data(n: int, treated_share: float = 0.5) -> Path:
     import numpy as np
 
-    path = DATA / f"customers-{n}.npz"
+    path = DATA / (
+        f"customers-{n}.npz" if treated_share == 0.5 else f"customers-{n}-treated-{treated_share:.4f}.npz"
+    )
     if path.exists():
         return path
     DATA.mkdir(parents=True, exist_ok=True)
@@ -46,7 +61,7 @@ def ensure_data(n: int) -> Path:
     features = rng.normal(size=(n, 4)).astype(np.float32)  # engagement, recency, tenure, noise
     truth = np.where(features[:, 0] > 0, UPLIFT_ENGAGED, 0.0)
     baseline = 1 / (1 + np.exp(-(BASE_LOGIT + 0.5 * features[:, 1])))
-    treated = rng.random(n) < 0.5
+    treated = rng.random(n) < treated_share
     converted = rng.random(n) < baseline + truth * treated
     day = rng.integers(0, LOOKS, n).astype(np.int16)
     np.savez(path, features=features, truth=truth, treated=treated, converted=converted, day=day)
@@ -135,6 +150,54 @@ def run_uplift(data: str) -> dict[str, Any]:
     }
 
 
+def _arm_sample(treated: Any, seed: int) -> Any:
+    """Rows of a 10:1 sample as `clarion results` takes it: every row of the smaller arm, the larger
+    arm's rows each kept with the share ``kept_buckets`` gives it (a seeded draw stands for the hash)."""
+    import numpy as np
+
+    from clarion.results.uplift import BUCKETS, kept_buckets
+
+    kept = kept_buckets(int(treated.sum()), int((~treated).sum()), ARM_RATIO)
+    share = np.where(treated, kept[0], kept[1]) / BUCKETS
+    return np.random.default_rng(seed).random(treated.size) < share
+
+
+def run_sampled_arm(data: str, draws: int) -> dict[str, Any]:
+    """``draws`` 0: fitted on every customer of the fitting half; otherwise that many 10:1 samples
+    (seeds 1, 2, ...), each fitted and validated: times are their means, p and Qini each draw's."""
+    import numpy as np
+
+    from models.uplift import TwoModelUplift, qini_coefficient, qini_vs_random
+
+    features, truth, treated, converted = _load(data, "features", "truth", "treated", "converted")
+    half, hold = np.zeros(treated.size, bool), np.zeros(treated.size, bool)
+    half[::2], hold[1::2] = True, True
+    out: dict[str, Any] = {"fit_s": [], "validate_s": [], "p_value": [], "qini_whole": []}
+    for seed in range(1, draws + 1) if draws else [0]:
+        chosen = _arm_sample(treated, seed) if seed else np.ones(treated.size, bool)
+        fit, validated = half & chosen, hold & chosen
+        started = time.perf_counter()
+        model = TwoModelUplift(seed=0).fit(features[fit], treated[fit], converted[fit])
+        out["fit_s"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        check = qini_vs_random(
+            model.predict(features[validated]), treated[validated], converted[validated], seed=0
+        )
+        out["validate_s"].append(time.perf_counter() - started)
+        out["p_value"].append(check.p_value)
+        out["qini_whole"].append(
+            qini_coefficient(model.predict(features[hold]), treated[hold], converted[hold])
+        )
+        out.update(
+            fit_rows=int(fit.sum()),
+            fit_treated=int((fit & treated).sum()),
+            fit_control=int((fit & ~treated).sum()),
+            validation_rows=int(validated.sum()),
+        )
+    out["oracle_qini"] = qini_coefficient(truth[hold], treated[hold], converted[hold])
+    return out
+
+
 def _qini_test_by_argsort(uplift: Any, treatment: Any, y: Any, draws: int, seed: int = 0) -> Any:
     """qini_vs_random as it was before 2026-12-05 (random rankings by argsort of uniform draws, in
     blocks of 20M elements, float running sums), kept here as the before of the bench."""
@@ -215,11 +278,19 @@ UPLIFT_HEAD = [
     "| p: now / before |",
     "|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|---|",
 ]
+SAMPLED_HEAD = [
+    "| customers (79 treated : 1 control) | fitted on | fit rows (treated / control) | fit s "
+    "| validation rows | validate s (predict + 200 random rankings) | peak MB | p "
+    "| Qini on the whole held-out half | oracle Qini |",
+    "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+]
 
 
 def main(sizes: list[int]) -> str:
+    import numpy as np
+
     records: list[dict[str, Any]] = []
-    rows_md, uplift_md = list(HEAD), list(UPLIFT_HEAD)
+    rows_md, uplift_md, sampled_md = list(HEAD), list(UPLIFT_HEAD), list(SAMPLED_HEAD)
     loads: list[str] = []
     for n in sizes:
         data = str(ensure_data(n))
@@ -265,11 +336,36 @@ def main(sizes: list[int]) -> str:
             "fit_floor": {**fit_floor.result, "peak_rss_mb": fit_floor.peak_rss_mb},
             "qini_test": {how: {**m.result, "peak_rss_mb": m.peak_rss_mb} for how, m in tests.items()},
         }
+        skewed = str(ensure_data(n, SKEWED))
+        arms = {
+            how: measure("bench.experiments:run_sampled_arm", data=skewed, draws=draws)
+            for how, draws in (("every customer", 0), (f"10:1 sample, {SAMPLE_DRAWS} draws", SAMPLE_DRAWS))
+            if n >= SKEWED_FROM
+        }
+        for how, m in arms.items():
+            a = m.result
+            qini = a["qini_whole"]
+            qini_text = f"{qini[0]:.5f}"
+            if len(qini) > 1:
+                qini_text = f"mean {np.mean(qini):.5f} ({', '.join(f'{v:.5f}' for v in qini)})"
+            sampled_md.append(
+                f"| {n:,} | {how} | {a['fit_rows']:,} ({a['fit_treated']:,} / {a['fit_control']:,}) "
+                f"| {np.mean(a['fit_s']):.2f} | {a['validation_rows']:,} | {np.mean(a['validate_s']):.2f} "
+                f"| {m.peak_rss_mb:,.0f} | {', '.join(f'{p:.3g}' for p in a['p_value'])} | {qini_text} "
+                f"| {a['oracle_qini']:.5f} |"
+            )
+        record["sampled_arm"] = {how: {**m.result, "peak_rss_mb": m.peak_rss_mb} for how, m in arms.items()}
         records.append(record)
         print(record, flush=True)
     notes = " ".join(__doc__.split("\n\n", 1)[1].split())
     notes += f" One-minute load average (2 cores) as each size started: {'; '.join(loads)}."
-    tables = [*rows_md, "\nThe uplift learner on the same customers:\n", *uplift_md]
+    tables = [
+        *rows_md,
+        "\nThe uplift learner on the same customers:\n",
+        *uplift_md,
+        "\nThe uplift learner on a 79:1 split, on every customer and on the 10:1 sample:\n",
+        *sampled_md,
+    ]
     return report(
         "experiments", records, notes, tables, title="Experiments (results, sequential test, uplift)"
     )

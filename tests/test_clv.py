@@ -1,4 +1,4 @@
-"""BG/NBD and Gamma-Gamma (models/clv.py) as specifications: they recover the parameters a simulation
+"""BG/NBD and Gamma-Gamma (models/clv/) as specifications: they recover the parameters a simulation
 was drawn from, predict that simulation's future, agree with the model's definition computed by
 numerical integration, and refuse impossible inputs by row.
 

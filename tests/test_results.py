@@ -356,6 +356,7 @@ def test_a_validated_uplift_model_is_reused_with_the_same_scores_as_a_fresh_fit(
 
     helped = " ".join(CliRunner().invoke(cli, ["results", "--help"]).output.split())
     assert "reused by later runs for experiments.uplift_refit_every_days days" in helped
+    assert "experiments.uplift_arm_ratio (10) exposures per exposure of the smaller arm" in helped
 
 
 def test_a_fit_that_does_not_validate_is_kept_too_and_its_reuse_scores_no_one(tmp_path: Path) -> None:
@@ -403,6 +404,7 @@ def test_uplift_model_reuse_stops_at_its_age_exposure_change_settings_and_erasur
     assert reuse(exp=exp.model_copy(update={"uplift_refit_every_days": 0})) is None
     assert reuse(exp=exp.model_copy(update={"uplift_refit_every_days": 30}), as_of=date(2026, 7, 20))
     assert reuse(exp=exp.model_copy(update={"min_evidence": 300})) is None
+    assert reuse(exp=exp.model_copy(update={"uplift_arm_ratio": 2})) is None
     with duckdb.connect(str(settings.warehouse.path)) as con:  # a later run that used no model
         con.execute(
             "insert into ml.uplift_models (results_run_id, status, recorded_at) "
@@ -469,6 +471,57 @@ def test_uplift_features_equal_their_definition_at_every_edge(tmp_path: Path) ->
     first = got.iloc[0]  # customer 1 at t0: orders 2, 4, 5 in the year, 3 before it too
     assert (first.orders_365d, first.spend_365d_eur, first.avg_order_eur) == (3.0, 110.0, 35.0)
     assert (first.recency_days, first.opens_180d, first.clicks_180d) == (2.0, 1.0, 2.0)
+
+
+def test_the_larger_arm_is_fitted_on_an_unbiased_repeatable_sample_at_the_arm_ratio(tmp_path: Path) -> None:
+    """experiments.uplift_arm_ratio 1: the planted warehouse's treated arm (about 8,400 exposures) is
+    sampled to about the control arm's size (about 3,600), which is kept whole; the sample's rows carry
+    the features they have in the whole set, its buyers' share is the whole arm's, the same rows come
+    back on every call, and the model still finds the planted effect."""
+    from clarion.results import uplift
+
+    settings, ids, buyer = _planted_uplift(tmp_path)
+    sampled = load_settings(tmp_path / "clarion.yaml", env={"CLARION_EXPERIMENTS__UPLIFT_ARM_RATIO": "1"})
+    with duckdb.connect(str(settings.warehouse.path)) as con:
+        count = "select count(*) from marts.fct_campaign_exposures where arm = ?"
+        treated, control = (con.execute(count, [arm]).fetchone()[0] for arm in ("treatment", "control"))
+        whole = uplift.exposures_frame(con)
+        kept = uplift.kept_buckets(treated, control, 1)
+        part = uplift.exposures_frame(con, kept)
+        again = uplift.exposures_frame(con, kept)
+    assert treated > 2 * control and kept[1] == uplift.BUCKETS and kept[0] < uplift.BUCKETS
+    assert uplift.kept_buckets(control, treated, 1) == kept[::-1]  # a larger control arm is the sampled one
+    assert uplift.kept_buckets(treated, control, 3) == (uplift.BUCKETS,) * 2  # within the ratio: whole
+    assert uplift.kept_buckets(treated, control, 0) == (uplift.BUCKETS,) * 2
+    pd.testing.assert_frame_equal(part, again)
+    assert int((~part.treated).sum()) == control  # the control arm whole
+    n = int(part.treated.sum())
+    assert abs(n - control) < 5 * np.sqrt(control * (1 - control / treated))  # binomial: within 5 sd
+    key = ["contact_id", "treated"]
+    joined = part.merge(whole, on=key, suffixes=("", "_whole"), validate="one_to_one")
+    assert len(joined) == len(part)  # every sampled row is one of the whole set's, with its features
+    for column in [*uplift.FEATURES, "converted"]:
+        assert (joined[column] == joined[f"{column}_whole"]).all(), column
+    is_buyer = set(ids[buyer].tolist())
+    share = part[part.treated].contact_id.isin(is_buyer).mean()
+    share_whole = whole[whole.treated].contact_id.isin(is_buyer).mean()
+    assert abs(share - share_whole) < 5 * np.sqrt(share_whole * (1 - share_whole) / n)
+
+    model = results.run(sampled, "R1")["uplift_model"]
+    assert model["train_customers"] + model["validation_customers"] == n + control
+    assert (model["treated"], model["control"]) == (treated, control)  # what the arms hold
+    assert model["status"] == "validated", model
+    assert model["reason"].endswith(
+        f"; fitted and validated on a sample of {n:,} of {treated:,} treated exposures and every control "
+        "one (experiments.uplift_arm_ratio: 1)"
+    )
+    card = (settings.var_dir / "registry" / "uplift" / "v0001" / "card.md").read_text()
+    assert f"a sample of {n:,} of {treated:,} treated exposures" in card
+    # the default (10) samples no arm here: every exposure, nothing said
+    full = results.run(settings, "R2")["uplift_model"]
+    assert full["model_version"] == "v0002" and "reused" not in full  # another ratio: fitted again
+    assert full["train_customers"] + full["validation_customers"] == len(ids)
+    assert "sample" not in full["reason"]
 
 
 def test_the_uplift_model_is_not_trained_below_the_evidence_floor_and_says_why(tmp_path: Path) -> None:

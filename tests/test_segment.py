@@ -306,7 +306,7 @@ def test_explanations_add_up_match_shap_and_the_stored_reasons(golden, features,
 def _lifecycle_from_stored_fit(golden: Golden, features: pd.DataFrame) -> pd.DataFrame:
     """p_alive, expected purchases and expected order value recomputed here from the BG/NBD and
     Gamma-Gamma parameters the run recorded (ml.lifecycle_fits), with the published formulas (Fader,
-    Hardie & Lee 2005), not with models/clv.py."""
+    Hardie & Lee 2005), not with models/clv."""
     [(fit,)] = query(golden.settings, "select fit from ml.lifecycle_fits where run_id = ?", [golden.run_id])
     fit = json.loads(fit)
     r, alpha, a, b = (fit["bg_nbd"][k] for k in ("r", "alpha", "a", "b"))

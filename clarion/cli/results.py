@@ -37,7 +37,8 @@ def results(
     and validated against random targeting; it is kept in the registry with its verdict (`clarion
     models show --model uplift`) and reused by later runs for experiments.uplift_refit_every_days days
     (7) while the exposures change by less than 10%. A validated one scores the customers with each
-    day's features.
+    day's features. The larger arm is fitted and validated on at most experiments.uplift_arm_ratio
+    (10) exposures per exposure of the smaller arm, a sample kept by a hash of campaign and customer.
 
     \b
     Examples:

@@ -55,6 +55,15 @@ class ExperimentsSettings(Section):
         "again) by runs for days less than this many days after the day it was fitted for, while the "
         "exposures stay within 10% of the count it learnt from [0: fit it on every run]",
     )
+    uplift_arm_ratio: int = Field(
+        10,
+        ge=0,
+        description="the uplift model is fitted and validated on at most this many exposures of the "
+        "larger arm (usually the treated one) per exposure of the smaller, which is kept whole: beyond "
+        "that the smaller arm bounds the precision (a difference of two rates keeps at least "
+        "1 / (1 + 1/10) = 91% of the precision every exposure would give). The larger arm is sampled "
+        "by a hash of campaign and customer, the same rows on every run [0: every exposure]",
+    )
 
     @model_validator(mode="after")
     def _room_for_treatment(self):

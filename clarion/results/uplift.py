@@ -8,6 +8,14 @@ by its Qini coefficient against random targeting (``models.uplift``); the model 
 when it beats random rankings at p < 0.05 and each arm holds ``experiments.min_evidence`` customers.
 Current customers are then scored with the same features as of the scoring run's day.
 
+The larger arm (usually the treated one) is fitted and validated on at most
+``experiments.uplift_arm_ratio`` (default 10) exposures per exposure of the smaller arm, which is
+kept whole; each of its exposures is kept or not by a hash of its campaign and customer (the same
+rows on every run), and the features of the rows left out are never built. The smaller arm bounds
+the precision: a difference of two rates keeps at least 1 / (1 + 1/10) = 91% of the precision every
+exposure would give. At 1,000,000 customers the treated arm holds about 32 million exposures, 79
+for each control one.
+
 A fitted model is kept in the registry (var/registry/uplift, with its card and its verdict) and
 reused by the next runs instead of being fitted and validated again (the exposures' features, two fits and 200
 random rankings: most of the results stage) while ``reusable`` allows: fitted for a day less than
@@ -46,6 +54,8 @@ VALIDATION_SHARE = 3  # of 10: customers whose id hashes to 0..2 score the model
 MAX_P = 0.05  # the model must beat random rankings of the held-out customers at this p-value
 MODEL = "uplift"  # its registry (var/registry/uplift): validated models, which later runs may reuse
 REFIT_CHANGE = 0.10  # a stored model is fitted again when the exposures changed by more than this share
+BUCKETS = 1_000_000  # an exposure is sampled when the hash of its campaign and customer, modulo this,
+# falls below the arm's kept buckets (all of them: every exposure)
 
 COLUMNS = (
     "results_run_id", "trained_at", "status", "reason", "train_customers", "validation_customers",
@@ -130,12 +140,33 @@ def _features_sql(anchor: str, source: str) -> str:
     """
 
 
-def exposures_frame(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Every exposure's customer, pre-exposure features, arm and whether it converted (ordered by
-    customer and time, so a fit sees the same rows in the same order on every run)."""
+def kept_buckets(treated: int, control: int, ratio: int) -> tuple[int, int]:
+    """How many of the ``BUCKETS`` hash buckets each arm (treated, control) keeps: the larger arm
+    about ``ratio`` exposures per exposure of the smaller one, which keeps every bucket (so does
+    an arm within the ratio, and every arm when ``ratio`` is 0)."""
+    larger, smaller = max(treated, control), min(treated, control)
+    if ratio == 0 or larger <= ratio * smaller:
+        return BUCKETS, BUCKETS
+    kept = max(1, ratio * smaller * BUCKETS // larger)
+    return (kept, BUCKETS) if treated >= control else (BUCKETS, kept)
+
+
+def exposures_frame(
+    con: duckdb.DuckDBPyConnection, kept: tuple[int, int] = (BUCKETS, BUCKETS)
+) -> pd.DataFrame:
+    """Each sampled exposure's customer, pre-exposure features, arm and whether it converted
+    (ordered by customer and time, so a fit sees the same rows in the same order on every run).
+    ``kept``: the treated and the control arm's kept buckets (``kept_buckets``); an exposure is in
+    the sample when DuckDB's hash of its (campaign, customer), modulo ``BUCKETS``, is below its arm's."""
+    sample = ""
+    if kept != (BUCKETS, BUCKETS):
+        sample = (
+            f" and hash(campaign_id, contact_id) % {BUCKETS} "
+            f"< case when arm = 'treatment' then {int(kept[0])} else {int(kept[1])} end"
+        )
     source = (
         "select contact_id, arm = 'treatment' as treated, converted::int as converted, exposed_at "
-        "from marts.fct_campaign_exposures where not contaminated"
+        f"from marts.fct_campaign_exposures where not contaminated{sample}"
     )
     return con.execute(_features_sql("exposed_at", source)).df()
 
@@ -154,13 +185,14 @@ def exposure_counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     return int(treated), int(every - treated)
 
 
-def fit_settings(min_evidence: int) -> dict[str, Any]:
+def fit_settings(exp: ExperimentsSettings) -> dict[str, Any]:
     """What a fit and its validation depend on: a stored model fitted under other settings is not
     reused."""
     return json.loads(
         json.dumps(
             {
-                "min_evidence": min_evidence,
+                "min_evidence": exp.min_evidence,
+                "arm_ratio": exp.uplift_arm_ratio,
                 "features": FEATURES,
                 "trees": TREES,
                 "params": PARAMS,
@@ -192,7 +224,7 @@ def reusable(
     age = (as_of - date.fromisoformat(current.meta["as_of"])).days
     if not 0 <= age < every:
         return None
-    if current.meta.get("settings") != fit_settings(exp.min_evidence):
+    if current.meta.get("settings") != fit_settings(exp):
         return None
     then = int(current.meta["exposures"])
     if abs(exposures - then) > REFIT_CHANGE * then:
@@ -244,10 +276,10 @@ def train(
         record["reason"] = f"{record['reason']}; {reuse_text(reuse)}"
     else:
         reuse = None
-        record, model = _fit(con, exp.min_evidence, treated, control)
+        record, model = _fit(con, exp, treated, control)
     record.update(results_run_id=results_run_id, recorded_at=datetime.now(UTC))
     if reuse is None and model is not None and scoring is not None:  # validated or not: kept
-        record["model_version"] = _register(registry_root, record, model, exp.min_evidence, scoring[1])
+        record["model_version"] = _register(registry_root, record, model, exp, scoring[1])
     con.execute("delete from ml.uplift_models where results_run_id = ?", [results_run_id])
     con.execute(
         f"insert into ml.uplift_models ({', '.join(COLUMNS)}) values ({', '.join('?' * len(COLUMNS))})",
@@ -265,10 +297,12 @@ def _plain(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fit(
-    con: duckdb.DuckDBPyConnection, min_evidence: int, treated: int, control: int
+    con: duckdb.DuckDBPyConnection, exp: ExperimentsSettings, treated: int, control: int
 ) -> tuple[dict[str, Any], TwoModelUplift | None]:
-    """Fit on seven in ten exposed customers and validate on the rest (the record says how it went);
-    below the evidence floor nothing is built or fitted."""
+    """Fit on seven in ten exposed customers and validate on the rest (the record says how it went),
+    the larger arm sampled to ``uplift_arm_ratio`` times the smaller; below the evidence floor nothing is
+    built or fitted."""
+    min_evidence = exp.min_evidence
     record: dict[str, Any] = {
         "trained_at": datetime.now(UTC),
         "status": "not trained",
@@ -289,9 +323,11 @@ def _fit(
             f"{min_evidence:,} per arm"
         )
         return record, None
-    frame = exposures_frame(con)
+    kept = kept_buckets(treated, control, exp.uplift_arm_ratio)
+    frame = exposures_frame(con, kept)
     held = _validation(frame["contact_id"].to_numpy())
     arm, converted = frame["treated"].to_numpy(), frame["converted"].to_numpy()
+    sampled = _sample_text(kept, {True: treated, False: control}, arm, exp.uplift_arm_ratio)
     x = frame[FEATURES].to_numpy(dtype=np.float64)
     del frame  # at 1,000,000 customers: 32 million rows, so no copy of it is kept
     fit = pd.DataFrame(x[~held], columns=FEATURES, copy=False)
@@ -315,11 +351,24 @@ def _fit(
             f"no better than random targeting of held-out customers (Qini {check.qini:.5f}, "
             f"random 95th percentile {check.random_p95:.5f}, p = {check.p_value:.3g})"
         )
+    record["reason"] += sampled
     return record, model
 
 
+def _sample_text(kept: tuple[int, int], exposures: dict[bool, int], arm: np.ndarray, ratio: int) -> str:
+    """What the reason says of the sampled arm (nothing when every exposure was used)."""
+    if kept == (BUCKETS, BUCKETS):
+        return ""
+    sampled = kept[0] < BUCKETS  # True: the treated arm was sampled
+    name, other = ("treated", "control") if sampled else ("control", "treated")
+    return (
+        f"; fitted and validated on a sample of {int((arm == sampled).sum()):,} of {exposures[sampled]:,} "
+        f"{name} exposures and every {other} one (experiments.uplift_arm_ratio: {ratio})"
+    )
+
+
 def _register(
-    registry_root: Path, record: dict[str, Any], model: TwoModelUplift, min_evidence: int, as_of: date
+    registry_root: Path, record: dict[str, Any], model: TwoModelUplift, exp: ExperimentsSettings, as_of: date
 ) -> str:
     """A registry version of a fitted model, validated or not (its two classifiers, card and
     figures), promoted: later runs may reuse it (and its verdict: one that did not validate scores no
@@ -331,7 +380,7 @@ def _register(
         "as_of": as_of.isoformat(),
         "exposures": record["treated"] + record["control"],
         "results_run_id": record["results_run_id"],
-        "settings": fit_settings(min_evidence),
+        "settings": fit_settings(exp),
     }
     with tempfile.TemporaryDirectory() as folder:
         model.save(Path(folder))
