@@ -76,8 +76,10 @@ def _recommend(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
     return recommend(settings, run_id)
 
 
-def _transform(settings: Settings, run_id: str, as_of: date | None = None, **_: Any) -> dict[str, Any]:
-    return transform(settings, run_id, as_of)
+def _transform(
+    settings: Settings, run_id: str, as_of: date | None = None, full_refresh: bool = False, **_: Any
+) -> dict[str, Any]:
+    return transform(settings, run_id, as_of, full_refresh)
 
 
 def _segment(
@@ -150,6 +152,7 @@ def pipeline(
     retrain: bool | None = None,
     campaigns: list[str] | None = None,
     resume: str | None = None,
+    full_refresh: bool = False,
 ) -> dict[str, Any]:
     """Run the stages in order (all, or the ones named), recorded as one run in audit.runs.
 
@@ -157,7 +160,8 @@ def pipeline(
     ``source`` limits extraction to one configured source; ``as_of`` sets the day the features
     describe (default: the day after the latest order); ``horizon_days`` and ``retrain`` go to
     the segment stage (defaults: segment.horizon_days, segment.retrain); ``campaigns`` limits the
-    content stage to those briefs.
+    content stage to those briefs; ``full_refresh`` has the transform rebuild its incremental
+    models (fct_campaign_exposures) for every customer, not only those whose data changed.
 
     A run whose process died is marked interrupted by the next run. ``resume`` ("latest" or a run
     id) continues an interrupted or failed `clarion run` under its own run id: the stages it
@@ -170,7 +174,17 @@ def pipeline(
     watch = alerts.Watch(settings, str(flow_run.get_id() or ""))
     try:
         result = _run(
-            settings, watch, wait_seconds, stages, source, as_of, horizon_days, retrain, campaigns, resume
+            settings,
+            watch,
+            wait_seconds,
+            stages,
+            source,
+            as_of,
+            horizon_days,
+            retrain,
+            campaigns,
+            resume,
+            full_refresh,
         )
     except Exception as exc:  # a crash or a cancellation is told by the late-run automation instead
         watch.failed(exc)
@@ -191,12 +205,13 @@ def _run(
     retrain: bool | None,
     campaigns: list[str] | None,
     resume: str | None,
+    full_refresh: bool = False,
 ) -> dict[str, Any]:
     logger = get_run_logger()
     check_writable(settings)  # a deployment's run meets a read-only var/ here (the CLI checked before)
     warehouse = Warehouse.from_settings(settings)
-    if resume is not None and any(
-        v is not None for v in (stages, source, as_of, horizon_days, retrain, campaigns)
+    if resume is not None and (
+        full_refresh or any(v is not None for v in (stages, source, as_of, horizon_days, retrain, campaigns))
     ):
         raise ClarionError(
             "resume continues the interrupted `clarion run` as it was started: "
@@ -294,6 +309,7 @@ def _run(
                         horizon_days=horizon_days,
                         retrain=retrain,
                         campaigns=campaigns,
+                        full_refresh=full_refresh,
                     )
                 checkpoint(f"stage.{stage.name}")  # the stage's work done, its checkpoint not recorded
                 summaries[stage.name] = {**summary, "meter": meter}

@@ -35,6 +35,7 @@ from clarion.transform.dbt import (
     release_duckdb,
     resolve_as_of,
 )
+from clarion.transform.incremental import exposures_scope, scope_text
 from clarion.transform.publish import clear_staging, publish
 from clarion.warehouse import Warehouse
 
@@ -57,10 +58,10 @@ def publish_marts(settings: Settings, run_id: str, as_of: date) -> dict[str, Any
 
 
 @task(name="dbt-build", cache_policy=NO_CACHE)
-def dbt_build_task(settings: Settings, as_of: date) -> None:
+def dbt_build_task(settings: Settings, as_of: date, full_refresh: bool = False) -> None:
     """dbt build into staging with dbt's own runner, as one task; its artifact lists every node
     (also when one failed, so the UI shows which)."""
-    result = invoke_dbt(settings, "build", as_of)
+    result = invoke_dbt(settings, "build", as_of, *_refresh(full_refresh))
     nodes = getattr(result.result, "results", None) or []
     rows = [
         f"| {r.node.resource_type} | {r.node.name} | {r.status} | {r.execution_time:.2f} |"
@@ -75,11 +76,17 @@ def dbt_build_task(settings: Settings, as_of: date) -> None:
         raise DbtBuildError(f"dbt build failed, nothing published: {describe_failure(result)}")
 
 
-def dbt_build(settings: Settings, as_of: date) -> None:
+def _refresh(full_refresh: bool) -> tuple[str, ...]:
+    return ("--full-refresh",) if full_refresh else ()
+
+
+def dbt_build(settings: Settings, as_of: date, full_refresh: bool = False) -> None:
     """dbt build into staging; a failed model or test stops the stage. One task, or (with
-    transform.dbt_node_tasks) each node a Prefect task through prefect-dbt."""
+    transform.dbt_node_tasks) each node a Prefect task through prefect-dbt. Incremental models
+    (fct_campaign_exposures) compute only the customers whose inputs changed, unless
+    ``full_refresh``."""
     if not settings.transform.dbt_node_tasks:
-        dbt_build_task(settings, as_of)
+        dbt_build_task(settings, as_of, full_refresh)
         return
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
@@ -95,7 +102,7 @@ def dbt_build(settings: Settings, as_of: date) -> None:
             disable_assets=True,  # a task per node is the lineage we need; asset events cost ~0.1 s each
         )
         try:
-            result = runner.invoke(dbt_args(settings, "build", as_of))
+            result = runner.invoke(dbt_args(settings, "build", as_of, *_refresh(full_refresh)))
         finally:
             release_duckdb()
     if not result.success:
@@ -103,7 +110,9 @@ def dbt_build(settings: Settings, as_of: date) -> None:
 
 
 @flow(name="transform", log_prints=False)
-def transform(settings: Settings, run_id: str, as_of: date | None = None) -> dict[str, Any]:
+def transform(
+    settings: Settings, run_id: str, as_of: date | None = None, full_refresh: bool = False
+) -> dict[str, Any]:
     logger = get_run_logger()
     with Warehouse.from_settings(settings).connect("transform") as con:
         ensure_tables(con)
@@ -116,9 +125,12 @@ def transform(settings: Settings, run_id: str, as_of: date | None = None) -> dic
         gates.append(gate(settings, run_id, "raw"))
         if not gates[-1].passed:
             raise QualityGateError(gates[-1])
-        dbt_build(settings, day)
+        dbt_build(settings, day, full_refresh)
         with Warehouse.from_settings(settings).connect("transform") as con:
             reference.mark_build(con, run_id)
+            scope = exposures_scope(con, full_refresh)
+        if scope:
+            logger.info(scope_text(scope))
         checkpoint("transform.built")  # staging built, not yet gated or published
         gates.append(gate(settings, run_id, "marts"))
         if not gates[-1].passed:
@@ -128,7 +140,12 @@ def transform(settings: Settings, run_id: str, as_of: date | None = None) -> dic
         create_markdown_artifact(
             key="quality-gates", markdown=gates_markdown(gates, settings), description="Quality gates"
         )
-    return {"as_of": day.isoformat(), "gates": [g.summary() for g in gates], "published": published["tables"]}
+    return {
+        "as_of": day.isoformat(),
+        "gates": [g.summary() for g in gates],
+        "published": published["tables"],
+        "exposures": scope,
+    }
 
 
 @flow(name="check", log_prints=False)

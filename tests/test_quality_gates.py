@@ -522,3 +522,27 @@ def test_each_rule_on_a_mart_table_is_defined_in_one_place() -> None:
     metrics = {c.metric for s in suites for c in s.checks if c.metric}
     assert metrics <= {"row_count_ratio", "psi", "quarantine_rate", "hours_since_load", "unfinished_labels"}
     assert not {"row_count", "null_rate"} & (set(METRICS["raw"]) | set(METRICS["marts"]))
+
+
+def test_a_transform_recomputes_the_changed_customers_exposures_and_full_refresh_all(published) -> None:
+    """`clarion transform` on unchanged data recomputes no customer's campaign exposures (and says
+    so), `--full-refresh` recomputes every one; the published marts are the same either way."""
+    customers = query(
+        published,
+        "select count(distinct contact_id) from (select contact_id from raw.email_events "
+        "union all select contact_id from raw.orders)",
+    )[0][0]
+    exposures = "select count(*), coalesce(sum(hash(e)), 0) from marts.fct_campaign_exposures e"
+    before = query(published, exposures)
+
+    again = CliRunner().invoke(cli, ["transform"], catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert f"campaign exposures recomputed for 0 of {customers:,} customers (incremental" in again.output
+    assert query(published, exposures) == before
+
+    whole = CliRunner().invoke(cli, ["transform", "--full-refresh", "--json"], catch_exceptions=False)
+    assert whole.exit_code == 0, whole.output
+    summary = yaml.safe_load(whole.output)["stages"]["transform"]
+    assert summary["exposures"] == {"recomputed": customers, "customers": customers, "full_refresh": True}
+    assert query(published, exposures) == before
+    assert "--full-refresh" in CliRunner().invoke(cli, ["run", "--help"]).output

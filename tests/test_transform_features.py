@@ -255,8 +255,8 @@ def test_two_exposures_of_one_customer_to_one_campaign_fail_the_key_test(built) 
     try:
         with pytest.raises(DbtBuildError, match=r"unique_combination_fct_campaign_exposures"):
             run_dbt(settings, "test", AS_OF, *select)
-    finally:  # the module's other tests read this build
-        run_dbt(settings, "run", AS_OF, "--select", "fct_campaign_exposures")
+    finally:  # the module's other tests read this build; a hand-made row needs a full refresh
+        run_dbt(settings, "run", AS_OF, "--select", "fct_campaign_exposures", "--full-refresh")
     spring = "select count(*) from staging.fct_campaign_exposures where campaign_id = 'spring'"
     assert query(settings, spring) == [(1,)]
 

@@ -18,6 +18,14 @@ from clarion.cli.text import (
 )
 from clarion.errors import ClarionError
 
+FULL_REFRESH_OPTION = click.option(
+    "--full-refresh",
+    "full_refresh",
+    is_flag=True,
+    help="Rebuild the incremental models (the campaign exposures) for every customer, not only for "
+    "those whose data changed since the last build.",
+)
+
 # --------------------------------------------------------------------------------------------------
 # generate
 
@@ -230,10 +238,16 @@ def _run_pipeline(app: AppContext, wait_seconds: float | None, **params: Any) ->
     metavar="RUN_ID",
     help="Continue this failed or interrupted run (see `clarion status`).",
 )
+@FULL_REFRESH_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.pass_obj
 def run(
-    app: AppContext, wait_seconds: float | None, resume: bool, resume_run: str | None, as_json: bool
+    app: AppContext,
+    wait_seconds: float | None,
+    resume: bool,
+    resume_run: str | None,
+    full_refresh: bool,
+    as_json: bool,
 ) -> None:
     """Run the pipeline: every stage in order, as one Prefect flow run.
 
@@ -251,10 +265,14 @@ def run(
       clarion run
       clarion run --resume                             # after a kill, a crash or a failed stage
       clarion run --wait 600 --json
+      clarion run --full-refresh                       # campaign exposures rebuilt for everyone
       PREFECT_HOME=var/prefect prefect server start    # then open http://127.0.0.1:4200 to see runs
     """
     target = resume_run or ("latest" if resume else None)
-    result = _run_pipeline(app, wait_seconds, **({"resume": target} if target else {}))
+    params: dict[str, Any] = {"resume": target} if target else {}
+    if full_refresh:
+        params["full_refresh"] = True
+    result = _run_pipeline(app, wait_seconds, **params)
     _emit(result, as_json, _run_text(result))
 
 
@@ -380,10 +398,13 @@ def extract(
     type=click.DateTime(["%Y-%m-%d"]),
     help="The day the features describe [transform.as_of; the day after the latest order].",
 )
+@FULL_REFRESH_OPTION
 @WAIT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary (with gate results) as JSON.")
 @click.pass_obj
-def transform(app: AppContext, as_of: datetime | None, wait_seconds: float | None, as_json: bool) -> None:
+def transform(
+    app: AppContext, as_of: datetime | None, full_refresh: bool, wait_seconds: float | None, as_json: bool
+) -> None:
     """Build customer features with dbt, gate them, and publish them to marts.
 
     Write-audit-publish: the raw gate (expectations/raw.yml) runs first; dbt builds every model
@@ -391,15 +412,23 @@ def transform(app: AppContext, as_of: datetime | None, wait_seconds: float | Non
     build; only then is it copied into marts, in one transaction. A failing `fail` check stops it
     with the check, what it observed and samples, exit code 4; marts keep the last good build.
 
+    The campaign exposures (fct_campaign_exposures) are built incrementally: only the customers
+    whose e-mail events, holdouts or orders changed since the last build are computed again (any
+    change of the exposures' SQL or attribution_days recomputes everyone); --full-refresh rebuilds
+    them for every customer. Every other model is rebuilt whole.
+
     \b
     Examples:
       clarion transform
       clarion transform --as-of 2026-04-01          # features as of another day (a backtest)
+      clarion transform --full-refresh              # exposures rebuilt for every customer
       clarion check                                 # the gates alone
     """
     params: dict[str, Any] = {"stages": ["transform"]}
     if as_of:
         params["as_of"] = as_of.date()
+    if full_refresh:
+        params["full_refresh"] = True
     result = _run_pipeline(app, wait_seconds, **params)
     _emit(result, as_json, _run_text(result))
 

@@ -45,6 +45,10 @@ def _run_text(result: dict[str, Any]) -> str:
                 f"  {name}" + (f"   features as of {summary['as_of']}" if "as_of" in summary else "")
             )
             lines += ["    " + line for line in gates_text(summary["gates"]).splitlines()]
+            if summary.get("exposures"):
+                from clarion.transform.incremental import scope_text
+
+                lines.append(f"    {scope_text(summary['exposures'])}")
             if summary.get("published"):
                 shown = ", ".join(f"{t} {n:,}" for t, n in summary["published"].items())
                 lines.append(f"    published to marts: {shown}")

@@ -7,12 +7,14 @@ prefect-dbt (each node a task); tests and benchmarks use dbt's own runner with t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -92,11 +94,56 @@ def dbt_args(
     ]
 
 
+def forget_stale_parse(settings: Settings) -> bool:
+    """Remove dbt's partial-parse state unless it was written by a dbt call of ours on this very
+    project: dbt's partial parsing can keep a graph that misses a new model after the project's
+    files changed (seen here: a unit test's new input "not found" after an upgrade, until the
+    state was removed). ``var/dbt/target/.project-hash`` holds the project's hash and the state
+    file's size and time as our last call left them (:func:`remember_parse`); any difference costs
+    one full parse. True when the state was removed."""
+    stamp, state = _parse_files(settings)
+    if stamp.exists() and stamp.read_text() == _parse_stamp(settings):
+        return False
+    removed = state.exists()
+    state.unlink(missing_ok=True)
+    stamp.unlink(missing_ok=True)
+    return removed
+
+
+def remember_parse(settings: Settings) -> None:
+    """After a dbt call: the project and the partial-parse state it left, for the next call."""
+    stamp, _ = _parse_files(settings)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(_parse_stamp(settings))
+
+
+def _parse_files(settings: Settings) -> tuple[Path, Path]:
+    target = settings.var_dir / "dbt" / "target"
+    return target / ".project-hash", target / "partial_parse.msgpack"
+
+
+def _parse_stamp(settings: Settings) -> str:
+    project = settings.transform.dbt_project_dir
+    digest = hashlib.sha256()
+    for path in sorted(p for p in project.rglob("*") if p.is_file() and not _generated(p, project)):
+        digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes() + b"\0")
+    _, state = _parse_files(settings)
+    written = f"{state.stat().st_size}/{state.stat().st_mtime_ns}" if state.exists() else "none"
+    return f"{digest.hexdigest()} {written}"
+
+
+def _generated(path: Path, project: Path) -> bool:
+    parts = path.relative_to(project).parts
+    return parts[0] in {"target", "logs", "dbt_packages"} or "__pycache__" in parts
+
+
 @contextmanager
 def dbt_environment(
     settings: Settings, schema: str = "staging", raw_schema: str = "raw", target: str = "duckdb"
 ) -> Iterator[None]:
-    """The DBT_CLARION_* variables the profile reads, for the duration of a dbt call."""
+    """The DBT_CLARION_* variables the profile reads, for the duration of a dbt call (and dbt's
+    partial-parse state forgotten if the project changed since it was written)."""
+    forget_stale_parse(settings)
     duckdb_config = Warehouse.from_settings(settings).duckdb_config()
     values = {
         "DBT_CLARION_TARGET": target,
@@ -112,6 +159,7 @@ def dbt_environment(
     try:
         yield
     finally:
+        remember_parse(settings)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

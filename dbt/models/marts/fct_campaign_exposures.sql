@@ -4,7 +4,19 @@
     enrolments come from the CRM (an ESP's own control group) and from Clarion's exports (the
     customers they held out, stg_clarion_holdouts, at their assignment). Reactions
     and orders count within the attribution window [exposed_at, exposed_at + attribution_days),
-    the same for both arms, so treated minus control is the campaign's effect. -#}
+    the same for both arms, so treated minus control is the campaign's effect.
+
+    On DuckDB the table is built incrementally (macros/incremental.sql): a build computes only the
+    customers whose inputs changed since the last one (int_exposures_changed), after its pre-hook
+    deleted their rows; the result equals a full build (tests/test_transform_incremental.py). -#}
+
+{{ config(
+    materialized=('incremental' if exposures_incremental() else 'table'),
+    incremental_strategy='append',
+    pre_hook=("{{ exposures_forget_changed() }}" if exposures_incremental() else []),
+    post_hook=("{{ exposures_keep_inputs() }}" if exposures_incremental() else []),
+) }}
+-- depends_on: {{ ref('int_exposures_changed') }}
 
 {%- set in_window -%}
     occurred_at >= exposed_at and occurred_at < {{ attribution_end('exposed_at') }}
@@ -15,12 +27,18 @@ with
 crm_events as (
 
     select * from {{ ref('stg_email_events') }}
+    {%- if is_incremental() %}
+    where contact_id in (select contact_id from {{ ref('int_exposures_changed') }})
+    {%- endif %}
 
 ),
 
 clarion_holdouts as (
 
     select * from {{ ref('stg_clarion_holdouts') }}
+    {%- if is_incremental() %}
+    where contact_id in (select contact_id from {{ ref('int_exposures_changed') }})
+    {%- endif %}
 
 ),
 
@@ -45,6 +63,9 @@ events as (
 orders as (
 
     select * from {{ ref('int_orders') }}
+    {%- if is_incremental() %}
+    where contact_id in (select contact_id from {{ ref('int_exposures_changed') }})
+    {%- endif %}
 
 ),
 

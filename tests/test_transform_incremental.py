@@ -1,0 +1,337 @@
+"""fct_campaign_exposures built incrementally equals a full build, load after load.
+
+One 300-customer CRM is extracted and built. Then, one load at a time, come late e-mail events (an
+open inside a send's attribution window, a click after it, a first send of a new campaign), order
+updates (a converting order cancelled, an order moved to another customer), a holdout of Clarion's
+own, an erasure, and a change of attribution_days. After each, the incremental build (`dbt run`
+into staging) must equal a full build of the same data (`--full-refresh` into a schema of its own),
+row for row, and must have recomputed exactly the customers the load touched: that set is worked
+out here from what the test changed, not read back from the build.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+from extract_helpers import make_settings, query, run_extract
+
+from clarion.config import GenerateSettings, Settings
+from clarion.content.store import ensure_tables as content_tables
+from clarion.contract import ENTITIES
+from clarion.quality.gate import ensure_tables as audit_tables
+from clarion.subject.erase import erase
+from clarion.synth.generator import generate
+from clarion.transform.dbt import run_dbt
+from clarion.transform.incremental import exposures_scope, scope_text
+from clarion.transform.publish import BY_CUSTOMER, publish
+from clarion.warehouse import Warehouse
+
+AS_OF = date(2026, 7, 1)
+EXPOSURES = ("--select", "+fct_campaign_exposures")
+NO_TESTS = ("--exclude-resource-type", "test", "--exclude-resource-type", "unit_test")  # seeds: yes
+COLUMNS = (
+    "campaign_id, contact_id, arm, variant_id, exposed_at, delivered, opened, clicked, unsubscribed, "
+    "bounced, conversions, round(revenue_eur, 6), converted, contaminated"
+)
+
+
+def incremental_build(settings: Settings) -> set[int]:
+    """The incremental build into staging; the customers it recomputed."""
+    run_dbt(settings, "run", AS_OF, *EXPOSURES)
+    return {r[0] for r in query(settings, "select contact_id from staging.int_exposures_changed")}
+
+
+def exposures(settings: Settings, schema: str = "staging") -> list[tuple]:
+    return query(settings, f"select {COLUMNS} from {schema}.fct_campaign_exposures order by 1, 2")
+
+
+def full_build(settings: Settings) -> list[tuple]:
+    """The same data built whole, in a schema of its own (dropped after)."""
+    run_dbt(settings, "build", AS_OF, *EXPOSURES, *NO_TESTS, "--full-refresh", schema="full_build")
+    try:
+        return exposures(settings, "full_build")
+    finally:
+        with Warehouse.from_settings(settings).connect("test") as con:
+            con.execute("drop schema full_build cascade")
+
+
+def published(settings: Settings, expected_rewritten: set[int] | None) -> None:
+    """Publish the build; the customers it rewrote are the ones expected (None: a whole copy), and
+    the published customer-keyed marts hold exactly the build's rows."""
+    with Warehouse.from_settings(settings).connect("test") as con:
+        audit_tables(con)
+        result = publish(con, "test-run", AS_OF, 90)
+    assert result.get("customers_rewritten") == (
+        None if expected_rewritten is None else len(expected_rewritten)
+    )
+    for table in BY_CUSTOMER:
+        both = [f"(select * from {a}.{table} except all select * from {b}.{table})" for a, b in PAIRS]
+        assert query(settings, f"select count(*) from {both[0]}") == [(0,)], table
+        assert query(settings, f"select count(*) from {both[1]}") == [(0,)], table
+        assert query(settings, f"select count(*) from marts.{table}") == query(
+            settings, f"select count(*) from staging.{table}"
+        )
+
+
+PAIRS = (("staging", "marts"), ("marts", "staging"))
+
+
+def write(settings: Settings, *statements: tuple[str, list]) -> None:
+    with Warehouse.from_settings(settings).connect("test") as con:
+        for sql, params in statements:
+            con.execute(sql, params)
+
+
+def add_event(settings: Settings, contact_id: int, campaign: str, kind: str, at, variant=None) -> None:
+    columns = ENTITIES["email_events"].column_names
+    (next_id,) = query(settings, "select max(event_id) + 1 from raw.email_events")[0]
+    row = {
+        "event_id": next_id,
+        "contact_id": contact_id,
+        "campaign_id": campaign,
+        "event_type": kind,
+        "variant_id": variant,
+        "occurred_at": at,
+    }
+    assert set(row) <= set(columns)
+    write(
+        settings,
+        (
+            f"insert into raw.email_events ({', '.join(columns)}, _source, _load_id, _loaded_at, _row_hash) "
+            f"values ({', '.join('?' for _ in columns)}, 'crm', 'late', now(), 0)",
+            [row.get(c) for c in columns],
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root = tmp_path_factory.mktemp("incremental")
+    generate(GenerateSettings(customers=300, seed=31, defects=0), out=root / "crm")
+    settings = make_settings(root / "project", {"crm": {"kind": "files", "path": str(root / "crm")}})
+    run_extract(settings)
+    run_dbt(settings, "build", AS_OF)  # the first build: whole, every model and test
+    return settings
+
+
+def pick(settings: Settings, sql: str) -> tuple:
+    rows = query(settings, sql)
+    assert rows, f"the generated CRM has no row for: {sql}"
+    return rows[0]
+
+
+def test_incremental_builds_equal_full_builds_after_late_events_updates_holdouts_and_an_erasure(
+    project: Settings,
+) -> None:
+    settings = project
+    first = exposures(settings)
+    assert first == full_build(settings) and len(first) > 1000
+    everyone = {r[0] for r in query(settings, "select contact_id from staging.int_exposure_inputs")}
+    published(settings, None)  # nothing published before: copied whole
+
+    # nothing new: nobody is recomputed, nothing moves
+    assert incremental_build(settings) == set()
+    assert exposures(settings) == first
+    published(settings, set())
+
+    # late e-mail events: an open inside a send's window (the row changes), a click after the window
+    # (a new input, the same row), and a first send of a new campaign to someone never exposed
+    opener, campaign, sent_at = pick(
+        settings,
+        "select contact_id, campaign_id, exposed_at from staging.fct_campaign_exposures "
+        "where arm = 'treatment' and delivered and not opened order by 1, 2",
+    )
+    late_clicker, late_campaign, late_sent = pick(
+        settings,
+        "select contact_id, campaign_id, exposed_at from staging.fct_campaign_exposures "
+        f"where arm = 'treatment' and not clicked and contact_id <> {opener} order by 1, 2",
+    )
+    newcomer = pick(
+        settings,
+        "select contact_id from staging.stg_contacts where contact_id not in "
+        "(select contact_id from staging.fct_campaign_exposures) order by 1",
+    )[0]
+    add_event(settings, opener, campaign, "open", sent_at + timedelta(hours=2))
+    add_event(settings, late_clicker, late_campaign, "click", late_sent + timedelta(days=8))
+    add_event(settings, newcomer, "late-campaign", "sent", sent_at, variant="A")
+    assert incremental_build(settings) == {opener, late_clicker, newcomer}
+    after = exposures(settings)
+    assert after == full_build(settings)
+    assert next(r for r in after if r[:2] == (campaign, opener))[6] is True  # opened now
+    assert any(r[:2] == ("late-campaign", newcomer) for r in after)
+    published(settings, {opener, late_clicker, newcomer})
+
+    # order updates: a converting order cancelled; another customer's order moved to a third one
+    converter, order_id = pick(
+        settings,
+        "select e.contact_id, o.order_id from staging.fct_campaign_exposures e "
+        "join staging.int_orders o on o.contact_id = e.contact_id and not o.is_cancelled "
+        "and o.ordered_at >= e.exposed_at and o.ordered_at < e.exposed_at + interval 7 day "
+        "where e.converted order by 1, 2",
+    )
+    giver, moved = pick(
+        settings,
+        f"select contact_id, order_id from raw.orders where contact_id not in ({converter}) order by 2",
+    )
+    taker = pick(
+        settings,
+        "select contact_id from staging.fct_campaign_exposures "
+        f"where contact_id not in ({converter}, {giver}) order by 1",
+    )[0]
+    write(
+        settings,
+        ("update raw.orders set status = 'cancelled', _load_id = 'update' where order_id = ?", [order_id]),
+        ("update raw.orders set contact_id = ?, _load_id = 'update' where order_id = ?", [taker, moved]),
+    )
+    assert incremental_build(settings) == {converter, giver, taker}
+    assert exposures(settings) == full_build(settings)
+    published(settings, {converter, giver, taker})
+
+    # Clarion's own holdout: a control enrolment of a customer the CRM never sent the campaign
+    held = pick(
+        settings,
+        "select contact_id from staging.stg_contacts where contact_id not in "
+        f"(select contact_id from staging.fct_campaign_exposures) and contact_id <> {newcomer} order by 1",
+    )[0]
+    with Warehouse.from_settings(settings).connect("test") as con:
+        content_tables(con)
+        con.execute(
+            "insert into content.assignments values ('e-1', 'late-campaign', ?, 'holdout', null, ?)",
+            [held, sent_at],
+        )
+    assert incremental_build(settings) == {held}
+    after = exposures(settings)
+    assert after == full_build(settings)
+    assert any(r[:3] == ("late-campaign", held, "control") for r in after)
+    published(settings, {held})
+
+    # an erasure: the person's rows go from raw and from the build (its kept fingerprints too), so
+    # the next build has nothing of them to recompute and none of their exposures
+    erased = opener
+    erase(settings, str(erased), "REQ-1", compact=False)
+    assert incremental_build(settings) == set()
+    after = exposures(settings)
+    assert after == full_build(settings)
+    assert erased not in {r[1] for r in after}
+    published(settings, set())  # the erasure took their rows from marts too
+    assert query(settings, f"select count(*) from marts.fct_email_events where contact_id = {erased}") == [
+        (0,)
+    ]
+
+    # the exposures' own logic changes (attribution_days): every customer is recomputed
+    wider = settings.model_copy(
+        update={"experiments": settings.experiments.model_copy(update={"attribution_days": 3})}
+    )
+    assert incremental_build(wider) == everyone - {erased}
+    assert exposures(wider) == full_build(wider) != after
+    published(wider, None)  # everyone changed: copied whole
+
+
+def test_only_the_changed_customers_are_rewritten_until_a_full_refresh(project: Settings) -> None:
+    """A value written into the build by hand for a customer whose inputs did not change survives
+    an incremental build (it is not recomputed) and is gone after `--full-refresh`; the build's
+    summary says how many customers it recomputed."""
+    settings = project
+    run_dbt(settings, "run", AS_OF, *EXPOSURES)
+    (contact_id,) = pick(settings, "select min(contact_id) from staging.fct_campaign_exposures")
+    tampered = "select sum(revenue_eur), count(*) from staging.fct_campaign_exposures where contact_id = ?"
+    (before, rows) = query(settings, tampered, [contact_id])[0]
+    write(
+        settings,
+        (
+            "update staging.fct_campaign_exposures set revenue_eur = revenue_eur + 1 where contact_id = ?",
+            [contact_id],
+        ),
+    )
+    assert incremental_build(settings) == set()
+    assert query(settings, tampered, [contact_id])[0][0] == pytest.approx(before + rows)  # one per row
+    run_dbt(settings, "run", AS_OF, *EXPOSURES, "--full-refresh")
+    assert query(settings, tampered, [contact_id])[0][0] == pytest.approx(before)
+
+    # the publication likewise rewrites only the changed customers' rows of the customer-keyed marts
+    with Warehouse.from_settings(settings).connect("test") as con:
+        audit_tables(con)
+        publish(con, "test-run", AS_OF, 90)
+        con.execute(
+            "update marts.fct_email_events set variant_id = 'by hand' where contact_id = ?", [contact_id]
+        )
+        assert publish(con, "test-run", AS_OF, 90)["customers_rewritten"] == 0
+    by_hand = "select count(*) from marts.fct_email_events where variant_id = 'by hand'"
+    assert query(settings, by_hand)[0][0] > 0
+
+    con = duckdb.connect(str(settings.warehouse.path), read_only=True)
+    try:
+        customers = con.execute(
+            "select count(distinct contact_id) from (select contact_id from raw.email_events "
+            "union all select contact_id from raw.orders)"
+        ).fetchone()[0]
+        scope = exposures_scope(con, full_refresh=False)
+        assert scope == {"recomputed": 0, "customers": customers, "full_refresh": False}
+        assert exposures_scope(con, full_refresh=True)["recomputed"] == customers
+    finally:
+        con.close()
+    assert scope_text(scope) == (
+        f"campaign exposures recomputed for 0 of {customers:,} customers "
+        "(incremental: the others' inputs did not change)"
+    )
+
+
+def test_where_nothing_was_kept_the_first_incremental_build_recomputes_everyone(
+    tmp_path: Path, project: Settings
+) -> None:
+    """A build whose fingerprints are gone (a table built before this scheme) forgets every row and
+    computes every customer again, so no row of a customer who has since vanished stays."""
+    settings = project
+    write(
+        settings,
+        ("drop table staging.fct_campaign_exposures__inputs", []),
+        (
+            "insert into staging.fct_campaign_exposures select * replace (-1 as contact_id) "
+            "from staging.fct_campaign_exposures limit 1",
+            [],
+        ),
+    )
+    everyone = {r[0] for r in query(settings, "select contact_id from staging.int_exposure_inputs")}
+    assert incremental_build(settings) == everyone
+    assert exposures(settings) == full_build(settings)
+
+
+def test_a_changed_dbt_project_forgets_the_partial_parse_state(tmp_path: Path) -> None:
+    """dbt's partial-parse state is kept while the project's files and the state are as our last
+    dbt call left them, and removed once a project file changed or another program rewrote the
+    state (an upgrade added models: a kept state once lost one, and the build failed)."""
+    import shutil
+
+    from clarion.transform.dbt import forget_stale_parse, remember_parse
+
+    shipped = make_settings(tmp_path / "shipped", {}).transform.dbt_project_dir
+    project = tmp_path / "dbt"
+    shutil.copytree(shipped, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    base = make_settings(tmp_path / "project", {})
+    settings = base.model_copy(
+        update={"transform": base.transform.model_copy(update={"dbt_project_dir": project})}
+    )
+    state = settings.var_dir / "dbt" / "target" / "partial_parse.msgpack"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"an older version's state")
+    assert forget_stale_parse(settings) is True and not state.exists()  # never stamped: forgotten
+
+    def dbt_call(content: bytes) -> None:  # what dbt_environment does around a call
+        forget_stale_parse(settings)
+        state.write_bytes(content)
+        remember_parse(settings)
+
+    dbt_call(b"dbt's state")
+    assert forget_stale_parse(settings) is False and state.exists()
+    (project / "target").mkdir()
+    (project / "target" / "manifest.json").write_text("{}")  # dbt's own output is not the project
+    assert forget_stale_parse(settings) is False and state.exists()
+    model = project / "models" / "marts" / "fct_email_events.sql"
+    model.write_text(model.read_text() + "\n-- edited\n")
+    assert forget_stale_parse(settings) is True and not state.exists()
+    dbt_call(b"dbt's state, parsed again")
+    state.write_bytes(b"written by another version of Clarion, longer")
+    assert forget_stale_parse(settings) is True and not state.exists()
