@@ -18,6 +18,13 @@
 ) }}
 -- depends_on: {{ ref('int_exposures_changed') }}
 
+{#- an incremental build reads only the changed customers' rows -#}
+{%- set only_changed -%}
+    {%- if is_incremental() -%}
+    where contact_id in (select contact_id from {{ ref('int_exposures_changed') }})
+    {%- endif -%}
+{%- endset %}
+
 {%- set in_window -%}
     occurred_at >= exposed_at and occurred_at < {{ attribution_end('exposed_at') }}
 {%- endset %}
@@ -27,18 +34,14 @@ with
 crm_events as (
 
     select * from {{ ref('stg_email_events') }}
-    {%- if is_incremental() %}
-    where contact_id in (select contact_id from {{ ref('int_exposures_changed') }})
-    {%- endif %}
+    {{ only_changed }}
 
 ),
 
 clarion_holdouts as (
 
     select * from {{ ref('stg_clarion_holdouts') }}
-    {%- if is_incremental() %}
-    where contact_id in (select contact_id from {{ ref('int_exposures_changed') }})
-    {%- endif %}
+    {{ only_changed }}
 
 ),
 
@@ -63,9 +66,7 @@ events as (
 orders as (
 
     select * from {{ ref('int_orders') }}
-    {%- if is_incremental() %}
-    where contact_id in (select contact_id from {{ ref('int_exposures_changed') }})
-    {%- endif %}
+    {{ only_changed }}
 
 ),
 
