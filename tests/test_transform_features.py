@@ -87,6 +87,7 @@ def built(tmp_path_factory) -> tuple[dict[int, dict], dict[int, dict], Any]:
                 contact(1, "2025-01-01"),
                 contact(2, "2026-06-30"),  # signed up the day before as_of: a customer with no history
                 contact(3, "2026-07-01"),  # signed up on as_of: not a customer yet
+                contact(4, "2025-01-01"),  # purchase days, categories and e-mail edge cases
             ],
         )
         insert(
@@ -100,6 +101,52 @@ def built(tmp_path_factory) -> tuple[dict[int, dict], dict[int, dict], Any]:
                 order(15, 1, "2026-07-01 00:00:00+00", 999.0),  # at as_of: a label, never a feature
                 order(16, 1, "2026-09-29 00:00:00+00", 7.0),  # as_of + 90 days: outside the horizon
                 order(21, 2, "2026-06-30 12:00:00+00", 85.0, currency="GBP"),  # 85 GBP = 100 EUR (0.85/EUR)
+                # contact 4 bought on three UTC days: two orders on Feb 10, one just after midnight
+                order(41, 4, "2026-02-10 08:00:00+00", 15.0),
+                order(42, 4, "2026-02-10 23:00:00+00", 20.0),
+                order(43, 4, "2026-02-11 00:30:00+00", 5.0),
+                order(44, 4, "2026-03-01 10:00:00+00", 50.0, status="cancelled"),  # no day, no category
+                order(45, 4, "2026-04-01 10:00:00+00", 10.0),
+            ],
+        )
+        insert(
+            con,
+            "products",
+            [
+                {
+                    "product_id": pid,
+                    "sku": f"sku-{pid}",
+                    "name": f"product {pid}",
+                    "category": category,
+                    "price": 10.0,
+                    "currency": "EUR",
+                    "active": True,
+                    "updated_at": "2025-01-01 00:00:00+00",
+                }
+                for pid, category in ((1, "apparel"), (2, "footwear"), (3, "home"))
+            ],
+        )
+        insert(
+            con,
+            "order_items",
+            [
+                {
+                    "order_item_id": item_id,
+                    "order_id": order_id,
+                    "product_id": pid,
+                    "quantity": 1,
+                    "unit_price": amount,
+                    "line_amount": amount,
+                    "updated_at": "2026-01-01 00:00:00+00",
+                }
+                for item_id, order_id, pid, amount in (
+                    (1, 41, 1, 10.0),
+                    (2, 41, 1, 5.0),  # apparel twice in one order: one category
+                    (3, 42, 2, 20.0),
+                    (4, 43, 1, 5.0),
+                    (5, 44, 3, 50.0),  # home, on the cancelled order only
+                    (6, 45, 2, 10.0),
+                )
             ],
         )
         insert(
@@ -120,6 +167,18 @@ def built(tmp_path_factory) -> tuple[dict[int, dict], dict[int, dict], Any]:
                 event(134, 1, "open", "2026-05-03 10:00:00+00", "p4"),
                 # enrolled in a campaign's control group: nothing was sent, so not a send
                 event(140, 1, "control", "2026-06-20 09:00:00+00", "x0"),
+                # contact 4 (the windows start 2026-01-02 and 2026-05-02):
+                # "r" was first sent before the 180 days, so its resend and open in them are an
+                # older send's; "q" has an open recorded before its send, which still counts; "s"
+                # was clicked, not opened; an unsubscribe long before the windows still counts
+                event(400, 4, "sent", "2025-12-20 09:00:00+00", "r"),
+                event(401, 4, "sent", "2026-02-01 09:00:00+00", "r"),
+                event(402, 4, "open", "2026-02-02 10:00:00+00", "r"),
+                event(403, 4, "open", "2025-12-30 10:00:00+00", "q"),
+                event(404, 4, "sent", "2026-06-20 09:00:00+00", "q"),
+                event(405, 4, "sent", "2026-03-01 09:00:00+00", "s"),
+                event(406, 4, "click", "2026-03-02 09:00:00+00", "s"),
+                event(407, 4, "unsubscribe", "2025-06-01 09:00:00+00", "u"),
             ],
         )
         insert(
@@ -263,7 +322,7 @@ def test_two_exposures_of_one_customer_to_one_campaign_fail_the_key_test(built) 
 
 def test_only_customers_who_signed_up_before_as_of_are_described(built) -> None:
     features, labels, _ = built
-    assert set(features) == {1, 2} and set(labels) == {1, 2}
+    assert set(features) == {1, 2, 4} and set(labels) == {1, 2, 4}
     assert all(f["as_of"] == AS_OF for f in features.values())
 
 
@@ -288,6 +347,30 @@ def test_purchase_rhythm_discounts_and_returns(built) -> None:
     assert f["recency_vs_usual"] == pytest.approx((60 + 14 / 24) / 60)
     assert f["discount_share"] == pytest.approx(1 / 3)
     assert f["return_rate"] == pytest.approx(1 / 3)
+
+
+def test_purchase_days_count_utc_days_and_categories_count_what_was_bought(built) -> None:
+    f = built[0][4]
+    assert f["orders_lifetime"] == 4  # 41, 42, 43, 45; 44 is cancelled
+    assert f["purchase_days"] == 3  # Feb 10 (41 and 42), Feb 11 (43 at 00:30 UTC), Apr 1
+    assert f["n_categories"] == 2  # apparel and footwear; home was only on the cancelled order
+    assert f["share_apparel"] == pytest.approx(20 / 50)  # 10 + 5 + 5 of 50
+    assert f["share_footwear"] == pytest.approx(30 / 50)
+    assert f["share_home"] == 0 and f["top_category_share"] == pytest.approx(0.6)
+    f1 = built[0][1]
+    assert f1["purchase_days"] == 3 and f1["n_categories"] == 0  # three days; no order lines
+    assert built[0][2]["purchase_days"] == 1
+
+
+def test_a_send_belongs_to_its_first_sent_event_and_keeps_every_reaction_before_the_day(built) -> None:
+    f = built[0][4]
+    # 60 days: "q" sent Jun 20, opened (its open was recorded before the send, on Dec 30)
+    assert (f["email_sends_60d"], f["email_opens_60d"], f["email_clicks_60d"]) == (1, 1, 0)
+    # the 120 before: "s" (clicked, not opened); "r" was first sent on Dec 20, before both windows
+    assert f["email_sends_prior_120d"] == 1
+    assert f["open_rate_prior_120d"] == 0 and f["click_rate_prior_120d"] == 1
+    assert f["days_since_last_open"] == pytest.approx(149 - 10 / 24)  # "r" opened Feb 2 10:00
+    assert f["unsubscribed"] is True  # on 2025-06-01, long before the windows
 
 
 def test_email_engagement_compares_the_last_60_days_with_the_120_before(built) -> None:
@@ -346,7 +429,8 @@ def test_features_as_of_an_earlier_day_forget_what_came_later(built, tmp_path: P
         settings, "select orders_in_horizon from staging.customer_labels where contact_id = 1"
     )
     assert label_orders == 2  # 12 (Mar 1) and 13 (May 1, returned but not cancelled)
-    assert query(settings, "select count(*) from staging.customer_features")[0][0] == 1  # 2 signed up later
+    # 1 and 4; 2 signed up later
+    assert query(settings, "select count(*) from staging.customer_features")[0][0] == 2
 
 
 # -- point in time: a status counts from when it was recorded ------------------------------------
