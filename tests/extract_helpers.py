@@ -8,10 +8,11 @@ from typing import Any
 
 import duckdb
 
-from clarion.config import Settings, load_settings
+from clarion.config import GenerateSettings, Settings, load_settings
 from clarion.contract import ENTITIES
 from clarion.extract.publish import PublishResult
 from clarion.extract.runner import extract_step, plan_steps
+from clarion.synth.generator import generate
 from clarion.warehouse import Warehouse
 
 
@@ -44,6 +45,15 @@ def run_extract(
         for step in plan_steps(settings, source):
             results += extract_step(settings, warehouse, run_id, step)
     return results
+
+
+def generated_project(root: Path, customers: int, seed: int) -> Settings:
+    """A clean generated CRM of ``customers`` (files under ``root/crm``) extracted into the raw
+    tables of a project under ``root/project``."""
+    generate(GenerateSettings(customers=customers, seed=seed, defects=0), out=root / "crm")
+    settings = make_settings(root / "project", {"crm": {"kind": "files", "path": str(root / "crm")}})
+    run_extract(settings)
+    return settings
 
 
 def by_entity(results: list[PublishResult]) -> dict[str, PublishResult]:

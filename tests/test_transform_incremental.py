@@ -16,14 +16,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from extract_helpers import make_settings, query, run_extract
+from extract_helpers import generated_project, make_settings, query
 
-from clarion.config import GenerateSettings, Settings
+from clarion.config import Settings
 from clarion.content.store import ensure_tables as content_tables
 from clarion.contract import ENTITIES
 from clarion.quality.gate import ensure_tables as audit_tables
 from clarion.subject.erase import erase
-from clarion.synth.generator import generate
 from clarion.transform.dbt import run_dbt
 from clarion.transform.incremental import exposures_scope, scope_text
 from clarion.transform.publish import BY_CUSTOMER, publish
@@ -109,10 +108,7 @@ def add_event(settings: Settings, contact_id: int, campaign: str, kind: str, at,
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    root = tmp_path_factory.mktemp("incremental")
-    generate(GenerateSettings(customers=300, seed=31, defects=0), out=root / "crm")
-    settings = make_settings(root / "project", {"crm": {"kind": "files", "path": str(root / "crm")}})
-    run_extract(settings)
+    settings = generated_project(tmp_path_factory.mktemp("incremental"), customers=300, seed=31)
     run_dbt(settings, "build", AS_OF)  # the first build: whole, every model and test
     return settings
 

@@ -21,10 +21,9 @@ from urllib.parse import urlsplit
 import duckdb
 import psycopg
 import pytest
-from extract_helpers import make_settings, run_extract
+from extract_helpers import generated_project
 
-from clarion.config import GenerateSettings, Settings
-from clarion.synth.generator import generate
+from clarion.config import Settings
 from clarion.transform.dbt import (
     MART_TABLES,
     dbt_args,
@@ -61,10 +60,7 @@ def pg_type(duck_type: str) -> str:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A 300-customer CRM extracted into DuckDB and built there (staging.*) for AS_OF."""
-    root = tmp_path_factory.mktemp("transform_pg")
-    generate(GenerateSettings(customers=300, seed=23, defects=0), out=root / "crm")
-    settings = make_settings(root / "project", {"crm": {"kind": "files", "path": str(root / "crm")}})
-    run_extract(settings)
+    settings = generated_project(tmp_path_factory.mktemp("transform_pg"), customers=300, seed=23)
     run_dbt(settings, "build", AS_OF)
     return settings
 
