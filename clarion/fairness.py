@@ -130,12 +130,24 @@ def promotion_refusal(meta: dict[str, Any], name: str) -> str | None:
 def _selection(
     con: duckdb.DuckDBPyConnection, names: list[str], sql: str, params: list[Any], lim: lib.Limits, scope: str
 ) -> list[dict[str, Any]]:
-    """One selection (rows of (selected, attribute values...)) judged per attribute."""
-    cols = ", ".join(f"d.{a}" for a in names)
-    frame = con.execute(sql.replace("{attributes}", cols), params).df()
+    """One selection (rows of (selected, attribute values...)) judged per attribute, from each
+    attribute value's members and selected counted in the warehouse (labelled as ``lib.labels``
+    labels each member's value)."""
     out = []
-    for i, a in enumerate(names):
-        rows = lib.selection(frame.iloc[:, 1 + i].to_numpy(), frame.iloc[:, 0].to_numpy(), lim)
+    for a in names:
+        grouped = con.execute(
+            f"select __group, count(*) as members, count(*) filter (where __selected) as selected "
+            f"from ({sql.replace('{attributes}', f'd.{a}')}) as t(__selected, __group) group by __group",
+            params,
+        ).df()
+        counts: dict[str, tuple[int, int]] = {}
+        # to_numpy as for each member's value: whole numbers beside a missing one become floats
+        for label, n, k in zip(
+            lib.labels(grouped["__group"].to_numpy()), grouped["members"], grouped["selected"], strict=True
+        ):
+            before = counts.get(label, (0, 0))
+            counts[label] = (before[0] + int(n), before[1] + int(k))
+        rows = lib.selection_counts(counts, lim)
         findings = lib.selection_findings(rows, scope, a, lim)
         out.append({"attribute": a, "groups": rows, "findings": [f.as_dict() for f in findings]})
     return out

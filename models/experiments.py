@@ -249,12 +249,36 @@ def mean_difference(
             yt, yc = yt - theta * (xt - x.mean()), yc - theta * (xc - x.mean())
             after = np.concatenate([yt, yc]).var(ddof=1)
             reduction = float(1 - after / before) if before > 0 else 0.0
-    vt, vc = yt.var(ddof=1) / yt.size, yc.var(ddof=1) / yc.size
-    diff = float(yt.mean() - yc.mean())
+    moments_t = Moments(yt.size, float(yt.mean()), float(yt.var(ddof=1)))
+    moments_c = Moments(yc.size, float(yc.mean()), float(yc.var(ddof=1)))
+    return welch(moments_t, moments_c, alpha, reduction)
+
+
+@dataclass(frozen=True)
+class Moments:
+    """An arm's count, mean and sample variance (ddof 1): all Welch's interval reads of its customers,
+    so a warehouse can compute them where the rows are (``avg``, ``var_samp``) and send three numbers."""
+
+    n: int
+    mean: float
+    variance: float
+
+
+def welch(t: Moments, c: Moments, alpha: float = 0.05, reduction: float = 0.0) -> MeanDifference:
+    """Welch's interval for the difference of two arms' means, from their moments (``mean_difference``
+    computes them from each customer's value, and CUPED before that)."""
+    _z(alpha)
+    for name, m in (("treated", t), ("control", c)):
+        if m.n < 2:
+            raise ExperimentDataError(f"the {name} arm needs at least 2 customers (got {m.n})")
+        if not (np.isfinite(m.mean) and np.isfinite(m.variance)):
+            raise ExperimentDataError(f"the {name} arm's mean or variance is missing or infinite")
+    vt, vc = max(t.variance, 0.0) / t.n, max(c.variance, 0.0) / c.n
+    diff = float(t.mean - c.mean)
     se = float(np.sqrt(vt + vc))
     if se == 0:  # every customer alike in both arms: the difference is known exactly
         return MeanDifference(diff, diff, diff, 1.0 if diff == 0 else 0.0, float("inf"), reduction)
-    df = float((vt + vc) ** 2 / (vt**2 / (yt.size - 1) + vc**2 / (yc.size - 1)))
+    df = float((vt + vc) ** 2 / (vt**2 / (t.n - 1) + vc**2 / (c.n - 1)))
     half = float(stats.t.ppf(1 - alpha / 2, df)) * se
     p = float(2 * stats.t.sf(abs(diff) / se, df))
     return MeanDifference(diff, diff - half, diff + half, p, df, reduction)

@@ -24,7 +24,7 @@ one scope and attribute together (Holm-Bonferroni, :func:`holm`). A finding's id
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -133,23 +133,21 @@ def _per_group(
 ) -> list[dict[str, Any]]:
     """One row per group in name order: suppressed ones bare, the others with `figures(mask)`."""
     g = labels(groups)
-    rows: list[dict[str, Any]] = []
-    for name in sorted(set(g)):
-        mask = g == name
-        n = int(mask.sum())
-        if n < limits.min_group:
-            rows.append({"group": name, "suppressed": True, "judged": False})
-            continue
-        rows.append(
-            {
-                "group": name,
-                "suppressed": False,
-                "judged": _judged(name, n, limits),
-                "customers": n,
-                **figures(mask),
-            }
-        )
-    return rows
+    masks = {name: g == name for name in sorted(set(g))}
+    return [_row(name, int(m.sum()), limits, lambda m=m: figures(m)) for name, m in masks.items()]
+
+
+def _row(name: str, n: int, limits: Limits, figures: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A group of n members: bare when suppressed (under limits.min_group), else with `figures()`."""
+    if n < limits.min_group:
+        return {"group": name, "suppressed": True, "judged": False}
+    return {
+        "group": name,
+        "suppressed": False,
+        "judged": _judged(name, n, limits),
+        "customers": n,
+        **figures(),
+    }
 
 
 def selection(
@@ -158,12 +156,18 @@ def selection(
     """Per group: members, selected, selection rate and disparate-impact ratio (None when suppressed).
     The reference is the judged group selected most often."""
     sel = np.asarray(selected, dtype=bool)
+    g = labels(groups)
+    counts = {name: (int(mask.sum()), int(sel[mask].sum())) for name in set(g) for mask in [g == name]}
+    return selection_counts(counts, limits)
 
-    def figures(mask: np.ndarray) -> dict[str, Any]:
-        k = int(sel[mask].sum())
-        return {"selected": k, "rate": k / int(mask.sum())}
 
-    rows = _per_group(groups, limits, figures)
+def selection_counts(counts: Mapping[str, tuple[int, int]], limits: Limits) -> list[dict[str, Any]]:
+    """``selection`` from each group's (members, selected) counts, as a warehouse can count them
+    (group labels as ``labels`` gives them)."""
+    rows = [
+        _row(name, n, limits, lambda n=n, k=k: {"selected": k, "rate": k / n})
+        for name, (n, k) in sorted(counts.items())
+    ]
     judged = [r for r in rows if r["judged"]]
     top = max(judged, key=lambda r: r["rate"], default=None)
     for r in rows:

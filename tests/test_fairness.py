@@ -310,3 +310,49 @@ def test_holm_keeps_the_family_error_rate_when_many_groups_are_compared() -> Non
     got = {f.group for f in lib.selection_findings(rows_many, "s", "age", LIMITS) if f.group in ps}
     di = {r["group"]: r["di"] for r in rows_many}
     assert got == {g for g in want if di[g] < LIMITS.di_warn}
+
+
+def test_a_selection_counted_in_the_warehouse_equals_the_per_customer_computation(tmp_path) -> None:
+    """`clarion fairness` counts each attribute value's members and selected in DuckDB; text, whole
+    numbers, booleans and missing values must give the groups (labels included) and figures that
+    `lib.selection` gives from every customer's row."""
+    import duckdb
+
+    from clarion.fairness import _selection
+
+    rng = np.random.default_rng(11)
+    n = 5_000
+    people = pd.DataFrame(
+        {
+            "contact_id": np.arange(n),
+            "age_band": rng.choice(np.array(["18-24", "25-34", "35-54", None], dtype=object), n),
+            "region_code": pd.array(rng.choice([1, 2, 3, 4, 5], n), dtype="Int64"),
+            "vip": rng.random(n) < 0.3,
+            "selected": rng.random(n) < 0.2,
+        }
+    )
+    people.loc[rng.random(n) < 0.05, "region_code"] = pd.NA
+    people.loc[people.region_code == 5, "selected"] &= rng.random(int((people.region_code == 5).sum())) < 0.4
+    people.loc[people.index[:30], "region_code"] = 9  # a group under min_group: suppressed
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.register("people", people)
+    con.execute("create schema marts")
+    con.execute(
+        "create table marts.dim_customers as select contact_id, age_band, "
+        "region_code::integer as region_code, vip from people"
+    )
+    con.execute("create table picked as select contact_id, selected from people")
+    names = ["age_band", "region_code", "vip"]
+    sql = "select s.selected, {attributes} from picked s left join marts.dim_customers d using (contact_id)"
+    got = _selection(con, names, sql, [], LIMITS, "s")
+    rows = con.execute(sql.replace("{attributes}", ", ".join(f"d.{a}" for a in names))).df()
+    con.close()
+    for i, (name, figures) in enumerate(zip(names, got, strict=True)):
+        want = lib.selection(rows.iloc[:, 1 + i].to_numpy(), rows.iloc[:, 0].to_numpy(), LIMITS)
+        assert figures["attribute"] == name and figures["groups"] == want, name
+        assert figures["findings"] == [f.as_dict() for f in lib.selection_findings(want, "s", name, LIMITS)]
+    labels = {a: {g["group"] for g in f["groups"]} for a, f in zip(names, got, strict=True)}
+    assert "unknown" in labels["age_band"] and "unknown" in labels["region_code"] and len(labels["vip"]) == 2
+    assert (
+        any(g["suppressed"] for g in got[1]["groups"]) and got[1]["findings"]
+    )  # region 5: a planted finding

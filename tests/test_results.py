@@ -15,6 +15,7 @@ import pytest
 from clarion import results
 from clarion.config import load_settings
 from clarion.results.views import results_text
+from models import experiments as ex
 
 BASE = datetime(2026, 6, 2, 9, tzinfo=UTC)
 
@@ -195,6 +196,69 @@ def test_uplift_per_segment_uses_each_customers_own_segment(tmp_path: Path) -> N
             con.execute("select segment, treated from ml.campaign_uplift where campaign = 'C5'").fetchall()
         )
     assert uplift == {"all": 4_000, "at_risk": got["at_risk"]["treated"], "loyal": got["loyal"]["treated"]}
+
+
+def test_every_figure_of_three_variants_equals_its_computation_from_each_row(tmp_path: Path) -> None:
+    """The warehouse sends grouped counts and moments, not rows: each arm's orders and revenue
+    intervals (the variants and every variant pooled), the sequential test's cumulative looks and the
+    per-segment uplift of the latest scoring run must equal the per-customer computation."""
+    rng = np.random.default_rng(6)
+    frames = [
+        _arm_rows("C6", "control", None, 1_500, 0.05, rng, 1),
+        _arm_rows("C6", "treatment", "A", 3_000, 0.08, rng, 10_001),
+        _arm_rows("C6", "treatment", "B", 3_000, 0.065, rng, 20_001),
+        _arm_rows("C6", "treatment", "C", 3_000, 0.05, rng, 30_001),
+    ]
+    ids = [r["contact_id"] for f in frames for r in f]
+    segments = {i: ("at_risk", "loyal", "new")[i % 3] for i in ids[25:]}  # 25 control customers unscored
+    settings, df = _warehouse(tmp_path, frames, segments)
+    with duckdb.connect(str(settings.warehouse.path)) as con:  # an older run, with other segments
+        con.execute(
+            "insert into ml.customer_scores select 'R0', contact_id, 'stale', "
+            "scored_at - interval 1 day, as_of from ml.customer_scores"
+        )
+    [c] = results.run(settings, "R-all")["campaigns"]
+    arms = {a["variant"]: a for a in c["arms"]}
+    control = df[df.arm == "control"]
+    treated = df[df.arm == "treatment"]
+    for variant, rows in [*treated.groupby("variant_id"), ("all", treated)]:
+        a = arms[variant]
+        for figure, column in (("orders_uplift", "conversions"), ("revenue_uplift", "revenue_eur")):
+            want = ex.mean_difference(rows[column].to_numpy(float), control[column].to_numpy(float), 0.05)
+            got = a[figure]
+            assert (got["difference"], got["low"], got["high"], got["p_value"]) == pytest.approx(
+                (want.difference, want.low, want.high, want.p_value), rel=1e-9, abs=1e-12
+            ), (variant, figure)
+            if column == "revenue_eur":
+                assert a["incremental_revenue_low"] == pytest.approx(want.low * len(rows), rel=1e-9)
+                assert a["incremental_revenue_high"] == pytest.approx(want.high * len(rows), rel=1e-9)
+    rates = treated.groupby("variant_id").converted.mean()
+    leader = rates.idxmax()
+    assert c["experiment"]["leader"] == leader
+    looks = sorted(df.exposed_at.dt.date.unique())
+
+    def cumulative(variant: str) -> tuple[np.ndarray, np.ndarray]:
+        by_day = treated[treated.variant_id == variant].groupby(treated.exposed_at.dt.date).converted
+        return (
+            by_day.sum().reindex(looks, fill_value=0).cumsum().to_numpy(),
+            by_day.size().reindex(looks, fill_value=0).cumsum().to_numpy(),
+        )
+
+    assert set(c["experiment"]["tests"]) == set(rates.index) - {leader}
+    for variant, test in c["experiment"]["tests"].items():
+        want = ex.sequential_test(*cumulative(leader), *cumulative(variant), alpha=0.05)
+        assert test["looks"] == len(looks) == want.looks
+        assert (test["difference"], test["low"], test["high"], test["p_value"]) == pytest.approx(
+            (want.difference, want.low, want.high, want.p_value)
+        )
+        assert arms[variant]["verdict"] == ("retired" if want.significant else "running")
+    df["segment"] = df.contact_id.map(segments).fillna("unscored")
+    got = {s["segment"]: s for s in c["segments"]}
+    assert set(got) == {"at_risk", "loyal", "new"}  # not "stale" (the older run); "unscored": 25 control only
+    for name, rows in df[df.segment != "unscored"].groupby("segment"):
+        t, k = rows[rows.arm == "treatment"], rows[rows.arm == "control"]
+        assert (got[name]["treated"], got[name]["control"]) == (len(t), len(k))
+        assert got[name]["absolute"] == pytest.approx(t.converted.mean() - k.converted.mean())
 
 
 def test_stored_results_read_back_as_measured_and_render_as_text(tmp_path: Path) -> None:

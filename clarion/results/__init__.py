@@ -64,15 +64,6 @@ def latest_scoring(con: duckdb.DuckDBPyConnection) -> tuple[str, date] | None:
     ).fetchone()
 
 
-def latest_segments(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
-    """Each customer's segment in the latest settled scoring run ({} before the first one)."""
-    scoring = latest_scoring(con)
-    if scoring is None:
-        return {}
-    sql = "select contact_id, segment from ml.customer_scores where run_id = ?"
-    return dict(con.execute(sql, [scoring[0]]).fetchall())
-
-
 def retired_variants(con: duckdb.DuckDBPyConnection, campaign: str) -> list[str]:
     """The variants of CAMPAIGN that its latest measured experiment retired (worse than the leader at
     the always-valid p < alpha): the next drafts of the campaign leave them out."""
@@ -98,7 +89,8 @@ def run(settings: Settings, run_id: str | None = None, campaign: str | None = No
                 f"{EXPOSURES} does not exist yet: run `clarion transform` (or `clarion run`) to build it"
             )
         ensure_tables(con)
-        found = measure(con, campaign, exp.alpha, exp.holdout_share, latest_segments(con))
+        scoring = latest_scoring(con)
+        found = measure(con, campaign, exp.alpha, exp.holdout_share, scoring[0] if scoring else None)
         if campaign and not found:
             known = [
                 c

@@ -69,6 +69,8 @@ class CampaignResult:
         return asdict(self)
 
 
+# One row per campaign, arm and variant: the counts, and the moments (count, mean, sample variance)
+# of orders and revenue per customer that Welch's interval reads.
 COUNTS_SQL = f"""
 select campaign_id, arm, coalesce(variant_id, arm) as variant, count(*) as customers,
        count(*) filter (where delivered) as delivered, count(*) filter (where opened) as opened,
@@ -76,11 +78,32 @@ select campaign_id, arm, coalesce(variant_id, arm) as variant, count(*) as custo
        count(*) filter (where bounced) as bounced, count(*) filter (where converted) as converters,
        coalesce(sum(conversions), 0)::bigint as conversions, coalesce(sum(revenue_eur), 0)::double as revenue,
        count(*) filter (where contaminated) as contaminated,
-       min(exposed_at)::varchar as first_exposure, max(exposed_at)::varchar as last_exposure
+       min(exposed_at)::varchar as first_exposure, max(exposed_at)::varchar as last_exposure,
+       avg(conversions::double) as orders_mean, var_samp(conversions::double) as orders_variance,
+       avg(revenue_eur::double) as revenue_mean, var_samp(revenue_eur::double) as revenue_variance
 from {EXPOSURES}
 where (? is null or campaign_id = ?)
 group by all
 order by campaign_id, arm, variant
+"""
+# One row per campaign, exposure day and variant (the control group's days are looks too).
+DAYS_SQL = f"""
+select campaign_id, exposed_at::date as day, arm, coalesce(variant_id, arm) as variant,
+       count(*) as customers, count(*) filter (where converted) as converters
+from {EXPOSURES}
+where (? is null or campaign_id = ?)
+group by all
+order by campaign_id, day
+"""
+# One row per campaign, segment (of the scoring run; "unscored" for customers it did not score) and arm.
+SEGMENTS_SQL = f"""
+select e.campaign_id, coalesce(s.segment, 'unscored') as segment, e.arm,
+       count(*) as customers, count(*) filter (where e.converted) as converters
+from {EXPOSURES} as e
+left join (select contact_id, segment from ml.customer_scores where run_id = ?) as s
+    on s.contact_id = e.contact_id
+where (? is null or e.campaign_id = ?)
+group by all
 """
 
 
@@ -89,30 +112,36 @@ def measure(
     campaign: str | None,
     alpha: float,
     holdout_share: float,
-    segments: dict[int, str] | None = None,
+    scoring_run: str | None = None,
 ) -> list[CampaignResult]:
     """Every campaign with exposures (or the one named): counts, rates, uplift against its control
-    group, incremental revenue, sample-ratio checks, the variant experiment and per-segment uplift.
-    ``segments``: each customer's segment (of the latest scoring run) for the per-segment figures."""
+    group, incremental revenue, sample-ratio checks, the variant experiment and per-segment uplift
+    (by each customer's segment in ``scoring_run``, the latest scoring run; none without one).
+
+    Three grouped queries read the exposures (per arm and variant, per exposure day, per segment),
+    whatever the number of campaigns: no customer's row leaves the warehouse."""
     rows = con.execute(COUNTS_SQL, [campaign, campaign]).fetchall()
     by_campaign: dict[str, list[tuple]] = {}
     for r in rows:
         by_campaign.setdefault(r[0], []).append(r)
-    results = []
-    for name, groups in by_campaign.items():
-        people = con.execute(
-            "select arm, coalesce(variant_id, arm) as variant, contact_id, converted, conversions, "
-            f"revenue_eur, exposed_at::date as day from {EXPOSURES} where campaign_id = ? "
-            "order by exposed_at, contact_id",
-            [name],
-        ).fetchnumpy()
-        results.append(_campaign(name, groups, people, alpha, holdout_share, segments or {}))
-    return results
+    days: dict[str, list[tuple]] = {}
+    for r in con.execute(DAYS_SQL, [campaign, campaign]).fetchall():
+        days.setdefault(r[0], []).append(r[1:])
+    segments: dict[str, list[tuple]] = {}
+    if scoring_run is not None:
+        for r in con.execute(SEGMENTS_SQL, [scoring_run, campaign, campaign]).fetchall():
+            segments.setdefault(r[0], []).append(r[1:])
+    return [
+        _campaign(
+            name, groups, days[name], segments.get(name, []) if scoring_run else None, alpha, holdout_share
+        )
+        for name, groups in by_campaign.items()
+    ]
 
 
 def _arm(row: tuple) -> Arm:
     (campaign, arm, variant, customers, delivered, opened, clicked, unsub, bounced, converters, conversions,
-     revenue, contaminated, _, _) = row  # fmt: skip
+     revenue, contaminated) = row[:13]  # fmt: skip
     return Arm(
         campaign, arm, variant, customers, delivered, opened, clicked, unsub, bounced, converters,
         conversions, revenue, contaminated,
@@ -126,6 +155,25 @@ def _pooled(campaign: str, arms: list[Arm]) -> Arm:
                   "conversions", "revenue_eur", "contaminated"):  # fmt: skip
             setattr(total, f, getattr(total, f) + getattr(a, f))
     return total
+
+
+def _moments(row: tuple) -> tuple[ex.Moments, ex.Moments]:
+    """An arm's (orders, revenue) moments per customer, from its COUNTS_SQL row."""
+    n = int(row[3])
+    orders_mean, orders_var, revenue_mean, revenue_var = row[15:19]
+    return (
+        ex.Moments(n, float(orders_mean), float(orders_var or 0.0)),  # var_samp of one row: null
+        ex.Moments(n, float(revenue_mean), float(revenue_var or 0.0)),
+    )
+
+
+def _pooled_moments(parts: list[ex.Moments]) -> ex.Moments:
+    """The moments of several arms' customers together (Chan et al.'s parallel update): the same
+    count, mean and sample variance as computed over the pooled customers."""
+    n = sum(p.n for p in parts)
+    mean = sum(p.n * p.mean for p in parts) / n
+    m2 = sum((p.n - 1) * p.variance + p.n * (p.mean - mean) ** 2 for p in parts)
+    return ex.Moments(n, mean, m2 / (n - 1) if n > 1 else 0.0)
 
 
 def _interval(u: ex.Uplift) -> dict[str, float]:
@@ -146,43 +194,45 @@ def _difference(d: ex.MeanDifference) -> dict[str, float]:
 def _campaign(
     name: str,
     groups: list[tuple],
-    people: dict[str, np.ndarray],
+    days: list[tuple],
+    segments: list[tuple] | None,
     alpha: float,
     holdout_share: float,
-    segments: dict[int, str],
 ) -> CampaignResult:
-    arm_of, variant_of = people["arm"], people["variant"]
-    contacts = people["contact_id"]
-    converted = people["converted"].astype(bool)
-    orders, revenue = people["conversions"].astype(float), people["revenue_eur"].astype(float)
-    days = people["day"]
-    control = next((_arm(g) for g in groups if g[1] == "control"), None)
-    variants = [_arm(g) for g in groups if g[1] == "treatment"]
+    """One campaign from its grouped rows: ``groups`` (COUNTS_SQL), ``days`` (DAYS_SQL, without the
+    campaign) and ``segments`` (SEGMENTS_SQL, without the campaign; None without a scoring run)."""
+    control_row = next((g for g in groups if g[1] == "control"), None)
+    control = _arm(control_row) if control_row else None
+    variant_rows = [g for g in groups if g[1] == "treatment"]
+    variants = [_arm(g) for g in variant_rows]
+    moments = {g[2]: _moments(g) for g in variant_rows}
     notes: list[str] = []
     arms = ([control] if control else []) + variants
     if len(variants) > 1:
         arms.append(_pooled(name, variants))
+        orders, revenue = zip(*moments.values(), strict=True)
+        moments["all"] = (_pooled_moments(list(orders)), _pooled_moments(list(revenue)))
     for a in arms:
         low, high = ex.proportion_interval(a.converters, a.customers, alpha)
         a.conversion_rate = a.converters / a.customers if a.customers else 0.0
         a.conversion_low, a.conversion_high = float(low), float(high)
-    in_control = arm_of == "control"
     if control is None or control.customers < 2:
         notes.append(
             "no control group: conversions are counted, but the campaign's effect cannot be measured"
         )
     else:
         control.verdict = "control"
+        held_orders, held_revenue = _moments(control_row)
         for a in arms:
             if a.arm != "treatment":
                 continue
             a.uplift = _interval(
                 ex.uplift(a.converters, a.customers, control.converters, control.customers, alpha)
             )
-            mask = (arm_of == "treatment") & ((variant_of == a.variant) if a.variant != "all" else True)
-            if mask.sum() >= 2:
-                a.orders_uplift = _difference(ex.mean_difference(orders[mask], orders[in_control], alpha))
-                rev = ex.mean_difference(revenue[mask], revenue[in_control], alpha)
+            if a.customers >= 2:
+                orders_t, revenue_t = moments[a.variant]
+                a.orders_uplift = _difference(ex.welch(orders_t, held_orders, alpha))
+                rev = ex.welch(revenue_t, held_revenue, alpha)
                 a.revenue_uplift = _difference(rev)
                 a.incremental_revenue_eur = rev.difference * a.customers
                 a.incremental_revenue_low = rev.low * a.customers
@@ -210,7 +260,7 @@ def _campaign(
             notes.append(
                 f"variants are not evenly split (p = {srm_variants_p:.2g}): check how the sends were split"
             )
-    experiment = _experiment(variants, variant_of, arm_of, converted, days, alpha)
+    experiment = _experiment(variants, days, alpha)
     first = min(g[13] for g in groups)
     last = max(g[14] for g in groups)
     return CampaignResult(
@@ -221,21 +271,15 @@ def _campaign(
         srm_p,
         srm_variants_p,
         experiment,
-        _segments(contacts, arm_of, converted, segments, alpha) if control is not None else [],
+        _segments(segments, alpha) if control is not None and segments else [],
         notes,
     )
 
 
-def _experiment(
-    variants: list[Arm],
-    variant_of: np.ndarray,
-    arm_of: np.ndarray,
-    converted: np.ndarray,
-    days: np.ndarray,
-    alpha: float,
-) -> dict[str, Any]:
+def _experiment(variants: list[Arm], days: list[tuple], alpha: float) -> dict[str, Any]:
     """The variants against the leader: an always-valid test per challenger, with one look per day of
-    exposures (cumulative counts), so reading the result every day keeps the error rate at alpha."""
+    exposures (cumulative counts), so reading the result every day keeps the error rate at alpha.
+    ``days``: (day, arm, variant, customers, converters) rows; every arm's days are looks."""
     if len(variants) < 2:
         for v in variants:
             v.verdict = "only variant"
@@ -243,14 +287,16 @@ def _experiment(
     names = [v.variant for v in variants]
     best = ex.prob_best([v.converters for v in variants], [v.customers for v in variants], seed=0)
     leader = variants[int(np.argmax([v.conversion_rate for v in variants]))]
-    looks = np.unique(days)
-    treated = arm_of == "treatment"
-
-    ends = np.searchsorted(days, looks, side="right") - 1  # days are sorted: the last row of each look
+    looks = sorted({d[0] for d in days})
+    look_of = {day: i for i, day in enumerate(looks)}
 
     def cumulative(variant: str) -> tuple[np.ndarray, np.ndarray]:
-        mask = treated & (variant_of == variant)
-        return np.cumsum(mask & converted)[ends], np.cumsum(mask)[ends]
+        converters, customers = np.zeros(len(looks), np.int64), np.zeros(len(looks), np.int64)
+        for day, arm, v, n, x in days:
+            if arm == "treatment" and v == variant:
+                customers[look_of[day]] += n
+                converters[look_of[day]] += x
+        return np.cumsum(converters), np.cumsum(customers)
 
     xl, nl = cumulative(leader.variant)
     tests = {}
@@ -280,26 +326,18 @@ def _experiment(
     }
 
 
-def _segments(
-    contacts: np.ndarray,
-    arm_of: np.ndarray,
-    converted: np.ndarray,
-    segments: dict[int, str],
-    alpha: float,
-) -> list[dict[str, Any]]:
+def _segments(rows: list[tuple], alpha: float) -> list[dict[str, Any]]:
     """Uplift of every variant pooled, per segment of the latest scoring run, where both arms hold at
-    least MIN_SEGMENT_ARM customers."""
-    if not segments:
-        return []
-    seg = np.array([segments.get(int(c), "unscored") for c in contacts], dtype=object)
+    least MIN_SEGMENT_ARM customers. ``rows``: (segment, arm, customers, converters)."""
+    counts: dict[str, dict[str, tuple[int, int]]] = {}
+    for segment, arm, n, x in rows:
+        counts.setdefault(segment, {})[arm] = (int(n), int(x))
     out = []
-    for name in sorted(set(seg)):
-        in_seg = seg == name
-        t, c = in_seg & (arm_of == "treatment"), in_seg & (arm_of == "control")
-        nt, nc = int(t.sum()), int(c.sum())
+    for name in sorted(counts):
+        (nt, xt), (nc, xc) = counts[name].get("treatment", (0, 0)), counts[name].get("control", (0, 0))
         if min(nt, nc) < MIN_SEGMENT_ARM:
             continue
-        u = ex.uplift(int((converted & t).sum()), nt, int((converted & c).sum()), nc, alpha)
+        u = ex.uplift(xt, nt, xc, nc, alpha)
         out.append({"segment": name, "treated": nt, "control": nc, **_interval(u)})
     return out
 
