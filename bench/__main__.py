@@ -22,6 +22,7 @@ SUITES = (
     "voc",
     "recommend",
     "prefect-start",
+    "gates",
 )
 
 
@@ -102,6 +103,10 @@ def main() -> None:
         from bench import recommend
 
         print(recommend.main(sizes))  # evaluation, fit and top 5 with reasons for every customer
+    if "gates" in args.suites:
+        from bench import gates
+
+        print(gates.main())  # the raw and marts gates against 0 to 1,000 earlier validation results
     if "prefect-start" in args.suites:
         from bench import prefect_start
 

@@ -200,6 +200,38 @@ def test_clarion_check_runs_the_gates_alone_and_exits_4_on_a_failure(published) 
     assert "quality gate 'raw' failed" in failed.output
 
 
+def test_data_docs_have_a_page_per_validation_and_the_index_lists_the_newest(published) -> None:
+    """Each gate builds its pages once, after all its validations; the index is capped at
+    quality.data_docs_index_results, newest first, and older pages stay on disk."""
+    import re
+
+    from clarion.quality.gate import run_gate
+    from clarion.warehouse import Warehouse
+
+    config = published.var_dir.parent / "clarion.yaml"
+    config.write_text(config.read_text() + "quality:\n  data_docs_index_results: 3\n")
+    settings = load_settings(config, env={})
+    site = settings.var_dir / "gx" / "uncommitted" / "data_docs" / "local_site"
+    results = settings.var_dir / "gx" / "uncommitted" / "validations"
+
+    def pages(kind: str, folder: Path) -> set[str]:  # one validation: suite/run/time/batch
+        return {"/".join(p.relative_to(folder).with_suffix("").parts) for p in folder.rglob(f"*.{kind}")}
+
+    before = pages("json", results)
+    with Warehouse.from_settings(settings).connect("test") as con:
+        for run in ("docs-1", "docs-2"):
+            gate = run_gate(settings, con, "marts", run, candidate="marts")
+            assert gate.passed and gate.data_docs == (site / "index.html").resolve().as_uri()
+    stored = pages("json", results)
+    checked = len(load_suite(SUITES, "marts").table_checks) + 1  # a validation per table, one for metrics
+    assert len(stored - before) == 2 * checked and len(before) > 0
+    assert pages("html", site / "validations") == stored  # every validation has its page, old and new
+
+    listed = set(re.findall(r"validations/([^\"'&]+)\.html", (site / "index.html").read_text()))
+    newest = sorted(stored, key=lambda key: key.split("/")[-2])[-3:]  # by the validation's time
+    assert listed == set(newest)
+
+
 def test_publishing_is_all_or_nothing(published, monkeypatch) -> None:
     settings = published
     before = marts_fingerprint(settings)

@@ -99,6 +99,13 @@ class QualitySettings(Section):
         SHIPPED / "expectations", description="versioned suites raw.yml, marts.yml [the ones Clarion ships]"
     )
     data_docs: bool = Field(True, description="build Great Expectations Data Docs under var/gx")
+    data_docs_index_results: int = Field(
+        200,
+        ge=1,
+        le=100_000,
+        description="validation results the Data Docs index lists, newest first (every result keeps its"
+        " own page under var/gx; the index is rebuilt at every gate, so it reads only these)",
+    )
     sample_failures: int = Field(10, ge=0, le=1000, description="failing values/rows kept per expectation")
 
 

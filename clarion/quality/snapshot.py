@@ -15,8 +15,9 @@ import time
 import pandas as pd
 
 from clarion.config import Settings
-from clarion.quality.gate import CheckResult, GateResult, QualityGateError, _Validator
+from clarion.quality.results import CheckResult, GateResult, QualityGateError
 from clarion.quality.suites import Check, load_suite
+from clarion.quality.validator import Validator
 
 TABLE = "customer_features"
 NAME = "training_snapshots"  # the batch name in Great Expectations and in messages
@@ -78,7 +79,7 @@ def gate_snapshots(settings: Settings, frame: pd.DataFrame) -> GateResult:
         else:
             runnable.append(check)
     checked = suite.model_copy(update={"checks": runnable})
-    validator = _Validator(settings, checked)
+    validator = Validator(settings, checked)
     columns = sorted({"contact_id", "as_of"} | {c for ch in runnable for _, c in ch.names if c})
     results = invalid + validator.tables({NAME: frame[[c for c in columns if c in frame.columns]]})
     gate = GateResult(f"{suite.suite} on {NAME}", suite.version, results, validator.docs(), 0.0)
