@@ -27,15 +27,6 @@ from clarion.ops import alerts
 from clarion.privacy import scrub
 from clarion.runtime import check_writable, checkpoint, flow_run_logging
 from clarion.warehouse import Warehouse
-from flows.content import content
-from flows.extract import extract
-from flows.nba import nba
-from flows.recommend import recommend
-from flows.report import report
-from flows.results import results
-from flows.segment import segment
-from flows.transform import check, transform
-from flows.voc import voc
 
 
 @dataclass(frozen=True)
@@ -64,21 +55,29 @@ def _prepare(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
 
 
 def _extract(settings: Settings, run_id: str, source: str | None = None, **_: Any) -> dict[str, Any]:
+    from flows.extract import extract
+
     summary = extract(settings, run_id, source)
     return {k: v for k, v in summary.items() if k != "entities"} | {"accounting": summary["entities"]}
 
 
 def _voc(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
+    from flows.voc import voc
+
     return voc(settings, run_id)
 
 
 def _recommend(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
+    from flows.recommend import recommend
+
     return recommend(settings, run_id)
 
 
 def _transform(
     settings: Settings, run_id: str, as_of: date | None = None, full_refresh: bool = False, **_: Any
 ) -> dict[str, Any]:
+    from flows.transform import transform
+
     return transform(settings, run_id, as_of, full_refresh)
 
 
@@ -90,26 +89,38 @@ def _segment(
     retrain: bool | None = None,
     **_: Any,
 ) -> dict[str, Any]:
+    from flows.segment import segment
+
     return segment(settings, run_id, as_of, horizon_days, retrain)
 
 
 def _results(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
+    from flows.results import results
+
     return results(settings, run_id)
 
 
 def _nba(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
+    from flows.nba import nba
+
     return nba(settings, run_id)
 
 
 def _content(settings: Settings, run_id: str, campaigns: list[str] | None = None, **_: Any) -> dict[str, Any]:
+    from flows.content import content
+
     return content(settings, run_id, campaigns)
 
 
 def _report(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
+    from flows.report import report
+
     return report(settings, run_id)
 
 
 def _check(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
+    from flows.transform import check
+
     return check(settings, run_id)
 
 

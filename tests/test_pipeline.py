@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 from prefect_api import artifacts, flow_run, subflow_names
+from reliability_helpers import cli_env
 from test_warehouse import start_holder, wait_locked
 
 from clarion import runs
@@ -121,6 +125,41 @@ def test_a_failing_stage_fails_the_flow_and_the_run_record_keeps_the_error(
     assert flow_run(flow_run_id).state.is_failed()
     [run] = recent_runs_of(settings.warehouse.path)
     assert set(run["stages"]) == {"prepare", "extract"}  # what finished is kept: --resume starts at "broken"
+
+
+# The libraries only some stages need; each costs 0.5-3 s to import (great_expectations ~3 s with
+# its own dependencies), paid before a command's first work when it is imported up front.
+STAGE_LIBRARIES = (
+    *("great_expectations", "lightgbm", "sklearn", "torch", "transformers"),
+    *("dbt", "shap", "weasyprint", "dlt"),
+)
+EXTRACT_VERB = """
+from clarion.cli import cli
+try:
+    cli(["extract"], prog_name="clarion")
+except SystemExit as stop:
+    assert not stop.code, stop.code
+"""
+
+
+def _libraries_loaded(code: str, cwd: Path) -> list[str]:
+    """The STAGE_LIBRARIES a new interpreter holds after running `code`."""
+    loaded = f"[m for m in {STAGE_LIBRARIES!r} if m in sys.modules]"
+    probe = f"{code}\nimport json, sys\nprint(json.dumps({loaded}))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_stages_libraries_are_imported_when_the_stage_runs_not_before(project_with_data) -> None:
+    """`clarion run` starts its work after Prefect's and Clarion's own imports, not every stage's
+    (about 5 s more); a stage verb imports only its stage's libraries."""
+    root = project_with_data.warehouse.path.parents[1]
+    assert _libraries_loaded("import flows.pipeline", root) == []
+    assert _libraries_loaded(EXTRACT_VERB, root) == ["dlt"]  # the extract stage ran, with its own only
+    assert extract_contacts(project_with_data.warehouse.path) > 0
 
 
 def test_a_run_stops_before_touching_anything_while_another_process_writes(project) -> None:
