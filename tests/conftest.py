@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,16 @@ MARIADB_DSN = os.environ.pop("CLARION_TEST_MARIADB", "mysql://root@127.0.0.1:330
 # A developer's own CLARION_* settings must not leak into the suite.
 for _name in [n for n in os.environ if n.startswith("CLARION_")]:
     del os.environ[_name]
+
+# Ctrl-C reaches a process in a terminal's foreground, where SIGINT has its default action (Python
+# raises KeyboardInterrupt). A suite started in the background (`make test-slow &`, nohup) runs with
+# SIGINT ignored, and an ignored signal stays ignored across fork and exec: the `clarion serve`,
+# `clarion worker` and `prefect server` the tests interrupt would never see it and keep serving
+# (seen: "did not stop on Ctrl-C", the process idle in its event loop, SIGINT in its SigIgn mask).
+# So the suite gives SIGINT its default action back (each xdist worker imports this module in its
+# main thread); a handled signal is reset to the default in every child it starts.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from api_helpers import free_port
-from serve_helpers import FOREGROUND, interrupt
+from serve_helpers import interrupt
 
 BIN = Path(sys.executable).parent
 CLARION = str(BIN / "clarion")
@@ -69,7 +69,7 @@ def prefect_server(home: Path, log: Path, slot_wait_seconds: int = 1) -> Iterato
         "--no-services",
     ]
     with log.open("w") as out:
-        server = subprocess.Popen([*FOREGROUND, *argv], env=env, stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.monotonic() + 120
@@ -109,7 +109,7 @@ def worker(cwd: Path, api_url: str, log: Path) -> Iterator[subprocess.Popen]:
     env = cli_env(api_url, PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="5")
     with log.open("w") as out:
         process = subprocess.Popen(
-            [*FOREGROUND, CLARION, "worker"], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
+            [CLARION, "worker"], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
         )
     try:
         yield process

@@ -15,18 +15,6 @@ from typing import Any
 import pytest
 
 CLARION = str(Path(sys.executable).with_name("clarion"))
-# Ctrl-C reaches a process in a terminal's foreground, where SIGINT has its default action (Python
-# raises KeyboardInterrupt). A suite started in the background (`make test-slow &`, nohup) runs with
-# SIGINT ignored, and an ignored signal stays ignored across fork and exec: `clarion serve` and
-# Prefect's worker then never see the interrupt and keep serving (seen: "did not stop on Ctrl-C",
-# the process idle in its event loop, SIGINT in its SigIgn mask). The processes the tests interrupt
-# start through this wrapper, which gives SIGINT its default action back, then execs the command.
-FOREGROUND = (
-    sys.executable,
-    "-c",
-    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-    "os.execv(sys.argv[1], sys.argv[1:])",
-)
 
 
 @contextlib.contextmanager
@@ -45,7 +33,7 @@ def serving(cwd: Path, log: Path) -> Iterator[subprocess.Popen]:
     }
     with log.open("w") as out:
         server = subprocess.Popen(
-            [*FOREGROUND, CLARION, "serve", "--paused", "--limit", "2"],
+            [CLARION, "serve", "--paused", "--limit", "2"],
             cwd=cwd,
             env=env,
             stdout=out,
