@@ -399,7 +399,8 @@ def test_the_evaluation_is_redone_when_old_changed_by_settings_or_data_or_flagge
     assert reused_evaluation(settings, day, int(lines * 1.11)) is None  # the lines grew by 11%
     assert reused_evaluation(settings, day, int(lines * 0.89)) is None
     assert reused_evaluation(_with_recommendations(settings, evaluate_every_days=0), day, lines) is None
-    for name, value in [("eval_holdout_days", 30), ("exclude_bought_days", 90), ("als_factors", 32)]:
+    changed = [("eval_holdout_days", 30), ("exclude_bought_days", 90), ("als_factors", 32)]
+    for name, value in [*changed, ("eval_max_customers", 500)]:
         assert reused_evaluation(_with_recommendations(settings, **{name: value}), day, lines) is None, name
     assert reused_evaluation(_with_recommendations(settings, top_n=3), day, lines) is not None
     promoted = reg.promoted()
@@ -409,3 +410,33 @@ def test_the_evaluation_is_redone_when_old_changed_by_settings_or_data_or_flagge
     again = recommend_stage(settings, "after-erasure")  # evaluates afresh, and the next run reuses that
     assert "evaluation_reused" not in again
     assert recommend_stage(settings, "next")["evaluation_reused"]["version"] == again["model_version"]
+
+
+def test_a_large_shops_evaluation_draws_its_customers_and_says_so(shop_copy) -> None:
+    """With more customers than eval_max_customers, the evaluation fits and measures every method
+    on a random draw of that many (counted against the customers known to the stage, counted here
+    in SQL); everyone is still recommended for, and the card and the summary say it was a sample."""
+    settings = _with_recommendations(shop_copy["settings"], evaluate_every_days=0)
+    whole = recommend_stage(settings, "whole")
+    drawn = recommend_stage(_with_recommendations(settings, eval_max_customers=600), "drawn")
+    [(known,)] = query(
+        settings,
+        f"select count(*) from (select contact_id from marts.dim_customers union "
+        f"select contact_id from ({LINES.replace('$as_of', '$1::date')}) where contact_id is not null)",
+        [drawn["as_of"]],
+    )
+    e = drawn["evaluation"]
+    assert (e["sampled_customers"], e["all_customers"]) == (600, known)
+    assert whole["evaluation"]["sampled_customers"] == whole["evaluation"]["all_customers"] == known
+    assert 0 < e["customers"] < whole["evaluation"]["customers"] / 2
+    assert drawn["recommended"] == whole["recommended"] and drawn["customers"] == whole["customers"]
+    from clarion.recommend import summary_text
+
+    said = f"a random sample of 600 of the {known:,} customers"
+    cards = shop_copy["root"] / "var/registry/recommender"
+    card = (cards / drawn["model_version"] / "card.md").read_text()
+    assert f"The evaluation ran on {said}" in card and said in summary_text(drawn)
+    whole_card = (cards / whole["model_version"] / "card.md").read_text()
+    assert "random sample" not in whole_card and "random sample" not in summary_text(whole)
+    se = e["methods"]["popularity"]["ndcg_se"]
+    assert 0 < se < 0.1 and f"{e['methods']['popularity']['ndcg_at_k']:.4f} ± {se:.4f}" in card

@@ -181,33 +181,67 @@ def test_the_fit_sees_nothing_on_or_after_its_day() -> None:
     assert e1["methods"]["popularity"]["ndcg_at_k"] > 0
 
 
-def test_evaluation_figures_equal_an_independent_computation() -> None:
-    lines, catalogue = _shop(seed=2)
-    df = _frame(lines)
-    cut, k, exclude = DAY - 60, 10, 60
-    e = rec.evaluate(lines, catalogue, cut, DAY, exclude, methods=("popularity", "category"))
+def _oracle_evaluation(df: pd.DataFrame, catalogue: rec.Catalogue, cut: int, k: int, exclude: int) -> dict:
+    """The baselines' recall@k, NDCG@k (per customer) and products shown, computed customer by
+    customer in pandas from the lines in ``df`` alone."""
     after = df[(df.day >= cut) & (df.day < DAY)]
-    recalls: dict[str, list[float]] = {"popularity": [], "category": []}
-    ndcgs: dict[str, list[float]] = {"popularity": [], "category": []}
-    shown: dict[str, set[int]] = {"popularity": set(), "category": set()}
+    out: dict[str, dict] = {m: {"recall": [], "ndcg": [], "shown": set()} for m in ("popularity", "category")}
     for c, bought in after.groupby("customer")["product"]:
         truth = set(bought) - _excluded(df, c, cut, exclude)
         if not truth:
             continue
         for method, oracle in (("popularity", _popularity_list), ("category", _category_list)):
             top = oracle(df, catalogue, c, cut, k, exclude)
-            shown[method] |= set(top)
+            out[method]["shown"] |= set(top)
             hits = [p in truth for p in top]
-            recalls[method].append(sum(hits) / len(truth))
+            out[method]["recall"].append(sum(hits) / len(truth))
             dcg = sum(1 / math.log2(i + 2) for i, h in enumerate(hits) if h)
             ideal = sum(1 / math.log2(i + 2) for i in range(min(len(truth), k)))
-            ndcgs[method].append(dcg / ideal)
-    assert e["customers"] == len(recalls["popularity"]) > 50
-    for method in recalls:
+            out[method]["ndcg"].append(dcg / ideal)
+    return out
+
+
+def _assert_figures(e: dict, oracle: dict, catalogue: rec.Catalogue) -> None:
+    assert e["customers"] == len(oracle["popularity"]["recall"]) > 50
+    for method, o in oracle.items():
         got = e["methods"][method]
-        assert got["recall_at_k"] == pytest.approx(np.mean(recalls[method]), abs=1e-4)
-        assert got["ndcg_at_k"] == pytest.approx(np.mean(ndcgs[method]), abs=1e-4)
-        assert got["coverage"] == pytest.approx(len(shown[method]) / catalogue.active.sum(), abs=1e-4)
+        assert got["recall_at_k"] == pytest.approx(np.mean(o["recall"]), abs=1e-4)
+        assert got["ndcg_at_k"] == pytest.approx(np.mean(o["ndcg"]), abs=1e-4)
+        se = np.std(o["ndcg"], ddof=1) / math.sqrt(len(o["ndcg"]))
+        assert got["ndcg_se"] == pytest.approx(se, abs=1e-4) and got["ndcg_se"] > 0
+        assert got["coverage"] == pytest.approx(len(o["shown"]) / catalogue.active.sum(), abs=1e-4)
+
+
+def test_evaluation_figures_equal_an_independent_computation() -> None:
+    lines, catalogue = _shop(seed=2)
+    cut, k, exclude = DAY - 60, 10, 60
+    e = rec.evaluate(lines, catalogue, cut, DAY, exclude, methods=("popularity", "category"))
+    _assert_figures(e, _oracle_evaluation(_frame(lines), catalogue, cut, k, exclude), catalogue)
+    assert e["sampled_customers"] == e["all_customers"] == N_CUSTOMERS
+
+
+def test_a_sampled_evaluation_is_the_evaluation_of_the_drawn_customers_alone() -> None:
+    """With ``sample``, every method is fitted and measured on the drawn customers' lines only: the
+    figures equal the pandas computation on those customers' lines (popularity counted among them),
+    the draw is repeatable, and a sample as large as the shop changes nothing."""
+    lines, catalogue = _shop(seed=2)
+    cut, k, exclude, size = DAY - 60, 10, 60, 180
+    _, drawn = rec.sample_customers(lines, size)
+    assert drawn.size == np.unique(drawn).size == size and drawn.min() >= 0 and drawn.max() < N_CUSTOMERS
+    assert np.array_equal(drawn, rec.sample_customers(lines, size)[1])
+    assert not np.array_equal(drawn, rec.sample_customers(lines, size, seed=8)[1])
+    e = rec.evaluate(lines, catalogue, cut, DAY, exclude, methods=("popularity", "category"), sample=size)
+    assert (e["sampled_customers"], e["all_customers"]) == (size, N_CUSTOMERS)
+    df = _frame(lines)
+    mine = df[df.customer.isin(drawn.tolist())]
+    assert 0 < len(mine) < len(df)
+    _assert_figures(e, _oracle_evaluation(mine, catalogue, cut, k, exclude), catalogue)
+    everyone = rec.evaluate(lines, catalogue, cut, DAY, exclude, methods=("popularity", "category"))
+    assert e["methods"] != everyone["methods"]  # the draw measured something else than the whole shop
+    as_large = rec.evaluate(
+        lines, catalogue, cut, DAY, exclude, methods=("popularity", "category"), sample=N_CUSTOMERS
+    )
+    assert as_large == everyone
 
 
 def test_the_best_ndcg_wins_and_ties_go_to_the_simpler() -> None:

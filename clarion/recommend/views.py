@@ -30,11 +30,26 @@ def _table(evaluation: dict[str, Any], chosen: str) -> list[str]:
     for m, f in evaluation.get("methods", {}).items():
         mark = " **(chosen)**" if m == chosen else ""
         lines.append(
-            f"| {LABELS.get(m, m)}{mark} | {f['recall_at_k']:.4f} | {f['ndcg_at_k']:.4f} "
+            f"| {LABELS.get(m, m)}{mark} | {f['recall_at_k']:.4f} | {f['ndcg_at_k']:.4f}{_se(f)} "
             f"| {f['coverage']:.1%} | {f['returning']['recall_at_k']:.4f} "
             f"| {f['returning']['ndcg_at_k']:.4f} | {f['from_model']:.0%} |"
         )
     return lines
+
+
+def _se(f: dict[str, Any]) -> str:
+    return f" ± {f['ndcg_se']:.4f}" if f.get("ndcg_se") else ""
+
+
+def sample_text(e: dict[str, Any]) -> str:
+    """How many customers the evaluation drew, when it drew fewer than all (empty otherwise)."""
+    drawn, everyone = e.get("sampled_customers"), e.get("all_customers")
+    if not drawn or not everyone or drawn >= everyone:
+        return ""
+    return (
+        f"a random sample of {drawn:,} of the {everyone:,} customers "
+        "(ml.recommendations.eval_max_customers), every method fitted on their lines alone"
+    )
 
 
 def reuse_text(s: dict[str, Any]) -> str:
@@ -75,14 +90,15 @@ def card_markdown(meta: dict[str, Any]) -> str:
         "",
         "## Evaluation by time",
         "",
+        *([f"The evaluation ran on {sample_text(e)}.", ""] if sample_text(e) else []),
         f"Fitted on the order lines before {e.get('cut', '?')} (latest order day - "
         f"{s.get('eval_holdout_days', '?')} days), measured on the purchases from that day to "
         f"{e.get('end', '?')}: {e['customers']:,} customers bought a product they had not bought in the "
         f"{s.get('exclude_bought_days', '?')} days before ({e['returning_customers']:,} of them with "
         f"earlier purchases). recall@{e['k']} and NDCG@{e['k']} (binary relevance) are means over those "
-        'customers; coverage is the share of active products recommended to any of them; "from the '
-        'model" is the share of rows placed by the method itself rather than by the fill (favourite '
-        "category, then popularity).",
+        "customers (NDCG with its standard error after ±); coverage is the share of active products "
+        'recommended to any of them; "from the model" is the share of rows placed by the method itself '
+        "rather than by the fill (favourite category, then popularity).",
         "",
         *_table(e, meta["method"]),
         "",
@@ -114,6 +130,7 @@ def summary_text(s: dict[str, Any]) -> str:
         f"as of {s['as_of']} by {s['method']} (recommender {s['model_version']})",
         f"  why: {s['why']}",
         f"  evaluation: fit before {e['cut']}, measured on {e['customers']:,} customers' purchases after it",
+        *([f"  ({sample_text(e)})"] if sample_text(e) else []),
         *([f"  {reuse_text(s)}"] if reuse_text(s) else []),
         f"  {'method':<14} {'recall@10':>10} {'NDCG@10':>9} {'coverage':>9}",
     ]
@@ -139,7 +156,9 @@ def summary_markdown(s: dict[str, Any]) -> str:
         f"**{LABELS.get(s['method'], s['method'])}** (recommender {s['model_version']}): {s['why']}.",
         "",
         f"Evaluation: fitted before {e['cut']}, measured on {e['customers']:,} customers' "
-        "purchases after it." + (f" The {reuse_text(s)}." if reuse_text(s) else ""),
+        "purchases after it"
+        + (f", from {sample_text(e)}." if sample_text(e) else ".")
+        + (f" The {reuse_text(s)}." if reuse_text(s) else ""),
         "",
         *_table(e, s["method"]),
         "",
