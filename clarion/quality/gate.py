@@ -202,9 +202,15 @@ def _load(con: duckdb.DuckDBPyConnection, schema: str, table: str, checks: list[
             if key in c.kwargs:
                 columns.add(c.kwargs[key])
         columns.update(c.kwargs.get("column_list", []))
-    present = {r[0] for r in con.execute(f'describe {schema}."{table}"').fetchall()}
-    missing = sorted(columns - present - {"contact_id"})
+    types = {r[0]: str(r[1]) for r in con.execute(f'describe {schema}."{table}"').fetchall()}
+    missing = sorted(columns - types.keys() - {"contact_id"})
     if missing:
         raise ClarionError(f"quality checks name columns {missing} that {schema}.{table} does not have")
-    chosen = ", ".join(f'"{c}"' for c in sorted(columns & present)) or "1 as _row"  # a row count only
+    chosen = (  # decimals as doubles: pandas holds a decimal column as Python objects, slow to check
+        ", ".join(
+            f'"{c}"::double as "{c}"' if types[c].startswith("DECIMAL") else f'"{c}"'
+            for c in sorted(columns & types.keys())
+        )
+        or "1 as _row"  # a row count only
+    )
     return con.execute(f'select {chosen} from {schema}."{table}"').df()
