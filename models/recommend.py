@@ -256,9 +256,9 @@ def _chunk(
     fav = b.favourite[rows]
     n_p = pop_key.size
     key = np.broadcast_to(pop_key + TIER_POPULAR, (m, n_p)).copy()  # tier + a sub-key in (0, 1)
-    if model.method != "popularity":
-        with_fav = fav >= 0
-        key[with_fav] += b.category_top[fav[with_fav]]
+    if model.method != "popularity":  # the favourite category's top products: one tier up
+        for c in np.unique(fav[fav >= 0]):
+            key[np.ix_(np.flatnonzero(fav == c), np.flatnonzero(b.category_top[c]))] += 1.0
     raw = model.scores(rows)
     if raw is not None:
         positive = raw > 1e-12
