@@ -35,7 +35,7 @@ from clarion.transform.dbt import (
     release_duckdb,
     resolve_as_of,
 )
-from clarion.transform.incremental import exposures_scope, scope_text
+from clarion.transform.incremental import scope, scope_text
 from clarion.transform.publish import clear_staging, publish
 from clarion.warehouse import Warehouse
 
@@ -128,9 +128,10 @@ def transform(
         dbt_build(settings, day, full_refresh)
         with Warehouse.from_settings(settings).connect("transform") as con:
             reference.mark_build(con, run_id)
-            scope = exposures_scope(con, full_refresh)
-        if scope:
-            logger.info(scope_text(scope))
+            scopes = {model: scope(con, model, full_refresh) for model in ("exposures", "features")}
+        for model, done in scopes.items():
+            if done:
+                logger.info(scope_text(done, model))
         checkpoint("transform.built")  # staging built, not yet gated or published
         gates.append(gate(settings, run_id, "marts"))
         if not gates[-1].passed:
@@ -144,7 +145,8 @@ def transform(
         "as_of": day.isoformat(),
         "gates": [g.summary() for g in gates],
         "published": published["tables"],
-        "exposures": scope,
+        "exposures": scopes["exposures"],
+        "features": scopes["features"],
     }
 
 

@@ -331,3 +331,190 @@ def test_a_changed_dbt_project_forgets_the_partial_parse_state(tmp_path: Path) -
     dbt_call(b"dbt's state, parsed again")
     state.write_bytes(b"written by another version of Clarion, longer")
     assert forget_stale_parse(settings) is True and not state.exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# customer_features: built incrementally for the published day, equal to a full build load after load
+
+FEATURES = ("--select", "+customer_features")
+
+
+def features_build(settings: Settings, as_of: date = AS_OF) -> set[int]:
+    """The incremental build of customer_features into staging; the customers it recomputed."""
+    run_dbt(settings, "run", as_of, *FEATURES)
+    return {r[0] for r in query(settings, "select contact_id from staging.int_features_changed")}
+
+
+def features(settings: Settings, schema: str = "staging") -> list[tuple]:
+    """Every customer's features, floats to 9 significant digits (a sum's last bits depend on the
+    order DuckDB's threads add its parts)."""
+    rows = query(settings, f"select * from {schema}.customer_features order by contact_id")
+    return [tuple(float(f"{v:.9g}") if isinstance(v, float) else v for v in row) for row in rows]
+
+
+def features_full_build(settings: Settings, as_of: date = AS_OF) -> list[tuple]:
+    run_dbt(settings, "build", as_of, *FEATURES, *NO_TESTS, "--full-refresh", schema="full_build")
+    try:
+        return features(settings, "full_build")
+    finally:
+        with Warehouse.from_settings(settings).connect("test") as con:
+            con.execute("drop schema full_build cascade")
+
+
+def test_incremental_features_equal_full_builds_after_late_rows_updates_an_erasure_and_a_new_day(
+    project: Settings,
+) -> None:
+    """customer_features built incrementally equals a full build after each load, and recomputes
+    exactly the customers the load touched (worked out here from what the test changed): a late
+    order, a late open, a survey score recorded, a consent, an order moved and one cancelled, a
+    product's category changed (its buyers), an erasure. An order in last year's season window moves
+    the shop-wide season figure, and a new day moves every window: both recompute everyone."""
+    settings = project
+    features_build(settings)  # catch up with the loads of the tests above
+    assert features_build(settings) == set()
+    before = features(settings)
+    assert before == features_full_build(settings) and len(before) > 250
+    everyone = {r[0] for r in before}
+
+    def add_order(contact_id: int, at: str, like: int) -> None:
+        """A late order of `contact_id` placed at `at`, a copy of order `like` with its first line."""
+        (order_id, item_id) = pick(
+            settings,
+            "select (select max(order_id) + 1 from raw.orders), "
+            "(select max(order_item_id) + 1 from raw.order_items)",
+        )
+        write(
+            settings,
+            (
+                "insert into raw.orders select * replace (? as order_id, ? as contact_id, "
+                "cast(? as timestamptz) as ordered_at, cast(? as timestamptz) as updated_at, "
+                "'late' as _load_id) from raw.orders where order_id = ?",
+                [order_id, contact_id, at, at, like],
+            ),
+            (
+                "insert into raw.order_items select * replace (? as order_item_id, ? as order_id, "
+                "'late' as _load_id) from raw.order_items where order_id = ? limit 1",
+                [item_id, order_id, like],
+            ),
+        )
+
+    # late rows: an order, an open, a survey score, a consent, each of another customer
+    buyer, like = pick(
+        settings, "select contact_id, order_id from raw.orders where status = 'completed' order by 2"
+    )
+    opener, campaign, sent_at = pick(
+        settings,
+        "select contact_id, campaign_id, occurred_at from raw.email_events where event_type = 'sent' "
+        f"and occurred_at >= timestamp '2026-05-15' and contact_id <> {buyer} order by 1, 2",
+    )
+    surveyed, ticket = pick(
+        settings,
+        "select contact_id, ticket_id from staging.stg_support_tickets where satisfaction_score is null "
+        "and text_sentiment <> 'negative' "
+        "and created_at between timestamp '2025-08-01' and timestamp '2026-06-01' "
+        f"and contact_id not in ({buyer}, {opener}) order by 2",
+    )
+    consenting = pick(
+        settings,
+        f"select contact_id from raw.contacts where contact_id not in ({buyer}, {opener}, {surveyed}) "
+        "and signup_date < date '2026-06-01' order by 1",
+    )[0]
+    add_order(buyer, "2026-06-25 10:00:00+00", like)
+    add_event(settings, opener, campaign, "open", sent_at + timedelta(hours=3))
+    write(
+        settings,
+        (
+            "update raw.support_tickets set satisfaction_score = 1, updated_at = timestamp '2026-06-20', "
+            "_load_id = 'update' where ticket_id = ?",
+            [ticket],
+        ),
+        (
+            "insert into raw.consents select * replace (? as contact_id, "
+            "(select max(consent_id) + 1 from raw.consents) as consent_id, 'email' as channel, "
+            "'opt_out' as event, cast('2026-06-28 09:00:00+00' as timestamptz) as recorded_at, "
+            "'late' as _load_id) from raw.consents limit 1",
+            [consenting],
+        ),
+    )
+    assert features_build(settings) == {buyer, opener, surveyed, consenting}
+    after = features(settings)
+    assert after == features_full_build(settings) != before
+    columns = [r[0] for r in query(settings, "describe staging.customer_features")]
+    row = {r[0]: dict(zip(columns, r, strict=True)) for r in after}
+    was = {r[0]: dict(zip(columns, r, strict=True)) for r in before}
+    assert row[buyer]["orders_lifetime"] == was[buyer]["orders_lifetime"] + 1
+    assert row[surveyed]["negative_tickets_365d"] == was[surveyed]["negative_tickets_365d"] + 1
+    assert row[consenting]["email_consent"] is False
+
+    # order updates: one cancelled, one moved to another customer
+    canceller, cancelled = pick(
+        settings,
+        f"select contact_id, order_id from raw.orders where status = 'completed' and contact_id <> {buyer} "
+        "and ordered_at >= timestamp '2026-01-01' order by 2",
+    )
+    giver, moved = pick(
+        settings,
+        f"select contact_id, order_id from raw.orders where contact_id not in ({canceller}) order by 2 desc",
+    )
+    taker = pick(
+        settings,
+        f"select contact_id from raw.contacts where contact_id not in ({canceller}, {giver}) "
+        "and signup_date < date '2026-01-01' order by 1 desc",
+    )[0]
+    write(
+        settings,
+        (
+            "update raw.orders set status = 'cancelled', updated_at = timestamp '2026-06-29', "
+            "_load_id = 'update' where order_id = ?",
+            [cancelled],
+        ),
+        ("update raw.orders set contact_id = ?, _load_id = 'update' where order_id = ?", [taker, moved]),
+    )
+    assert features_build(settings) == {canceller, giver, taker}
+    assert features(settings) == features_full_build(settings)
+
+    # a product's category: every customer who bought it is recomputed, nobody else
+    product, category = pick(
+        settings,
+        "select product_id, category from raw.products where product_id in "
+        "(select product_id from raw.order_items) order by 1",
+    )
+    other = next(c for c in ("apparel", "home") if c != category)
+    buyers = {
+        r[0]
+        for r in query(
+            settings,
+            "select distinct o.contact_id from raw.order_items i "
+            "join raw.orders o on i.order_id = o.order_id where i.product_id = ?",
+            [product],
+        )
+    }
+    write(settings, ("update raw.products set category = ? where product_id = ?", [other, product]))
+    assert features_build(settings) == buyers
+    assert features(settings) == features_full_build(settings)
+
+    # an erasure: the person's rows go from raw, from the build and from its kept fingerprints. Their
+    # orders are all newer than last year's season window (2025-02-14 to 2026-02-13 for this day),
+    # so the shop's season figure stays and nobody else is recomputed
+    erased = pick(
+        settings,
+        "select contact_id from raw.orders group by 1 "
+        "having min(ordered_at) >= timestamp '2026-02-14' and count(*) > 1 order by 1",
+    )[0]
+    assert erased in {r[0] for r in features(settings)}
+    erase(settings, str(erased), "REQ-2", compact=False)
+    assert features_build(settings) == set()
+    after = features(settings)
+    assert after == features_full_build(settings)
+    assert erased not in {r[0] for r in after}
+
+    # an order in last year's season window moves the shop-wide season figure: everyone
+    add_order(opener, "2025-08-01 12:00:00+00", like)
+    assert features_build(settings) == everyone - {erased}
+    assert features(settings) == features_full_build(settings)
+
+    # a new day moves every window: everyone, and the result is that day's full build
+    next_day = AS_OF + timedelta(days=1)
+    recomputed = features_build(settings, next_day)
+    assert recomputed >= everyone - {erased}
+    assert features(settings) == features_full_build(settings, next_day) != features_full_build(settings)

@@ -1,8 +1,9 @@
-"""What the last staging build recomputed of its incremental model, fct_campaign_exposures.
+"""What the last staging build recomputed of its incremental models: fct_campaign_exposures and
+(for the published day) customer_features.
 
-The dbt side is dbt/macros/incremental.sql: every customer's inputs to the exposures are
-fingerprinted (``int_exposure_inputs``), and only the customers whose fingerprint changed since the
-last build (``int_exposures_changed``) are computed again.
+The dbt side is dbt/macros/incremental.sql: every customer's inputs to a model are fingerprinted
+(``int_exposure_inputs``, ``int_feature_inputs``), and only the customers whose fingerprint changed
+since the last build (``int_exposures_changed``, ``int_features_changed``) are computed again.
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ import duckdb
 
 from clarion.warehouse import relation_exists
 
+# model -> (its fingerprints, its changed customers, what the summary calls its rows)
+INCREMENTAL = {
+    "exposures": ("int_exposure_inputs", "int_exposures_changed", "campaign exposures"),
+    "features": ("int_feature_inputs", "int_features_changed", "customer features"),
+}
+
 
 def exposures_scope(
     con: duckdb.DuckDBPyConnection, full_refresh: bool, schema: str = "staging"
@@ -20,23 +27,34 @@ def exposures_scope(
     """``{"recomputed": n, "customers": m, "full_refresh": bool}``: the customers whose exposures
     the build computed, of the customers with any e-mail event, holdout or order. Empty when the
     build has no fingerprints (not DuckDB's incremental build)."""
-    if not (
-        relation_exists(con, schema, "int_exposures_changed")
-        and relation_exists(con, schema, "int_exposure_inputs")
-    ):
+    return scope(con, "exposures", full_refresh, schema)
+
+
+def scope(
+    con: duckdb.DuckDBPyConnection, model: str, full_refresh: bool, schema: str = "staging"
+) -> dict[str, Any]:
+    """``{"recomputed": n, "customers": m, "full_refresh": bool}`` for one incremental model
+    (INCREMENTAL): the customers it computed, of the customers it fingerprinted. Empty when the
+    build has no fingerprints (not DuckDB's incremental build)."""
+    inputs, changed_model = INCREMENTAL[model][:2]
+    if not (relation_exists(con, schema, changed_model) and relation_exists(con, schema, inputs)):
         return {}
-    (customers,) = con.execute(f'select count(*) from "{schema}".int_exposure_inputs').fetchone()
-    (changed,) = con.execute(f'select count(*) from "{schema}".int_exposures_changed').fetchone()
+    (customers,) = con.execute(f'select count(*) from "{schema}".{inputs}').fetchone()
+    if not customers:  # built whole (a training snapshot's schema, another engine)
+        return {}
+    (changed,) = con.execute(f'select count(*) from "{schema}".{changed_model}').fetchone()
     recomputed = customers if full_refresh else changed
     return {"recomputed": recomputed, "customers": customers, "full_refresh": full_refresh}
 
 
-def scope_text(scope: dict[str, Any]) -> str:
+def scope_text(scope: dict[str, Any], model: str = "exposures") -> str:
     done, of = scope["recomputed"], scope["customers"]
     if scope["full_refresh"]:
         how = "full refresh"
     elif done == of:
-        how = "every customer: no earlier build, or the exposures' logic changed"
+        how = "every customer: no earlier build, or " + (
+            "the exposures' logic changed" if model == "exposures" else "a new day, season or logic"
+        )
     else:
         how = "incremental: the others' inputs did not change"
-    return f"campaign exposures recomputed for {done:,} of {of:,} customers ({how})"
+    return f"{INCREMENTAL[model][2]} recomputed for {done:,} of {of:,} customers ({how})"

@@ -11,12 +11,28 @@
     {{ return(target.type == 'duckdb') }}
 {%- endmacro %}
 
-{#- The fingerprints the last build of fct_campaign_exposures was computed from (kept by its
-    post-hook, next to it in the build schema). -#}
-{% macro exposures_inputs_kept() -%}
-    {{ return(api.Relation.create(
-        database=target.database, schema=target.schema, identifier='fct_campaign_exposures__inputs'
-    )) }}
+{#- The fingerprints the last build of `model` was computed from (kept by its post-hook, next to it
+    in the build schema, as `<model>__inputs`). -#}
+{% macro inputs_kept(model) -%}
+    {{ return(api.Relation.create(database=target.database, schema=target.schema, identifier=model ~ '__inputs')) }}
+{%- endmacro %}
+
+{#- The body of a changed-customers model (int_exposures_changed, int_features_changed): the
+    customers whose fingerprint in `inputs` differs from the one the last build of `model` kept, or
+    who gained or lost every input row; every customer when nothing was kept. -#}
+{% macro changed_customers(inputs, model) -%}
+    {%- set kept = adapter.get_relation(
+        database=target.database, schema=target.schema, identifier=inputs_kept(model).identifier
+    ) -%}
+    {%- if kept is none -%}
+select contact_id from {{ ref(inputs) }}
+    {%- else -%}
+select coalesce(current.contact_id, kept.contact_id) as contact_id
+from {{ ref(inputs) }} as current
+full outer join {{ kept }} as kept
+    on current.contact_id = kept.contact_id
+where current.fingerprint is distinct from kept.fingerprint
+    {%- endif -%}
 {%- endmacro %}
 
 {#- The text of the logic, hashed into every fingerprint: the SQL as written of the two marts whose
@@ -34,22 +50,48 @@
     {{ return(local_md5(code | join('|') ~ '|' ~ attribution_end('exposed_at') ~ '|' ~ first_by('v', 'k', 'c'))) }}
 {%- endmacro %}
 
-{#- Pre-hook: forget the changed customers' exposures (every row when no fingerprints were kept:
-    a table built before this scheme, or by hand). -#}
-{% macro exposures_forget_changed() -%}
+{#- Pre-hook: forget the changed customers' rows (every row when no fingerprints were kept: a table
+    built before this scheme, or by hand). `changed`: the model listing them. -#}
+{% macro forget_changed(changed) -%}
     {%- if is_incremental() -%}
-        {%- if adapter.get_relation(this.database, this.schema, exposures_inputs_kept().identifier) is none -%}
+        {%- if adapter.get_relation(this.database, this.schema, inputs_kept(this.identifier).identifier) is none -%}
             delete from {{ this }}
         {%- else -%}
-            delete from {{ this }} where contact_id in (select contact_id from {{ ref('int_exposures_changed') }})
+            delete from {{ this }} where contact_id in (select contact_id from {{ ref(changed) }})
         {%- endif -%}
     {%- else -%}
         select 1
     {%- endif -%}
 {%- endmacro %}
 
-{#- Post-hook: keep the fingerprints this build was computed from, for the next one. -#}
-{% macro exposures_keep_inputs() -%}
-    create or replace table {{ exposures_inputs_kept() }} as
-    select contact_id, fingerprint from {{ ref('int_exposure_inputs') }}
+{#- Post-hook: keep the fingerprints this build was computed from (`inputs`), for the next one. -#}
+{% macro keep_inputs(inputs) -%}
+    create or replace table {{ inputs_kept(this.identifier) }} as
+    select contact_id, fingerprint from {{ ref(inputs) }}
+{%- endmacro %}
+
+{#- customer_features is built incrementally too, on DuckDB, for the published day (var `as_of`):
+    a customer's features depend on their own rows (contact, orders with their history and lines,
+    e-mail events, tickets with their history and topics, consents), on the day, and on one
+    shop-wide figure (int_shop_season). Each customer's rows are fingerprinted (int_feature_inputs)
+    together with that logic: the model's SQL, the macros it calls rendered with this run's vars
+    (the day among them) and the season. So a new day, a new season figure or a changed model
+    recomputes everyone; a load of late rows recomputes only the customers it touched. Training
+    snapshots (var `as_of_days`, a sample) are always built whole. -#}
+{% macro features_incremental() -%}
+    {{ return(target.type == 'duckdb' and var('as_of_days', none) is none and sample_per_mille() == 1000) }}
+{%- endmacro %}
+
+{% macro features_logic() -%}
+    {%- set code = [] -%}
+    {%- if execute -%}
+        {%- for name in ['customer_features', 'int_shop_season'] -%}
+            {%- set node = graph.nodes.get('model.clarion.' ~ name) -%}
+            {%- do code.append(node.raw_code if node is not none else '') -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- do code.append(snapshot_days_table()) -%}
+    {%- do code.append(days_between('a', 'b') ~ seconds_between('a', 'b') ~ ratio('a', 'b')) -%}
+    {%- do code.append(ticket_sentiment('a', 'b') ~ var('categories') | join(',')) -%}
+    {{ return(local_md5(code | join('|'))) }}
 {%- endmacro %}

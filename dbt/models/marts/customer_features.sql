@@ -8,8 +8,23 @@
     order changed on or after the day counts in its latest state recorded before the day (from
     the extract's history), or, with none, as placed: not cancelled, not returned, no known delivery
     problem. A ticket's survey score likewise counts only once recorded; until then its sentiment
-    is the text's. -#}
-{%- set categories = var('categories') -%}
+    is the text's.
+
+    On DuckDB the published day's table is built incrementally (macros/incremental.sql): a build
+    computes only the customers whose rows changed since the last one (int_features_changed), after
+    its pre-hook deleted their rows; a new day, a new season figure or a changed model recomputes
+    everyone. The result equals a full build (tests/test_transform_incremental.py). -#}
+
+{{ config(
+    materialized=('incremental' if features_incremental() else 'table'),
+    incremental_strategy='append',
+    on_schema_change='sync_all_columns',
+    pre_hook=("{{ forget_changed('int_features_changed') }}" if features_incremental() else []),
+    post_hook=("{{ keep_inputs('int_feature_inputs') }}" if features_incremental() else []),
+) }}
+{%- set categories = var('categories') %}
+-- depends_on: {{ ref('int_features_changed') }}
+-- depends_on: {{ ref('int_feature_inputs') }}
 
 with
 
@@ -29,6 +44,9 @@ customers as (
     inner join days on contacts.signup_date < days.as_of
     {%- if sample_per_mille() < 1000 %}
     where {{ in_sample('contacts.contact_id', 'days.as_of') }}
+    {%- elif is_incremental() %}
+    {# an incremental build: only the customers whose rows changed #}
+    where contacts.contact_id in (select contact_id from {{ ref('int_features_changed') }})
     {%- endif %}
 
 ),
@@ -521,41 +539,6 @@ topic_stats as (
 
 ),
 
-shop_daily_orders as (
-
-    {#- the shop's demand per UTC day: every order placed, whatever became of it -#}
-    select
-        floor(extract(epoch from ordered_at) / 86400) as day_number,
-        count(*) as orders
-    from {{ ref('int_orders') }}
-    group by 1
-
-),
-
-season as (
-
-    {#- how busy the coming horizon was a year earlier against the year around it (centred on that
-        window, so a growing shop does not read as a quiet season): above 1, a busier season than
-        average; NULL without orders over that whole year -#}
-    select
-        days.as_of,
-        case
-            when min(shop_daily_orders.day_number) <= floor(extract(epoch from days.season_year_start_ts) / 86400)
-                then {{ ratio(
-                    "sum(case when shop_daily_orders.day_number >= floor(extract(epoch from days.d365_ts) / 86400)
-                        and shop_daily_orders.day_number < floor(extract(epoch from days.last_year_horizon_end_ts) / 86400)
-                        then shop_daily_orders.orders else 0 end) * 364.0",
-                    "sum(case when shop_daily_orders.day_number >= floor(extract(epoch from days.season_year_start_ts) / 86400)
-                        then shop_daily_orders.orders else 0 end) * " ~ var('horizon_days')
-                ) }}
-        end as shop_season_index
-    from days
-    inner join shop_daily_orders
-        on shop_daily_orders.day_number < floor(extract(epoch from days.season_year_end_ts) / 86400)
-    group by days.as_of, days.d365_ts, days.last_year_horizon_end_ts, days.season_year_start_ts
-
-),
-
 consent_log as (
 
     select
@@ -698,7 +681,7 @@ final as (
         on customers.contact_id = topic_stats.contact_id and customers.as_of = topic_stats.as_of
     left join top_complaint
         on customers.contact_id = top_complaint.contact_id and customers.as_of = top_complaint.as_of
-    left join season on customers.as_of = season.as_of
+    left join {{ ref('int_shop_season') }} as season on customers.as_of = season.as_of
 
 )
 

@@ -13,8 +13,8 @@
 {{ config(
     materialized=('incremental' if exposures_incremental() else 'table'),
     incremental_strategy='append',
-    pre_hook=("{{ exposures_forget_changed() }}" if exposures_incremental() else []),
-    post_hook=("{{ exposures_keep_inputs() }}" if exposures_incremental() else []),
+    pre_hook=("{{ forget_changed('int_exposures_changed') }}" if exposures_incremental() else []),
+    post_hook=("{{ keep_inputs('int_exposure_inputs') }}" if exposures_incremental() else []),
 ) }}
 -- depends_on: {{ ref('int_exposures_changed') }}
 
