@@ -47,11 +47,13 @@ def exposures(settings: Settings, schema: str = "staging") -> list[tuple]:
     return query(settings, f"select {COLUMNS} from {schema}.fct_campaign_exposures order by 1, 2")
 
 
-def full_build(settings: Settings) -> list[tuple]:
-    """The same data built whole, in a schema of its own (dropped after)."""
-    run_dbt(settings, "build", AS_OF, *EXPOSURES, *NO_TESTS, "--full-refresh", schema="full_build")
+def full_build(
+    settings: Settings, select: tuple[str, ...] = EXPOSURES, read=exposures, as_of: date = AS_OF
+) -> list[tuple]:
+    """The same data built whole, in a schema of its own (dropped after): `read`'s rows of it."""
+    run_dbt(settings, "build", as_of, *select, *NO_TESTS, "--full-refresh", schema="full_build")
     try:
-        return exposures(settings, "full_build")
+        return read(settings, "full_build")
     finally:
         with Warehouse.from_settings(settings).connect("test") as con:
             con.execute("drop schema full_build cascade")
@@ -353,12 +355,7 @@ def features(settings: Settings, schema: str = "staging") -> list[tuple]:
 
 
 def features_full_build(settings: Settings, as_of: date = AS_OF) -> list[tuple]:
-    run_dbt(settings, "build", as_of, *FEATURES, *NO_TESTS, "--full-refresh", schema="full_build")
-    try:
-        return features(settings, "full_build")
-    finally:
-        with Warehouse.from_settings(settings).connect("test") as con:
-            con.execute("drop schema full_build cascade")
+    return full_build(settings, FEATURES, features, as_of)
 
 
 def test_incremental_features_equal_full_builds_after_late_rows_updates_an_erasure_and_a_new_day(

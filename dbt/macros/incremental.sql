@@ -40,14 +40,20 @@ where current.fingerprint is distinct from kept.fingerprint
     incrementally, and fct_email_events, whose publication rewrites only the changed customers:
     clarion/transform/publish.py) and the macros the exposures call, rendered with this run's vars. -#}
 {% macro exposures_logic() -%}
+    {%- set code = models_code(['fct_campaign_exposures', 'fct_email_events']) -%}
+    {{ return(local_md5(code | join('|') ~ '|' ~ attribution_end('exposed_at') ~ '|' ~ first_by('v', 'k', 'c'))) }}
+{%- endmacro %}
+
+{#- The SQL as written of the project's models `names` (empty while dbt parses). -#}
+{% macro models_code(names) -%}
     {%- set code = [] -%}
     {%- if execute -%}
-        {%- for name in ['fct_campaign_exposures', 'fct_email_events'] -%}
+        {%- for name in names -%}
             {%- set node = graph.nodes.get('model.clarion.' ~ name) -%}
             {%- do code.append(node.raw_code if node is not none else '') -%}
         {%- endfor -%}
     {%- endif -%}
-    {{ return(local_md5(code | join('|') ~ '|' ~ attribution_end('exposed_at') ~ '|' ~ first_by('v', 'k', 'c'))) }}
+    {{ return(code) }}
 {%- endmacro %}
 
 {#- Pre-hook: forget the changed customers' rows (every row when no fingerprints were kept: a table
@@ -83,13 +89,7 @@ where current.fingerprint is distinct from kept.fingerprint
 {%- endmacro %}
 
 {% macro features_logic() -%}
-    {%- set code = [] -%}
-    {%- if execute -%}
-        {%- for name in ['customer_features', 'int_shop_season'] -%}
-            {%- set node = graph.nodes.get('model.clarion.' ~ name) -%}
-            {%- do code.append(node.raw_code if node is not none else '') -%}
-        {%- endfor -%}
-    {%- endif -%}
+    {%- set code = models_code(['customer_features', 'int_shop_season']) -%}
     {%- do code.append(snapshot_days_table()) -%}
     {%- do code.append(days_between('a', 'b') ~ seconds_between('a', 'b') ~ ratio('a', 'b')) -%}
     {%- do code.append(ticket_sentiment('a', 'b') ~ var('categories') | join(',')) -%}
