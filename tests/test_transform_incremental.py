@@ -59,16 +59,19 @@ def full_build(
             con.execute("drop schema full_build cascade")
 
 
-def published(settings: Settings, expected_rewritten: set[int] | None) -> None:
-    """Publish the build; the customers it rewrote are the ones expected (None: a whole copy), and
-    the published customer-keyed marts hold exactly the build's rows."""
+def published(
+    settings: Settings,
+    expected_rewritten: set[int] | None,
+    key: str = "customers_rewritten",
+    tables: tuple[str, ...] = BY_CUSTOMER,
+) -> None:
+    """Publish the build; the customers it rewrote (the summary's `key`) are the ones expected
+    (None: a whole copy), and the published customer-keyed marts hold exactly the build's rows."""
     with Warehouse.from_settings(settings).connect("test") as con:
         audit_tables(con)
         result = publish(con, "test-run", AS_OF, 90)
-    assert result.get("customers_rewritten") == (
-        None if expected_rewritten is None else len(expected_rewritten)
-    )
-    for table in BY_CUSTOMER:
+    assert result.get(key) == (None if expected_rewritten is None else len(expected_rewritten))
+    for table in tables:
         both = [f"(select * from {a}.{table} except all select * from {b}.{table})" for a, b in PAIRS]
         assert query(settings, f"select count(*) from {both[0]}") == [(0,)], table
         assert query(settings, f"select count(*) from {both[1]}") == [(0,)], table
@@ -339,6 +342,7 @@ def test_a_changed_dbt_project_forgets_the_partial_parse_state(tmp_path: Path) -
 # customer_features: built incrementally for the published day, equal to a full build load after load
 
 FEATURES = ("--select", "+customer_features")
+PUBLISHED_FEATURES = ("features_rewritten", ("customer_features",))
 
 
 def features_build(settings: Settings, as_of: date = AS_OF) -> set[int]:
@@ -367,10 +371,14 @@ def test_incremental_features_equal_full_builds_after_late_rows_updates_an_erasu
     product's category changed (its buyers), an erasure. An order in last year's season window moves
     the shop-wide season figure, and a new day moves every window: both recompute everyone."""
     settings = project
-    features_build(settings)  # catch up with the loads of the tests above
+    caught_up = features_build(settings)  # catch up with the loads of the tests above
+    (fingerprinted,) = query(settings, "select count(*) from staging.int_feature_inputs")[0]
+    # they last published the first build's features; past half the customers, a whole copy
+    published(settings, caught_up if 2 * len(caught_up) <= fingerprinted else None, *PUBLISHED_FEATURES)
     assert features_build(settings) == set()
     before = features(settings)
     assert before == features_full_build(settings) and len(before) > 250
+    published(settings, set(), *PUBLISHED_FEATURES)
     everyone = {r[0] for r in before}
 
     def add_order(contact_id: int, at: str, like: int) -> None:
@@ -442,6 +450,7 @@ def test_incremental_features_equal_full_builds_after_late_rows_updates_an_erasu
     assert row[buyer]["orders_lifetime"] == was[buyer]["orders_lifetime"] + 1
     assert row[surveyed]["negative_tickets_365d"] == was[surveyed]["negative_tickets_365d"] + 1
     assert row[consenting]["email_consent"] is False
+    published(settings, {buyer, opener, surveyed, consenting}, *PUBLISHED_FEATURES)
 
     # order updates: one cancelled, one moved to another customer
     canceller, cancelled = pick(
@@ -469,6 +478,7 @@ def test_incremental_features_equal_full_builds_after_late_rows_updates_an_erasu
     )
     assert features_build(settings) == {canceller, giver, taker}
     assert features(settings) == features_full_build(settings)
+    published(settings, {canceller, giver, taker}, *PUBLISHED_FEATURES)
 
     # a product's category: every customer who bought it is recomputed, nobody else
     product, category = pick(
@@ -489,6 +499,7 @@ def test_incremental_features_equal_full_builds_after_late_rows_updates_an_erasu
     write(settings, ("update raw.products set category = ? where product_id = ?", [other, product]))
     assert features_build(settings) == buyers
     assert features(settings) == features_full_build(settings)
+    published(settings, buyers, *PUBLISHED_FEATURES)
 
     # an erasure: the person's rows go from raw, from the build and from its kept fingerprints. Their
     # orders are all newer than last year's season window (2025-02-14 to 2026-02-13 for this day),
@@ -504,14 +515,17 @@ def test_incremental_features_equal_full_builds_after_late_rows_updates_an_erasu
     after = features(settings)
     assert after == features_full_build(settings)
     assert erased not in {r[0] for r in after}
+    published(settings, set(), *PUBLISHED_FEATURES)  # the erasure took their row from marts too
 
     # an order in last year's season window moves the shop-wide season figure: everyone
     add_order(opener, "2025-08-01 12:00:00+00", like)
     assert features_build(settings) == everyone - {erased}
     assert features(settings) == features_full_build(settings)
+    published(settings, None, *PUBLISHED_FEATURES)  # everyone changed: copied whole
 
     # a new day moves every window: everyone, and the result is that day's full build
     next_day = AS_OF + timedelta(days=1)
     recomputed = features_build(settings, next_day)
     assert recomputed >= everyone - {erased}
+    published(settings, None, *PUBLISHED_FEATURES)
     assert features(settings) == features_full_build(settings, next_day) != features_full_build(settings)

@@ -31,7 +31,9 @@ from clarion.warehouse import Warehouse, relation_exists
 
 log = logging.getLogger(__name__)
 SNAPSHOT_SCHEMA = "ml_snapshot"
-AS_OF_MODELS = ("customer_features", "customer_labels")  # the dbt models that read the day
+# the dbt models that read the day: the features and labels, the shop's season they join, and the
+# fingerprints of the published day's incremental build (empty in a snapshot's)
+AS_OF_MODELS = ("customer_features", "customer_labels", "int_shop_season", "int_feature_inputs")
 
 
 class SegmentError(ClarionError):

@@ -58,6 +58,7 @@ SKIP = {
     ("marts", "customer_labels"),
     ("marts", "fct_campaign_exposures"),
     ("marts", "fct_campaign_exposures__inputs"),  # a hash of the rows shown, for incremental builds
+    ("marts", "customer_features__inputs"),  # likewise
 }  # derived again from the rows shown
 
 
