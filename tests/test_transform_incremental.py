@@ -342,7 +342,7 @@ def test_a_changed_dbt_project_forgets_the_partial_parse_state(tmp_path: Path) -
 # customer_features: built incrementally for the published day, equal to a full build load after load
 
 FEATURES = ("--select", "+customer_features")
-PUBLISHED_FEATURES = ("features_rewritten", ("customer_features",))
+PUBLISHED_FEATURES = ("features_rewritten", ("customer_features", "fct_orders", "dim_customers"))
 
 
 def features_build(settings: Settings, as_of: date = AS_OF) -> set[int]:

@@ -5,8 +5,9 @@ staging build, or (on any error) none is, and readers of ``marts`` never see a m
 
 Marts whose rows depend only on one customer's own inputs, which the build fingerprints
 (dbt/macros/incremental.sql), are published incrementally: ``fct_campaign_exposures`` and
-``fct_email_events`` (fingerprints ``int_exposure_inputs``) and ``customer_features``
-(``int_feature_inputs``, which also carry the day, so a new day changes everyone's). Their
+``fct_email_events`` (fingerprints ``int_exposure_inputs``), and ``customer_features``,
+``fct_orders`` and ``dim_customers`` (``int_feature_inputs``, which also carry the day, so a new
+day changes everyone's). Their
 publication keeps the fingerprints it published (``marts.<table>__inputs``); the next one rewrites
 only the rows of the customers whose fingerprint differs from those, and copies the rest of the
 marts whole.
@@ -50,7 +51,7 @@ GROUPS = (
     ByCustomer(
         "int_feature_inputs",
         "customer_features__inputs",
-        ("customer_features",),
+        ("customer_features", "fct_orders", "dim_customers"),
         "features_rewritten",
         "__publish_changed_features",
     ),

@@ -1,8 +1,9 @@
 {#- One row per customer with a fingerprint of every row customer_features reads of them: their
-    contact row's signup day, their orders (with the earlier states kept in history and their lines'
-    category and amount), e-mail events, tickets (with their earlier survey scores and their voc
+    contact row, their orders (with the earlier states kept in history and their lines' category,
+    quantity and amount), e-mail events, tickets (with their earlier survey scores and their voc
     topics) and consents, plus the features' logic and the shop's season for the day
-    (macros/incremental.sql). The sum of the rows' hashes does not depend on their order, and any
+    (macros/incremental.sql). The contact and order columns of dim_customers and fct_orders are in
+    it too, so their publication can rewrite only these customers' rows (transform/publish.py). The sum of the rows' hashes does not depend on their order, and any
     added, removed or changed row changes it. Only for the published day's incremental build
     (DuckDB); empty for training snapshots and elsewhere. -#}
 
@@ -12,7 +13,12 @@ with
 
 rows as (
 
-    select contact_id, hash('contact', signup_date) as row_hash
+    select
+        contact_id,
+        hash(
+            'contact', signup_date, country, age_band, email_consent, sms_consent, marketing_objection,
+            source_system
+        ) as row_hash
     from {{ ref('stg_contacts') }}
 
     union all
@@ -21,7 +27,8 @@ rows as (
         contact_id,
         hash(
             'order', order_id, ordered_at, total_eur, has_discount, is_cancelled, is_returned,
-            has_delivery_problem, updated_at
+            has_delivery_problem, updated_at, order_status, channel, currency, discount_eur, item_count,
+            units, delivery_status
         ) as row_hash
     from {{ ref('int_orders') }}
 
@@ -38,7 +45,7 @@ rows as (
 
     union all
 
-    select contact_id, hash('line', order_item_id, order_id, category, line_eur) as row_hash
+    select contact_id, hash('line', order_item_id, order_id, category, quantity, line_eur) as row_hash
     from {{ ref('int_order_lines') }}
 
     union all
