@@ -45,11 +45,9 @@ def _run_text(result: dict[str, Any]) -> str:
                 f"  {name}" + (f"   features as of {summary['as_of']}" if "as_of" in summary else "")
             )
             lines += ["    " + line for line in gates_text(summary["gates"]).splitlines()]
-            for model in ("features", "exposures"):
-                if summary.get(model):
-                    from clarion.transform.incremental import scope_text
+            from clarion.transform.incremental import scope_text
 
-                    lines.append(f"    {scope_text(summary[model], model)}")
+            lines += [f"    {scope_text(summary[m], m)}" for m in ("features", "exposures") if summary.get(m)]
             if summary.get("published"):
                 shown = ", ".join(f"{t} {n:,}" for t, n in summary["published"].items())
                 lines.append(f"    published to marts: {shown}")

@@ -242,10 +242,9 @@ def scores_hash(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any] |
         ).to_arrow_reader(SCORE_CHUNK_ROWS)
         for batch in reader:
             lines = batch.column(0)
-            if lines.type != pa.large_string():
-                lines = lines.cast(pa.large_string())
-            _, offsets, data = lines.buffers()
-            bounds = np.frombuffer(offsets, dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
+            _, offsets, data = lines.buffers()  # the values' bytes, back to back, and their bounds
+            width = np.int64 if lines.type == pa.large_string() else np.int32
+            bounds = np.frombuffer(offsets, dtype=width)[lines.offset : lines.offset + len(lines) + 1]
             if len(lines):
                 digest.update(memoryview(data)[bounds[0] : bounds[-1]])
             rows += len(lines)

@@ -14,10 +14,21 @@ import duckdb
 
 from clarion.warehouse import relation_exists
 
-# model -> (its fingerprints, its changed customers, what the summary calls its rows)
+# model -> (its fingerprints, its changed customers, what the summary calls its rows, what
+# besides a first build makes every customer's fingerprint move)
 INCREMENTAL = {
-    "exposures": ("int_exposure_inputs", "int_exposures_changed", "campaign exposures"),
-    "features": ("int_feature_inputs", "int_features_changed", "customer features"),
+    "exposures": (
+        "int_exposure_inputs",
+        "int_exposures_changed",
+        "campaign exposures",
+        "the exposures' logic changed",
+    ),
+    "features": (
+        "int_feature_inputs",
+        "int_features_changed",
+        "customer features",
+        "a new day, season or logic",
+    ),
 }
 
 
@@ -52,9 +63,7 @@ def scope_text(scope: dict[str, Any], model: str = "exposures") -> str:
     if scope["full_refresh"]:
         how = "full refresh"
     elif done == of:
-        how = "every customer: no earlier build, or " + (
-            "the exposures' logic changed" if model == "exposures" else "a new day, season or logic"
-        )
+        how = f"every customer: no earlier build, or {INCREMENTAL[model][3]}"
     else:
         how = "incremental: the others' inputs did not change"
     return f"{INCREMENTAL[model][2]} recomputed for {done:,} of {of:,} customers ({how})"

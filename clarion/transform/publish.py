@@ -7,10 +7,9 @@ Marts whose rows depend only on one customer's own inputs, which the build finge
 (dbt/macros/incremental.sql), are published incrementally: ``fct_campaign_exposures`` and
 ``fct_email_events`` (fingerprints ``int_exposure_inputs``), and ``customer_features``,
 ``fct_orders`` and ``dim_customers`` (``int_feature_inputs``, which also carry the day, so a new
-day changes everyone's). Their
-publication keeps the fingerprints it published (``marts.<table>__inputs``); the next one rewrites
-only the rows of the customers whose fingerprint differs from those, and copies the rest of the
-marts whole.
+day changes everyone's). Their publication keeps the fingerprints it published
+(``marts.<model>__inputs``); the next one rewrites only the rows of the customers whose fingerprint
+differs from those, and copies the rest of the marts whole.
 """
 
 from __future__ import annotations
