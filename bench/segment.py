@@ -115,9 +115,11 @@ def run_score(workdir: str, truth: str, key: str = "contact_id") -> dict[str, An
     with Warehouse.from_settings(settings).writing("bench"):
         plan = runner.plan(settings, None, None)
         started = time.perf_counter()
-        scoring = runner.scoring_snapshot(settings, plan, "bench")
+        # full_refresh: the day fitted and every customer scored, whatever ran before in the folder
+        scoring = runner.scoring_snapshot(settings, plan, "bench", full_refresh=True)
         read_s = time.perf_counter() - started
-        result = runner.score(settings, "bench", plan, runner.registry(settings).promoted(), scoring)
+        version = runner.registry(settings).promoted()
+        result = runner.score(settings, "bench", plan, version, scoring, full_refresh=True)
     con = duckdb.connect(f"{workdir}/warehouse.duckdb", read_only=True)
     truth_sql = f"(select {key} as contact_id, * exclude ({key}) from read_parquet('{truth}'))"
     rows = con.execute(

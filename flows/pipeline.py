@@ -87,11 +87,12 @@ def _segment(
     as_of: date | None = None,
     horizon_days: int | None = None,
     retrain: bool | None = None,
+    full_refresh: bool = False,
     **_: Any,
 ) -> dict[str, Any]:
     from flows.segment import segment
 
-    return segment(settings, run_id, as_of, horizon_days, retrain)
+    return segment(settings, run_id, as_of, horizon_days, retrain, full_refresh)
 
 
 def _results(settings: Settings, run_id: str, **_: Any) -> dict[str, Any]:
@@ -172,7 +173,8 @@ def pipeline(
     describe (default: the day after the latest order); ``horizon_days`` and ``retrain`` go to
     the segment stage (defaults: segment.horizon_days, segment.retrain); ``campaigns`` limits the
     content stage to those briefs; ``full_refresh`` has the transform rebuild its incremental
-    models (fct_campaign_exposures) for every customer, not only those whose data changed.
+    models (customer_features, fct_campaign_exposures) for every customer, not only those whose
+    data changed, and the segment stage fit the day's lifecycle models again and rescore everyone.
 
     A run whose process died is marked interrupted by the next run. ``resume`` ("latest" or a run
     id) continues an interrupted or failed `clarion run` under its own run id: the stages it

@@ -20,8 +20,10 @@ from flows.triggers import campaign_triggers
 
 
 @task(name="scoring-snapshot", cache_policy=NO_CACHE)
-def scoring_snapshot(settings: Settings, plan: runner.Plan, run_id: str | None = None) -> Any:
-    return runner.scoring_snapshot(settings, plan, run_id)
+def scoring_snapshot(
+    settings: Settings, plan: runner.Plan, run_id: str | None = None, full_refresh: bool = False
+) -> Any:
+    return runner.scoring_snapshot(settings, plan, run_id, full_refresh)
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
@@ -30,8 +32,10 @@ def train(settings: Settings, plan: runner.Plan, scoring: Any, run_id: str | Non
 
 
 @task(name="score-explain-segment", cache_policy=NO_CACHE)
-def score(settings: Settings, run_id: str, plan: runner.Plan, version: Any, scoring: Any) -> dict[str, Any]:
-    return runner.score(settings, run_id, plan, version, scoring)
+def score(
+    settings: Settings, run_id: str, plan: runner.Plan, version: Any, scoring: Any, full_refresh: bool = False
+) -> dict[str, Any]:
+    return runner.score(settings, run_id, plan, version, scoring, full_refresh)
 
 
 @flow(name="segment", log_prints=False)
@@ -41,17 +45,19 @@ def segment(
     as_of: date | None = None,
     horizon_days: int | None = None,
     retrain: bool | None = None,
+    full_refresh: bool = False,
 ) -> dict[str, Any]:
+    """``full_refresh`` fits the day's lifecycle models again and rescores every customer."""
     logger = get_run_logger()
     plan = runner.plan(settings, as_of, horizon_days)
     logger.info("scoring customers as of %s, horizon %d days", plan.as_of, plan.horizon_days)
-    frame = scoring_snapshot(settings, plan, run_id)
+    frame = scoring_snapshot(settings, plan, run_id, full_refresh)
     trained = None
     if runner.needs_training(settings, plan, retrain):
         trained = train(settings, plan, frame, run_id)
         logger.info("model %s: %s", trained["version"], trained["decision"])
     version = runner.registry(settings).promoted()
-    result = score(settings, run_id, plan, version, frame)
+    result = score(settings, run_id, plan, version, frame, full_refresh)
     fired = campaign_triggers(settings, run_id)  # customers who crossed a brief's trigger: one event each
     create_table_artifact(
         key="segments",

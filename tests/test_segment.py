@@ -806,7 +806,8 @@ def test_scoring_in_chunks_gives_the_same_scores_and_reasons(golden, copy, score
     """1,000-customer chunks (the smallest allowed) split the golden run's customers in two: the
     stored rows must be those of the one-chunk run, and a rerun replaces rather than duplicates."""
     config = copy.var_dir.parent / "clarion.yaml"
-    config.write_text(config.read_text() + "segment:\n  explain_chunk_rows: 1000\n")
+    # rescore: all, or the run keeps every customer's row of the golden run (their inputs are the same)
+    config.write_text(config.read_text() + "segment:\n  explain_chunk_rows: 1000\n  rescore: all\n")
     assert len(scores) > 1000  # more than one chunk
     result = pipeline(config_path="clarion.yaml", stages=["segment"])
     chunked_run = result["run_id"]
@@ -822,5 +823,6 @@ def test_scoring_in_chunks_gives_the_same_scores_and_reasons(golden, copy, score
     assert chunked["segment"].tolist() == scores["segment"].tolist()
     assert chunked["reasons_text"].tolist() == scores["reasons_text"].tolist()
     assert result["stages"]["segment"]["additivity_max_gap"] <= 1e-6
+    assert result["stages"]["segment"]["rescored"]["customers"] == len(scores)
     counts = _frame(settings, "select run_id, count(*) n from ml.customer_scores group by run_id")
     assert sorted(counts["n"].tolist()) == [len(scores), len(scores)]  # golden run + this one, once each

@@ -22,8 +22,9 @@ FULL_REFRESH_OPTION = click.option(
     "--full-refresh",
     "full_refresh",
     is_flag=True,
-    help="Rebuild the incremental models (the campaign exposures) for every customer, not only for "
-    "those whose data changed since the last build.",
+    help="Compute everything for every customer, not only for those whose data changed since the last "
+    "build: the incremental dbt models (customer features, campaign exposures) and, where the segment "
+    "stage runs, the day's lifecycle fit and every customer's score, explanation and reasons.",
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -265,7 +266,7 @@ def run(
       clarion run
       clarion run --resume                             # after a kill, a crash or a failed stage
       clarion run --wait 600 --json
-      clarion run --full-refresh                       # campaign exposures rebuilt for everyone
+      clarion run --full-refresh                       # features, exposures, scores redone for everyone
       PREFECT_HOME=var/prefect prefect server start    # then open http://127.0.0.1:4200 to see runs
     """
     target = resume_run or ("latest" if resume else None)
@@ -412,16 +413,17 @@ def transform(
     build; only then is it copied into marts, in one transaction. A failing `fail` check stops it
     with the check, what it observed and samples, exit code 4; marts keep the last good build.
 
-    The campaign exposures (fct_campaign_exposures) are built incrementally: only the customers
-    whose e-mail events, holdouts or orders changed since the last build are computed again (any
-    change of the exposures' SQL or attribution_days recomputes everyone); --full-refresh rebuilds
-    them for every customer. Every other model is rebuilt whole.
+    The customer features (customer_features) and campaign exposures (fct_campaign_exposures) are
+    built incrementally: only the customers whose rows changed since the last build are computed
+    again (a new day, or a change of the models' SQL, recomputes everyone's features; a change of
+    the exposures' SQL or attribution_days everyone's exposures); --full-refresh rebuilds them for
+    every customer. Every other model is rebuilt whole.
 
     \b
     Examples:
       clarion transform
       clarion transform --as-of 2026-04-01          # features as of another day (a backtest)
-      clarion transform --full-refresh              # exposures rebuilt for every customer
+      clarion transform --full-refresh              # features and exposures rebuilt for everyone
       clarion check                                 # the gates alone
     """
     params: dict[str, Any] = {"stages": ["transform"]}
@@ -463,6 +465,7 @@ def check(app: AppContext, wait_seconds: float | None, as_json: bool) -> None:
     help="Predict purchases in this many days [segment.horizon_days; 90].",
 )
 @click.option("--retrain", is_flag=True, help="Train a new model version even if a promoted one fits.")
+@FULL_REFRESH_OPTION
 @WAIT_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary (segments, model) as JSON.")
 @click.pass_obj
@@ -471,6 +474,7 @@ def segment(
     as_of: datetime | None,
     horizon_days: int | None,
     retrain: bool,
+    full_refresh: bool,
     wait_seconds: float | None,
     as_json: bool,
 ) -> None:
@@ -488,16 +492,24 @@ def segment(
     raises the risk for customers less likely to buy than the average one, what keeps the others,
     amounts in the shop's currency; all in ml.customer_scores.
 
+    A customer whose inputs are those of the previous scoring run (same day, model and wording:
+    only other customers' rows changed) keeps that run's score, explanation and reasons; the
+    segments are assigned again for everyone. Later runs of a day reuse its lifecycle fit.
+    --full-refresh (or segment.rescore: all) fits and scores everyone again.
+
     \b
     Examples:
       clarion segment
       clarion segment --retrain --horizon-days 60
+      clarion segment --full-refresh             # every customer scored and explained again
       clarion explain 1042                       # one customer's score and reasons
       clarion models show v0001                  # the model card
     """
     params: dict[str, Any] = {"stages": ["segment"], "retrain": retrain or None, "horizon_days": horizon_days}
     if as_of:
         params["as_of"] = as_of.date()
+    if full_refresh:
+        params["full_refresh"] = True
     result = _run_pipeline(app, wait_seconds, **params)
     _emit(result, as_json, _run_text(result))
 

@@ -100,8 +100,24 @@ def alerts_text(told: dict[str, Any]) -> str:
     return f"on; sent {', '.join(told['events'])}: {told['sent']} delivery(ies){failed}"
 
 
+def rescored_text(r: dict[str, Any], customers: int) -> str:
+    """How many customers were scored and explained again, and why the others were not."""
+    if r["full_refresh"]:
+        how = "full refresh"
+    elif r["rescore"] == "all":
+        how = "segment.rescore: all"
+    elif r["kept"]:
+        how = f"{r['kept']:,} kept from {r['from_run']}: their inputs did not change"
+    else:
+        how = "every customer: no earlier scoring run of this day, model, wording and code"
+    return f"scored and explained {r['customers']:,} of {customers:,} customers ({how})"
+
+
 def segment_text(s: dict[str, Any]) -> str:
     lines = [f"segment     {s['customers']:,} customers as of {s['as_of']}, model {s['model_version']}"]
+    r = s.get("rescored")
+    if r:
+        lines.append(f"  {rescored_text(r, s['customers'])}")
     left_out = {k: n for k, n in (s.get("not_profiled") or {}).items() if n}
     if left_out:  # objectors (Art. 21): neither scored nor training data
         lines.append("  not profiled: " + ", ".join(f"{k} {n:,}" for k, n in left_out.items()))

@@ -191,6 +191,18 @@ class SegmentSettings(Section):
     )
     new_days: int = Field(90, ge=0, description="customers for fewer days than this are new")
     explain_chunk_rows: int = Field(100_000, ge=1000, description="customers explained per chunk")
+    rescore: Literal["changed", "all"] = Field(
+        "changed",
+        description="changed: a customer whose inputs, model and wording are those of the previous scoring "
+        "run keeps its score, explanation and reasons (segments are assigned again); all: every customer "
+        "is scored and explained again on every run",
+    )
+    lifecycle_fit: Literal["per_day", "per_run"] = Field(
+        "per_day",
+        description="per_day: the first run of a day fits BG/NBD and Gamma-Gamma and later runs of the "
+        "same day reuse its parameters (a refit after an erasure), so late rows move only their own "
+        "customers' lifecycle features; per_run: fitted again on every run",
+    )
 
     @model_validator(mode="after")
     def _ordered(self):

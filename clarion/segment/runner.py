@@ -36,12 +36,21 @@ def registry(settings: Settings) -> Registry:
     return training.registry(settings)
 
 
-def scoring_snapshot(settings: Settings, p: Plan, run_id: str | None = None) -> pd.DataFrame:
-    """The customers to score, with their lifecycle features fitted as of the day."""
+def scoring_snapshot(
+    settings: Settings, p: Plan, run_id: str | None = None, full_refresh: bool = False
+) -> pd.DataFrame:
+    """The customers to score, with their lifecycle features as of the day: from the day's kept
+    fit when an earlier run of the day recorded one (segment.lifecycle_fit: per_day), else fitted."""
     frame = snapshots.scoring(settings, p)
     kept = dict(frame.attrs)  # who was left out of profiling, and why
-    frame, fits = customer_base.add_features(frame, p.horizon_days, settings.segment.seed)
+    reuse = settings.segment.lifecycle_fit == "per_day" and not full_refresh and run_id is not None
+    day_fit = scoring_step.kept_lifecycle_fit(settings, p) if reuse else {}
+    frame, fits = customer_base.add_features(frame, p.horizon_days, settings.segment.seed, day_fit)
+    for day, fit in fits.items():
+        if day in day_fit:
+            fit["reused_from"] = day_fit[day]["reused_from"]
     frame.attrs.update(kept)
+    frame.attrs["lifecycle_fit"] = {d: f.get("reused_from") for d, f in fits.items()}
     if run_id is not None:
         scoring_step.record_lifecycle_fit(settings, run_id, p, fits)
     return frame
@@ -53,12 +62,13 @@ def run(
     as_of: date | None = None,
     horizon_days: int | None = None,
     retrain: bool | None = None,
+    full_refresh: bool = False,
 ) -> dict[str, Any]:
     """The whole stage as one call (the flow runs the same steps as tasks)."""
     p = plan(settings, as_of, horizon_days)
-    frame = scoring_snapshot(settings, p, run_id)
+    frame = scoring_snapshot(settings, p, run_id, full_refresh)
     trained = train(settings, p, frame, run_id) if needs_training(settings, p, retrain) else None
-    result = score(settings, run_id, p, registry(settings).promoted(), frame)
+    result = score(settings, run_id, p, registry(settings).promoted(), frame, full_refresh)
     return {**result, "trained": trained}
 
 

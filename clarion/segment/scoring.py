@@ -4,6 +4,7 @@ written to ml.* in one transaction, a chunk of customers at a time."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -13,18 +14,21 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from clarion import runs
+from clarion import audit, runs
 from clarion.config import Settings
 from clarion.currency import shop_currency
 from clarion.runtime import checkpoint
+from clarion.segment import rescore
 from clarion.segment.snapshots import Plan
-from clarion.warehouse import Warehouse
+from clarion.warehouse import Warehouse, relation_exists
 from models.explain import chunks, explain
 from models.features import FEATURES, TOPIC_ID, TOPIC_NAME
 from models.reasons import FIGURES, ReasonCodes, Wording, reason_table, topic_names
 from models.registry import Version
 from models.segments import Thresholds, assign, profiles
 from models.train import matrix, season_term
+
+log = logging.getLogger(__name__)
 
 ML_DDL = (
     """
@@ -56,6 +60,8 @@ ML_DDL = (
     "alter table ml.customer_scores add column if not exists average_probability double",
     "alter table ml.customer_scores add column if not exists currency varchar",
     "alter table ml.segments add column if not exists risk_high double",
+    # what the row was computed from (clarion/segment/rescore.py): equal keys, equal rows
+    "alter table ml.customer_scores add column if not exists inputs_key ubigint",
     "alter table ml.segments add column if not exists risk_low double",
     "alter table ml.segments add column if not exists shop_purchase_rate double",
 )
@@ -105,11 +111,20 @@ def position(margin: np.ndarray, base_value: float, band: float) -> np.ndarray:
 
 
 def score(
-    settings: Settings, run_id: str, p: Plan, version: Version, scoring: pd.DataFrame
+    settings: Settings,
+    run_id: str,
+    p: Plan,
+    version: Version,
+    scoring: pd.DataFrame,
+    full_refresh: bool = False,
 ) -> dict[str, Any]:
     """Score, explain and segment every customer of the scoring snapshot; write ml.* in one
     transaction. SHAP values, reasons and rows are made and written a chunk of customers at a time
-    (segment.explain_chunk_rows), so memory does not grow with the number of customers."""
+    (segment.explain_chunk_rows), so memory does not grow with the number of customers.
+
+    Customers whose inputs are those of the previous scoring run keep its score, explanation and
+    reasons (clarion/segment/rescore.py), unless segment.rescore is ``all`` or ``full_refresh``;
+    every customer's segment is assigned again."""
     s = settings.segment
     timings = {"score_s": 0.0, "explain_s": 0.0, "reasons_s": 0.0, "write_s": 0.0}
     started = time.perf_counter()
@@ -117,16 +132,9 @@ def score(
     figures = matrix(scoring, FIGURES)  # the features, then the context columns sentences quote
     x = figures[:, : len(FEATURES)]
     season = season_term(scoring)
-    margin, prob, value = model.predict(x, season)
-    churn = 1.0 - prob
-    cut = thresholds(settings, prob)
-    segment, high_cut = assign(scoring, churn, cut)
-    timings["score_s"] = time.perf_counter() - started
     used = set(version.meta["used_features"])
     ids = scoring["contact_id"].to_numpy()
-    first_family: list[str | None] = []
     gap = 0.0
-    base_value = 0.0
     now = datetime.now(UTC)
     with Warehouse.from_settings(settings).connect("segment write") as con:
         ensure_tables(con)
@@ -138,45 +146,62 @@ def score(
             f"and run_id not in ({runs.NOT_SETTLED}) group by run_id order by max(scored_at) desc limit 1",
             [run_id],
         ).fetchone()
+        keys = rescore.input_keys(figures, season, rescore.context_key(version.name, p, wording, s))
+        reuse = previous is not None and s.rescore == "changed" and not full_refresh
+        kept = rescore.kept(con, previous[0], ids, keys) if reuse else rescore.Kept.none(len(ids))
+        todo = np.flatnonzero(~kept.same)
+        margin, prob, value = kept.margin, kept.purchase_probability, kept.expected_value_eur
+        if len(todo):
+            margin[todo], prob[todo], value[todo] = model.predict(x[todo], season[todo])
+        churn = 1.0 - prob
+        cut = thresholds(settings, prob)
+        segment, high_cut = assign(scoring, churn, cut)
+        first_family = kept.first_family
+        base_value = kept.base_margin if kept.base_margin is not None else 0.0
+        timings["score_s"] = time.perf_counter() - started
         con.execute("begin transaction")
         try:
             con.execute("delete from ml.customer_scores where run_id = ?", [run_id])
             con.execute("delete from ml.segments where run_id = ?", [run_id])
-            for part in chunks(len(x), s.explain_chunk_rows):
+            started = time.perf_counter()
+            copied = rescore.copy(con, kept, run_id, ids, segment, now)
+            timings["copy_s"] = time.perf_counter() - started
+            for part in chunks(len(todo), s.explain_chunk_rows):
+                rows = todo[part]
                 started = time.perf_counter()
-                expl = explain(
-                    model.propensity, x[part], s.explain_chunk_rows, margin[part]
-                )  # additivity checked
+                # additivity checked
+                expl = explain(model.propensity, x[rows], s.explain_chunk_rows, margin[rows])
                 gap = max(gap, _gap(expl))
                 base_value = expl.base_value
                 timings["explain_s"] += time.perf_counter() - started
                 started = time.perf_counter()
                 reasons = reason_table(
                     expl.contributions,
-                    figures[part],
-                    margin[part],
+                    figures[rows],
+                    margin[rows],
                     expl.base_value,
                     used,
                     s.reasons,
                     s.min_reason_effect,
                     wording,
                 )
-                first_family += reasons.first_family()
+                first_family[rows] = reasons.first_family()
                 timings["reasons_s"] += time.perf_counter() - started
                 started = time.perf_counter()
-                average = float(model.calibrator(np.array([expl.base_value]), season[part][:1])[0])
+                average = float(model.calibrator(np.array([expl.base_value]), season[rows][:1])[0])
                 table = _rows(
-                    run_id, p, version.name, now, ids[part], prob[part], value[part], segment[part], reasons
+                    run_id, p, version.name, now, ids[rows], prob[rows], value[rows], segment[rows], reasons
                 )
                 n = len(table)
                 standing = {
-                    "margin": pa.array(margin[part], pa.float64()),
+                    "margin": pa.array(margin[rows], pa.float64()),
                     "base_margin": pa.repeat(pa.scalar(expl.base_value, pa.float64()), n),
                     "vs_average": pa.array(POSITIONS, pa.string()).take(
-                        pa.array(position(margin[part], expl.base_value, s.close_to_average))
+                        pa.array(position(margin[rows], expl.base_value, s.close_to_average))
                     ),
                     "average_probability": pa.repeat(pa.scalar(average, pa.float64()), n),
                     "currency": pa.repeat(pa.scalar(currency.code, pa.string()), n),
+                    "inputs_key": pa.array(keys[rows], pa.uint64()),
                 }
                 for name, column in standing.items():
                     table = table.append_column(name, column)
@@ -184,7 +209,7 @@ def score(
                 con.execute("insert into ml.customer_scores by name select * from scored")
                 con.unregister("scored")
                 timings["write_s"] += time.perf_counter() - started
-            summary = profiles(scoring, segment, churn, value, first_family)
+            summary = profiles(scoring, segment, churn, value, first_family.tolist())
             con.executemany(
                 "insert into ml.segments by name select ? as run_id, ? as as_of, ? as model_version, "
                 "? as segment, ? as customers, ? as share, ? as mean_churn_risk, "
@@ -222,6 +247,13 @@ def score(
         "horizon_days": p.horizon_days,
         "model_version": version.name,
         "customers": len(x),
+        "rescored": {
+            "customers": len(todo),
+            "kept": copied,
+            "from_run": kept.run_id or None,
+            "full_refresh": full_refresh,
+            "rescore": s.rescore,
+        },
         "not_profiled": dict(scoring.attrs.get("not_profiled", {})),  # e.g. {"objection": n}
         "additivity_max_gap": gap,
         "base_margin": base_value,
@@ -251,6 +283,37 @@ def record_lifecycle_fit(settings: Settings, run_id: str, p: Plan, fits: dict[st
             con.execute(
                 "insert into ml.lifecycle_fits values (?, ?, ?, ?)", [run_id, day, json.dumps(fit), now]
             )
+
+
+def kept_lifecycle_fit(settings: Settings, p: Plan) -> dict[str, dict[str, Any]]:
+    """The day's lifecycle fit recorded by the latest settled run that scored it, to reuse
+    (segment.lifecycle_fit: per_day): {day: fit summary with ``reused_from``}, or {} when there is
+    none, it did not fit, or someone was erased since it was fitted (a fit never outlives the data
+    of a person erased: Art. 17)."""
+    with Warehouse.from_settings(settings).connect("segment kept lifecycle fit") as con:
+        ensure_tables(con)
+        row = con.execute(
+            f"""
+            select run_id, fit, fitted_at from ml.lifecycle_fits
+            where as_of = ? and run_id not in ({runs.NOT_SETTLED})
+            order by fitted_at desc limit 1
+            """,
+            [p.as_of],
+        ).fetchone()
+        if row is None:
+            return {}
+        run_id, fit, fitted_at = row[0], json.loads(row[1]), row[2]
+        if relation_exists(con, "audit", "events"):
+            (erased,) = con.execute(
+                'select count(*) from audit.events where action = ? and "at" >= ?',
+                [audit.SUBJECT_ERASED, fitted_at],
+            ).fetchone()
+            if erased:
+                log.info("the lifecycle fit of %s predates an erasure: fitted again", p.as_of)
+                return {}
+    if not fit.get("fitted"):
+        return {}
+    return {p.as_of.isoformat(): {**fit, "reused_from": fit.get("reused_from") or run_id}}
 
 
 def _gap(expl: Any) -> float:
