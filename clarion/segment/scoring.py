@@ -149,9 +149,13 @@ def score(
         keys = rescore.input_keys(figures, season, rescore.context_key(version.name, p, wording, s))
         reuse = previous is not None and s.rescore == "changed" and not full_refresh
         kept = rescore.kept(con, previous[0], ids, keys) if reuse else rescore.Kept.none(len(ids))
-        todo = np.flatnonzero(~kept.same)
+        # the customers to score: their positions, or every row as a slice (views, not copies)
+        todo: np.ndarray | slice = np.flatnonzero(~kept.same)
+        n_todo = len(todo)
+        if n_todo == len(ids):
+            todo = slice(0, n_todo)
         margin, prob, value = kept.margin, kept.purchase_probability, kept.expected_value_eur
-        if len(todo):
+        if n_todo:
             margin[todo], prob[todo], value[todo] = model.predict(x[todo], season[todo])
         churn = 1.0 - prob
         cut = thresholds(settings, prob)
@@ -166,8 +170,8 @@ def score(
             started = time.perf_counter()
             copied = rescore.copy(con, kept, run_id, ids, segment, now)
             timings["copy_s"] = time.perf_counter() - started
-            for part in chunks(len(todo), s.explain_chunk_rows):
-                rows = todo[part]
+            for part in chunks(n_todo, s.explain_chunk_rows):
+                rows = part if isinstance(todo, slice) else todo[part]
                 started = time.perf_counter()
                 # additivity checked
                 expl = explain(model.propensity, x[rows], s.explain_chunk_rows, margin[rows])
@@ -248,7 +252,7 @@ def score(
         "model_version": version.name,
         "customers": len(x),
         "rescored": {
-            "customers": len(todo),
+            "customers": n_todo,
             "kept": copied,
             "from_run": kept.run_id or None,
             "full_refresh": full_refresh,
