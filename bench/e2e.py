@@ -475,6 +475,8 @@ def _run_figures(run: dict[str, Any]) -> dict[str, Any]:
         "train_s": trained.get("seconds"),
         "trained": bool(trained),
         "score_explain_s": sum(timings.values()) if timings else None,
+        "rescored": segment.get("rescored"),
+        "features": stages.get("transform", {}).get("features"),
         "timings": timings,
         "voc": {k: stages.get("voc", {}).get(k) for k in ("tickets", "embedded", "k", "note")}
         | {"reused_from": (stages.get("voc", {}).get("choice_reused") or {}).get("version")},
@@ -557,8 +559,10 @@ def main(sizes: list[int]) -> str:
         "*Incremental rerun*: after the full run, 1% new orders (with their items) dated in the last "
         "week before the cutoff and 300 contacts opting out of e-mail (newer contact rows and their "
         "consent-log rows) arrive as new files in the project's copy; then `clarion run` again (no "
-        "retraining: the promoted model fits). Only the new files are read; features, scores, "
-        "explanations and the report are rebuilt for every customer; voc embeds only tickets it has not "
+        "retraining: the promoted model fits). Only the new files are read; customer features and "
+        "campaign exposures are computed again for the customers whose rows changed, scores, "
+        "explanations and reasons for those whose inputs changed (the others keep the full run's, "
+        "with the day's lifecycle fit kept); the report is rebuilt whole; voc embeds only tickets it has not "
         "embedded before (the first run embeds them all), and recommend reuses the promoted "
         "recommender's evaluation while it is under ml.recommendations.evaluate_every_days old, and "
         "results the uplift model and its verdict while it is under experiments.uplift_refit_every_days "

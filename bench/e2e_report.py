@@ -156,13 +156,27 @@ def report_rows(r: dict[str, Any]) -> list[str]:
             "incremental rerun (`clarion run`)",
             inc,
             customers,
-            f"**{inc_share:.0%} of the full run**; {changes}; {inc_stages}; "
+            f"**{inc_share:.0%} of the full run**; {changes}; {inc_stages}; {_recomputed_note(inc)}"
             f"voc: {_voc_note(inc.get('voc', {}))}; recommend: {_recommend_note(inc.get('recommend', {}))}; "
             f"results: {_results_note(inc.get('results', {}))}; "
             f"{_context(inc)}",
         ),
         *_content_rows(r, row),
     ]
+
+
+def _recomputed_note(run: dict[str, Any]) -> str:
+    """How many customers the rerun computed features for and scored again (runs before these
+    figures were recorded: nothing)."""
+    parts = []
+    if run.get("features"):
+        parts.append(f"features recomputed for {run['features']['recomputed']:,} customers")
+    if run.get("rescored"):
+        parts.append(
+            f"{run['rescored']['customers']:,} customers scored and explained "
+            f"({run['rescored']['kept']:,} kept from the full run)"
+        )
+    return "".join(f"{p}; " for p in parts)
 
 
 def _voc_note(v: dict[str, Any]) -> str:
