@@ -76,7 +76,8 @@ def kept_fit(fit: dict[str, Any]) -> tuple[BetaGeo, GammaGamma | None] | None:
         return None
     bg = BetaGeo.from_params(**{k: fit["bg_nbd"][k] for k in BetaGeo.names})
     gg_params = fit.get("gamma_gamma") or {}
-    gg = GammaGamma.from_params(**{k: gg_params[k] for k in GammaGamma.names}) if "q" in gg_params else None
+    fitted_gg = all(k in gg_params for k in GammaGamma.names)  # else {"fitted": False, "why": ...}
+    gg = GammaGamma.from_params(**{k: gg_params[k] for k in GammaGamma.names}) if fitted_gg else None
     return bg, gg
 
 
@@ -84,7 +85,8 @@ def apply_day(
     frame: pd.DataFrame, horizon_days: int, fit: dict[str, Any]
 ) -> tuple[pd.DataFrame, dict[str, Any]] | None:
     """The lifecycle columns for one day's customers from a fit kept for that day, and its summary
-    over these customers; None if the kept fit cannot be applied (that day was not fitted)."""
+    over these customers (with the kept fit's ``reused_from``, the run that fitted it); None if the
+    kept fit cannot be applied (that day was not fitted)."""
     models = kept_fit(fit)
     if models is None:
         return None
@@ -97,6 +99,8 @@ def apply_day(
         "bg_nbd": fit["bg_nbd"],
         "gamma_gamma": fit["gamma_gamma"],
     }
+    if fit.get("reused_from"):
+        summary["reused_from"] = fit["reused_from"]
     return columns(frame, horizon_days, *models), summary
 
 

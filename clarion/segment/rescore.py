@@ -138,14 +138,16 @@ def kept(con: duckdb.DuckDBPyConnection, previous: str, ids: np.ndarray, keys: n
     same = found & (np.asarray(rows["inputs_key"], dtype=np.uint64)[pos] == keys)
     at = pos[same]
     out.same = same
+
+    def kept_values(name: str, kind: type, missing: Any) -> np.ndarray:
+        """The previous run's `name` of the kept customers, in their order (NULL as `missing`)."""
+        return np.ma.filled(np.ma.asarray(rows[name], dtype=kind), missing)[at]
+
     for name in ("margin", "purchase_probability", "expected_value_eur"):
-        column = np.full(n, np.nan)
-        column[same] = np.ma.filled(np.ma.asarray(rows[name], dtype=float), np.nan)[at]
-        setattr(out, name, column)
-    family = np.ma.filled(np.ma.asarray(rows["first_family"], dtype=object), None)
-    out.first_family[same] = family[at]
+        getattr(out, name)[same] = kept_values(name, float, np.nan)
+    out.first_family[same] = kept_values("first_family", object, None)
     if same.any():
-        out.base_margin = float(np.ma.filled(np.ma.asarray(rows["base_margin"], dtype=float), np.nan)[at[0]])
+        out.base_margin = float(kept_values("base_margin", float, np.nan)[0])
     return out
 
 

@@ -46,11 +46,7 @@ def scoring_snapshot(
     reuse = settings.segment.lifecycle_fit == "per_day" and not full_refresh and run_id is not None
     day_fit = scoring_step.kept_lifecycle_fit(settings, p) if reuse else {}
     frame, fits = customer_base.add_features(frame, p.horizon_days, settings.segment.seed, day_fit)
-    for day, fit in fits.items():
-        if day in day_fit:
-            fit["reused_from"] = day_fit[day]["reused_from"]
     frame.attrs.update(kept)
-    frame.attrs["lifecycle_fit"] = {d: f.get("reused_from") for d, f in fits.items()}
     if run_id is not None:
         scoring_step.record_lifecycle_fit(settings, run_id, p, fits)
     return frame

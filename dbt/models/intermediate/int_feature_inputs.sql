@@ -3,8 +3,9 @@
     quantity and amount), e-mail events, tickets (with their earlier survey scores and their voc
     topics) and consents, plus the features' logic and the shop's season for the day
     (macros/incremental.sql). The contact and order columns of dim_customers and fct_orders are in
-    it too, so their publication can rewrite only these customers' rows (transform/publish.py). The sum of the rows' hashes does not depend on their order, and any
-    added, removed or changed row changes it. Only for the published day's incremental build
+    it too, so their publication can rewrite only these customers' rows (transform/publish.py).
+    The sum of the rows' hashes does not depend on their order, and any added, removed or changed
+    row changes it. Only for the published day's incremental build
     (DuckDB); empty for training snapshots and elsewhere. -#}
 
 {% if features_incremental() %}
