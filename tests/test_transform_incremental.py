@@ -23,7 +23,7 @@ from clarion.content.store import ensure_tables as content_tables
 from clarion.contract import ENTITIES
 from clarion.quality.gate import ensure_tables as audit_tables
 from clarion.subject.erase import erase
-from clarion.transform.dbt import run_dbt
+from clarion.transform.dbt import invoke_dbt, run_dbt
 from clarion.transform.incremental import exposures_scope, scope_text
 from clarion.transform.publish import BY_CUSTOMER, publish
 from clarion.warehouse import Warehouse
@@ -298,6 +298,58 @@ def test_where_nothing_was_kept_the_first_incremental_build_recomputes_everyone(
     everyone = {r[0] for r in query(settings, "select contact_id from staging.int_exposure_inputs")}
     assert incremental_build(settings) == everyone
     assert exposures(settings) == full_build(settings)
+
+
+UNIQUE_TEST = ("--select", "test_name:unique_combination,fct_campaign_exposures")
+
+
+def duplicate_keys(settings: Settings, *extra: str, command: str = "test") -> int:
+    """The keys the exposures' uniqueness test reports as duplicated."""
+    result = invoke_dbt(settings, command, AS_OF, *UNIQUE_TEST, *extra)
+    (node,) = result.result.results
+    return int(node.failures or 0)
+
+
+def test_the_uniqueness_test_reads_the_customers_whose_inputs_differ_from_the_published_ones(
+    project: Settings,
+) -> None:
+    """The (campaign, customer) key holds the customer, so a duplicate can only be within one
+    customer's rows: the test reads the customers whose fingerprint differs from the published one
+    (their rows were not published, so not tested), and everyone when nothing is published or under
+    --full-refresh. Two customers get a duplicated row; one of them has changed since the
+    publication."""
+    settings = project
+    run_dbt(settings, "run", AS_OF, *EXPOSURES)
+    with Warehouse.from_settings(settings).connect("test") as con:
+        audit_tables(con)
+        publish(con, "test-run", AS_OF, 90)
+    assert duplicate_keys(settings) == 0
+    unchanged, changed = (
+        r[0]
+        for r in query(
+            settings, "select distinct contact_id from staging.fct_campaign_exposures order by 1 limit 2"
+        )
+    )
+    duplicate = (
+        "insert into staging.fct_campaign_exposures "
+        "select * from staging.fct_campaign_exposures where contact_id = ? limit 1"
+    )
+    write(
+        settings,
+        (duplicate, [unchanged]),
+        (duplicate, [changed]),
+        ("delete from marts.fct_campaign_exposures__inputs where contact_id = ?", [changed]),
+    )
+    assert duplicate_keys(settings) == 1  # the changed customer's key only
+    assert duplicate_keys(settings, "--full-refresh", command="build") == 2
+    write(settings, ("drop table marts.fct_campaign_exposures__inputs", []))
+    assert duplicate_keys(settings) == 2
+
+    # a full build puts the rows back as they were; published again, nothing is duplicated
+    run_dbt(settings, "run", AS_OF, *EXPOSURES, "--full-refresh")
+    with Warehouse.from_settings(settings).connect("test") as con:
+        publish(con, "test-run", AS_OF, 90)
+    assert duplicate_keys(settings) == 0
 
 
 def test_a_changed_dbt_project_forgets_the_partial_parse_state(tmp_path: Path) -> None:
