@@ -284,6 +284,7 @@ def test_examples_go_in_as_earlier_turns_of_the_chat(lm: LocalLM) -> None:
     assert lm.chat_prompt(SYSTEM, "u") == lm.chat_prompt(SYSTEM, "u", ())
 
 
+@pytest.mark.slow  # generates with the real model, twice (60 s on 2 cores)
 def test_a_prompt_asked_for_several_candidates_is_read_once_with_the_same_result(cache: Path) -> None:
     """Rows that repeat a prompt share one read of it (LocalLM._prompt_cache); in float32 the
     generations and their log-probabilities are those of every row reading its own prompt, greedy and
@@ -346,6 +347,7 @@ def test_phrase_shape_bans_what_would_break_the_phrase(lm: LocalLM) -> None:
     assert _banned_after(lm, "Shop the ", (2, 5)) == {'"', "!", "<eos>"}  # 'the', then a space
 
 
+@pytest.mark.slow  # generates with the real model (51 s on 2 cores)
 def test_a_phrase_written_with_its_word_range_keeps_it(lm: LocalLM) -> None:
     """Asked for long labels, the model writes some over five words; with the range (2, 5) every
     closed label has two to five words and stops on no dangling word (counted here from the texts

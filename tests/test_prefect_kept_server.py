@@ -50,6 +50,7 @@ def _alive(pid: int) -> bool:
     return not stat.exists() or stat.read_text().split(")")[-1].split()[0] != "Z"
 
 
+@pytest.mark.slow  # starts a real Prefect server and runs commands through it (64 s on 2 cores)
 def test_a_kept_server_serves_the_projects_commands_until_stopped(tmp_path: Path) -> None:
     _clarion(tmp_path, "generate", "--customers", "150")
     started = json.loads(_clarion(tmp_path, "prefect", "start", "--json").stdout)

@@ -124,6 +124,7 @@ def pick(settings: Settings, sql: str) -> tuple:
     return rows[0]
 
 
+@pytest.mark.slow  # seven loads, each built incrementally and whole (72 s on 2 cores)
 def test_incremental_builds_equal_full_builds_after_late_events_updates_holdouts_and_an_erasure(
     project: Settings,
 ) -> None:
@@ -414,6 +415,7 @@ def features_full_build(settings: Settings, as_of: date = AS_OF) -> list[tuple]:
     return full_build(settings, FEATURES, features, as_of)
 
 
+@pytest.mark.slow  # eight loads and a new day, each built incrementally and whole (97 s on 2 cores)
 def test_incremental_features_equal_full_builds_after_late_rows_updates_an_erasure_and_a_new_day(
     project: Settings,
 ) -> None:
