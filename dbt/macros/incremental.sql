@@ -27,12 +27,18 @@
     {%- if kept is none -%}
 select contact_id from {{ ref(inputs) }}
     {%- else -%}
-select coalesce(current.contact_id, kept.contact_id) as contact_id
-from {{ ref(inputs) }} as current
-full outer join {{ kept }} as kept
-    on current.contact_id = kept.contact_id
-where current.fingerprint is distinct from kept.fingerprint
+{{ fingerprints_differ(ref(inputs), kept) }}
     {%- endif -%}
+{%- endmacro %}
+
+{#- The customers whose fingerprint in `built` differs from the one in `kept` (both relations of
+    contact_id and fingerprint), or who are in only one of them. -#}
+{% macro fingerprints_differ(built, kept) -%}
+select coalesce(built.contact_id, kept.contact_id) as contact_id
+from {{ built }} as built
+full outer join {{ kept }} as kept
+    on built.contact_id = kept.contact_id
+where built.fingerprint is distinct from kept.fingerprint
 {%- endmacro %}
 
 {#- The text of the logic, hashed into every fingerprint: the SQL as written of the two marts whose

@@ -19,12 +19,7 @@
 select {{ columns | join(', ') }}, count(*) as rows_with_key
 from {{ model }}
 {%- if kept is not none %}
-where contact_id in (
-    select coalesce(built.contact_id, kept.contact_id)
-    from {{ inputs }} as built
-    full outer join {{ kept }} as kept on built.contact_id = kept.contact_id
-    where built.fingerprint is distinct from kept.fingerprint
-)
+where contact_id in ({{ fingerprints_differ(inputs, kept) }})
 {%- endif %}
 group by {{ columns | join(', ') }}
 having count(*) > 1
