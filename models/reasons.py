@@ -384,6 +384,10 @@ CATALOGUE: dict[str, Sentence] = {
     "avg_satisfaction_365d": Sentence(("avg_satisfaction_365d", *COMPLAINT_FIGURES), _satisfaction_topic),
 }
 
+SENTENCE_NUMBER: dict[int, int] = {}  # id of each distinct sentence of the catalogue -> a number
+for _sentence in CATALOGUE.values():
+    SENTENCE_NUMBER.setdefault(id(_sentence), len(SENTENCE_NUMBER))
+
 # how "other <family> figures pull the other way" names each family
 FAMILY_NOUN = {
     "recency": "recency",
@@ -468,7 +472,7 @@ class ReasonCodes:
     family: np.ndarray  # index into `families`
     effect: np.ndarray  # log-odds of not buying: > 0 raises the risk
     value: np.ndarray  # the customer's value of `feature`, NaN where unknown
-    text: np.ndarray  # object array of sentences
+    text: pa.StringArray  # the sentences, one per reason
     features: tuple[str, ...]
     families: tuple[str, ...]
 
@@ -486,7 +490,7 @@ class ReasonCodes:
                 ),
                 pa.array(self.effect, pa.float64()),
                 pa.array(self.value, pa.float64(), from_pandas=True),  # NaN -> null
-                pa.array(self.text, pa.string()),
+                self.text,
             ],
             fields=list(REASON_TYPE),
         )
@@ -494,7 +498,7 @@ class ReasonCodes:
 
     def joined_text(self) -> pa.Array:
         """Each customer's sentences joined with '; ' ('' where there are none)."""
-        texts = pa.ListArray.from_arrays(pa.array(self.offsets, pa.int32()), pa.array(self.text, pa.string()))
+        texts = pa.ListArray.from_arrays(pa.array(self.offsets, pa.int32()), self.text)
         return pc.binary_join(texts, "; ")
 
     def first_family(self) -> list[str | None]:
@@ -523,6 +527,7 @@ def reason_table(
     limit: int = 4,
     min_effect: float = 0.02,
     wording: Wording | None = None,
+    said: dict[bytes, str] | None = None,
 ) -> ReasonCodes:
     """Up to `limit` reasons per customer (row of `contributions`, in purchase log-odds).
 
@@ -530,6 +535,9 @@ def reason_table(
     sentences may quote). One reason per feature family: a family's effect is the sum of its
     features' SHAP values (SHAP values add, so this is as faithful as a single feature's), worded
     by the family's feature pushing hardest the customer's way.
+
+    `said`: sentences rendered so far, to share across the chunks of one run (one Wording); a
+    sentence is rendered once per distinct printed set of figures in the whole run.
     """
     wording = wording or Wording()
     features = FEATURES
@@ -558,7 +566,7 @@ def reason_table(
         countered[:, k] = (block <= -max(min_effect, 1e-12)).any(axis=1)
     feature = strongest[row, family]
     against = countered[row, family]
-    text = _sentences(printed(figures, FIGURES, wording), row, feature, against, family, families, wording)
+    text = _sentences(figures, row, feature, against, family, families, wording, {} if said is None else said)
     offsets = np.zeros(len(x) + 1, dtype=np.int32)
     np.cumsum(keep.sum(axis=1), out=offsets[1:])
     return ReasonCodes(
@@ -586,10 +594,13 @@ def _sentences(
     family: np.ndarray,
     families: tuple[str, ...],
     wording: Wording,
-) -> np.ndarray:
-    """The sentence of each reason, rendered once per distinct tuple of the (printed) figures it
-    reads and whether its family pushes both ways."""
-    text = np.empty(len(row), dtype=object)
+    said: dict[bytes, str],
+) -> pa.StringArray:
+    """The sentence of each reason, rendered once per distinct tuple of the printed figures it
+    reads and whether its family pushes both ways (and once per run, through `said`). Only the
+    figures the reasons quote are rounded as printed."""
+    pool: list[str] = []  # the chunk's distinct sentences; each reason is an index into it
+    codes = np.empty(len(row), dtype=np.int32)
     index = {f: j for j, f in enumerate(FIGURES)}
     by_sentence: dict[int, list[int]] = {}
     for j in np.unique(feature).tolist():
@@ -597,18 +608,23 @@ def _sentences(
     for group in by_sentence.values():
         sentence = CATALOGUE[FEATURES[group[0]]]
         at = np.flatnonzero(np.isin(feature, group))
-        values = np.empty((len(at), len(sentence.reads) + 2))
-        values[:, :-2] = figures[row[at]][:, [index[name] for name in sentence.reads]]
+        values = np.empty((len(at), len(sentence.reads) + 3))
+        values[:, 0] = SENTENCE_NUMBER[id(sentence)]  # which sentence: one `said` serves them all
+        values[:, 1:-2] = printed(
+            figures[np.ix_(row[at], [index[name] for name in sentence.reads])], sentence.reads, wording
+        )
         values[:, -2] = against[at]
         values[:, -1] = family[at]  # a sentence shared by two families names each one's figures
         values[np.isnan(values)] = np.nan  # one bit pattern for unknown, so equal tuples are equal bytes
         keys = values.view(np.dtype((np.void, values.itemsize * values.shape[1]))).ravel()
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        rendered = np.empty(len(first), dtype=object)
-        for i, distinct in enumerate(values[first].tolist()):
-            said = sentence.render(wording, *(None if v != v else v for v in distinct[:-2]))
-            if distinct[-2]:
-                said += f" (other {FAMILY_NOUN[families[int(distinct[-1])]]} figures pull the other way)"
-            rendered[i] = said
-        text[at] = rendered[inverse.ravel()]
-    return text
+        codes[at] = len(pool) + inverse.ravel()
+        for key, distinct in zip(keys[first].tolist(), values[first].tolist(), strict=True):
+            text = said.get(key)
+            if text is None:
+                text = sentence.render(wording, *(None if v != v else v for v in distinct[1:-2]))
+                if distinct[-2]:
+                    text += f" (other {FAMILY_NOUN[families[int(distinct[-1])]]} figures pull the other way)"
+                said[key] = text
+            pool.append(text)
+    return pa.array(pool, pa.string()).take(pa.array(codes))

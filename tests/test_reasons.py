@@ -332,6 +332,17 @@ def test_reason_columns_match_the_catalogue_sentence_by_sentence() -> None:
         assert joined[i] == "; ".join(r["text"] for r in reasons)
         assert first[i] == (reasons[0]["family"] if reasons else None)
     assert {r["family"] for rs in rows for r in rs} <= set(FAMILIES)
+    # the chunks of one run share what they rendered (`said`): the same sentences as one call, and
+    # a sentence met again is taken from `said`, not rendered again
+    said: dict[bytes, str] = {}
+    halves = [
+        reason_table(contributions[part], figures[part], margin[part], 0.1, set(FEATURES), 4, 0.02, usd, said)
+        for part in (slice(0, n // 2), slice(n // 2, n))
+    ]
+    assert halves[0].text.to_pylist() + halves[1].text.to_pylist() == table.text.to_pylist()
+    stale = dict.fromkeys(said, "stale")
+    again = reason_table(contributions, figures, margin, 0.1, set(FEATURES), 4, 0.02, usd, stale)
+    assert set(again.text.to_pylist()) == {"stale"}
 
 
 def test_support_reasons_name_the_topic_the_customer_complains_about() -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -73,20 +74,22 @@ def _mix(h: np.ndarray, tmp: np.ndarray) -> None:
             np.multiply(h, np.uint64(factor), out=h)
 
 
-def input_keys(figures: np.ndarray, season: np.ndarray, context: int) -> np.ndarray:
+def input_keys(figures: np.ndarray | Sequence[np.ndarray], season: np.ndarray, context: int) -> np.ndarray:
     """Each row's key: its figures' and season term's exact bits (NaN made canonical) hashed with
-    the context, column by column (0.7 s for a million customers' 52 columns)."""
-    values = np.empty((figures.shape[1] + 1, len(figures)), dtype=np.float64)  # a row per column
-    values[:-1] = figures.T
-    values[-1] = season
-    values[np.isnan(values)] = np.nan  # one NaN bit pattern
-    bits = values.view(np.uint64)
-    h = np.full(len(figures), np.uint64(context), dtype=np.uint64)
+    the context, column by column. `figures`: a (customers x figures) float64 array, or its columns
+    (contiguous columns are faster: 0.4 s for a million customers' 52 columns, against 1.8 s from
+    the matrix)."""
+    cols = figures.T if isinstance(figures, np.ndarray) else figures
+    h = np.full(len(season), np.uint64(context), dtype=np.uint64)
     tmp = np.empty_like(h)
+    value = np.empty(len(season), dtype=np.float64)
+    bits = value.view(np.uint64)
     with np.errstate(over="ignore"):
-        for j, column in enumerate(bits):
+        for j, column in enumerate([*cols, season]):
+            np.copyto(value, column)
+            value[np.isnan(value)] = np.nan  # one NaN bit pattern
             np.multiply(h, _MIX, out=h)
-            np.add(h, column, out=h)
+            np.add(h, bits, out=h)
             np.add(h, np.uint64(j), out=h)
             _mix(h, tmp)
     return h

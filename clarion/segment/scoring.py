@@ -20,13 +20,15 @@ from clarion.currency import shop_currency
 from clarion.runtime import checkpoint
 from clarion.segment import rescore
 from clarion.segment.snapshots import Plan
+from clarion.segment.writer import ChunkWriter
 from clarion.warehouse import Warehouse, relation_exists
 from models.explain import chunks, explain
 from models.features import FEATURES, TOPIC_ID, TOPIC_NAME
 from models.reasons import FIGURES, ReasonCodes, Wording, reason_table, topic_names
 from models.registry import Version
 from models.segments import Thresholds, assign, profiles
-from models.train import matrix, season_term
+from models.train import columns as figure_columns
+from models.train import season_term, stack
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +131,10 @@ def score(
     timings = {"score_s": 0.0, "explain_s": 0.0, "reasons_s": 0.0, "write_s": 0.0}
     started = time.perf_counter()
     model = version.load()
-    figures = matrix(scoring, FIGURES)  # the features, then the context columns sentences quote
-    x = figures[:, : len(FEATURES)]
+    # the features, then the context columns sentences quote; the features also as one contiguous
+    # matrix (LightGBM copies a strided one), the rest a chunk at a time
+    columns = figure_columns(scoring, FIGURES)
+    x = stack(columns[: len(FEATURES)], len(scoring))
     season = season_term(scoring)
     used = set(version.meta["used_features"])
     ids = scoring["contact_id"].to_numpy()
@@ -139,14 +143,15 @@ def score(
     with Warehouse.from_settings(settings).connect("segment write") as con:
         ensure_tables(con)
         currency = shop_currency(settings, con)
-        topics = topic_names(scoring[TOPIC_ID], scoring[TOPIC_NAME])  # the voc topics reasons name
+        named = scoring[[TOPIC_ID, TOPIC_NAME]].dropna(subset=[TOPIC_NAME]).drop_duplicates()
+        topics = topic_names(named[TOPIC_ID], named[TOPIC_NAME])  # the voc topics reasons name
         wording = Wording(currency.code, currency.units_per_eur, p.horizon_days, topics)
         previous = con.execute(
             "select run_id from ml.customer_scores where run_id <> ? "
             f"and run_id not in ({runs.NOT_SETTLED}) group by run_id order by max(scored_at) desc limit 1",
             [run_id],
         ).fetchone()
-        keys = rescore.input_keys(figures, season, rescore.context_key(version.name, p, wording, s))
+        keys = rescore.input_keys(columns, season, rescore.context_key(version.name, p, wording, s))
         reuse = previous is not None and s.rescore == "changed" and not full_refresh
         kept = rescore.kept(con, previous[0], ids, keys) if reuse else rescore.Kept.none(len(ids))
         # the customers to score: their positions, or every row as a slice (views, not copies)
@@ -170,49 +175,69 @@ def score(
             started = time.perf_counter()
             copied = rescore.copy(con, kept, run_id, ids, segment, now)
             timings["copy_s"] = time.perf_counter() - started
-            for part in chunks(n_todo, s.explain_chunk_rows):
-                rows = part if isinstance(todo, slice) else todo[part]
+            # each chunk's rows are inserted on a thread of their own while the next chunk is worded
+            # (clarion/segment/writer.py), after its SHAP values, which use both cores; write_s is
+            # building the rows and the time left waiting for inserts
+            said: dict[bytes, str] = {}  # sentences rendered in this run (one wording), by figures
+            ready: pa.Table | None = None  # the previous chunk's rows, not handed over yet
+            with ChunkWriter(con, "ml.customer_scores") as writer:
+                # a chunk's figures, reused: what is made of them copies what it quotes (ReasonCodes
+                # keeps no view), so the rows in the writer's hands never change under it
+                buffer = np.empty((min(n_todo, s.explain_chunk_rows), len(columns)))
+                for part in chunks(n_todo, s.explain_chunk_rows):
+                    rows = part if isinstance(todo, slice) else todo[part]
+                    chunk = buffer[: part.stop - part.start]
+                    started = time.perf_counter()
+                    # additivity checked
+                    expl = explain(model.propensity, x[rows], s.explain_chunk_rows, margin[rows])
+                    gap = max(gap, _gap(expl))
+                    base_value = expl.base_value
+                    timings["explain_s"] += time.perf_counter() - started
+                    started = time.perf_counter()
+                    if ready is not None:
+                        writer.put(ready)
+                    timings["write_s"] += time.perf_counter() - started
+                    started = time.perf_counter()
+                    reasons = reason_table(
+                        expl.contributions,
+                        stack([c[rows] for c in columns], len(chunk), chunk),
+                        margin[rows],
+                        expl.base_value,
+                        used,
+                        s.reasons,
+                        s.min_reason_effect,
+                        wording,
+                        said,
+                    )
+                    first_family[rows] = reasons.first_family()
+                    timings["reasons_s"] += time.perf_counter() - started
+                    started = time.perf_counter()
+                    ready = _standing(
+                        _rows(
+                            run_id,
+                            p,
+                            version.name,
+                            now,
+                            ids[rows],
+                            prob[rows],
+                            value[rows],
+                            segment[rows],
+                            reasons,
+                        ),
+                        margin[rows],
+                        expl.base_value,
+                        float(model.calibrator(np.array([expl.base_value]), season[rows][:1])[0]),
+                        s.close_to_average,
+                        currency.code,
+                        keys[rows],
+                    )
+                    timings["write_s"] += time.perf_counter() - started
                 started = time.perf_counter()
-                # additivity checked
-                expl = explain(model.propensity, x[rows], s.explain_chunk_rows, margin[rows])
-                gap = max(gap, _gap(expl))
-                base_value = expl.base_value
-                timings["explain_s"] += time.perf_counter() - started
-                started = time.perf_counter()
-                reasons = reason_table(
-                    expl.contributions,
-                    figures[rows],
-                    margin[rows],
-                    expl.base_value,
-                    used,
-                    s.reasons,
-                    s.min_reason_effect,
-                    wording,
-                )
-                first_family[rows] = reasons.first_family()
-                timings["reasons_s"] += time.perf_counter() - started
-                started = time.perf_counter()
-                average = float(model.calibrator(np.array([expl.base_value]), season[rows][:1])[0])
-                table = _rows(
-                    run_id, p, version.name, now, ids[rows], prob[rows], value[rows], segment[rows], reasons
-                )
-                n = len(table)
-                standing = {
-                    "margin": pa.array(margin[rows], pa.float64()),
-                    "base_margin": pa.repeat(pa.scalar(expl.base_value, pa.float64()), n),
-                    "vs_average": pa.array(POSITIONS, pa.string()).take(
-                        pa.array(position(margin[rows], expl.base_value, s.close_to_average))
-                    ),
-                    "average_probability": pa.repeat(pa.scalar(average, pa.float64()), n),
-                    "currency": pa.repeat(pa.scalar(currency.code, pa.string()), n),
-                    "inputs_key": pa.array(keys[rows], pa.uint64()),
-                }
-                for name, column in standing.items():
-                    table = table.append_column(name, column)
-                con.register("scored", table)
-                con.execute("insert into ml.customer_scores by name select * from scored")
-                con.unregister("scored")
-                timings["write_s"] += time.perf_counter() - started
+                if ready is not None:
+                    writer.put(ready)
+                writer.wait()
+            timings["write_s"] += time.perf_counter() - started
+            timings["insert_thread_s"] = writer.insert_s
             summary = profiles(scoring, segment, churn, value, first_family.tolist())
             con.executemany(
                 "insert into ml.segments by name select ? as run_id, ? as as_of, ? as model_version, "
@@ -358,6 +383,31 @@ def _rows(
             "scored_at": same(now, pa.timestamp("us", tz="UTC")),
         }
     )
+
+
+def _standing(
+    table: pa.Table,
+    margin: np.ndarray,
+    base_value: float,
+    average: float,
+    band: float,
+    currency: str,
+    keys: np.ndarray,
+) -> pa.Table:
+    """Where each customer stands against the average customer, the run's currency and the
+    customer's inputs key, as columns added to the chunk's rows."""
+    n = len(table)
+    columns = {
+        "margin": pa.array(margin, pa.float64()),
+        "base_margin": pa.repeat(pa.scalar(base_value, pa.float64()), n),
+        "vs_average": pa.array(POSITIONS, pa.string()).take(pa.array(position(margin, base_value, band))),
+        "average_probability": pa.repeat(pa.scalar(average, pa.float64()), n),
+        "currency": pa.repeat(pa.scalar(currency, pa.string()), n),
+        "inputs_key": pa.array(keys, pa.uint64()),
+    }
+    for name, column in columns.items():
+        table = table.append_column(name, column)
+    return table
 
 
 def _moves(con: duckdb.DuckDBPyConnection, before: str, now: str) -> list[dict[str, Any]]:
