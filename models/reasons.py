@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -61,9 +62,11 @@ class Wording:
 
 def topic_names(ids: Any, names: Any) -> tuple[tuple[int, str], ...]:
     """The (id, name) pairs of the voc topics in the features' columns top_complaint_topic_id_90d and
-    top_complaint_topic_90d, for Wording.topics (one voc run: one name per id)."""
+    top_complaint_topic_90d, for Wording.topics (one voc run: one name per id). Read once per
+    distinct pair, not once per customer."""
+    distinct = pd.DataFrame({"id": ids, "name": names}).dropna(subset=["name"]).drop_duplicates()
     pairs = set()
-    for i, n in zip(ids, names, strict=True):
+    for i, n in zip(distinct["id"], distinct["name"], strict=True):
         if isinstance(n, str):  # customers without complaints have neither (NULL, NaN or NA)
             try:
                 pairs.add((int(i), n))

@@ -143,8 +143,7 @@ def score(
     with Warehouse.from_settings(settings).connect("segment write") as con:
         ensure_tables(con)
         currency = shop_currency(settings, con)
-        named = scoring[[TOPIC_ID, TOPIC_NAME]].dropna(subset=[TOPIC_NAME]).drop_duplicates()
-        topics = topic_names(named[TOPIC_ID], named[TOPIC_NAME])  # the voc topics reasons name
+        topics = topic_names(scoring[TOPIC_ID], scoring[TOPIC_NAME])  # the voc topics reasons name
         wording = Wording(currency.code, currency.units_per_eur, p.horizon_days, topics)
         previous = con.execute(
             "select run_id from ml.customer_scores where run_id <> ? "

@@ -31,7 +31,6 @@ class ChunkWriter:
         self._pending: Future[float] | None = None
         self.rows = 0
         self.insert_s = 0.0  # the writer thread's own time in DuckDB (overlapped with the caller's)
-        self.waited_s = 0.0  # the caller's time spent waiting for an insert to finish
 
     def _insert(self, rows: pa.Table) -> float:
         started = time.perf_counter()
@@ -57,11 +56,7 @@ class ChunkWriter:
         if self._pending is None:
             return
         pending, self._pending = self._pending, None
-        started = time.perf_counter()
-        try:
-            self.insert_s += pending.result()
-        finally:
-            self.waited_s += time.perf_counter() - started
+        self.insert_s += pending.result()
 
     def __enter__(self) -> ChunkWriter:
         return self
