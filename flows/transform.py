@@ -26,6 +26,7 @@ from clarion.quality import reference
 from clarion.quality.gate import GateResult, QualityGateError, ensure_tables, run_gate
 from clarion.quality.suites import load_suite
 from clarion.runtime import checkpoint
+from clarion.transform import reuse
 from clarion.transform.dbt import (
     DbtBuildError,
     dbt_args,
@@ -128,6 +129,7 @@ def transform(
         dbt_build(settings, day, full_refresh)
         with Warehouse.from_settings(settings).connect("transform") as con:
             reference.mark_build(con, run_id)
+            reuse.record(settings, con)  # what training snapshots may read instead of building
             scopes = {model: scope(con, model, full_refresh) for model in ("exposures", "features")}
         for model, done in scopes.items():
             if done:

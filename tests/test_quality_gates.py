@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -17,7 +18,9 @@ from clarion.errors import ConfigError
 from clarion.quality.gate import QualityGateError
 from clarion.quality.suites import load_suite
 from clarion.synth.generator import generate
+from clarion.transform import reuse
 from clarion.transform.dbt import DbtBuildError
+from clarion.warehouse import Warehouse
 from flows.pipeline import pipeline
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -260,6 +263,19 @@ def test_without_keep_staging_the_build_is_dropped_once_published(published) -> 
     assert query(settings, "select count(*) from audit.publications")[0][0] == 2
     checked = CliRunner().invoke(cli, ["check", "--json"], catch_exceptions=False)
     assert checked.exit_code == 0, checked.output  # with no staging build, the marts gate reads marts
+    with Warehouse.from_settings(settings).connect("test") as con:
+        assert reuse.deferrable(settings, con) == []  # training snapshots build their own tables
+
+
+def test_the_transform_records_what_its_day_independent_tables_were_built_from(published) -> None:
+    """The flow's successful build is recorded (clarion/transform/reuse.py): a training snapshot of
+    this project may read staging's int_orders and stg_support_tickets (tests/test_transform_reuse.py
+    shows the snapshot is the same)."""
+    with Warehouse.from_settings(published).connect("test") as con:
+        assert reuse.deferrable(published, con) == ["int_orders", "stg_support_tickets"]
+    built = json.loads((reuse.state_dir(published) / reuse.RECORD).read_text())
+    (orders,) = query(published, "select count(*) from raw.orders")[0]
+    assert built["sources"]["orders"][0] == orders > 0
 
 
 def test_a_broken_suite_file_names_the_check_and_what_is_wrong(tmp_path: Path) -> None:

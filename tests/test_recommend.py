@@ -440,3 +440,20 @@ def test_a_large_shops_evaluation_draws_its_customers_and_says_so(shop_copy) -> 
     assert "random sample" not in whole_card and "random sample" not in summary_text(whole)
     se = e["methods"]["popularity"]["ndcg_se"]
     assert 0 < se < 0.1 and f"{e['methods']['popularity']['ndcg_at_k']:.4f} ± {se:.4f}" in card
+
+
+def test_each_line_finds_its_customer_whether_or_not_it_is_a_target() -> None:
+    """The customer index of the lines: ``targets`` itself when every line's contact is one (no
+    sort of the lines), else the union; in both cases each line maps back to its own contact."""
+    import numpy as np
+
+    from clarion.recommend.stage import _customer_index
+
+    targets = np.array([3, 8, 21, 40], dtype=np.int64)
+    inside = np.array([21, 3, 3, 40, 8, 21], dtype=np.int64)
+    contact_id, at = _customer_index(targets, inside)
+    assert contact_id is targets and contact_id[at].tolist() == inside.tolist()
+    outside = np.array([21, 2, 50, 8, 30, 2], dtype=np.int64)  # below, above and between the targets
+    contact_id, at = _customer_index(targets, outside)
+    assert contact_id.tolist() == [2, 3, 8, 21, 30, 40, 50]
+    assert contact_id[at].tolist() == outside.tolist()

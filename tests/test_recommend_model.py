@@ -258,3 +258,34 @@ def test_the_best_ndcg_wins_and_ties_go_to_the_simpler() -> None:
 
 def test_a_share_above_zero_never_reads_zero_percent() -> None:
     assert rec.percent(0.004) == "under 1%" and rec.percent(0.31) == "31%" and rec.percent(0.0) == "0%"
+
+
+def test_the_top_n_are_the_largest_keys_and_a_tie_goes_to_the_lower_product() -> None:
+    """``top_n`` against a full sort of each row by (key descending, product ascending): keys
+    rounded so that most rows hold ties across the n-th place, and rows with fewer than n finite
+    keys (their -inf fill is dropped by the caller, so only the finite picks are compared)."""
+    rng = np.random.default_rng(5)
+    key = np.round(rng.random((300, 60)) * 4, 1) + 1.0
+    key[rng.random(key.shape) < 0.3] = -np.inf
+    key[:10, 3:] = -np.inf  # at most 3 finite keys
+    n = 5
+    pick, picked = rec.top_n(key.copy(), n)
+    ties = 0
+    for r in range(key.shape[0]):
+        order = np.lexsort((np.arange(key.shape[1]), -key[r]))[:n]  # lexsort: the last key first
+        finite = np.isfinite(key[r, order])
+        assert pick[r][finite].tolist() == order[finite].tolist()
+        assert picked[r][finite].tolist() == key[r, order][finite].tolist()
+        assert not np.isfinite(picked[r][~finite]).any()
+        ties += int((key[r] == key[r, order[-1]]).sum() > 1)
+    assert ties > 100  # the rule was exercised, not only distinct keys
+    assert (~np.isfinite(picked[:10, 3:])).all()
+
+
+def test_recommendations_do_not_depend_on_the_order_of_equal_scores() -> None:
+    """Two products with equal keys at the n-th place: the lower index is recommended, whichever
+    column a partition would have met first."""
+    key = np.array([[1.5, 1.2, 1.2, 3.0, 1.2], [1.2, 1.2, 9.0, 1.2, 1.1]])
+    pick, picked = rec.top_n(key.copy(), 2)
+    assert pick.tolist() == [[3, 0], [2, 0]]
+    assert picked.tolist() == [[3.0, 1.5], [9.0, 1.2]]

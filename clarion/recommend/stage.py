@@ -142,15 +142,29 @@ def read(con: duckdb.DuckDBPyConnection, as_of: date) -> Data:
     known = (product_at < product_id.size) & (
         product_id[np.minimum(product_at, product_id.size - 1)] == raw_lines["product_id"]
     )
-    contact_id = np.union1d(targets, contact)
+    contact_id, customer = _customer_index(targets, contact)
     lines = rec.Lines(
-        np.searchsorted(contact_id, contact[known]).astype(np.int32),
+        customer[known].astype(np.int32),
         product_at[known].astype(np.int32),
         raw_lines["day"][known].astype(np.int32),
         contact_id.size,
         product_id.size,
     )
     return Data(product_id, names, catalogue, contact_id, np.searchsorted(contact_id, targets), lines)
+
+
+def _customer_index(targets: np.ndarray, contact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The customers by index (``targets`` and every other contact with lines, sorted) and each
+    line's customer index. The lines' contacts are nearly always customers already: then the index
+    is ``targets`` itself, found without sorting the 15 million lines of a million customers again
+    (``np.union1d``: 1.3 s)."""
+    at = np.searchsorted(targets, contact)
+    found = at < targets.size
+    found[found] = targets[at[found]] == contact[found]
+    if found.all():
+        return targets, at
+    contact_id = np.union1d(targets, contact[~found])
+    return contact_id, np.searchsorted(contact_id, contact)
 
 
 def run(settings: Settings, run_id: str) -> dict[str, Any]:

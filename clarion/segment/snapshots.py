@@ -26,6 +26,7 @@ import pandas as pd
 from clarion.config import Settings
 from clarion.errors import ClarionError
 from clarion.subject import objection
+from clarion.transform import reuse
 from clarion.transform.dbt import run_dbt
 from clarion.warehouse import Warehouse, relation_exists
 
@@ -102,15 +103,25 @@ def sample_per_mille(settings: Settings, days: Sequence[date], rows: int) -> int
     return max(1, min(1000, math.ceil(1000 * rows / total)))
 
 
-def build(settings: Settings, days: Sequence[date], horizon_days: int, per_mille: int = 1000) -> pd.DataFrame:
+def build(
+    settings: Settings,
+    days: Sequence[date],
+    horizon_days: int,
+    per_mille: int = 1000,
+    reuse_staging: bool = True,
+) -> pd.DataFrame:
     """Features and labels of every customer (or the sample) as of each day, one row per customer
-    and day, in the order of the days then customers. Built in a scratch schema, dropped after."""
+    and day, in the order of the days then customers. Built in a scratch schema, dropped after.
+    The day-independent tables come from the staging build when it was built from what raw and the
+    dbt project hold now (clarion/transform/reuse.py), unless ``reuse_staging`` is false."""
     days = sorted(set(days))
     wh = Warehouse.from_settings(settings)
     shifted = settings.model_copy(
         update={"transform": settings.transform.model_copy(update={"horizon_days": horizon_days})}
     )
     extra = {"as_of_days": [d.isoformat() for d in days], "sample_per_mille": per_mille}
+    with wh.connect("segment snapshot reuse") as con:
+        lent = reuse.deferrable(settings, con) if reuse_staging else []
     try:
         run_dbt(
             shifted,
@@ -120,9 +131,14 @@ def build(settings: Settings, days: Sequence[date], horizon_days: int, per_mille
             *(f"+{m}" for m in AS_OF_MODELS),
             "--exclude-resource-type",
             "test",
+            *reuse.defer_args(settings, lent),
             schema=SNAPSHOT_SCHEMA,
             extra_vars=extra,
         )
+        if lent:
+            log.info(
+                "the snapshot read the staging build's %s (built from what raw holds now)", ", ".join(lent)
+            )
         with wh.connect("segment read") as con:
             return read(con, SNAPSHOT_SCHEMA)
     finally:

@@ -123,13 +123,19 @@ def _parse_files(settings: Settings) -> tuple[Path, Path]:
 
 
 def _parse_stamp(settings: Settings) -> str:
+    _, state = _parse_files(settings)
+    written = f"{state.stat().st_size}/{state.stat().st_mtime_ns}" if state.exists() else "none"
+    return f"{project_digest(settings)} {written}"
+
+
+def project_digest(settings: Settings) -> str:
+    """The sha256 of the dbt project's own files (models, macros, seeds, tests, settings), not of
+    what dbt generates in it."""
     project = settings.transform.dbt_project_dir
     digest = hashlib.sha256()
     for path in sorted(p for p in project.rglob("*") if p.is_file() and not _generated(p, project)):
         digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes() + b"\0")
-    _, state = _parse_files(settings)
-    written = f"{state.stat().st_size}/{state.stat().st_mtime_ns}" if state.exists() else "none"
-    return f"{digest.hexdigest()} {written}"
+    return digest.hexdigest()
 
 
 def _generated(path: Path, project: Path) -> bool:
@@ -142,8 +148,14 @@ def dbt_environment(
     settings: Settings, schema: str = "staging", raw_schema: str = "raw", target: str = "duckdb"
 ) -> Iterator[None]:
     """The DBT_CLARION_* variables the profile reads, for the duration of a dbt call (and dbt's
-    partial-parse state forgotten if the project changed since it was written)."""
+    partial-parse state forgotten if the project changed since it was written). A build into
+    ``staging`` first forgets what the last one was built from (clarion/transform/reuse.py): only
+    the transform records it again, after a build that succeeded."""
     forget_stale_parse(settings)
+    if schema == "staging":
+        from clarion.transform import reuse  # it reads this module's project digest
+
+        reuse.forget(settings)
     duckdb_config = Warehouse.from_settings(settings).duckdb_config()
     values = {
         "DBT_CLARION_TARGET": target,
