@@ -109,6 +109,8 @@ def test_no_reuse_without_the_staging_tables_a_record_or_the_same_project(projec
     assert deferrable(project) == []
     record.write_text(json.dumps(kept | {"raw_schema": "raw_other"}))
     assert deferrable(project) == []
+    record.write_text(json.dumps(kept | {"dbt": "0.0.1"}))  # a manifest another dbt wrote
+    assert deferrable(project) == []
     record.write_text(json.dumps(kept))
     assert deferrable(project) == LENT
     write(project, "drop table staging.stg_support_tickets")  # transform.keep_staging: false

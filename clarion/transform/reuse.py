@@ -10,11 +10,11 @@ So a staging build that succeeded records what those tables were built from (:fu
 dbt project's files, the raw schema, and per raw table they read its row count and the sum of its
 whole rows' hashes (every column, however the row got there: 0.9 s for the 25 million rows of a
 million customers). A
-snapshot asks :func:`deferrable`: when the staging tables are still there, the project is the same
-and every raw table still has the same count and sum, nothing they read has changed, and the
+snapshot asks :func:`deferrable`: when the staging tables are still there, the project and dbt are
+the same and every raw table still has the same count and sum, nothing they read has changed, and the
 snapshot's dbt build defers them to staging (dbt's ``--defer --favor-state`` with the build's
 manifest) instead of building them again. Any difference (a load since, an erasure, an edited
-model or seed, ``transform.keep_staging: false``, a failed or running build) and the snapshot
+model or seed, another dbt version, ``transform.keep_staging: false``, a failed build) and the snapshot
 builds them itself, as before. The record is removed before every staging build and written only
 after a successful one, so a record never describes tables a later build replaced.
 """
@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ def record(settings: Settings, con: duckdb.DuckDBPyConnection, raw_schema: str =
     d.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(manifest, d / "manifest.json")
     built = {
+        "dbt": _dbt_version(),
         "project": project_digest(settings),
         "raw_schema": raw_schema,
         "sources": _sources(con, raw_schema),
@@ -86,6 +88,8 @@ def deferrable(settings: Settings, con: duckdb.DuckDBPyConnection, raw_schema: s
         return []  # dropped after publishing (transform.keep_staging: false), or never built
     if built.get("raw_schema") != raw_schema or built.get("project") != project_digest(settings):
         return []
+    if built.get("dbt") != _dbt_version():
+        return []  # another dbt might not read that manifest
     if built.get("sources") != _sources(con, raw_schema):
         return []
     return sorted(DAY_INDEPENDENT)
@@ -96,6 +100,13 @@ def defer_args(settings: Settings, models: list[str]) -> list[str]:
     if not models:
         return []
     return ["--exclude", *models, "--defer", "--favor-state", "--state", str(state_dir(settings))]
+
+
+def _dbt_version() -> str | None:
+    try:
+        return version("dbt-core")
+    except PackageNotFoundError:
+        return None
 
 
 def _sources(con: duckdb.DuckDBPyConnection, raw_schema: str) -> dict[str, Any]:
