@@ -16,6 +16,13 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from exposure_helpers import (
+    WINDOW,
+    assert_mart_equals,
+    converted_within,
+    exposures_by_definition,
+    first_exposures,
+)
 from extract_helpers import by_entity, make_settings, query, run_extract
 
 from clarion.config import GenerateSettings
@@ -24,7 +31,6 @@ from clarion.extract.contract_sql import DUCKDB_TYPES
 from clarion.synth.generator import generate
 from clarion.warehouse import Warehouse
 
-WINDOW = pd.Timedelta(days=7)  # experiments.attribution_days, and the generator's effect window
 REACTIONS = ("sent", "open", "click", "unsubscribe", "bounce")
 
 
@@ -51,37 +57,6 @@ def difference_interval(x_t: int, n_t: int, x_c: int, n_c: int, z: float) -> tup
         d - np.sqrt((p_t - l_t) ** 2 + (u_c - p_c) ** 2),
         d + np.sqrt((u_t - p_t) ** 2 + (p_c - l_c) ** 2),
     )
-
-
-def first_exposures(events: pd.DataFrame) -> pd.DataFrame:
-    """(campaign, contact) -> arm, variant and time of the first sent/control event; a control
-    enrolment wins a tie. Read from the events as any analyst would, sharing no code with dbt."""
-    exp = events[events["event_type"].isin(["sent", "control"])].copy()
-    exp["control_first"] = (exp["event_type"] != "control").astype(int)
-    exp = exp.sort_values(["campaign_id", "contact_id", "occurred_at", "control_first", "event_id"])
-    first = exp.drop_duplicates(["campaign_id", "contact_id"], keep="first").reset_index(drop=True)
-    first["arm"] = np.where(first["event_type"] == "control", "control", "treatment")
-    first.loc[first["arm"] == "control", "variant_id"] = None
-    return first.rename(columns={"occurred_at": "exposed_at"})[
-        ["campaign_id", "contact_id", "arm", "variant_id", "exposed_at"]
-    ]
-
-
-def converted_within(exposures: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
-    """Per exposure: orders (not cancelled) in [exposed_at, exposed_at + 7 days), and their EUR total."""
-    stands = orders[orders["status"] != "cancelled"][["contact_id", "ordered_at", "total_eur"]]
-    pairs = exposures[["campaign_id", "contact_id", "exposed_at"]].merge(stands, on="contact_id")
-    inside = pairs[
-        (pairs["ordered_at"] >= pairs["exposed_at"]) & (pairs["ordered_at"] < pairs["exposed_at"] + WINDOW)
-    ]
-    counted = inside.groupby(["campaign_id", "contact_id"]).agg(
-        conversions=("ordered_at", "size"), revenue_eur=("total_eur", "sum")
-    )
-    out = exposures.join(counted, on=["campaign_id", "contact_id"])
-    out["conversions"] = out["conversions"].fillna(0).astype(int)
-    out["revenue_eur"] = out["revenue_eur"].fillna(0.0)
-    out["converted"] = out["conversions"] > 0
-    return out
 
 
 # -- the contract, through extraction ------------------------------------------------------------
@@ -265,54 +240,14 @@ def test_campaign_exposures_mart_equals_its_definition_computed_from_the_export(
     fx = json.loads((crm / "manifest.json").read_text())["fx_per_eur"]
     orders["total_eur"] = orders["total_amount"] / orders["currency"].map(fx)
 
-    want = converted_within(first_exposures(events), orders)
-    windowed = events.merge(
-        want[["campaign_id", "contact_id", "exposed_at"]], on=["campaign_id", "contact_id"]
-    )
-    inside = windowed[
-        (windowed["occurred_at"] >= windowed["exposed_at"])
-        & (windowed["occurred_at"] < windowed["exposed_at"] + WINDOW)
-    ]
-    for kind, column in (
-        ("open", "opened"),
-        ("click", "clicked"),
-        ("unsubscribe", "unsubscribed"),
-        ("bounce", "bounced"),
-    ):
-        hit = inside[inside["event_type"] == kind].set_index(["campaign_id", "contact_id"]).index
-        want[column] = want.set_index(["campaign_id", "contact_id"]).index.isin(hit)
-    sent = events[events["event_type"] == "sent"].set_index(["campaign_id", "contact_id"]).index
-    was_sent = want.set_index(["campaign_id", "contact_id"]).index.isin(sent)
-    want["delivered"] = was_sent & ~want["bounced"]
-    want["contaminated"] = (want["arm"] == "control") & was_sent
-
+    want = exposures_by_definition(events, orders)
     con = duckdb.connect(str(root / "var" / "warehouse.duckdb"), read_only=True)
     try:
         got = con.execute("select * from marts.fct_campaign_exposures").df()
     finally:
         con.close()
     assert set(got["arm"]) == {"treatment", "control"} and got["converted"].any()
-    key = ["campaign_id", "contact_id"]
-    got = got.sort_values(key).reset_index(drop=True)
-    want = want.sort_values(key).reset_index(drop=True)
-    assert list(zip(got["campaign_id"], got["contact_id"], strict=True)) == list(
-        zip(want["campaign_id"], want["contact_id"], strict=True)
-    )
-    for column in (
-        "arm",
-        "opened",
-        "clicked",
-        "unsubscribed",
-        "bounced",
-        "delivered",
-        "conversions",
-        "converted",
-        "contaminated",
-    ):
-        assert (got[column].to_numpy() == want[column].to_numpy()).all(), column
-    assert (got["variant_id"].fillna("-") == want["variant_id"].fillna("-")).all()
-    assert (got["exposed_at"] == want["exposed_at"]).all()
-    assert np.allclose(got["revenue_eur"], want["revenue_eur"], atol=0.01)
+    assert_mart_equals(got, want)
 
 
 def test_uplift_features_of_the_small_run_equal_their_definition(small_run) -> None:

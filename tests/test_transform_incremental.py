@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from exposure_helpers import KEY, REACTIONS, assert_mart_equals, exposures_by_definition
 from extract_helpers import generated_project, make_settings, query
 
 from clarion.config import Settings
@@ -583,3 +584,83 @@ def test_incremental_features_equal_full_builds_after_late_rows_updates_an_erasu
     assert recomputed >= everyone - {erased}
     published(settings, None, *PUBLISHED_FEATURES)
     assert features(settings) == features_full_build(settings, next_day) != features_full_build(settings)
+
+
+def test_exposures_with_reactions_around_the_exposure_ties_and_period_edges_equal_their_definition(
+    project: Settings,
+) -> None:
+    """The pairs the model's one pass over the events cannot settle alone (a reaction kind with
+    events before the exposure and after it, settled by its post-hook), variants tied at the first
+    send, a control enrolment tied with a send, and exposures whose window crosses into the next
+    attribution period, planted on one customer: after the incremental build (with the data tests)
+    every row of the mart equals the definition computed with pandas from the staging events and
+    orders, and a full build equals it too."""
+    settings = project
+    week = 7 * 86400
+    contact, ordered_at = pick(
+        settings,
+        f"select contact_id, ordered_at from staging.int_orders where not is_cancelled "
+        f"and epoch(ordered_at) - floor(epoch(ordered_at) / {week}) * {week} between 7200 and 5 * 86400 "
+        "order by ordered_at, order_id limit 1",
+    )
+    period_start = ordered_at - timedelta(seconds=ordered_at.timestamp() % week)
+    hour, day = timedelta(hours=1), timedelta(days=1)
+    exposed = ordered_at - day
+    planted = [
+        ("edge-period", "sent", period_start - hour, None),  # the order is in the next period
+        ("edge-at", "sent", ordered_at, None),  # an order at the exposure counts
+        ("edge-end", "sent", ordered_at - 7 * day, None),  # ... one at its window's end does not
+        ("edge-both", "open", exposed - hour, None),
+        ("edge-both", "click", exposed - 2 * day, None),
+        ("edge-both", "sent", exposed, None),
+        ("edge-both", "open", exposed + hour, None),
+        ("edge-outside", "open", exposed - hour, None),
+        ("edge-outside", "bounce", exposed - hour, None),
+        ("edge-outside", "sent", exposed, None),
+        ("edge-outside", "open", exposed + 8 * day, None),
+        ("edge-outside", "bounce", exposed + 10 * day, None),
+        ("edge-tie", "sent", exposed, "B"),  # the lower event id: its variant
+        ("edge-tie", "sent", exposed, "A"),
+        ("edge-tie", "sent", exposed + day, "C"),
+        ("edge-control", "bounce", exposed - hour, None),
+        ("edge-control", "sent", exposed, None),
+        ("edge-control", "control", exposed, None),
+        ("edge-control", "bounce", exposed + hour, None),
+    ]
+    for campaign, kind, at, variant in planted:
+        add_event(settings, contact, campaign, kind, at, variant)
+
+    run_dbt(settings, "build", AS_OF, *EXPOSURES)  # incremental, with the mart's data tests
+    with Warehouse.from_settings(settings).connect("test") as con:
+        events = con.execute(
+            "select event_id, campaign_id, contact_id, event_type, variant_id, occurred_at "
+            "from staging.stg_email_events union all "
+            "select null, campaign_id, contact_id, 'control', null, occurred_at "
+            "from staging.stg_clarion_holdouts"
+        ).df()
+        orders = con.execute(
+            "select contact_id, ordered_at, cast(total_eur as double) as total_eur, "
+            "case when is_cancelled then 'cancelled' else 'placed' end as status from staging.int_orders"
+        ).df()
+        got = con.execute("select * from staging.fct_campaign_exposures").df()
+    want = exposures_by_definition(events, orders)
+    assert_mart_equals(got, want)
+
+    # what was planted is what the definition sees: the pairs the post-hook had to settle, the tie,
+    # the control and the conversions across the period edge
+    mine = want[want["campaign_id"].str.startswith("edge-")].set_index("campaign_id")
+    firsts = events.merge(want[[*KEY, "exposed_at"]], on=KEY)
+    reactions = firsts[firsts["event_type"].isin([kind for kind, _ in REACTIONS])]
+    both_sides = reactions.groupby([*KEY, "event_type"]).apply(
+        lambda g: (g["occurred_at"] < g["exposed_at"]).any() and (g["occurred_at"] >= g["exposed_at"]).any(),
+        include_groups=False,
+    )
+    assert set(both_sides[both_sides].index.get_level_values("campaign_id")) == {
+        "edge-both",
+        "edge-outside",
+        "edge-control",
+    }
+    assert mine.loc["edge-both", "opened"] and not mine.loc["edge-outside", "opened"]
+    assert mine.loc["edge-tie", "variant_id"] == "B" and mine.loc["edge-control", "arm"] == "control"
+    assert mine.loc["edge-period", "converted"] and mine.loc["edge-at", "converted"]
+    assert full_build(settings) == exposures(settings)

@@ -44,10 +44,12 @@ where built.fingerprint is distinct from kept.fingerprint
 {#- The text of the logic, hashed into every fingerprint: the SQL as written of the two marts whose
     rows depend only on a customer's fingerprinted inputs (fct_campaign_exposures, built here
     incrementally, and fct_email_events, whose publication rewrites only the changed customers:
-    clarion/transform/publish.py) and the macros the exposures call, rendered with this run's vars. -#}
+    clarion/transform/publish.py) and the macros the exposures call (their post-hook's among them),
+    rendered with this run's vars. -#}
 {% macro exposures_logic() -%}
     {%- set code = models_code(['fct_campaign_exposures', 'fct_email_events']) -%}
-    {{ return(local_md5(code | join('|') ~ '|' ~ attribution_end('exposed_at') ~ '|' ~ first_by('v', 'k', 'c'))) }}
+    {{ return(local_md5(code | join('|') ~ '|' ~ attribution_end('exposed_at') ~ '|' ~ first_at('v', 't', 'k', 'c')
+        ~ '|' ~ attribution_period('t') ~ '|' ~ settle_exposures_sql('x', 'e'))) }}
 {%- endmacro %}
 
 {#- The SQL as written of the project's models `names` (empty while dbt parses). -#}

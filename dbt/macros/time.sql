@@ -69,16 +69,31 @@
     cast({{ amount }} / {{ units_per_eur }} as decimal(18, 4))
 {%- endmacro %}
 
-{#- The value of `value` on the row with the smallest `key` among the rows `condition` keeps (a
-    NULL value is returned as such, not skipped). -#}
-{% macro first_by(value, key, condition) -%}
-    {{ return(adapter.dispatch('first_by', 'clarion')(value, key, condition)) }}
+{#- The value of `value` on the earliest row (by `at`, then by `tiebreak`, an integer) among the
+    rows `condition` keeps (a NULL value is returned as such, not skipped). -#}
+{% macro first_at(value, at, tiebreak, condition) -%}
+    {{ return(adapter.dispatch('first_at', 'clarion')(value, at, tiebreak, condition)) }}
 {%- endmacro %}
 
-{% macro default__first_by(value, key, condition) -%}
-    (array_agg({{ value }} order by {{ key }}) filter (where {{ condition }}))[1]
+{% macro default__first_at(value, at, tiebreak, condition) -%}
+    (array_agg({{ value }} order by {{ at }}, {{ tiebreak }}) filter (where {{ condition }}))[1]
 {%- endmacro %}
 
-{% macro duckdb__first_by(value, key, condition) -%}
-    arg_min_null({{ value }}, {{ key }}) filter (where {{ condition }})
+{#- One 128-bit key ordered as (at, tiebreak): the microseconds since 1970 in the high 64 bits, the
+    tiebreak shifted to unsigned in the low ones. arg_min_null on it costs a third of arg_min_null on
+    row(at, tiebreak) (32 million exposures: 4.6 s against 12.6 s more than no variant at all). -#}
+{% macro duckdb__first_at(value, at, tiebreak, condition) -%}
+    arg_min_null(
+        {{ value }},
+        cast(epoch_us({{ at }}) as hugeint) * 18446744073709551616
+            + (cast({{ tiebreak }} as hugeint) + 9223372036854775808)
+    ) filter (where {{ condition }})
+{%- endmacro %}
+
+{#- The attribution period a timestamp falls in: periods of `attribution_days` counted from 1970.
+    An attribution window [t, t + attribution_days) lies within t's period and the next, so a join
+    on (customer, period) finds every order in it (with the order also offered to the period before
+    its own). -#}
+{% macro attribution_period(ts) -%}
+    floor(extract(epoch from {{ ts }}) / {{ 86400 * (var('attribution_days') | int) }})
 {%- endmacro %}
