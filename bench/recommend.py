@@ -8,8 +8,8 @@ global popularity; each further item is 40% a companion of the first, 35% the fa
 25% global popularity. About 3 orders of 1-3 items per customer over three years.
 
 Each step runs in its own process (bench.harness.measure), reading the lines from Parquet:
-*evaluate*: ``models.recommend.evaluate`` (fit before the cut, four methods, top 10 for everyone who
-bought after it); *cooccurrence* / *als*: basis, fit, top 5 for every customer, the reason texts.
+*evaluate*: ``models.recommend_evaluation.evaluate`` (fit before the cut, four methods, top 10 for
+everyone who bought after it); *cooccurrence* / *als*: basis, fit, top 5 for every customer, the reason texts.
 *Floor*, in the same run: reading the same Parquet file and counting lines per product (numpy).
 """
 
@@ -125,10 +125,10 @@ def floor(folder: str) -> dict[str, Any]:
 
 
 def evaluate(folder: str) -> dict[str, Any]:
-    from models import recommend as rec
+    from models import recommend_evaluation as evaluation_of
 
     lines, catalogue = _load(folder)
-    e = rec.evaluate(lines, catalogue, DAY - 61, DAY, 180)
+    e = evaluation_of.evaluate(lines, catalogue, DAY - 61, DAY, 180)
     return {"customers": e["customers"], "methods": e["methods"]}
 
 
@@ -200,7 +200,8 @@ def main(sizes: list[int]) -> str:
     )
     notes = (
         "Order lines written with numpy with the generator's taste (favourite category, companion "
-        "products; `bench/recommend.py`), 500 products. *evaluate*: `models.recommend.evaluate`, the "
+        "products; `bench/recommend.py`), 500 products. *evaluate*: "
+        "`models.recommend_evaluation.evaluate`, the "
         "four methods fitted before the cut (latest day - 60) and scored for everyone who bought after "
         "it; *co-occurrence* / *ALS*: fit on every line, top 5 for every customer, the reason texts "
         "(each step's own clock in the cell). Each measurement in its own process, reading the lines "

@@ -27,6 +27,7 @@ from clarion.ops import alerts
 from clarion.privacy import scrub
 from clarion.runtime import check_writable, checkpoint, flow_run_logging
 from clarion.warehouse import Warehouse
+from flows import subflows_share_heartbeat
 
 
 @dataclass(frozen=True)
@@ -186,19 +187,20 @@ def pipeline(
     flow_run_logging(settings)  # under a worker: clarion.* lines at their level, in the run's logs
     watch = alerts.Watch(settings, str(flow_run.get_id() or ""))
     try:
-        result = _run(
-            settings,
-            watch,
-            wait_seconds,
-            stages,
-            source,
-            as_of,
-            horizon_days,
-            retrain,
-            campaigns,
-            resume,
-            full_refresh,
-        )
+        with subflows_share_heartbeat():  # the stages' subflows: this flow's heartbeat is the run's
+            result = _run(
+                settings,
+                watch,
+                wait_seconds,
+                stages,
+                source,
+                as_of,
+                horizon_days,
+                retrain,
+                campaigns,
+                resume,
+                full_refresh,
+            )
     except Exception as exc:  # a crash or a cancellation is told by the late-run automation instead
         watch.failed(exc)
         raise

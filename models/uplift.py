@@ -33,6 +33,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from models.experiments import ExperimentDataError
 
@@ -241,20 +242,37 @@ class RandomComparison:
     draws: int
 
 
-def random_coefficients(codes: np.ndarray) -> np.ndarray:
-    """The Qini coefficient of ``codes`` (or of each of its rows), a ranking of customers (best first) coded
+def random_coefficients(codes: np.ndarray) -> float:
+    """The Qini coefficient of ``codes``, a ranking of customers (best first) coded
     ``2 * treated + converted``, with no ties: what ``qini_coefficient`` gives a score that ranks
     them in that order, in integer running counts and one pass. The curve starts and ends on the
     random line, so the trapezoid over depths 0..n is the plain sum of qini(k) - (k / n) qini(n)."""
     n = codes.shape[-1]
-    n_t = np.cumsum(codes >> 1, axis=-1, dtype=np.int32)  # counts fit: n < 2**31
-    n_c = np.arange(1, n + 1, dtype=np.int32) - n_t
-    scaled = np.multiply(np.cumsum(codes == 1, axis=-1, dtype=np.int32), n_t, dtype=np.float64)
-    np.divide(scaled, n_c, out=scaled, where=n_c > 0)
-    scaled[n_c == 0] = 0.0  # no control customer yet: nothing to scale
-    qini = np.cumsum(codes == 3, axis=-1, dtype=np.int32) - scaled
-    qini /= n
-    return (qini.sum(axis=-1) - qini[..., -1] * (n + 1) / 2) / n
+    qini = _running_qini(np.ascontiguousarray(codes, dtype=np.int8))
+    return (qini.sum() - qini[-1] * (n + 1) / 2) / n
+
+
+@njit(cache=True, nogil=True)
+def _running_qini(codes):
+    """qini(k) / n at every depth k of the ranking ``codes``: treated conversions minus control
+    conversions scaled by treated / control customers so far (0 before the first control customer).
+    The same float operations, element by element, as the numpy running sums this replaced (one pass
+    instead of three cumulative sums and their temporaries: 200 random rankings of a million
+    validation customers took 3.2 s); the sum is left to numpy, whose pairwise sum it was."""
+    n = codes.size
+    qini = np.empty(n)
+    treated = 0
+    control_converted = 0
+    treated_converted = 0
+    for k in range(n):
+        c = codes[k]
+        treated += c >> 1
+        control_converted += c == 1
+        treated_converted += c == 3
+        control = k + 1 - treated
+        scaled = float(control_converted) * float(treated) / control if control > 0 else 0.0
+        qini[k] = (treated_converted - scaled) / n
+    return qini
 
 
 def qini_vs_random(

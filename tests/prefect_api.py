@@ -59,3 +59,30 @@ def task_runs(flow_run_id: str) -> dict[str, tuple[str, int]]:
             task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[UUID(flow_run_id)]))
         )
     return {r.name: (r.state.type.value, r.run_count) for r in runs}
+
+
+def flow_run_events(
+    flow_run_ids: list[str], names: list[str], wait_for: tuple[str, str], timeout: float = 60
+) -> set[tuple[str, str]]:
+    """(event, flow run id) of the events named ``names`` the server stored about these flow runs,
+    read once it holds ``wait_for`` (an (event, flow run id) pair sent after the ones of interest:
+    the server stores events in batches, a few seconds after they are sent). At most 50 (the API's
+    page)."""
+    import time
+
+    resources = [f"prefect.flow-run.{i}" for i in flow_run_ids]
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            response = client.request(
+                "POST",
+                "/events/filter",
+                json={"filter": {"resource": {"id": resources}, "event": {"name": names}}, "limit": 50},
+            )
+            found = {
+                (e["event"], e["resource"]["prefect.resource.id"].removeprefix("prefect.flow-run."))
+                for e in response.json()["events"]
+            }
+            if wait_for in found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)

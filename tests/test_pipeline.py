@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from prefect_api import artifacts, flow_run, subflow_names
+from prefect_api import artifacts, child_flow_run, flow_run, flow_run_events, subflow_names
 from reliability_helpers import cli_env
 from test_warehouse import start_holder, wait_locked
 
@@ -106,6 +106,51 @@ def test_a_run_prepares_the_warehouse_records_itself_and_publishes_a_summary(sma
     assert segment["trained"]["decision"].startswith(f"promoted {segment['model_version']}")
     [summary] = [a for a in artifacts(flow_run_id) if a.key == "clarion-run-summary"]
     assert result["run_id"] in summary.data and "| prepare |" in summary.data
+
+
+HEARTBEAT = "prefect.flow-run.heartbeat"
+
+
+def test_only_the_run_sends_a_heartbeat_its_stage_subflows_share_it(small_run) -> None:
+    """Prefect ends every flow run by waiting for its heartbeat thread, which sleeps in whole seconds:
+    a stage's subflow with its own heartbeat lasted up to 1 s longer than its work. The run's flow
+    sends the heartbeat that tells a crashed run; its stages send none."""
+    flow_run_id = runs_table(small_run["settings"].warehouse.path)[0][2]  # the first run: the session's
+    stages = [child_flow_run(flow_run_id, name) for name in subflow_names(flow_run_id)]
+    done = ("prefect.flow-run.Completed", flow_run_id)
+    events = flow_run_events([flow_run_id, *stages], [HEARTBEAT, done[0]], wait_for=done)
+    assert done in events, "the server never stored the run's end"
+    assert (HEARTBEAT, flow_run_id) in events
+    assert [s for s in stages if (HEARTBEAT, s) in events] == []
+    assert all(("prefect.flow-run.Completed", s) in events for s in stages)
+
+
+def test_a_subflow_outside_the_block_keeps_its_own_heartbeat() -> None:
+    """The block is what removes a subflow's heartbeat: the same subflow run before and after it sends
+    one, inside it none."""
+    from prefect import flow
+    from prefect.runtime import flow_run as current
+
+    from flows import subflows_share_heartbeat
+
+    ids: dict[str, str] = {}
+
+    @flow(name="heartbeat-probe")
+    def probe(tag: str) -> None:
+        ids[tag] = str(current.get_id())
+
+    @flow(name="heartbeat-parent")
+    def parent() -> None:
+        ids["parent"] = str(current.get_id())
+        probe("before")
+        with subflows_share_heartbeat():
+            probe("inside")
+        probe("after")
+
+    parent()
+    events = flow_run_events(list(ids.values()), [HEARTBEAT], wait_for=(HEARTBEAT, ids["after"]))
+    beating = {tag for tag, i in ids.items() if (HEARTBEAT, i) in events}
+    assert beating == {"parent", "before", "after"}
 
 
 def test_a_failing_stage_fails_the_flow_and_the_run_record_keeps_the_error(

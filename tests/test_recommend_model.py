@@ -1,6 +1,7 @@
-"""The recommender's arithmetic (models/recommend.py) against independent computations in pandas:
-the baselines' lists, the exact co-purchase shares, the evaluation's recall@10 and NDCG@10, the
-filters, and the time split (nothing on or after the cut day reaches the fit)."""
+"""The recommender's arithmetic (models/recommend.py, models/recommend_evaluation.py) against
+independent computations in pandas: the baselines' lists, the exact co-purchase shares, the
+evaluation's recall@10 and NDCG@10, the filters, and the time split (nothing on or after the cut
+day reaches the fit); the compiled ranking against dense keys sorted in full."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from models import recommend as rec
+from models import recommend_evaluation as ev
 
 N_CUSTOMERS, N_PRODUCTS, CATEGORIES = 400, 40, ["apparel", "beauty", "home", "kids"]
 DAY = 20_000  # the day recommendations are made for (a day number)
@@ -177,7 +179,7 @@ def test_the_fit_sees_nothing_on_or_after_its_day() -> None:
         )
         assert same == before, method
         assert later != before, method  # the flood would change the lists: the split is what kept it out
-    e1 = rec.evaluate(lines, catalogue, cut, DAY, 60, methods=("popularity", "cooccurrence"))
+    e1 = ev.evaluate(lines, catalogue, cut, DAY, 60, methods=("popularity", "cooccurrence"))
     assert e1["methods"]["popularity"]["ndcg_at_k"] > 0
 
 
@@ -215,7 +217,7 @@ def _assert_figures(e: dict, oracle: dict, catalogue: rec.Catalogue) -> None:
 def test_evaluation_figures_equal_an_independent_computation() -> None:
     lines, catalogue = _shop(seed=2)
     cut, k, exclude = DAY - 60, 10, 60
-    e = rec.evaluate(lines, catalogue, cut, DAY, exclude, methods=("popularity", "category"))
+    e = ev.evaluate(lines, catalogue, cut, DAY, exclude, methods=("popularity", "category"))
     _assert_figures(e, _oracle_evaluation(_frame(lines), catalogue, cut, k, exclude), catalogue)
     assert e["sampled_customers"] == e["all_customers"] == N_CUSTOMERS
 
@@ -226,19 +228,19 @@ def test_a_sampled_evaluation_is_the_evaluation_of_the_drawn_customers_alone() -
     the draw is repeatable, and a sample as large as the shop changes nothing."""
     lines, catalogue = _shop(seed=2)
     cut, k, exclude, size = DAY - 60, 10, 60, 180
-    _, drawn = rec.sample_customers(lines, size)
+    _, drawn = ev.sample_customers(lines, size)
     assert drawn.size == np.unique(drawn).size == size and drawn.min() >= 0 and drawn.max() < N_CUSTOMERS
-    assert np.array_equal(drawn, rec.sample_customers(lines, size)[1])
-    assert not np.array_equal(drawn, rec.sample_customers(lines, size, seed=8)[1])
-    e = rec.evaluate(lines, catalogue, cut, DAY, exclude, methods=("popularity", "category"), sample=size)
+    assert np.array_equal(drawn, ev.sample_customers(lines, size)[1])
+    assert not np.array_equal(drawn, ev.sample_customers(lines, size, seed=8)[1])
+    e = ev.evaluate(lines, catalogue, cut, DAY, exclude, methods=("popularity", "category"), sample=size)
     assert (e["sampled_customers"], e["all_customers"]) == (size, N_CUSTOMERS)
     df = _frame(lines)
     mine = df[df.customer.isin(drawn.tolist())]
     assert 0 < len(mine) < len(df)
     _assert_figures(e, _oracle_evaluation(mine, catalogue, cut, k, exclude), catalogue)
-    everyone = rec.evaluate(lines, catalogue, cut, DAY, exclude, methods=("popularity", "category"))
+    everyone = ev.evaluate(lines, catalogue, cut, DAY, exclude, methods=("popularity", "category"))
     assert e["methods"] != everyone["methods"]  # the draw measured something else than the whole shop
-    as_large = rec.evaluate(
+    as_large = ev.evaluate(
         lines, catalogue, cut, DAY, exclude, methods=("popularity", "category"), sample=N_CUSTOMERS
     )
     assert as_large == everyone
@@ -250,9 +252,9 @@ def test_the_best_ndcg_wins_and_ties_go_to_the_simpler() -> None:
         "cooccurrence": {"ndcg_at_k": 0.2},
         "als": {"ndcg_at_k": 0.1},
     }
-    assert rec.choose({"k": 10, "methods": figures})[0] == "popularity"
+    assert ev.choose({"k": 10, "methods": figures})[0] == "popularity"
     figures["cooccurrence"]["ndcg_at_k"] = 0.21
-    method, why = rec.choose({"k": 10, "methods": figures})
+    method, why = ev.choose({"k": 10, "methods": figures})
     assert method == "cooccurrence" and "0.2100" in why
 
 
@@ -260,8 +262,30 @@ def test_a_share_above_zero_never_reads_zero_percent() -> None:
     assert rec.percent(0.004) == "under 1%" and rec.percent(0.31) == "31%" and rec.percent(0.0) == "0%"
 
 
+def _top_n(key: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The recommender's selection (``_ranked``) on keys given as they are: no popularity key (-inf),
+    every score taken (above -inf), times 1, plus 0; no favourite, no exclusion, all for sale."""
+    m, n_p = key.shape
+    return rec._ranked(
+        key,
+        -np.inf,
+        1.0,
+        0.0,
+        np.full(n_p, -np.inf),
+        np.full(m, -1),
+        np.zeros((1, n_p), dtype=bool),
+        np.ones(n_p, dtype=bool),
+        np.zeros(m, dtype=np.int64),
+        np.zeros(2, dtype=np.int64),
+        np.zeros(0, dtype=np.int32),
+        np.zeros(0, dtype=np.int32),
+        0,
+        n,
+    )
+
+
 def test_the_top_n_are_the_largest_keys_and_a_tie_goes_to_the_lower_product() -> None:
-    """``top_n`` against a full sort of each row by (key descending, product ascending): keys
+    """The selection against a full sort of each row by (key descending, product ascending): keys
     rounded so that most rows hold ties across the n-th place, and rows with fewer than n finite
     keys (their -inf fill is dropped by the caller, so only the finite picks are compared)."""
     rng = np.random.default_rng(5)
@@ -269,7 +293,7 @@ def test_the_top_n_are_the_largest_keys_and_a_tie_goes_to_the_lower_product() ->
     key[rng.random(key.shape) < 0.3] = -np.inf
     key[:10, 3:] = -np.inf  # at most 3 finite keys
     n = 5
-    pick, picked = rec.top_n(key.copy(), n)
+    pick, picked = _top_n(key, n)
     ties = 0
     for r in range(key.shape[0]):
         order = np.lexsort((np.arange(key.shape[1]), -key[r]))[:n]  # lexsort: the last key first
@@ -286,6 +310,83 @@ def test_recommendations_do_not_depend_on_the_order_of_equal_scores() -> None:
     """Two products with equal keys at the n-th place: the lower index is recommended, whichever
     column a partition would have met first."""
     key = np.array([[1.5, 1.2, 1.2, 3.0, 1.2], [1.2, 1.2, 9.0, 1.2, 1.1]])
-    pick, picked = rec.top_n(key.copy(), 2)
+    pick, picked = _top_n(key, 2)
     assert pick.tolist() == [[3, 0], [2, 0]]
     assert picked.tolist() == [[3.0, 1.5], [9.0, 1.2]]
+
+
+def _dense_recommend(
+    model: rec.Fitted, catalogue: rec.Catalogue, customers: np.ndarray, n: int, exclude_days: int
+) -> list[tuple[int, int, float]]:
+    """Each customer's ranked (product, key) pairs from the keys built as whole (customers x products)
+    arrays, the way the recommender built them before its compiled pass, and a full sort of each row
+    by (key descending, product ascending)."""
+    b = model.basis
+    n_p = b.bought.shape[1]
+    n = min(n, int(catalogue.active.sum()))
+    pop_key = np.empty(n_p)
+    pop_key[b.popularity_order] = (n_p - np.arange(n_p)) / (n_p + 1.0)
+    out = []
+    for start in range(0, customers.size, rec.CHUNK):
+        rows = customers[start : start + rec.CHUNK]
+        m = rows.size
+        fav = b.favourite[rows]
+        key = np.broadcast_to(pop_key + rec.TIER_POPULAR, (m, n_p)).copy()
+        if model.method != "popularity":
+            for c in np.unique(fav[fav >= 0]):
+                key[np.ix_(np.flatnonzero(fav == c), np.flatnonzero(b.category_top[c]))] += 1.0
+        raw = model.scores(rows)
+        if raw is not None:
+            positive = raw > 1e-12
+            top = raw.max() if positive.any() else 1.0
+            np.copyto(key, raw * (1.0 / (top * (1 + 1e-9))) + rec.TIER_MODEL, where=positive)
+        key[:, ~catalogue.active] = -np.inf
+        recent = b.bought[rows]
+        r_rows = np.repeat(np.arange(m), np.diff(recent.indptr))
+        too_recent = recent.data >= b.day - exclude_days
+        key[r_rows[too_recent], recent.indices[too_recent]] = -np.inf
+        for r in range(m):
+            order = np.lexsort((np.arange(n_p), -key[r]))[:n]
+            out += [(int(rows[r]), int(j), float(key[r, j])) for j in order if np.isfinite(key[r, j])]
+    return out
+
+
+@pytest.mark.parametrize("method", ["popularity", "category", "cooccurrence", "als"])
+def test_the_compiled_ranking_equals_the_dense_keys_sorted_in_full(method: str) -> None:
+    """Every method's recommendations (products, order, tiers) against the keys built as dense arrays
+    and sorted in full: favourites, inactive and recently bought products, customers with fewer
+    than n products left, ALS's float32 scores, and co-purchase scores rounded so that ties at the
+    n-th place are common."""
+    lines, catalogue = _shop(3)
+    b = rec.basis(lines, catalogue, DAY)
+    if method == "als":  # float32 factors, as implicit gives them, without fitting ALS here
+        rng = np.random.default_rng(2)
+        model = rec.Fitted(
+            "als",
+            b,
+            user_factors=rng.standard_normal((N_CUSTOMERS, 4)).astype(np.float32),
+            item_factors=rng.standard_normal((N_PRODUCTS, 4)).astype(np.float32),
+        )
+    else:
+        model = rec.fit(method, b)
+    if method == "cooccurrence":
+        model.similarity = np.round(model.similarity, 1)  # equal scores: the tie rule decides
+    few = rec.Catalogue(catalogue.category, np.zeros(N_PRODUCTS, dtype=bool), catalogue.categories)
+    few.active[b.popularity_order[:3]] = True  # 3 for sale, bought by many within 400 days: fewer left
+    customers = np.arange(N_CUSTOMERS)
+    short = 0
+    for cat, exclude_days in ((catalogue, 60), (few, 400)):
+        got = rec.recommend(model, cat, customers, 5, exclude_days)
+        want = _dense_recommend(model, cat, customers, 5, exclude_days)
+        assert list(zip(got.customer.tolist(), got.product.tolist(), strict=True)) == [
+            (c, p) for c, p, _ in want
+        ]
+        assert got.tier.tolist() == [int(np.floor(k)) for _, _, k in want]
+        counts = np.bincount(got.customer, minlength=N_CUSTOMERS)
+        assert got.rank.tolist() == [r for k in counts for r in range(1, k + 1)]
+        short += int((counts < min(5, int(cat.active.sum()))).sum())
+    assert short > 0  # customers with fewer products left than asked for were met
+    if method == "cooccurrence":  # the n-th place was tied for many customers
+        scores = model.scores(customers)
+        fifth = np.sort(scores, axis=1)[:, -5]
+        assert int(((scores == fifth[:, None]).sum(axis=1) > 1).sum()) > 50

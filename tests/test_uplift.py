@@ -149,6 +149,20 @@ def test_predicting_without_a_fitted_feature_names_it(fitted):
         fitted["model"].predict(fitted["features"].drop(columns=["recency"]))
 
 
+def _numpy_random_coefficient(codes: np.ndarray) -> float:
+    """The running sums as numpy arrays, the way ``random_coefficients`` computed them before its
+    compiled pass: the same float operations, so the same value to the last bit."""
+    n = codes.shape[-1]
+    n_t = np.cumsum(codes >> 1, dtype=np.int32)
+    n_c = np.arange(1, n + 1, dtype=np.int32) - n_t
+    scaled = np.multiply(np.cumsum(codes == 1, dtype=np.int32), n_t, dtype=np.float64)
+    np.divide(scaled, n_c, out=scaled, where=n_c > 0)
+    scaled[n_c == 0] = 0.0
+    qini = np.cumsum(codes == 3, dtype=np.int32) - scaled
+    qini /= n
+    return (qini.sum() - qini[-1] * (n + 1) / 2) / n
+
+
 def test_a_random_ranking_is_scored_exactly_as_a_model_ranking_in_that_order(fitted):
     """qini_vs_random's fast path against qini_coefficient, on shuffles of real treated/converted
     customers: a score falling with the position gives the same ranking with no ties."""
@@ -160,6 +174,7 @@ def test_a_random_ranking_is_scored_exactly_as_a_model_ranking_in_that_order(fit
         score = -np.arange(t.size, dtype=float)
         expected = qini_coefficient(score, t[order], y[order])
         assert random_coefficients(codes[order]) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+        assert random_coefficients(codes[order]) == _numpy_random_coefficient(codes[order])
     score = rng.random(t.size)
     runs = [qini_vs_random(score, t, y, draws=30, seed=s) for s in (3, 3, 4)]
     assert runs[0] == runs[1]  # a seed fixes the draws

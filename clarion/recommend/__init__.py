@@ -3,7 +3,8 @@ customer's top products with a reason that is a fact about their own purchases.
 
 Modules: ``stage`` (read the warehouse, evaluate by time, choose, recommend, write
 ``ml.recommendations``, register the recommender card) and ``views`` (the card, summaries, one
-customer's list). The methods and the evaluation are pure, in models/recommend.py.
+customer's list). The methods and the evaluation are pure, in models/recommend.py and
+models/recommend_evaluation.py.
 """
 
 from clarion.recommend.stage import CANNOT, run

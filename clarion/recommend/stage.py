@@ -35,6 +35,7 @@ from clarion.privacy.suppression import erased_sql
 from clarion.recommend.views import card_files
 from clarion.warehouse import Warehouse, relation_exists
 from models import recommend as rec
+from models import recommend_evaluation as evaluation_of
 from models.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,7 @@ def _recommend(settings: Settings, data: Data, as_of: date) -> dict[str, Any]:
     if reused is not None:
         evaluation, reuse = reused
     else:
-        evaluation = rec.evaluate(
+        evaluation = evaluation_of.evaluate(
             lines, data.catalogue, cut, day, r.exclude_bought_days, sample=r.eval_max_customers, **params
         )
         evaluation.update({"cut": str(EPOCH + timedelta(days=cut)), "end": str(as_of)})
@@ -226,7 +227,7 @@ def _recommend(settings: Settings, data: Data, as_of: date) -> dict[str, Any]:
     elif evaluation["customers"] == 0:
         method, why = "popularity", "no purchases after the evaluation's cut day to measure: the baseline"
     else:
-        method, why = rec.choose(evaluation)
+        method, why = evaluation_of.choose(evaluation)
     if r.method != "auto":
         method, why = r.method, f"set in ml.recommendations.method (auto would take {method}: {why})"
     if method in ("cooccurrence", "als") and rec.repeat_buyers(b) < 2:
