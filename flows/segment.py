@@ -16,7 +16,6 @@ from prefect.cache_policies import NO_CACHE
 
 from clarion.config import Settings
 from clarion.segment import runner
-from flows import subflows_share_heartbeat
 from flows.triggers import campaign_triggers
 
 
@@ -59,8 +58,7 @@ def segment(
         logger.info("model %s: %s", trained["version"], trained["decision"])
     version = runner.registry(settings).promoted()
     result = score(settings, run_id, plan, version, frame, full_refresh)
-    with subflows_share_heartbeat():  # the segment flow's own heartbeat covers it
-        fired = campaign_triggers(settings, run_id)  # customers who crossed a brief's trigger: one event each
+    fired = campaign_triggers(settings, run_id)  # customers who crossed a brief's trigger: one event each
     create_table_artifact(
         key="segments",
         table=[

@@ -270,8 +270,8 @@ def _chunk(
         fav if model.method != "popularity" else np.full(m, -1, dtype=fav.dtype),
         b.category_top,
         catalogue.active,
-        rows.astype(np.int64),
-        b.bought.indptr.astype(np.int64),
+        rows,
+        b.bought.indptr,
         b.bought.indices,
         b.bought.data,
         b.day - exclude_days,
@@ -370,12 +370,12 @@ def _strongest(
     contribution[i, product] (ties: the lower index), and that largest value (-inf and -1 for a
     customer without products)."""
     return _strongest_pairs(
-        bought.indptr.astype(np.int64),
+        bought.indptr,
         bought.indices,
         np.zeros(0) if weights is None else weights.data,
         contribution,
-        customer.astype(np.int64),
-        product.astype(np.int64),
+        customer,
+        product,
     )
 
 

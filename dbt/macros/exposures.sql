@@ -17,8 +17,15 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- The reaction kinds the mart flags, each (event_type, column): the model and the hook share them. -#}
+{% macro exposure_reactions() -%}
+    {{ return([('open', 'opened'), ('click', 'clicked'), ('unsubscribe', 'unsubscribed'), ('bounce', 'bounced')]) }}
+{%- endmacro %}
+
 {% macro unsettled_exposures() -%}
-    opened is null or clicked is null or unsubscribed is null or bounced is null
+    {%- for _, flag in exposure_reactions() -%}
+        {{ flag }} is null{{ ' or ' if not loop.last }}
+    {%- endfor -%}
 {%- endmacro %}
 
 {#- The update itself (also hashed into the exposures' logic: macros/incremental.sql). -#}
@@ -34,7 +41,7 @@ from (
     select
         unsettled.campaign_id,
         unsettled.contact_id,
-        {%- for kind, flag in [('open', 'opened'), ('click', 'clicked'), ('unsubscribe', 'unsubscribed'), ('bounce', 'bounced')] %}
+        {%- for kind, flag in exposure_reactions() %}
         bool_or(
             events.event_type = '{{ kind }}'
             and events.occurred_at >= unsettled.exposed_at
